@@ -1,0 +1,109 @@
+//! The crate's error type.
+//!
+//! One enum, [`Error`], with a variant per kind of failure. Every message says what went wrong and,
+//! where the caller can do something about it, what to do.
+
+use std::io;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `multiproc`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the crate was doing.
+        context: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A value could not be encoded or decoded for the trip to another process.
+    #[error("could not {action} a value for another process: {detail}")]
+    Codec {
+        /// `"encode"` or `"decode"`.
+        action: &'static str,
+        /// What the codec reported.
+        detail: String,
+    },
+
+    /// The operation does not fit the object's current state (CPython raises `ValueError` or
+    /// `AssertionError` here), for example starting a process twice or joining one never started.
+    #[error("{0}")]
+    InvalidState(String),
+
+    /// A daemon process tried to start a child (CPython: "daemonic processes are not allowed to have
+    /// children").
+    #[error(
+        "daemonic processes are not allowed to have children; start this process with daemon(false) if it must start others"
+    )]
+    DaemonCannotHaveChildren,
+
+    /// The fork start method was asked for while the process runs several threads.
+    #[error(
+        "the fork start method is unsafe here: this process has {threads} threads, and a forked child \
+         could deadlock on a lock another thread held; use the forkserver or spawn method, or \
+         `Process::start_unchecked` if you know no other thread holds a lock the child needs"
+    )]
+    ForkWithThreads {
+        /// How many threads the process had.
+        threads: usize,
+    },
+
+    /// A child runs a different executable than its parent, so the target cannot be located in it.
+    #[error(
+        "the child process runs a different executable than its parent ({child} against {parent}); \
+         parent and child must run the same binary: do not replace the executable while it runs"
+    )]
+    BinaryMismatch {
+        /// The parent's executable, as device, inode, size and modification time.
+        parent: String,
+        /// The child's executable.
+        child: String,
+    },
+
+    /// The start-up hook that lets a spawned child take over before `main` did not run.
+    #[error(
+        "multiproc's start-up hook did not run in this program, so a spawned child would run `main` \
+         again; call `multiproc::bootstrap()` as the first line of `main`"
+    )]
+    StartupHookMissing,
+
+    /// An unknown or unavailable start method was named.
+    #[error("cannot find context for {0:?}: the start methods are \"forkserver\", \"fork\" and \"spawn\"")]
+    UnknownStartMethod(String),
+
+    /// `set_start_method` was called after the start method was fixed.
+    #[error("context has already been set; pass force = true to change the start method")]
+    ContextAlreadySet,
+
+    /// A child could not be started because the fork server failed.
+    #[error("the fork server failed: {0}")]
+    ForkServer(String),
+
+    /// A wait ran out of time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl Error {
+    /// Wraps an I/O error with what the crate was doing.
+    pub(crate) fn io(context: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Io { context, source: source.into() }
+    }
+}
+
+/// Lets `?` wrap a system-call error with a short context: `.context("create a pipe")?`.
+pub(crate) trait IoContext<T> {
+    fn context(self, context: &'static str) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
+    fn context(self, context: &'static str) -> Result<T> {
+        self.map_err(|e| Error::io(context, e))
+    }
+}

@@ -1,0 +1,95 @@
+//! # multiproc
+//!
+//! Python's `multiprocessing`, in Rust: run functions in child processes as easily as in threads,
+//! for crash and timeout isolation, for killing a hung task, for C libraries that are not
+//! thread-safe, and for memory that must go back to the system.
+//!
+//! ```no_run
+//! use multiproc::Process;
+//!
+//! fn worker(n: u32) {
+//!     println!("worker {n} in process {}", std::process::id());
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let mut children: Vec<Process> = (0..10).map(|n| Process::new(worker, (n,))).collect();
+//!     for child in &mut children {
+//!         child.start()?;
+//!     }
+//!     for child in &mut children {
+//!         assert_eq!(child.join()?, 0);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! No registration and no boilerplate: a target is any `fn` item or closure that captures nothing,
+//! with serde arguments. The child never runs your `main` a second time: the crate takes over a
+//! spawned child before `main` (see [`bootstrap`]).
+//!
+//! ## Coming from Python
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `Process(target=f, args=(a, b))` | [`Process::new(f, (a, b))`](Process::new) |
+//! | `Process(target=f, name=..., daemon=True)` | [`Process::new(f, args).with_name(..).with_daemon(true)`](Process::with_name) |
+//! | subclass of `Process` with `run()` | a type implementing [`Run`], [`Process::from_run`] |
+//! | `p.start()`, `p.join()`, `p.join(timeout)` | [`start`](Process::start), [`join`](Process::join) (returns the exit code), [`join_timeout`](Process::join_timeout) |
+//! | `p.is_alive()`, `p.pid`, `p.exitcode` | [`is_alive`](Process::is_alive), [`pid`](Process::pid), [`exitcode`](Process::exitcode) |
+//! | `p.terminate()`, `p.kill()`, `p.interrupt()`, `p.close()` | [`terminate`](Process::terminate), [`kill`](Process::kill), [`interrupt`](Process::interrupt), [`close`](Process::close) |
+//! | `p.sentinel`, `multiprocessing.connection.wait` | [`sentinel`](Process::sentinel), [`wait`] |
+//! | `current_process()`, `parent_process()` | [`current_process`], [`parent_process`] |
+//! | `active_children()`, `cpu_count()` | [`active_children`], [`cpu_count`] |
+//! | `get_context('spawn')`, `set_start_method`, `get_start_method`, `get_all_start_methods` | [`get_context`], [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] |
+//! | start methods `'forkserver'`, `'spawn'`, `'fork'` | [`StartMethod`] |
+//! | a closure under `fork` | [`Process::fork`] |
+//! | passing a socket or file to a child (`reduction`, `DupFd`) | [`Handle`] |
+//! | `freeze_support()`, `if __name__ == '__main__':` | nothing; [`bootstrap`] only for unusual link set-ups |
+//! | `ProcessError`, `ValueError` from a process | [`Error`] |
+//!
+//! ## Start methods
+//!
+//! The default is the fork server, as in CPython 3.14 on Linux: a small single-threaded process,
+//! started on first use, forks each child. It is fast and safe in multi-threaded programs. `spawn`
+//! starts a fresh execution of the program; `fork` forks the caller and is the only method that
+//! can run capturing closures (refused while the caller has several threads). See [`context`].
+//!
+//! ## Values and resources
+//!
+//! Arguments travel as serde values (postcard). Open files, sockets and other descriptors travel
+//! inside them wrapped in [`Handle`] and arrive open in the child. See [`reduction`] for the design.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod context;
+mod error;
+mod frame;
+mod process;
+pub mod reduction;
+mod sys;
+mod wait;
+
+pub use context::{
+    Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
+    peek_start_method, set_start_method,
+};
+pub use error::{Error, Result};
+pub use process::bootstrap::bootstrap;
+pub use process::children::{ActiveChild, active_children};
+pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
+pub use process::{ExitReport, Process, Run, Target};
+pub use reduction::Handle;
+pub use wait::wait;
+
+/// Serde helpers for fields that hold file descriptors: `#[serde(with = "multiproc::handle")]`.
+pub mod handle {
+    pub use crate::reduction::handle::{deserialize, serialize};
+}
+
+/// Hooks for this crate's own test suite; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::process::launch::test_hooks;
+    pub use crate::process::start::forkserver::server_pid as forkserver_pid;
+}

@@ -1,0 +1,229 @@
+//! What a child runs, and how the parent names it to a child that does not share its memory.
+//!
+//! A target is a plain `fn` item or a non-capturing closure: a zero-sized type whose behaviour is
+//! entirely in its code. For each target type `F` and argument tuple `A` the compiler makes one
+//! monomorphic *entry* function, `run_fn::<F, A>`, that decodes `A`, conjures `F` (possible because
+//! it has no data) and calls it. The parent sends the entry's address as an offset from a fixed
+//! anchor function; a child running the same binary adds its own anchor address back. The same
+//! binary is checked before any entry is called (see `bootstrap`), so the offset always lands on the
+//! intended function; no registration is needed and nothing in the user's program changes.
+//!
+//! Capturing closures cannot be named this way; they run only under the fork start method, where
+//! the child has the parent's memory (`Process::fork`).
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::Result;
+use crate::reduction::{self, Message};
+
+/// An entry function: runs a target with its encoded arguments and returns the exit code.
+pub(crate) type Entry = fn(Message) -> i32;
+
+/// The address of the anchor that entry offsets are measured from.
+#[inline(never)]
+fn anchor() {}
+
+/// The offset of `entry` from the anchor, valid in any process running the same binary.
+pub(crate) fn entry_offset(entry: Entry) -> i64 {
+    (entry as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+}
+
+/// Turns an offset made by [`entry_offset`] back into a callable entry.
+///
+/// # Safety
+///
+/// `offset` must come from [`entry_offset`] in a process running the same executable file as this
+/// one (the launch protocol checks the executable's identity before calling this).
+pub(crate) unsafe fn entry_from_offset(offset: i64) -> Entry {
+    let address = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's guarantee, `address` is the address of an `Entry` function in this
+    // same binary, so the transmuted pointer has the right signature and points at code.
+    unsafe { std::mem::transmute::<usize, Entry>(address) }
+}
+
+/// What a process body returns: `()`, or a `Result` whose error ends the process with exit code 1
+/// after printing it (as `main` does), or an `i32` exit code.
+pub trait ExitReport {
+    /// The exit code this outcome maps to; may print an error first.
+    fn exit_code(self) -> i32;
+}
+
+impl ExitReport for () {
+    fn exit_code(self) -> i32 {
+        0
+    }
+}
+
+impl ExitReport for i32 {
+    fn exit_code(self) -> i32 {
+        self
+    }
+}
+
+impl<T: ExitReport, E: std::fmt::Debug> ExitReport for std::result::Result<T, E> {
+    fn exit_code(self) -> i32 {
+        match self {
+            Ok(value) => value.exit_code(),
+            Err(error) => {
+                eprintln!("Error: {error:?}");
+                1
+            }
+        }
+    }
+}
+
+/// A function that can be a process target with arguments `Args` (a tuple).
+///
+/// Implemented for every `fn` item and non-capturing closure of up to eight serde arguments whose
+/// return type is an [`ExitReport`]. A capturing closure fails to compile with a message naming
+/// [`Process::fork`](crate::Process::fork), the one start method that can run it.
+pub trait Target<Args>: sealed::TargetFn<Args> + Copy + Send + 'static {}
+
+impl<F, Args> Target<Args> for F where F: sealed::TargetFn<Args> + Copy + Send + 'static {}
+
+// The sealed half names crate-private types; it cannot be named or implemented outside the crate.
+#[allow(private_interfaces)]
+pub(crate) mod sealed {
+    /// The crate-private half of [`Target`](super::Target).
+    pub trait TargetFn<Args> {
+        /// The monomorphic entry function for this target and argument types.
+        fn entry() -> super::Entry;
+        /// Calls the target.
+        fn call(self, args: Args) -> i32;
+    }
+}
+
+/// Makes a value of the zero-sized type `F` without having one.
+fn conjure<F: Copy>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target must be a fn item or a closure that captures nothing; use Process::fork for a capturing closure"
+        )
+    };
+    // SAFETY: `F` is zero-sized (checked at compile time above) and is a fn item or closure type,
+    // which are always inhabited and carry no data, so there are no bytes to initialize.
+    unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() }
+}
+
+fn run_fn<F, Args>(message: Message) -> i32
+where
+    F: Target<Args>,
+    Args: DeserializeOwned,
+{
+    match reduction::decode::<Args>(message) {
+        Ok(args) => sealed::TargetFn::call(conjure::<F>(), args),
+        Err(e) => {
+            eprintln!("multiproc: the child could not decode its arguments: {e}");
+            1
+        }
+    }
+}
+
+macro_rules! impl_target {
+    ($($arg:ident),*) => {
+        #[allow(private_interfaces)]
+        impl<F, R, $($arg,)*> sealed::TargetFn<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> R + Copy + Send + 'static,
+            R: ExitReport,
+            $($arg: Serialize + DeserializeOwned,)*
+        {
+            fn entry() -> Entry {
+                run_fn::<F, ($($arg,)*)>
+            }
+            #[allow(non_snake_case)]
+            fn call(self, args: ($($arg,)*)) -> i32 {
+                let ($($arg,)*) = args;
+                self($($arg),*).exit_code()
+            }
+        }
+    };
+}
+
+impl_target!();
+impl_target!(A1);
+impl_target!(A1, A2);
+impl_target!(A1, A2, A3);
+impl_target!(A1, A2, A3, A4);
+impl_target!(A1, A2, A3, A4, A5);
+impl_target!(A1, A2, A3, A4, A5, A6);
+impl_target!(A1, A2, A3, A4, A5, A6, A7);
+impl_target!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// A process body as a type of your own: the Rust form of subclassing CPython's `Process` and
+/// overriding `run()`.
+///
+/// The value is encoded in the parent and decoded in the child, where `run` is called.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Greeter { name: String }
+///
+/// impl Run for Greeter {
+///     fn run(self) {
+///         println!("{} is here", self.name);
+///     }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::from_run(Greeter { name: "Jedan".into() });
+/// p.start()?;
+/// p.join()?;
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "run")]
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What the child returns; see [`ExitReport`].
+    type Output: ExitReport;
+    /// The body of the process.
+    fn run(self) -> Self::Output;
+}
+
+fn run_object<T: Run>(message: Message) -> i32 {
+    match reduction::decode::<T>(message) {
+        Ok(object) => object.run().exit_code(),
+        Err(e) => {
+            eprintln!("multiproc: the child could not decode its process object: {e}");
+            1
+        }
+    }
+}
+
+/// A target ready to travel: its entry and its encoded arguments, plus a readable name for errors.
+pub(crate) struct Job {
+    pub(crate) entry: Entry,
+    pub(crate) payload: Message,
+    pub(crate) name: &'static str,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("target", &self.name).field("payload_bytes", &self.payload.bytes.len()).finish()
+    }
+}
+
+impl Job {
+    /// A job calling `target` with `args`.
+    pub(crate) fn from_fn<F: Target<Args>, Args: Serialize + DeserializeOwned>(
+        _target: F,
+        args: &Args,
+    ) -> Result<Self> {
+        Ok(Job {
+            entry: <F as sealed::TargetFn<Args>>::entry(),
+            payload: reduction::encode(args)?,
+            name: std::any::type_name::<F>(),
+        })
+    }
+
+    /// A job calling `object.run()`.
+    pub(crate) fn from_run<T: Run>(object: &T) -> Result<Self> {
+        Ok(Job { entry: run_object::<T>, payload: reduction::encode(object)?, name: std::any::type_name::<T>() })
+    }
+}

@@ -1,0 +1,105 @@
+//! How values and OS resources cross process boundaries (the counterpart of CPython's `reduction`).
+//!
+//! # Values
+//!
+//! Arguments, return values and messages are serde types, encoded with [postcard]: a compact,
+//! non-self-describing format with varint integers. It was chosen over bitcode by measurement
+//! (`cargo run --release -p multiproc-bench -- codec`, on the 2-core machine, encode + decode):
+//! postcard was as fast or faster on the small messages that dominate process start-up, pools and
+//! queues, and byte buffers cost one copy in both. `bincode` is not used: it is unmaintained.
+//!
+//! # Resources
+//!
+//! A value may hold open file descriptors: a [`Handle<File>`](Handle), a `Connection`, a lock, a
+//! queue, a shared-memory segment. They cannot travel as bytes. When such a value is encoded, each
+//! descriptor is duplicated into the message's descriptor table and the bytes hold only its index;
+//! the transport sends the table with the bytes as `SCM_RIGHTS` ancillary data, and decoding on the
+//! other side takes each descriptor out of the table by its index. A descriptor that arrives but is
+//! not claimed by the decoded value is closed.
+//!
+//! The table is reachable from `Serialize`/`Deserialize` impls through a scope that exists only for
+//! the duration of one [`encode`] or [`decode`] call on this thread (serde offers no other way to
+//! pass context into user types' impls). Outside such a call, a descriptor refuses to be encoded
+//! with a clear error instead of turning into a meaningless number: a `Handle` given to
+//! `serde_json` fails rather than lying.
+
+pub(crate) mod handle;
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+pub use handle::Handle;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+
+/// An encoded value: its bytes and the descriptors it refers to by index.
+#[derive(Debug, Default)]
+pub(crate) struct Message {
+    /// The postcard encoding.
+    pub(crate) bytes: Vec<u8>,
+    /// Descriptors, in the order of the indices in `bytes`.
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Message {
+    /// The descriptors as borrowed handles, for sending.
+    pub(crate) fn borrowed_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.fds.iter().map(|fd| fd.as_fd()).collect()
+    }
+}
+
+thread_local! {
+    static ENCODING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static DECODING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// Encodes `value`, collecting the descriptors it holds.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
+    let outer = ENCODING.with(|slot| slot.replace(Some(Vec::new())));
+    let result = postcard::to_stdvec(value);
+    let fds = ENCODING.with(|slot| slot.replace(outer)).unwrap_or_default();
+    let bytes = result.map_err(|e| codec_error("encode", e))?;
+    Ok(Message { bytes, fds })
+}
+
+/// Appends `bytes`'s encoding of `value` to `out`, collecting descriptors into `fds`.
+pub(crate) fn decode<T: DeserializeOwned>(message: Message) -> Result<T> {
+    let table = message.fds.into_iter().map(Some).collect();
+    let outer = DECODING.with(|slot| slot.replace(Some(table)));
+    let result = postcard::from_bytes(&message.bytes);
+    // Descriptors nobody claimed are closed here, when the table is dropped.
+    drop(DECODING.with(|slot| slot.replace(outer)));
+    result.map_err(|e| codec_error("decode", e))
+}
+
+fn codec_error(action: &'static str, e: postcard::Error) -> Error {
+    Error::Codec { action, detail: e.to_string() }
+}
+
+/// Called by a descriptor's `Serialize` impl: duplicates `fd` into the current message and returns
+/// its index, or `None` outside an [`encode`] call.
+pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> Option<std::io::Result<u32>> {
+    ENCODING.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let table = slot.as_mut()?;
+        Some(crate::sys::dup_cloexec(fd).map_err(Into::into).map(|dup| {
+            table.push(dup);
+            (table.len() - 1) as u32
+        }))
+    })
+}
+
+/// Called by a descriptor's `Deserialize` impl: takes descriptor `index` out of the current
+/// message. `Err` says why it is not there.
+pub(crate) fn take_fd(index: u32) -> std::result::Result<OwnedFd, &'static str> {
+    DECODING.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let table = slot.as_mut().ok_or("a file descriptor can only be decoded from a multiproc message")?;
+        let entry = table.get_mut(index as usize).ok_or("the message refers to a file descriptor it does not carry")?;
+        entry.take().ok_or("the message refers to the same file descriptor twice")
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,20 @@
+//! The Linux backend of the platform layer.
+//!
+//! Each file owns one area: file descriptors, processes, sockets with descriptor passing, polling,
+//! and the start-up hook that lets a child take over before `main`.
+
+mod ctor;
+mod fd;
+mod poll;
+mod process;
+mod socket;
+
+pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
+pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, pipe_cloexec, random_bytes};
+pub(crate) use poll::poll_readable;
+pub(crate) use process::{
+    ExeIdentity, ForkResult, WaitOutcome, exe_identity, fork, ignore_sigpipe, keep_only_inherited, main_thread_count,
+    pidfd_open, pidfd_signal, raw_exit, register_at_exit, remove_env_before_main, signals, spawn_current_exe,
+    take_inherited_fd, wait_pidfd,
+};
+pub(crate) use socket::{SocketKind, recv_with_fds, send_with_fds, socketpair_cloexec};

@@ -1,0 +1,39 @@
+//! Waiting for readiness on several descriptors at once (`poll(2)`).
+
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io;
+
+/// What `poll_readable` saw on one descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Readiness {
+    /// Data can be read (or the peer hung up: a read will not block).
+    pub(crate) ready: bool,
+}
+
+/// Waits until at least one of `fds` is readable or hung up, or `timeout` passes (`None`: no limit).
+///
+/// Retries on `EINTR` with the remaining time. Returns one [`Readiness`] per descriptor, in order;
+/// all `ready == false` means the time ran out.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<Readiness>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ts = remaining.map(|r| Timespec { tv_sec: r.as_secs() as i64, tv_nsec: i64::from(r.subsec_nanos()) });
+        match rustix::event::poll(&mut pollfds, ts.as_ref()) {
+            Ok(_) => break,
+            Err(io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pollfds
+        .iter()
+        .map(|p| {
+            let r = p.revents();
+            Readiness { ready: r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) }
+        })
+        .collect())
+}

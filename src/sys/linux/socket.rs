@@ -1,0 +1,79 @@
+//! Unix-domain socket pairs and descriptor passing (`SCM_RIGHTS`).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::io;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketFlags, SocketType,
+};
+
+/// The most descriptors one message may carry (the kernel's `SCM_MAX_FD` is 253).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// The kind of a Unix socket pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketKind {
+    /// A byte stream (`SOCK_STREAM`).
+    Stream,
+    /// Whole messages with preserved boundaries (`SOCK_SEQPACKET`).
+    SeqPacket,
+}
+
+/// A connected pair of Unix sockets, both close-on-exec.
+pub(crate) fn socketpair_cloexec(kind: SocketKind) -> io::Result<(OwnedFd, OwnedFd)> {
+    let ty = match kind {
+        SocketKind::Stream => SocketType::STREAM,
+        SocketKind::SeqPacket => SocketType::SEQPACKET,
+    };
+    rustix::net::socketpair(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None)
+}
+
+/// Sends `iov` on `socket` with one `sendmsg(2)`, attaching `fds` as `SCM_RIGHTS`.
+///
+/// Returns how many bytes were sent (a stream socket may take fewer than offered; the descriptors
+/// travel with the first byte). Never raises `SIGPIPE`; a closed peer gives `EPIPE`.
+pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Errno::TOOMANYREFS);
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Errno::NOBUFS);
+    }
+    loop {
+        match rustix::net::sendmsg(socket, iov, &mut control, SendFlags::NOSIGNAL) {
+            Err(io::Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Receives into `buf` with one `recvmsg(2)`, appending any passed descriptors (close-on-exec) to
+/// `fds`. Returns the number of bytes read; 0 means the peer closed the connection.
+///
+/// Descriptors that did not fit (`MSG_CTRUNC`) are reported as `EMSGSIZE` after the ones that did
+/// fit were taken (and are closed when `fds` is dropped by the caller).
+pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(io::Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Errno::MSGSIZE);
+    }
+    Ok(msg.bytes)
+}
