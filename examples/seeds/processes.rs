@@ -1,0 +1,200 @@
+//! The process scenarios of seed 002, shared by the standalone examples and the tour.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use multiproc::{Handle, Process, Run};
+use serde::{Deserialize, Serialize};
+
+fn work(i: u32) {
+    println!("  process {i} (pid {}) is running", std::process::id());
+}
+
+/// Ten processes started, then all joined.
+pub fn ten_processes() -> multiproc::Result<()> {
+    let mut children: Vec<Process> = (0..10).map(|i| Process::new(work, (i,))).collect();
+    for child in &mut children {
+        child.start()?;
+    }
+    for child in &mut children {
+        child.join()?;
+    }
+    println!("  all ten joined; the main process goes on");
+    Ok(())
+}
+
+/// The seed's `MyProcess(Process)` subclass with a `run` method.
+#[derive(Serialize, Deserialize)]
+pub struct MyProcess {
+    person: String,
+}
+
+impl Run for MyProcess {
+    type Output = ();
+    fn run(self) {
+        println!("  pid {}: {} is chatting with the streamer", std::process::id(), self.person);
+    }
+}
+
+pub fn my_process() -> multiproc::Result<()> {
+    let mut children: Vec<Process> =
+        ["Jedan", "太白", "alexDSB"].into_iter().map(|p| Process::from_run(MyProcess { person: p.into() })).collect();
+    for child in &mut children {
+        child.start()?;
+    }
+    for child in &mut children {
+        child.join()?;
+    }
+    Ok(())
+}
+
+fn append_line(file: Handle<std::fs::File>, i: u32) -> std::io::Result<()> {
+    let mut file = file.into_inner();
+    // O_APPEND makes each write land at the end, whatever the others do.
+    writeln!(file, "line written by process {i} (pid {})", std::process::id())
+}
+
+/// Ten processes append to one file opened by the parent; then the parent counts the lines.
+pub fn append_to_one_file() -> multiproc::Result<()> {
+    let path = std::env::temp_dir().join(format!("multiproc-seed-{}.txt", std::process::id()));
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io)?;
+    drop(file);
+    let mut children = Vec::new();
+    for i in 0..10 {
+        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io)?;
+        let mut child = Process::new(append_line, (Handle::new(file), i));
+        child.start()?;
+        children.push(child);
+    }
+    for child in &mut children {
+        assert_eq!(child.join()?, 0);
+    }
+    let text = std::fs::read_to_string(&path).map_err(io)?;
+    println!("  {} has {} lines", path.display(), text.lines().count());
+    std::fs::remove_file(&path).map_err(io)?;
+    Ok(())
+}
+
+fn io(e: std::io::Error) -> multiproc::Error {
+    multiproc::Error::Io { context: "run the example", source: e }
+}
+
+fn daemon_body(report: Handle<std::os::unix::net::UnixDatagram>) {
+    println!("  daemon: 123 (pid {})", std::process::id());
+    let _ = report.send(std::process::id().to_string().as_bytes());
+    loop {
+        std::thread::park(); // would run forever
+    }
+}
+
+fn worker_body() {
+    println!("  worker: 456");
+    println!("  worker: end456");
+}
+
+fn main_program(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<()> {
+    let mut daemon = Process::new(daemon_body, (report,)).with_daemon(true);
+    let mut worker = Process::new(worker_body, ());
+    daemon.start()?;
+    worker.start()?;
+    println!("  main-------  (its code ends here: the daemon is terminated, the worker joined)");
+    Ok(())
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let Ok(pidfd) =
+        rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::PidfdFlags::empty())
+    else {
+        return true;
+    };
+    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let limit = rustix::event::Timespec { tv_sec: 5, tv_nsec: 0 };
+    matches!(rustix::event::poll(&mut fds, Some(&limit)), Ok(n) if n > 0)
+}
+
+/// A daemon process ends with its parent: when the parent's code ends, and when the parent is
+/// killed. The "parent" here is a child of the example, so the example can watch.
+pub fn daemon_dies_with_parent() -> multiproc::Result<()> {
+    let (inbox, report) = std::os::unix::net::UnixDatagram::pair().map_err(io)?;
+    inbox.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
+    let mut program = Process::new(main_program, (Handle::new(report),));
+    program.start()?;
+    let mut buf = [0u8; 32];
+    let n = inbox.recv(&mut buf).map_err(io)?;
+    let daemon_pid: i32 = String::from_utf8_lossy(&buf[..n]).parse().unwrap_or(0);
+    program.join()?;
+    println!("  daemon {daemon_pid} gone after its parent ended: {}", wait_gone(daemon_pid));
+
+    // The same when the parent is killed with SIGKILL: no exit code runs, the kernel kills the daemon.
+    let (inbox, report) = std::os::unix::net::UnixDatagram::pair().map_err(io)?;
+    inbox.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
+    let mut program = Process::new(daemon_then_hang, (Handle::new(report),));
+    program.start()?;
+    let n = inbox.recv(&mut buf).map_err(io)?;
+    let daemon_pid: i32 = String::from_utf8_lossy(&buf[..n]).parse().unwrap_or(0);
+    program.kill()?;
+    println!("  parent killed (exit code {}); daemon {daemon_pid} gone: {}", program.join()?, wait_gone(daemon_pid));
+    Ok(())
+}
+
+fn daemon_then_hang(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<()> {
+    let mut daemon = Process::new(daemon_body, (report,)).with_daemon(true);
+    daemon.start()?;
+    loop {
+        std::thread::park();
+    }
+}
+
+fn talk(conn: Handle<TcpStream>, client: String) -> std::io::Result<()> {
+    let mut conn = conn.into_inner();
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        println!("  server process {} got {:?} from {client}", std::process::id(), line.trim_end());
+        conn.write_all(line.to_uppercase().as_bytes())?;
+        line.clear();
+    }
+    Ok(())
+}
+
+fn client(port: u16, name: String) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    for word in ["hello", "bye"] {
+        writeln!(stream, "{word} from {name}")?;
+        let mut answer = String::new();
+        reader.read_line(&mut answer)?;
+        println!("  {name} got back {:?}", answer.trim_end());
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest)?;
+    Ok(())
+}
+
+/// A process-per-connection TCP echo server on loopback: each accepted socket is handed to a new
+/// process. Bounded: it serves three clients and stops.
+pub fn tcp_echo_server() -> multiproc::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let port = listener.local_addr().map_err(io)?.port();
+    let mut clients: Vec<Process> = (0..3).map(|i| Process::new(client, (port, format!("client-{i}")))).collect();
+    for c in &mut clients {
+        c.start()?;
+    }
+    let mut handlers = Vec::new();
+    for _ in 0..3 {
+        let (conn, addr) = listener.accept().map_err(io)?;
+        let mut handler = Process::new(talk, (Handle::new(conn), addr.to_string()));
+        handler.start()?; // the parent's copy of the socket closes at the end of this iteration
+        handlers.push(handler);
+    }
+    for p in clients.iter_mut().chain(handlers.iter_mut()) {
+        assert_eq!(p.join()?, 0, "{p}");
+    }
+    println!("  served 3 clients, one process each");
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! A walk through every scenario of the seed tutorials that `multiproc` implements so far, printing
+//! what happens. `cargo run --release --example tour`.
+
+#[path = "seeds/processes.rs"]
+mod processes;
+
+use std::time::Instant;
+
+type Scenario = (&'static str, fn() -> multiproc::Result<()>);
+
+const SCENARIOS: &[Scenario] = &[
+    ("Ten processes started, then all joined (seed 002)", processes::ten_processes),
+    ("A Process subclass: MyProcess with run() (seed 002)", processes::my_process),
+    ("Ten processes append to one file, then count the lines (seed 002)", processes::append_to_one_file),
+    ("A daemon process dies with its parent (seed 002)", processes::daemon_dies_with_parent),
+    ("A process-per-connection TCP echo server (seed 002)", processes::tcp_echo_server),
+];
+
+fn main() -> multiproc::Result<()> {
+    println!("multiproc tour: start method {}, {} CPUs\n", multiproc::get_start_method(), multiproc::cpu_count());
+    let all = Instant::now();
+    for (title, scenario) in SCENARIOS {
+        println!("== {title}");
+        let t = Instant::now();
+        scenario()?;
+        println!("   ({:.1} ms)\n", t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("tour done in {:.0} ms", all.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
