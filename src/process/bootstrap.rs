@@ -65,10 +65,8 @@ pub(crate) fn enter_child(
     alive: Option<OwnedFd>,
     body: impl FnOnce() -> i32,
 ) -> i32 {
-    if me.daemon {
-        if let Some(fd) = &alive {
-            arm_daemon(fd);
-        }
+    if let (true, Some(fd)) = (me.daemon, &alive) {
+        arm_daemon(fd);
     }
     let name = me.name.clone();
     identity::become_child(me, parent, alive);

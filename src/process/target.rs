@@ -25,7 +25,7 @@ fn anchor() {}
 
 /// The offset of `entry` from the anchor, valid in any process running the same binary.
 pub(crate) fn entry_offset(entry: Entry) -> i64 {
-    (entry as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+    crate::sys::offset_between(anchor as fn() as usize, entry as usize)
 }
 
 /// Turns an offset made by [`entry_offset`] back into a callable entry.
@@ -35,10 +35,8 @@ pub(crate) fn entry_offset(entry: Entry) -> i64 {
 /// `offset` must come from [`entry_offset`] in a process running the same executable file as this
 /// one (the launch protocol checks the executable's identity before calling this).
 pub(crate) unsafe fn entry_from_offset(offset: i64) -> Entry {
-    let address = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: by the caller's guarantee, `address` is the address of an `Entry` function in this
-    // same binary, so the transmuted pointer has the right signature and points at code.
-    unsafe { std::mem::transmute::<usize, Entry>(address) }
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::sys::function_at::<Entry>(anchor as fn() as usize, offset) }
 }
 
 /// What a process body returns: `()`, or a `Result` whose error ends the process with exit code 1
@@ -93,26 +91,13 @@ pub(crate) mod sealed {
     }
 }
 
-/// Makes a value of the zero-sized type `F` without having one.
-fn conjure<F: Copy>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process target must be a fn item or a closure that captures nothing; use Process::fork for a capturing closure"
-        )
-    };
-    // SAFETY: `F` is zero-sized (checked at compile time above) and is a fn item or closure type,
-    // which are always inhabited and carry no data, so there are no bytes to initialize.
-    unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() }
-}
-
 fn run_fn<F, Args>(message: Message) -> i32
 where
     F: Target<Args>,
     Args: DeserializeOwned,
 {
     match reduction::decode::<Args>(message) {
-        Ok(args) => sealed::TargetFn::call(conjure::<F>(), args),
+        Ok(args) => sealed::TargetFn::call(crate::sys::conjure_zst::<F>(), args),
         Err(e) => {
             eprintln!("multiproc: the child could not decode its arguments: {e}");
             1

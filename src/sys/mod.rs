@@ -4,6 +4,9 @@
 //! Everything above this layer speaks in owned file descriptors, pids and durations. The backend is
 //! chosen once, here; a macOS backend will sit beside `linux` and export the same names.
 
+mod code;
+pub(crate) use code::{conjure_zst, function_at, offset_between};
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
