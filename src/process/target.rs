@@ -151,6 +151,7 @@ impl_target!(A1, A2, A3, A4, A5, A6, A7, A8);
 /// struct Greeter { name: String }
 ///
 /// impl Run for Greeter {
+///     type Output = ();
 ///     fn run(self) {
 ///         println!("{} is here", self.name);
 ///     }

@@ -49,9 +49,17 @@ impl Message {
     }
 }
 
+/// The descriptors of the message being decoded, and why claiming one failed (postcard keeps no
+/// message for custom errors, so the reason is kept here and reported by [`decode`]).
+#[derive(Default)]
+struct DecodeScope {
+    table: Vec<Option<OwnedFd>>,
+    failure: Option<&'static str>,
+}
+
 thread_local! {
     static ENCODING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-    static DECODING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static DECODING: RefCell<Option<DecodeScope>> = const { RefCell::new(None) };
 }
 
 /// Encodes `value`, collecting the descriptors it holds.
@@ -63,14 +71,17 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
     Ok(Message { bytes, fds })
 }
 
-/// Appends `bytes`'s encoding of `value` to `out`, collecting descriptors into `fds`.
+/// Decodes a value, handing it the message's descriptors; unclaimed descriptors are closed.
 pub(crate) fn decode<T: DeserializeOwned>(message: Message) -> Result<T> {
-    let table = message.fds.into_iter().map(Some).collect();
-    let outer = DECODING.with(|slot| slot.replace(Some(table)));
+    let scope = DecodeScope { table: message.fds.into_iter().map(Some).collect(), failure: None };
+    let outer = DECODING.with(|slot| slot.replace(Some(scope)));
     let result = postcard::from_bytes(&message.bytes);
-    // Descriptors nobody claimed are closed here, when the table is dropped.
-    drop(DECODING.with(|slot| slot.replace(outer)));
-    result.map_err(|e| codec_error("decode", e))
+    // Descriptors nobody claimed are closed here, when the scope is dropped.
+    let scope = DECODING.with(|slot| slot.replace(outer)).unwrap_or_default();
+    result.map_err(|e| match scope.failure {
+        Some(reason) => Error::Codec { action: "decode", detail: reason.to_string() },
+        None => codec_error("decode", e),
+    })
 }
 
 fn codec_error(action: &'static str, e: postcard::Error) -> Error {
@@ -95,9 +106,15 @@ pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> Option<std::io::Result<u32>> {
 pub(crate) fn take_fd(index: u32) -> std::result::Result<OwnedFd, &'static str> {
     DECODING.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let table = slot.as_mut().ok_or("a file descriptor can only be decoded from a multiproc message")?;
-        let entry = table.get_mut(index as usize).ok_or("the message refers to a file descriptor it does not carry")?;
-        entry.take().ok_or("the message refers to the same file descriptor twice")
+        let scope = slot.as_mut().ok_or("a file descriptor can only be decoded from a multiproc message")?;
+        let taken = match scope.table.get_mut(index as usize) {
+            None => Err("the message refers to a file descriptor it does not carry"),
+            Some(entry) => entry.take().ok_or("the message refers to the same file descriptor twice"),
+        };
+        if let Err(reason) = taken {
+            scope.failure = Some(reason);
+        }
+        taken
     })
 }
 
