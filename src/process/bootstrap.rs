@@ -44,11 +44,17 @@ pub(crate) fn on_startup() {
 
 /// Reads the launch packet from `socket` and runs the child. Never returns.
 pub(crate) fn run_launched_child(socket: OwnedFd, method: StartMethod, ack: bool) -> ! {
-    let launched = match launch::recv_packet(socket.as_fd(), ack) {
+    let launched = launch::recv_packet(socket.as_fd(), ack);
+    drop(socket);
+    run_checked_child(launched, method)
+}
+
+/// Runs the child described by a checked launch packet. Never returns.
+pub(crate) fn run_checked_child(launched: crate::error::Result<launch::Launched>, method: StartMethod) -> ! {
+    let launched = match launched {
         Ok(launched) => launched,
         Err(e) => die(&format!("multiproc: child launch refused: {e}")),
     };
-    drop(socket);
     // SAFETY: `recv_packet` checked that the parent runs this same executable, so the offset it
     // computed names an entry function of this binary.
     let entry = unsafe { super::target::entry_from_offset(launched.entry_offset) };

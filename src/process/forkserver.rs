@@ -11,14 +11,27 @@
 //!
 //! ```text
 //! server → owner   Hello { version, exe, pid }                       once, at start
-//! owner → server   Request::Fork           + fds [launch socket, status pipe write end]
+//! owner → server   Request::ForkWith { packet }   + fds [status pipe write end, packet fds...]
+//!                | Request::Fork                  + fds [launch socket, status pipe write end]
 //! server → owner   Reply::Forked { pid }   + fds [pidfd of the child]
 //!                | Reply::Failed { reason }
 //! server → status pipe   exit code as 8 little-endian bytes, then close   when the child ends
 //! ```
 //!
-//! The child closes every descriptor but the launch socket (moved to descriptor 3) and continues
-//! exactly as a spawned child does: it reads its launch packet and runs its target.
+//! Small launch packets travel inside the request, so the child has its packet in memory the moment
+//! it is forked; larger ones (over `INLINE_PACKET_LIMIT`) follow on a launch socket. The child closes
+//! the server's descriptors and continues exactly as a spawned child does: it checks its launch
+//! packet and runs its target.
+//!
+//! To take `fork()` off the critical path, the server keeps one *spare*: a child forked in advance
+//! that waits on a socket of its own for its orders. A request hands the launch packet (or the
+//! launch socket) to the spare and is answered at once with the spare's pid; the server forks the
+//! next spare while the new child runs. A spare whose server goes away reads end of file and exits.
+//!
+//! ```text
+//! server → spare   SpareOrder::Run { packet }   + fds [packet fds...]
+//!                | SpareOrder::ReadFrom         + fds [launch socket]
+//! ```
 //!
 //! The server polls the control socket and the pidfds of its children. When the control socket
 //! reaches end of file (the owner exited or was killed), the server exits; children it started keep
@@ -48,8 +61,12 @@ pub(crate) struct Hello {
 /// which would read as end of file.)
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Fork a child.
+    /// Fork a child whose launch packet follows on the launch socket.
+    /// Descriptors: `[launch socket, status pipe write end]`.
     Fork,
+    /// Fork a child with this launch packet (small packets: the child has it at once).
+    /// Descriptors: `[status pipe write end, then the packet's own descriptors]`.
+    ForkWith { packet: Vec<u8> },
 }
 
 /// The server's answer to a [`Request`].
@@ -60,7 +77,10 @@ pub(crate) enum Reply {
 }
 
 /// The largest control packet.
-pub(crate) const MAX_PACKET: usize = 4096;
+pub(crate) const MAX_PACKET: usize = 64 * 1024;
+
+/// Launch packets up to this size travel inside the request.
+pub(crate) const INLINE_PACKET_LIMIT: usize = 32 * 1024;
 
 /// Sends one packet on a `SOCK_SEQPACKET` socket.
 pub(crate) fn send_packet<T: Serialize>(
@@ -77,7 +97,7 @@ pub(crate) fn send_packet<T: Serialize>(
 pub(crate) fn recv_packet<T: serde::de::DeserializeOwned>(
     socket: BorrowedFd<'_>,
 ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
-    let mut buf = [0u8; MAX_PACKET];
+    let mut buf = vec![0u8; MAX_PACKET];
     let mut fds = Vec::new();
     let n = sys::recv_with_fds(socket, &mut buf, &mut fds)?;
     if n == 0 {
@@ -93,6 +113,22 @@ struct Child {
     status: std::fs::File,
 }
 
+/// What the server tells its spare child to do.
+#[derive(Debug, Serialize, Deserialize)]
+enum SpareOrder {
+    /// Run this launch packet (descriptors attached).
+    Run { packet: Vec<u8> },
+    /// Read the launch packet from the attached launch socket.
+    ReadFrom,
+}
+
+/// A child forked in advance, waiting for its order.
+struct Spare {
+    pid: i32,
+    pidfd: OwnedFd,
+    orders: OwnedFd,
+}
+
 /// Runs the server on `control` until its owner goes away. Never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     let hello = match super::launch::own_exe() {
@@ -103,7 +139,12 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         sys::raw_exit(0);
     }
     let mut children: Vec<Child> = Vec::new();
+    let mut spare: Option<Spare> = None;
     loop {
+        // 0. Keep a spare ready.
+        if spare.is_none() {
+            spare = fork_spare(&mut children);
+        }
         // 1. Wait for a request or for a child to end.
         let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd()];
         fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
@@ -121,11 +162,49 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         // 3. Serve the request.
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
-                Ok(Some((Request::Fork, fds))) => serve_request(&control, fds, &mut children),
+                Ok(Some((request, fds))) => serve_request(&control, request, fds, &mut children, &mut spare),
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
             }
         }
+    }
+}
+
+/// Forks a spare child; `None` if fork failed (requests then report the failure).
+fn fork_spare(children: &mut Vec<Child>) -> Option<Spare> {
+    let (ours, theirs) = sys::socketpair_cloexec(sys::SocketKind::SeqPacket).ok()?;
+    // SAFETY: the server is single-threaded, so no lock can be held by another thread at fork.
+    match unsafe { sys::fork() } {
+        Ok(ForkResult::Child) => {
+            // The server's descriptors are not the child's.
+            drop(std::mem::take(children));
+            drop(ours);
+            sys::close_inherited_fd();
+            run_spare(theirs)
+        }
+        Ok(ForkResult::Parent(pid)) => {
+            drop(theirs);
+            let pidfd = sys::pidfd_open(pid).ok()?;
+            Some(Spare { pid, pidfd, orders: ours })
+        }
+        Err(_) => None,
+    }
+}
+
+/// A spare child: waits for its order, then runs as a launched child. Never returns.
+fn run_spare(orders: OwnedFd) -> ! {
+    match recv_packet::<SpareOrder>(orders.as_fd()) {
+        Ok(Some((SpareOrder::Run { packet }, fds))) => {
+            drop(orders);
+            let launched = super::launch::check_packet(Message { bytes: packet, fds }, None);
+            bootstrap::run_checked_child(launched, StartMethod::ForkServer)
+        }
+        Ok(Some((SpareOrder::ReadFrom, mut fds))) if !fds.is_empty() => {
+            drop(orders);
+            bootstrap::run_launched_child(fds.remove(0), StartMethod::ForkServer, false)
+        }
+        // The server went away (or sent nonsense): nothing to run.
+        _ => sys::raw_exit(0),
     }
 }
 
@@ -139,37 +218,37 @@ fn report_exit(child: Child) {
     let _ = status.write_all(&i64::from(code).to_le_bytes());
 }
 
-fn serve_request(control: &OwnedFd, fds: Vec<OwnedFd>, children: &mut Vec<Child>) {
+fn serve_request(
+    control: &OwnedFd,
+    request: Request,
+    fds: Vec<OwnedFd>,
+    children: &mut Vec<Child>,
+    spare: &mut Option<Spare>,
+) {
     let mut fds = fds.into_iter();
-    let (Some(launch), Some(status)) = (fds.next(), fds.next()) else {
+    let (status, order, order_fds): (_, _, Vec<OwnedFd>) = match request {
+        Request::Fork => {
+            let launch = fds.next();
+            (fds.next(), SpareOrder::ReadFrom, launch.into_iter().collect())
+        }
+        Request::ForkWith { packet } => (fds.next(), SpareOrder::Run { packet }, fds.collect()),
+    };
+    let Some(status) = status else {
         let _ = send_packet(control.as_fd(), &Reply::Failed { reason: "request without its descriptors".into() }, &[]);
         return;
     };
-    // SAFETY: the server is single-threaded, so no lock can be held by another thread at fork.
-    match unsafe { sys::fork() } {
-        Ok(ForkResult::Child) => run_child(launch),
-        Ok(ForkResult::Parent(pid)) => {
-            drop(launch);
-            match sys::pidfd_open(pid) {
-                Ok(pidfd) => {
-                    let _ = send_packet(control.as_fd(), &Reply::Forked { pid }, &[pidfd.as_fd()]);
-                    children.push(Child { pidfd, status: std::fs::File::from(status) });
-                }
-                Err(e) => {
-                    let _ = send_packet(control.as_fd(), &Reply::Failed { reason: format!("pidfd_open: {e}") }, &[]);
-                }
-            }
+    let order_fds: Vec<BorrowedFd<'_>> = order_fds.iter().map(|fd| fd.as_fd()).collect();
+    // Hand the order to the spare; if the spare died, fork another and try once more.
+    for _attempt in 0..2 {
+        let Some(chosen) = spare.take().or_else(|| fork_spare(children)) else { break };
+        if send_packet(chosen.orders.as_fd(), &order, &order_fds).is_ok() {
+            let _ = send_packet(control.as_fd(), &Reply::Forked { pid: chosen.pid }, &[chosen.pidfd.as_fd()]);
+            children.push(Child { pidfd: chosen.pidfd, status: std::fs::File::from(status) });
+            return;
         }
-        Err(e) => {
-            let _ = send_packet(control.as_fd(), &Reply::Failed { reason: format!("fork: {e}") }, &[]);
-        }
+        let _ = sys::pidfd_signal(chosen.pidfd.as_fd(), sys::signals::SIGKILL);
+        let _ = sys::wait_pidfd(chosen.pidfd.as_fd(), true);
     }
-}
-
-fn run_child(launch: OwnedFd) -> ! {
-    let launch = match sys::keep_only_inherited(launch) {
-        Ok(fd) => fd,
-        Err(e) => bootstrap::die(&format!("multiproc: a fork-server child could not tidy its descriptors: {e}")),
-    };
-    bootstrap::run_launched_child(launch, StartMethod::ForkServer, false)
+    let reason = format!("fork: {}", std::io::Error::last_os_error());
+    let _ = send_packet(control.as_fd(), &Reply::Failed { reason }, &[]);
 }

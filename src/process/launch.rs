@@ -75,6 +75,11 @@ pub(crate) fn own_exe() -> Result<ExeIdentity> {
 
 /// Parent side: sends the launch packet for `job` on `socket`.
 pub(crate) fn send_packet(socket: BorrowedFd<'_>, job: Job, me: SelfDescription, alive: OwnedFd) -> Result<()> {
+    frame::send(socket, &encode_packet(job, me, alive)?)
+}
+
+/// The launch packet for `job` as a message: its bytes, and the descriptors `[alive, payload...]`.
+pub(crate) fn encode_packet(job: Job, me: SelfDescription, alive: OwnedFd) -> Result<Message> {
     let me_now = super::identity::me();
     let packet = LaunchPacket {
         version: VERSION.to_string(),
@@ -88,7 +93,7 @@ pub(crate) fn send_packet(socket: BorrowedFd<'_>, job: Job, me: SelfDescription,
     let mut message = reduction::encode(&packet)?;
     message.fds.push(alive);
     message.fds.extend(job.payload.fds);
-    frame::send(socket, &message)
+    Ok(message)
 }
 
 /// Parent side (spawn): waits for the child's acknowledgement.
@@ -107,16 +112,21 @@ pub(crate) fn recv_ack(socket: BorrowedFd<'_>) -> Result<()> {
 /// Child side: receives and checks the packet. On a mismatch, tells the parent (if `ack`) and
 /// returns the error.
 pub(crate) fn recv_packet(socket: BorrowedFd<'_>, ack: bool) -> Result<Launched> {
-    let Some(mut message) = frame::recv(socket, MAX_PACKET)? else {
+    let Some(message) = frame::recv(socket, MAX_PACKET)? else {
         return Err(Error::InvalidState("the parent closed the launch socket before sending the launch packet".into()));
     };
+    check_packet(message, ack.then_some(socket))
+}
+
+/// Child side: checks a packet received by any route. With `ack`, answers on that socket.
+pub(crate) fn check_packet(mut message: Message, ack: Option<BorrowedFd<'_>>) -> Result<Launched> {
     let extra_fds = std::mem::take(&mut message.fds);
     let packet: LaunchPacket = reduction::decode(message)?;
     let mine = own_exe()?;
     if packet.exe != mine || packet.version != VERSION {
         let parent = format!("{} (multiproc {})", packet.exe, packet.version);
         let child = format!("{mine} (multiproc {VERSION})");
-        if ack {
+        if let Some(socket) = ack {
             let _ = frame::send(
                 socket,
                 &reduction::encode(&Ack::Refused { parent: parent.clone(), child: child.clone() })?,
@@ -124,7 +134,7 @@ pub(crate) fn recv_packet(socket: BorrowedFd<'_>, ack: bool) -> Result<Launched>
         }
         return Err(Error::BinaryMismatch { parent, child });
     }
-    if ack {
+    if let Some(socket) = ack {
         frame::send(socket, &reduction::encode(&Ack::Ok)?)?;
     }
     let mut fds = extra_fds.into_iter();

@@ -1,11 +1,12 @@
 //! The fork-server launcher, the client side of `process::forkserver` (≈ CPython
 //! `popen_forkserver`): starts the server on first use, asks it for a child, restarts it if it died.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use super::Started;
 use crate::error::{Error, IoContext, Result};
+use crate::frame;
 use crate::process::children::ExitSource;
 use crate::process::forkserver::{self, Hello, Reply, Request};
 use crate::process::identity::SelfDescription;
@@ -29,14 +30,24 @@ fn server() -> MutexGuard<'static, Option<Server>> {
 
 /// Starts `job` in a child forked by the fork server, with liveness read end `alive`.
 pub(crate) fn launch(job: Job, me: SelfDescription, alive: OwnedFd, keepalive: Option<OwnedFd>) -> Result<Started> {
-    let (parent_end, child_end) = sys::socketpair_cloexec(SocketKind::Stream).context("create a launch socket")?;
     let (status_read, status_write) = sys::pipe_cloexec().context("create a status pipe")?;
-    let (pid, pidfd) = request_fork(&child_end, &status_write)?;
-    drop((child_end, status_write));
-    let started = Started { pid, pidfd, exit: ExitSource::ForkServer(std::fs::File::from(status_read)), keepalive };
-    // If the packet cannot be sent, the child reads end of file and exits; report the error.
-    launch::send_packet(parent_end.as_fd(), job, me, alive)?;
-    Ok(started)
+    let packet = launch::encode_packet(job, me, alive)?;
+    let (pid, pidfd) = if packet.bytes.len() <= forkserver::INLINE_PACKET_LIMIT
+        && packet.fds.len() < sys::MAX_FDS_PER_MESSAGE
+    {
+        let mut fds = vec![status_write.as_fd()];
+        fds.extend(packet.borrowed_fds());
+        request_fork(&Request::ForkWith { packet: packet.bytes.clone() }, &fds)?
+    } else {
+        // A large packet follows on a launch socket; the child reads it after the fork.
+        let (parent_end, child_end) = sys::socketpair_cloexec(SocketKind::Stream).context("create a launch socket")?;
+        let forked = request_fork(&Request::Fork, &[child_end.as_fd(), status_write.as_fd()])?;
+        drop(child_end);
+        // If the packet cannot be sent, the child reads end of file and exits; report the error.
+        frame::send(parent_end.as_fd(), &packet)?;
+        forked
+    };
+    Ok(Started { pid, pidfd, exit: ExitSource::ForkServer(std::fs::File::from(status_read)), keepalive })
 }
 
 /// The fork server's pid, starting the server if needed (for tests and diagnostics).
@@ -48,7 +59,7 @@ pub fn server_pid() -> Result<i32> {
     Ok(guard.as_ref().map(|s| s.pid).unwrap_or_default())
 }
 
-fn request_fork(launch: &OwnedFd, status: &OwnedFd) -> Result<(i32, OwnedFd)> {
+fn request_fork(request: &Request, fds: &[BorrowedFd<'_>]) -> Result<(i32, OwnedFd)> {
     let mut guard = server();
     let mut last_error = None;
     for _attempt in 0..2 {
@@ -56,8 +67,8 @@ fn request_fork(launch: &OwnedFd, status: &OwnedFd) -> Result<(i32, OwnedFd)> {
             *guard = Some(start_server()?);
         }
         let control = guard.as_ref().map(|s| s.control.as_fd()).expect("started above");
-        let exchange = forkserver::send_packet(control, &Request::Fork, &[launch.as_fd(), status.as_fd()])
-            .and_then(|()| forkserver::recv_packet::<Reply>(control));
+        let exchange =
+            forkserver::send_packet(control, request, fds).and_then(|()| forkserver::recv_packet::<Reply>(control));
         match exchange {
             Ok(Some((Reply::Forked { pid }, mut fds))) if !fds.is_empty() => return Ok((pid, fds.remove(0))),
             Ok(Some((Reply::Failed { reason }, _))) => return Err(Error::ForkServer(reason)),

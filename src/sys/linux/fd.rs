@@ -15,22 +15,6 @@ pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
 }
 
-/// Closes every descriptor numbered `first` or above (`close_range(2)`).
-///
-/// Used in a freshly started child before it runs user code, so that nothing the parent had open
-/// leaks into it.
-pub(crate) fn close_fds_from(first: u32) -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; the caller runs it where no other code holds
-    // descriptors in that range (a child that has not started user code yet), so no OwnedFd
-    // elsewhere is invalidated behind its back.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)))
-    }
-}
-
 /// Arms `fd` (the read end of a pipe) so that the kernel sends `SIGKILL` to this process as soon as
 /// the pipe's last writer goes away.
 ///

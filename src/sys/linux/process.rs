@@ -204,22 +204,21 @@ pub(crate) unsafe fn take_inherited_fd() -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(INHERITED_FD) }
 }
 
-/// Puts `fd` at [`INHERITED_FD`] and closes every descriptor above it, in a child forked by the
-/// single-threaded fork server. Returns the owned descriptor at its new place.
-pub(crate) fn keep_only_inherited(fd: OwnedFd) -> std::io::Result<OwnedFd> {
-    use std::os::fd::IntoRawFd;
-    // Give up ownership first: the original number is closed below with everything else.
-    let raw = fd.into_raw_fd();
-    if raw != INHERITED_FD {
-        // SAFETY: dup2 onto a fixed number; whatever was there (the fork server's own control
-        // socket, which this child never uses again and whose owner never returns) is replaced.
-        if unsafe { libc::dup2(raw, INHERITED_FD) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+/// Removes an environment variable while the process is still single-threaded (before `main`).
+pub(crate) fn remove_env_before_main(name: &str) {
+    // SAFETY: called only from the start-up hook, before `main`, when no other thread exists that
+    // could read the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+}
+
+/// Closes descriptor [`INHERITED_FD`] by number, in a child forked by the fork server: the server's
+/// control socket lives there, owned by a server loop that never returns in the child.
+pub(crate) fn close_inherited_fd() {
+    // SAFETY: the descriptor's owner (the fork server's loop) never runs again in this process and
+    // never drops it, so closing the number cannot cause a double close or a use after close.
+    unsafe {
+        libc::close(INHERITED_FD);
     }
-    super::fd::close_fds_from((INHERITED_FD + 1) as u32)?;
-    // SAFETY: INHERITED_FD was just made a copy of `fd`, and all other copies above it are closed.
-    Ok(unsafe { take_inherited_fd() })
 }
 
 impl ExeIdentity {
@@ -228,11 +227,4 @@ impl ExeIdentity {
         self.ino ^= 0x5a5a_5a5a;
         self
     }
-}
-
-/// Removes an environment variable while the process is still single-threaded (before `main`).
-pub(crate) fn remove_env_before_main(name: &str) {
-    // SAFETY: called only from the start-up hook, before `main`, when no other thread exists that
-    // could read the environment concurrently.
-    unsafe { std::env::remove_var(name) };
 }
