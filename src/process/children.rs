@@ -86,7 +86,9 @@ impl ChildRecord {
                 WaitOutcome::Exited(code) => code,
                 WaitOutcome::Running => return Ok(None),
             },
-            ExitSource::ForkServer(status) => read_status(status),
+            // The kernel knows the status of a child it reaped for the fork server (Linux 6.15+);
+            // otherwise the server reports it on the status pipe.
+            ExitSource::ForkServer(status) => fork_server_exit_code(&pidfd, status),
         };
         state.exitcode = Some(code);
         drop(state);
@@ -117,6 +119,31 @@ impl ChildRecord {
     fn state(&self) -> std::sync::MutexGuard<'_, ChildState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The exit code of an ended fork-server child.
+///
+/// Where the kernel reaps the server's children (Linux 6.15+, see `forkserver`), it keeps the code
+/// for pidfd holders; the server closed the status pipe unwritten. The pidfd turns readable a moment
+/// before the kernel records the code, so the code is asked for again, briefly, if it is not there
+/// yet. Otherwise the server writes the code on the status pipe; end of file without it means the
+/// server died first.
+fn fork_server_exit_code(pidfd: &OwnedFd, status: &mut std::fs::File) -> i32 {
+    if let Some(code) = sys::pidfd_exit_code(pidfd.as_fd()) {
+        return code;
+    }
+    let reported = read_status(status);
+    if reported != EXITCODE_UNKNOWN {
+        return reported;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(100);
+    while std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+        if let Some(code) = sys::pidfd_exit_code(pidfd.as_fd()) {
+            return code;
+        }
+    }
+    EXITCODE_UNKNOWN
 }
 
 fn read_status(status: &mut std::fs::File) -> i32 {

@@ -97,7 +97,13 @@ pub(crate) fn send_packet<T: Serialize>(
 pub(crate) fn recv_packet<T: serde::de::DeserializeOwned>(
     socket: BorrowedFd<'_>,
 ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
-    let mut buf = vec![0u8; MAX_PACKET];
+    // Allocate exactly the packet's size: in a freshly forked child every page touched is a
+    // copy-on-write fault.
+    let len = sys::next_packet_len(socket)?;
+    if len > MAX_PACKET {
+        return Err(std::io::Error::other(format!("control packet of {len} bytes exceeds {MAX_PACKET}")));
+    }
+    let mut buf = vec![0u8; len.max(1)];
     let mut fds = Vec::new();
     let n = sys::recv_with_fds(socket, &mut buf, &mut fds)?;
     if n == 0 {
@@ -138,6 +144,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     if send_packet(control.as_fd(), &hello, &[]).is_err() {
         sys::raw_exit(0);
     }
+    // Where the kernel can report exit codes through pidfds, let it reap children at once: then
+    // a child's exit code never waits for this loop, which may be busy forking the next spare.
+    let kernel_reports_exits = kernel_reports_exit_codes();
     let mut children: Vec<Child> = Vec::new();
     let mut spare: Option<Spare> = None;
     loop {
@@ -162,12 +171,42 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         // 3. Serve the request.
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
-                Ok(Some((request, fds))) => serve_request(&control, request, fds, &mut children, &mut spare),
+                Ok(Some((request, fds))) => {
+                    serve_request(&control, request, fds, &mut children, &mut spare);
+                    if kernel_reports_exits {
+                        // Nothing to reap or report: closing the status pipes tells owners to ask
+                        // the kernel.
+                        children.clear();
+                    }
+                }
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
             }
         }
     }
+}
+
+/// Whether the kernel reaps our children and keeps their exit codes for pidfd holders
+/// (`PIDFD_INFO_EXIT`, Linux 6.15). Probed once: a child that exits at once, auto-reaped. On
+/// success automatic reaping stays on.
+fn kernel_reports_exit_codes() -> bool {
+    sys::reap_children_automatically(true);
+    // SAFETY: the server is single-threaded; the child only calls _exit.
+    let supported = match unsafe { sys::fork() } {
+        Ok(ForkResult::Child) => sys::raw_exit(0),
+        Ok(ForkResult::Parent(pid)) => sys::pidfd_open(pid)
+            .ok()
+            .map(|pidfd| {
+                let _ = sys::poll_readable(&[pidfd.as_fd()], Some(std::time::Duration::from_secs(5)));
+                sys::pidfd_exit_code(pidfd.as_fd()) == Some(0)
+            })
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    if !supported {
+        sys::reap_children_automatically(false);
+    }
+    supported
 }
 
 /// Forks a spare child; `None` if fork failed (requests then report the failure).
@@ -180,6 +219,8 @@ fn fork_spare(children: &mut Vec<Child>) -> Option<Spare> {
             drop(std::mem::take(children));
             drop(ours);
             sys::close_inherited_fd();
+            // Children must not inherit the server's automatic reaping.
+            sys::reap_children_automatically(false);
             run_spare(theirs)
         }
         Ok(ForkResult::Parent(pid)) => {

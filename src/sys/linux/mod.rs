@@ -14,7 +14,9 @@ pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, pipe_cloexec, random_bytes}
 pub(crate) use poll::poll_readable;
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
-    pidfd_open, pidfd_signal, raw_exit, register_at_exit, remove_env_before_main, signals, spawn_current_exe,
-    take_inherited_fd, wait_pidfd,
+    pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
+    remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
 };
-pub(crate) use socket::{MAX_FDS_PER_MESSAGE, SocketKind, recv_with_fds, send_with_fds, socketpair_cloexec};
+pub(crate) use socket::{
+    MAX_FDS_PER_MESSAGE, SocketKind, next_packet_len, recv_with_fds, send_with_fds, socketpair_cloexec,
+};

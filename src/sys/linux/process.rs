@@ -228,3 +228,47 @@ impl ExeIdentity {
         self
     }
 }
+
+/// `PIDFD_GET_INFO` (Linux 6.13+): `_IOWR(0xFF, 11, struct pidfd_info)` with the 64-byte first
+/// version of the structure.
+const PIDFD_GET_INFO: libc::c_ulong = 0xC040_FF0B;
+/// `PIDFD_INFO_EXIT` (Linux 6.15+): ask for (and, in the answer, have) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// `struct pidfd_info`, version 0 (64 bytes), from `<linux/pidfd.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
+/// The exit code of the process behind `pidfd` if it has ended and been reaped (by anyone), read
+/// from the kernel with `PIDFD_GET_INFO`; `None` if the kernel does not know it (yet, or at all:
+/// before Linux 6.15).
+pub(crate) fn pidfd_exit_code(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: the ioctl writes at most size_of::<PidfdInfo>() bytes (the size is encoded in the
+    // request number) into `info`, which lives for the duration of the call.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
+    if rc != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    let status = info.exit_code;
+    Some(if libc::WIFSIGNALED(status) { -libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) })
+}
+
+/// Makes the kernel reap this process's children as they exit (`SIGCHLD` ignored), or restores
+/// the default.
+pub(crate) fn reap_children_automatically(on: bool) {
+    let action = if on { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: setting a standard disposition for SIGCHLD has no memory-safety impact.
+    unsafe {
+        libc::signal(libc::SIGCHLD, action);
+    }
+}

@@ -77,3 +77,16 @@ pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Ve
     }
     Ok(msg.bytes)
 }
+
+/// The size of the next message waiting on a `SOCK_SEQPACKET` socket, without taking it (blocks
+/// until one arrives); 0 at end of file.
+pub(crate) fn next_packet_len(socket: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut probe = [0u8; 1];
+    loop {
+        match rustix::net::recv(socket, &mut probe, RecvFlags::PEEK | RecvFlags::TRUNC) {
+            Err(io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+            Ok((_, len)) => return Ok(len),
+        }
+    }
+}
