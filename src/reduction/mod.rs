@@ -4,9 +4,17 @@
 //!
 //! Arguments, return values and messages are serde types, encoded with [postcard]: a compact,
 //! non-self-describing format with varint integers. It was chosen over bitcode by measurement
-//! (`cargo run --release -p multiproc-bench -- codec`, on the 2-core machine, encode + decode):
-//! postcard was as fast or faster on the small messages that dominate process start-up, pools and
-//! queues, and byte buffers cost one copy in both. `bincode` is not used: it is unmaintained.
+//! (`cargo run --release -p multiproc-bench -- codec`, 2-core machine, encode + decode, 2026-11-22):
+//!
+//! | value | postcard | bitcode (serde) |
+//! |---|---:|---:|
+//! | `u64` | 43 ns | 242 ns |
+//! | small struct (u64, String, Vec<i32>, bool) | 346 ns | 1027 ns |
+//! | `Vec<u8>` of 1 MiB | 3.5 ms | 3.7 ms |
+//!
+//! Small messages dominate process start-up, pools and queues. Byte buffers go through serde as
+//! sequences in both; bulk bytes will get their own path (raw frames, `serde_bytes`).
+//! `bincode` is not used: it is unmaintained.
 //!
 //! # Resources
 //!
