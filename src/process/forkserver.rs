@@ -172,12 +172,10 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
                 Ok(Some((request, fds))) => {
-                    serve_request(&control, request, fds, &mut children, &mut spare);
-                    if kernel_reports_exits {
-                        // Nothing to reap or report: closing the status pipes tells owners to ask
-                        // the kernel.
-                        children.clear();
-                    }
+                    // Where the kernel reports exit codes there is nothing to reap or report: the
+                    // status pipe is closed unwritten, which tells the owner to ask the kernel.
+                    let track = !kernel_reports_exits;
+                    serve_request(&control, request, fds, &mut children, &mut spare, track);
                 }
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
@@ -265,6 +263,7 @@ fn serve_request(
     fds: Vec<OwnedFd>,
     children: &mut Vec<Child>,
     spare: &mut Option<Spare>,
+    track: bool,
 ) {
     let mut fds = fds.into_iter();
     let (status, order, order_fds): (_, _, Vec<OwnedFd>) = match request {
@@ -284,7 +283,9 @@ fn serve_request(
         let Some(chosen) = spare.take().or_else(|| fork_spare(children)) else { break };
         if send_packet(chosen.orders.as_fd(), &order, &order_fds).is_ok() {
             let _ = send_packet(control.as_fd(), &Reply::Forked { pid: chosen.pid }, &[chosen.pidfd.as_fd()]);
-            children.push(Child { pidfd: chosen.pidfd, status: std::fs::File::from(status) });
+            if track {
+                children.push(Child { pidfd: chosen.pidfd, status: std::fs::File::from(status) });
+            }
             return;
         }
         let _ = sys::pidfd_signal(chosen.pidfd.as_fd(), sys::signals::SIGKILL);

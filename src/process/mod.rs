@@ -214,8 +214,12 @@ impl Process {
             }
         }
         children::reap_finished();
-        let State::Initial(body) = std::mem::replace(&mut self.state, State::Closed) else {
-            unreachable!("checked above")
+        let body = match std::mem::replace(&mut self.state, State::Closed) {
+            State::Initial(body) => body,
+            other => {
+                self.state = other;
+                return Err(Error::InvalidState("cannot start a process twice".into()));
+            }
         };
         // Drop the body on every path but success (the target and its arguments go away, as in CPython).
         let mut me = identity::next_child(self.daemon);
