@@ -97,3 +97,43 @@ fn killed_fork_server_is_restarted() {
         assert_ne!(multiproc::__private::forkserver_pid().unwrap(), server);
     })
 }
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+/// Kills the running fork server, so that the next start begins a new one.
+fn restart_fork_server() {
+    let server = multiproc::__private::forkserver_pid().unwrap();
+    common::sigkill(server);
+    assert!(common::wait_for_exit_of(server, 10));
+}
+
+// Kernels before 6.15 cannot keep exit codes for pidfd holders; there the fork server reaps its
+// children and reports each code on a status pipe. That path, forced: exit codes, signals, and a
+// child started after its siblings ended.
+#[test]
+fn fork_server_reports_exit_codes_on_status_pipes() {
+    serial("fork_server_reports_exit_codes_on_status_pipes", || {
+        multiproc::__private::test_hooks::force_status_pipes(true);
+        restart_fork_server();
+        let ctx = Context::new(StartMethod::ForkServer);
+        let codes: Vec<i32> = [0, 3, 42]
+            .into_iter()
+            .map(|code| {
+                let mut p = ctx.process(exit_with, (code,));
+                p.start().unwrap();
+                p.join().unwrap()
+            })
+            .collect();
+        let (_go, go_child) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut hung = ctx.process(wait_for_word, (multiproc::Handle::new(go_child),));
+        hung.start().unwrap();
+        hung.kill().unwrap();
+        let killed = hung.join().unwrap();
+        multiproc::__private::test_hooks::force_status_pipes(false);
+        restart_fork_server();
+        assert_eq!(codes, [0, 3, 42]);
+        assert_eq!(killed, -9);
+    })
+}

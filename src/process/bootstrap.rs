@@ -6,7 +6,10 @@
 //! and takes over: the child never returns to `main`. Children forked by the fork server and by the
 //! fork method join the same path in [`enter_child`].
 //!
-//! A child ends with its target's exit code, 1 after a panic (whose message the panic hook printed
+//! A spawned child ends as any program does (`exit`, running exit handlers). A forked child, from
+//! the fork server or the fork method, flushes standard output and error and ends with `_exit`, as
+//! CPython's do (`os._exit`): the exit handlers it inherited belong to the process it was forked
+//! from. A child ends with its target's exit code, 1 after a panic (whose message the panic hook printed
 //! under a `Process <name>:` header), or 70 when its launch was refused.
 
 use std::io::Write;
@@ -14,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
 use super::identity::{self, ParentDescription, SelfDescription};
-use super::launch::{self, ROLE_CHILD, ROLE_FORKSERVER, ROLE_VAR};
+use super::launch::{self, ROLE_CHILD, ROLE_FORKSERVER, ROLE_FORKSERVER_PIPES, ROLE_VAR};
 use super::{children, forkserver, liveness, start};
 use crate::context::{self, StartMethod};
 use crate::sys;
@@ -36,7 +39,9 @@ pub(crate) fn on_startup() {
     if role == ROLE_CHILD {
         run_launched_child(socket, StartMethod::Spawn, true)
     } else if role == ROLE_FORKSERVER {
-        forkserver::serve(socket)
+        forkserver::serve(socket, false)
+    } else if role == ROLE_FORKSERVER_PIPES {
+        forkserver::serve(socket, true)
     } else {
         die(&format!("multiproc: unknown role {role:?} in {ROLE_VAR}"))
     }
@@ -60,7 +65,11 @@ pub(crate) fn run_checked_child(launched: crate::error::Result<launch::Launched>
     let entry = unsafe { super::target::entry_from_offset(launched.entry_offset) };
     let payload = launched.payload;
     let code = enter_child(launched.me, launched.parent, method, launched.alive, move || entry(payload));
-    finish_child(code)
+    match method {
+        // A forked child must not run the exit handlers of the process it was forked from.
+        StartMethod::ForkServer | StartMethod::Fork => finish_child_raw(code),
+        StartMethod::Spawn => finish_child(code),
+    }
 }
 
 /// Becomes the child described by `me` and runs `body`, returning its exit code.

@@ -14,10 +14,11 @@ use crate::sys::{self, WaitOutcome};
 pub(crate) enum ExitSource {
     /// Our own child: reaped with `waitid` on its pidfd.
     Direct,
-    /// A child of the fork server: the server writes its exit code (8 bytes, little-endian) on this
-    /// pipe after reaping it; end of file without a code means the server died first (exit code
+    /// A child of the fork server. Where the kernel keeps exit codes for pidfd holders there is no
+    /// pipe; otherwise the server writes the exit code (8 bytes, little-endian) on this pipe after
+    /// reaping the child, and end of file without a code means the server died first (exit code
     /// 255, as in CPython).
-    ForkServer(std::fs::File),
+    ForkServer(Option<std::fs::File>),
 }
 
 /// A started child, shared by its `Process` handle and the registry.
@@ -123,27 +124,28 @@ impl ChildRecord {
 
 /// The exit code of an ended fork-server child.
 ///
-/// Where the kernel reaps the server's children (Linux 6.15+, see `forkserver`), it keeps the code
-/// for pidfd holders; the server closed the status pipe unwritten. The pidfd turns readable a moment
-/// before the kernel records the code, so the code is asked for again, briefly, if it is not there
-/// yet. Otherwise the server writes the code on the status pipe; end of file without it means the
-/// server died first.
-fn fork_server_exit_code(pidfd: &OwnedFd, status: &mut std::fs::File) -> i32 {
-    if let Some(code) = sys::pidfd_exit_code(pidfd.as_fd()) {
-        return code;
-    }
-    let reported = read_status(status);
-    if reported != EXITCODE_UNKNOWN {
-        return reported;
+/// Where the server reports exit codes (kernels before 6.15), it writes the code on the status
+/// pipe after reaping the child; end of file without it means the server died first (then the
+/// kernel is asked, in case it knows, and the code is 255 if it does not, as in CPython). Otherwise the kernel reaped the child and keeps the code for
+/// pidfd holders. The pidfd turns readable a moment before the kernel records the code, so the code
+/// is asked for again, briefly, if it is not there yet.
+fn fork_server_exit_code(pidfd: &OwnedFd, status: &mut Option<std::fs::File>) -> i32 {
+    if let Some(status) = status {
+        let reported = read_status(status);
+        if reported != EXITCODE_UNKNOWN {
+            return reported;
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(100);
-    while std::time::Instant::now() < deadline {
-        std::thread::yield_now();
+    loop {
         if let Some(code) = sys::pidfd_exit_code(pidfd.as_fd()) {
             return code;
         }
+        if std::time::Instant::now() >= deadline {
+            return EXITCODE_UNKNOWN;
+        }
+        std::thread::yield_now();
     }
-    EXITCODE_UNKNOWN
 }
 
 fn read_status(status: &mut std::fs::File) -> i32 {

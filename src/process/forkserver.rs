@@ -9,35 +9,35 @@
 //! process can reach the server (CPython's server listens on a filesystem socket and needs an
 //! authkey for that reason). Every message is one packet, encoded with postcard.
 //!
+//! The server does not start children itself: it forks *spares*, children that wait for their
+//! orders on a socket of their own, and hands each spare to the owner. The owner keeps one request
+//! for a spare in flight, so that when it starts a process the next spare is (usually) forked
+//! already: starting a process is one message from the owner to the spare, and `fork()` runs in the
+//! server while the new child runs.
+//!
 //! ```text
-//! server → owner   Hello { version, exe, pid }                       once, at start
-//! owner → server   Request::ForkWith { packet }   + fds [status pipe write end, packet fds...]
-//!                | Request::Fork                  + fds [launch socket, status pipe write end]
-//! server → owner   Reply::Forked { pid }   + fds [pidfd of the child]
+//! server → owner   Hello { version, exe, pid, reports_exits }          once, at start
+//! owner → server   Request::Spare
+//! server → owner   Reply::Spare { pid }  + fds [pidfd, order socket, status pipe read end (*)]
 //!                | Reply::Failed { reason }
-//! server → status pipe   exit code as 8 little-endian bytes, then close   when the child ends
+//! owner → spare    SpareOrder::Run { packet }   + fds [packet fds...]      small launch packets
+//!                | SpareOrder::ReadFrom         + fds [launch socket]      larger ones follow there
+//! server → status pipe (*)   exit code as 8 little-endian bytes, then close   when the spare ends
 //! ```
 //!
-//! Small launch packets travel inside the request, so the child has its packet in memory the moment
-//! it is forked; larger ones (over `INLINE_PACKET_LIMIT`) follow on a launch socket. The child closes
-//! the server's descriptors and continues exactly as a spawned child does: it checks its launch
-//! packet and runs its target.
+//! (*) Only where the kernel cannot report exit codes itself. On Linux 6.15+ the server lets the
+//! kernel reap its children (`SIGCHLD` ignored) and the owner reads the exit code from its pidfd
+//! (`PIDFD_INFO_EXIT`); `reports_exits` in the hello says which case holds. Otherwise the server
+//! polls the pidfds of its spares and writes each one's exit code on its status pipe.
 //!
-//! To take `fork()` off the critical path, the server keeps one *spare*: a child forked in advance
-//! that waits on a socket of its own for its orders. A request hands the launch packet (or the
-//! launch socket) to the spare and is answered at once with the spare's pid; the server forks the
-//! next spare while the new child runs. A spare whose server goes away reads end of file and exits.
+//! A spare closes the server's descriptors and, once ordered, continues exactly as a spawned child
+//! does: it checks its launch packet and runs its target. A spare whose order socket reaches end of
+//! file (its owner exited, or dropped it) exits at once.
 //!
-//! ```text
-//! server → spare   SpareOrder::Run { packet }   + fds [packet fds...]
-//!                | SpareOrder::ReadFrom         + fds [launch socket]
-//! ```
-//!
-//! The server polls the control socket and the pidfds of its children. When the control socket
-//! reaches end of file (the owner exited or was killed), the server exits; children it started keep
-//! running (daemon children are killed by their own liveness pipe). If the server dies, the owner
-//! starts a new one on its next request; status pipes of children in flight reach end of file and
-//! their exit code reads as 255, as in CPython.
+//! When the control socket reaches end of file (the owner exited or was killed), the server exits;
+//! children it forked keep running (daemon children are killed by their own liveness pipe). If the
+//! server dies, the owner starts a new one on its next request; status pipes of children in flight
+//! then reach end of file and their exit code reads as 255, as in CPython.
 
 use std::io::{IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -55,33 +55,45 @@ pub(crate) struct Hello {
     pub(crate) version: String,
     pub(crate) exe: ExeIdentity,
     pub(crate) pid: i32,
+    /// Whether the kernel keeps spares' exit codes for pidfd holders (no status pipes then).
+    pub(crate) reports_exits: bool,
 }
 
 /// A request to the server. (An enum, not an empty struct: a packet must not encode to zero bytes,
 /// which would read as end of file.)
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Fork a child whose launch packet follows on the launch socket.
-    /// Descriptors: `[launch socket, status pipe write end]`.
-    Fork,
-    /// Fork a child with this launch packet (small packets: the child has it at once).
-    /// Descriptors: `[status pipe write end, then the packet's own descriptors]`.
-    ForkWith { packet: Vec<u8> },
+    /// Fork a spare and hand it over.
+    Spare,
 }
 
 /// The server's answer to a [`Request`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
-    Forked { pid: i32 },
-    Failed { reason: String },
+    /// A spare. Descriptors: `[pidfd, order socket]`, then the status pipe's read end unless the
+    /// kernel reports exit codes.
+    Spare {
+        pid: i32,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// What the owner tells a spare to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SpareOrder {
+    /// Run this launch packet (descriptors attached).
+    Run { packet: Vec<u8> },
+    /// Read the launch packet from the attached launch socket.
+    ReadFrom,
 }
 
 /// The largest control packet.
 pub(crate) const MAX_PACKET: usize = 64 * 1024;
 
-/// Launch packets up to this size travel inside the request.
+/// Launch packets up to this size travel inside the order.
 pub(crate) const INLINE_PACKET_LIMIT: usize = 32 * 1024;
-
 /// Sends one packet on a `SOCK_SEQPACKET` socket.
 pub(crate) fn send_packet<T: Serialize>(
     socket: BorrowedFd<'_>,
@@ -114,49 +126,32 @@ pub(crate) fn recv_packet<T: serde::de::DeserializeOwned>(
     Ok(Some((value, fds)))
 }
 
-struct Child {
+/// A spare the server watches, to report its exit code (only where the kernel does not).
+struct Tracked {
     pidfd: OwnedFd,
     status: std::fs::File,
 }
 
-/// What the server tells its spare child to do.
-#[derive(Debug, Serialize, Deserialize)]
-enum SpareOrder {
-    /// Run this launch packet (descriptors attached).
-    Run { packet: Vec<u8> },
-    /// Read the launch packet from the attached launch socket.
-    ReadFrom,
-}
-
-/// A child forked in advance, waiting for its order.
-struct Spare {
-    pid: i32,
-    pidfd: OwnedFd,
-    orders: OwnedFd,
-}
-
-/// Runs the server on `control` until its owner goes away. Never returns.
-pub(crate) fn serve(control: OwnedFd) -> ! {
+/// Runs the server on `control` until its owner goes away. Never returns. With `status_pipes`,
+/// exit codes go through status pipes even where the kernel could report them (for tests).
+pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
+    // Where the kernel can report exit codes through pidfds, let it reap children at once: then
+    // a child's exit code never waits for this loop, which may be busy forking the next spare.
+    let reports_exits = !status_pipes && kernel_reports_exit_codes();
     let hello = match super::launch::own_exe() {
-        Ok(exe) => Hello { version: env!("CARGO_PKG_VERSION").into(), exe, pid: std::process::id() as i32 },
+        Ok(exe) => {
+            Hello { version: env!("CARGO_PKG_VERSION").into(), exe, pid: std::process::id() as i32, reports_exits }
+        }
         Err(e) => bootstrap::die(&format!("multiproc fork server: {e}")),
     };
     if send_packet(control.as_fd(), &hello, &[]).is_err() {
         sys::raw_exit(0);
     }
-    // Where the kernel can report exit codes through pidfds, let it reap children at once: then
-    // a child's exit code never waits for this loop, which may be busy forking the next spare.
-    let kernel_reports_exits = kernel_reports_exit_codes();
-    let mut children: Vec<Child> = Vec::new();
-    let mut spare: Option<Spare> = None;
+    let mut tracked: Vec<Tracked> = Vec::new();
     loop {
-        // 0. Keep a spare ready.
-        if spare.is_none() {
-            spare = fork_spare(&mut children);
-        }
-        // 1. Wait for a request or for a child to end.
+        // 1. Wait for a request or for a tracked spare to end.
         let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd()];
-        fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
+        fds.extend(tracked.iter().map(|c| c.pidfd.as_fd()));
         let ready = match sys::poll_readable(&fds, None) {
             Ok(r) => r,
             Err(e) => bootstrap::die(&format!("multiproc fork server: poll failed: {e}")),
@@ -164,19 +159,14 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         let request_ready = ready[0].ready;
         let ended: Vec<usize> = ready[1..].iter().enumerate().filter(|(_, r)| r.ready).map(|(i, _)| i).collect();
         drop(fds);
-        // 2. Report children that ended.
+        // 2. Report spares that ended.
         for index in ended.into_iter().rev() {
-            report_exit(children.swap_remove(index));
+            report_exit(tracked.swap_remove(index));
         }
         // 3. Serve the request.
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
-                Ok(Some((request, fds))) => {
-                    // Where the kernel reports exit codes there is nothing to reap or report: the
-                    // status pipe is closed unwritten, which tells the owner to ask the kernel.
-                    let track = !kernel_reports_exits;
-                    serve_request(&control, request, fds, &mut children, &mut spare, track);
-                }
+                Ok(Some((Request::Spare, _))) => hand_over_spare(&control, &mut tracked, !reports_exits),
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
             }
@@ -207,26 +197,42 @@ fn kernel_reports_exit_codes() -> bool {
     supported
 }
 
-/// Forks a spare child; `None` if fork failed (requests then report the failure).
-fn fork_spare(children: &mut Vec<Child>) -> Option<Spare> {
-    let (ours, theirs) = sys::socketpair_cloexec(sys::SocketKind::SeqPacket).ok()?;
+/// Forks a spare and sends it to the owner (with a status pipe when `track`).
+fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool) {
+    let reply = fork_spare(tracked).and_then(|(pid, pidfd, orders)| {
+        let status = if track { Some(sys::pipe_cloexec()?) } else { None };
+        let mut fds = vec![pidfd.as_fd(), orders.as_fd()];
+        fds.extend(status.as_ref().map(|(read, _)| read.as_fd()));
+        send_packet(control.as_fd(), &Reply::Spare { pid }, &fds)?;
+        if let Some((_, write)) = status {
+            tracked.push(Tracked { pidfd, status: std::fs::File::from(write) });
+        }
+        Ok(())
+    });
+    if let Err(e) = reply {
+        let _ = send_packet(control.as_fd(), &Reply::Failed { reason: format!("fork a spare: {e}") }, &[]);
+    }
+}
+
+/// Forks a spare child: its pid, pidfd and the server's end of its order socket.
+fn fork_spare(tracked: &mut Vec<Tracked>) -> std::io::Result<(i32, OwnedFd, OwnedFd)> {
+    let (ours, theirs) = sys::socketpair_cloexec(sys::SocketKind::SeqPacket)?;
     // SAFETY: the server is single-threaded, so no lock can be held by another thread at fork.
-    match unsafe { sys::fork() } {
-        Ok(ForkResult::Child) => {
+    match unsafe { sys::fork() }? {
+        ForkResult::Child => {
             // The server's descriptors are not the child's.
-            drop(std::mem::take(children));
+            drop(std::mem::take(tracked));
             drop(ours);
             sys::close_inherited_fd();
             // Children must not inherit the server's automatic reaping.
             sys::reap_children_automatically(false);
             run_spare(theirs)
         }
-        Ok(ForkResult::Parent(pid)) => {
+        ForkResult::Parent(pid) => {
             drop(theirs);
-            let pidfd = sys::pidfd_open(pid).ok()?;
-            Some(Spare { pid, pidfd, orders: ours })
+            let pidfd = sys::pidfd_open(pid)?;
+            Ok((pid, pidfd, ours))
         }
-        Err(_) => None,
     }
 }
 
@@ -242,12 +248,12 @@ fn run_spare(orders: OwnedFd) -> ! {
             drop(orders);
             bootstrap::run_launched_child(fds.remove(0), StartMethod::ForkServer, false)
         }
-        // The server went away (or sent nonsense): nothing to run.
+        // The owner went away (or sent nonsense): nothing to run.
         _ => sys::raw_exit(0),
     }
 }
 
-fn report_exit(child: Child) {
+fn report_exit(child: Tracked) {
     let code = match sys::wait_pidfd(child.pidfd.as_fd(), true) {
         Ok(WaitOutcome::Exited(code)) => code,
         _ => super::children::EXITCODE_UNKNOWN,
@@ -255,42 +261,4 @@ fn report_exit(child: Child) {
     let mut status = child.status;
     // The owner may have dropped its handle; a closed pipe is fine.
     let _ = status.write_all(&i64::from(code).to_le_bytes());
-}
-
-fn serve_request(
-    control: &OwnedFd,
-    request: Request,
-    fds: Vec<OwnedFd>,
-    children: &mut Vec<Child>,
-    spare: &mut Option<Spare>,
-    track: bool,
-) {
-    let mut fds = fds.into_iter();
-    let (status, order, order_fds): (_, _, Vec<OwnedFd>) = match request {
-        Request::Fork => {
-            let launch = fds.next();
-            (fds.next(), SpareOrder::ReadFrom, launch.into_iter().collect())
-        }
-        Request::ForkWith { packet } => (fds.next(), SpareOrder::Run { packet }, fds.collect()),
-    };
-    let Some(status) = status else {
-        let _ = send_packet(control.as_fd(), &Reply::Failed { reason: "request without its descriptors".into() }, &[]);
-        return;
-    };
-    let order_fds: Vec<BorrowedFd<'_>> = order_fds.iter().map(|fd| fd.as_fd()).collect();
-    // Hand the order to the spare; if the spare died, fork another and try once more.
-    for _attempt in 0..2 {
-        let Some(chosen) = spare.take().or_else(|| fork_spare(children)) else { break };
-        if send_packet(chosen.orders.as_fd(), &order, &order_fds).is_ok() {
-            let _ = send_packet(control.as_fd(), &Reply::Forked { pid: chosen.pid }, &[chosen.pidfd.as_fd()]);
-            if track {
-                children.push(Child { pidfd: chosen.pidfd, status: std::fs::File::from(status) });
-            }
-            return;
-        }
-        let _ = sys::pidfd_signal(chosen.pidfd.as_fd(), sys::signals::SIGKILL);
-        let _ = sys::wait_pidfd(chosen.pidfd.as_fd(), true);
-    }
-    let reason = format!("fork: {}", std::io::Error::last_os_error());
-    let _ = send_packet(control.as_fd(), &Reply::Failed { reason }, &[]);
 }

@@ -32,6 +32,9 @@ pub(crate) const ROLE_VAR: &str = "__MULTIPROC_ROLE";
 pub(crate) const ROLE_CHILD: &str = "child";
 /// [`ROLE_VAR`]'s value for the fork server.
 pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
+/// [`ROLE_VAR`]'s value for a fork server that reports exit codes on status pipes even where the
+/// kernel could (see `test_hooks::force_status_pipes`).
+pub(crate) const ROLE_FORKSERVER_PIPES: &str = "forkserver-pipes";
 
 /// The crate version, which parent and child must share (the launch format may change with it).
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -156,6 +159,17 @@ pub mod test_hooks {
     use crate::sys::ExeIdentity;
 
     static FAKE_EXE_MISMATCH: AtomicBool = AtomicBool::new(false);
+    static FORCE_STATUS_PIPES: AtomicBool = AtomicBool::new(false);
+
+    /// Makes fork servers started from now on report exit codes on status pipes, as on kernels
+    /// older than 6.15 (which cannot keep exit codes for pidfd holders).
+    pub fn force_status_pipes(on: bool) {
+        FORCE_STATUS_PIPES.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn fork_server_role() -> &'static str {
+        if FORCE_STATUS_PIPES.load(Ordering::SeqCst) { super::ROLE_FORKSERVER_PIPES } else { super::ROLE_FORKSERVER }
+    }
 
     /// Makes the next launch packets claim a different executable, so that children refuse them.
     pub fn simulate_binary_mismatch(on: bool) {

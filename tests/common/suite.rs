@@ -21,6 +21,7 @@ macro_rules! multiproc_suite {
         $m!(terminate_kill_interrupt_give_negative_signals);
         $m!(exit_codes_follow_the_body);
         $m!(recursion_is_depth_first);
+        $m!(grandchild_sees_its_parent_end);
         $m!(sentinel_follows_the_child);
         $m!(close_rules);
         $m!(many_processes_start_and_join);
@@ -201,6 +202,31 @@ fn recurse(out: Outbox, path: Vec<u32>, depth: u32, method: StartMethod) {
         child.start().unwrap();
         assert_eq!(child.join().unwrap(), 0);
     }
+}
+
+fn watch_parent(out: Outbox) {
+    let parent = multiproc::parent_process().expect("a grandchild has a parent");
+    send(&out, &format!("alive={}", parent.is_alive()));
+    let ended = parent.join_timeout(Duration::from_secs(20)).is_some();
+    send(&out, &format!("ended={ended} alive={}", parent.is_alive()));
+}
+
+fn start_watcher_then_wait(out: Outbox, go: Handle<std::os::unix::net::UnixDatagram>, method: StartMethod) {
+    let mut grandchild = Process::new(watch_parent, (out,)).with_start_method(method);
+    grandchild.start().unwrap();
+    let mut buf = [0u8; 8];
+    let _ = go.recv(&mut buf); // never sent: this process is terminated while it waits
+}
+
+// PROC-06
+pub fn grandchild_sees_its_parent_end(ctx: Context) {
+    let (inbox, out) = channel();
+    let (_go, go_child) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let mut middle = started(ctx.process(start_watcher_then_wait, (out, Handle::new(go_child), ctx.start_method())));
+    assert_eq!(inbox.recv(20), "alive=true");
+    middle.terminate().unwrap();
+    assert_eq!(middle.join().unwrap(), -15);
+    assert_eq!(inbox.recv(20), "ended=true alive=false");
 }
 
 // PROC-18, CTX-07

@@ -1,5 +1,6 @@
 //! The fork-server launcher, the client side of `process::forkserver` (≈ CPython
-//! `popen_forkserver`): starts the server on first use, asks it for a child, restarts it if it died.
+//! `popen_forkserver`): starts the server on first use, takes spares from it, orders them to run,
+//! restarts the server if it died.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
@@ -8,9 +9,9 @@ use super::Started;
 use crate::error::{Error, IoContext, Result};
 use crate::frame;
 use crate::process::children::ExitSource;
-use crate::process::forkserver::{self, Hello, Reply, Request};
+use crate::process::forkserver::{self, Hello, Reply, Request, SpareOrder};
 use crate::process::identity::SelfDescription;
-use crate::process::launch::{self, ROLE_FORKSERVER, ROLE_VAR};
+use crate::process::launch::{self, ROLE_VAR};
 use crate::process::target::Job;
 use crate::sys::{self, SocketKind};
 
@@ -20,6 +21,17 @@ struct Server {
     control: OwnedFd,
     pid: i32,
     pidfd: OwnedFd,
+    /// Whether a `Request::Spare` was sent whose reply is still unread.
+    spare_requested: bool,
+}
+
+/// A child forked by the server that waits for its order.
+#[derive(Debug)]
+struct Spare {
+    pid: i32,
+    pidfd: OwnedFd,
+    orders: OwnedFd,
+    status: Option<std::fs::File>,
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
@@ -30,64 +42,108 @@ fn server() -> MutexGuard<'static, Option<Server>> {
 
 /// Starts `job` in a child forked by the fork server, with liveness read end `alive`.
 pub(crate) fn launch(job: Job, me: SelfDescription, alive: OwnedFd, keepalive: Option<OwnedFd>) -> Result<Started> {
-    let (status_read, status_write) = sys::pipe_cloexec().context("create a status pipe")?;
     let packet = launch::encode_packet(job, me, alive)?;
-    let (pid, pidfd) = if packet.bytes.len() <= forkserver::INLINE_PACKET_LIMIT
-        && packet.fds.len() < sys::MAX_FDS_PER_MESSAGE
+    let spare = if packet.bytes.len() <= forkserver::INLINE_PACKET_LIMIT && packet.fds.len() <= sys::MAX_FDS_PER_MESSAGE
     {
-        let mut fds = vec![status_write.as_fd()];
-        fds.extend(packet.borrowed_fds());
-        request_fork(&Request::ForkWith { packet: packet.bytes.clone() }, &fds)?
+        order_spare(&SpareOrder::Run { packet: packet.bytes.clone() }, &packet.borrowed_fds())?
     } else {
-        // A large packet follows on a launch socket; the child reads it after the fork.
+        // A large packet follows on a launch socket; the child reads it after its order.
         let (parent_end, child_end) = sys::socketpair_cloexec(SocketKind::Stream).context("create a launch socket")?;
-        let forked = request_fork(&Request::Fork, &[child_end.as_fd(), status_write.as_fd()])?;
+        let spare = order_spare(&SpareOrder::ReadFrom, &[child_end.as_fd()])?;
         drop(child_end);
         // If the packet cannot be sent, the child reads end of file and exits; report the error.
         frame::send(parent_end.as_fd(), &packet)?;
-        forked
+        spare
     };
-    Ok(Started { pid, pidfd, exit: ExitSource::ForkServer(std::fs::File::from(status_read)), keepalive })
+    Ok(Started { pid: spare.pid, pidfd: spare.pidfd, exit: ExitSource::ForkServer(spare.status), keepalive })
 }
 
 /// The fork server's pid, starting the server if needed (for tests and diagnostics).
 pub fn server_pid() -> Result<i32> {
     let mut guard = server();
+    Ok(running(&mut guard)?.pid)
+}
+
+/// Takes a spare, gives it `order` with `fds`, and asks the server for the next spare.
+fn order_spare(order: &SpareOrder, fds: &[BorrowedFd<'_>]) -> Result<Spare> {
+    let mut guard = server();
+    let mut last_error = None;
+    // A spare can be gone (killed by someone); then the next one is asked for.
+    for _attempt in 0..3 {
+        let spare = take_spare(&mut guard)?;
+        // Ask for the next spare first: the server then forks it on another CPU while this one
+        // starts.
+        request_spare(&mut guard);
+        match forkserver::send_packet(spare.orders.as_fd(), order, fds) {
+            Ok(()) => return Ok(spare),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let reason = last_error.map(|e| e.to_string()).unwrap_or_default();
+    Err(Error::ForkServer(format!("the fork server's children died before they could be started: {reason}")))
+}
+
+/// The server, started if there is none.
+fn running(guard: &mut Option<Server>) -> Result<&mut Server> {
     if guard.is_none() {
         *guard = Some(start_server()?);
     }
-    Ok(guard.as_ref().map(|s| s.pid).unwrap_or_default())
+    guard.as_mut().ok_or_else(|| Error::ForkServer("no fork server".into()))
 }
 
-fn request_fork(request: &Request, fds: &[BorrowedFd<'_>]) -> Result<(i32, OwnedFd)> {
-    let mut guard = server();
-    let mut last_error = None;
+/// Receives the spare asked for earlier (asking now if needed); restarts a dead server once.
+fn take_spare(guard: &mut Option<Server>) -> Result<Spare> {
+    let mut last_error = String::new();
     for _attempt in 0..2 {
-        if guard.is_none() {
-            *guard = Some(start_server()?);
+        let server = running(guard)?;
+        if !server.spare_requested {
+            request_spare(guard);
         }
-        let control = guard.as_ref().map(|s| s.control.as_fd()).expect("started above");
-        let exchange =
-            forkserver::send_packet(control, request, fds).and_then(|()| forkserver::recv_packet::<Reply>(control));
-        match exchange {
-            Ok(Some((Reply::Forked { pid }, mut fds))) if !fds.is_empty() => return Ok((pid, fds.remove(0))),
+        let Some(server) = guard.as_mut() else { continue };
+        server.spare_requested = false;
+        match forkserver::recv_packet::<Reply>(server.control.as_fd()) {
+            Ok(Some((Reply::Spare { pid }, fds))) => match spare_from(pid, fds) {
+                Some(spare) => return Ok(spare),
+                None => last_error = "the fork server sent a spare without its descriptors".into(),
+            },
             Ok(Some((Reply::Failed { reason }, _))) => return Err(Error::ForkServer(reason)),
-            Ok(_) => last_error = Some("the fork server closed its control socket".to_string()),
-            Err(e) => last_error = Some(e.to_string()),
+            Ok(None) => last_error = "the fork server closed its control socket".into(),
+            Err(e) => last_error = e.to_string(),
         }
-        // The server died: reap it and start a new one.
-        if let Some(dead) = guard.take() {
-            tracing::debug!(pid = dead.pid, "fork server gone; restarting it");
-            let _ = sys::pidfd_signal(dead.pidfd.as_fd(), sys::signals::SIGKILL);
-            let _ = sys::wait_pidfd(dead.pidfd.as_fd(), true);
-        }
+        discard_server(guard);
     }
-    Err(Error::ForkServer(last_error.unwrap_or_default()))
+    Err(Error::ForkServer(last_error))
+}
+
+fn spare_from(pid: i32, fds: Vec<OwnedFd>) -> Option<Spare> {
+    let mut fds = fds.into_iter();
+    let (pidfd, orders) = (fds.next()?, fds.next()?);
+    Some(Spare { pid, pidfd, orders, status: fds.next().map(std::fs::File::from) })
+}
+
+/// Asks the server for a spare without waiting for it. A server that cannot be reached is
+/// discarded; the next launch starts a new one.
+fn request_spare(guard: &mut Option<Server>) {
+    let Some(server) = guard.as_mut() else { return };
+    match forkserver::send_packet(server.control.as_fd(), &Request::Spare, &[]) {
+        Ok(()) => server.spare_requested = true,
+        Err(_) => discard_server(guard),
+    }
+}
+
+/// Kills and reaps a server that stopped answering.
+fn discard_server(guard: &mut Option<Server>) {
+    if let Some(dead) = guard.take() {
+        tracing::debug!(pid = dead.pid, "fork server gone; restarting it");
+        let _ = sys::pidfd_signal(dead.pidfd.as_fd(), sys::signals::SIGKILL);
+        let _ = sys::wait_pidfd(dead.pidfd.as_fd(), true);
+    }
 }
 
 fn start_server() -> Result<Server> {
     let (ours, theirs) = sys::socketpair_cloexec(SocketKind::SeqPacket).context("create the fork server socket")?;
-    let pid = sys::spawn_current_exe(ROLE_VAR, ROLE_FORKSERVER, theirs.as_fd()).context("start the fork server")?;
+    let pid = sys::spawn_current_exe(ROLE_VAR, launch::test_hooks::fork_server_role(), theirs.as_fd())
+        .context("start the fork server")?;
     drop(theirs);
     let pidfd = sys::pidfd_open(pid).context("open a pidfd for the fork server")?;
     let hello = forkserver::recv_packet::<Hello>(ours.as_fd()).context("greet the fork server")?;
@@ -101,7 +157,8 @@ fn start_server() -> Result<Server> {
         let _ = sys::wait_pidfd(pidfd.as_fd(), true);
         return Err(Error::BinaryMismatch { parent: mine.to_string(), child: hello.exe.to_string() });
     }
-    Ok(Server { control: ours, pid, pidfd })
+    tracing::debug!(pid, reports_exits = hello.reports_exits, "fork server started");
+    Ok(Server { control: ours, pid, pidfd, spare_requested: false })
 }
 
 /// In a forked child: the parent's server is not ours; close our copy of its socket.
