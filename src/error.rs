@@ -88,6 +88,47 @@ pub enum Error {
     /// A wait ran out of time.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+
+    /// The peer closed the connection and no message is left (CPython `EOFError`).
+    #[error("end of file: the other end of the connection was closed")]
+    Eof,
+
+    /// The connection (or listener) was closed on this side (CPython `OSError('handle is closed')`).
+    #[error("the {0} is closed")]
+    Closed(&'static str),
+
+    /// A message is larger than the limit that applies to it (CPython: `OSError('bad message length')`
+    /// for `recv_bytes(maxlength)`).
+    #[error(
+        "bad message length: a message of {len} bytes exceeds the limit of {limit} bytes; raise it with \
+         `Connection::set_max_message_size` if such messages are expected"
+    )]
+    MessageTooLarge {
+        /// The message's size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// The message did not fit the caller's buffer; it is handed over whole here (CPython
+    /// `BufferTooShort`, whose `args[0]` is the message).
+    #[error("the buffer of {capacity} bytes is too short for a message of {} bytes; the message is in this error", .message.len())]
+    BufferTooShort {
+        /// The room the buffer had.
+        capacity: usize,
+        /// The whole message.
+        message: Vec<u8>,
+    },
+
+    /// The peer broke the connection protocol: a frame cut short, a malformed handshake message, a
+    /// connection left unusable by an earlier error.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+
+    /// The authentication handshake failed: a wrong key on either side, or a peer that does not
+    /// speak it (CPython `AuthenticationError`).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
 }
 
 impl Error {

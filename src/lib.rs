@@ -62,14 +62,15 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod connection;
 pub mod context;
 mod error;
-mod frame;
 mod process;
 pub mod reduction;
 mod sys;
 mod wait;
 
+pub use connection::{Connection, pipe, simplex_pipe};
 pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,
@@ -80,7 +81,7 @@ pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use process::{ExitReport, Process, Run, Target};
 pub use reduction::Handle;
-pub use wait::wait;
+pub use wait::{Waitable, wait};
 
 /// Serde helpers for fields that hold file descriptors: `#[serde(with = "multiproc::handle")]`.
 pub mod handle {

@@ -9,8 +9,9 @@ use crate::sys;
 /// Waits until at least one of `objects` is ready, or `timeout` passes (`None`: no limit), and
 /// returns the indices of the ready ones (empty when the time ran out).
 ///
-/// An object is anything with a file descriptor: a process [`sentinel`](crate::Process::sentinel)
-/// is ready when the process has ended, a socket or pipe when it can be read (or its peer closed).
+/// An object is a [`Connection`](crate::Connection) or anything with a file descriptor: a process
+/// [`sentinel`](crate::Process::sentinel) is ready when the process has ended, a connection,
+/// socket or pipe when it can be read (or its peer closed). A closed connection is an error.
 ///
 /// # Examples
 ///
@@ -32,8 +33,21 @@ use crate::sys;
 /// # }
 /// ```
 #[doc(alias = "connection.wait")]
-pub fn wait(objects: &[&dyn AsFd], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.as_fd()).collect();
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect::<Result<_>>()?;
     let readiness = sys::poll_readable(&fds, timeout).context("wait for objects")?;
     Ok(readiness.iter().enumerate().filter(|(_, r)| r.ready).map(|(i, _)| i).collect())
+}
+
+/// Something [`wait`] can wait on: a [`Connection`](crate::Connection), or anything with a file
+/// descriptor.
+pub trait Waitable {
+    /// The descriptor to poll for reading.
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>>;
+}
+
+impl<T: AsFd + ?Sized> Waitable for T {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.as_fd())
+    }
 }

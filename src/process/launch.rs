@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::identity::{ParentDescription, SelfDescription};
 use super::target::Job;
 use crate::error::{Error, Result};
-use crate::frame;
+use crate::connection::frame;
 use crate::reduction::{self, Message};
 use crate::sys::{self, ExeIdentity};
 

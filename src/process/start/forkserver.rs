@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::Started;
 use crate::error::{Error, IoContext, Result};
-use crate::frame;
+use crate::connection::frame;
 use crate::process::children::ExitSource;
 use crate::process::forkserver::{self, Hello, Reply, Request, SpareOrder};
 use crate::process::identity::SelfDescription;
@@ -99,10 +99,16 @@ fn take_spare(guard: &mut Option<Server>) -> Result<Spare> {
         if !server.spare_requested {
             request_spare(guard);
         }
-        let Some(server) = guard.as_mut() else { continue };
+        let Some(server) = guard.as_mut() else {
+            last_error = "the fork server stopped answering".into();
+            continue;
+        };
         server.spare_requested = false;
         match forkserver::recv_packet::<Reply>(server.control.as_fd()) {
             Ok(Some((Reply::Spare { pid }, fds))) => match spare_from(pid, fds) {
+                // A spare whose server died is an orphan: nobody may be left to reap it and keep
+                // its exit code. Let it go (it exits when its order socket closes).
+                Some(_) if server_has_ended(server) => last_error = "the fork server died".into(),
                 Some(spare) => return Ok(spare),
                 None => last_error = "the fork server sent a spare without its descriptors".into(),
             },
@@ -119,6 +125,10 @@ fn spare_from(pid: i32, fds: Vec<OwnedFd>) -> Option<Spare> {
     let mut fds = fds.into_iter();
     let (pidfd, orders) = (fds.next()?, fds.next()?);
     Some(Spare { pid, pidfd, orders, status: fds.next().map(std::fs::File::from) })
+}
+
+fn server_has_ended(server: &Server) -> bool {
+    matches!(sys::poll_one(server.pidfd.as_fd(), sys::Interest::Read, Some(std::time::Duration::ZERO)), Ok(true))
 }
 
 /// Asks the server for a spare without waiting for it. A server that cannot be reached is

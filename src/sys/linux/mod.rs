@@ -11,12 +11,13 @@ mod socket;
 
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, pipe_cloexec, random_bytes};
-pub(crate) use poll::poll_readable;
+pub(crate) use poll::{Interest, poll_one, poll_readable};
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
     pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
     remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, SocketKind, next_packet_len, recv_with_fds, send_with_fds, socketpair_cloexec,
+    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, recv_into_spare, recv_plain,
+    recv_with_fds, send_with_fds, shutdown, socketpair_cloexec,
 };

@@ -37,3 +37,32 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
         })
         .collect())
 }
+
+/// What [`poll_one`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// Data to read, or end of file.
+    Read,
+    /// Room to write, or a broken peer (the write will then fail at once).
+    Write,
+}
+
+/// Waits until `fd` is ready for `interest` or `timeout` passes (`None`: no limit). Returns whether
+/// it became ready. Retries on `EINTR` with the remaining time.
+pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io::Result<bool> {
+    let flags = match interest {
+        Interest::Read => PollFlags::IN,
+        Interest::Write => PollFlags::OUT,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pollfd = [PollFd::new(&fd, flags)];
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ts = remaining.map(|r| Timespec { tv_sec: r.as_secs() as i64, tv_nsec: i64::from(r.subsec_nanos()) });
+        match rustix::event::poll(&mut pollfd, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

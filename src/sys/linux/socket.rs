@@ -90,3 +90,58 @@ pub(crate) fn next_packet_len(socket: BorrowedFd<'_>) -> io::Result<usize> {
         }
     }
 }
+
+/// Receives up to `max` bytes into the spare capacity of `buf` (which must have room for them),
+/// extending its length by the number read. Returns that number; 0 means the peer closed.
+///
+/// Plain `recv(2)`: use it only where no descriptors can arrive (after the first byte of a frame,
+/// which carries them), since descriptors attached to the data would be discarded.
+pub(crate) fn recv_into_spare(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let want = max.min(room);
+    let start = buf.len();
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    let n = loop {
+        match rustix::net::recv(socket, &mut *spare, RecvFlags::empty()) {
+            Err(io::Errno::INTR) => continue,
+            other => break other?.0.0.len(),
+        }
+    };
+    // SAFETY: `recv` initialized the first `n` bytes of the spare capacity, which start at `start`.
+    unsafe { buf.set_len(start + n) };
+    Ok(n)
+}
+
+/// Receives into `buf` with plain `recv(2)` (see [`recv_into_spare`] for when that is allowed).
+/// Returns the number of bytes read; 0 means the peer closed.
+pub(crate) fn recv_plain(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(socket, &mut *buf, RecvFlags::empty()) {
+            Err(io::Errno::INTR) => continue,
+            other => return other.map(|(read, _)| read),
+        }
+    }
+}
+
+/// Which direction of a socket to shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    /// No more reads.
+    Read,
+    /// No more writes (the peer reads end of file).
+    Write,
+}
+
+/// `shutdown(2)`.
+pub(crate) fn shutdown(socket: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
+    let how = match how {
+        Shutdown::Read => rustix::net::Shutdown::Read,
+        Shutdown::Write => rustix::net::Shutdown::Write,
+    };
+    rustix::net::shutdown(socket, how)
+}
+
+/// Whether `socket` is a Unix-domain socket (only those can carry descriptors).
+pub(crate) fn is_unix_socket(socket: BorrowedFd<'_>) -> bool {
+    matches!(rustix::net::getsockname(socket), Ok(addr) if addr.address_family() == AddressFamily::UNIX)
+}

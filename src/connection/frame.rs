@@ -1,0 +1,205 @@
+//! Length-prefixed frames over a stream socket: CPython's `Connection` framing, with descriptors
+//! attached.
+//!
+//! ```text
+//! frame   := header payload
+//! header  := i32_be(n)                     when n <= 0x7fff_ffff
+//!          | i32_be(-1) u64_be(n)          otherwise (CPython 3.8+)
+//! ```
+//!
+//! Header and payload leave in one `sendmsg(2)`; descriptors ride on it as `SCM_RIGHTS`, so they
+//! arrive with the first byte of the frame, which the receiver reads with `recvmsg(2)`. The rest of
+//! a frame is read with plain `recv(2)`, straight into the message's buffer.
+//!
+//! Reads are exact: a frame is never read past its end, so several processes can read one socket
+//! and each gets whole messages. A length prefix is only a claim: buffers grow as bytes arrive (in
+//! steps of [`ALLOCATION_STEP`]), so a lying prefix costs no more memory than the bytes really sent.
+//!
+//! Every operation takes a [`Deadline`]; with one, each system call is preceded by a `poll(2)` for
+//! the time left, and running out gives [`Error::Timeout`].
+
+use std::io::IoSlice;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+use crate::reduction::Message;
+use crate::sys::{self, Interest};
+
+/// Payloads up to this size use the 4-byte header.
+pub(crate) const SHORT_FORM_MAX: u64 = 0x7fff_ffff;
+
+/// How much a receive buffer may grow ahead of the bytes that arrived.
+pub(crate) const ALLOCATION_STEP: usize = 64 << 20;
+
+/// When a blocking operation must give up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Option<(Instant, Duration)>,
+}
+
+impl Deadline {
+    /// No limit.
+    pub(crate) const NONE: Deadline = Deadline { at: None };
+
+    /// `timeout` from now (`None`: no limit).
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline { at: timeout.map(|t| (Instant::now() + t, t)) }
+    }
+
+    /// Waits until `fd` is ready for `interest`, or fails with [`Error::Timeout`].
+    pub(crate) fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()> {
+        let Some((at, total)) = self.at else { return Ok(()) };
+        let left = at.saturating_duration_since(Instant::now());
+        match sys::poll_one(fd, interest, Some(left)).context("wait on a connection")? {
+            true => Ok(()),
+            false => Err(Error::Timeout(total)),
+        }
+    }
+}
+
+/// The header for a payload of `len` bytes, and how many of the 12 bytes it uses.
+pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
+    let mut bytes = [0u8; 12];
+    if len <= SHORT_FORM_MAX {
+        bytes[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        (bytes, 4)
+    } else {
+        bytes[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        bytes[4..].copy_from_slice(&len.to_be_bytes());
+        (bytes, 12)
+    }
+}
+
+/// Sends one frame holding `payload`, with `fds` attached. Returns how many bytes of the frame
+/// left before an error (0: the stream is still aligned on frames).
+pub(crate) fn send_frame(
+    socket: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    deadline: Deadline,
+) -> std::result::Result<(), (Error, usize)> {
+    let (header, header_len) = header(payload.len() as u64);
+    let header = &header[..header_len];
+    let total = header_len + payload.len();
+    let mut sent = 0;
+    while sent < total {
+        let iov_storage;
+        let iov: &[IoSlice<'_>] = if sent < header_len {
+            iov_storage = [IoSlice::new(&header[sent..]), IoSlice::new(payload)];
+            &iov_storage
+        } else {
+            iov_storage = [IoSlice::new(&payload[sent - header_len..]), IoSlice::new(&[])];
+            &iov_storage[..1]
+        };
+        let attach = if sent == 0 { fds } else { &[] };
+        let step = deadline
+            .wait(socket, Interest::Write)
+            .and_then(|()| sys::send_with_fds(socket, iov, attach).context("send a message"));
+        match step {
+            Ok(n) => sent += n,
+            Err(e) => return Err((e, sent)),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `message` as one frame (no deadline).
+pub(crate) fn send(socket: BorrowedFd<'_>, message: &Message) -> Result<()> {
+    send_frame(socket, &message.bytes, &message.borrowed_fds(), Deadline::NONE).map_err(|(e, _)| e)
+}
+
+/// Reads a frame header. `Ok(None)`: the peer closed before a frame began. Descriptors attached to
+/// the frame are appended to `fds`.
+pub(crate) fn recv_header(socket: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>, deadline: Deadline) -> Result<Option<u64>> {
+    let mut short = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        deadline.wait(socket, Interest::Read)?;
+        let n = if got == 0 {
+            sys::recv_with_fds(socket, &mut short, fds).context("receive a message")?
+        } else {
+            sys::recv_plain(socket, &mut short[got..]).context("receive a message")?
+        };
+        if n == 0 {
+            return match got {
+                0 => Ok(None),
+                _ => Err(eof_during_message()),
+            };
+        }
+        got += n;
+    }
+    let len = i32::from_be_bytes(short);
+    if len >= 0 {
+        return Ok(Some(len as u64));
+    }
+    if len != -1 {
+        return Err(Error::Protocol(format!("negative message length {len} in a frame header")));
+    }
+    let mut long = [0u8; 8];
+    recv_exact(socket, &mut long, deadline)?;
+    Ok(Some(u64::from_be_bytes(long)))
+}
+
+/// Reads exactly `buf.len()` bytes of a frame already begun.
+pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: Deadline) -> Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        deadline.wait(socket, Interest::Read)?;
+        let n = sys::recv_plain(socket, &mut buf[got..]).context("receive a message")?;
+        if n == 0 {
+            return Err(eof_during_message());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+/// Reads a payload of `len` bytes into a new buffer, growing it as bytes arrive.
+pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: Deadline) -> Result<Vec<u8>> {
+    let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(len.min(ALLOCATION_STEP));
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact((len - buf.len()).min(ALLOCATION_STEP));
+        }
+        deadline.wait(socket, Interest::Read)?;
+        let want = len - buf.len();
+        let n = sys::recv_into_spare(socket, &mut buf, want).context("receive a message")?;
+        if n == 0 {
+            return Err(eof_during_message());
+        }
+    }
+    Ok(buf)
+}
+
+/// Receives one frame (no deadline) of at most `max_len` bytes. `Ok(None)` means the peer closed
+/// before a frame began.
+pub(crate) fn recv(socket: BorrowedFd<'_>, max_len: usize) -> Result<Option<Message>> {
+    let mut fds = Vec::new();
+    let Some(len) = recv_header(socket, &mut fds, Deadline::NONE)? else { return Ok(None) };
+    if len > max_len as u64 {
+        return Err(Error::MessageTooLarge { len, limit: max_len as u64 });
+    }
+    let bytes = recv_payload(socket, len, Deadline::NONE)?;
+    Ok(Some(Message { bytes, fds }))
+}
+
+fn eof_during_message() -> Error {
+    Error::Protocol("got end of file during message: the peer closed the connection in the middle of it".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_follow_cpython() {
+        assert_eq!(header(0), ([0; 12], 4));
+        assert_eq!(&header(5).0[..4], &[0, 0, 0, 5]);
+        assert_eq!(header(0x7fff_ffff).1, 4);
+        let (bytes, n) = header(0x8000_0000);
+        assert_eq!(n, 12);
+        assert_eq!(bytes, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0]);
+    }
+}

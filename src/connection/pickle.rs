@@ -1,0 +1,37 @@
+//! CPython's pickle format on connections, for Python peers (feature `pickle`, on by default).
+//!
+//! CPython's `Connection.send(obj)` pickles `obj`; [`Connection::send_pickle`] and
+//! [`Connection::recv_pickle`] speak that format for plain data: integers, floats, strings, bytes,
+//! `None`, booleans, lists, tuples, dicts and sets, mapped to and from serde types as serde-pickle
+//! maps them (a Rust tuple is a Python tuple, `Option::None` is `None`, a `HashMap` or `BTreeMap` is a
+//! dict; bytes need `serde_bytes` or [`PickleValue::Bytes`]). Values whose type is only known at run
+//! time can be received as [`PickleValue`]. Python objects of other classes (instances, functions)
+//! cannot be decoded and give [`Error::Codec`](crate::Error::Codec).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CanRecv, CanSend, Connection};
+use crate::error::{Error, Result};
+
+/// A pickled Python value of any shape (serde-pickle's `Value`).
+pub use serde_pickle::Value as PickleValue;
+
+impl<D: CanSend> Connection<D> {
+    /// Sends `value` pickled, as CPython's `send` does, for a Python peer's `recv()`.
+    pub fn send_pickle<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        let bytes = serde_pickle::to_vec(value, serde_pickle::SerOptions::new())
+            .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
+        self.send_bytes(&bytes)
+    }
+}
+
+impl<D: CanRecv> Connection<D> {
+    /// Receives a message a Python peer sent with `send(obj)` and decodes it as `T`. A message that
+    /// is not a pickle of plain data is an error; the connection stays usable.
+    pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let bytes = self.recv_bytes()?;
+        serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new())
+            .map_err(|e| Error::Codec { action: "decode", detail: format!("pickle: {e}") })
+    }
+}
