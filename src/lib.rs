@@ -91,6 +91,7 @@ pub mod handle {
 /// Hooks for this crate's own test suite; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::connection::fuzz_hooks as fuzz;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
 }

@@ -12,6 +12,8 @@
 
 mod auth;
 pub(crate) mod frame;
+#[doc(hidden)]
+pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
