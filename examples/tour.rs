@@ -1,6 +1,8 @@
 //! A walk through every scenario of the seed tutorials that `multiproc` implements so far, printing
 //! what happens. `cargo run --release --example tour`.
 
+#[path = "seeds/connections.rs"]
+mod connections;
 #[path = "seeds/processes.rs"]
 mod processes;
 
@@ -14,6 +16,12 @@ const SCENARIOS: &[Scenario] = &[
     ("Ten processes append to one file, then count the lines (seed 002)", processes::append_to_one_file),
     ("A daemon process dies with its parent (seed 002)", processes::daemon_dies_with_parent),
     ("A process-per-connection TCP echo server (seed 002)", processes::tcp_echo_server),
+    ("Pipe: the main process sends, the child prints (seed 000)", connections::pipe_to_child),
+    ("Pipe: the child sends ['hi!! I am Python'] (seed 003)", connections::pipe_from_child),
+    ("A one-way pipe, Pipe(duplex=False) (seed 003)", connections::simplex_pipe),
+    ("A Process subclass serving requests over a duplex pipe", connections::upper_case_server),
+    ("Listener and Client with an authkey, in two processes", connections::listener_and_client),
+    ("A Rust client and a CPython Listener, pickled values", connections::rust_client_python_listener),
 ];
 
 fn main() -> multiproc::Result<()> {

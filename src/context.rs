@@ -3,7 +3,7 @@
 //!
 //! | method | how a child starts | what it can run |
 //! |---|---|---|
-//! | [`ForkServer`](StartMethod::ForkServer) (default) | a small single-threaded server, started on first use, forks it | `fn` items and non-capturing closures, [`Run`](crate::Run) objects |
+//! | [`ForkServer`](StartMethod::ForkServer) (default) | a small single-threaded server, started on first use, forks it | `fn` items and non-capturing closures, [`Run`] objects |
 //! | [`Spawn`](StartMethod::Spawn) | fork + exec of the current executable; the child learns its job over an inherited socket | the same |
 //! | [`Fork`](StartMethod::Fork) | a plain `fork()` of the calling process | the same, and capturing closures ([`Process::fork`](crate::Process::fork)); refused while the process runs several threads |
 
@@ -152,6 +152,20 @@ impl Context {
     /// A process running `object.run()` with this context's start method.
     pub fn process_from_run<T: Run>(&self, object: T) -> Process {
         Process::from_run(object).with_start_method(self.method)
+    }
+
+    /// A duplex pipe ([`crate::pipe`]; connections work the same under every start method).
+    #[doc(alias = "Pipe")]
+    pub fn pipe(&self) -> Result<(crate::Connection, crate::Connection)> {
+        crate::pipe()
+    }
+
+    /// A one-way pipe, `(reader, writer)` ([`crate::simplex_pipe`]).
+    #[doc(alias = "Pipe")]
+    pub fn simplex_pipe(
+        &self,
+    ) -> Result<(crate::Connection<crate::connection::ReadOnly>, crate::Connection<crate::connection::WriteOnly>)> {
+        crate::simplex_pipe()
     }
 }
 

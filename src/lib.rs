@@ -45,6 +45,15 @@
 //! | a closure under `fork` | [`Process::fork`] |
 //! | passing a socket or file to a child (`reduction`, `DupFd`) | [`Handle`] |
 //! | `freeze_support()`, `if __name__ == '__main__':` | nothing; [`bootstrap`] only for unusual link set-ups |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`pipe`], [`simplex_pipe`] (directions in the type: [`connection::ReadOnly`], [`connection::WriteOnly`]) |
+//! | `conn.send(obj)`, `conn.recv()` | [`Connection::send`], [`Connection::recv`] (serde values); [`send_pickle`](Connection::send_pickle), [`recv_pickle`](Connection::recv_pickle) for Python peers |
+//! | `send_bytes(buf, offset, size)`, `recv_bytes(maxlength)`, `recv_bytes_into(buf, offset)` | [`send_bytes(&buf[offset..offset + size])`](Connection::send_bytes), [`recv_bytes`](Connection::recv_bytes), [`recv_bytes_max`](Connection::recv_bytes_max), [`recv_bytes_into(&mut buf[offset..])`](Connection::recv_bytes_into) |
+//! | `conn.poll(timeout)`, `close()`, `closed`, `readable`, `writable`, `fileno()` | [`poll`](Connection::poll), [`close`](Connection::close), [`closed`](Connection::closed), [`readable`](Connection::readable), [`writable`](Connection::writable), [`fd`](Connection::fd) |
+//! | `Listener(address, authkey=...)`, `accept()`, `last_accepted` | [`connection::Listener::bind`], [`accept`](connection::Listener::accept), [`accept_timeout`](connection::Listener::accept_timeout), [`last_accepted`](connection::Listener::last_accepted) |
+//! | `Client(address, authkey=...)` | [`connection::connect`], [`connection::connect_timeout`] |
+//! | addresses `('host', port)`, `'/path'`, `'\0name'` | [`connection::Address`] (`Tcp`, `Unix`, `Abstract`; parsed from `"host:port"`, `"/path"`, `"@name"`) |
+//! | `deliver_challenge`, `answer_challenge` | [`connection::deliver_challenge`], [`connection::answer_challenge`] |
+//! | `EOFError`, `BufferTooShort`, `AuthenticationError` | [`Error::Eof`], [`Error::BufferTooShort`], [`Error::Authentication`] |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
 //!
 //! ## Start methods
@@ -58,6 +67,13 @@
 //!
 //! Arguments travel as serde values (postcard). Open files, sockets and other descriptors travel
 //! inside them wrapped in [`Handle`] and arrive open in the child. See [`reduction`] for the design.
+//!
+//! ## Connections
+//!
+//! [`pipe`] gives two connected [`Connection`]s; give one to a child as an argument. Messages are
+//! serde values or raw bytes, framed exactly as CPython frames them, so [`connection::Listener`]
+//! and [`connection::connect`] talk to CPython's `Listener` and `Client`, authkey handshake
+//! included (see [`connection`]).
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -81,9 +81,10 @@ fn io(e: std::io::Error) -> multiproc::Error {
     multiproc::Error::Io { context: "run the example", source: e }
 }
 
-fn daemon_body(report: Handle<std::os::unix::net::UnixDatagram>) {
+fn daemon_body(report: Handle<std::os::unix::net::UnixDatagram>, mut started: multiproc::Connection) {
     println!("  daemon: 123 (pid {})", std::process::id());
     let _ = report.send(std::process::id().to_string().as_bytes());
+    let _ = started.send(&());
     loop {
         std::thread::park(); // would run forever
     }
@@ -94,10 +95,20 @@ fn worker_body() {
     println!("  worker: end456");
 }
 
-fn main_program(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<()> {
-    let mut daemon = Process::new(daemon_body, (report,)).with_daemon(true);
-    let mut worker = Process::new(worker_body, ());
+/// Starts a daemon (and waits until it runs, so that the demonstration does not depend on timing)
+/// and a worker; then its code ends.
+fn start_daemon(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<Process> {
+    let (mut started, started_child) = multiproc::pipe()?;
+    let mut daemon = Process::new(daemon_body, (report, started_child)).with_daemon(true);
     daemon.start()?;
+    started.set_timeout(Some(Duration::from_secs(10)));
+    started.recv::<()>()?;
+    Ok(daemon)
+}
+
+fn main_program(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<()> {
+    let _daemon = start_daemon(report)?;
+    let mut worker = Process::new(worker_body, ());
     worker.start()?;
     println!("  main-------  (its code ends here: the daemon is terminated, the worker joined)");
     Ok(())
@@ -140,8 +151,7 @@ pub fn daemon_dies_with_parent() -> multiproc::Result<()> {
 }
 
 fn daemon_then_hang(report: Handle<std::os::unix::net::UnixDatagram>) -> multiproc::Result<()> {
-    let mut daemon = Process::new(daemon_body, (report,)).with_daemon(true);
-    daemon.start()?;
+    let _daemon = start_daemon(report)?;
     loop {
         std::thread::park();
     }

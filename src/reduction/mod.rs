@@ -9,7 +9,7 @@
 //! | value | postcard | bitcode (serde) |
 //! |---|---:|---:|
 //! | `u64` | 43 ns | 242 ns |
-//! | small struct (u64, String, Vec<i32>, bool) | 346 ns | 1027 ns |
+//! | small struct (u64, String, `Vec<i32>`, bool) | 346 ns | 1027 ns |
 //! | `Vec<u8>` of 1 MiB | 3.5 ms | 3.7 ms |
 //!
 //! Small messages dominate process start-up, pools and queues. Byte buffers go through serde as
@@ -26,7 +26,7 @@
 //! not claimed by the decoded value is closed.
 //!
 //! The table is reachable from `Serialize`/`Deserialize` impls through a scope that exists only for
-//! the duration of one [`encode`] or [`decode`] call on this thread (serde offers no other way to
+//! the duration of one `encode` or `decode` call on this thread (serde offers no other way to
 //! pass context into user types' impls). Outside such a call, a descriptor refuses to be encoded
 //! with a clear error instead of turning into a meaningless number: a `Handle` given to
 //! `serde_json` fails rather than lying.
