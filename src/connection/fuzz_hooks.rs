@@ -34,7 +34,8 @@ pub fn frames(input: &[u8]) {
             1 => conn.recv_bytes_into(&mut small).map(drop),
             _ => conn.recv::<(u32, String, Vec<u8>)>().map(drop),
         };
-        if matches!(outcome, Err(crate::Error::Eof | crate::Error::Protocol(_) | crate::Error::MessageTooLarge { .. })) {
+        if matches!(outcome, Err(crate::Error::Eof | crate::Error::Protocol(_) | crate::Error::MessageTooLarge { .. }))
+        {
             return;
         }
         if round > 10_000 {

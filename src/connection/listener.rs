@@ -64,14 +64,16 @@ impl FromStr for Address {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Address::Tcp(addr));
         }
-        let looks_like_host_port = s.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
-        });
+        let looks_like_host_port = s
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok());
         if looks_like_host_port {
             let resolved = s.to_socket_addrs().map_err(|e| Error::io("resolve a listener address", e))?;
-            return resolved.into_iter().next().map(Address::Tcp).ok_or_else(|| {
-                Error::InvalidState(format!("the host in {s:?} has no address"))
-            });
+            return resolved
+                .into_iter()
+                .next()
+                .map(Address::Tcp)
+                .ok_or_else(|| Error::InvalidState(format!("the host in {s:?} has no address")));
         }
         if s.is_empty() {
             return Err(Error::InvalidState("an empty string is not an address".into()));

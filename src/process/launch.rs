@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{ParentDescription, SelfDescription};
 use super::target::Job;
-use crate::error::{Error, Result};
 use crate::connection::frame;
+use crate::error::{Error, Result};
 use crate::reduction::{self, Message};
 use crate::sys::{self, ExeIdentity};
 

@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use super::Started;
-use crate::error::{Error, IoContext, Result};
 use crate::connection::frame;
+use crate::error::{Error, IoContext, Result};
 use crate::process::children::ExitSource;
 use crate::process::forkserver::{self, Hello, Reply, Request, SpareOrder};
 use crate::process::identity::SelfDescription;
