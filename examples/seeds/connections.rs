@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use multiproc::connection::{Address, Listener, PickleValue, ReadOnly, WriteOnly, connect_timeout};
+use multiproc::connection::{Address, Listener, ReadOnly, WriteOnly, connect_timeout};
 use multiproc::{Connection, Process, Run};
 use serde::{Deserialize, Serialize};
 
@@ -191,9 +191,9 @@ pub fn rust_client_python_listener() -> multiproc::Result<()> {
         let mut conn = connect_timeout(&address, Some(b"shared key"), Duration::from_secs(10))?;
         conn.set_timeout(Some(Duration::from_secs(10)));
         conn.send_pickle(&(42, "text", vec![1.5, 2.5]))?;
-        println!("  python answered {:?}", conn.recv_pickle::<PickleValue>()?);
+        println!("  python answered {:?}", conn.recv_pickle_value()?);
         conn.send_pickle(&std::collections::BTreeMap::from([("key", -7i64)]))?;
-        println!("  python answered {:?}", conn.recv_pickle::<PickleValue>()?);
+        println!("  python answered {:?}", conn.recv_pickle_value()?);
         conn.send_pickle(&())?;
         Ok(())
     };

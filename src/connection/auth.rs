@@ -93,10 +93,10 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8])> {
     }
     if message.first() == Some(&b'{') {
         let search = &message[1..message.len().min(MAX_DIGEST_NAME + 2)];
-        if let Some(close) = search.iter().position(|&b| b == b'}') {
-            if let Some(digest) = Digest::from_name(&search[..close]) {
-                return Ok((Some(digest), &message[close + 2..]));
-            }
+        if let Some(close) = search.iter().position(|&b| b == b'}')
+            && let Some(digest) = Digest::from_name(&search[..close])
+        {
+            return Ok((Some(digest), &message[close + 2..]));
         }
     }
     Err(Error::Authentication(format!(

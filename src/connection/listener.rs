@@ -266,10 +266,10 @@ impl Listener {
     /// Stops listening and removes the socket file it created (CPython `close()`); later
     /// [`accept`](Self::accept)s fail with [`Error::Closed`]. Dropping the listener does the same.
     pub fn close(&mut self) {
-        if self.socket.take().is_some() {
-            if let Some(path) = self.owned_path.take() {
-                let _ = std::fs::remove_file(path);
-            }
+        if self.socket.take().is_some()
+            && let Some(path) = self.owned_path.take()
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
 

@@ -5,8 +5,11 @@
 //! `None`, booleans, lists, tuples, dicts and sets, mapped to and from serde types as serde-pickle
 //! maps them (a Rust tuple is a Python tuple, `Option::None` is `None`, a `HashMap` or `BTreeMap` is a
 //! dict; bytes need `serde_bytes` or [`PickleValue::Bytes`]). Values whose type is only known at run
-//! time can be received as [`PickleValue`]. Python objects of other classes (instances, functions)
-//! cannot be decoded and give [`Error::Codec`](crate::Error::Codec).
+//! time are received with [`Connection::recv_pickle_value`] and sent with
+//! [`Connection::send_pickle_value`], which keep tuples, sets and integers beyond `i64` as they are
+//! (`recv_pickle::<PickleValue>()` goes through serde: tuples and sets become lists, and integers
+//! beyond `i64` fail; a `PickleValue` is not `Serialize`). Python objects of other classes
+//! (instances, functions) cannot be decoded and give [`Error::Codec`](crate::Error::Codec).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,6 +27,14 @@ impl<D: CanSend> Connection<D> {
             .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
         self.send_bytes(&bytes)
     }
+
+    /// Sends a [`PickleValue`] pickled (bytes, sets, big integers and all), for a Python peer's
+    /// `recv()`.
+    pub fn send_pickle_value(&mut self, value: &PickleValue) -> Result<()> {
+        let bytes = serde_pickle::value_to_vec(value, serde_pickle::SerOptions::new())
+            .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
+        self.send_bytes(&bytes)
+    }
 }
 
 impl<D: CanRecv> Connection<D> {
@@ -32,6 +43,15 @@ impl<D: CanRecv> Connection<D> {
     pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv_bytes()?;
         serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new())
+            .map_err(|e| Error::Codec { action: "decode", detail: format!("pickle: {e}") })
+    }
+
+    /// Receives a message a Python peer sent with `send(obj)` as a [`PickleValue`], exactly as
+    /// pickled: tuples stay tuples, sets stay sets, integers of any size. A message that is not a
+    /// pickle of plain data is an error; the connection stays usable.
+    pub fn recv_pickle_value(&mut self) -> Result<PickleValue> {
+        let bytes = self.recv_bytes()?;
+        serde_pickle::value_from_slice(&bytes, serde_pickle::DeOptions::new())
             .map_err(|e| Error::Codec { action: "decode", detail: format!("pickle: {e}") })
     }
 }
