@@ -7,9 +7,10 @@
 //!          | i32_be(-1) u64_be(n)          otherwise (CPython 3.8+)
 //! ```
 //!
-//! Header and payload leave in one `sendmsg(2)`; descriptors ride on it as `SCM_RIGHTS`, so they
-//! arrive with the first byte of the frame, which the receiver reads with `recvmsg(2)`. The rest of
-//! a frame is read with plain `recv(2)`, straight into the message's buffer.
+//! Header and payload leave in one `sendmsg(2)` (with a deadline, in non-blocking steps, each
+//! after a wait for room); descriptors ride on the first one as `SCM_RIGHTS`, so they arrive with
+//! the first byte of the frame, which the receiver reads with `recvmsg(2)`. The rest of a frame is
+//! read with plain `recv(2)`, straight into the message's buffer.
 //!
 //! Reads are exact: a frame is never read past its end, so several processes can read one socket
 //! and each gets whole messages. A length prefix is only a claim: buffers grow as bytes arrive (in
@@ -82,6 +83,9 @@ pub(crate) fn send_frame(
     let (header, header_len) = header(payload.len() as u64);
     let header = &header[..header_len];
     let total = header_len + payload.len();
+    // A blocking send on a stream socket returns only once all of it left; with a deadline each
+    // step sends, without blocking, what the socket has room for after a wait for room.
+    let bounded = deadline.at.is_some();
     let mut sent = 0;
     while sent < total {
         let iov_storage;
@@ -93,9 +97,13 @@ pub(crate) fn send_frame(
             &iov_storage[..1]
         };
         let attach = if sent == 0 { fds } else { &[] };
-        let step = deadline
-            .wait(socket, Interest::Write)
-            .and_then(|()| sys::send_with_fds(socket, iov, attach).context("send a message"));
+        let step = deadline.wait(socket, Interest::Write).and_then(|()| {
+            match bounded {
+                true => sys::try_send_with_fds(socket, iov, attach),
+                false => sys::send_with_fds(socket, iov, attach),
+            }
+            .context("send a message")
+        });
         match step {
             Ok(n) => sent += n,
             Err(e) => return Err((e, sent)),

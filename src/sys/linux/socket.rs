@@ -36,6 +36,28 @@ pub(crate) fn socketpair_cloexec(kind: SocketKind) -> io::Result<(OwnedFd, Owned
 /// Returns how many bytes were sent (a stream socket may take fewer than offered; the descriptors
 /// travel with the first byte). Never raises `SIGPIPE`; a closed peer gives `EPIPE`.
 pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    sendmsg_with_fds(socket, iov, fds, SendFlags::NOSIGNAL)
+}
+
+/// Like [`send_with_fds`], without blocking: sends what the socket has room for now, and returns
+/// 0 (sending nothing, descriptors included) when it has none.
+pub(crate) fn try_send_with_fds(
+    socket: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    match sendmsg_with_fds(socket, iov, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+        Err(io::Errno::AGAIN) => Ok(0),
+        other => other,
+    }
+}
+
+fn sendmsg_with_fds(
+    socket: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Errno::TOOMANYREFS);
     }
@@ -45,7 +67,7 @@ pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, iov: &[IoSlice<'_>], fds: &[
         return Err(io::Errno::NOBUFS);
     }
     loop {
-        match rustix::net::sendmsg(socket, iov, &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(socket, iov, &mut control, flags) {
             Err(io::Errno::INTR) => continue,
             other => return other,
         }
