@@ -329,13 +329,8 @@ impl<D: CanRecv> Connection<D> {
     /// `offset`, pass `&mut buf[offset..]`). If the message does not fit, it is read whole and
     /// returned in [`Error::BufferTooShort`]; the connection stays usable.
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let (fd, deadline) = self.begin_recv()?;
-        let mut fds = Vec::new();
-        let len = match frame::recv_header(fd, &mut fds, deadline) {
-            Ok(Some(len)) => len,
-            Ok(None) => return Err(Error::Eof),
-            Err(e) => return Err(self.broke_reading(e)),
-        };
+        let (len, _fds, deadline) = self.next_header()?;
+        let fd = self.read_fd()?;
         if len <= buf.len() as u64 {
             let len = len as usize;
             frame::recv_exact(fd, &mut buf[..len], deadline).map_err(|e| self.broke_reading(e))?;
@@ -356,26 +351,27 @@ impl<D: CanRecv> Connection<D> {
         sys::poll_one(fd, Interest::Read, timeout).context("poll a connection")
     }
 
-    /// Waits (within the timeout) for the first byte of a message; a timeout here leaves the
-    /// connection intact.
-    fn begin_recv(&self) -> Result<(BorrowedFd<'_>, Deadline)> {
+    /// Reads the next frame's header (waiting within the timeout for its first byte; a timeout
+    /// there leaves the connection intact): the payload's length, the descriptors sent with it, and
+    /// the deadline for the rest. [`Error::Eof`] when the peer closed between messages.
+    fn next_header(&mut self) -> Result<(u64, Vec<OwnedFd>, Deadline)> {
         let fd = self.read_fd()?;
         let deadline = Deadline::after(self.timeout);
         deadline.wait(fd, Interest::Read)?;
-        Ok((fd, deadline))
+        let mut fds = Vec::new();
+        match frame::recv_header(fd, &mut fds, deadline) {
+            Ok(Some(len)) => Ok((len, fds, deadline)),
+            Ok(None) => Err(Error::Eof),
+            Err(e) => Err(self.broke_reading(e)),
+        }
     }
 
     pub(crate) fn recv_frame(&mut self, limit: u64) -> Result<Message> {
-        let (fd, deadline) = self.begin_recv()?;
-        let mut fds = Vec::new();
-        let len = match frame::recv_header(fd, &mut fds, deadline) {
-            Ok(Some(len)) => len,
-            Ok(None) => return Err(Error::Eof),
-            Err(e) => return Err(self.broke_reading(e)),
-        };
+        let (len, fds, deadline) = self.next_header()?;
         if len > limit {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit }));
         }
+        let fd = self.read_fd()?;
         match frame::recv_payload(fd, len, deadline) {
             Ok(bytes) => Ok(Message { bytes, fds }),
             Err(e) => Err(self.broke_reading(e)),
