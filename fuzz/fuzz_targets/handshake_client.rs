@@ -1,0 +1,7 @@
+//! The client's side of the authentication handshake (`answer_challenge`, then
+//! `deliver_challenge`) against a peer that sends arbitrary bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| multiproc::__private::fuzz::handshake_as_client(data));
