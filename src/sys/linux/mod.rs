@@ -18,6 +18,6 @@ pub(crate) use process::{
     remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, recv_into_spare, recv_plain,
-    recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_send_with_fds,
+    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
+    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_send_with_fds,
 };
