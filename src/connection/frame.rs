@@ -23,6 +23,7 @@ use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::spin::Spin;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
 use crate::sys::{self, Interest};
@@ -119,11 +120,29 @@ pub(crate) fn send(socket: BorrowedFd<'_>, message: &Message) -> Result<()> {
 
 /// Reads a frame header. `Ok(None)`: the peer closed before a frame began. Descriptors attached to
 /// the frame are appended to `fds`.
-pub(crate) fn recv_header(socket: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>, deadline: Deadline) -> Result<Option<u64>> {
+///
+/// [`Error::Timeout`] means that nothing of the frame was read.
+///
+/// With `spin`, a header that is not there yet is first waited for by retrying without blocking
+/// (see `spin`); the deadline still bounds the whole.
+pub(crate) fn recv_header(
+    socket: BorrowedFd<'_>,
+    fds: &mut Vec<OwnedFd>,
+    deadline: Deadline,
+    spin: Option<&mut Spin>,
+) -> Result<Option<u64>> {
     let mut short = [0u8; 4];
     let mut got = 0;
+    if let Some(spin) = spin {
+        let spun = spin.run(|| sys::try_recv_with_fds(socket, &mut short, fds)).context("receive a message")?;
+        match spun {
+            Some(0) => return Ok(None),
+            Some(n) => got = n,
+            None => {}
+        }
+    }
     while got < 4 {
-        deadline.wait(socket, Interest::Read)?;
+        deadline.wait(socket, Interest::Read).map_err(|e| within_header(e, got))?;
         let n = if got == 0 {
             sys::recv_with_fds(socket, &mut short, fds).context("receive a message")?
         } else {
@@ -145,7 +164,7 @@ pub(crate) fn recv_header(socket: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>, deadli
         return Err(Error::Protocol(format!("negative message length {len} in a frame header")));
     }
     let mut long = [0u8; 8];
-    recv_exact(socket, &mut long, deadline)?;
+    recv_exact(socket, &mut long, deadline).map_err(|e| within_header(e, 4))?;
     Ok(Some(u64::from_be_bytes(long)))
 }
 
@@ -188,12 +207,23 @@ pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: Deadline)
 /// before a frame began.
 pub(crate) fn recv(socket: BorrowedFd<'_>, max_len: usize) -> Result<Option<Message>> {
     let mut fds = Vec::new();
-    let Some(len) = recv_header(socket, &mut fds, Deadline::NONE)? else { return Ok(None) };
+    let Some(len) = recv_header(socket, &mut fds, Deadline::NONE, None)? else { return Ok(None) };
     if len > max_len as u64 {
         return Err(Error::MessageTooLarge { len, limit: max_len as u64 });
     }
     let bytes = recv_payload(socket, len, Deadline::NONE)?;
     Ok(Some(Message { bytes, fds }))
+}
+
+/// A timeout after `got` bytes of a header were read is no clean timeout: the stream is no longer
+/// aligned on frames.
+fn within_header(e: Error, got: usize) -> Error {
+    match e {
+        Error::Timeout(after) if got > 0 => {
+            Error::Protocol(format!("timed out after {after:?} in the middle of a message header"))
+        }
+        e => e,
+    }
 }
 
 fn eof_during_message() -> Error {

@@ -17,6 +17,7 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
+mod spin;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
@@ -128,6 +129,8 @@ pub struct Connection<D: Direction = Duplex> {
     timeout: Option<Duration>,
     read_broken: Option<String>,
     write_broken: Option<String>,
+    /// How long a receive retries before it sleeps (see `spin`).
+    spin: spin::Spin,
     direction: PhantomData<fn() -> D>,
 }
 
@@ -178,6 +181,7 @@ impl<D: Direction> Connection<D> {
             timeout: None,
             read_broken: None,
             write_broken: None,
+            spin: spin::Spin::default(),
             direction: PhantomData,
         }
     }
@@ -255,19 +259,20 @@ impl<D: Direction> Connection<D> {
     }
 
     fn read_fd(&self) -> Result<BorrowedFd<'_>> {
-        let fd = self.fd()?;
-        match &self.read_broken {
-            Some(reason) => Err(Error::Protocol(format!("the connection can no longer be read: {reason}"))),
-            None => Ok(fd),
-        }
+        usable_fd(&self.fd, &self.read_broken, "read")
     }
 
     fn write_fd(&self) -> Result<BorrowedFd<'_>> {
-        let fd = self.fd()?;
-        match &self.write_broken {
-            Some(reason) => Err(Error::Protocol(format!("the connection can no longer be written: {reason}"))),
-            None => Ok(fd),
-        }
+        usable_fd(&self.fd, &self.write_broken, "written")
+    }
+}
+
+/// The socket, unless the connection is closed or broken for the use at hand.
+fn usable_fd<'a>(fd: &'a Option<OwnedFd>, broken: &Option<String>, use_: &str) -> Result<BorrowedFd<'a>> {
+    let fd = fd.as_ref().map(|fd| fd.as_fd()).ok_or(Error::Closed("connection"))?;
+    match broken {
+        Some(reason) => Err(Error::Protocol(format!("the connection can no longer be {use_}: {reason}"))),
+        None => Ok(fd),
     }
 }
 
@@ -351,17 +356,19 @@ impl<D: CanRecv> Connection<D> {
         sys::poll_one(fd, Interest::Read, timeout).context("poll a connection")
     }
 
-    /// Reads the next frame's header (waiting within the timeout for its first byte; a timeout
-    /// there leaves the connection intact): the payload's length, the descriptors sent with it, and
+    /// Reads the next frame's header (a timeout before its first byte leaves the connection
+    /// intact): the payload's length, the descriptors sent with it, and
     /// the deadline for the rest. [`Error::Eof`] when the peer closed between messages.
     fn next_header(&mut self) -> Result<(u64, Vec<OwnedFd>, Deadline)> {
-        let fd = self.read_fd()?;
+        let fd = usable_fd(&self.fd, &self.read_broken, "read")?;
         let deadline = Deadline::after(self.timeout);
-        deadline.wait(fd, Interest::Read)?;
         let mut fds = Vec::new();
-        match frame::recv_header(fd, &mut fds, deadline) {
+        let header = frame::recv_header(fd, &mut fds, deadline, Some(&mut self.spin));
+        match header {
             Ok(Some(len)) => Ok((len, fds, deadline)),
             Ok(None) => Err(Error::Eof),
+            // Nothing of a message was read: the connection is intact.
+            Err(e @ Error::Timeout(_)) => Err(e),
             Err(e) => Err(self.broke_reading(e)),
         }
     }

@@ -19,5 +19,5 @@ pub(crate) use process::{
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
-    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_send_with_fds,
+    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_recv_with_fds, try_send_with_fds,
 };

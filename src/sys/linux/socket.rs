@@ -80,11 +80,32 @@ fn sendmsg_with_fds(
 /// Descriptors that did not fit (`MSG_CTRUNC`) are reported as `EMSGSIZE` after the ones that did
 /// fit were taken (and are closed when `fds` is dropped by the caller).
 pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    recvmsg_with_fds(socket, buf, fds, RecvFlags::CMSG_CLOEXEC)
+}
+
+/// Like [`recv_with_fds`] without blocking: `Ok(None)` when nothing is waiting.
+pub(crate) fn try_recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Option<usize>> {
+    match recvmsg_with_fds(socket, buf, fds, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT) {
+        Err(io::Errno::AGAIN) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+fn recvmsg_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: RecvFlags,
+) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(socket, &mut iov, &mut control, flags) {
             Err(io::Errno::INTR) => continue,
             other => break other?,
         }
