@@ -125,6 +125,11 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
 
+    /// A barrier was broken (a timeout, `abort` or `reset`) while or before this party waited
+    /// (CPython `BrokenBarrierError`).
+    #[error("the barrier is broken (a party timed out, or it was aborted or reset); reset it to use it again")]
+    BrokenBarrier,
+
     /// The authentication handshake failed: a wrong key on either side, or a peer that does not
     /// speak it (CPython `AuthenticationError`).
     #[error("authentication failed: {0}")]

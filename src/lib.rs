@@ -83,6 +83,8 @@ pub mod context;
 mod error;
 mod process;
 pub mod reduction;
+mod shm;
+pub mod sync;
 mod sys;
 mod wait;
 
@@ -97,6 +99,8 @@ pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use process::{ExitReport, Process, Run, Target};
 pub use reduction::Handle;
+pub use shm::ShmSafe;
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use wait::{Waitable, wait};
 
 /// Serde helpers for fields that hold file descriptors: `#[serde(with = "multiproc::handle")]`.

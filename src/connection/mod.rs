@@ -452,10 +452,9 @@ impl<D: Direction> Serialize for Connection<D> {
 
 impl<'de, D: Direction> Deserialize<'de> for Connection<D> {
     fn deserialize<De: Deserializer<'de>>(deserializer: De) -> std::result::Result<Self, De::Error> {
-        use serde::de::Error as _;
         let wire = Wire::deserialize(deserializer)?;
         if wire.direction != D::NAME {
-            return Err(De::Error::custom(format_args!(
+            return Err(reduction::decode_failure(format_args!(
                 "received a {} connection where a {} one was expected",
                 wire.direction,
                 D::NAME

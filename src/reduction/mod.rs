@@ -62,7 +62,7 @@ impl Message {
 #[derive(Default)]
 struct DecodeScope {
     table: Vec<Option<OwnedFd>>,
-    failure: Option<&'static str>,
+    failure: Option<String>,
 }
 
 thread_local! {
@@ -87,7 +87,7 @@ pub(crate) fn decode<T: DeserializeOwned>(message: Message) -> Result<T> {
     // Descriptors nobody claimed are closed here, when the scope is dropped.
     let scope = DECODING.with(|slot| slot.replace(outer)).unwrap_or_default();
     result.map_err(|e| match scope.failure {
-        Some(reason) => Error::Codec { action: "decode", detail: reason.to_string() },
+        Some(reason) => Error::Codec { action: "decode", detail: reason },
         None => codec_error("decode", e),
     })
 }
@@ -120,10 +120,22 @@ pub(crate) fn take_fd(index: u32) -> std::result::Result<OwnedFd, &'static str> 
             Some(entry) => entry.take().ok_or("the message refers to the same file descriptor twice"),
         };
         if let Err(reason) = taken {
-            scope.failure = Some(reason);
+            scope.failure = Some(reason.to_string());
         }
         taken
     })
+}
+
+/// A decoding error of a type of this crate (a connection of the wrong direction, shared memory of
+/// the wrong type), with its reason kept for [`decode`]'s error (postcard would drop it).
+pub(crate) fn decode_failure<E: serde::de::Error>(reason: impl std::fmt::Display) -> E {
+    let reason = reason.to_string();
+    DECODING.with(|slot| {
+        if let Some(scope) = slot.borrow_mut().as_mut() {
+            scope.failure = Some(reason.clone());
+        }
+    });
+    E::custom(reason)
 }
 
 #[cfg(test)]

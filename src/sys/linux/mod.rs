@@ -5,12 +5,15 @@
 
 mod ctor;
 mod fd;
+mod memory;
 mod poll;
 mod process;
 mod socket;
+mod thread;
 
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, pipe_cloexec, random_bytes};
+pub(crate) use memory::{FutexWait, Mapping, futex_wait, futex_wake, memfd_sealed, sealed_size};
 pub(crate) use poll::{Interest, poll_one, poll_readable};
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
@@ -21,3 +24,4 @@ pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
     recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_recv_with_fds, try_send_with_fds,
 };
+pub(crate) use thread::{current_thread, thread_start_time};

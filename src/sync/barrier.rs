@@ -1,0 +1,178 @@
+//! [`Barrier`]: parties wait for each other.
+//!
+//! The state sits behind an internal robust lock; waiters sleep on `phase`, whose low bit says
+//! "broken" and the rest counts generations. The last party to arrive starts a new generation and
+//! wakes the others; a timeout, [`Barrier::abort`] or [`Barrier::reset`] breaks the barrier and
+//! wakes everyone with [`Error::BrokenBarrier`](crate::Error::BrokenBarrier).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::futex::{Deadline, Futex, Kernel};
+use super::lock_state::{Acquired, LockState};
+use crate::error::{Error, Result};
+use crate::shm::{Shared, ShmSafe};
+use crate::sys;
+
+const BROKEN: u32 = 1;
+
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct BarrierState {
+    lock: LockState,
+    /// generation << 1 | broken
+    phase: AtomicU32,
+    /// Parties waiting in the current generation.
+    arrived: AtomicU32,
+    parties: AtomicU32,
+    /// Bumped by every reset: waiters of an earlier count were reset away, not released.
+    resets: AtomicU32,
+}
+
+// SAFETY: atomics (and a `LockState`, itself `ShmSafe`) only; no pointers, no drop glue.
+unsafe impl ShmSafe for BarrierState {}
+
+impl BarrierState {
+    fn locked<R>(&self, body: impl FnOnce() -> R) -> R {
+        // A party that died inside these few lines left the barrier half-updated: break it.
+        if let Acquired::OwnerDied(_) = self.lock.acquire::<Kernel>(sys::current_thread(), None, false) {
+            self.phase.fetch_or(BROKEN, Ordering::SeqCst);
+            self.lock.recover();
+        }
+        let result = body();
+        self.lock.release::<Kernel>();
+        result
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
+        let deadline = Deadline::after(timeout);
+        let arrival = self.locked(|| {
+            let phase = self.phase.load(Ordering::SeqCst);
+            if phase & BROKEN != 0 {
+                return Err(Error::BrokenBarrier);
+            }
+            let index = self.arrived.fetch_add(1, Ordering::SeqCst);
+            if index + 1 == self.parties.load(Ordering::SeqCst) {
+                self.arrived.store(0, Ordering::SeqCst);
+                self.phase.store(phase.wrapping_add(2), Ordering::SeqCst);
+                Kernel::wake(&self.phase, u32::MAX);
+                return Ok((index, None));
+            }
+            Ok((index, Some((phase, self.resets.load(Ordering::SeqCst)))))
+        })?;
+        let (index, Some((phase, resets))) = arrival else { return Ok(arrival.0) };
+        loop {
+            let now = self.phase.load(Ordering::SeqCst);
+            if now != phase {
+                // Broken in our generation, or reset: broken for us; otherwise released.
+                let broken = now & BROKEN != 0 && now & !BROKEN == phase;
+                return if broken || self.resets.load(Ordering::SeqCst) != resets {
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(index)
+                };
+            }
+            if deadline.passed() {
+                self.break_generation(phase);
+                return Err(Error::BrokenBarrier);
+            }
+            Kernel::wait(&self.phase, phase, deadline.left());
+        }
+    }
+
+    /// Breaks the barrier if it is still in generation `phase`.
+    fn break_generation(&self, phase: u32) {
+        self.locked(|| {
+            if self.phase.load(Ordering::SeqCst) == phase {
+                self.phase.store(phase | BROKEN, Ordering::SeqCst);
+            }
+        });
+        Kernel::wake(&self.phase, u32::MAX);
+    }
+}
+
+/// A barrier for a fixed number of parties, shared by processes and threads (CPython
+/// `multiprocessing.Barrier`): each [`wait`](Self::wait) blocks until all parties have called it.
+///
+/// A party that dies while waiting does not keep the others waiting for it: it had arrived. A
+/// party that never arrives does; give [`wait_timeout`](Self::wait_timeout) a bound, which breaks
+/// the barrier for everyone when it passes.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Barrier {
+    state: Shared<BarrierState>,
+}
+
+impl Barrier {
+    /// A barrier for `parties` parties (at least 1).
+    pub fn new(parties: u32) -> Result<Barrier> {
+        if parties == 0 {
+            return Err(Error::InvalidState("a barrier needs at least one party".into()));
+        }
+        let state: Shared<BarrierState> = Shared::new()?;
+        state.parties.store(parties, Ordering::SeqCst);
+        Ok(Barrier { state })
+    }
+
+    /// Waits for all parties; returns this party's arrival index (0 for the first), or
+    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> Result<u32> {
+        self.state.wait(None)
+    }
+
+    /// Waits at most `timeout`; when it passes the barrier breaks, for every party.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.state.wait(Some(timeout))
+    }
+
+    /// Breaks the barrier: current and future waiters get [`Error::BrokenBarrier`] until
+    /// [`reset`](Self::reset).
+    pub fn abort(&self) {
+        self.state.locked(|| {
+            self.state.phase.fetch_or(BROKEN, Ordering::SeqCst);
+        });
+        Kernel::wake(&self.state.phase, u32::MAX);
+    }
+
+    /// Returns the barrier to its initial state; parties waiting now get
+    /// [`Error::BrokenBarrier`].
+    pub fn reset(&self) {
+        self.state.locked(|| {
+            // Waiters of the current generation see the reset count change and leave broken; the
+            // next generation starts clean.
+            self.state.resets.fetch_add(1, Ordering::SeqCst);
+            self.state.arrived.store(0, Ordering::SeqCst);
+            let phase = self.state.phase.load(Ordering::SeqCst);
+            self.state.phase.store((phase & !BROKEN).wrapping_add(2), Ordering::SeqCst);
+        });
+        Kernel::wake(&self.state.phase, u32::MAX);
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.state.parties.load(Ordering::SeqCst)
+    }
+
+    /// How many parties wait now (CPython `n_waiting`).
+    pub fn n_waiting(&self) -> u32 {
+        self.state.arrived.load(Ordering::SeqCst)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.state.phase.load(Ordering::SeqCst) & BROKEN != 0
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .finish()
+    }
+}

@@ -1,0 +1,93 @@
+//! What the state machines of this module need from the platform: sleeping on a 32-bit word until
+//! it changes, and waking sleepers. The kernel's futex serves processes; tests substitute their
+//! own implementation to drive the state machines on their own.
+
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Woken, or the word had already changed, or a signal: look at the state again.
+    Retry,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeping on words and waking their sleepers.
+pub(crate) trait Futex {
+    /// Sleeps while `word` holds `expected`, at most `timeout`.
+    fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Waited;
+    /// Wakes up to `count` sleepers on `word`.
+    fn wake(word: &AtomicU32, count: u32);
+}
+
+/// The kernel's shared futex: works across processes on memory they share.
+#[derive(Debug)]
+pub(crate) enum Kernel {}
+
+impl Futex for Kernel {
+    fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Waited {
+        match sys::futex_wait(word, expected, timeout) {
+            sys::FutexWait::Retry => Waited::Retry,
+            sys::FutexWait::TimedOut => Waited::TimedOut,
+        }
+    }
+
+    fn wake(word: &AtomicU32, count: u32) {
+        sys::futex_wake(word, count);
+    }
+}
+
+/// An optional deadline, for loops that wait in several steps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// The time left (`None`: no limit); `Some(ZERO)` once passed.
+    pub(crate) fn left(self) -> Option<Duration> {
+        self.0.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn passed(self) -> bool {
+        self.left() == Some(Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A futex for tests of the state machines: waits are short sleeps that count themselves.
+
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::{Futex, Waited};
+
+    pub(crate) static WAITS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Yields instead of sleeping; reports a timeout when asked for a zero one.
+    #[derive(Debug)]
+    pub(crate) enum Yielding {}
+
+    impl Futex for Yielding {
+        fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Waited {
+            WAITS.fetch_add(1, Ordering::Relaxed);
+            if word.load(Ordering::SeqCst) != expected {
+                return Waited::Retry;
+            }
+            std::thread::yield_now();
+            match timeout {
+                Some(t) if t.is_zero() => Waited::TimedOut,
+                _ => Waited::Retry,
+            }
+        }
+
+        fn wake(_word: &AtomicU32, _count: u32) {}
+    }
+}

@@ -1,0 +1,33 @@
+//! Synchronization across processes and threads (CPython `multiprocessing.synchronize`): [`Lock`],
+//! [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`].
+//!
+//! Each primitive keeps its state in anonymous shared memory (see `shm`): give it to a child as a
+//! [`Process`](crate::Process) argument, or clone it for a thread; every copy works on the same
+//! state. The memory disappears when the last process holding it ends, `SIGKILL` included.
+//!
+//! Waiting is a futex on a word of that state; the state machines (`lock_state`, and the state
+//! types of each primitive) are written against the [`futex::Futex`] trait, so that tests drive
+//! them without the kernel.
+//!
+//! **Robustness.** Locks record their owner's thread. If a process dies holding a [`Lock`] or an
+//! [`RLock`] (or the lock of a [`Condition`]), the next acquirer gets the lock with
+//! [`AcquireError::OwnerDied`] instead of waiting forever, and decides whether the protected state
+//! is usable ([`OwnerDied::recover`]). A party that dies inside [`Barrier::wait`] had arrived and
+//! does not hold the others up. A process that dies holding a semaphore unit does not give it back
+//! (nothing records who took it; as in CPython).
+
+mod barrier;
+mod condition;
+mod event;
+pub(crate) mod futex;
+mod lock;
+mod lock_state;
+mod semaphore;
+
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
+pub use event::Event;
+pub use lock::{
+    AcquireError, AcquireResult, Guard, Lock, LockGuard, OWNER_CHECK_INTERVAL, OwnerDied, RLock, RLockGuard,
+};
+pub use semaphore::{BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard};

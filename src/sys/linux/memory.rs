@@ -1,0 +1,102 @@
+//! Shared memory: anonymous memory files (`memfd_create(2)`) mapped `MAP_SHARED`, and futexes on
+//! words inside them.
+//!
+//! An anonymous memory file has no name: it exists while some process holds its descriptor or a
+//! mapping of it, and disappears with the last one, whatever way the processes end (`SIGKILL`
+//! included). Processes share it by passing the descriptor. Its size is sealed once set, so no
+//! holder can shrink it under another's mapping (which would turn accesses into `SIGBUS`).
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::io;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::thread::futex;
+
+/// Creates an anonymous memory file of `len` bytes (zero-filled), its size sealed.
+pub(crate) fn memfd_sealed(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// Whether `fd` is a memory file whose size can no longer change, and its size.
+pub(crate) fn sealed_size(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    let seals = rustix::fs::fcntl_get_seals(fd)?;
+    if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+        return Ok(None);
+    }
+    let size = rustix::fs::fstat(fd)?.st_size;
+    Ok(usize::try_from(size).ok())
+}
+
+/// A `MAP_SHARED`, read-write mapping of a whole memory file, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Mapping` is plain memory; what may be done with its bytes from several threads is
+// decided by the types that live in it (see `shm::ShmSafe`), not by the mapping itself.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only hands out the base pointer.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd`, which must be a memory file at least that large whose
+    /// size cannot shrink (see [`memfd_sealed`] and [`sealed_size`]).
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Errno::INVAL);
+        }
+        // SAFETY: a null hint lets the kernel choose a fresh range, so no existing memory is
+        // replaced; the result is checked below.
+        let ptr = unsafe {
+            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(io::Errno::NOMEM)?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The start of the mapping (page-aligned).
+    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe exactly the range `mmap` returned, mapped once; nothing
+        // borrowed from it outlives the mapping (its users hold the mapping through an `Arc`).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// How a futex wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWait {
+    /// Woken, or the word no longer held the expected value, or a signal: look again.
+    Retry,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (`None`: no limit). Shared futex: the
+/// word may live in memory shared with other processes.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+    let ts = timeout.map(|t| futex::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) });
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Err(io::Errno::TIMEDOUT) => FutexWait::TimedOut,
+        _ => FutexWait::Retry,
+    }
+}
+
+/// Wakes up to `count` waiters on `word` (in any process); returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
+    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+}
