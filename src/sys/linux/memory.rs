@@ -98,5 +98,6 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// Wakes up to `count` waiters on `word` (in any process); returns how many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
-    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+    // The kernel reads the count as a signed int: cap it, or "all" (u32::MAX) would read as -1.
+    futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32)).unwrap_or(0)
 }
