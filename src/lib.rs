@@ -54,6 +54,12 @@
 //! | addresses `('host', port)`, `'/path'`, `'\0name'` | [`connection::Address`] (`Tcp`, `Unix`, `Abstract`; parsed from `"host:port"`, `"/path"`, `"@name"`) |
 //! | `deliver_challenge`, `answer_challenge` | [`connection::deliver_challenge`], [`connection::answer_challenge`] |
 //! | `EOFError`, `BufferTooShort`, `AuthenticationError` | [`Error::Eof`], [`Error::BufferTooShort`], [`Error::Authentication`] |
+//! | `Lock()`, `RLock()`; `with lock:`; `acquire(block, timeout)`, `release()` | [`Lock`], [`RLock`]; the guard of [`Lock::acquire`]; [`try_acquire`](Lock::try_acquire), [`acquire_timeout`](Lock::acquire_timeout); dropping the guard |
+//! | a lock whose holder died (CPython: waits forever) | [`sync::AcquireError::OwnerDied`], [`sync::OwnerDied::recover`] |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)`, `get_value()` | [`Semaphore`], [`BoundedSemaphore`], [`value`](Semaphore::value) |
+//! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait_timeout`](Event::wait_timeout) |
+//! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: [`wait`](Condition::wait), [`wait_for`](Condition::wait_for), [`notify`](Condition::notify), [`notify_all`](Condition::notify_all) |
+//! | `Barrier(parties)`: `wait`, `abort`, `reset`, `broken`, `n_waiting`; `BrokenBarrierError` | [`Barrier`]; [`Error::BrokenBarrier`] |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
 //!
 //! ## Start methods

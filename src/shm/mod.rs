@@ -39,7 +39,7 @@ use crate::sys::{self, Mapping};
 /// - **shared mutation only through atomics** (or under a lock the type's users take): every
 ///   process holds a `&T` at the same time.
 ///
-/// Layout is checked when a [`Shared<T>`] is created: `T` must need no drop and be aligned to
+/// Layout is checked when a shared object is created: `T` must need no drop and be aligned to
 /// at most 64 bytes.
 pub unsafe trait ShmSafe: Send + Sync + 'static {}
 

@@ -6,7 +6,7 @@
 //! state. The memory disappears when the last process holding it ends, `SIGKILL` included.
 //!
 //! Waiting is a futex on a word of that state; the state machines (`lock_state`, and the state
-//! types of each primitive) are written against the [`futex::Futex`] trait, so that tests drive
+//! types of each primitive) are written against the `futex::Futex` trait, so that tests drive
 //! them without the kernel.
 //!
 //! **Robustness.** Locks record their owner's thread. If a process dies holding a [`Lock`] or an
@@ -15,6 +15,15 @@
 //! is usable ([`OwnerDied::recover`]). A party that dies inside [`Barrier::wait`] had arrived and
 //! does not hold the others up. A process that dies holding a semaphore unit does not give it back
 //! (nothing records who took it; as in CPython).
+//!
+//! A guard stays on the thread that acquired (the lock records that thread as its owner), so it is
+//! not `Send`:
+//!
+//! ```compile_fail
+//! fn needs_send<T: Send>(_: T) {}
+//! let lock = multiproc::Lock::new().unwrap();
+//! needs_send(lock.acquire().unwrap());
+//! ```
 
 mod barrier;
 mod condition;
@@ -31,3 +40,19 @@ pub use lock::{
     AcquireError, AcquireResult, Guard, Lock, LockGuard, OWNER_CHECK_INTERVAL, OwnerDied, RLock, RLockGuard,
 };
 pub use semaphore::{BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard};
+
+/// Compile-time promises: the primitives can be shared with threads and sent to processes; their
+/// guards stay on the thread that acquired (the lock records that thread as its owner); the shared
+/// states have the layout every process of the binary expects.
+const _: () = {
+    const fn shared_and_sent<T: Send + Sync + Clone + serde::Serialize + serde::de::DeserializeOwned>() {}
+    shared_and_sent::<Lock>();
+    shared_and_sent::<RLock>();
+    shared_and_sent::<Semaphore>();
+    shared_and_sent::<BoundedSemaphore>();
+    shared_and_sent::<Event>();
+    shared_and_sent::<Condition>();
+    shared_and_sent::<Barrier>();
+    assert!(std::mem::size_of::<lock_state::LockState>() == 24);
+    assert!(std::mem::align_of::<lock_state::LockState>() == 8);
+};

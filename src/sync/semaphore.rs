@@ -105,7 +105,7 @@ macro_rules! semaphore_type {
             pub fn acquire_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
                 self.state
                     .acquire::<Kernel>(Some(timeout))
-                    .then_some($guard { semaphore: self, not_send: PhantomData })
+                    .then(|| $guard { semaphore: self, not_send: PhantomData })
             }
 
             /// Takes a unit without a guard, to be given back with [`release`](Self::release)
