@@ -47,7 +47,7 @@ impl BarrierState {
         result
     }
 
-    fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
+    fn wait(&self, timeout: Option<Duration>, action: Option<fn()>) -> Result<u32> {
         let deadline = Deadline::after(timeout);
         let arrival = self.locked(|| {
             let phase = self.phase.load(Ordering::SeqCst);
@@ -56,6 +56,14 @@ impl BarrierState {
             }
             let index = self.arrived.fetch_add(1, Ordering::SeqCst);
             if index + 1 == self.parties.load(Ordering::SeqCst) {
+                // The last party runs the action before anyone is released; if it panics, the
+                // barrier breaks for everyone.
+                let acted = action.map_or(true, |action| std::panic::catch_unwind(action).is_ok());
+                if !acted {
+                    self.phase.store(phase | BROKEN, Ordering::SeqCst);
+                    Kernel::wake(&self.phase, u32::MAX);
+                    return Err(Error::BrokenBarrier);
+                }
                 self.arrived.store(0, Ordering::SeqCst);
                 self.phase.store(phase.wrapping_add(2), Ordering::SeqCst);
                 Kernel::wake(&self.phase, u32::MAX);
@@ -97,13 +105,60 @@ impl BarrierState {
 /// A barrier for a fixed number of parties, shared by processes and threads (CPython
 /// `multiprocessing.Barrier`): each [`wait`](Self::wait) blocks until all parties have called it.
 ///
+/// An action ([`with_action`](Self::with_action)) runs in the last party to arrive, whichever
+/// process it is, before the others are released. It travels to other processes signed with the
+/// program's authkey, so a process outside the program cannot make a barrier run code of its
+/// choosing.
+///
 /// A party that dies while waiting does not keep the others waiting for it: it had arrived. A
 /// party that never arrives does; give [`wait_timeout`](Self::wait_timeout) a bound, which breaks
 /// the barrier for everyone when it passes.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// ```
+/// # fn main() -> multiproc::Result<()> {
+/// let barrier = multiproc::Barrier::new(2)?;
+/// let other = barrier.clone();
+/// let thread = std::thread::spawn(move || other.wait());
+/// let mine = barrier.wait()?;
+/// let theirs = thread.join().unwrap()?;
+/// assert_eq!(mine + theirs, 1); // indices 0 and 1
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
 pub struct Barrier {
     state: Shared<BarrierState>,
+    action: Option<fn()>,
+}
+
+/// How a barrier travels: its state, and its action signed with the authkey.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    state: Shared<BarrierState>,
+    action: Option<sys::SignedFn>,
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let key = crate::current_process();
+        let action = self.action.map(|f| sys::SignedFn::sign(f, key.authkey()));
+        Wire { state: self.state.clone(), action }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let action = match wire.action {
+            None => None,
+            Some(signed) => Some(signed.resolve(crate::current_process().authkey()).ok_or_else(|| {
+                crate::reduction::decode_failure::<D::Error>(
+                    "a barrier's action was not signed with this program's authkey; refusing to run it",
+                )
+            })?),
+        };
+        Ok(Barrier { state: wire.state, action })
+    }
 }
 
 impl Barrier {
@@ -114,18 +169,26 @@ impl Barrier {
         }
         let state: Shared<BarrierState> = Shared::new()?;
         state.parties.store(parties, Ordering::SeqCst);
-        Ok(Barrier { state })
+        Ok(Barrier { state, action: None })
+    }
+
+    /// A barrier for `parties` parties whose last arrival runs `action` before the others are
+    /// released (CPython `Barrier(parties, action)`). If the action panics, the barrier breaks.
+    pub fn with_action(parties: u32, action: fn()) -> Result<Barrier> {
+        let mut barrier = Barrier::new(parties)?;
+        barrier.action = Some(action);
+        Ok(barrier)
     }
 
     /// Waits for all parties; returns this party's arrival index (0 for the first), or
     /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<u32> {
-        self.state.wait(None)
+        self.state.wait(None, self.action)
     }
 
     /// Waits at most `timeout`; when it passes the barrier breaks, for every party.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
-        self.state.wait(Some(timeout))
+        self.state.wait(Some(timeout), self.action)
     }
 
     /// Breaks the barrier: current and future waiters get [`Error::BrokenBarrier`] until
@@ -174,5 +237,65 @@ impl fmt::Debug for Barrier {
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.broken())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    static ACTIONS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_action() {
+        ACTIONS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn panicking_action() {
+        panic!("the action failed");
+    }
+
+    #[test]
+    fn the_action_runs_once_per_generation_and_travels_signed() {
+        let barrier = Barrier::with_action(3, count_action).unwrap();
+        let travelled: Barrier = crate::reduction::decode(crate::reduction::encode(&barrier).unwrap()).unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let b = travelled.clone();
+                std::thread::spawn(move || (b.wait().unwrap(), b.wait().unwrap()))
+            })
+            .collect();
+        let mine = (barrier.wait().unwrap(), barrier.wait().unwrap());
+        let mut firsts = vec![mine.0];
+        for t in threads {
+            firsts.push(t.join().unwrap().0);
+        }
+        firsts.sort();
+        assert_eq!(firsts, [0, 1, 2]);
+        assert_eq!(ACTIONS.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_forged_action_is_refused() {
+        let barrier = Barrier::with_action(1, count_action).unwrap();
+        let mut message = crate::reduction::encode(&barrier).unwrap();
+        let last = message.bytes.len() - 1;
+        message.bytes[last] ^= 1; // the MAC's last byte
+        let refused: Result<Barrier> = crate::reduction::decode(message);
+        assert!(refused.unwrap_err().to_string().contains("authkey"));
+    }
+
+    #[test]
+    fn a_panicking_action_breaks_the_barrier() {
+        let barrier = Barrier::with_action(1, panicking_action).unwrap();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let outcome = barrier.wait();
+        std::panic::set_hook(hook);
+        assert!(matches!(outcome, Err(Error::BrokenBarrier)));
+        assert!(barrier.broken());
+        barrier.reset();
+        assert!(!barrier.broken());
     }
 }

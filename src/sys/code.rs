@@ -35,3 +35,47 @@ pub(crate) unsafe fn function_at<P: Copy>(anchor: usize, offset: i64) -> P {
     // same binary, so the pointer has the right signature and points at code.
     unsafe { std::mem::transmute_copy::<usize, P>(&address) }
 }
+
+/// A plain `fn()` named so that another process of the same program can call it: its offset from
+/// an anchor, signed with the program's authkey (HMAC-SHA256). Only processes holding the key (the
+/// program's own tree, all running this binary, as the launch protocol checks) can make one that
+/// resolves, so a forged offset from anyone else is refused instead of called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SignedFn {
+    offset: i64,
+    mac: [u8; 32],
+}
+
+fn signed_fn_anchor() {}
+
+fn signed_fn_mac(key: &[u8], offset: i64) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(b"multiproc signed fn\0");
+    mac.update(&offset.to_le_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+impl SignedFn {
+    /// Names `function`, signed with `key`.
+    pub(crate) fn sign(function: fn(), key: &[u8]) -> SignedFn {
+        let offset = offset_between(signed_fn_anchor as fn() as usize, function as usize);
+        SignedFn { offset, mac: signed_fn_mac(key, offset) }
+    }
+
+    /// The function, if the signature is `key`'s.
+    pub(crate) fn resolve(&self, key: &[u8]) -> Option<fn()> {
+        let expected = signed_fn_mac(key, self.offset);
+        // Constant time: the comparison must not tell how much of a forged MAC was right.
+        let equal = expected.iter().zip(self.mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !equal {
+            return None;
+        }
+        // SAFETY: the MAC proves that `offset` was made by `sign` in a process holding `key`: a
+        // process of this program's tree, which runs this same binary (children refuse to start
+        // on another executable), from a `fn()` and the same anchor.
+        Some(unsafe { function_at::<fn()>(signed_fn_anchor as fn() as usize, self.offset) })
+    }
+}
