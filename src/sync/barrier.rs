@@ -58,7 +58,7 @@ impl BarrierState {
             if index + 1 == self.parties.load(Ordering::SeqCst) {
                 // The last party runs the action before anyone is released; if it panics, the
                 // barrier breaks for everyone.
-                let acted = action.map_or(true, |action| std::panic::catch_unwind(action).is_ok());
+                let acted = action.is_none_or(|action| std::panic::catch_unwind(action).is_ok());
                 if !acted {
                     self.phase.store(phase | BROKEN, Ordering::SeqCst);
                     Kernel::wake(&self.phase, u32::MAX);
