@@ -5,6 +5,8 @@
 mod connections;
 #[path = "seeds/processes.rs"]
 mod processes;
+#[path = "seeds/sync.rs"]
+mod sync;
 
 use std::time::Instant;
 
@@ -22,6 +24,16 @@ const SCENARIOS: &[Scenario] = &[
     ("A Process subclass serving requests over a duplex pipe", connections::upper_case_server),
     ("Listener and Client with an authkey, in two processes", connections::listener_and_client),
     ("A Rust client and a CPython Listener, pickled values", connections::rust_client_python_listener),
+    ("Five processes work one at a time under a Lock (seed 002)", sync::five_workers_under_lock),
+    ("Ten buyers, one ticket in a JSON file, a Lock (seed 002)", sync::grab_ticket),
+    ("'hello world' printed under a Lock by ten processes (seed 003)", sync::hello_world_under_lock),
+    ("Guests with Semaphore(2) (seed 000), KTV rooms with Semaphore(4) (seed 002)", sync::semaphore_rooms),
+    ("Event: the parent waits for a child's result (seed 000)", sync::event_result),
+    ("Event: a traffic light and ten cars (seed 002)", sync::traffic_lights),
+    ("Event: joo_a waits for joo_b (seed 003)", sync::joo_a_and_joo_b),
+    ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
+    ("Barrier: four worker processes in three phases", sync::barrier_phases),
+    ("Condition: a producer process and three consumer processes", sync::condition_stock),
 ];
 
 fn main() -> multiproc::Result<()> {
