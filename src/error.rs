@@ -125,6 +125,19 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
 
+    /// A lock's previous owner died holding it (see
+    /// [`AcquireError::OwnerDied`](crate::sync::AcquireError::OwnerDied), which this comes from
+    /// through `?`; the lock was released again, and its next acquirer is told too).
+    #[error("a lock's previous owner (thread {thread}) died holding it; the state it protects may be inconsistent")]
+    OwnerDied {
+        /// The kernel thread id of the owner that died (0 if unknown).
+        thread: u32,
+    },
+
+    /// A lock or semaphore was held by someone else and the caller would not wait.
+    #[error("would block: held by someone else")]
+    WouldBlock,
+
     /// A barrier was broken (a timeout, `abort` or `reset`) while or before this party waited
     /// (CPython `BrokenBarrierError`).
     #[error("the barrier is broken (a party timed out, or it was aborted or reset); reset it to use it again")]

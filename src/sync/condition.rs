@@ -103,29 +103,53 @@ impl Condition {
     }
 
     /// Releases the lock, sleeps until notified (or `timeout`), and takes the lock again. Returns
-    /// false if the time ran out.
+    /// false if the time ran out. The same as [`ConditionGuard::wait`]: the guard knows its
+    /// condition.
     pub fn wait(&self, guard: &mut ConditionGuard<'_>, timeout: Option<Duration>) -> bool {
-        let _ = guard;
-        let lock = self.lock.state();
-        let seen = self.state.seq.load(Ordering::SeqCst);
-        self.state.sleepers.fetch_add(1, Ordering::SeqCst);
+        guard.wait(timeout)
+    }
+
+    /// Waits until `predicate` holds ([`ConditionGuard::wait_for`]).
+    pub fn wait_for(
+        &self,
+        guard: &mut ConditionGuard<'_>,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> bool {
+        guard.wait_for(predicate, timeout)
+    }
+
+    /// Wakes up to `n` waiters ([`ConditionGuard::notify`]).
+    pub fn notify(&self, guard: &ConditionGuard<'_>, n: u32) {
+        guard.notify(n);
+    }
+
+    /// Wakes every waiter ([`ConditionGuard::notify_all`]).
+    pub fn notify_all(&self, guard: &ConditionGuard<'_>) {
+        guard.notify_all();
+    }
+}
+
+impl ConditionGuard<'_> {
+    /// Releases the lock, sleeps until notified (or `timeout`), and takes the lock again. Returns
+    /// false if the time ran out.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        let condition = self.condition;
+        let lock = condition.lock.state();
+        let seen = condition.state.seq.load(Ordering::SeqCst);
+        condition.state.sleepers.fetch_add(1, Ordering::SeqCst);
         let depth = lock.release_all::<Kernel>();
-        let waited = Kernel::wait(&self.state.seq, seen, timeout);
-        self.state.sleepers.fetch_sub(1, Ordering::SeqCst);
-        // Take the lock back whatever happens (a dead owner is reported by the guard).
-        let _ = lock.acquire::<Kernel>(sys::current_thread(), None, self.lock.recursive());
+        let waited = Kernel::wait(&condition.state.seq, seen, timeout);
+        condition.state.sleepers.fetch_sub(1, Ordering::SeqCst);
+        // Take the lock back whatever happens (a dead owner is reported by `owner_died`).
+        let _ = lock.acquire::<Kernel>(sys::current_thread(), None, condition.lock.recursive());
         lock.restore(depth);
-        waited != Waited::TimedOut || self.state.seq.load(Ordering::SeqCst) != seen
+        waited != Waited::TimedOut || condition.state.seq.load(Ordering::SeqCst) != seen
     }
 
     /// Waits until `predicate` holds, re-checking after each wake-up, at most `timeout` in all.
     /// Returns the predicate's last value.
-    pub fn wait_for(
-        &self,
-        guard: &mut ConditionGuard<'_>,
-        mut predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> bool {
+    pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if predicate() {
@@ -135,25 +159,24 @@ impl Condition {
             if left == Some(Duration::ZERO) {
                 return false;
             }
-            self.wait(guard, left);
+            self.wait(left);
         }
     }
 
-    /// Wakes up to `n` waiters.
-    pub fn notify(&self, _guard: &ConditionGuard<'_>, n: u32) {
-        self.state.seq.fetch_add(1, Ordering::SeqCst);
-        if self.state.sleepers.load(Ordering::SeqCst) > 0 {
-            Kernel::wake(&self.state.seq, n);
+    /// Wakes up to `n` sleeping waiters.
+    pub fn notify(&self, n: u32) {
+        let state = &self.condition.state;
+        state.seq.fetch_add(1, Ordering::SeqCst);
+        if state.sleepers.load(Ordering::SeqCst) > 0 {
+            Kernel::wake(&state.seq, n);
         }
     }
 
     /// Wakes every waiter.
-    pub fn notify_all(&self, guard: &ConditionGuard<'_>) {
-        self.notify(guard, u32::MAX);
+    pub fn notify_all(&self) {
+        self.notify(u32::MAX);
     }
-}
 
-impl ConditionGuard<'_> {
     /// Whether a previous owner of the lock died holding it, with nobody recovering since (see
     /// [`AcquireError::OwnerDied`]).
     pub fn owner_died(&self) -> bool {

@@ -49,6 +49,19 @@ impl<G> fmt::Display for AcquireError<G> {
 
 impl<G: fmt::Debug> std::error::Error for AcquireError<G> {}
 
+/// For `?` in functions returning [`crate::Result`]: the guard (if any) is dropped, which releases
+/// the lock.
+impl<G> From<AcquireError<G>> for crate::Error {
+    fn from(e: AcquireError<G>) -> crate::Error {
+        match e {
+            AcquireError::OwnerDied(died) => crate::Error::OwnerDied { thread: died.thread },
+            AcquireError::WouldBlock => crate::Error::WouldBlock,
+            AcquireError::Timeout(t) => crate::Error::Timeout(t),
+            AcquireError::WouldDeadlock => crate::Error::InvalidState(AcquireError::<()>::WouldDeadlock.to_string()),
+        }
+    }
+}
+
 /// The outcome of acquiring a lock: the guard, or why not.
 pub type AcquireResult<G> = std::result::Result<G, AcquireError<G>>;
 
