@@ -84,8 +84,10 @@ impl BarrierState {
                 };
             }
             if deadline.passed() {
+                // Breaks our generation unless the last party released it (or a reset ended it)
+                // since `now` was read: the phase has moved either way; look again.
                 self.break_generation(phase);
-                return Err(Error::BrokenBarrier);
+                continue;
             }
             Kernel::wait(&self.phase, phase, deadline.left());
         }
@@ -219,8 +221,12 @@ impl Barrier {
         self.state.parties.load(Ordering::SeqCst)
     }
 
-    /// How many parties wait now (CPython `n_waiting`).
+    /// How many parties wait now (CPython `n_waiting`); 0 while the barrier is broken (its
+    /// waiters are leaving, as in CPython).
     pub fn n_waiting(&self) -> u32 {
+        if self.broken() {
+            return 0;
+        }
         self.state.arrived.load(Ordering::SeqCst)
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::futex::{Deadline, Futex, Kernel};
+use super::spin::SpinState;
 use crate::error::Result;
 use crate::shm::{Shared, ShmSafe};
 
@@ -15,6 +16,8 @@ use crate::shm::{Shared, ShmSafe};
 pub(crate) struct EventState {
     flag: AtomicU32,
     sleepers: AtomicU32,
+    /// How long a waiter watches the flag before it sleeps.
+    spin: SpinState,
 }
 
 // SAFETY: atomics only; zero is the cleared state; no pointers, no drop glue.
@@ -30,12 +33,20 @@ impl EventState {
 
     pub(crate) fn wait<F: Futex>(&self, timeout: Option<Duration>) -> bool {
         let deadline = Deadline::after(timeout);
+        let mut spun = false;
         loop {
             if self.flag.load(Ordering::SeqCst) != 0 {
                 return true;
             }
             if deadline.passed() {
                 return false;
+            }
+            // Once per wait, watch the flag before sleeping (a `set` then wakes nobody).
+            if !spun {
+                spun = true;
+                if self.spin.spin(deadline, || self.flag.load(Ordering::Relaxed) != 0) {
+                    continue;
+                }
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             F::wait(&self.flag, 0, deadline.left());

@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Acquiring is one compare-and-swap from 0 to the caller's thread id. Someone who finds the lock
-//! held sets `WAITERS` and sleeps on the word; whoever acquires after sleeping keeps `WAITERS` set
-//! (others may still sleep), so that its release wakes the next. Releasing swaps back to 0 and, if
-//! `WAITERS` was set, wakes one sleeper.
+//! held first watches the word for a few microseconds (adaptive, see `spin`) and takes it without
+//! `WAITERS` if it comes free; otherwise it sets `WAITERS` and sleeps on the word. Whoever acquires
+//! after sleeping keeps `WAITERS` set (others may still sleep), so that its release wakes the next;
+//! a sleeper woken for a lock that a spinner took sets `WAITERS` again before it sleeps again.
+//! Releasing swaps back to 0 and, if `WAITERS` was set, wakes one sleeper.
 //!
 //! **An owner that dies** (a process killed while holding the lock) never releases it. Sleepers
 //! wait in slices of [`LIVENESS_SLICE`]; after each, one that still finds the lock held checks that
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::futex::{Deadline, Futex, Waited};
+use super::spin::SpinState;
 use crate::shm::ShmSafe;
 use crate::sys;
 
@@ -61,6 +64,8 @@ pub(crate) struct LockState {
     owner_died: AtomicU32,
     /// The thread id of the owner that died, for the report.
     dead_owner: AtomicU32,
+    /// How long an acquirer watches a held lock before it sleeps.
+    spin: SpinState,
 }
 
 // SAFETY: atomics only; zero is the free state; no pointers, no drop glue.
@@ -69,21 +74,37 @@ unsafe impl ShmSafe for LockState {}
 impl LockState {
     /// Acquires for thread `me` (started at `start`), waiting up to `timeout` (`Some(ZERO)`: try
     /// once). With `recursive`, the owner acquires again and the depth counts it.
+    #[inline]
     pub(crate) fn acquire<F: Futex>(
         &self,
         (me, start): (u32, u64),
         timeout: Option<Duration>,
         recursive: bool,
     ) -> Acquired {
+        match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => self.became_owner(start, None),
+            Err(current) => self.acquire_held::<F>((me, start), current, timeout, recursive),
+        }
+    }
+
+    /// [`acquire`](Self::acquire) of a lock found held (word `current`).
+    #[inline(never)]
+    fn acquire_held<F: Futex>(
+        &self,
+        (me, start): (u32, u64),
+        mut current: u32,
+        timeout: Option<Duration>,
+        recursive: bool,
+    ) -> Acquired {
         let deadline = Deadline::after(timeout);
-        let mut current = match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return self.became_owner(start, None),
-            Err(current) => current,
-        };
+        // Whether this acquirer has watched the lock spinning, and whether it has slept on it.
+        let (mut spun, mut slept) = (false, false);
         loop {
             if current == 0 {
-                // Taken after contention: keep WAITERS, others may sleep.
-                match self.word.compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed) {
+                // Taken after sleeping: keep WAITERS, others may sleep. Taken after spinning only:
+                // a sleeper that the last release woke sets WAITERS again if it has to sleep again.
+                let mine = if slept { me | WAITERS } else { me };
+                match self.word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => return self.became_owner(start, None),
                     Err(now) => current = now,
                 }
@@ -94,11 +115,19 @@ impl LockState {
                 if !recursive {
                     return Acquired::Deadlock;
                 }
-                self.depth.fetch_add(1, Ordering::Relaxed);
+                self.depth.store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 return Acquired::Clean;
             }
             if deadline.passed() {
                 return Acquired::No;
+            }
+            // Once per acquisition, watch the word before sleeping: a lock held briefly is taken
+            // without a sleep, and its release then wakes nobody.
+            if !spun {
+                spun = true;
+                self.spin.spin(deadline, || self.word.load(Ordering::Relaxed) == 0);
+                current = self.word.load(Ordering::Relaxed);
+                continue;
             }
             if current & WAITERS == 0 {
                 if let Err(now) =
@@ -110,12 +139,16 @@ impl LockState {
                 current |= WAITERS;
             }
             let slice = deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
+            slept = true;
             if F::wait(&self.word, current, Some(slice)) == Waited::TimedOut && !deadline.passed() {
-                // A whole slice without a release: is the owner still there?
-                if !self.owner_alive(owner)
-                    && self.word.compare_exchange(current, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok()
-                {
-                    return self.became_owner(start, Some(owner));
+                // A whole slice without a release: is the owner still there? Before taking over,
+                // forget the dead owner's start time: until the taker records its own, others
+                // must not judge it by the dead one's (0 means "do not judge").
+                if !self.owner_alive(owner) {
+                    self.owner_start.store(0, Ordering::Relaxed);
+                    if self.word.compare_exchange(current, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        return self.became_owner(start, Some(owner));
+                    }
                 }
             }
             current = self.word.load(Ordering::Relaxed);
@@ -123,6 +156,7 @@ impl LockState {
     }
 
     /// Records the new owner; reports a dead predecessor (now or not yet recovered from).
+    #[inline]
     fn became_owner(&self, start: u64, died: Option<u32>) -> Acquired {
         self.owner_start.store(start, Ordering::Relaxed);
         self.depth.store(1, Ordering::Relaxed);
@@ -152,8 +186,12 @@ impl LockState {
     }
 
     /// Releases once (recursive locks: the last release frees it). Only the owner may call this.
+    #[inline]
     pub(crate) fn release<F: Futex>(&self) {
-        if self.depth.fetch_sub(1, Ordering::Relaxed) > 1 {
+        // Only the owner touches the depth: no read-modify-write needed.
+        let depth = self.depth.load(Ordering::Relaxed);
+        if depth > 1 {
+            self.depth.store(depth - 1, Ordering::Relaxed);
             return;
         }
         self.owner_start.store(0, Ordering::Relaxed);
@@ -165,7 +203,8 @@ impl LockState {
     /// Fully releases a recursive lock held by the caller, returning its depth (for a condition
     /// wait), and [`restore`](Self::restore) takes it back.
     pub(crate) fn release_all<F: Futex>(&self) -> u32 {
-        let depth = self.depth.swap(1, Ordering::Relaxed);
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
         self.release::<F>();
         depth
     }

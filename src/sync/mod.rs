@@ -7,7 +7,9 @@
 //!
 //! Waiting is a futex on a word of that state; the state machines (`lock_state`, and the state
 //! types of each primitive) are written against the `futex::Futex` trait, so that tests drive
-//! them without the kernel.
+//! them without the kernel. Before it sleeps, a waiter watches the word for a few microseconds
+//! (adaptively, per primitive; see `spin`): a hand-over between processes on two CPUs then costs no
+//! system call on either side.
 //!
 //! **Robustness.** Locks record their owner's thread. If a process dies holding a [`Lock`] or an
 //! [`RLock`] (or the lock of a [`Condition`]), the next acquirer gets the lock with
@@ -32,6 +34,7 @@ pub(crate) mod futex;
 mod lock;
 mod lock_state;
 mod semaphore;
+mod spin;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
@@ -53,6 +56,6 @@ const _: () = {
     shared_and_sent::<Event>();
     shared_and_sent::<Condition>();
     shared_and_sent::<Barrier>();
-    assert!(std::mem::size_of::<lock_state::LockState>() == 24);
+    assert!(std::mem::size_of::<lock_state::LockState>() == 32);
     assert!(std::mem::align_of::<lock_state::LockState>() == 8);
 };

@@ -8,16 +8,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::futex::{Deadline, Futex, Kernel};
+use super::spin::SpinState;
 use crate::error::{Error, Result};
 use crate::shm::{Shared, ShmSafe};
 
-/// The shared state: the count, how many sleep on it, and the bound (0: none).
+/// The shared state: the count, how many sleep on it, the bound (`u32::MAX` for a plain
+/// semaphore: 0 is a real bound, that of `BoundedSemaphore::new(0)`), and how long a waiter
+/// spins before it sleeps.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct SemaphoreState {
     count: AtomicU32,
     sleepers: AtomicU32,
     max: AtomicU32,
+    spin: SpinState,
 }
 
 // SAFETY: atomics only; zero is a valid (empty) state; no pointers, no drop glue.
@@ -27,6 +31,7 @@ impl SemaphoreState {
     /// Takes one unit, waiting up to `timeout`; false if the time ran out.
     pub(crate) fn acquire<F: Futex>(&self, timeout: Option<Duration>) -> bool {
         let deadline = Deadline::after(timeout);
+        let mut spun = false;
         loop {
             let count = self.count.load(Ordering::SeqCst);
             if count > 0 {
@@ -37,6 +42,13 @@ impl SemaphoreState {
             }
             if deadline.passed() {
                 return false;
+            }
+            // Once per acquisition, watch for a unit before sleeping (a release then wakes nobody).
+            if !spun {
+                spun = true;
+                if self.spin.spin(deadline, || self.count.load(Ordering::Relaxed) > 0) {
+                    continue;
+                }
             }
             // Registered before sleeping: a release that comes after sees us and wakes; one that
             // came before changed the count, so the futex does not sleep.
@@ -51,7 +63,7 @@ impl SemaphoreState {
         let max = self.max.load(Ordering::Relaxed);
         let mut count = self.count.load(Ordering::SeqCst);
         loop {
-            if max != 0 && count >= max {
+            if count >= max {
                 return false;
             }
             match self.count.compare_exchange(count, count + 1, Ordering::SeqCst, Ordering::Relaxed) {
@@ -84,9 +96,7 @@ macro_rules! semaphore_type {
             pub fn new(value: u32) -> Result<$name> {
                 let state: Shared<SemaphoreState> = Shared::new()?;
                 state.count.store(value, Ordering::SeqCst);
-                if $bounded {
-                    state.max.store(value.max(1), Ordering::SeqCst);
-                }
+                state.max.store(if $bounded { value } else { u32::MAX }, Ordering::SeqCst);
                 Ok($name { state })
             }
 
@@ -182,7 +192,8 @@ semaphore_type!(
 );
 
 impl Semaphore {
-    /// Gives a unit back (CPython `release()`), from any process or thread.
+    /// Gives a unit back (CPython `release()`), from any process or thread. (A semaphore already
+    /// holding `u32::MAX` units stays there instead of overflowing.)
     pub fn release(&self) {
         self.state.release::<Kernel>();
     }
@@ -224,6 +235,7 @@ mod tests {
     fn no_more_than_the_units_are_inside() {
         let state = Arc::new(SemaphoreState::default());
         state.count.store(3, Ordering::SeqCst);
+        state.max.store(u32::MAX, Ordering::SeqCst);
         let inside = Arc::new(AtomicU32::new(0));
         let threads: Vec<_> = (0..6)
             .map(|_| {

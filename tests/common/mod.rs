@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod suite;
+pub mod sync_suite;
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
