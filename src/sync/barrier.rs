@@ -6,7 +6,7 @@
 //! wakes everyone with [`Error::BrokenBarrier`](crate::Error::BrokenBarrier).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ pub(crate) struct BarrierState {
     parties: AtomicU32,
     /// Bumped by every reset: waiters of an earlier count were reset away, not released.
     resets: AtomicU32,
+    /// The timeout of [`Barrier::wait`] in nanoseconds (0: none), shared by every handle.
+    default_timeout_ns: AtomicU64,
 }
 
 // SAFETY: atomics (and a `LockState`, itself `ShmSafe`) only; no pointers, no drop glue.
@@ -185,7 +187,17 @@ impl Barrier {
     /// Waits for all parties; returns this party's arrival index (0 for the first), or
     /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<u32> {
-        self.state.wait(None, self.action)
+        let default = self.state.default_timeout_ns.load(Ordering::Relaxed);
+        let timeout = (default != 0).then(|| Duration::from_nanos(default));
+        self.state.wait(timeout, self.action)
+    }
+
+    /// Gives every [`wait`](Self::wait) on this barrier, in every process, a timeout (CPython
+    /// `Barrier(parties, action, timeout)`): a wait that outlasts it breaks the barrier.
+    pub fn with_default_timeout(self, timeout: Duration) -> Barrier {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.state.default_timeout_ns.store(nanos, Ordering::Relaxed);
+        self
     }
 
     /// Waits at most `timeout`; when it passes the barrier breaks, for every party.
@@ -280,6 +292,14 @@ mod tests {
         firsts.sort();
         assert_eq!(firsts, [0, 1, 2]);
         assert_eq!(ACTIONS.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_default_timeout_applies_to_every_wait() {
+        let barrier = Barrier::new(2).unwrap().with_default_timeout(Duration::from_millis(20));
+        let travelled: Barrier = crate::reduction::decode(crate::reduction::encode(&barrier).unwrap()).unwrap();
+        assert!(matches!(travelled.wait(), Err(Error::BrokenBarrier)));
+        assert!(barrier.broken());
     }
 
     #[test]
