@@ -52,8 +52,9 @@ pub fn my_process() -> multiproc::Result<()> {
 
 fn append_line(file: Handle<std::fs::File>, i: u32) -> std::io::Result<()> {
     let mut file = file.into_inner();
-    // O_APPEND makes each write land at the end, whatever the others do.
-    writeln!(file, "line written by process {i} (pid {})", std::process::id())
+    // O_APPEND makes each write land at the end, whatever the others do; one write per line keeps
+    // lines whole (`writeln!` on a file writes each piece separately).
+    file.write_all(format!("line written by process {i} (pid {})\n", std::process::id()).as_bytes())
 }
 
 /// Ten processes append to one file opened by the parent; then the parent counts the lines.

@@ -396,12 +396,18 @@ pub fn non_daemon_is_joined_when_parent_exits(ctx: Context) {
 
 fn append_lines(file: Handle<std::fs::File>, n: u32) {
     let mut file = file.into_inner();
-    writeln!(file, "line from child {n}").unwrap();
+    // One write call per line: `writeln!` on an unbuffered file writes each piece separately, and
+    // the children share one file offset, so pieces of different lines could interleave.
+    file.write_all(format!("line from child {n}\n").as_bytes()).unwrap();
 }
 
 // Seed 002: ten processes append to one file given as an argument.
 pub fn file_handles_arrive_open(ctx: Context) {
     let fd = rustix::fs::memfd_create("lines", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    // Appends, as the seed opens its file with "a": a memory file's shared offset is not updated
+    // atomically between processes (it is no regular open file), O_APPEND makes each write land
+    // at the end.
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::APPEND).unwrap();
     let file = std::fs::File::from(fd);
     let mut ps: Vec<Process> =
         (0..10).map(|n| started(ctx.process(append_lines, (Handle::new(file.try_clone().unwrap()), n)))).collect();
