@@ -106,78 +106,8 @@ impl<G> fmt::Debug for OwnerDied<G> {
     }
 }
 
-/// A lock shared by processes and threads (CPython `multiprocessing.Lock`): one holder at a time.
-///
-/// Its state lives in anonymous shared memory; give the lock to a child as a
-/// [`Process`](crate::Process) argument (or clone it for a thread). Acquiring gives a
-/// [`LockGuard`] that releases when dropped, the Rust form of `with lock:`.
-///
-/// Unlike CPython's, the lock has an owner: the thread that acquired it releases it (through its
-/// guard). That is what makes it **robust**: if a process dies holding the lock, the next acquirer
-/// gets it with [`AcquireError::OwnerDied`] within [`OWNER_CHECK_INTERVAL`] instead of waiting
-/// forever.
-///
-/// # Examples
-///
-/// ```
-/// # fn main() -> multiproc::Result<()> {
-/// let lock = multiproc::Lock::new()?;
-/// {
-///     let _guard = lock.acquire().expect("no previous owner died");
-///     assert!(lock.locked());
-/// }
-/// assert!(!lock.locked());
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Lock {
-    state: Shared<LockState>,
-}
-
 /// How soon a waiter notices that a lock's owner died: it checks after each interval of waiting.
 pub const OWNER_CHECK_INTERVAL: Duration = super::lock_state::LIVENESS_SLICE;
-
-/// Holds a [`Lock`] until dropped.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct LockGuard<'a> {
-    state: &'a LockState,
-    /// A guard belongs to the thread that acquired (the lock records it as owner).
-    not_send: PhantomData<*const ()>,
-}
-
-impl Lock {
-    /// A new, unlocked lock.
-    pub fn new() -> Result<Lock> {
-        Ok(Lock { state: Shared::new()? })
-    }
-
-    /// Waits for the lock and takes it.
-    pub fn acquire(&self) -> AcquireResult<LockGuard<'_>> {
-        self.acquire_within(None)
-    }
-
-    /// Takes the lock if it is free, without waiting (CPython `acquire(block=False)`).
-    pub fn try_acquire(&self) -> AcquireResult<LockGuard<'_>> {
-        self.acquire_within(Some(Duration::ZERO))
-    }
-
-    /// Waits up to `timeout` for the lock (CPython `acquire(timeout=...)`).
-    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<LockGuard<'_>> {
-        self.acquire_within(Some(timeout))
-    }
-
-    fn acquire_within(&self, timeout: Option<Duration>) -> AcquireResult<LockGuard<'_>> {
-        let acquired = self.state.acquire::<Kernel>(sys::current_thread(), timeout, false);
-        outcome(acquired, timeout, || LockGuard { state: &self.state, not_send: PhantomData })
-    }
-
-    /// Whether someone holds the lock (CPython 3.14 `locked()`).
-    pub fn locked(&self) -> bool {
-        self.state.locked()
-    }
-}
 
 /// Turns a state-machine outcome into the public result.
 fn outcome<G>(acquired: Acquired, timeout: Option<Duration>, guard: impl FnOnce() -> G) -> AcquireResult<G> {
@@ -192,121 +122,138 @@ fn outcome<G>(acquired: Acquired, timeout: Option<Duration>, guard: impl FnOnce(
     }
 }
 
-impl sealed::Sealed for LockGuard<'_> {}
-impl Guard for LockGuard<'_> {
-    fn mark_recovered(&self) {
-        self.state.recover();
-    }
+/// A lock type and its guard; `recursive` decides whether the owner may acquire again.
+macro_rules! lock_type {
+    ($(#[$doc:meta])* $name:ident, $(#[$guard_doc:meta])* $guard:ident, recursive: $recursive:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name {
+            state: Shared<LockState>,
+        }
+
+        $(#[$guard_doc])*
+        #[must_use = "the lock is released as soon as the guard is dropped"]
+        pub struct $guard<'a> {
+            state: &'a LockState,
+            /// A guard belongs to the thread that acquired (the lock records it as owner).
+            not_send: PhantomData<*const ()>,
+        }
+
+        impl $name {
+            /// A new, unlocked lock.
+            pub fn new() -> Result<$name> {
+                Ok($name { state: Shared::new()? })
+            }
+
+            /// Waits for the lock and takes it.
+            pub fn acquire(&self) -> AcquireResult<$guard<'_>> {
+                self.acquire_within(None)
+            }
+
+            /// Takes the lock if it is free, without waiting (CPython `acquire(block=False)`).
+            pub fn try_acquire(&self) -> AcquireResult<$guard<'_>> {
+                self.acquire_within(Some(Duration::ZERO))
+            }
+
+            /// Waits up to `timeout` for the lock (CPython `acquire(timeout=...)`).
+            pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<$guard<'_>> {
+                self.acquire_within(Some(timeout))
+            }
+
+            fn acquire_within(&self, timeout: Option<Duration>) -> AcquireResult<$guard<'_>> {
+                let acquired = self.state.acquire::<Kernel>(sys::current_thread(), timeout, $recursive);
+                outcome(acquired, timeout, || $guard { state: &self.state, not_send: PhantomData })
+            }
+
+            /// Whether someone holds the lock (CPython 3.14 `locked()`).
+            pub fn locked(&self) -> bool {
+                self.state.locked()
+            }
+        }
+
+        impl HasLockState for $name {
+            fn lock_state(&self) -> &LockState {
+                &self.state
+            }
+        }
+
+        impl sealed::Sealed for $guard<'_> {}
+
+        impl Guard for $guard<'_> {
+            fn mark_recovered(&self) {
+                self.state.recover();
+            }
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                self.state.release::<Kernel>();
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).field("locked", &self.locked()).finish()
+            }
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($guard))
+            }
+        }
+    };
 }
 
-impl sealed::Sealed for RLockGuard<'_> {}
-impl Guard for RLockGuard<'_> {
-    fn mark_recovered(&self) {
-        self.state.recover();
-    }
-}
+lock_type!(
+    /// A lock shared by processes and threads (CPython `multiprocessing.Lock`): one holder at a time.
+    ///
+    /// Its state lives in anonymous shared memory; give the lock to a child as a
+    /// [`Process`](crate::Process) argument (or clone it for a thread). Acquiring gives a
+    /// [`LockGuard`] that releases when dropped, the Rust form of `with lock:`.
+    ///
+    /// Unlike CPython's, the lock has an owner: the thread that acquired it releases it (through its
+    /// guard). That is what makes it **robust**: if a process dies holding the lock, the next acquirer
+    /// gets it with [`AcquireError::OwnerDied`] within [`OWNER_CHECK_INTERVAL`] instead of waiting
+    /// forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let lock = multiproc::Lock::new()?;
+    /// {
+    ///     let _guard = lock.acquire().expect("no previous owner died");
+    ///     assert!(lock.locked());
+    /// }
+    /// assert!(!lock.locked());
+    /// # Ok(())
+    /// # }
+    /// ```
+    Lock,
+    /// Holds a [`Lock`] until dropped.
+    LockGuard,
+    recursive: false
+);
 
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.state.release::<Kernel>();
-    }
-}
-
-impl fmt::Debug for Lock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("locked", &self.locked()).finish()
-    }
-}
-
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LockGuard")
-    }
-}
-
-/// A recursive lock (CPython `multiprocessing.RLock`): its owner may acquire it again, and must
-/// release as many times. Robust like [`Lock`].
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RLock {
-    state: Shared<LockState>,
-}
-
-/// Holds an [`RLock`] (one level of it) until dropped.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct RLockGuard<'a> {
-    state: &'a LockState,
-    not_send: PhantomData<*const ()>,
-}
+lock_type!(
+    /// A recursive lock (CPython `multiprocessing.RLock`): its owner may acquire it again, and must
+    /// release as many times (each guard releases one level). Robust like [`Lock`].
+    RLock,
+    /// Holds an [`RLock`] (one level of it) until dropped.
+    RLockGuard,
+    recursive: true
+);
 
 impl RLock {
-    /// A new, unlocked recursive lock.
-    pub fn new() -> Result<RLock> {
-        Ok(RLock { state: Shared::new()? })
-    }
-
-    /// Waits for the lock and takes it (again, if this thread holds it).
-    pub fn acquire(&self) -> AcquireResult<RLockGuard<'_>> {
-        self.acquire_within(None)
-    }
-
-    /// Takes the lock if it is free or already this thread's, without waiting.
-    pub fn try_acquire(&self) -> AcquireResult<RLockGuard<'_>> {
-        self.acquire_within(Some(Duration::ZERO))
-    }
-
-    /// Waits up to `timeout` for the lock.
-    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<RLockGuard<'_>> {
-        self.acquire_within(Some(timeout))
-    }
-
-    fn acquire_within(&self, timeout: Option<Duration>) -> AcquireResult<RLockGuard<'_>> {
-        let acquired = self.state.acquire::<Kernel>(sys::current_thread(), timeout, true);
-        outcome(acquired, timeout, || RLockGuard { state: &self.state, not_send: PhantomData })
-    }
-
-    /// Whether someone holds the lock.
-    pub fn locked(&self) -> bool {
-        self.state.locked()
-    }
-
     /// Whether the calling thread holds the lock (CPython's private `_is_owned()`).
     pub fn is_owned(&self) -> bool {
         self.state.held_by(sys::current_thread().0)
     }
 }
 
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
-        self.state.release::<Kernel>();
-    }
-}
-
-impl fmt::Debug for RLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock").field("locked", &self.locked()).finish()
-    }
-}
-
-impl fmt::Debug for RLockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RLockGuard")
-    }
-}
-
 /// Either lock, for [`Condition`](super::Condition).
 pub(crate) trait HasLockState {
     fn lock_state(&self) -> &LockState;
-}
-
-impl HasLockState for Lock {
-    fn lock_state(&self) -> &LockState {
-        &self.state
-    }
-}
-
-impl HasLockState for RLock {
-    fn lock_state(&self) -> &LockState {
-        &self.state
-    }
 }
