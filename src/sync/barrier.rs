@@ -6,7 +6,9 @@
 //! wakes everyone with [`Error::BrokenBarrier`](crate::Error::BrokenBarrier).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -258,7 +260,7 @@ impl fmt::Debug for Barrier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};

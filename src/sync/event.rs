@@ -1,7 +1,9 @@
 //! [`Event`]: a flag that processes can wait for.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::atomic::{AtomicU32, handshake_fence};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,7 @@ unsafe impl ShmSafe for EventState {}
 impl EventState {
     pub(crate) fn set<F: Futex>(&self) {
         self.flag.store(1, Ordering::SeqCst);
+        handshake_fence();
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             F::wake(&self.flag, u32::MAX);
         }
@@ -49,6 +52,7 @@ impl EventState {
                 }
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
+            handshake_fence();
             F::wait(&self.flag, 0, deadline.left());
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }

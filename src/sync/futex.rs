@@ -2,9 +2,10 @@
 //! it changes, and waking sleepers. The kernel's futex serves processes; tests substitute their
 //! own implementation to drive the state machines on their own.
 
-use std::sync::atomic::AtomicU32;
+use super::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+#[cfg(not(loom))]
 use crate::sys;
 
 /// How a wait ended.
@@ -28,6 +29,7 @@ pub(crate) trait Futex {
 #[derive(Debug)]
 pub(crate) enum Kernel {}
 
+#[cfg(not(loom))]
 impl Futex for Kernel {
     fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Waited {
         match sys::futex_wait(word, expected, timeout) {
@@ -39,6 +41,18 @@ impl Futex for Kernel {
     fn wake(word: &AtomicU32, count: u32) {
         sys::futex_wake(word, count);
     }
+}
+
+/// Under loom the words are loom's atomics, which the kernel cannot sleep on; the models use their
+/// own futex (`loom_models`), and this one only yields.
+#[cfg(loom)]
+impl Futex for Kernel {
+    fn wait(_word: &AtomicU32, _expected: u32, _timeout: Option<Duration>) -> Waited {
+        loom::thread::yield_now();
+        Waited::Retry
+    }
+
+    fn wake(_word: &AtomicU32, _count: u32) {}
 }
 
 /// An optional deadline, for loops that wait in several steps.
@@ -60,7 +74,7 @@ impl Deadline {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) mod testing {
     //! A futex for tests of the state machines: waits are short sleeps that count themselves.
 

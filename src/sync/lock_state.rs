@@ -22,7 +22,9 @@
 //! declares the protected state consistent again (`recover`). A lock with no sleepers at the
 //! owner's death is taken over by the next acquirer in the same way, within one slice.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use super::futex::{Deadline, Futex, Waited};
@@ -230,7 +232,7 @@ impl LockState {
     }
 
     /// Stands in for an owner that died: sets the word to a thread id that does not exist.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn abandon_to(&self, ghost: u32, start: u64) {
         self.word.store(ghost, Ordering::SeqCst);
         self.owner_start.store(start, Ordering::SeqCst);
@@ -238,7 +240,7 @@ impl LockState {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::Arc;
 

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::atomic::{AtomicU32, handshake_fence};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,15 @@ pub(crate) struct SemaphoreState {
 unsafe impl ShmSafe for SemaphoreState {}
 
 impl SemaphoreState {
+    /// A state holding `count` units, at most `max`.
+    #[cfg(all(test, loom))]
+    pub(crate) fn with_units(count: u32, max: u32) -> SemaphoreState {
+        let state = SemaphoreState::default();
+        state.count.store(count, Ordering::SeqCst);
+        state.max.store(max, Ordering::SeqCst);
+        state
+    }
+
     /// Takes one unit, waiting up to `timeout`; false if the time ran out.
     pub(crate) fn acquire<F: Futex>(&self, timeout: Option<Duration>) -> bool {
         let deadline = Deadline::after(timeout);
@@ -53,6 +64,7 @@ impl SemaphoreState {
             // Registered before sleeping: a release that comes after sees us and wakes; one that
             // came before changed the count, so the futex does not sleep.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
+            handshake_fence();
             F::wait(&self.count, 0, deadline.left());
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
@@ -71,6 +83,7 @@ impl SemaphoreState {
                 Err(now) => count = now,
             }
         }
+        handshake_fence();
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             F::wake(&self.count, 1);
         }
@@ -210,7 +223,7 @@ impl BoundedSemaphore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::Arc;
 

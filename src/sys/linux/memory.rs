@@ -6,6 +6,8 @@
 //! included). Processes share it by passing the descriptor. Its size is sealed once set, so no
 //! holder can shrink it under another's mapping (which would turn accesses into `SIGBUS`).
 
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;

@@ -1,0 +1,141 @@
+//! Model checks of the state machines with loom: every interleaving of a few threads (and, with
+//! loom's default memory model, weak orderings) is explored. Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib sync::loom_models`
+//! (`.ci/run` does; the bound on preemptions keeps the search to seconds, as loom recommends).
+//!
+//! The futex here is faithful: a waiter sleeps (on a loom condition variable) until a wake-up,
+//! unless the word already changed; so a lost wake-up in a state machine shows as a deadlock,
+//! which loom reports.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use loom::sync::atomic::AtomicUsize;
+use loom::sync::{Arc, Condvar, Mutex};
+
+use super::atomic::AtomicU32;
+use super::event::EventState;
+use super::futex::{Futex, Waited};
+use super::lock_state::{Acquired, LockState};
+use super::semaphore::SemaphoreState;
+
+loom::lazy_static! {
+    static ref PARK: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+}
+
+/// A futex on loom primitives. Timeouts are ignored (waits end only when woken), which is what
+/// the models want: a state machine must never rely on a timeout to make progress, except for the
+/// dead-owner check, which these models do not exercise.
+enum LoomFutex {}
+
+impl Futex for LoomFutex {
+    fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) -> Waited {
+        let (lock, wakes) = &*PARK;
+        let mut generation = lock.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return Waited::Retry;
+        }
+        let seen = *generation;
+        while *generation == seen {
+            generation = wakes.wait(generation).unwrap();
+        }
+        Waited::Retry
+    }
+
+    fn wake(_word: &AtomicU32, _count: u32) {
+        let (lock, wakes) = &*PARK;
+        *lock.lock().unwrap() += 1;
+        wakes.notify_all();
+    }
+}
+
+#[test]
+fn lock_excludes_and_hands_over() {
+    loom::model(|| {
+        let lock = Arc::new(LockState::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let (other, other_inside) = (lock.clone(), inside.clone());
+        let t = loom::thread::spawn(move || {
+            assert_eq!(other.acquire::<LoomFutex>((1, 1), None, false), Acquired::Clean);
+            assert_eq!(other_inside.fetch_add(1, Ordering::SeqCst), 0);
+            other_inside.fetch_sub(1, Ordering::SeqCst);
+            other.release::<LoomFutex>();
+        });
+        assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, false), Acquired::Clean);
+        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+        inside.fetch_sub(1, Ordering::SeqCst);
+        lock.release::<LoomFutex>();
+        t.join().unwrap();
+        assert!(!lock.locked());
+    });
+}
+
+#[test]
+fn recursive_lock_counts_its_depth() {
+    loom::model(|| {
+        let lock = Arc::new(LockState::default());
+        let other = lock.clone();
+        let t = loom::thread::spawn(move || {
+            assert_eq!(other.acquire::<LoomFutex>((1, 1), None, true), Acquired::Clean);
+            assert_eq!(other.acquire::<LoomFutex>((1, 1), None, true), Acquired::Clean);
+            other.release::<LoomFutex>();
+            other.release::<LoomFutex>();
+        });
+        assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, true), Acquired::Clean);
+        lock.release::<LoomFutex>();
+        t.join().unwrap();
+        assert!(!lock.locked());
+    });
+}
+
+#[test]
+fn semaphore_units_are_never_lost_or_doubled() {
+    loom::model(|| {
+        let sem = Arc::new(SemaphoreState::with_units(1, u32::MAX));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (sem, inside) = (sem.clone(), inside.clone());
+                loom::thread::spawn(move || {
+                    assert!(sem.acquire::<LoomFutex>(None));
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    assert!(sem.release::<LoomFutex>());
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sem.value(), 1);
+    });
+}
+
+#[test]
+fn semaphore_release_from_another_thread_wakes_a_sleeper() {
+    loom::model(|| {
+        let sem = Arc::new(SemaphoreState::with_units(0, 1));
+        let giver = sem.clone();
+        let t = loom::thread::spawn(move || assert!(giver.release::<LoomFutex>()));
+        assert!(sem.acquire::<LoomFutex>(None));
+        t.join().unwrap();
+        assert_eq!(sem.value(), 0);
+    });
+}
+
+#[test]
+fn event_set_wakes_every_waiter() {
+    loom::model(|| {
+        let event = Arc::new(EventState::default());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let event = event.clone();
+                loom::thread::spawn(move || assert!(event.wait::<LoomFutex>(None)))
+            })
+            .collect();
+        event.set::<LoomFutex>();
+        for t in waiters {
+            t.join().unwrap();
+        }
+    });
+}
