@@ -13,18 +13,7 @@ import statistics
 import sys
 import time
 
-BUDGET_S = 1.0  # sampling time per metric, after the warm-up (as in mpbench)
-
-
-def sample(op, budget_s=BUDGET_S, min_samples=5, max_samples=1_000_000):
-    samples = []
-    perf_counter = time.perf_counter
-    start = perf_counter()
-    while len(samples) < max_samples and (len(samples) < min_samples or perf_counter() - start < budget_s):
-        t = perf_counter()
-        op()
-        samples.append(perf_counter() - t)
-    return samples
+from sampling import BUDGET_S, sample
 
 
 def lock_uncontended():
