@@ -86,6 +86,7 @@
 
 pub mod connection;
 pub mod context;
+mod deadline;
 mod error;
 mod process;
 pub mod reduction;

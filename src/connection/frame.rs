@@ -21,11 +21,11 @@
 
 use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
 
-use super::spin::Spin;
+pub(crate) use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
+use crate::sync::spin::SpinState;
 use crate::sys::{self, Interest};
 
 /// Payloads up to this size use the 4-byte header.
@@ -33,32 +33,6 @@ pub(crate) const SHORT_FORM_MAX: u64 = 0x7fff_ffff;
 
 /// How much a receive buffer may grow ahead of the bytes that arrived.
 pub(crate) const ALLOCATION_STEP: usize = 64 << 20;
-
-/// When a blocking operation must give up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline {
-    at: Option<(Instant, Duration)>,
-}
-
-impl Deadline {
-    /// No limit.
-    pub(crate) const NONE: Deadline = Deadline { at: None };
-
-    /// `timeout` from now (`None`: no limit).
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline { at: timeout.map(|t| (Instant::now() + t, t)) }
-    }
-
-    /// Waits until `fd` is ready for `interest`, or fails with [`Error::Timeout`].
-    pub(crate) fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()> {
-        let Some((at, total)) = self.at else { return Ok(()) };
-        let left = at.saturating_duration_since(Instant::now());
-        match sys::poll_one(fd, interest, Some(left)).context("wait on a connection")? {
-            true => Ok(()),
-            false => Err(Error::Timeout(total)),
-        }
-    }
-}
 
 /// The header for a payload of `len` bytes, and how many of the 12 bytes it uses.
 pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
@@ -86,7 +60,7 @@ pub(crate) fn send_frame(
     let total = header_len + payload.len();
     // A blocking send on a stream socket returns only once all of it left; with a deadline each
     // step sends, without blocking, what the socket has room for after a wait for room.
-    let bounded = deadline.at.is_some();
+    let bounded = deadline.is_bounded();
     let mut sent = 0;
     while sent < total {
         let iov_storage;
@@ -124,17 +98,28 @@ pub(crate) fn send(socket: BorrowedFd<'_>, message: &Message) -> Result<()> {
 /// [`Error::Timeout`] means that nothing of the frame was read.
 ///
 /// With `spin`, a header that is not there yet is first waited for by retrying without blocking
-/// (see `spin`); the deadline still bounds the whole.
+/// (see `sync::spin`: a blocking receive's sleep and wake-up are most of a round trip); the
+/// deadline still bounds the whole.
 pub(crate) fn recv_header(
     socket: BorrowedFd<'_>,
     fds: &mut Vec<OwnedFd>,
     deadline: Deadline,
-    spin: Option<&mut Spin>,
+    spin: Option<&SpinState>,
 ) -> Result<Option<u64>> {
     let mut short = [0u8; 4];
     let mut got = 0;
     if let Some(spin) = spin {
-        let spun = spin.run(|| sys::try_recv_with_fds(socket, &mut short, fds)).context("receive a message")?;
+        // Each look is a receive that does not block; it ends the spin when it got bytes (or end
+        // of file, or an error, which the blocking path below then reports).
+        let mut spun = None;
+        spin.spin(deadline, || match sys::try_recv_with_fds(socket, &mut short, fds) {
+            Ok(Some(n)) => {
+                spun = Some(n);
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        });
         match spun {
             Some(0) => return Ok(None),
             Some(n) => got = n,

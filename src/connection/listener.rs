@@ -10,11 +10,12 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Connection, answer_challenge, deliver_challenge};
+use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Interest};
 
@@ -221,23 +222,18 @@ impl Listener {
 
     /// Waits for a client and returns its connection, authenticated if the listener has a key.
     pub fn accept(&mut self) -> Result<Connection> {
-        self.accept_until(None)
+        self.accept_until(Deadline::NONE)
     }
 
     /// Like [`accept`](Self::accept), giving up with [`Error::Timeout`] when no client connected
     /// and authenticated within `timeout`.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Connection> {
-        self.accept_until(Some((Instant::now() + timeout, timeout)))
+        self.accept_until(Deadline::after(Some(timeout)))
     }
 
-    fn accept_until(&mut self, deadline: Option<(Instant, Duration)>) -> Result<Connection> {
+    fn accept_until(&mut self, deadline: Deadline) -> Result<Connection> {
         let socket = self.socket.as_ref().ok_or(Error::Closed("listener"))?;
-        if let Some((at, total)) = deadline {
-            let left = at.saturating_duration_since(Instant::now());
-            if !sys::poll_one(socket_fd(socket), Interest::Read, Some(left)).context("wait for a client")? {
-                return Err(Error::Timeout(total));
-            }
-        }
+        deadline.wait(socket_fd(socket), Interest::Read)?;
         let (mut conn, peer) = match socket {
             Socket::Unix(listener) => {
                 let (stream, addr) = listener.accept().context("accept a connection")?;
@@ -251,10 +247,7 @@ impl Listener {
         };
         self.last_accepted = peer;
         if let Some(key) = &self.authkey {
-            let handshake_timeout = match deadline {
-                Some((at, _)) => Some(at.saturating_duration_since(Instant::now())),
-                None => self.handshake_timeout,
-            };
+            let handshake_timeout = if deadline.is_bounded() { deadline.left() } else { self.handshake_timeout };
             conn.set_timeout(handshake_timeout);
             deliver_challenge(&mut conn, key)?;
             answer_challenge(&mut conn, key)?;
@@ -329,7 +322,7 @@ pub fn connect_timeout(address: &Address, authkey: Option<&[u8]>, timeout: Durat
 }
 
 fn connect_until(address: &Address, authkey: Option<&[u8]>, timeout: Option<Duration>) -> Result<Connection> {
-    let start = Instant::now();
+    let deadline = Deadline::after(timeout);
     let mut conn: Connection = match address {
         Address::Unix(path) => UnixStream::connect(path).map(Connection::from),
         Address::Abstract(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
@@ -346,7 +339,7 @@ fn connect_until(address: &Address, authkey: Option<&[u8]>, timeout: Option<Dura
     }
     .map_err(|e| Error::io("connect to a listener", io::Error::new(e.kind(), format!("{address}: {e}"))))?;
     if let Some(key) = authkey {
-        conn.set_timeout(timeout.map(|t| t.saturating_sub(start.elapsed())));
+        conn.set_timeout(deadline.left());
         answer_challenge(&mut conn, key)?;
         deliver_challenge(&mut conn, key)?;
         conn.set_timeout(None);

@@ -17,7 +17,6 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
-mod spin;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
@@ -129,8 +128,8 @@ pub struct Connection<D: Direction = Duplex> {
     timeout: Option<Duration>,
     read_broken: Option<String>,
     write_broken: Option<String>,
-    /// How long a receive retries before it sleeps (see `spin`).
-    spin: spin::Spin,
+    /// How long a receive retries before it sleeps (see `sync::spin`).
+    spin: crate::sync::spin::SpinState,
     direction: PhantomData<fn() -> D>,
 }
 
@@ -181,7 +180,7 @@ impl<D: Direction> Connection<D> {
             timeout: None,
             read_broken: None,
             write_broken: None,
-            spin: spin::Spin::default(),
+            spin: crate::sync::spin::SpinState::default(),
             direction: PhantomData,
         }
     }
@@ -363,7 +362,7 @@ impl<D: CanRecv> Connection<D> {
         let fd = usable_fd(&self.fd, &self.read_broken, "read")?;
         let deadline = Deadline::after(self.timeout);
         let mut fds = Vec::new();
-        let header = frame::recv_header(fd, &mut fds, deadline, Some(&mut self.spin));
+        let header = frame::recv_header(fd, &mut fds, deadline, Some(&self.spin));
         match header {
             Ok(Some(len)) => Ok((len, fds, deadline)),
             Ok(None) => Err(Error::Eof),

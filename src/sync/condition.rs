@@ -5,11 +5,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
 use super::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::futex::{Futex, Kernel, Waited};
+use super::futex::{Deadline, Futex, Kernel, Waited};
 use super::lock::{AcquireError, AcquireResult, HasLockState, Lock, RLock};
 use super::lock_state::{Acquired, LockState};
 use crate::error::Result;
@@ -152,16 +152,15 @@ impl ConditionGuard<'_> {
     /// Waits until `predicate` holds, re-checking after each wake-up, at most `timeout` in all.
     /// Returns the predicate's last value.
     pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = Deadline::after(timeout);
         loop {
             if predicate() {
                 return true;
             }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
+            if deadline.passed() {
                 return false;
             }
-            self.wait(left);
+            self.wait(deadline.left());
         }
     }
 

@@ -3,7 +3,7 @@
 //! own implementation to drive the state machines on their own.
 
 use super::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(not(loom))]
 use crate::sys;
@@ -55,24 +55,7 @@ impl Futex for Kernel {
     fn wake(_word: &AtomicU32, _count: u32) {}
 }
 
-/// An optional deadline, for loops that wait in several steps.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline(Option<Instant>);
-
-impl Deadline {
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.map(|t| Instant::now() + t))
-    }
-
-    /// The time left (`None`: no limit); `Some(ZERO)` once passed.
-    pub(crate) fn left(self) -> Option<Duration> {
-        self.0.map(|at| at.saturating_duration_since(Instant::now()))
-    }
-
-    pub(crate) fn passed(self) -> bool {
-        self.left() == Some(Duration::ZERO)
-    }
-}
+pub(crate) use crate::deadline::Deadline;
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod testing {

@@ -37,7 +37,7 @@ mod lock_state;
 #[cfg(all(test, loom))]
 mod loom_models;
 mod semaphore;
-mod spin;
+pub(crate) mod spin;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -1,4 +1,4 @@
-//! Adaptive spinning before a futex wait.
+//! Adaptive spinning before a futex wait (or a blocking receive).
 //!
 //! A waiter that sleeps on a futex must be woken by a `FUTEX_WAKE` from the process that changes
 //! the state: on the machines this crate targets that costs a system call on each side and a
@@ -8,8 +8,10 @@
 //! budget, and only then registers as a sleeper; a state that changes while it watches needs no
 //! wake-up, and the side that changes it sees no sleeper and makes no system call.
 //!
-//! The budget adapts per primitive, in its shared state (see `connection/spin.rs` for the same
-//! policy on sockets), so that spinning only costs CPU where it pays:
+//! Connections use the same state before a receive blocks on their socket (`connection::frame`).
+//!
+//! The budget adapts per primitive (or connection), in its state, so that spinning only costs CPU
+//! where it pays:
 //! - a state that becomes ready while spinning restores the full budget ([`MAX_BUDGET_NS`]);
 //! - a wait that had to sleep halves it, down to nothing after a few misses (a primitive that is
 //!   held or awaited for long, or a single CPU shared with the other side, where spinning only
@@ -55,9 +57,9 @@ pub(crate) struct SpinState {
 }
 
 impl SpinState {
-    /// Watches `ready` (a cheap look at the shared state, no side effect) until it says yes or the
-    /// budget passes, never beyond `deadline`. True: ready, try again without sleeping; false: the
-    /// caller should sleep now.
+    /// Calls `ready` (a cheap look at the state, or an attempt that does not block) until it says
+    /// yes or the budget passes, never beyond `deadline`. True: ready, go on without sleeping;
+    /// false: the caller should sleep now.
     pub(crate) fn spin(&self, deadline: Deadline, mut ready: impl FnMut() -> bool) -> bool {
         // Loom explores every interleaving: a spin loop would explode them and adds nothing to what
         // the models check (a spin only delays the sleep).

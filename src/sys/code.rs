@@ -48,31 +48,31 @@ pub(crate) struct SignedFn {
 
 fn signed_fn_anchor() {}
 
-fn signed_fn_mac(key: &[u8], offset: i64) -> [u8; 32] {
+/// The HMAC of `offset` under `key`, before finalization.
+fn signed_fn_mac(key: &[u8], offset: i64) -> hmac::Hmac<sha2::Sha256> {
     use hmac::Mac;
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac =
         <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(b"multiproc signed fn\0");
     mac.update(&offset.to_le_bytes());
-    mac.finalize().into_bytes().into()
+    mac
 }
 
 impl SignedFn {
     /// Names `function`, signed with `key`.
     pub(crate) fn sign(function: fn(), key: &[u8]) -> SignedFn {
         let offset = offset_between(signed_fn_anchor as fn() as usize, function as usize);
-        SignedFn { offset, mac: signed_fn_mac(key, offset) }
+        use hmac::Mac;
+        SignedFn { offset, mac: signed_fn_mac(key, offset).finalize().into_bytes().into() }
     }
 
     /// The function, if the signature is `key`'s.
     pub(crate) fn resolve(&self, key: &[u8]) -> Option<fn()> {
-        let expected = signed_fn_mac(key, self.offset);
-        // Constant time: the comparison must not tell how much of a forged MAC was right.
-        let equal = expected.iter().zip(self.mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !equal {
-            return None;
-        }
+        use hmac::Mac;
+        // `verify_slice` compares in constant time: it must not tell how much of a forged MAC was
+        // right.
+        signed_fn_mac(key, self.offset).verify_slice(&self.mac).ok()?;
         // SAFETY: the MAC proves that `offset` was made by `sign` in a process holding `key`: a
         // process of this program's tree, which runs this same binary (children refuse to start
         // on another executable), from a `fn()` and the same anchor.

@@ -18,17 +18,8 @@ pub(crate) struct Readiness {
 /// Retries on `EINTR` with the remaining time. Returns one [`Readiness`] per descriptor, in order;
 /// all `ready == false` means the time ran out.
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<Readiness>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
     let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
-    loop {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ts = remaining.map(|r| Timespec { tv_sec: r.as_secs() as i64, tv_nsec: i64::from(r.subsec_nanos()) });
-        match rustix::event::poll(&mut pollfds, ts.as_ref()) {
-            Ok(_) => break,
-            Err(io::Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    poll_until(&mut pollfds, timeout)?;
     Ok(pollfds
         .iter()
         .map(|p| {
@@ -54,15 +45,20 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<D
         Interest::Read => PollFlags::IN,
         Interest::Write => PollFlags::OUT,
     };
-    let deadline = timeout.map(|t| Instant::now() + t);
     let mut pollfd = [PollFd::new(&fd, flags)];
+    Ok(poll_until(&mut pollfd, timeout)? > 0)
+}
+
+/// `poll(2)` on `pollfds` for at most `timeout`, retrying on `EINTR` with the time left. Returns
+/// how many descriptors are ready (0: the time ran out).
+fn poll_until(pollfds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = remaining.map(|r| Timespec { tv_sec: r.as_secs() as i64, tv_nsec: i64::from(r.subsec_nanos()) });
-        match rustix::event::poll(&mut pollfd, ts.as_ref()) {
-            Ok(n) => return Ok(n > 0),
+        match rustix::event::poll(pollfds, ts.as_ref()) {
             Err(io::Errno::INTR) => continue,
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }

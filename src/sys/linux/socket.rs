@@ -61,7 +61,12 @@ fn sendmsg_with_fds(
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Errno::TOOMANYREFS);
     }
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    // Room for the descriptors only when there are some: most messages carry none, and their
+    // send should not allocate.
+    let mut space = match fds.is_empty() {
+        true => Vec::new(),
+        false => vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))],
+    };
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Errno::NOBUFS);
