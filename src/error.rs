@@ -147,6 +147,19 @@ pub enum Error {
     /// speak it (CPython `AuthenticationError`).
     #[error("authentication failed: {0}")]
     Authentication(String),
+
+    /// A method called through a manager proxy failed in the manager's server; the server's message
+    /// is here (CPython re-raises the server's exception as `RemoteError`-wrapped text).
+    #[error("the manager's server reported an error: {0}")]
+    Remote(String),
+
+    /// A manager server was asked to listen on an address other hosts can reach without an authkey,
+    /// which would let anyone on the network call into it.
+    #[error(
+        "refusing to serve a manager on {0} without an authkey: anyone who can reach it could call into \
+         the server; pass an authkey, or bind to a loopback address"
+    )]
+    UnprotectedAddress(String),
 }
 
 impl Error {

@@ -1,0 +1,140 @@
+//! [`BaseManager`]: starts a manager's server in a child process and owns it.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::time::Duration;
+
+use super::client::ManagerClient;
+use super::proxy::Endpoint;
+use super::registry::Registry;
+use super::server::run_server_process;
+use crate::connection::Address;
+use crate::error::{Error, IoContext, Result};
+use crate::{Process, current_process, pipe};
+
+/// How long a starting server may take to report that it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after it was asked to stop, before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A manager: a server process holding shared objects, and a client for it (CPython
+/// `BaseManager`; with `R = ()`, [`Manager`] is CPython's `SyncManager`).
+///
+/// `R` lists the user types the server can hold (see [`Registry`]). The manager dereferences to
+/// its [`ManagerClient`], whose methods create objects and return their proxies; proxies can be
+/// given to other processes as arguments or messages.
+///
+/// The server stops when [`shutdown`](Self::shutdown) is called or the manager is dropped, and it
+/// never outlives the process that started it, even one killed with `SIGKILL`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Manager, Process};
+/// use multiproc::manager::{DictProxy, ListProxy};
+///
+/// fn f(d: DictProxy<String, i32>, l: ListProxy<i32>) -> multiproc::Result<()> {
+///     d.insert(&"answer".into(), &42)?;
+///     l.reverse()
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let manager = Manager::start()?;
+/// let d = manager.dict::<String, i32>()?;
+/// let l = manager.list(&[0, 1, 2])?;
+/// let mut p = Process::new(f, (d.clone(), l.clone()));
+/// p.start()?;
+/// p.join()?;
+/// assert_eq!(d.get(&"answer".into())?, Some(42));
+/// assert_eq!(l.to_vec()?, [2, 1, 0]);
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "SyncManager")]
+pub struct BaseManager<R: Registry = ()> {
+    client: ManagerClient,
+    server: Option<Process>,
+    registry: PhantomData<fn() -> R>,
+}
+
+/// CPython's `multiprocessing.Manager()`: a manager of the built-in types.
+#[doc(alias = "SyncManager")]
+pub type Manager = BaseManager<()>;
+
+impl<R: Registry> std::fmt::Debug for BaseManager<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseManager")
+            .field("address", self.client.address())
+            .field("server_pid", &self.server_pid())
+            .finish()
+    }
+}
+
+impl<R: Registry> BaseManager<R> {
+    /// Starts the server process (CPython `Manager()`, `manager.start()`), listening on a fresh
+    /// abstract Unix socket with this process's authkey.
+    pub fn start() -> Result<Self> {
+        let name: [u8; 8] = crate::sys::random_bytes().context("draw a random manager address")?;
+        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        let address = Address::Abstract(format!("multiproc-manager-{}-{name}", std::process::id()).into_bytes());
+        Self::start_at(address, current_process().authkey())
+    }
+
+    /// Starts the server process listening at `address` with `authkey` (CPython
+    /// `BaseManager(address, authkey).start()`); other processes reach it with
+    /// [`ManagerClient::connect`]. A TCP port 0 picks a free port; [`address`](ManagerClient::address)
+    /// tells which.
+    pub fn start_at(address: Address, authkey: &[u8]) -> Result<Self> {
+        let (mut ours, theirs) = pipe()?;
+        let daemon = !current_process().daemon();
+        let mut server = Process::new(run_server_process::<R>, (address.clone(), authkey.to_vec(), theirs))
+            .with_name("manager-server")
+            .with_daemon(daemon);
+        server.start()?;
+        ours.set_timeout(Some(START_TIMEOUT));
+        let address = match ours.recv::<std::result::Result<Address, String>>() {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(reason)) => {
+                let _ = server.join();
+                return Err(Error::InvalidState(format!("the manager's server could not start: {reason}")));
+            }
+            Err(e) => {
+                let _ = server.kill();
+                let _ = server.join();
+                return Err(e);
+            }
+        };
+        let client = ManagerClient::new(Endpoint { address, authkey: Some(authkey.to_vec()) });
+        Ok(BaseManager { client, server: Some(server), registry: PhantomData })
+    }
+
+    /// The server's process id.
+    pub fn server_pid(&self) -> Option<i32> {
+        self.server.as_ref().and_then(Process::pid)
+    }
+
+    /// Stops the server and waits for it to exit (CPython `shutdown()`). Proxies fail from then on.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let Some(mut server) = self.server.take() else { return Ok(()) };
+        let asked = self.client.shutdown();
+        if asked.is_err() || server.join_timeout(STOP_TIMEOUT)?.is_none() {
+            let _ = server.kill();
+            server.join()?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Registry> Deref for BaseManager<R> {
+    type Target = ManagerClient;
+
+    fn deref(&self) -> &ManagerClient {
+        &self.client
+    }
+}
+
+impl<R: Registry> Drop for BaseManager<R> {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
