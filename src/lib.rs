@@ -103,6 +103,8 @@ pub use context::{
 };
 pub use error::{Error, Result};
 pub use manager::{BaseManager, Manager};
+/// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
+pub use multiproc_derive::managed;
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};

@@ -46,7 +46,9 @@ pub struct ManagerClient {
 macro_rules! creators {
     () => {
         /// A new dict (CPython `manager.dict()`).
-        pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(&self) -> Result<DictProxy<K, V>> {
+        pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+            &self,
+        ) -> Result<DictProxy<K, V>> {
             self.make(Kind::Dict)
         }
 

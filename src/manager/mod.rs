@@ -22,10 +22,10 @@
 //! the server, and notice a caller that disconnects. Values in containers travel and are stored as
 //! their encoded bytes, so the server needs no type information for them.
 //!
-//! References belong to connections: every proxy owns one connection (opened on first use), and
+//! References belong to connections: every proxy owns one connection, and
 //! whatever it created or adopted is released when that connection closes: a dropped proxy, a
 //! killed process. A proxy sent to another process carries a ticket for a reference the server
-//! keeps until the copy adopts it. An object goes when its last reference does; tests watch
+//! keeps until the copy adopts it (as soon as it is decoded). An object goes when its last reference does; tests watch
 //! [`ManagerClient::object_count`].
 //!
 //! Failures: a method that fails in the server comes back as [`Error::Remote`](crate::Error::Remote)
@@ -73,6 +73,8 @@ pub use value::Value;
 /// Support for the code `#[multiproc::managed]` generates; not part of the API.
 #[doc(hidden)]
 pub mod __macro_support {
+    pub use serde;
+
     use super::protocol::{decode, encode};
 
     /// Decodes a method's arguments for the generated dispatcher.

@@ -224,10 +224,9 @@ impl Object {
             }),
             Kind::Lock => Object::Lock(ManagedLock::new(LockFlavour::Lock, 1)),
             Kind::RLock => Object::Lock(ManagedLock::new(LockFlavour::RLock, 1)),
-            Kind::Semaphore { value, bounded } => Object::Lock(ManagedLock::new(
-                LockFlavour::Semaphore { bound: bounded.then_some(value) },
-                value,
-            )),
+            Kind::Semaphore { value, bounded } => {
+                Object::Lock(ManagedLock::new(LockFlavour::Semaphore { bound: bounded.then_some(value) }, value))
+            }
             Kind::Condition => Object::Condition(ManagedCondition {
                 state: Mutex::new(ConditionState {
                     lock: LockState { value: 1, owner: None, depth: 0 },
@@ -430,9 +429,8 @@ impl ManagedQueue {
         match call {
             QueueCall::Put { item, priority, timeout } => {
                 let maxsize = self.maxsize;
-                let mut state = wait_until(state, &self.changed, timeout, caller, |s| {
-                    maxsize == 0 || s.items.len() < maxsize
-                })?;
+                let mut state =
+                    wait_until(state, &self.changed, timeout, caller, |s| maxsize == 0 || s.items.len() < maxsize)?;
                 let arrival = state.arrivals;
                 state.arrivals += 1;
                 state.unfinished += 1;

@@ -28,17 +28,30 @@ pub(crate) enum Kind {
     List(Vec<Bytes>),
     Set,
     Namespace,
-    Queue { order: QueueOrder, maxsize: usize, joinable: bool },
+    Queue {
+        order: QueueOrder,
+        maxsize: usize,
+        joinable: bool,
+    },
     Lock,
     RLock,
-    Semaphore { value: u64, bounded: bool },
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
     Condition,
     Event,
-    Barrier { parties: u64, timeout: Option<Duration> },
+    Barrier {
+        parties: u64,
+        timeout: Option<Duration>,
+    },
     Value(Bytes),
     Array(Vec<Bytes>),
     /// A registered user type: its registered name and its initial value.
-    Custom { type_name: String, state: Bytes },
+    Custom {
+        type_name: String,
+        state: Bytes,
+    },
 }
 
 /// The order a managed queue hands its items out in.
@@ -60,7 +73,9 @@ pub(crate) enum Request {
     /// Takes a reference to `id` for a proxy in transit (serialized or cloned); returns a ticket.
     Lend { id: ObjectId },
     /// The proxy of a ticket takes its reference over: it is owned by this connection from now.
-    Adopt { ticket: u64 },
+    /// A ticket already adopted (a proxy decoded twice, as from a managed container) takes a new
+    /// reference to `id` instead, if the object is still alive.
+    Adopt { ticket: u64, id: ObjectId },
     /// How many objects the server holds.
     ObjectCount,
     /// Stops the server.
@@ -126,11 +141,19 @@ pub(crate) enum SetCall {
 pub(crate) enum QueueCall {
     /// Puts an item (with its priority for a priority queue); waits for room up to the timeout
     /// (`Some(ZERO)`: not at all).
-    Put { item: Bytes, priority: i64, timeout: Option<Duration> },
+    Put {
+        item: Bytes,
+        priority: i64,
+        timeout: Option<Duration>,
+    },
     /// Takes an item, waiting up to the timeout.
-    Get { timeout: Option<Duration> },
+    Get {
+        timeout: Option<Duration>,
+    },
     TaskDone,
-    Join { timeout: Option<Duration> },
+    Join {
+        timeout: Option<Duration>,
+    },
     Len,
     Empty,
     Full,
@@ -140,7 +163,9 @@ pub(crate) enum QueueCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum LockCall {
     /// Waits up to the timeout; `Some(ZERO)` tries once.
-    Acquire { timeout: Option<Duration> },
+    Acquire {
+        timeout: Option<Duration>,
+    },
     Release,
     /// Whether it is held (locks) or its value (semaphores).
     Value,

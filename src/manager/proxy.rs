@@ -1,10 +1,10 @@
 //! [`ObjectProxy`]: a reference to one object in a manager's server, the untyped core of every
 //! typed proxy.
 //!
-//! A proxy owns one connection to the server, opened on first use. It travels to other processes
-//! as the server's address, the authkey and the object's number, plus a ticket: serializing (or
-//! cloning) a proxy asks the server to keep a reference for the copy, which the copy takes over
-//! when it first connects. So the object stays alive while a proxy is on its way, and is freed when
+//! A proxy owns one connection to the server. It travels to other processes as the server's
+//! address, the authkey and the object's number, plus a ticket: serializing (or cloning) a proxy
+//! asks the server to keep a reference for the copy, which the copy takes over as soon as it is
+//! decoded (a clone: on first use). So the object stays alive while a proxy is on its way, and is freed when
 //! the last proxy's connection closes, including when a process holding one is killed.
 
 use std::fmt;
@@ -100,7 +100,7 @@ impl ObjectProxy {
         let mut link = self.link();
         if let Link::Ticket(ticket) = *link {
             let mut conn = self.endpoint.connect()?;
-            round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket })?;
+            round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id: self.id })?;
             *link = Link::Open(conn);
         }
         match &mut *link {
@@ -160,7 +160,7 @@ impl Drop for ObjectProxy {
         if let Link::Ticket(ticket) = *self.link()
             && let Ok(mut conn) = self.endpoint.connect()
         {
-            let _ = round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket });
+            let _ = round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id: self.id });
         }
     }
 }
@@ -182,6 +182,15 @@ impl Serialize for ObjectProxy {
 impl<'de> Deserialize<'de> for ObjectProxy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let Travelling { endpoint, id, ticket } = Travelling::deserialize(deserializer)?;
-        Ok(ObjectProxy { endpoint, id, link: Mutex::new(Link::Ticket(ticket)) })
+        // Adopt at once, so that a process killed right after it received the proxy leaves no
+        // reference behind; if the server cannot be reached now, the first call tries again.
+        let link = match endpoint.connect() {
+            Ok(mut conn) => match round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id }) {
+                Ok(_) => Link::Open(conn),
+                Err(e) => Link::Failed(format!("this proxy's object is gone: {e}")),
+            },
+            Err(_) => Link::Ticket(ticket),
+        };
+        Ok(ObjectProxy { endpoint, id, link: Mutex::new(link) })
     }
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use super::objects::{Caller, Object};
 use super::protocol::{self, Failure, Kind, MAX_MESSAGE, ObjectId, Reply, Request, encode};
 use super::registry::{Registry, TypeTable};
+use crate::Connection;
 use crate::connection::{Address, Listener, answer_challenge, connect_timeout, deliver_challenge};
 use crate::error::{Error, Result};
-use crate::Connection;
 
 /// How long a client may take over the authentication handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -232,13 +232,20 @@ fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut Ha
                 to_bytes(&ticket)
             })
         }
-        Request::Adopt { ticket } => match shared.table().tickets.remove(&ticket) {
-            Some(id) => {
+        Request::Adopt { ticket, id } => {
+            let mut table = shared.table();
+            let adopted = match table.tickets.get(&ticket) {
+                Some(&lent) if lent == id => {
+                    table.tickets.remove(&ticket);
+                    Ok(())
+                }
+                _ => table.incref(id),
+            };
+            adopted.and_then(|()| {
                 *owned.entry(id).or_default() += 1;
                 to_bytes(&id)
-            }
-            None => Err(Failure::Remote(format!("no proxy ticket {ticket}: it was adopted already"))),
-        },
+            })
+        }
         Request::ObjectCount => to_bytes(&(shared.table().objects.len() as u64)),
         Request::Shutdown => to_bytes(&()),
     };
