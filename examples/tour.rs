@@ -3,6 +3,8 @@
 
 #[path = "seeds/connections.rs"]
 mod connections;
+#[path = "seeds/managers.rs"]
+mod managers;
 #[path = "seeds/processes.rs"]
 mod processes;
 #[path = "seeds/sync.rs"]
@@ -34,6 +36,10 @@ const SCENARIOS: &[Scenario] = &[
     ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
     ("Barrier: four worker processes in three phases", sync::barrier_phases),
     ("Condition: a producer process and three consumer processes", sync::condition_stock),
+    ("Manager: a worker fills a dict and a list (seed 001)", managers::worker_fills_dict_and_list),
+    ("Manager: d[1] = '1', d['2'] = 2, d[0.25] = None, l.reverse() (seed 003)", managers::mixed_dict_and_list),
+    ("A custom manager serving MathsClass: add and mul (seed 003)", managers::maths_class),
+    ("A remote manager on TCP with an authkey: job and result queues", managers::remote_job_queue),
 ];
 
 fn main() -> multiproc::Result<()> {
