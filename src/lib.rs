@@ -61,6 +61,14 @@
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: [`wait`](Condition::wait), [`wait_for`](Condition::wait_for), [`notify`](Condition::notify), [`notify_all`](Condition::notify_all) |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `broken`, `n_waiting`; `BrokenBarrierError` | [`Barrier`]; [`Error::BrokenBarrier`] |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
+//! | `Manager()`, `with Manager() as m:`, `m.shutdown()` | [`Manager::start`](BaseManager::start), dropping it, [`shutdown`](BaseManager::shutdown) |
+//! | `m.dict()`, `m.list(seq)`, `m.Namespace()`, `m.Value(tc, v)`, `m.Array(tc, seq)` | [`dict`](manager::ManagerClient::dict), [`list`](manager::ManagerClient::list), [`namespace`](manager::ManagerClient::namespace), [`value`](manager::ManagerClient::value), [`array`](manager::ManagerClient::array): typed proxies ([`manager::DictProxy`], ...); [`manager::Value`] for mixed types |
+//! | `m.Queue()`, `m.JoinableQueue()`, `queue.LifoQueue`, `queue.PriorityQueue` | [`queue`](manager::ManagerClient::queue), [`joinable_queue`](manager::ManagerClient::joinable_queue), [`lifo_queue`](manager::ManagerClient::lifo_queue), [`priority_queue`](manager::ManagerClient::priority_queue) |
+//! | `m.Lock()`, `m.RLock()`, `m.Semaphore(n)`, `m.BoundedSemaphore(n)`, `m.Condition()`, `m.Event()`, `m.Barrier(n)` | [`lock`](manager::ManagerClient::lock), [`rlock`](manager::ManagerClient::rlock), [`semaphore`](manager::ManagerClient::semaphore), [`bounded_semaphore`](manager::ManagerClient::bounded_semaphore), [`condition`](manager::ManagerClient::condition), [`event`](manager::ManagerClient::event), [`barrier`](manager::ManagerClient::barrier) |
+//! | `BaseManager.register('Maths', MathsClass)`, `manager.Maths()` | `#[`[`managed`]`]` on `impl MathsClass`, [`BaseManager::<(MathsClass,)>`](BaseManager), [`create(MathsClass)`](manager::ManagerClient::create) |
+//! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
+//! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
+//! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
 //!
 //! ## Start methods
 //!
@@ -123,6 +131,7 @@ pub mod handle {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
+    pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
 }

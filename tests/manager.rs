@@ -772,3 +772,31 @@ fn manager_started_at_an_address_restarts_there() {
         assert!(started.elapsed() < Duration::from_secs(10));
     });
 }
+
+/// Random bytes, and valid requests with bytes changed, through the server's decoder and handler
+/// (the fuzz target `manager_requests` does this at length; this is its short, always-run form).
+#[test]
+fn request_decoder_takes_garbage() {
+    watchdog("request_decoder_takes_garbage", 60, || {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Create a queue (Kind 4: order 0, maxsize 1, not joinable), put into it, get twice.
+        let valid: &[u8] = &[0, 4, 0, 1, 0, 0, 1, 1, 4, 0, 2, 7, 0, 0, 1, 1, 4, 1, 0, 1, 1, 4, 1, 0];
+        for round in 0..3000 {
+            let mut input: Vec<u8> =
+                if round % 2 == 0 { (0..next() % 64).map(|_| next() as u8).collect() } else { valid.to_vec() };
+            for _ in 0..(next() % 4) {
+                let len = input.len() as u64;
+                if len > 0 {
+                    input[(next() % len) as usize] = next() as u8;
+                }
+            }
+            multiproc::__private::fuzz_manager_request(&input);
+        }
+    });
+}

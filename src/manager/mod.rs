@@ -87,9 +87,3 @@ pub mod __macro_support {
         encode(value).map_err(|e| e.to_string())
     }
 }
-
-/// Feeds one request to the server's decoder and handler (the fuzz target's entry).
-#[doc(hidden)]
-pub fn fuzz_request(bytes: &[u8]) {
-    server::handle_bytes_for_fuzzing(bytes);
-}

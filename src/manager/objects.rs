@@ -408,9 +408,9 @@ fn set_call(set: &mut OrderedMap, call: SetCall) -> Answer {
 fn cells_call(cells: &mut [Bytes], call: ValueCall) -> Answer {
     let at = |i: i64, len: usize| position(i, len).ok_or_else(|| out_of_range("array", i));
     match call {
-        ValueCall::Get => ok(&cells[0]),
+        ValueCall::Get => ok(&cells[at(0, cells.len())?]),
         ValueCall::Set(value) => {
-            cells[0] = value;
+            cells[at(0, cells.len())?] = value;
             ok(())
         }
         ValueCall::GetAt(i) => ok(&cells[at(i, cells.len())?]),
@@ -528,7 +528,8 @@ impl ManagedLock {
                 if bound.is_some_and(|b| state.value >= b) {
                     return Err(remote("ValueError: Semaphore released too many times"));
                 }
-                state.value += 1;
+                state.value =
+                    state.value.checked_add(1).ok_or_else(|| remote("OverflowError: the semaphore's value"))?;
                 self.changed.notify_one();
                 ok(())
             }

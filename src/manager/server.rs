@@ -333,26 +333,32 @@ pub(crate) fn run_server_process<R: Registry>(address: Address, authkey: Vec<u8>
     }
 }
 
-/// Feeds one request to the server's decoder and handler, as the fuzz target does.
-pub(crate) fn handle_bytes_for_fuzzing(bytes: &[u8]) {
-    static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
-    let shared = SHARED.get_or_init(|| Shared {
+/// Feeds one request to the server's decoder and handler, as a client would send it (the fuzz
+/// target's entry, reached through `multiproc::__private`). Must never panic or wait.
+pub fn fuzz_request(bytes: &[u8]) {
+    let shared = Shared {
         table: Mutex::default(),
         types: TypeTable::default(),
         stopping: AtomicBool::new(false),
         next_caller: AtomicU64::new(1),
         address: Address::Abstract(b"multiproc-fuzz-nowhere".to_vec()),
         authkey: None,
-    });
-    if let Ok(request) = protocol::decode_request(bytes) {
-        if matches!(request, Request::Shutdown) {
-            return;
+    };
+    // A few requests in a row, so that calls reach the objects created before them.
+    let mut rest = bytes;
+    let mut owned = HashMap::new();
+    // Calls never wait here: a waiting call sees its caller gone at once.
+    let gone = || true;
+    let caller = Caller { id: 1, gone: &gone };
+    while let Ok((request, tail)) = postcard::take_from_bytes::<Request>(rest) {
+        if request != Request::Shutdown {
+            let _ = handle(&shared, request, &caller, &mut owned);
         }
-        // Calls never wait in the fuzzer: a waiting call sees its caller gone at once.
-        let gone = || true;
-        let caller = Caller { id: 1, gone: &gone };
-        let mut owned = HashMap::new();
-        let _ = handle(shared, request, &caller, &mut owned);
-        release_all(shared, 1, owned);
+        if tail.len() == rest.len() {
+            break;
+        }
+        rest = tail;
     }
+    let _ = protocol::decode_request(bytes);
+    release_all(&shared, 1, owned);
 }
