@@ -634,8 +634,10 @@ fn wrong_kind_of_call_is_a_remote_error() {
         let l = manager.list::<u8>(&[]).unwrap();
         // The same object reached under a name through a proxy of another kind.
         let named = manager.named("thing").dict::<u8, u8>().unwrap();
-        let as_queue = manager.named("thing").queue::<u8>().unwrap();
-        let e = as_queue.put(&1).unwrap_err();
+        let e = manager.named("thing").queue::<u8>().unwrap_err();
+        assert!(matches!(&e, Error::Remote(m) if m.contains("is a dict")), "{e}");
+        // A call that does not fit the object (through the raw proxy) is refused too.
+        let e = l.object().call_method::<_, ()>("append", &(1u8,)).unwrap_err();
         assert!(matches!(&e, Error::Remote(m) if m.contains("no method")), "{e}");
         drop((l, named));
     });
@@ -798,5 +800,27 @@ fn request_decoder_takes_garbage() {
             }
             multiproc::__private::fuzz_manager_request(&input);
         }
+    });
+}
+
+#[test]
+fn proxies_inside_managed_containers() {
+    // CONT-09, CONT-10: a queue proxy stored in a dict, and a list proxy in a list, used through
+    // the container.
+    watchdog("proxies_inside_managed_containers", 30, || {
+        let manager = Manager::start().unwrap();
+        let queues = manager.dict::<String, QueueProxy<u32>>().unwrap();
+        let q = manager.queue::<u32>().unwrap();
+        queues.insert(&"jobs".into(), &q).unwrap();
+        queues.get(&"jobs".into()).unwrap().unwrap().put(&5).unwrap();
+        assert_eq!(q.get().unwrap(), 5);
+        q.put(&6).unwrap();
+        assert_eq!(queues.get(&"jobs".into()).unwrap().unwrap().get().unwrap(), 6);
+
+        let inner = manager.list::<u8>(&[]).unwrap();
+        let outer = manager.list(std::slice::from_ref(&inner)).unwrap();
+        outer.get(0).unwrap().append(&1).unwrap();
+        inner.append(&2).unwrap();
+        assert_eq!(outer.get(0).unwrap().to_vec().unwrap(), [1, 2]);
     });
 }

@@ -28,6 +28,12 @@
 //! keeps until the copy adopts it (as soon as it is decoded). An object goes when its last reference does; tests watch
 //! [`ManagerClient::object_count`].
 //!
+//! A proxy makes one call at a time (its connection carries one request, then its reply): threads
+//! that wait on the same object at once, say in a condition's `wait` while another notifies, each
+//! use a clone of the proxy. A proxy stored in a managed container keeps its object alive until
+//! the first copy read back from the container adopts that reference; keep a proxy of your own for
+//! objects you nest.
+//!
 //! Failures: a method that fails in the server comes back as [`Error::Remote`](crate::Error::Remote)
 //! with the server's message; a malformed request gets an error reply and the connection goes on;
 //! a lock held through a connection that closes is released.

@@ -254,7 +254,24 @@ impl Object {
         })
     }
 
-    fn kind_name(&self) -> &'static str {
+    /// Whether this object is of the kind `kind` creates (a named object asked for again).
+    pub(crate) fn is_kind(&self, kind: &Kind) -> bool {
+        matches!(
+            (self, kind),
+            (Object::Dict(_), Kind::Dict | Kind::Namespace)
+                | (Object::List(_), Kind::List(_))
+                | (Object::Set(_), Kind::Set)
+                | (Object::Queue(_), Kind::Queue { .. })
+                | (Object::Lock(_), Kind::Lock | Kind::RLock | Kind::Semaphore { .. })
+                | (Object::Condition(_), Kind::Condition)
+                | (Object::Event(_), Kind::Event)
+                | (Object::Barrier(_), Kind::Barrier { .. })
+                | (Object::Cells(_), Kind::Value(_) | Kind::Array(_))
+                | (Object::Custom(_), Kind::Custom { .. })
+        )
+    }
+
+    pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             Object::Dict(_) => "a dict",
             Object::List(_) => "a list",

@@ -268,11 +268,10 @@ fn create(
     if let Some(name) = &name {
         let mut table = shared.table();
         if let Some(&id) = table.named.get(name) {
-            table.incref(id)?;
-            *owned.entry(id).or_default() += 1;
-            return Ok(id);
+            return share_named(&mut table, id, name, &kind, owned);
         }
     }
+    let kind_for_check = kind.clone();
     let object = match kind {
         Kind::Custom { type_name, state } => {
             let construct = shared.types.constructor(&type_name).ok_or_else(|| {
@@ -288,9 +287,7 @@ fn create(
     if let Some(name) = name {
         // Another client may have created it meanwhile: the first one wins.
         if let Some(&id) = table.named.get(&name) {
-            table.incref(id)?;
-            *owned.entry(id).or_default() += 1;
-            return Ok(id);
+            return share_named(&mut table, id, &name, &kind_for_check, owned);
         }
         let id = table.add(object);
         // The name's own reference keeps it alive for the server's life.
@@ -300,6 +297,26 @@ fn create(
         return Ok(id);
     }
     let id = table.add(object);
+    *owned.entry(id).or_default() += 1;
+    Ok(id)
+}
+
+/// A new reference to the named object `id`, if it is of the kind asked for.
+fn share_named(
+    table: &mut Table,
+    id: ObjectId,
+    name: &str,
+    kind: &Kind,
+    owned: &mut HashMap<ObjectId, u64>,
+) -> std::result::Result<ObjectId, Failure> {
+    let existing = &table.objects.get(&id).ok_or_else(|| no_such_object(id))?.object;
+    if !existing.is_kind(kind) {
+        return Err(Failure::Remote(format!(
+            "TypeError: the object named {name:?} is {}, not what this proxy is for",
+            existing.kind_name()
+        )));
+    }
+    table.incref(id)?;
     *owned.entry(id).or_default() += 1;
     Ok(id)
 }
