@@ -787,8 +787,8 @@ fn request_decoder_takes_garbage() {
             state ^= state << 17;
             state
         };
-        // Create a queue (Kind 4: order 0, maxsize 1, not joinable), put into it, get twice.
-        let valid: &[u8] = &[0, 4, 0, 1, 0, 0, 1, 1, 4, 0, 2, 7, 0, 0, 1, 1, 4, 1, 0, 1, 1, 4, 1, 0];
+        // Create a queue (Kind 4: FIFO, maxsize 1, not joinable), put 7 into it, get_nowait twice.
+        let valid: &[u8] = &[0, 4, 0, 1, 0, 0, 1, 1, 3, 0, 1, 7, 0, 0, 1, 1, 3, 1, 1, 0, 0, 1, 1, 3, 1, 1, 0, 0];
         for round in 0..3000 {
             let mut input: Vec<u8> =
                 if round % 2 == 0 { (0..next() % 64).map(|_| next() as u8).collect() } else { valid.to_vec() };
