@@ -649,11 +649,13 @@ fn wrong_kind_of_call_is_a_remote_error() {
 
 #[test]
 fn shutdown_and_drop_end_the_server() {
+    // MGR-02, MGR-03 (`with Manager():` is the manager's scope here)
     watchdog("shutdown_and_drop_end_the_server", 30, || {
         let mut manager = Manager::start().unwrap();
         let pid = manager.server_pid().unwrap();
         let d = manager.dict::<u8, u8>().unwrap();
         manager.shutdown().unwrap();
+        assert_eq!(manager.server_exitcode(), Some(0), "MGR-02: the server ends cleanly");
         assert!(wait_for_exit_of(pid, 10));
         assert!(d.insert(&1, &1).is_err(), "a proxy of a stopped server fails, without hanging");
         manager.shutdown().unwrap();

@@ -54,6 +54,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct BaseManager<R: Registry = ()> {
     client: ManagerClient,
     server: Option<Process>,
+    /// The server's exit code, once it was stopped.
+    exitcode: Option<i32>,
     registry: PhantomData<fn() -> R>,
 }
 
@@ -105,7 +107,7 @@ impl<R: Registry> BaseManager<R> {
             }
         };
         let client = ManagerClient::new(Endpoint { address, authkey: Some(authkey.to_vec()) });
-        Ok(BaseManager { client, server: Some(server), registry: PhantomData })
+        Ok(BaseManager { client, server: Some(server), exitcode: None, registry: PhantomData })
     }
 
     /// The server's process id.
@@ -117,11 +119,21 @@ impl<R: Registry> BaseManager<R> {
     pub fn shutdown(&mut self) -> Result<()> {
         let Some(mut server) = self.server.take() else { return Ok(()) };
         let asked = self.client.shutdown();
-        if asked.is_err() || server.join_timeout(STOP_TIMEOUT)?.is_none() {
-            let _ = server.kill();
-            server.join()?;
-        }
+        let code = match asked.map(|()| server.join_timeout(STOP_TIMEOUT)) {
+            Ok(Ok(Some(code))) => code,
+            _ => {
+                let _ = server.kill();
+                server.join()?
+            }
+        };
+        self.exitcode = Some(code);
         Ok(())
+    }
+
+    /// The server's exit code after [`shutdown`](Self::shutdown): 0 when it stopped as asked, a
+    /// negative signal number when it had to be killed (CPython `manager._process.exitcode`).
+    pub fn server_exitcode(&self) -> Option<i32> {
+        self.exitcode
     }
 }
 

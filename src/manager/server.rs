@@ -131,7 +131,12 @@ impl Server {
         while !self.shared.stopping.load(Ordering::Acquire) {
             let conn = match self.listener.accept() {
                 Ok(conn) => conn,
-                Err(Error::Io { .. }) if !self.listener.closed() => continue,
+                Err(e @ Error::Io { .. }) if !self.listener.closed() => {
+                    // Out of descriptors or memory: let clients finish before trying again.
+                    tracing::warn!("manager: accepting a client failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if self.shared.stopping.load(Ordering::Acquire) {
