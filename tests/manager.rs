@@ -826,3 +826,16 @@ fn proxies_inside_managed_containers() {
         assert_eq!(outer.get(0).unwrap().to_vec().unwrap(), [1, 2]);
     });
 }
+
+/// Managers and proxies can be shared between threads and sent to them.
+#[allow(dead_code)]
+fn managers_and_proxies_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Manager>();
+    both::<BaseManager<(MathsClass,)>>();
+    both::<ManagerClient>();
+    both::<DictProxy<String, Value>>();
+    both::<QueueProxy<u32>>();
+    both::<LockProxy>();
+    both::<MathsClassProxy>();
+}

@@ -38,7 +38,8 @@ use crate::error::Result;
 pub struct ManagerClient {
     pub(crate) endpoint: Endpoint,
     /// A connection for requests that concern no object (object count, shutdown).
-    control: Mutex<Option<Connection>>,
+    /// With the id of the process that opened it (a forked child opens its own).
+    control: Mutex<Option<(Connection, u32)>>,
 }
 
 /// Creators named as CPython's `SyncManager` methods; expanded in [`ManagerClient`] (new
@@ -185,10 +186,11 @@ impl ManagerClient {
 
     fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
-        if control.is_none() {
-            *control = Some(self.endpoint.connect()?);
+        let me = std::process::id();
+        if control.as_ref().is_none_or(|(_, owner)| *owner != me) {
+            *control = Some((self.endpoint.connect()?, me));
         }
-        let conn = control.as_mut().expect("connected above");
+        let (conn, _) = control.as_mut().expect("connected above");
         let result = round_trip(conn, request);
         if result.is_err() {
             *control = None;

@@ -28,6 +28,10 @@
 //! keeps until the copy adopts it (as soon as it is decoded). An object goes when its last reference does; tests watch
 //! [`ManagerClient::object_count`].
 //!
+//! Under the fork start method, a proxy captured by a child's closure notices that it is in
+//! another process and opens its own connection (with its own reference) instead of sharing its
+//! parent's; a forked copy of the manager leaves the server alone when dropped.
+//!
 //! A proxy makes one call at a time (its connection carries one request, then its reply): threads
 //! that wait on the same object at once, say in a condition's `wait` while another notifies, each
 //! use a clone of the proxy. A proxy stored in a managed container keeps its object alive until

@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::client::ManagerClient;
@@ -53,9 +54,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[doc(alias = "SyncManager")]
 pub struct BaseManager<R: Registry = ()> {
     client: ManagerClient,
-    server: Option<Process>,
+    /// In a mutex only so that the manager can be shared between threads (`Process` is not `Sync`).
+    server: Mutex<Option<Process>>,
     /// The server's exit code, once it was stopped.
     exitcode: Option<i32>,
+    /// The process that started the server: only it stops it (a forked child drops its copy).
+    owner: u32,
     registry: PhantomData<fn() -> R>,
 }
 
@@ -107,17 +111,30 @@ impl<R: Registry> BaseManager<R> {
             }
         };
         let client = ManagerClient::new(Endpoint { address, authkey: Some(authkey.to_vec()) });
-        Ok(BaseManager { client, server: Some(server), exitcode: None, registry: PhantomData })
+        Ok(BaseManager {
+            client,
+            server: Mutex::new(Some(server)),
+            exitcode: None,
+            owner: std::process::id(),
+            registry: PhantomData,
+        })
     }
 
     /// The server's process id.
     pub fn server_pid(&self) -> Option<i32> {
-        self.server.as_ref().and_then(Process::pid)
+        self.server.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(Process::pid)
     }
 
     /// Stops the server and waits for it to exit (CPython `shutdown()`). Proxies fail from then on.
+    /// In a child forked with the manager, this (and dropping the manager) leaves the server alone.
     pub fn shutdown(&mut self) -> Result<()> {
-        let Some(mut server) = self.server.take() else { return Ok(()) };
+        let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut server) = server else { return Ok(()) };
+        if std::process::id() != self.owner {
+            // A copy inherited through fork: the server belongs to the parent.
+            std::mem::forget(server);
+            return Ok(());
+        }
         let asked = self.client.shutdown();
         let code = match asked.map(|()| server.join_timeout(STOP_TIMEOUT)) {
             Ok(Ok(Some(code))) => code,

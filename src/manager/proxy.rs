@@ -50,11 +50,16 @@ pub(crate) fn round_trip<R: DeserializeOwned>(conn: &mut Connection, request: &R
     }
 }
 
+/// The ticket that no proxy holds: adopting it takes a new reference to a live object (a proxy
+/// inherited through `fork`, whose connection belongs to the parent).
+const NO_TICKET: u64 = 0;
+
 /// The state of a proxy's connection.
 enum Link {
     /// Not connected yet: the proxy arrived from elsewhere and holds a ticket for its reference.
     Ticket(u64),
-    Open(Connection),
+    /// Connected, by the process with this id (a forked child must not use its parent's socket).
+    Open(Connection, u32),
     /// Cloning failed; the reason, for every later call.
     Failed(String),
 }
@@ -78,7 +83,7 @@ impl ObjectProxy {
     pub(crate) fn create(endpoint: &Endpoint, kind: Kind, name: Option<String>) -> Result<ObjectProxy> {
         let mut conn = endpoint.connect()?;
         let id: ObjectId = round_trip(&mut conn, &Request::Create { kind, name })?;
-        Ok(ObjectProxy { endpoint: endpoint.clone(), id, link: Mutex::new(Link::Open(conn)) })
+        Ok(ObjectProxy { endpoint: endpoint.clone(), id, link: Mutex::new(Link::Open(conn, std::process::id())) })
     }
 
     /// The object's number in its server (CPython `_id`).
@@ -98,13 +103,19 @@ impl ObjectProxy {
     /// Opens the connection if needed (adopting the ticket) and sends one request.
     fn request<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
         let mut link = self.link();
-        if let Link::Ticket(ticket) = *link {
-            let mut conn = self.endpoint.connect()?;
-            round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id: self.id })?;
-            *link = Link::Open(conn);
+        let me = std::process::id();
+        let ticket = match &*link {
+            Link::Ticket(ticket) => Some(*ticket),
+            Link::Open(_, owner) if *owner != me => Some(NO_TICKET),
+            _ => None,
+        };
+        if let Some(ticket) = ticket {
+            let conn = adopt(&self.endpoint, ticket, self.id)?;
+            // An inherited connection is closed here only: the parent's stays open.
+            *link = Link::Open(conn, me);
         }
         match &mut *link {
-            Link::Open(conn) => round_trip(conn, request),
+            Link::Open(conn, _) => round_trip(conn, request),
             Link::Failed(reason) => Err(Error::InvalidState(reason.clone())),
             Link::Ticket(_) => unreachable!("adopted above"),
         }
@@ -157,10 +168,8 @@ impl Drop for ObjectProxy {
     fn drop(&mut self) {
         // A ticket never adopted is a reference the server keeps: adopt it, and closing the
         // connection releases it.
-        if let Link::Ticket(ticket) = *self.link()
-            && let Ok(mut conn) = self.endpoint.connect()
-        {
-            let _ = round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id: self.id });
+        if let Link::Ticket(ticket) = *self.link() {
+            let _ = adopt(&self.endpoint, ticket, self.id);
         }
     }
 }
@@ -170,6 +179,13 @@ struct Travelling {
     endpoint: Endpoint,
     id: ObjectId,
     ticket: u64,
+}
+
+/// A new connection that owns a reference to `id`: the ticket's, or a new one.
+fn adopt(endpoint: &Endpoint, ticket: u64, id: ObjectId) -> Result<Connection> {
+    let mut conn = endpoint.connect()?;
+    round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id })?;
+    Ok(conn)
 }
 
 impl Serialize for ObjectProxy {
@@ -184,11 +200,9 @@ impl<'de> Deserialize<'de> for ObjectProxy {
         let Travelling { endpoint, id, ticket } = Travelling::deserialize(deserializer)?;
         // Adopt at once, so that a process killed right after it received the proxy leaves no
         // reference behind; if the server cannot be reached now, the first call tries again.
-        let link = match endpoint.connect() {
-            Ok(mut conn) => match round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id }) {
-                Ok(_) => Link::Open(conn),
-                Err(e) => Link::Failed(format!("this proxy's object is gone: {e}")),
-            },
+        let link = match adopt(&endpoint, ticket, id) {
+            Ok(conn) => Link::Open(conn, std::process::id()),
+            Err(e @ Error::Remote(_)) => Link::Failed(format!("this proxy's object is gone: {e}")),
             Err(_) => Link::Ticket(ticket),
         };
         Ok(ObjectProxy { endpoint, id, link: Mutex::new(link) })
