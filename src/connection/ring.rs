@@ -43,6 +43,7 @@ use super::frame::Waiter;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::shm::{SharedBytes, ShmSafe};
+use crate::sync::doorbell::{Bell, Sleepers};
 use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE, LockState};
 use crate::sync::spin::SpinState;
@@ -83,8 +84,8 @@ struct End {
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct Signals {
-    /// Receivers asleep on the socket (or about to be).
-    sleepers: AtomicU32,
+    /// Receivers asleep on the doorbell and the socket (or about to be).
+    sleepers: Sleepers,
     /// Senders asleep on `room` (or about to be), waiting for the ring to drain.
     room_waiters: AtomicU32,
     /// Bumped when room appears while senders wait; the futex they sleep on.
@@ -348,20 +349,13 @@ impl Direction {
     /// Wakes sleeping receivers after a publication: rings `bell` (this direction's doorbell) if
     /// anyone sleeps.
     pub(crate) fn wake_receivers(&self, bell: BorrowedFd<'_>) {
-        fence(Ordering::SeqCst);
-        if self.signals.sleepers.load(Ordering::Relaxed) > 0 {
-            sys::ring_doorbell(bell);
-        }
+        self.signals.sleepers.published(&Doorbell(bell));
     }
 
     /// After a receiver woke: silences `bell`, then rings it again if messages wait and other
     /// receivers sleep (the ring may have held a message for each of them).
     pub(crate) fn silence(&self, bell: BorrowedFd<'_>) {
-        sys::reset_doorbell(bell);
-        fence(Ordering::SeqCst);
-        if self.has_data() && self.signals.sleepers.load(Ordering::Relaxed) > 0 {
-            sys::ring_doorbell(bell);
-        }
+        self.signals.sleepers.woken_by_bell(&Doorbell(bell), || self.has_data());
     }
 
     fn room(&self) -> usize {
@@ -463,18 +457,25 @@ impl Direction {
     /// Counts the caller among the sleeping receivers, unless a record waits already (then
     /// false, and nothing to undo).
     pub(crate) fn begin_sleep(&self) -> bool {
-        self.signals.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.has_data() {
-            self.end_sleep();
-            return false;
-        }
-        true
+        self.signals.sleepers.begin(|| self.has_data())
     }
 
     /// Undoes [`begin_sleep`](Self::begin_sleep).
     pub(crate) fn end_sleep(&self) {
-        self.signals.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.signals.sleepers.end();
+    }
+}
+
+/// A direction's doorbell: an `eventfd`, readable while rung.
+struct Doorbell<'a>(BorrowedFd<'a>);
+
+impl Bell for Doorbell<'_> {
+    fn ring(&self) {
+        sys::ring_doorbell(self.0);
+    }
+
+    fn silence(&self) {
+        sys::reset_doorbell(self.0);
     }
 }
 
