@@ -20,7 +20,7 @@ use super::proxy::ObjectProxy;
 /// in the server. Write it with the attribute macro on the type's `impl` block, which generates
 /// this implementation and the proxy type (`MathsClassProxy` for `MathsClass`):
 ///
-/// ```ignore
+/// ```no_run
 /// #[derive(Default, serde::Serialize, serde::Deserialize)]
 /// struct MathsClass;
 ///
@@ -30,9 +30,12 @@ use super::proxy::ObjectProxy;
 ///     pub fn mul(&self, x: i64, y: i64) -> i64 { x * y }
 /// }
 ///
+/// # fn main() -> multiproc::Result<()> {
 /// let manager = multiproc::BaseManager::<(MathsClass,)>::start()?;
-/// let maths = manager.create(MathsClass)?;
+/// let maths: MathsClassProxy = manager.create(MathsClass)?;
 /// assert_eq!(maths.add(1, 2)?, 3);
+/// # Ok(())
+/// # }
 /// ```
 #[doc(alias = "register")]
 pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
