@@ -512,6 +512,14 @@ fn custom_type_through_a_base_manager() {
         let e = maths.0.call_method::<_, i64>("add", &("not", "numbers")).unwrap_err();
         assert!(matches!(&e, Error::Remote(m) if m.contains("bad arguments")), "{e}");
 
+        // Shared under a name: the second `create` gets the first object (its value is unused).
+        let shared = manager.named("maths").create(MathsClass::default()).unwrap();
+        shared.add(1, 1).unwrap();
+        let again = manager.named("maths").create(MathsClass { calls: 100 }).unwrap();
+        assert_eq!(again.calls().unwrap(), 1);
+        let e = manager.named("maths").dict::<u8, u8>().unwrap_err();
+        assert!(matches!(&e, Error::Remote(m) if m.contains("TypeError")), "{e}");
+
         let plain = Manager::start().unwrap();
         let e = plain.create(MathsClass::default()).unwrap_err();
         assert!(matches!(&e, Error::Remote(m) if m.contains("not registered")), "{e}");

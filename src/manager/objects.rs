@@ -205,7 +205,8 @@ pub(crate) enum Object {
     Barrier(ManagedBarrier),
     /// `Value` (one slot) and `Array` (fixed length).
     Cells(Mutex<Vec<Bytes>>),
-    Custom(Mutex<Box<dyn DynManaged>>),
+    /// A registered type: its name and the value.
+    Custom(String, Mutex<Box<dyn DynManaged>>),
 }
 
 impl Object {
@@ -256,6 +257,9 @@ impl Object {
 
     /// Whether this object is of the kind `kind` creates (a named object asked for again).
     pub(crate) fn is_kind(&self, kind: &Kind) -> bool {
+        if let (Object::Custom(name, _), Kind::Custom { type_name, .. }) = (self, kind) {
+            return name == type_name;
+        }
         matches!(
             (self, kind),
             (Object::Dict(_), Kind::Dict | Kind::Namespace)
@@ -267,7 +271,7 @@ impl Object {
                 | (Object::Event(_), Kind::Event)
                 | (Object::Barrier(_), Kind::Barrier { .. })
                 | (Object::Cells(_), Kind::Value(_) | Kind::Array(_))
-                | (Object::Custom(_), Kind::Custom { .. })
+                | (Object::Custom(..), Kind::Custom { .. })
         )
     }
 
@@ -282,7 +286,7 @@ impl Object {
             Object::Event(_) => "an event",
             Object::Barrier(_) => "a barrier",
             Object::Cells(_) => "a value or array",
-            Object::Custom(_) => "a registered type",
+            Object::Custom(..) => "a registered type",
         }
     }
 
@@ -298,7 +302,7 @@ impl Object {
             (Object::Event(e), Call::Event(call)) => e.call(call, caller),
             (Object::Barrier(b), Call::Barrier(call)) => b.call(call, caller),
             (Object::Cells(cells), Call::Value(call)) => cells_call(&mut lock(cells), call),
-            (Object::Custom(object), Call::Custom { method, args }) => {
+            (Object::Custom(_, object), Call::Custom { method, args }) => {
                 lock(object).call_method(&method, &args).map_err(Failure::Remote)
             }
             (object, call) => Err(remote(format!("the object is {}; it has no method {call:?}", object.kind_name()))),

@@ -284,7 +284,7 @@ fn create(
                     "the type {type_name} is not registered with this manager; list it in the manager's registry"
                 ))
             })?;
-            Object::Custom(Mutex::new(construct(&state).map_err(Failure::Remote)?))
+            Object::Custom(type_name, Mutex::new(construct(&state).map_err(Failure::Remote)?))
         }
         kind => Object::new(kind)?,
     };
