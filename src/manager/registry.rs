@@ -37,6 +37,18 @@ use super::proxy::ObjectProxy;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Arguments travel by value, so an exposed method cannot take a reference:
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Greeter;
+///
+/// #[multiproc::managed]
+/// impl Greeter {
+///     pub fn greet(&self, who: &str) -> String { format!("hello, {who}") }
+/// }
+/// ```
 #[doc(alias = "register")]
 pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
     /// The name the type is registered under (CPython's `typeid`).
