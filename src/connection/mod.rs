@@ -454,7 +454,10 @@ fn send_on_ring(
     }
     let direction = link.outgoing();
     let turn = direction.writers_turn(deadline).map_err(|e| (e, 0))?;
-    if fds.is_empty() && payload.len() <= ring::RING_MESSAGE_MAX && direction.try_publish_message(payload, deadline) {
+    if fds.is_empty()
+        && payload.len() <= ring::RING_MESSAGE_MAX
+        && direction.try_publish_message(payload, socket, deadline).map_err(|e| (e, 0))?
+    {
         drop(turn);
         direction.wake_receivers(link.outgoing_bell());
         return Ok(());

@@ -38,6 +38,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
+use std::time::Duration;
 
 use super::frame::Waiter;
 use crate::deadline::Deadline;
@@ -59,6 +60,10 @@ pub(crate) const RING_MESSAGE_MAX: usize = 16 << 10;
 pub(crate) const SOCKET_MESSAGE: u8 = b'M';
 
 const RECORD_HEADER: usize = 8;
+
+/// How long a sender of a small message waits for room in a full ring before it sends the message
+/// through the socket instead.
+const OVERFLOW_AFTER: Duration = Duration::from_millis(2);
 
 /// Room that message records leave for socket records: 512 of them, more than a socket's buffer
 /// holds of the smallest messages (each takes a few hundred bytes of it), so that a pipe holds at
@@ -287,18 +292,36 @@ impl Direction {
         Ok(turn)
     }
 
-    /// Publishes `payload` as a message record if the ring has room for it, after watching a full
-    /// ring drain for a little while (`sync::spin`); false if it stayed too full. The caller holds
-    /// the writers' turn. Message records leave [`SOCKET_RESERVE`] bytes free, so that a sender
-    /// can always fall back on the socket (a pipe then holds at least as much as its socket).
-    pub(crate) fn try_publish_message(&self, payload: &[u8], deadline: Deadline) -> bool {
+    /// Publishes `payload` as a message record if the ring has room for it within
+    /// [`OVERFLOW_AFTER`] (or the deadline, if sooner): false if it stayed too full, and the
+    /// message should go through the socket. The caller holds the writers' turn. Message records
+    /// leave [`SOCKET_RESERVE`] bytes free, so that a sender can always fall back on the socket (a
+    /// pipe then holds at least as much as its socket).
+    ///
+    /// Waiting a little for a receiver that does not keep up pays: when it runs, it drains the
+    /// whole ring, hundreds of messages, without a system call on either side; a message through
+    /// the socket costs two. A receiver that never comes (it runs later in this very thread) costs
+    /// [`OVERFLOW_AFTER`] per message beyond the ring.
+    pub(crate) fn try_publish_message(
+        &self,
+        payload: &[u8],
+        socket: BorrowedFd<'_>,
+        deadline: Deadline,
+    ) -> Result<bool> {
         let (start, total) = self.place(payload.len());
         let need = total + SOCKET_RESERVE;
-        if self.room() < need && !self.signals.spin.spin(deadline, || self.room() >= need) {
-            return false;
+        if self.room() < need {
+            let patience =
+                Deadline::after(Some(deadline.left().map_or(OVERFLOW_AFTER, |left| left.min(OVERFLOW_AFTER))));
+            match self.wait_for_room(need, socket, patience) {
+                Ok(()) => {}
+                Err(Error::Timeout(_)) if deadline.passed() => return Err(deadline.timeout_error()),
+                Err(Error::Timeout(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
         self.write_record(start, total, KIND_DATA, payload);
-        true
+        Ok(true)
     }
 
     /// Publishes a socket record, waiting for room until `deadline`. The caller holds the writers'
