@@ -69,6 +69,7 @@
 //! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
 //! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
+//! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //!
 //! ## Start methods
 //!

@@ -847,3 +847,28 @@ fn managers_and_proxies_are_send_and_sync() {
     both::<LockProxy>();
     both::<MathsClassProxy>();
 }
+
+fn announce(out: Outbox) {
+    send(&out, &format!("initialized in {}", std::process::id()));
+}
+
+fn refuse() -> multiproc::Result<()> {
+    Err(Error::InvalidState("no".into()))
+}
+
+#[test]
+fn initializer_runs_once_in_the_server() {
+    // MGR-08
+    watchdog("initializer_runs_once_in_the_server", 30, || {
+        let (inbox, outbox) = channel();
+        let manager = Manager::start_with_initializer(announce, (outbox,)).unwrap();
+        let pid = manager.server_pid().unwrap();
+        assert_eq!(inbox.recv(10), format!("initialized in {pid}"));
+        manager.dict::<u8, u8>().unwrap().insert(&1, &1).unwrap();
+        inbox.0.set_nonblocking(true).unwrap();
+        assert!(inbox.0.recv(&mut [0u8; 64]).is_err(), "the initializer ran once");
+
+        let e = Manager::start_with_initializer(refuse, ()).unwrap_err();
+        assert!(e.to_string().contains("initializer failed"), "{e}");
+    });
+}

@@ -8,10 +8,10 @@ use std::time::Duration;
 use super::client::ManagerClient;
 use super::proxy::Endpoint;
 use super::registry::Registry;
-use super::server::run_server_process;
+use super::server::{run_server_process, run_server_process_with};
 use crate::connection::Address;
 use crate::error::{Error, IoContext, Result};
-use crate::{Process, current_process, pipe};
+use crate::{Connection, Process, current_process, pipe};
 
 /// How long a starting server may take to report that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,10 +80,7 @@ impl<R: Registry> BaseManager<R> {
     /// Starts the server process (CPython `Manager()`, `manager.start()`), listening on a fresh
     /// abstract Unix socket with this process's authkey.
     pub fn start() -> Result<Self> {
-        let name: [u8; 8] = crate::sys::random_bytes().context("draw a random manager address")?;
-        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
-        let address = Address::Abstract(format!("multiproc-manager-{}-{name}", std::process::id()).into_bytes());
-        Self::start_at(address, current_process().authkey())
+        Self::start_at(fresh_address()?, current_process().authkey())
     }
 
     /// Starts the server process listening at `address` with `authkey` (CPython
@@ -91,11 +88,31 @@ impl<R: Registry> BaseManager<R> {
     /// [`ManagerClient::connect`]. A TCP port 0 picks a free port; [`address`](ManagerClient::address)
     /// tells which.
     pub fn start_at(address: Address, authkey: &[u8]) -> Result<Self> {
-        let (mut ours, theirs) = pipe()?;
-        let daemon = !current_process().daemon();
-        let mut server = Process::new(run_server_process::<R>, (address.clone(), authkey.to_vec(), theirs))
-            .with_name("manager-server")
-            .with_daemon(daemon);
+        let (ours, theirs) = pipe()?;
+        let server = Process::new(run_server_process::<R>, (address, authkey.to_vec(), theirs));
+        Self::launch(server, ours, authkey)
+    }
+
+    /// Like [`start`](Self::start), calling `initializer(args)` in the server process before it
+    /// serves (CPython `manager.start(initializer, initargs)`); an initializer that fails (returns
+    /// an error or a non-zero code) makes this fail.
+    #[doc(alias = "initializer")]
+    pub fn start_with_initializer<F, A>(initializer: F, args: A) -> Result<Self>
+    where
+        F: crate::Target<A>,
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
+        let _ = initializer;
+        let (ours, theirs) = pipe()?;
+        let address = fresh_address()?;
+        let authkey = current_process().authkey().to_vec();
+        let server = Process::new(run_server_process_with::<R, F, A>, (address, authkey.clone(), theirs, args));
+        Self::launch(server, ours, &authkey)
+    }
+
+    /// Starts `server` (a server process) and waits for it to report its address on `ours`.
+    fn launch(server: Process, mut ours: Connection, authkey: &[u8]) -> Result<Self> {
+        let mut server = server.with_name("manager-server").with_daemon(!current_process().daemon());
         server.start()?;
         ours.set_timeout(Some(START_TIMEOUT));
         let address = match ours.recv::<std::result::Result<Address, String>>() {
@@ -152,6 +169,13 @@ impl<R: Registry> BaseManager<R> {
     pub fn server_exitcode(&self) -> Option<i32> {
         self.exitcode
     }
+}
+
+/// A fresh abstract Unix socket address for a manager's server.
+fn fresh_address() -> Result<Address> {
+    let name: [u8; 8] = crate::sys::random_bytes().context("draw a random manager address")?;
+    let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Address::Abstract(format!("multiproc-manager-{}-{name}", std::process::id()).into_bytes()))
 }
 
 impl<R: Registry> Deref for BaseManager<R> {

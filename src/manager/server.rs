@@ -327,7 +327,34 @@ fn share_named(
 }
 
 /// The manager's server process: binds, reports readiness on `ready`, ends when the owner ends.
-pub(crate) fn run_server_process<R: Registry>(address: Address, authkey: Vec<u8>, mut ready: Connection) -> i32 {
+pub(crate) fn run_server_process<R: Registry>(address: Address, authkey: Vec<u8>, ready: Connection) -> i32 {
+    serve_in_process::<R>(address, authkey, ready, || 0)
+}
+
+/// Like [`run_server_process`], running the initializer `F(args)` first (CPython
+/// `manager.start(initializer, initargs)`).
+pub(crate) fn run_server_process_with<R, F, A>(address: Address, authkey: Vec<u8>, ready: Connection, args: A) -> i32
+where
+    R: Registry,
+    F: crate::Target<A>,
+    A: serde::Serialize + serde::de::DeserializeOwned,
+{
+    serve_in_process::<R>(address, authkey, ready, move || {
+        crate::process::target::sealed::TargetFn::call(crate::sys::conjure_zst::<F>(), args)
+    })
+}
+
+fn serve_in_process<R: Registry>(
+    address: Address,
+    authkey: Vec<u8>,
+    mut ready: Connection,
+    initializer: impl FnOnce() -> i32,
+) -> i32 {
+    let code = initializer();
+    if code != 0 {
+        let _ = ready.send(&Err::<Address, String>(format!("the initializer failed with exit code {code}")));
+        return code;
+    }
     let server = match Server::bind::<R>(address, Some(&authkey)) {
         Ok(server) => server,
         Err(e) => {
