@@ -166,8 +166,7 @@ pub fn joinable_queue_with_daemon_consumers() -> multiproc::Result<()> {
     let q = JoinableQueue::new(0)?;
     let mut producers: Vec<_> =
         ["包子", "骨头", "泔水"].map(|name| Process::new(cook_and_wait, (name.to_string(), q.clone()))).into();
-    let mut consumers: Vec<_> =
-        (0..2).map(|_| Process::new(eat_and_report, (q.clone(),)).with_daemon(true)).collect();
+    let mut consumers: Vec<_> = (0..2).map(|_| Process::new(eat_and_report, (q.clone(),)).with_daemon(true)).collect();
     start_all(&mut producers)?;
     start_all(&mut consumers)?;
     join_all(&mut producers)?;
@@ -203,7 +202,8 @@ fn drain(q: Queue<u64>) {
 pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
     let q = Queue::new(5)?;
     // Even numbers guaranteed past the limit, so that the producer sees the queue full.
-    let numbers: Vec<u64> = (0..14).map(|i| if i % 2 == 0 { 2 * random_in(1, 50) } else { random_in(1, 100) }).collect();
+    let numbers: Vec<u64> =
+        (0..14).map(|i| if i % 2 == 0 { 2 * random_in(1, 50) } else { random_in(1, 100) }).collect();
     let mut producer = Process::new(fill_until_full, (numbers, q.clone())).with_name("producer-1");
     producer.start()?;
     producer.join()?;

@@ -184,14 +184,14 @@ impl Core {
             match self.push_locked(&locked, kind, payload_len, body, &fds)? {
                 Ok(()) => {
                     drop(locked);
-                    if state.get_waiters.load(Ordering::SeqCst) > 0 {
-                        Kernel::wake(&state.items_seq, 1);
-                    }
+                    wake(&state.items_seq, &state.get_waiters, &state.items_woken);
                     return Ok(());
                 }
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    if !self.wait(&state.space_seq, seq, &state.put_waiters, &state.put_spin, deadline) {
+                    let sleep =
+                        Sleep { word: &state.space_seq, waiters: &state.put_waiters, woken: &state.space_woken };
+                    if !self.wait(sleep, seq, &state.put_spin, deadline) {
                         return Err(Error::Full);
                     }
                 }
@@ -263,16 +263,16 @@ impl Core {
             match self.pop_locked(&locked)? {
                 Ok(Some(taken)) => {
                     drop(locked);
-                    if state.put_waiters.load(Ordering::SeqCst) > 0 {
-                        Kernel::wake(&state.space_seq, 1);
-                    }
+                    wake(&state.space_seq, &state.put_waiters, &state.space_woken);
                     return Ok(taken);
                 }
                 // An item whose descriptors were lost with a killed process: take the next.
                 Ok(None) => continue,
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    if !self.wait(&state.items_seq, seq, &state.get_waiters, &state.get_spin, deadline) {
+                    let sleep =
+                        Sleep { word: &state.items_seq, waiters: &state.get_waiters, woken: &state.items_woken };
+                    if !self.wait(sleep, seq, &state.get_spin, deadline) {
                         return Err(Error::Empty);
                     }
                 }
@@ -363,24 +363,25 @@ impl Core {
         }
     }
 
-    /// Waits until `word` moves on from `seq` (a put, a get, a last task done); false once
-    /// `deadline` passed.
-    fn wait(&self, word: &AtomicU32, seq: u32, waiters: &AtomicU32, spin: &SpinState, deadline: Deadline) -> bool {
-        let ready = || word.load(Ordering::SeqCst) != seq;
+    /// Waits until the sleep's word moves on from `seq` (a put, a get, a last task done); false
+    /// once `deadline` passed.
+    fn wait(&self, sleep: Sleep<'_>, seq: u32, spin: &SpinState, deadline: Deadline) -> bool {
+        let ready = || sleep.word.load(Ordering::SeqCst) != seq;
         if spin.spin(deadline, ready) {
             return true;
         }
         if deadline.passed() {
             return false;
         }
-        waiters.fetch_add(1, Ordering::SeqCst);
+        sleep.waiters.fetch_add(1, Ordering::SeqCst);
+        sleep.woken.store(0, Ordering::SeqCst);
         if !ready() {
             // In slices: a producer killed between its commit and its wake-up costs a slice, not
             // a hang.
             let slice = deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
-            Kernel::wait(word, seq, Some(slice));
+            Kernel::wait(sleep.word, seq, Some(slice));
         }
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        sleep.waiters.fetch_sub(1, Ordering::SeqCst);
         !deadline.passed() || ready()
     }
 
@@ -402,8 +403,8 @@ impl Core {
             state.done_seq.fetch_add(1, Ordering::SeqCst);
         }
         drop(locked);
-        if unfinished == 0 && state.join_waiters.load(Ordering::SeqCst) > 0 {
-            Kernel::wake(&state.done_seq, u32::MAX);
+        if unfinished == 0 {
+            wake(&state.done_seq, &state.join_waiters, &state.done_woken);
         }
         Ok(())
     }
@@ -416,7 +417,8 @@ impl Core {
             if self.unfinished() == 0 {
                 return true;
             }
-            if !self.wait(&state.done_seq, seq, &state.join_waiters, &state.get_spin, deadline) {
+            let sleep = Sleep { word: &state.done_seq, waiters: &state.join_waiters, woken: &state.done_woken };
+            if !self.wait(sleep, seq, &state.get_spin, deadline) {
                 return false;
             }
         }
@@ -430,6 +432,27 @@ fn lock_deadline(deadline: Deadline) -> Deadline {
     match deadline.left() {
         Some(left) if left.is_zero() => Deadline::NONE,
         _ => deadline,
+    }
+}
+
+/// Where a waiter sleeps: the word it watches, the count of sleepers, the flag of a wake-up sent.
+#[derive(Clone, Copy)]
+struct Sleep<'a> {
+    word: &'a AtomicU32,
+    waiters: &'a AtomicU32,
+    woken: &'a AtomicU32,
+}
+
+/// After bumping `word`: wakes its sleepers, unless nobody sleeps or a wake-up was sent since the
+/// last sleeper registered (it woke every sleeper, who are on their way).
+///
+/// A sleeper registers (`waiters`, then clears `woken`) before it reads the word for the last
+/// time; the waker bumps the word before it reads `waiters`: with sequential consistency, either
+/// the sleeper sees the new word and does not sleep, or the waker sees it registered, and `woken`
+/// clear (or set by a wake-up sent after the clear, which reaches it too).
+fn wake(word: &AtomicU32, waiters: &AtomicU32, woken: &AtomicU32) {
+    if waiters.load(Ordering::SeqCst) > 0 && woken.swap(1, Ordering::SeqCst) == 0 {
+        Kernel::wake(word, u32::MAX);
     }
 }
 
