@@ -467,3 +467,95 @@ fn header(len: u32, kind: u32) -> [u8; HEADER] {
 pub(super) fn open_big(memory: &OwnedFd, len: usize) -> Result<BigItem> {
     BigItem::open(memory, len)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// No thread has this id (above any `pid_max`): a lock holder that died.
+    const GHOST: u32 = 0x3fff_fff0;
+
+    fn message(n: u8) -> Message {
+        Message { bytes: vec![n], fds: Vec::new() }
+    }
+
+    fn byte(taken: Taken) -> u8 {
+        match taken {
+            Taken::Inline(bytes, _) => bytes[0],
+            Taken::Big(..) => panic!("a one-byte item came back big"),
+        }
+    }
+
+    /// A producer that took the lock and wrote the record of item `n` beyond the tail, then was
+    /// killed, with its journal armed or not: the counters it was about to commit.
+    fn die_while_putting(core: &Core, n: u8, armed: bool) {
+        let state = core.state();
+        let locked = core.lock(Deadline::NONE).unwrap().unwrap();
+        let c = state.counters();
+        let at = (c.tail % core.memory.capacity() as u64) as usize;
+        core.memory.write(at, &header(1, INLINE));
+        core.memory.write(at + HEADER, &[n]);
+        if armed {
+            state.arm_only(Counters { tail: c.tail + record_size(1) as u64, count: c.count + 1, ..c });
+        }
+        std::mem::forget(locked);
+        state.lock.abandon_to(GHOST, 99);
+    }
+
+    #[test]
+    fn a_producer_killed_after_arming_its_journal_is_completed() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        core.put(message(1), Deadline::NONE).unwrap();
+        die_while_putting(&core, 2, true);
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 1);
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
+        assert!(matches!(core.get(Deadline::after(Some(Duration::ZERO))), Err(Error::Empty)));
+        core.put(message(3), Deadline::NONE).unwrap();
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 3);
+    }
+
+    #[test]
+    fn a_producer_killed_before_arming_its_journal_changed_nothing() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        core.put(message(1), Deadline::NONE).unwrap();
+        die_while_putting(&core, 2, false);
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 1);
+        assert!(matches!(core.get(Deadline::after(Some(Duration::ZERO))), Err(Error::Empty)));
+        core.put(message(3), Deadline::NONE).unwrap();
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 3);
+    }
+
+    #[test]
+    fn a_consumer_killed_after_arming_took_its_item() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        for n in 1..=2 {
+            core.put(message(n), Deadline::NONE).unwrap();
+        }
+        let state = core.state();
+        let locked = core.lock(Deadline::NONE).unwrap().unwrap();
+        let c = state.counters();
+        state.arm_only(Counters { head: c.head + record_size(1) as u64, count: c.count - 1, taken: c.taken + 1, ..c });
+        std::mem::forget(locked);
+        state.lock.abandon_to(GHOST, 99);
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
+        assert_eq!(core.len(), 0);
+    }
+
+    #[test]
+    fn orphaned_descriptor_messages_are_dropped() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        // A producer that burned ticket 0 and sent its descriptors, then died before committing.
+        let state = core.state();
+        state.next_ticket.store(1, Ordering::Relaxed);
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        sys::try_send_with_fds(core.side_tx.as_fd(), &[IoSlice::new(&0u64.to_le_bytes())], &[file.as_fd()]).unwrap();
+        let with_fd = Message { bytes: vec![5], fds: vec![OwnedFd::from(file)] };
+        core.put(with_fd, Deadline::NONE).unwrap();
+        match core.get(Deadline::NONE).unwrap() {
+            Taken::Inline(bytes, fds) => assert_eq!((bytes, fds.len()), (vec![5], 1)),
+            Taken::Big(..) => panic!("a small item came back big"),
+        }
+    }
+}

@@ -216,6 +216,12 @@ impl<T> Queue<T> {
     /// Closes this handle: it can no longer be used (Python: `close()`; using a closed queue
     /// raises `ValueError` there, here it does not compile). Other handles, in this process or
     /// others, keep working; items already put stay in the queue.
+    ///
+    /// ```compile_fail
+    /// let queue: multiproc::Queue<u32> = multiproc::Queue::new(0).unwrap();
+    /// queue.close();
+    /// queue.put(1u32).unwrap(); // a closed queue: does not compile
+    /// ```
     pub fn close(self) {}
 
     /// Python's `join_thread()`: waits for the feeder thread to flush the buffer. There is no

@@ -133,6 +133,18 @@ impl State {
         self.taken.store(new.taken, Ordering::Relaxed);
     }
 
+    /// Writes and arms the journal without applying it: a holder killed right after arming.
+    #[cfg(test)]
+    pub(super) fn arm_only(&self, new: Counters) {
+        let journal = &self.journal;
+        journal.head.store(new.head, Ordering::Relaxed);
+        journal.tail.store(new.tail, Ordering::Relaxed);
+        journal.count.store(new.count, Ordering::Relaxed);
+        journal.unfinished.store(new.unfinished, Ordering::Relaxed);
+        journal.taken.store(new.taken, Ordering::Relaxed);
+        journal.armed.store(1, Ordering::Release);
+    }
+
     /// After the lock's previous holder died: finishes its operation if it had journaled one.
     pub(super) fn replay_journal(&self) {
         let journal = &self.journal;
