@@ -39,7 +39,7 @@ use super::shared::{BigItem, Counters, SharedMemory, State};
 
 /// Items whose encoding is longer than this travel in a memory file of their own instead of
 /// through the ring (see the module documentation of `queue` for the measurements).
-pub(super) const BIG_ITEM_BYTES: usize = 64 * 1024;
+pub(super) const BIG_ITEM_BYTES: usize = 128 * 1024;
 
 /// The ring's size when none is asked for.
 pub(super) const DEFAULT_CAPACITY: usize = 1 << 20;

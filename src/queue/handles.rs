@@ -145,7 +145,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// A queue of at most `maxsize` items (0: no limit) whose shared ring has `ring_bytes` bytes
     /// (rounded up to 8, at least 4 KiB). Each item takes its encoding plus 8 to 23 bytes of the
-    /// ring; items encoded in more than 64 KiB (or a quarter of the ring) take 24 bytes and travel
+    /// ring; items encoded in more than 128 KiB (or a quarter of the ring) take 24 bytes and travel
     /// in a memory file of their own. A put that finds the ring's bytes used up waits as on a
     /// full queue.
     pub fn with_capacity(maxsize: usize, ring_bytes: usize) -> Result<Self> {

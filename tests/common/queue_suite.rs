@@ -261,7 +261,7 @@ type Tagged = (u32, u32, Vec<u8>);
 
 fn payload(i: u32) -> Vec<u8> {
     match i % 5 {
-        0 => vec![i as u8; 70_000],
+        0 => vec![i as u8; 150_000],
         _ => vec![i as u8; (i % 7) as usize],
     }
 }

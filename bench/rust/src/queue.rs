@@ -173,6 +173,46 @@ fn transfer_100mb() -> f64 {
     median(secs)
 }
 
+fn bytes_producer(queue: Queue<Option<Bytes>>, barrier: Barrier, size: usize, n: u64) {
+    barrier.wait().expect("barrier");
+    let item = Some(Bytes(vec![7; size]));
+    for _ in 0..n {
+        queue.put(&item).expect("put");
+    }
+    queue.put(None).expect("put");
+}
+
+fn bytes_consumer(queue: Queue<Option<Bytes>>, results: Queue<u64>) {
+    while queue.get().expect("get").is_some() {}
+    results.put(monotonic_ns()).expect("report");
+}
+
+/// MB/s of items of `size` bytes from one process to another (what sets the big-item threshold).
+fn bytes_1p1c(size: usize) -> f64 {
+    let n = (200_000_000 / size as u64).clamp(20, 100_000);
+    let mut rates = Vec::new();
+    for _ in 0..TRIALS {
+        let queue = Queue::with_capacity(0, 4 << 20).expect("queue");
+        let results = Queue::new(0).expect("queue");
+        let barrier = Barrier::new(2).expect("barrier");
+        let mut children = [
+            Process::new(bytes_consumer, (queue.clone(), results.clone())),
+            Process::new(bytes_producer, (queue.clone(), barrier.clone(), size, n)),
+        ];
+        for child in &mut children {
+            child.start().expect("start");
+        }
+        barrier.wait().expect("barrier");
+        let start = monotonic_ns();
+        let end = results.get().expect("result");
+        for child in &mut children {
+            child.join().expect("join");
+        }
+        rates.push((n * size as u64) as f64 / 1e6 / ((end - start) as f64 / 1e9));
+    }
+    median(rates)
+}
+
 /// Measures the queue metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
@@ -181,6 +221,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["simple_1p1c"] => throughput(|| SimpleQueue::new().expect("queue"), 1, 1),
         ["joinable_1p1c"] => joinable_1p1c(),
         ["transfer_100mb"] => transfer_100mb(),
+        ["bytes_1p1c", size] => bytes_1p1c(size.parse().expect("a size in bytes")),
         _ => return None,
     };
     Some(value.to_string())
