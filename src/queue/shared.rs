@@ -191,7 +191,7 @@ pub(super) struct SharedMemory {
 impl SharedMemory {
     /// A new memory file with a ring of `capacity` bytes (a multiple of 8).
     pub(super) fn create(tag: u64, maxsize: u64, capacity: usize) -> Result<Self> {
-        debug_assert!(capacity % 8 == 0 && capacity > 0);
+        debug_assert!(capacity.is_multiple_of(8) && capacity > 0);
         let len = RING_OFFSET + capacity;
         let fd = sys::memfd_sealed("multiproc-queue", len).context("create a queue's shared memory")?;
         let mapping = Mapping::new(fd.as_fd(), len).context("map a queue's shared memory")?;
@@ -207,7 +207,7 @@ impl SharedMemory {
     /// Maps a queue's memory file received from another process, checking what it holds.
     pub(super) fn attach(fd: OwnedFd, tag: u64) -> Result<Self> {
         let size = sys::sealed_size(fd.as_fd()).context("inspect a queue's shared memory")?;
-        let Some(size) = size.filter(|&size| size > RING_OFFSET && (size - RING_OFFSET) % 8 == 0) else {
+        let Some(size) = size.filter(|&size| size > RING_OFFSET && (size - RING_OFFSET).is_multiple_of(8)) else {
             return Err(not_a_queue("a memory file of another size, or not sealed"));
         };
         let mapping = Mapping::new(fd.as_fd(), size).context("map a queue's shared memory")?;
