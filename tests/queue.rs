@@ -169,11 +169,16 @@ fn threads_share_a_queue() {
 fn a_blocked_get_is_woken_by_a_put() {
     common::watchdog("a_blocked_get_is_woken_by_a_put", 10, || {
         let queue: Arc<Queue<String>> = Arc::new(Queue::new(1).unwrap());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let getter = {
             let queue = Arc::clone(&queue);
-            std::thread::spawn(move || queue.get().unwrap())
+            std::thread::spawn(move || {
+                tid_tx.send(common::sync_suite::gettid()).unwrap();
+                queue.get().unwrap()
+            })
         };
-        std::thread::sleep(SHORT); // let time pass: the getter is asleep or about to be
+        // Once the getter sleeps in the kernel (on the queue's futex, after its spin), put.
+        common::sync_suite::wait_until_thread_asleep(tid_rx.recv().unwrap());
         queue.put("wake up".to_string()).unwrap();
         assert_eq!(getter.join().unwrap(), "wake up");
     });
