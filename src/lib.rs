@@ -94,7 +94,6 @@ pub mod context;
 mod deadline;
 mod error;
 mod process;
-#[cfg(not(loom))] // the queue's state lives on std atomics; loom models cover the sync primitives
 pub mod queue;
 pub mod reduction;
 mod shm;

@@ -25,17 +25,18 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
-use crate::sync::futex::{Futex, Kernel};
+use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE};
 use crate::sync::spin::SpinState;
 use crate::sys;
 
 use super::shared::{BigItem, Counters, SharedMemory, State};
+use super::wakeup::Sleep;
 
 /// Items whose encoding is longer than this travel in a memory file of their own instead of
 /// through the ring (see the module documentation of `queue` for the measurements).
@@ -184,13 +185,13 @@ impl Core {
             match self.push_locked(&locked, kind, payload_len, body, &fds)? {
                 Ok(()) => {
                     drop(locked);
-                    wake(&state.items_seq, &state.get_waiters, &state.items_woken);
+                    Sleep { word: &state.items_seq, waiters: &state.get_waiters, need: &state.items_need }
+                        .wake::<Kernel>();
                     return Ok(());
                 }
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    let sleep =
-                        Sleep { word: &state.space_seq, waiters: &state.put_waiters, woken: &state.space_woken };
+                    let sleep = Sleep { word: &state.space_seq, waiters: &state.put_waiters, need: &state.space_need };
                     if !self.wait(sleep, seq, &state.put_spin, deadline) {
                         return Err(Error::Full);
                     }
@@ -263,15 +264,15 @@ impl Core {
             match self.pop_locked(&locked)? {
                 Ok(Some(taken)) => {
                     drop(locked);
-                    wake(&state.space_seq, &state.put_waiters, &state.space_woken);
+                    Sleep { word: &state.space_seq, waiters: &state.put_waiters, need: &state.space_need }
+                        .wake::<Kernel>();
                     return Ok(taken);
                 }
                 // An item whose descriptors were lost with a killed process: take the next.
                 Ok(None) => continue,
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    let sleep =
-                        Sleep { word: &state.items_seq, waiters: &state.get_waiters, woken: &state.items_woken };
+                    let sleep = Sleep { word: &state.items_seq, waiters: &state.get_waiters, need: &state.items_need };
                     if !self.wait(sleep, seq, &state.get_spin, deadline) {
                         return Err(Error::Empty);
                     }
@@ -366,23 +367,15 @@ impl Core {
     /// Waits until the sleep's word moves on from `seq` (a put, a get, a last task done); false
     /// once `deadline` passed.
     fn wait(&self, sleep: Sleep<'_>, seq: u32, spin: &SpinState, deadline: Deadline) -> bool {
-        let ready = || sleep.word.load(Ordering::SeqCst) != seq;
-        if spin.spin(deadline, ready) {
+        if spin.spin(deadline, || sleep.moved(seq)) {
             return true;
         }
         if deadline.passed() {
             return false;
         }
-        sleep.waiters.fetch_add(1, Ordering::SeqCst);
-        sleep.woken.store(0, Ordering::SeqCst);
-        if !ready() {
-            // In slices: a producer killed between its commit and its wake-up costs a slice, not
-            // a hang.
-            let slice = deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
-            Kernel::wait(sleep.word, seq, Some(slice));
-        }
-        sleep.waiters.fetch_sub(1, Ordering::SeqCst);
-        !deadline.passed() || ready()
+        // In slices: a process killed between its change and its wake-up costs a slice, not a hang.
+        sleep.sleep::<Kernel>(seq, Some(deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE))));
+        !deadline.passed() || sleep.moved(seq)
     }
 
     /// Marks one taken item done (`JoinableQueue::task_done`).
@@ -404,7 +397,7 @@ impl Core {
         }
         drop(locked);
         if unfinished == 0 {
-            wake(&state.done_seq, &state.join_waiters, &state.done_woken);
+            Sleep { word: &state.done_seq, waiters: &state.join_waiters, need: &state.done_need }.wake::<Kernel>();
         }
         Ok(())
     }
@@ -417,7 +410,7 @@ impl Core {
             if self.unfinished() == 0 {
                 return true;
             }
-            let sleep = Sleep { word: &state.done_seq, waiters: &state.join_waiters, woken: &state.done_woken };
+            let sleep = Sleep { word: &state.done_seq, waiters: &state.join_waiters, need: &state.done_need };
             if !self.wait(sleep, seq, &state.get_spin, deadline) {
                 return false;
             }
@@ -432,27 +425,6 @@ fn lock_deadline(deadline: Deadline) -> Deadline {
     match deadline.left() {
         Some(left) if left.is_zero() => Deadline::NONE,
         _ => deadline,
-    }
-}
-
-/// Where a waiter sleeps: the word it watches, the count of sleepers, the flag of a wake-up sent.
-#[derive(Clone, Copy)]
-struct Sleep<'a> {
-    word: &'a AtomicU32,
-    waiters: &'a AtomicU32,
-    woken: &'a AtomicU32,
-}
-
-/// After bumping `word`: wakes its sleepers, unless nobody sleeps or a wake-up was sent since the
-/// last sleeper registered (it woke every sleeper, who are on their way).
-///
-/// A sleeper registers (`waiters`, then clears `woken`) before it reads the word for the last
-/// time; the waker bumps the word before it reads `waiters`: with sequential consistency, either
-/// the sleeper sees the new word and does not sleep, or the waker sees it registered, and `woken`
-/// clear (or set by a wake-up sent after the clear, which reaches it too).
-fn wake(word: &AtomicU32, waiters: &AtomicU32, woken: &AtomicU32) {
-    if waiters.load(Ordering::SeqCst) > 0 && woken.swap(1, Ordering::SeqCst) == 0 {
-        Kernel::wake(word, u32::MAX);
     }
 }
 

@@ -110,8 +110,15 @@
 //! | `task_done()`, `join()` | [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) |
 //! | passing a queue to `Process(args=(q,))` | the same: [`Process::new(f, (q.clone(),))`](crate::Process::new) |
 
+#[cfg(not(loom))]
 mod core;
+#[cfg(not(loom))]
 mod handles;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(not(loom))]
 mod shared;
+mod wakeup;
 
+#[cfg(not(loom))]
 pub use handles::{JoinableQueue, Queue, SimpleQueue};

@@ -87,11 +87,11 @@ pub(super) struct State {
     pub(super) get_waiters: AtomicU32,
     pub(super) put_waiters: AtomicU32,
     pub(super) join_waiters: AtomicU32,
-    /// Set by the first waker after a sleeper registered, cleared by every sleeper that registers:
-    /// a burst of puts (gets) while the sleepers wake up makes one wake-up call, not one each.
-    pub(super) items_woken: AtomicU32,
-    pub(super) space_woken: AtomicU32,
-    pub(super) done_woken: AtomicU32,
+    /// Whether registered sleepers wait for a wake-up call (see `wakeup`): a burst of puts (gets)
+    /// while the sleepers wake up makes one call, not one each.
+    pub(super) items_need: AtomicU64,
+    pub(super) space_need: AtomicU64,
+    pub(super) done_need: AtomicU64,
     /// How long a consumer watches an empty queue (a producer a full one) before it sleeps.
     pub(super) get_spin: SpinState,
     pub(super) put_spin: SpinState,
