@@ -32,7 +32,10 @@
 //! - `maxsize` counts items; the ring (1 MiB unless [`Queue::with_capacity`] says otherwise) also
 //!   bounds the bytes waiting. An unbounded queue (`maxsize` 0) whose ring is used up makes `put`
 //!   wait as a full queue does: at most some 40 000 small items (65 000 big ones) wait in a
-//!   default ring, where CPython would grow the producer's memory without bound.
+//!   default ring, where CPython would grow the producer's memory without bound. Items that
+//!   travel with descriptors (big items, items holding descriptors) also wait in the side
+//!   channel's socket buffer: some 270 of them fit (`net.core.wmem_default`, 208 KiB); a put
+//!   beyond waits the same way.
 //!
 //! # What a killed process can lose
 //!
@@ -76,9 +79,11 @@
 //!   by those system calls: packet sockets carried 614 000 messages/s one way on this machine
 //!   (`connection` measurements in `bench/README.md`), five times less than the ring, whose
 //!   operations make no system call unless someone sleeps.
-//! - **One wake-up per burst.** Waking sleepers on every put while they were still waking up cost
-//!   a system call per item: 1p1c under load went from 1 150 000 to 1 600 000 – 1 900 000 items/s
-//!   once the first waker sets a flag that each newly registered sleeper clears.
+//! - **One wake-up call per burst.** Waking sleepers on every put while they were still waking up
+//!   cost a system call per item: 1p1c under load went from 1 150 000 to 1 600 000 – 1 900 000
+//!   items/s once a waker records that its call reached every registered sleeper, so that the
+//!   next puts make none until a sleeper registers again (the protocol is in `wakeup` and
+//!   model-checked with loom, which found a lost wake-up in its first version).
 //! - **Big items in memory files from 128 KiB.** One producer process to one consumer process,
 //!   items of one size through a 4 MiB ring or as memory files (MB/s; `mpbench bytes_1p1c SIZE`):
 //!
