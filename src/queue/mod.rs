@@ -61,16 +61,18 @@
 //! # Figures
 //!
 //! Measured with `BENCH_ROUNDS=3 bench/compare queue` (2026-11-23, 2 vCPUs, AMD EPYC, Firecracker VM,
-//! CPython 3.11.7, other builds running: load average about 3); 100 000 small ints through the
-//! queue between processes started before the clock (see `bench/README.md`):
+//! CPython 3.11.7, other builds and tests running: load average 8 to 10); 100 000 small ints
+//! through the queue between processes started before the clock (see `bench/README.md`):
 //!
 //! | metric | this crate | CPython | speedup |
 //! |---|---:|---:|---:|
-//! | `Queue`, 1 producer → 1 consumer | 3 450 000 items/s | 83 000 | 41 |
-//! | `Queue`, 2 producers → 2 consumers | 2 940 000 items/s | 87 000 | 34 |
-//! | `SimpleQueue`, 1 → 1 | 3 900 000 items/s | 145 000 | 27 |
-//! | `JoinableQueue`, 1 → 1, `task_done` per item, until `join` returns | 2 720 000 items/s | 77 000 | 35 |
-//! | one 100 MB item, child → parent | 0.040 s | 0.511 s | 13 |
+//! | `Queue`, 1 producer → 1 consumer | 2 500 000 items/s | 70 000 | 36 |
+//! | `Queue`, 2 producers → 2 consumers | 1 720 000 items/s | 52 000 | 33 |
+//! | `SimpleQueue`, 1 → 1 | 2 610 000 items/s | 44 000 | 59 |
+//! | `JoinableQueue`, 1 → 1, `task_done` per item, until `join` returns | 3 340 000 items/s | 44 000 | 75 |
+//! | one 100 MB item, child → parent | 0.076 s | 0.817 s | 11 |
+//!
+//! At a lighter load (3), ours reached 3.4 – 3.9 million items/s on one producer and one consumer.
 //!
 //! How the design was chosen:
 //!
