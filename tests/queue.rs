@@ -5,11 +5,12 @@
 //! Cases with child processes are written once (`common/queue_suite.rs`, `queue_suite!`) and run
 //! here under the forkserver and spawn start methods, and under fork by `tests/queue_fork.rs`.
 //!
-//! Not ported, because Rust rules them out at compile time: Q-11/Q-12 (an item that fails to
-//! pickle stops CPython's feeder thread; here `put` encodes before anything is queued and returns
-//! the error), Q-13/Q-14/SQ-02/SQ-03 (using a closed queue: `close` takes the handle, see the
-//! `compile_fail` example of `Queue::close`), Q-09 (Python's import lock), CTX-06 (a fork-context
-//! `SemLock` refused by spawn: queues here work across every start method).
+//! Q-11 becomes: `put` encodes before anything is queued and returns the error (there is no feeder
+//! thread to stop, and so no `_on_queue_feeder_error` hook: Q-12)., SQ-02 and SQ-03
+//! (using a closed queue) cannot be written: `close` takes the handle (see the `compile_fail`
+//! example of `Queue::close`). Q-09 is about Python's import lock, and CTX-06 about a fork-context
+//! `SemLock` that spawn refuses: queues here work with every start method (the suite runs under
+//! all three).
 
 mod common;
 
@@ -254,4 +255,33 @@ fn no_descriptor_leaks() {
     let before = open_fds();
     warm(&queue);
     assert_eq!(open_fds(), before);
+}
+
+/// An item whose encoding fails (Python: an unpicklable object).
+#[derive(Debug, serde::Deserialize)]
+enum Item {
+    Fine(u32),
+    Broken,
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Item::Fine(n) => serializer.serialize_newtype_variant("Item", 0, "Fine", n),
+            Item::Broken => Err(serde::ser::Error::custom("this item cannot be encoded")),
+        }
+    }
+}
+
+// an item that cannot be encoded is refused by its put (CPython: the feeder thread reports
+// it later); it takes no place in the queue, and the queue keeps working.
+#[test]
+fn an_item_that_cannot_be_encoded_is_refused_by_put() {
+    let queue: Queue<Item> = Queue::new(1).unwrap();
+    assert!(matches!(queue.put(Item::Broken), Err(Error::Codec { .. })));
+    assert!(queue.empty());
+    queue.put(Item::Fine(1)).unwrap();
+    assert_eq!(queue.qsize(), 1);
+    assert!(matches!(queue.get().unwrap(), Item::Fine(1)));
+    assert!(queue.empty());
 }
