@@ -285,3 +285,20 @@ fn an_item_that_cannot_be_encoded_is_refused_by_put() {
     assert!(matches!(queue.get().unwrap(), Item::Fine(1)));
     assert!(queue.empty());
 }
+
+// A backlog of megabytes in the default ring, drained, then more: the positions restart at the
+// beginning when the queue empties, and items keep their order across the restart.
+#[test]
+fn a_large_backlog_drains_and_the_queue_starts_over() {
+    let queue: Queue<(u32, Vec<u8>)> = Queue::new(0).unwrap();
+    for round in 0..3u32 {
+        for i in 0..20_000 {
+            queue.put((i, vec![round as u8; 100])).unwrap();
+        }
+        assert_eq!(queue.qsize(), 20_000);
+        for i in 0..20_000 {
+            assert_eq!(queue.get_nowait().unwrap(), (i, vec![round as u8; 100]));
+        }
+        assert!(queue.empty());
+    }
+}

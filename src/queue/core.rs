@@ -42,8 +42,12 @@ use super::wakeup::Sleep;
 /// through the ring (see the module documentation of `queue` for the measurements).
 pub(super) const BIG_ITEM_BYTES: usize = 128 * 1024;
 
-/// The ring's size when none is asked for.
-pub(super) const DEFAULT_CAPACITY: usize = 1 << 20;
+/// The ring's size when none is asked for: address space, used only as far as the backlog
+/// reaches (the positions restart at 0 whenever the queue empties).
+pub(super) const DEFAULT_CAPACITY: usize = 64 << 20;
+
+/// An emptied queue restarts at position 0 once past this many bytes.
+const RESTART_AFTER: u64 = 1 << 20;
 
 /// The smallest ring: room for a few inline items of the largest size.
 pub(super) const MIN_CAPACITY: usize = 4096;
@@ -311,12 +315,15 @@ impl Core {
         }
         let mut payload = vec![0u8; len];
         self.memory.read(index + HEADER, &mut payload);
-        state.commit(Counters {
-            head: position + record_size(len) as u64,
-            count: counters.count - 1,
-            taken: counters.taken + 1,
-            ..counters
-        });
+        let head = position + record_size(len) as u64;
+        let count = counters.count - 1;
+        // Emptied past the first MiB: start again at the beginning, so that the backlog decides
+        // how much of the ring's memory is ever touched (at least a MiB, where streams run).
+        let (head, tail) = match count == 0 && head >= RESTART_AFTER {
+            true => (0, 0),
+            false => (head, counters.tail),
+        };
+        state.commit(Counters { head, tail, count, taken: counters.taken + 1, ..counters });
         state.space_seq.fetch_add(1, Ordering::SeqCst);
         if kind == INLINE {
             return Ok(Ok(Some(Taken::Inline(payload, Vec::new()))));

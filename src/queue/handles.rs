@@ -137,7 +137,8 @@ pub struct Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A queue holding at most `maxsize` items (0: no limit on the count; the shared ring's
-    /// bytes, 1 MiB, still bound what waits in it, see [`with_capacity`](Self::with_capacity)).
+    /// bytes, 64 MiB of address space used only as far as the backlog reaches, still bound what
+    /// waits in it, see [`with_capacity`](Self::with_capacity)).
     #[doc(alias = "Queue")]
     pub fn new(maxsize: usize) -> Result<Self> {
         Self::with_capacity(maxsize, DEFAULT_CAPACITY)

@@ -29,13 +29,15 @@
 //!   the queue's side channel (a `SOCK_SEQPACKET` pair every handle holds); the ring holds a
 //!   24-byte record. The consumer maps the file and decodes in place. Items holding descriptors
 //!   ([`Handle`](crate::Handle), a connection, another queue) pass those on the same channel.
-//! - `maxsize` counts items; the ring (1 MiB unless [`Queue::with_capacity`] says otherwise) also
-//!   bounds the bytes waiting. An unbounded queue (`maxsize` 0) whose ring is used up makes `put`
-//!   wait as a full queue does: at most some 40 000 small items (65 000 big ones) wait in a
-//!   default ring, where CPython would grow the producer's memory without bound. Items that
-//!   travel with descriptors (big items, items holding descriptors) also wait in the side
-//!   channel's socket buffer: some 270 of them fit (`net.core.wmem_default`, 208 KiB); a put
-//!   beyond waits the same way.
+//! - `maxsize` counts items; the ring also bounds the bytes waiting. It is 64 MiB of address
+//!   space unless [`Queue::with_capacity`] says otherwise, but memory is used only as far as the
+//!   backlog reaches: the positions go back to the start when the queue empties past its first
+//!   MiB, so a queue whose consumers keep up touches about a MiB. An unbounded queue (`maxsize` 0) whose ring is
+//!   used up makes `put` wait as a full queue does: some 4 million small items wait in a default
+//!   ring, where CPython would grow the producer's memory without bound. Items that travel with
+//!   descriptors (big items, items holding descriptors) also wait in the side channel's socket
+//!   buffer: some 270 of them fit (`net.core.wmem_default`, 208 KiB); a put beyond waits the
+//!   same way.
 //!
 //! # What a killed process can lose
 //!
