@@ -60,6 +60,11 @@
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: [`wait`](Condition::wait), [`wait_for`](Condition::wait_for), [`notify`](Condition::notify), [`notify_all`](Condition::notify_all) |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `broken`, `n_waiting`; `BrokenBarrierError` | [`Barrier`]; [`Error::BrokenBarrier`] |
+//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
+//! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
+//! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
+//! | `qsize()`, `empty()`, `full()`, `close()`, `join_thread()`, `cancel_join_thread()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full), [`close`](Queue::close) (takes the handle), [`join_thread`](Queue::join_thread) and [`cancel_join_thread`](Queue::cancel_join_thread) (no feeder thread: nothing to wait for) |
+//! | `task_done()`, `join()` | [`JoinableQueue::task_done`], [`JoinableQueue::join`], [`join_timeout`](JoinableQueue::join_timeout) |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
 //! | `Manager()`, `with Manager() as m:`, `m.shutdown()` | [`Manager::start`](BaseManager::start), dropping it, [`shutdown`](BaseManager::shutdown) |
 //! | `m.dict()`, `m.list(seq)`, `m.Namespace()`, `m.Value(tc, v)`, `m.Array(tc, seq)` | [`dict`](manager::ManagerClient::dict), [`list`](manager::ManagerClient::list), [`namespace`](manager::ManagerClient::namespace), [`value`](manager::ManagerClient::value), [`array`](manager::ManagerClient::array): typed proxies ([`manager::DictProxy`], ...); [`manager::Value`] for mixed types |
@@ -101,6 +106,7 @@ mod deadline;
 mod error;
 pub mod manager;
 mod process;
+pub mod queue;
 pub mod reduction;
 mod shm;
 pub mod sync;
@@ -120,6 +126,8 @@ pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use process::{ExitReport, Process, Run, Target};
+#[cfg(not(loom))]
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};

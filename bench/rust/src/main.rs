@@ -5,6 +5,7 @@ mod codec;
 mod connection;
 mod manager;
 mod process;
+mod queue;
 mod sync;
 
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("codec", codec::run),
     ("connection", connection::run),
     ("sync", sync::run),
+    ("queue", queue::run),
     ("manager", manager::run),
 ];
 
