@@ -11,14 +11,13 @@ stops at the latest time a consumer saw its end sentinel (JoinableQueue: when th
     python3 queues.py joinable_1p1c     items/s, JoinableQueue, task_done per item, until join returns
     python3 queues.py transfer_100mb    s, one 100 MB bytes object put by a child, got by the parent
 """
-import os
 import sys
 
 # (Named `queues.py`: a `queue.py` here would shadow the standard module that multiprocessing
 # imports, for every script of this folder.)
-import multiprocessing as mp  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import multiprocessing as mp
+import statistics
+import time
 
 ITEMS = 100_000
 TRIALS = 3
