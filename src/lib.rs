@@ -90,7 +90,7 @@ mod deadline;
 mod error;
 mod process;
 pub mod reduction;
-mod shm;
+pub mod shm;
 pub mod sync;
 mod sys;
 mod wait;
@@ -107,6 +107,7 @@ pub use process::identity::{CurrentProcess, ParentProcess, current_process, pare
 pub use process::{ExitReport, Process, Run, Target};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
+pub use shm::SharedMemory;
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use wait::{Waitable, wait};
 
@@ -121,4 +122,5 @@ pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
+    pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;
 }

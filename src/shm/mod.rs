@@ -1,4 +1,17 @@
-//! Shared-memory internals: typed objects in anonymous memory files, shared between processes.
+//! Shared memory (CPython `multiprocessing.shared_memory` and `multiprocessing.sharedctypes`).
+//!
+//! - [`SharedMemory`] (`named`): a named block in `/dev/shm`, the very object CPython's
+//!   `SharedMemory` creates and attaches, with a resource tracker (`tracker`) that unlinks what
+//!   crashed creators left behind.
+//! - [`ShareableList`] (`shareable_list`): CPython's fixed-length list of mixed items, in its exact
+//!   layout, so Rust and Python processes share one list.
+//! - [`Value`], [`Array`], [`RawValue`], [`RawArray`] (`sharedctypes`): typed numbers in anonymous
+//!   shared memory, with or without a lock, given to children as arguments.
+//!
+//! Underneath all of them: [`ShmSafe`], what may live in shared memory, and `Shared<T>`, one `T` in
+//! an anonymous memory file, which the synchronization primitives use too.
+//!
+//! ## Anonymous shared objects
 //!
 //! [`Shared<T>`] puts one `T` in a memory file of its own (`memfd_create`, size sealed) and maps it.
 //! The object travels to other processes as its descriptor (inside a value, like any
@@ -25,6 +38,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Mapping};
+
+mod bytes;
+mod named;
+pub(crate) mod tracker;
+
+pub use named::{CreateOptions, SharedMemory};
 
 /// Types that may live in memory shared between processes.
 ///

@@ -8,6 +8,7 @@ mod fd;
 mod memory;
 mod poll;
 mod process;
+mod shm;
 mod socket;
 mod thread;
 
@@ -25,4 +26,5 @@ pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
     recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_recv_with_fds, try_send_with_fds,
 };
+pub(crate) use shm::{ignore_termination_signals, segment_size, shm_attach, shm_create, shm_unlink};
 pub(crate) use thread::{current_thread, thread_start_time};
