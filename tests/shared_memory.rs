@@ -266,3 +266,126 @@ fn a_block_handed_to_a_child_stays_until_the_child_ends_too() {
         assert!(!exists(&name), "{name} was left in /dev/shm");
     });
 }
+
+// ---- ShareableList (SHM-15..22, WIRE-09)
+
+use multiproc::ShareableList;
+use multiproc::shm::Item;
+
+fn seven() -> Vec<Item> {
+    vec![
+        Item::from("howdy"),
+        Item::from(b"HoWdY"),
+        Item::Float(-273.154),
+        Item::Int(100),
+        Item::None,
+        Item::Bool(true),
+        Item::Int(42),
+    ]
+}
+
+#[test]
+fn shareable_list_basics() {
+    let sl = ShareableList::new(seven()).unwrap();
+    let repr = format!("{sl:?}");
+    assert!(repr.contains(sl.name()) && repr.contains("'howdy'".trim_matches('\'')) && repr.contains("-273.154"), "{repr}");
+    assert!(matches!(sl.get(7), Err(Error::IndexOutOfRange { .. })));
+    assert!(matches!(sl.set(7, 2), Err(Error::IndexOutOfRange { .. })));
+    assert_eq!(sl.format(), "8s8sdqxxxxxx?xxxxxxxx?q");
+    assert_eq!(sl.len(), 7);
+    assert_eq!(sl.index(100).unwrap(), 3);
+    assert!(matches!(sl.index("100"), Err(Error::NotInList(_))));
+    assert_eq!(sl.get(0).unwrap(), Item::from("howdy"));
+    assert_eq!(sl.get(-2).unwrap(), Item::Bool(true));
+    assert_eq!(sl.to_vec().unwrap(), seven());
+    // Same-type writes keep the format; a str into the None slot takes that slot's 8 bytes.
+    sl.set(0, "howdy").unwrap();
+    sl.set(3, 42).unwrap();
+    sl.set(4, "some").unwrap();
+    assert_eq!(sl.format(), "8s8sdq8sxxxxxxx?q");
+    let too_long = sl.set(4, "far too many").unwrap_err();
+    assert!(too_long.to_string().contains("exceeds available storage"), "{too_long}");
+    assert_eq!(sl.get(4).unwrap(), Item::from("some"));
+    // count, with Python's equality (True == 1, but not 42).
+    assert_eq!(sl.count(42).unwrap(), 2);
+    assert_eq!(sl.count(b"HoWdY").unwrap(), 1);
+    assert_eq!(sl.count(b"adios").unwrap(), 0);
+    assert_eq!(sl.count(1).unwrap(), 1, "True == 1");
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
+fn shareable_list_utf8_limits() {
+    let sl = ShareableList::new(["seven c", "x"]).unwrap();
+    sl.set(0, "encodés").unwrap(); // 8 UTF-8 bytes fit an 8-byte slot
+    assert_eq!(sl.get(0).unwrap(), Item::from("encodés"));
+    assert_eq!(sl.get(1).unwrap(), Item::from("x"), "the neighbour is intact");
+    assert!(matches!(sl.set(0, "encodées"), Err(Error::ItemTooLarge { needed: 9, available: 8 })));
+    assert!(matches!(sl.set(0, b"123456789"), Err(Error::ItemTooLarge { .. })));
+    assert_eq!(sl.get(0).unwrap(), Item::from("encodés"));
+    // A non-ASCII string gets a slot for all its UTF-8 bytes (CPython counts code points).
+    let wide = ShareableList::new(["ééééééé"]).unwrap();
+    assert_eq!(wide.get(0).unwrap(), Item::from("ééééééé"));
+    sl.shm().unlink().unwrap();
+    wide.shm().unlink().unwrap();
+}
+
+#[test]
+fn shareable_list_copies_attaches_and_travels() {
+    let sl = ShareableList::new(seven()).unwrap();
+    let name = unique("sl_copy");
+    let copy = ShareableList::create_named(&name, sl.to_vec().unwrap()).unwrap();
+    assert_eq!(copy.name(), name);
+    assert_eq!(copy.to_vec().unwrap(), sl.to_vec().unwrap());
+    assert_eq!(copy.format(), sl.format());
+    copy.set(0, "other").unwrap();
+    assert_eq!(sl.get(0).unwrap(), Item::from("howdy"), "independent copy");
+    let same = ShareableList::attach(sl.name()).unwrap();
+    same.set(3, 7).unwrap();
+    assert_eq!(sl.get(3).unwrap(), Item::Int(7));
+    let travelled: ShareableList = travel(&sl);
+    travelled.set(3, 8).unwrap();
+    assert_eq!(sl.get(3).unwrap(), Item::Int(8));
+    copy.shm().unlink().unwrap();
+    sl.shm().unlink().unwrap();
+    assert_eq!(kind_of(&ShareableList::attach(sl.name()).unwrap_err()), ErrorKind::NotFound);
+}
+
+#[test]
+fn an_empty_shareable_list() {
+    let sl = ShareableList::new(Vec::<Item>::new()).unwrap();
+    assert_eq!(sl.len(), 0);
+    assert!(sl.is_empty());
+    assert_eq!(sl.format(), "");
+    assert_eq!(sl.count(Item::None).unwrap(), 0);
+    assert!(matches!(sl.index(Item::None), Err(Error::NotInList(_))));
+    assert_eq!(sl.shm().to_vec(), vec![0u8; 16]);
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
+fn garbage_is_not_taken_for_a_list() {
+    for garbage in [vec![0xffu8; 64], [100i64.to_ne_bytes(), [0; 8]].concat(), [1i64.to_ne_bytes(), 0i64.to_ne_bytes(), 900i64.to_ne_bytes()].concat()] {
+        let shm = SharedMemory::create(garbage.len()).unwrap();
+        shm.write_at(0, &garbage).unwrap();
+        assert!(matches!(ShareableList::attach(shm.name()), Err(Error::InvalidState(_))));
+        shm.unlink().unwrap();
+    }
+}
+
+fn set_last(name: String) {
+    let sl = ShareableList::attach(&name).unwrap();
+    sl.set(-1, -999).unwrap();
+}
+
+#[test]
+fn a_child_attaches_a_list_by_name() {
+    watchdog("a_child_attaches_a_list_by_name", WATCHDOG_SECS, || {
+        let sl = ShareableList::new(0..5).unwrap();
+        let mut child = Process::new(set_last, (sl.name().to_owned(),));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!(sl.to_vec().unwrap(), [0, 1, 2, 3, -999].map(Item::Int));
+        sl.shm().unlink().unwrap();
+    });
+}

@@ -63,19 +63,6 @@ pub(crate) fn copy_out(src: &[AtomicU8], dst: &mut [u8]) {
     }
 }
 
-/// Sets every byte of `dst` to `value`.
-pub(crate) fn fill(dst: &[AtomicU8], value: u8) {
-    let (head, count, _) = split(dst.as_ptr(), dst.len());
-    let body = head + count * WORD;
-    for cell in dst[..head].iter().chain(&dst[body..]) {
-        cell.store(value, Ordering::Relaxed);
-    }
-    let word = u64::from_ne_bytes([value; WORD]);
-    for w in words(dst, head, count) {
-        w.store(word, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +79,5 @@ mod tests {
                 assert_eq!(back, src, "start {start} len {len}");
             }
         }
-        fill(&cells[3..50], 0xab);
-        assert!(cells[3..50].iter().all(|c| c.load(Ordering::Relaxed) == 0xab));
     }
 }

@@ -41,9 +41,11 @@ use crate::sys::{self, Mapping};
 
 mod bytes;
 mod named;
+mod shareable_list;
 pub(crate) mod tracker;
 
 pub use named::{CreateOptions, SharedMemory};
+pub use shareable_list::{Item, ShareableList};
 
 /// Types that may live in memory shared between processes.
 ///
