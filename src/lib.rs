@@ -107,7 +107,7 @@ pub use process::identity::{CurrentProcess, ParentProcess, current_process, pare
 pub use process::{ExitReport, Process, Run, Target};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
-pub use shm::{ShareableList, SharedMemory};
+pub use shm::{Array, RawArray, RawValue, ShareableList, SharedMemory, Value};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use wait::{Waitable, wait};
 

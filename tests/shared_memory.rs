@@ -158,7 +158,7 @@ fn create_and_wait(outbox: Outbox, track: bool, go: Event) {
     shm.write_at(0, b"leaked").unwrap();
     let tracker = multiproc::__private::shm_tracker_pid().unwrap_or(0);
     send(&outbox, &format!("{} {tracker}", shm.name()));
-    go.wait();
+    go.wait_timeout(std::time::Duration::from_secs(20));
 }
 
 fn started(outbox: Outbox, track: bool, go: &Event) -> Process {
@@ -226,21 +226,23 @@ fn an_attaching_process_never_unlinks() {
 }
 
 /// Creates a tracked block, gives it to a grandchild that holds it until `release`, reports the
-/// name, the tracker's pid and the grandchild's pid, then waits to be killed.
+/// tracker's pid, the grandchild's pid and the name, then waits to be killed.
 fn create_and_hand_over(outbox: Outbox, release: Event, go: Event) {
     let shm = SharedMemory::create(64).unwrap();
     let name = shm.name().to_owned();
-    let mut holder = Process::new(hold_until, (shm, release));
+    let mut holder = Process::new(hold_until, (shm, release, multiproc::Handle::new(outbox.try_clone().unwrap())));
     holder.start().unwrap();
     let tracker = multiproc::__private::shm_tracker_pid().unwrap_or(0);
     send(&outbox, &format!("{tracker} {} {name}", holder.pid().unwrap()));
-    go.wait();
+    go.wait_timeout(std::time::Duration::from_secs(20));
 }
 
-fn hold_until(shm: SharedMemory, release: Event) {
+fn hold_until(shm: SharedMemory, release: Event, outbox: Outbox) {
     assert!(shm.is_tracked(), "a block received from a tracking process is tracked");
     shm.write_at(0, b"held").unwrap();
-    release.wait();
+    send(&outbox, "holding");
+    // Bounded, so that a failed test leaves no process behind.
+    release.wait_timeout(std::time::Duration::from_secs(20));
 }
 
 #[test]
@@ -251,7 +253,8 @@ fn a_block_handed_to_a_child_stays_until_the_child_ends_too() {
         let go = Event::new().unwrap();
         let mut creator = Process::new(create_and_hand_over, (outbox, release.clone(), go));
         creator.start().unwrap();
-        let message = inbox.recv(10);
+        let (first, second) = (inbox.recv(10), inbox.recv(10));
+        let message = if first == "holding" { second } else { first };
         let fields: Vec<&str> = message.split(' ').collect();
         let (tracker, holder): (i32, i32) = (fields[0].parse().unwrap(), fields[1].parse().unwrap());
         let name = fields[2].to_owned();
@@ -387,5 +390,166 @@ fn a_child_attaches_a_list_by_name() {
         assert_eq!(child.join().unwrap(), 0);
         assert_eq!(sl.to_vec().unwrap(), [0, 1, 2, 3, -999].map(Item::Int));
         sl.shm().unlink().unwrap();
+    });
+}
+
+// ---- Value, Array, RawValue, RawArray (VAL-01, VAL-02, ARR-01..03, SCT-01)
+
+use multiproc::{Array, Lock, RawArray, RawValue, Value};
+
+#[allow(clippy::type_complexity)]
+fn set_values(
+    values: (Value<i32>, Value<f64>, Value<i16>, Value<i64>, Value<u8>),
+    raw: (RawValue<i32>, RawValue<f64>, RawValue<i64>),
+) {
+    values.0.set(24234).unwrap();
+    values.1.set(-4.25).unwrap();
+    values.2.set(234).unwrap();
+    values.3.set(1 << 34).unwrap();
+    values.4.set(b'y').unwrap();
+    raw.0.set(24234);
+    raw.1.set(-4.25);
+    raw.2.set(1 << 34);
+}
+
+#[test]
+fn values_set_by_a_child_are_seen_by_the_parent() {
+    watchdog("values_set_by_a_child_are_seen_by_the_parent", WATCHDOG_SECS, || {
+        let values = (
+            Value::new(4343i32).unwrap(),
+            Value::new(3.625f64).unwrap(),
+            Value::new(-232i16).unwrap(),
+            Value::new(1i64 << 33).unwrap(),
+            Value::new(b'x').unwrap(),
+        );
+        let raw = (RawValue::new(4343i32).unwrap(), RawValue::new(3.625f64).unwrap(), RawValue::new(1i64 << 33).unwrap());
+        assert_eq!((values.0.get().unwrap(), values.1.get().unwrap(), values.2.get().unwrap()), (4343, 3.625, -232));
+        assert_eq!((values.3.get().unwrap(), values.4.get().unwrap()), (1 << 33, b'x'));
+        let mut child = Process::new(set_values, (values.clone(), raw.clone()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!((values.0.get().unwrap(), values.1.get().unwrap(), values.2.get().unwrap()), (24234, -4.25, 234));
+        assert_eq!((values.3.get().unwrap(), values.4.get().unwrap()), (1 << 34, b'y'));
+        assert_eq!((raw.0.get(), raw.1.get(), raw.2.get()), (24234, -4.25, 1 << 34));
+    });
+}
+
+#[test]
+fn get_lock_and_get_obj() {
+    let v = Value::new(5i32).unwrap();
+    assert!(!v.get_lock().locked());
+    assert_eq!(v.get_obj().get(), 5);
+    let lock = Lock::new().unwrap();
+    let with_lock = Value::with_lock(RawValue::new(5i32).unwrap(), lock.clone()).unwrap();
+    let guard = with_lock.acquire().unwrap();
+    assert!(lock.locked(), "the value's lock is the lock given");
+    guard.set(6);
+    drop(guard);
+    assert_eq!(with_lock.get().unwrap(), 6);
+    let arr = Array::with_lock(RawArray::<i32>::new(3).unwrap(), lock.clone()).unwrap();
+    let _held = arr.acquire().unwrap();
+    assert!(lock.locked());
+}
+
+fn prefix_sum(arr: Array<i32>, raw: RawArray<i32>) {
+    let guard = arr.acquire().unwrap();
+    for i in 1..guard.len() {
+        guard.set(i, guard.get(i).unwrap() + guard.get(i - 1).unwrap()).unwrap();
+    }
+    for i in 1..raw.len() {
+        raw.set(i, raw.get(i).unwrap() + raw.get(i - 1).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn arrays_index_slice_and_are_changed_by_a_child() {
+    watchdog("arrays_index_slice_and_are_changed_by_a_child", WATCHDOG_SECS, || {
+        let seq = [681, 626, 934, 821, 150, 233, 548, 982, 714, 831];
+        let arr = Array::from_slice(&seq).unwrap();
+        let raw = RawArray::from_slice(&seq).unwrap();
+        assert_eq!(arr.len(), 10);
+        assert_eq!(arr.get(3).unwrap(), 821);
+        assert_eq!(arr.read(2..7).unwrap(), &seq[2..7]);
+        assert!(matches!(arr.get(10), Err(Error::IndexOutOfRange { .. })));
+        assert!(matches!(arr.write(8, &[1, 2, 3]), Err(Error::IndexOutOfRange { .. })));
+        arr.write(2, &[1, 2, 3, 4, 5]).unwrap();
+        arr.write(2, &seq[2..7]).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), seq);
+        let mut child = Process::new(prefix_sum, (arr.clone(), raw.clone()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        let expected: Vec<i32> = seq.iter().scan(0, |sum, x| Some(*sum + x).inspect(|s| *sum = *s)).collect();
+        assert_eq!(arr.to_vec().unwrap(), expected);
+        assert_eq!(raw.to_vec(), expected);
+    });
+}
+
+#[test]
+fn new_arrays_are_zero_filled() {
+    for _ in 0..3 {
+        let arr = Array::<i32>::new(10).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), [0; 10]);
+        arr.write(0, &(0..10).collect::<Vec<_>>()).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+    }
+    assert!(RawArray::<f64>::new(0).unwrap().is_empty());
+}
+
+fn double(v: Value<f64>, arr: Array<f64>, counter: RawValue<u64>) {
+    v.update(|x| x * 2.0).unwrap();
+    let guard = arr.acquire().unwrap();
+    let doubled: Vec<f64> = guard.to_vec().iter().map(|x| x * 2.0).collect();
+    guard.write(0, &doubled).unwrap();
+    counter.cell().fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_child_doubles_shared_numbers() {
+    watchdog("a_child_doubles_shared_numbers", WATCHDOG_SECS, || {
+        let v = Value::new(1.5f64).unwrap();
+        let arr = Array::from_slice(&(0..10).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let mut children: Vec<Process> =
+            (0..2).map(|_| Process::new(double, (v.clone(), arr.clone(), counter.clone()))).collect();
+        for child in &mut children {
+            child.start().unwrap();
+        }
+        for child in &mut children {
+            assert_eq!(child.join().unwrap(), 0);
+        }
+        assert_eq!(v.get().unwrap(), 6.0);
+        assert_eq!(arr.to_vec().unwrap(), (0..10).map(|x| f64::from(x) * 4.0).collect::<Vec<_>>());
+        assert_eq!(counter.get(), 2);
+    });
+}
+
+/// Takes the value's lock and waits to be killed inside the critical section.
+fn die_holding(v: Value<i64>, outbox: Outbox) {
+    let guard = v.acquire().unwrap();
+    guard.set(-1);
+    send(&outbox, "holding");
+    std::thread::park_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_holder_killed_inside_the_lock_is_reported() {
+    watchdog("a_holder_killed_inside_the_lock_is_reported", WATCHDOG_SECS, || {
+        let v = Value::new(7i64).unwrap();
+        let (inbox, outbox) = channel();
+        let mut child = Process::new(die_holding, (v.clone(), outbox));
+        child.start().unwrap();
+        assert_eq!(inbox.recv(10), "holding");
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(matches!(v.get(), Err(Error::OwnerDied { .. })));
+        match v.acquire() {
+            Err(multiproc::sync::AcquireError::OwnerDied(died)) => {
+                let guard = died.recover();
+                assert_eq!(guard.get(), -1, "the half-done update is visible");
+                guard.set(7);
+            }
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+        assert_eq!(v.get().unwrap(), 7);
     });
 }

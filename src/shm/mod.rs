@@ -32,7 +32,9 @@ use std::mem::{align_of, needs_drop, size_of};
 use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -42,10 +44,12 @@ use crate::sys::{self, Mapping};
 mod bytes;
 mod named;
 mod shareable_list;
+mod sharedctypes;
 pub(crate) mod tracker;
 
 pub use named::{CreateOptions, SharedMemory};
 pub use shareable_list::{Item, ShareableList};
+pub use sharedctypes::{Array, ArrayGuard, Element, RawArray, RawValue, SyncLock, Value, ValueGuard};
 
 /// Types that may live in memory shared between processes.
 ///
@@ -74,6 +78,7 @@ macro_rules! shm_safe {
 
 shm_safe!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64, usize, isize);
 shm_safe!(AtomicU8, AtomicU32, AtomicU64, AtomicI32, AtomicI64, AtomicUsize);
+shm_safe!(AtomicI8, AtomicU16, AtomicI16, AtomicIsize);
 
 // SAFETY: an array of `ShmSafe` elements keeps every property of its elements.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
@@ -88,6 +93,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"multipro");
 struct Header {
     magic: AtomicU64,
     type_tag: AtomicU64,
+    /// The number of elements, for a [`SharedCells`] (unused by [`Shared`]).
+    len: AtomicU64,
 }
 
 /// Compile-time layout checks for `T` (evaluated when `Shared<T>` is used).
@@ -162,7 +169,7 @@ impl<T: ShmSafe> Shared<T> {
     }
 }
 
-fn not_a<T>(what: &str) -> Error {
+fn not_a<T: ?Sized>(what: &str) -> Error {
     Error::InvalidState(format!(
         "the shared object received is not a {}: {what}; were sender and receiver built from the same program?",
         std::any::type_name::<T>()
@@ -203,6 +210,96 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let fd: OwnedFd = crate::handle::deserialize(deserializer)?;
         Shared::attach(fd).map_err(crate::reduction::decode_failure)
+    }
+}
+
+/// A run of `len` cells of `C` in a memory file of its own (the storage of the sharedctypes):
+/// the same header as [`Shared`], with the length, then the cells. Cloning shares the mapping.
+pub(crate) struct SharedCells<C: ShmSafe> {
+    mapping: Arc<Mapping>,
+    fd: Arc<OwnedFd>,
+    len: usize,
+    cells: PhantomData<C>,
+}
+
+impl<C: ShmSafe> SharedCells<C> {
+    /// `len` zero-filled cells.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        let () = Layout::<C>::CHECKED;
+        let bytes = size_of::<C>().checked_mul(len).and_then(|b| b.checked_add(OBJECT_OFFSET));
+        let bytes = bytes.ok_or_else(|| Error::InvalidState(format!("{len} elements do not fit in memory")))?;
+        let fd = sys::memfd_sealed("multiproc-array", bytes).context("create shared memory")?;
+        let mapping = Mapping::new(fd.as_fd(), bytes).context("map shared memory")?;
+        let cells: Self = SharedCells { mapping: Arc::new(mapping), fd: Arc::new(fd), len, cells: PhantomData };
+        let header = cells.header();
+        header.type_tag.store(type_tag::<[C; 0]>(), std::sync::atomic::Ordering::Relaxed);
+        header.len.store(len as u64, std::sync::atomic::Ordering::Relaxed);
+        header.magic.store(MAGIC, std::sync::atomic::Ordering::Release);
+        Ok(cells)
+    }
+
+    /// Maps a memory file received from another process, checking that it holds cells of `C`.
+    fn attach(fd: OwnedFd) -> Result<Self> {
+        let () = Layout::<C>::CHECKED;
+        let size = match sys::sealed_size(fd.as_fd()).context("inspect shared memory")? {
+            Some(size) if size >= OBJECT_OFFSET => size,
+            _ => return Err(not_a::<[C]>("a memory file of another size, or not sealed")),
+        };
+        let mapping = Mapping::new(fd.as_fd(), size).context("map shared memory")?;
+        let mut cells: Self = SharedCells { mapping: Arc::new(mapping), fd: Arc::new(fd), len: 0, cells: PhantomData };
+        let header = cells.header();
+        if header.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
+            return Err(not_a::<[C]>("no multiproc header"));
+        }
+        if header.type_tag.load(std::sync::atomic::Ordering::Relaxed) != type_tag::<[C; 0]>() {
+            return Err(not_a::<[C]>("an object of another type"));
+        }
+        let len = usize::try_from(header.len.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if len.checked_mul(size_of::<C>()).and_then(|b| b.checked_add(OBJECT_OFFSET)).is_none_or(|b| b > size) {
+            return Err(not_a::<[C]>("a length past the end of the memory file"));
+        }
+        cells.len = len;
+        Ok(cells)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: as in `Shared::header`: the first `OBJECT_OFFSET` bytes are the header, valid
+        // when zero, mapped while `self` holds the `Arc<Mapping>`.
+        unsafe { self.mapping.as_ptr().cast::<Header>().as_ref() }
+    }
+
+    /// The cells.
+    pub(crate) fn cells(&self) -> &[C] {
+        // SAFETY: the mapping holds `OBJECT_OFFSET + len * size_of::<C>()` bytes (checked at
+        // creation and attachment), aligned for `C` (page-aligned start, 64-byte offset, checked
+        // by `Layout`), valid `C`s (zero-filled, then only changed through `&C`, which `ShmSafe`
+        // makes sound), mapped as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.mapping.as_ptr().add(OBJECT_OFFSET).cast::<C>().as_ptr(), self.len) }
+    }
+}
+
+impl<C: ShmSafe> Clone for SharedCells<C> {
+    fn clone(&self) -> Self {
+        SharedCells { mapping: Arc::clone(&self.mapping), fd: Arc::clone(&self.fd), len: self.len, cells: PhantomData }
+    }
+}
+
+impl<C: ShmSafe> fmt::Debug for SharedCells<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedCells").field("type", &std::any::type_name::<C>()).field("len", &self.len).finish()
+    }
+}
+
+impl<C: ShmSafe> Serialize for SharedCells<C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::handle::serialize(&*self.fd, serializer)
+    }
+}
+
+impl<'de, C: ShmSafe> Deserialize<'de> for SharedCells<C> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let fd: OwnedFd = crate::handle::deserialize(deserializer)?;
+        SharedCells::attach(fd).map_err(crate::reduction::decode_failure)
     }
 }
 
