@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -34,7 +35,7 @@ enum Tracking {
 /// [`create_named`](Self::create_named); [`options`](Self::options) for more), or
 /// [`attach`](Self::attach) to an existing one by name. A `SharedMemory` is also a value: given to
 /// a child as a [`Process`](crate::Process) argument (or sent through a
-/// [`Connection`](crate::Connection)), it arrives mapped.
+/// [`Connection`](crate::Connection)), it arrives mapped. Cloning shares this process's mapping.
 ///
 /// # Lifetime
 ///
@@ -77,12 +78,13 @@ enum Tracking {
 /// # }
 /// ```
 #[doc(alias = "shared_memory.SharedMemory")]
+#[derive(Clone)]
 pub struct SharedMemory {
     /// The name without the leading `/` (CPython's `.name`).
     name: String,
     size: usize,
-    mapping: Mapping,
-    fd: OwnedFd,
+    mapping: Arc<Mapping>,
+    fd: Arc<OwnedFd>,
     tracking: Tracking,
 }
 
@@ -206,7 +208,7 @@ impl SharedMemory {
 
     fn map(name: String, fd: OwnedFd, size: usize, tracking: Tracking) -> Result<SharedMemory> {
         let mapping = Mapping::new(fd.as_fd(), size).map_err(|e| shm_error("map", &name, e))?;
-        Ok(SharedMemory { name, size, mapping, fd, tracking })
+        Ok(SharedMemory { name, size, mapping: Arc::new(mapping), fd: Arc::new(fd), tracking })
     }
 
     fn path(&self) -> String {
@@ -331,13 +333,14 @@ impl SharedMemory {
         Ok(())
     }
 
-    /// Unmaps the block in this process (CPython `close()`); the same as dropping it.
+    /// Unmaps the block in this process (CPython `close()`) once every clone of this handle is
+    /// closed or dropped; the same as dropping it.
     pub fn close(self) {}
 }
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SharedMemory({:?}, size={})", self.name, self.size)
+        write!(f, "SharedMemory('{}', size={})", self.name, self.size)
     }
 }
 
@@ -367,7 +370,7 @@ impl Serialize for SharedMemory {
             Tracking::Created => tracker::hand_over(&self.path(), None),
             Tracking::Received(link) => tracker::hand_over(&self.path(), Some(link)),
         };
-        WireOut { name: &self.name, fd: &self.fd, tracker: tracker.map(Handle::new) }.serialize(serializer)
+        WireOut { name: &self.name, fd: &*self.fd, tracker: tracker.map(Handle::new) }.serialize(serializer)
     }
 }
 

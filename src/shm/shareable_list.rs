@@ -117,8 +117,18 @@ impl fmt::Display for Item {
             Item::Bool(true) => f.write_str("True"),
             Item::Bool(false) => f.write_str("False"),
             Item::None => f.write_str("None"),
-            Item::Str(s) => write!(f, "{s:?}"),
-            Item::Bytes(b) => write!(f, "b{:?}", String::from_utf8_lossy(b)),
+            Item::Str(s) => write!(f, "'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+            Item::Bytes(b) => {
+                f.write_str("b'")?;
+                for &byte in b {
+                    match byte {
+                        b'\\' | b'\'' => write!(f, "\\{}", byte as char)?,
+                        0x20..=0x7e => write!(f, "{}", byte as char)?,
+                        _ => write!(f, "\\x{byte:02x}")?,
+                    }
+                }
+                f.write_str("'")
+            }
         }
     }
 }
@@ -166,7 +176,8 @@ impl<T: Into<Item>> From<Option<T>> for Item {
 /// Items can be replaced (by any type; a `str` or `bytes` must fit the slot it was created with),
 /// not added or removed. Like CPython's, the list has no lock: a reader racing a writer of the
 /// same slot may see a mix of old and new (never undefined behaviour: the bytes are atomics).
-/// Guard multi-step updates with a [`Lock`](crate::Lock).
+/// Guard multi-step updates with a [`Lock`](crate::Lock). Cloning shares this process's mapping;
+/// give a clone to a child as an argument and it arrives attached.
 ///
 /// # Examples
 ///
@@ -186,6 +197,7 @@ impl<T: Into<Item>> From<Option<T>> for Item {
 /// # }
 /// ```
 #[doc(alias = "shared_memory.ShareableList")]
+#[derive(Clone)]
 pub struct ShareableList {
     shm: SharedMemory,
     len: usize,
@@ -438,7 +450,7 @@ impl fmt::Debug for ShareableList {
             Ok(items) => items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             Err(e) => format!("<{e}>"),
         };
-        write!(f, "ShareableList([{items}], name={:?})", self.name())
+        write!(f, "ShareableList([{items}], name='{}')", self.name())
     }
 }
 
