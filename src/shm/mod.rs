@@ -269,6 +269,7 @@ impl<C: ShmSafe> SharedCells<C> {
     }
 
     /// The cells.
+    #[inline]
     pub(crate) fn cells(&self) -> &[C] {
         // SAFETY: the mapping holds `OBJECT_OFFSET + len * size_of::<C>()` bytes (checked at
         // creation and attachment), aligned for `C` (page-aligned start, 64-byte offset, checked

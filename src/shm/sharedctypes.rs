@@ -46,9 +46,11 @@ macro_rules! integer_element {
         impl sealed::Sealed for $t {}
         impl Element for $t {
             type Cell = $cell;
+            #[inline]
             fn load(cell: &$cell) -> $t {
                 cell.load(Ordering::Relaxed)
             }
+            #[inline]
             fn store(cell: &$cell, value: $t) {
                 cell.store(value, Ordering::Relaxed)
             }
@@ -66,9 +68,11 @@ macro_rules! float_element {
         impl sealed::Sealed for $t {}
         impl Element for $t {
             type Cell = $cell;
+            #[inline]
             fn load(cell: &$cell) -> $t {
                 <$t>::from_bits(cell.load(Ordering::Relaxed))
             }
+            #[inline]
             fn store(cell: &$cell, value: $t) {
                 cell.store(value.to_bits(), Ordering::Relaxed)
             }
@@ -161,6 +165,7 @@ impl<T: Element> RawArray<T> {
     }
 
     /// The number of elements.
+    #[inline]
     pub fn len(&self) -> usize {
         self.cells.cells().len()
     }
@@ -171,6 +176,7 @@ impl<T: Element> RawArray<T> {
     }
 
     /// The atomic cells, for operations beyond load and store.
+    #[inline]
     pub fn cells(&self) -> &[T::Cell] {
         self.cells.cells()
     }
@@ -180,6 +186,7 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     ///
     /// [`Error::IndexOutOfRange`].
+    #[inline]
     pub fn get(&self, index: usize) -> Result<T> {
         self.cells().get(index).map(T::load).ok_or(Error::IndexOutOfRange { index: index as i64, len: self.len() })
     }
@@ -189,6 +196,7 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     ///
     /// [`Error::IndexOutOfRange`].
+    #[inline]
     pub fn set(&self, index: usize, value: T) -> Result<()> {
         let cell = self.cells().get(index).ok_or(Error::IndexOutOfRange { index: index as i64, len: self.len() })?;
         T::store(cell, value);
@@ -211,6 +219,7 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     ///
     /// [`Error::IndexOutOfRange`] if they do not fit; nothing is written then.
+    #[inline]
     pub fn write(&self, start: usize, values: &[T]) -> Result<()> {
         let end = start.checked_add(values.len()).filter(|&end| end <= self.len());
         if end.is_none() {
@@ -220,6 +229,7 @@ impl<T: Element> RawArray<T> {
         Ok(())
     }
 
+    #[inline]
     fn write_unchecked(&self, start: usize, values: &[T]) {
         for (cell, &value) in self.cells()[start..].iter().zip(values) {
             T::store(cell, value);
@@ -267,16 +277,19 @@ impl<T: Element> RawValue<T> {
     }
 
     /// The value (CPython `.value`).
+    #[inline]
     pub fn get(&self) -> T {
         T::load(self.cell())
     }
 
     /// Sets the value (CPython `.value = value`).
+    #[inline]
     pub fn set(&self, value: T) {
         T::store(self.cell(), value)
     }
 
     /// The atomic cell.
+    #[inline]
     pub fn cell(&self) -> &T::Cell {
         &self.array.cells()[0]
     }
@@ -349,6 +362,7 @@ impl<T: Element, L: SyncLock> Guard for ArrayGuard<'_, T, L> {
 }
 
 /// Acquires `lock` for `raw`.
+#[inline]
 fn locked<'a, T: Element, L: SyncLock>(raw: &'a RawArray<T>, lock: &'a L) -> AcquireResult<ArrayGuard<'a, T, L>> {
     let wrap = |guard| ArrayGuard { raw, _guard: guard };
     lock.acquire_guard().map(wrap).map_err(|e| e.map_guard(wrap))
@@ -383,11 +397,13 @@ impl<T: Element, L: SyncLock> Array<T, L> {
     }
 
     /// Takes the lock and holds it until the guard is dropped (CPython `with arr.get_lock():`).
+    #[inline]
     pub fn acquire(&self) -> AcquireResult<ArrayGuard<'_, T, L>> {
         locked(&self.raw, &self.lock)
     }
 
     /// The number of elements (no lock needed: it never changes).
+    #[inline]
     pub fn len(&self) -> usize {
         self.raw.len()
     }
@@ -398,11 +414,13 @@ impl<T: Element, L: SyncLock> Array<T, L> {
     }
 
     /// Element `index`, under the lock.
+    #[inline]
     pub fn get(&self, index: usize) -> Result<T> {
         self.acquire()?.get(index)
     }
 
     /// Sets element `index`, under the lock.
+    #[inline]
     pub fn set(&self, index: usize, value: T) -> Result<()> {
         self.acquire()?.set(index, value)
     }
@@ -413,6 +431,7 @@ impl<T: Element, L: SyncLock> Array<T, L> {
     }
 
     /// Writes `values` from `start` on, under the lock.
+    #[inline]
     pub fn write(&self, start: usize, values: &[T]) -> Result<()> {
         self.acquire()?.write(start, values)
     }
@@ -459,11 +478,13 @@ pub struct ValueGuard<'a, T: Element, L: SyncLock> {
 
 impl<T: Element, L: SyncLock> ValueGuard<'_, T, L> {
     /// The value.
+    #[inline]
     pub fn get(&self) -> T {
         T::load(&self.inner.cells()[0])
     }
 
     /// Sets the value.
+    #[inline]
     pub fn set(&self, value: T) {
         T::store(&self.inner.cells()[0], value)
     }
@@ -507,6 +528,7 @@ impl<T: Element, L: SyncLock> Value<T, L> {
     }
 
     /// Takes the lock and holds it until the guard is dropped.
+    #[inline]
     pub fn acquire(&self) -> AcquireResult<ValueGuard<'_, T, L>> {
         self.array.acquire().map(|inner| ValueGuard { inner }).map_err(|e| e.map_guard(|inner| ValueGuard { inner }))
     }
@@ -517,6 +539,7 @@ impl<T: Element, L: SyncLock> Value<T, L> {
     }
 
     /// Sets the value, under the lock (CPython `.value = value`).
+    #[inline]
     pub fn set(&self, value: T) -> Result<()> {
         self.acquire()?.set(value);
         Ok(())
