@@ -141,7 +141,8 @@ fn children_write_by_name_and_by_value() {
         child.start().unwrap();
         assert_eq!(child.join().unwrap(), 0);
         assert_eq!(&shm.to_vec()[..7], b"by name");
-        let mut child = Process::new(write_received, (SharedMemory::attach(shm.name()).unwrap(), "by value".to_owned()));
+        let mut child =
+            Process::new(write_received, (SharedMemory::attach(shm.name()).unwrap(), "by value".to_owned()));
         child.start().unwrap();
         assert_eq!(child.join().unwrap(), 0);
         assert_eq!(&shm.to_vec()[..8], b"by value");
@@ -291,7 +292,10 @@ fn seven() -> Vec<Item> {
 fn shareable_list_basics() {
     let sl = ShareableList::new(seven()).unwrap();
     let repr = format!("{sl:?}");
-    assert!(repr.contains(sl.name()) && repr.contains("'howdy'".trim_matches('\'')) && repr.contains("-273.154"), "{repr}");
+    assert!(
+        repr.contains(sl.name()) && repr.contains("'howdy'".trim_matches('\'')) && repr.contains("-273.154"),
+        "{repr}"
+    );
     assert!(matches!(sl.get(7), Err(Error::IndexOutOfRange { .. })));
     assert!(matches!(sl.set(7, 2), Err(Error::IndexOutOfRange { .. })));
     assert_eq!(sl.format(), "8s8sdqxxxxxx?xxxxxxxx?q");
@@ -368,7 +372,11 @@ fn an_empty_shareable_list() {
 
 #[test]
 fn garbage_is_not_taken_for_a_list() {
-    for garbage in [vec![0xffu8; 64], [100i64.to_ne_bytes(), [0; 8]].concat(), [1i64.to_ne_bytes(), 0i64.to_ne_bytes(), 900i64.to_ne_bytes()].concat()] {
+    for garbage in [
+        vec![0xffu8; 64],
+        [100i64.to_ne_bytes(), [0; 8]].concat(),
+        [1i64.to_ne_bytes(), 0i64.to_ne_bytes(), 900i64.to_ne_bytes()].concat(),
+    ] {
         let shm = SharedMemory::create(garbage.len()).unwrap();
         shm.write_at(0, &garbage).unwrap();
         assert!(matches!(ShareableList::attach(shm.name()), Err(Error::InvalidState(_))));
@@ -422,7 +430,8 @@ fn values_set_by_a_child_are_seen_by_the_parent() {
             Value::new(1i64 << 33).unwrap(),
             Value::new(b'x').unwrap(),
         );
-        let raw = (RawValue::new(4343i32).unwrap(), RawValue::new(3.625f64).unwrap(), RawValue::new(1i64 << 33).unwrap());
+        let raw =
+            (RawValue::new(4343i32).unwrap(), RawValue::new(3.625f64).unwrap(), RawValue::new(1i64 << 33).unwrap());
         assert_eq!((values.0.get().unwrap(), values.1.get().unwrap(), values.2.get().unwrap()), (4343, 3.625, -232));
         assert_eq!((values.3.get().unwrap(), values.4.get().unwrap()), (1 << 33, b'x'));
         let mut child = Process::new(set_values, (values.clone(), raw.clone()));

@@ -129,14 +129,18 @@ impl CreateOptions {
         };
         let tracking = if self.track { Tracking::Created } else { Tracking::Off };
         let shm = SharedMemory::map(name, fd, size, Tracking::Off)?;
-        if let Tracking::Created = tracking {
-            if let Err(e) = tracker::register(&shm.path()) {
-                let _ = sys::shm_unlink(&shm.path());
-                return Err(e);
-            }
+        let registered = if self.track { register(&shm) } else { Ok(()) };
+        if let Err(e) = registered {
+            let _ = sys::shm_unlink(&shm.path());
+            return Err(e);
         }
         Ok(SharedMemory { tracking, ..shm })
     }
+}
+
+/// Registers a block this process created with the resource tracker.
+fn register(shm: &SharedMemory) -> Result<()> {
+    tracker::register(&shm.path())
 }
 
 /// Creates a block under a fresh random name, retrying while the name is taken.
@@ -370,7 +374,7 @@ impl Serialize for SharedMemory {
             Tracking::Created => tracker::hand_over(&self.path(), None),
             Tracking::Received(link) => tracker::hand_over(&self.path(), Some(link)),
         };
-        WireOut { name: &self.name, fd: &*self.fd, tracker: tracker.map(Handle::new) }.serialize(serializer)
+        WireOut { name: &self.name, fd: &self.fd, tracker: tracker.map(Handle::new) }.serialize(serializer)
     }
 }
 
@@ -378,7 +382,8 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let wire = WireIn::deserialize(deserializer)?;
-        let size = sys::segment_size(wire.fd.as_fd()).map_err(|e| D::Error::custom(shm_error("inspect", &wire.name, e)))?;
+        let size =
+            sys::segment_size(wire.fd.as_fd()).map_err(|e| D::Error::custom(shm_error("inspect", &wire.name, e)))?;
         let tracking = match wire.tracker {
             Some(link) => Tracking::Received(tracker::adopt(link.into_inner())),
             None => Tracking::Off,

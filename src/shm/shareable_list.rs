@@ -253,11 +253,16 @@ impl ShareableList {
 
     /// Reads the list's shape from a block.
     fn from_shm(shm: SharedMemory) -> Result<ShareableList> {
-        let bad = |what: &str| Error::InvalidState(format!("block {:?} does not hold a ShareableList: {what}", shm.name()));
+        let bad =
+            |what: &str| Error::InvalidState(format!("block {:?} does not hold a ShareableList: {what}", shm.name()));
         let mut word = [0u8; SLOT];
         shm.read_at(0, &mut word).map_err(|_| bad("too small"))?;
         let n = usize::try_from(i64::from_ne_bytes(word)).map_err(|_| bad("negative length"))?;
-        let data = n.checked_add(2).and_then(|k| k.checked_mul(SLOT)).filter(|&d| d <= shm.size()).ok_or_else(|| bad("length too large"))?;
+        let data = n
+            .checked_add(2)
+            .and_then(|k| k.checked_mul(SLOT))
+            .filter(|&d| d <= shm.size())
+            .ok_or_else(|| bad("length too large"))?;
         let mut offsets = Vec::with_capacity(n + 1);
         for k in 0..=n {
             shm.read_at(SLOT * (k + 1), &mut word).map_err(|_| bad("offsets cut short"))?;

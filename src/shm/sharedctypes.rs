@@ -557,7 +557,10 @@ impl<T: Element, L: SyncLock> Value<T, L> {
 
 impl<T: Element, L: SyncLock> fmt::Debug for Value<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value").field("value", &T::load(&self.array.raw.cells()[0])).field("lock", &self.array.lock).finish()
+        f.debug_struct("Value")
+            .field("value", &T::load(&self.array.raw.cells()[0]))
+            .field("lock", &self.array.lock)
+            .finish()
     }
 }
 

@@ -66,7 +66,9 @@ impl<G> AcquireError<G> {
     /// The same error around another guard (for types that wrap a lock's guard in their own).
     pub(crate) fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> AcquireError<H> {
         match self {
-            AcquireError::OwnerDied(died) => AcquireError::OwnerDied(OwnerDied { guard: f(died.guard), thread: died.thread }),
+            AcquireError::OwnerDied(died) => {
+                AcquireError::OwnerDied(OwnerDied { guard: f(died.guard), thread: died.thread })
+            }
             AcquireError::WouldBlock => AcquireError::WouldBlock,
             AcquireError::Timeout(t) => AcquireError::Timeout(t),
             AcquireError::WouldDeadlock => AcquireError::WouldDeadlock,

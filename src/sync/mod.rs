@@ -42,11 +42,11 @@ pub(crate) mod spin;
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
+pub(crate) use lock::sealed as guard_sealed;
 pub use lock::{
     AcquireError, AcquireResult, Guard, Lock, LockGuard, OWNER_CHECK_INTERVAL, OwnerDied, RLock, RLockGuard,
 };
 pub use semaphore::{BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard};
-pub(crate) use lock::sealed as guard_sealed;
 
 /// Compile-time promises: the primitives can be shared with threads and sent to processes; their
 /// guards stay on the thread that acquired (the lock records that thread as its owner); the shared

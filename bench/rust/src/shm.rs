@@ -96,7 +96,14 @@ fn transfer_256mib() -> f64 {
 fn memcpy_once(src: &[u8], dst: &mut [u8]) -> f64 {
     // SAFETY: a fresh anonymous shared mapping of SIZE bytes, unmapped below.
     let map = unsafe {
-        libc::mmap(std::ptr::null_mut(), SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(map, libc::MAP_FAILED, "mmap");
     let start = monotonic_ns();
