@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -61,6 +61,15 @@ enum Tracking {
 ///
 /// Another process could shrink the file (`ftruncate`); touching the mapping past the new end
 /// then raises `SIGBUS`. Neither this crate nor CPython ever resizes a segment after creating it.
+///
+/// # With CPython
+///
+/// The block is the file `/dev/shm/<name>` (mode 0600), opened as CPython opens it (`shm_open` of
+/// `/<name>`), so either side attaches to what the other created. Mind CPython's own tracker: a
+/// Python process that attaches registers the block with it (before 3.13 always, since unless
+/// `track=False`), and unlinks it when that Python program ends. A Python process that only uses a
+/// block Rust owns should call `resource_tracker.unregister(shm._name, "shared_memory")` after
+/// attaching (or pass `track=False` on 3.13+).
 ///
 /// # Examples
 ///
@@ -143,10 +152,26 @@ fn register(shm: &SharedMemory) -> Result<()> {
     tracker::register(&shm.path())
 }
 
+/// Four random bytes for a name, from a pool filled by one `getrandom` per 16 names; emptied in a
+/// forked child, so that parent and child never draw the same bytes.
+fn random_name_bytes() -> Result<[u8; 4]> {
+    static POOL: Mutex<(u32, Vec<[u8; 4]>)> = Mutex::new((0, Vec::new()));
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    let generation = tracker::fork_generation();
+    if pool.0 != generation {
+        *pool = (generation, Vec::new());
+    }
+    if pool.1.is_empty() {
+        let fresh = sys::random_bytes::<64>().map_err(|e| Error::io("draw a random name", e))?;
+        pool.1.extend(fresh.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]));
+    }
+    Ok(pool.1.pop().unwrap_or_default())
+}
+
 /// Creates a block under a fresh random name, retrying while the name is taken.
 fn create_random(size: usize) -> Result<(String, OwnedFd)> {
     loop {
-        let random = sys::random_bytes::<4>().map_err(|e| Error::io("draw a random name", e))?;
+        let random = random_name_bytes()?;
         let name = format!("{NAME_PREFIX}{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
         match sys::shm_create(&format!("/{name}"), size) {
             Ok(fd) => return Ok((name, fd)),

@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::bytes;
@@ -129,8 +129,8 @@ impl Table {
 /// This process's side: its default connection, its table, and where each name is registered.
 #[derive(Debug, Default)]
 struct Client {
-    /// The process this state belongs to (a forked child starts its own).
-    pid: u32,
+    /// The value of [`FORKS`] when this state was made (a forked child starts its own).
+    forks: u32,
     default: Option<Link>,
     table: Option<Table>,
     slots: HashMap<String, usize>,
@@ -146,15 +146,35 @@ struct Client {
 
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
+/// How many times this process's line of ancestors forked since the client state was made
+/// (bumped in the child by a `pthread_atfork` handler): a forked child starts a client of its own.
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many forks separate this process from the one that first asked (changes in a forked
+/// child), for per-process state that a child must not share with its parent.
+pub(crate) fn fork_generation() -> u32 {
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    WATCH.call_once(|| {
+        if let Err(e) = sys::on_fork_child(forked) {
+            tracing::warn!("cannot watch for fork ({e}); a forked child would share its parent's registrations");
+        }
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
 /// This process's client state, reset in a forked child (which keeps the inherited connections).
 fn client() -> MutexGuard<'static, Option<Client>> {
     let mut guard = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
-    if guard.as_ref().is_some_and(|c| c.pid != pid) {
+    let forks = fork_generation();
+    if guard.as_ref().is_some_and(|c| c.forks != forks) {
         let inherited = guard.take().map(|c| c.kept.into_iter().chain(c.default).collect()).unwrap_or_default();
-        *guard = Some(Client { pid, kept: inherited, ..Client::default() });
+        *guard = Some(Client { forks, kept: inherited, ..Client::default() });
     }
-    guard.get_or_insert_with(|| Client { pid, ..Client::default() });
+    guard.get_or_insert_with(|| Client { forks, ..Client::default() });
     guard
 }
 
