@@ -111,7 +111,7 @@ pub mod sync;
 mod sys;
 mod wait;
 
-pub use connection::{Connection, pipe, simplex_pipe};
+pub use connection::{Connection, pipe, simplex_pipe, socket_pipe};
 pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,

@@ -1,83 +1,49 @@
-//! Copies between private buffers and bytes that other processes may write at the same time.
-//!
-//! Shared bytes are seen as `[AtomicU8]`: every access is atomic, so a race with another process
-//! (or thread) is not undefined behaviour, only a question of which bytes arrive. The copies below
-//! move aligned 8-byte words with relaxed atomic loads and stores (the edges byte by byte): as
-//! fast as a plain copy on x86-64, and a copy that races with a writer may see some words old and
-//! some new ("torn"), never anything worse. Order them with a lock or a message when it matters.
+//! [`SharedBytes`]: a fixed-size region of plain bytes inside a shared object, for protocols that
+//! hand parts of it from one process to another (the message rings of `connection::ring`).
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
 
-const WORD: usize = std::mem::size_of::<u64>();
+use super::ShmSafe;
 
-/// Splits `len` bytes starting at `ptr` into an unaligned head, a run of whole aligned words, and a
-/// tail, as lengths.
-fn split(ptr: *const AtomicU8, len: usize) -> (usize, usize, usize) {
-    let head = ptr.align_offset(WORD).min(len);
-    let words = (len - head) / WORD;
-    (head, words, len - head - words * WORD)
-}
+/// `N` bytes in shared memory that several processes map at once. Reading or writing a range is
+/// `unsafe`: the protocol that uses the region must give the caller that range to itself (for
+/// example, a ring's writer owns the bytes past the published end until it publishes them).
+#[repr(C)]
+pub(crate) struct SharedBytes<const N: usize>(UnsafeCell<[u8; N]>);
 
-/// The aligned words of `cells[start..start + 8 * count]`.
-fn words(cells: &[AtomicU8], start: usize, count: usize) -> &[AtomicU64] {
-    let bytes = &cells[start..start + count * WORD];
-    debug_assert!(bytes.as_ptr().cast::<AtomicU64>().is_aligned());
-    // SAFETY: `split` chose `start` so that the pointer is aligned for `AtomicU64`; the range is
-    // in bounds (checked by the slicing above) and lives as long as `cells`; every bit pattern is a
-    // valid `u64`; all accesses to these bytes are atomic, so viewing them as wider atomics adds no
-    // non-atomic access.
-    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<AtomicU64>(), count) }
-}
+// SAFETY: plain bytes: no pointers, zero is valid, no drop glue. Every access goes through
+// `read`/`write`, whose callers promise that nobody else touches the range meanwhile, so the
+// region is shared between threads and processes without data races.
+unsafe impl<const N: usize> ShmSafe for SharedBytes<N> {}
+// SAFETY: as above: concurrent access is only through the `unsafe` methods and their contract.
+unsafe impl<const N: usize> Sync for SharedBytes<N> {}
 
-/// Copies `src` into `dst` (same length).
-pub(crate) fn copy_in(dst: &[AtomicU8], src: &[u8]) {
-    assert_eq!(dst.len(), src.len(), "copy_in: lengths differ");
-    let (head, count, _) = split(dst.as_ptr(), dst.len());
-    for (cell, &byte) in dst[..head].iter().zip(&src[..head]) {
-        cell.store(byte, Ordering::Relaxed);
+impl<const N: usize> SharedBytes<N> {
+    /// Copies `src` into the region at `offset`.
+    ///
+    /// # Safety
+    ///
+    /// While the copy runs, no other thread or process may read or write
+    /// `offset..offset + src.len()`. Publishing the bytes to readers is the caller's business (with
+    /// a release store after this call).
+    pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
+        assert!(offset <= N && src.len() <= N - offset, "a shared byte range out of bounds");
+        // SAFETY: in bounds (checked above); the caller has the range to itself; `src` cannot
+        // overlap the shared region's range, which no reference of this process covers.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.get().cast::<u8>().add(offset), src.len()) };
     }
-    let body = head + count * WORD;
-    for (word, chunk) in words(dst, head, count).iter().zip(src[head..body].chunks_exact(WORD)) {
-        let mut value = [0u8; WORD];
-        value.copy_from_slice(chunk);
-        word.store(u64::from_ne_bytes(value), Ordering::Relaxed);
-    }
-    for (cell, &byte) in dst[body..].iter().zip(&src[body..]) {
-        cell.store(byte, Ordering::Relaxed);
-    }
-}
 
-/// Copies `src` into `dst` (same length).
-pub(crate) fn copy_out(src: &[AtomicU8], dst: &mut [u8]) {
-    assert_eq!(dst.len(), src.len(), "copy_out: lengths differ");
-    let (head, count, _) = split(src.as_ptr(), src.len());
-    for (byte, cell) in dst[..head].iter_mut().zip(&src[..head]) {
-        *byte = cell.load(Ordering::Relaxed);
-    }
-    let body = head + count * WORD;
-    for (chunk, word) in dst[head..body].chunks_exact_mut(WORD).zip(words(src, head, count)) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-    }
-    for (byte, cell) in dst[body..].iter_mut().zip(&src[body..]) {
-        *byte = cell.load(Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copies_round_trip_at_every_alignment() {
-        let cells: Vec<AtomicU8> = (0..64).map(|_| AtomicU8::new(0)).collect();
-        for start in 0..9 {
-            for len in [0, 1, 7, 8, 9, 23, 40] {
-                let src: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(7).wrapping_add(start as u8)).collect();
-                copy_in(&cells[start..start + len], &src);
-                let mut back = vec![0u8; len];
-                copy_out(&cells[start..start + len], &mut back);
-                assert_eq!(back, src, "start {start} len {len}");
-            }
-        }
+    /// Copies the bytes at `offset` into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// While the copy runs, no other thread or process may write `offset..offset + dst.len()`
+    /// (the caller acquired the bytes, for example with an acquire load of a ring's published
+    /// end).
+    pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+        assert!(offset <= N && dst.len() <= N - offset, "a shared byte range out of bounds");
+        // SAFETY: in bounds (checked above); nobody writes the range meanwhile (the caller's
+        // promise); `dst` is this process's own memory, distinct from the region.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.get().cast::<u8>().add(offset), dst.as_mut_ptr(), dst.len()) };
     }
 }

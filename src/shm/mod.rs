@@ -26,6 +26,10 @@
 //!
 //! Only [`ShmSafe`] types may live there.
 
+mod bytes;
+
+pub(crate) use bytes::SharedBytes;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{align_of, needs_drop, size_of};
@@ -41,7 +45,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Mapping};
 
-mod bytes;
+mod atomic_bytes;
 mod named;
 mod shareable_list;
 mod sharedctypes;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::bytes;
+use super::atomic_bytes as bytes;
 use super::tracker::{self, Link};
 use crate::Handle;
 use crate::error::{Error, Result};

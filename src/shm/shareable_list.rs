@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::bytes;
+use super::atomic_bytes as bytes;
 use super::named::{CreateOptions, SharedMemory};
 use crate::error::{Error, Result};
 

@@ -45,7 +45,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::bytes;
+use super::atomic_bytes as bytes;
 use crate::error::{IoContext, Result};
 use crate::sys::{self, Mapping, SocketKind};
 

@@ -33,7 +33,7 @@ mod condition;
 mod event;
 pub(crate) mod futex;
 mod lock;
-mod lock_state;
+pub(crate) mod lock_state;
 #[cfg(all(test, loom))]
 mod loom_models;
 mod semaphore;
