@@ -153,17 +153,22 @@ fn children_write_by_name_and_by_value() {
 
 // ---- the resource tracker (SHM-23..25, RT-01, gh-82300)
 
-/// Creates a block, reports its name and the tracker's pid, and waits to be killed.
-fn create_and_wait(outbox: Outbox, track: bool, go: Event) {
-    let shm = SharedMemory::options().track(track).create(4096).unwrap();
+/// Creates a block (tracked if `track`; `untrack` stops tracking it after creation), reports its
+/// name and the tracker's pid, and waits to be killed.
+fn create_and_wait(outbox: Outbox, track: bool, untrack: bool, go: Event) {
+    let mut shm = SharedMemory::options().track(track).create(4096).unwrap();
+    if untrack {
+        shm.untrack();
+        assert!(!shm.is_tracked());
+    }
     shm.write_at(0, b"leaked").unwrap();
     let tracker = multiproc::__private::shm_tracker_pid().unwrap_or(0);
     send(&outbox, &format!("{} {tracker}", shm.name()));
     go.wait_timeout(std::time::Duration::from_secs(20));
 }
 
-fn started(outbox: Outbox, track: bool, go: &Event) -> Process {
-    let mut child = Process::new(create_and_wait, (outbox, track, go.clone()));
+fn started(outbox: Outbox, track: bool, untrack: bool, go: &Event) -> Process {
+    let mut child = Process::new(create_and_wait, (outbox, track, untrack, go.clone()));
     child.start().unwrap();
     child
 }
@@ -179,7 +184,7 @@ fn a_block_leaked_by_a_killed_creator_is_unlinked() {
     watchdog("a_block_leaked_by_a_killed_creator_is_unlinked", WATCHDOG_SECS, || {
         let (inbox, outbox) = channel();
         let go = Event::new().unwrap();
-        let mut child = started(outbox, true, &go);
+        let mut child = started(outbox, true, false, &go);
         let (name, tracker) = report(&inbox);
         assert!(tracker > 0, "the creator started a tracker");
         assert!(exists(&name));
@@ -196,7 +201,7 @@ fn an_untracked_block_outlives_its_creator() {
     watchdog("an_untracked_block_outlives_its_creator", WATCHDOG_SECS, || {
         let (inbox, outbox) = channel();
         let go = Event::new().unwrap();
-        let mut child = started(outbox, false, &go);
+        let mut child = started(outbox, false, false, &go);
         let (name, tracker) = report(&inbox);
         assert_eq!(tracker, 0, "no tracker for an untracked block");
         child.kill().unwrap();
@@ -204,6 +209,21 @@ fn an_untracked_block_outlives_its_creator() {
         let shm = SharedMemory::attach(&name).unwrap();
         assert_eq!(&shm.to_vec()[..6], b"leaked");
         shm.unlink().unwrap();
+    });
+}
+
+#[test]
+fn an_untracked_block_stays_after_its_creator_is_killed() {
+    watchdog("an_untracked_block_stays_after_its_creator_is_killed", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = started(outbox, true, true, &go);
+        let (name, tracker) = report(&inbox);
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(exists(&name), "untrack() kept the block");
+        SharedMemory::attach(&name).unwrap().unlink().unwrap();
     });
 }
 

@@ -20,9 +20,18 @@
 //! `/dev/shm`.
 //!
 //! ```text
-//! offset 0   Header { magic, type_tag }     checked by every process that maps the file
-//! offset 64  T                              zero-filled at creation
+//! offset 0   Header { magic, type_tag, len }  checked by every process that maps the file
+//! offset 64  T                                 zero-filled at creation
 //! ```
+//!
+//! `SharedCells<C>` is the same for a run of `len` cells (the storage of [`Value`] and [`Array`]).
+//!
+//! ## What is never handed out
+//!
+//! Memory that other processes write is never seen through a plain `&T`, `&[u8]` or `&mut` in
+//! safe code: [`ShmSafe`] types mutate through atomics, named blocks are `[AtomicU8]` with copies
+//! in relaxed atomic words, the sharedctypes are atomic cells. A reader racing a writer may see a
+//! mix of old and new values (as in CPython), never undefined behaviour.
 //!
 //! Only [`ShmSafe`] types may live there.
 

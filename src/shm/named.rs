@@ -339,6 +339,7 @@ impl SharedMemory {
     /// `resource_tracker.unregister(shm._name, "shared_memory")`).
     pub fn untrack(&mut self) {
         self.end_tracking();
+        self.tracking = Tracking::Off;
     }
 
     fn end_tracking(&self) {
