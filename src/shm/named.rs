@@ -17,6 +17,9 @@ use crate::sys::{self, Mapping};
 /// CPython's prefix for random names (`_SHM_NAME_PREFIX`, without its leading `/`).
 const NAME_PREFIX: &str = "psm_";
 
+/// Copies of at least this many bytes first fault in the pages they touch with one system call.
+const PREFAULT_FROM: usize = 1 << 20;
+
 /// Whether and through which connection this process's hold on a segment is tracked.
 #[derive(Debug, Clone)]
 enum Tracking {
@@ -276,7 +279,11 @@ impl SharedMemory {
     ///
     /// [`Error::IndexOutOfRange`] if the range does not fit the block.
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
-        bytes::copy_in(self.range(offset, data.len())?, data);
+        let range = self.range(offset, data.len())?;
+        if range.len() >= PREFAULT_FROM {
+            sys::prefault(range, true);
+        }
+        bytes::copy_in(range, data);
         Ok(())
     }
 
@@ -286,14 +293,18 @@ impl SharedMemory {
     ///
     /// [`Error::IndexOutOfRange`] if the range does not fit the block.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        bytes::copy_out(self.range(offset, buf.len())?, buf);
+        let range = self.range(offset, buf.len())?;
+        if range.len() >= PREFAULT_FROM {
+            sys::prefault(range, false);
+        }
+        bytes::copy_out(range, buf);
         Ok(())
     }
 
     /// A copy of the whole block (CPython `bytes(shm.buf)`).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0; self.size];
-        bytes::copy_out(self.bytes(), &mut out);
+        let _ = self.read_at(0, &mut out); // the whole block: always in range
         out
     }
 

@@ -22,7 +22,9 @@ pub(crate) use process::{
     pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
     remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
 };
-pub(crate) use shm::{ignore_termination_signals, on_fork_child, segment_size, shm_attach, shm_create, shm_unlink};
+pub(crate) use shm::{
+    ignore_termination_signals, on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink,
+};
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
     recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_peek, try_recv_with_fds,
