@@ -8,6 +8,12 @@
 //! postcard; descriptors inside the value (a [`Handle`](crate::Handle), another connection) travel
 //! with it over Unix-domain connections.
 //!
+//! Between processes of this crate, [`pipe`] and [`simplex_pipe`] add a ring of shared memory per
+//! direction beside the socket: small messages are copied through it without system calls, large
+//! ones and those with descriptors take the socket, all in one order (the design, its wake-ups and
+//! what a killed process leaves behind are described in the sources, `connection/ring.rs`).
+//! [`socket_pipe`] is the bare socket pair, for outside event loops.
+//!
 //! [`wait`]: crate::wait
 
 mod auth;
@@ -454,7 +460,10 @@ fn send_on_ring(
     }
     let direction = link.outgoing();
     let turn = direction.writers_turn(deadline).map_err(|e| (e, 0))?;
-    if fds.is_empty() && payload.len() <= ring::RING_MESSAGE_MAX && direction.try_publish_message(payload, deadline) {
+    if fds.is_empty()
+        && payload.len() <= ring::RING_MESSAGE_MAX
+        && direction.try_publish_message(payload, socket, deadline).map_err(|e| (e, 0))?
+    {
         drop(turn);
         direction.wake_receivers(link.outgoing_bell());
         return Ok(());

@@ -38,11 +38,13 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
+use std::time::Duration;
 
 use super::frame::Waiter;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::shm::{SharedBytes, ShmSafe};
+use crate::sync::doorbell::{Bell, Sleepers};
 use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE, LockState};
 use crate::sync::spin::SpinState;
@@ -58,6 +60,10 @@ pub(crate) const RING_MESSAGE_MAX: usize = 16 << 10;
 pub(crate) const SOCKET_MESSAGE: u8 = b'M';
 
 const RECORD_HEADER: usize = 8;
+
+/// How long a sender of a small message waits for room in a full ring before it sends the message
+/// through the socket instead.
+const OVERFLOW_AFTER: Duration = Duration::from_millis(2);
 
 /// Room that message records leave for socket records: 512 of them, more than a socket's buffer
 /// holds of the smallest messages (each takes a few hundred bytes of it), so that a pipe holds at
@@ -83,8 +89,8 @@ struct End {
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct Signals {
-    /// Receivers asleep on the socket (or about to be).
-    sleepers: AtomicU32,
+    /// Receivers asleep on the doorbell and the socket (or about to be).
+    sleepers: Sleepers,
     /// Senders asleep on `room` (or about to be), waiting for the ring to drain.
     room_waiters: AtomicU32,
     /// Bumped when room appears while senders wait; the futex they sleep on.
@@ -286,18 +292,36 @@ impl Direction {
         Ok(turn)
     }
 
-    /// Publishes `payload` as a message record if the ring has room for it, after watching a full
-    /// ring drain for a little while (`sync::spin`); false if it stayed too full. The caller holds
-    /// the writers' turn. Message records leave [`SOCKET_RESERVE`] bytes free, so that a sender
-    /// can always fall back on the socket (a pipe then holds at least as much as its socket).
-    pub(crate) fn try_publish_message(&self, payload: &[u8], deadline: Deadline) -> bool {
+    /// Publishes `payload` as a message record if the ring has room for it within
+    /// [`OVERFLOW_AFTER`] (or the deadline, if sooner): false if it stayed too full, and the
+    /// message should go through the socket. The caller holds the writers' turn. Message records
+    /// leave [`SOCKET_RESERVE`] bytes free, so that a sender can always fall back on the socket (a
+    /// pipe then holds at least as much as its socket).
+    ///
+    /// Waiting a little for a receiver that does not keep up pays: when it runs, it drains the
+    /// whole ring, hundreds of messages, without a system call on either side; a message through
+    /// the socket costs two. A receiver that never comes (it runs later in this very thread) costs
+    /// [`OVERFLOW_AFTER`] per message beyond the ring.
+    pub(crate) fn try_publish_message(
+        &self,
+        payload: &[u8],
+        socket: BorrowedFd<'_>,
+        deadline: Deadline,
+    ) -> Result<bool> {
         let (start, total) = self.place(payload.len());
         let need = total + SOCKET_RESERVE;
-        if self.room() < need && !self.signals.spin.spin(deadline, || self.room() >= need) {
-            return false;
+        if self.room() < need {
+            let patience =
+                Deadline::after(Some(deadline.left().map_or(OVERFLOW_AFTER, |left| left.min(OVERFLOW_AFTER))));
+            match self.wait_for_room(need, socket, patience) {
+                Ok(()) => {}
+                Err(Error::Timeout(_)) if deadline.passed() => return Err(deadline.timeout_error()),
+                Err(Error::Timeout(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
         self.write_record(start, total, KIND_DATA, payload);
-        true
+        Ok(true)
     }
 
     /// Publishes a socket record, waiting for room until `deadline`. The caller holds the writers'
@@ -348,20 +372,13 @@ impl Direction {
     /// Wakes sleeping receivers after a publication: rings `bell` (this direction's doorbell) if
     /// anyone sleeps.
     pub(crate) fn wake_receivers(&self, bell: BorrowedFd<'_>) {
-        fence(Ordering::SeqCst);
-        if self.signals.sleepers.load(Ordering::Relaxed) > 0 {
-            sys::ring_doorbell(bell);
-        }
+        self.signals.sleepers.published(&Doorbell(bell));
     }
 
     /// After a receiver woke: silences `bell`, then rings it again if messages wait and other
     /// receivers sleep (the ring may have held a message for each of them).
     pub(crate) fn silence(&self, bell: BorrowedFd<'_>) {
-        sys::reset_doorbell(bell);
-        fence(Ordering::SeqCst);
-        if self.has_data() && self.signals.sleepers.load(Ordering::Relaxed) > 0 {
-            sys::ring_doorbell(bell);
-        }
+        self.signals.sleepers.woken_by_bell(&Doorbell(bell), || self.has_data());
     }
 
     fn room(&self) -> usize {
@@ -407,7 +424,8 @@ impl Direction {
     pub(crate) fn pop(&self) -> Option<Popped> {
         loop {
             let head = self.readers.pos.load(Ordering::Relaxed);
-            if self.writers.pos.load(Ordering::Acquire) == head {
+            let tail = self.writers.pos.load(Ordering::Acquire);
+            if tail == head || self.is_broken() {
                 return None;
             }
             let offset = (head % RING_BYTES as u64) as usize;
@@ -417,15 +435,28 @@ impl Direction {
             unsafe { self.data.read(offset, &mut header) };
             let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
             let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
-            let (popped, advance) = match kind {
-                KIND_WRAP => (None, RING_BYTES - offset),
-                KIND_SOCKET => (Some(Popped::OnSocket), RECORD_HEADER),
+            // What the record claims is checked against what was published: a peer that wrote
+            // garbage into the shared memory gets the direction broken, never a read out of
+            // bounds or an endless stream of messages.
+            let published = tail - head;
+            let advance = match kind {
+                KIND_WRAP => RING_BYTES - offset,
+                KIND_SOCKET => RECORD_HEADER,
+                _ => record_len(len),
+            };
+            if advance as u64 > published || offset + advance > RING_BYTES {
+                self.break_off();
+                return None;
+            }
+            let popped = match kind {
+                KIND_WRAP => None,
+                KIND_SOCKET => Some(Popped::OnSocket),
                 _ => {
-                    let len = len.min(RING_BYTES - offset - RECORD_HEADER);
                     let mut message = vec![0u8; len];
-                    // SAFETY: as above; the record lies within the ring (records never wrap).
+                    // SAFETY: as above; the record lies within the ring and the published bytes
+                    // (checked just above).
                     unsafe { self.data.read(offset + RECORD_HEADER, &mut message) };
-                    (Some(Popped::Message(message)), record_len(len))
+                    Some(Popped::Message(message))
                 }
             };
             self.readers.pos.store(head + advance as u64, Ordering::Release);
@@ -434,6 +465,15 @@ impl Direction {
                 return Some(popped);
             }
         }
+    }
+
+    /// Puts `bytes` in a fresh ring as if a sender had published them (for the fuzz target of
+    /// the record decoder). Only for a ring no other thread or process uses.
+    pub(crate) fn publish_raw_for_fuzzing(&self, bytes: &[u8]) {
+        let len = bytes.len().min(RING_BYTES);
+        // SAFETY: a fresh ring of the caller's own, used by no other thread or process; in bounds.
+        unsafe { self.data.write(0, &bytes[..len]) };
+        self.writers.pos.store(len as u64, Ordering::Release);
     }
 
     /// Wakes senders waiting for room.
@@ -463,18 +503,25 @@ impl Direction {
     /// Counts the caller among the sleeping receivers, unless a record waits already (then
     /// false, and nothing to undo).
     pub(crate) fn begin_sleep(&self) -> bool {
-        self.signals.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.has_data() {
-            self.end_sleep();
-            return false;
-        }
-        true
+        self.signals.sleepers.begin(|| self.has_data())
     }
 
     /// Undoes [`begin_sleep`](Self::begin_sleep).
     pub(crate) fn end_sleep(&self) {
-        self.signals.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.signals.sleepers.end();
+    }
+}
+
+/// A direction's doorbell: an `eventfd`, readable while rung.
+struct Doorbell<'a>(BorrowedFd<'a>);
+
+impl Bell for Doorbell<'_> {
+    fn ring(&self) {
+        sys::ring_doorbell(self.0);
+    }
+
+    fn silence(&self) {
+        sys::reset_doorbell(self.0);
     }
 }
 

@@ -30,6 +30,7 @@
 mod atomic;
 mod barrier;
 mod condition;
+pub(crate) mod doorbell;
 mod event;
 pub(crate) mod futex;
 mod lock;
