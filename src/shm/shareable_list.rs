@@ -1,7 +1,9 @@
 //! [`ShareableList`]: CPython's `multiprocessing.shared_memory.ShareableList`, in its exact
 //! memory layout, so that Rust and Python processes share one list.
 //!
-//! The layout (CPython 3.9 to 3.14; native byte order, little-endian on x86-64 and arm64):
+//! The layout (what CPython 3.11 writes, checked byte for byte against the machine's python3 by
+//! `tests/shm_interop.rs`, and 3.13's per the reference; native byte order, little-endian on x86-64
+//! and arm64):
 //!
 //! ```text
 //! offset 0             i64  N                       number of items
@@ -17,8 +19,8 @@
 //! Differences from CPython, deliberate: a `str` slot is sized from its UTF-8 length (CPython
 //! counts code points, so a non-ASCII string gets a slot too small for it and is cut, gh-145261);
 //! trailing NUL bytes of a `str` or `bytes` item are lost on reading, as in CPython (the layout
-//! cannot tell them from padding, gh-106939). CPython 3.8 stored slot sizes where 3.9+ store
-//! offsets; lists made by 3.8 are not read correctly (neither by CPython 3.9+).
+//! cannot tell them from padding, gh-106939). Older CPython releases (3.8) stored each slot's size
+//! where later ones store offsets; a list made by such a release is refused or misread.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
