@@ -58,9 +58,12 @@ fn a_block_travels_to_a_forked_child(ctx: Context) {
     shm.unlink().unwrap();
 }
 
+/// A named case.
+type Case = (&'static str, fn(Context));
+
 fn main() {
     let ctx = Context::new(StartMethod::Fork);
-    let cases: &[(&str, fn(Context))] = &[
+    let cases: &[Case] = &[
         ("a_forked_child_tracks_its_own_blocks", a_forked_child_tracks_its_own_blocks),
         ("a_block_travels_to_a_forked_child", a_block_travels_to_a_forked_child),
     ];

@@ -13,7 +13,7 @@
 //!
 //! ## Anonymous shared objects
 //!
-//! [`Shared<T>`] puts one `T` in a memory file of its own (`memfd_create`, size sealed) and maps it.
+//! `Shared<T>` puts one `T` in a memory file of its own (`memfd_create`, size sealed) and maps it.
 //! The object travels to other processes as its descriptor (inside a value, like any
 //! [`Handle`](crate::Handle)); each receiver maps the same memory. The memory goes away when the
 //! last process holding the descriptor or a mapping ends, however it ends: nothing is left in
