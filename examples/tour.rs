@@ -5,6 +5,8 @@
 mod connections;
 #[path = "seeds/processes.rs"]
 mod processes;
+#[path = "seeds/queues.rs"]
+mod queues;
 #[path = "seeds/shared_memory.rs"]
 mod shared_memory;
 #[path = "seeds/sync.rs"]
@@ -48,6 +50,18 @@ const SCENARIOS: &[Scenario] = &[
         "ShareableList(range(2000)) worked on by two processes, then summed (seed 003)",
         shared_memory::shareable_list_two_halves,
     ),
+    (
+        "Queue(3): put, put_nowait when full, full, get, get_nowait when empty, empty (seeds 002, 004)",
+        queues::queue_walkthrough,
+    ),
+    ("Queue: a child puts, another child and the parent get (seed 002)", queues::child_puts_parent_gets),
+    ("Queue(3): ten producer and ten consumer processes (seed 002)", queues::ten_producers_ten_consumers),
+    ("Queue: three producers, two consumers, None sentinels (seed 002)", queues::sentinels_end_the_consumers),
+    (
+        "JoinableQueue: daemon consumers, producers waiting on join (seeds 002, 004)",
+        queues::joinable_queue_with_daemon_consumers,
+    ),
+    ("Queue(maxsize=5): a producer fills it, a consumer drains it (seed 003)", queues::producer_fills_consumer_drains),
 ];
 
 fn main() -> multiproc::Result<()> {

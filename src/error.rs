@@ -143,6 +143,14 @@ pub enum Error {
     #[error("the barrier is broken (a party timed out, or it was aborted or reset); reset it to use it again")]
     BrokenBarrier,
 
+    /// A queue was full: the caller would not wait, or its timeout passed (CPython `queue.Full`).
+    #[error("the queue is full; wait for a consumer (put with a timeout, or without one), or make the queue larger")]
+    Full,
+
+    /// A queue was empty: the caller would not wait, or its timeout passed (CPython `queue.Empty`).
+    #[error("the queue is empty; wait for a producer (get with a timeout, or without one)")]
+    Empty,
+
     /// The authentication handshake failed: a wrong key on either side, or a peer that does not
     /// speak it (CPython `AuthenticationError`).
     #[error("authentication failed: {0}")]

@@ -68,6 +68,11 @@
 //! | `Array('i', [1, 2, 3])`, `Array('i', 10)`, `arr[i]`, `arr[a:b]`, `arr[a:b] = seq`, `get_lock()` | [`Array::from_slice`], [`Array::new`], [`get`](Array::get)/[`set`](Array::set), [`read`](Array::read), [`write`](Array::write), [`get_lock`](Array::get_lock), [`acquire`](Array::acquire) |
 //! | `Value(..., lock=False)`, `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] (atomic cells: [`cell`](RawValue::cell), [`cells`](RawArray::cells)) |
 //! | typecodes `'b' 'B' 'h' 'H' 'i' 'I' 'q' 'Q' 'f' 'd'` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`shm::Element`]) |
+//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
+//! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
+//! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
+//! | `qsize()`, `empty()`, `full()`, `close()`, `join_thread()`, `cancel_join_thread()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full), [`close`](Queue::close) (takes the handle), [`join_thread`](Queue::join_thread) and [`cancel_join_thread`](Queue::cancel_join_thread) (no feeder thread: nothing to wait for) |
+//! | `task_done()`, `join()` | [`JoinableQueue::task_done`], [`JoinableQueue::join`], [`join_timeout`](JoinableQueue::join_timeout) |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
 //!
 //! ## Start methods
@@ -107,6 +112,7 @@ pub mod context;
 mod deadline;
 mod error;
 mod process;
+pub mod queue;
 pub mod reduction;
 pub mod shm;
 pub mod sync;
@@ -123,6 +129,8 @@ pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use process::{ExitReport, Process, Run, Target};
+#[cfg(not(loom))]
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
 pub use shm::{Array, RawArray, RawValue, ShareableList, SharedMemory, Value};

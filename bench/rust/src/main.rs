@@ -4,6 +4,7 @@
 mod codec;
 mod connection;
 mod process;
+mod queue;
 mod shm;
 mod sync;
 
@@ -44,6 +45,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("connection", connection::run),
     ("sync", sync::run),
     ("shared_memory", shm::run),
+    ("queue", queue::run),
 ];
 
 fn main() {
