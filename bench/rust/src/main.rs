@@ -6,6 +6,7 @@ mod connection;
 mod manager;
 mod process;
 mod queue;
+mod shm;
 mod sync;
 
 use std::time::{Duration, Instant};
@@ -44,6 +45,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("codec", codec::run),
     ("connection", connection::run),
     ("sync", sync::run),
+    ("shared_memory", shm::run),
     ("queue", queue::run),
     ("manager", manager::run),
 ];
