@@ -135,6 +135,7 @@ pub use context::{
     peek_start_method, set_start_method,
 };
 pub use error::{Error, Result};
+pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
 pub use multiproc_derive::managed;

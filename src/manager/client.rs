@@ -184,7 +184,7 @@ impl ManagerClient {
         &self.endpoint.address
     }
 
-    fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
+    pub(super) fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id();
         if control.as_ref().is_none_or(|(_, owner)| *owner != me) {

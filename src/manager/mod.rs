@@ -13,6 +13,9 @@
 //!   [`ManagerClient::connect`] reaches it from anywhere; [`ManagerClient::named`] shares objects
 //!   under a name (CPython's `register('get_queue', callable=...)` pattern). A key is required
 //!   to listen on a non-loopback TCP address.
+//! * [`SharedMemoryManager`] (CPython `SharedMemoryManager`) creates named shared memory blocks
+//!   ([`SharedMemory`](crate::SharedMemory), [`ShareableList`](crate::ShareableList)) in the
+//!   calling process and has its server unlink them all when it stops.
 //!
 //! # Design
 //!
@@ -66,6 +69,7 @@ pub(crate) mod protocol;
 mod proxy;
 mod registry;
 pub(crate) mod server;
+mod shared_memory_manager;
 mod sync_manager;
 mod value;
 
@@ -74,6 +78,7 @@ pub use owner::{BaseManager, Manager};
 pub use proxy::ObjectProxy;
 pub use registry::{Managed, Registry, TypeTable};
 pub use server::Server;
+pub use shared_memory_manager::{SharedMemoryClient, SharedMemoryManager};
 pub use sync_manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictProxy, EventProxy, ListProxy, LockProxy,
     LockProxyGuard, NamespaceProxy, PriorityQueueProxy, QueueProxy, SemaphoreProxy, SetProxy, ValueProxy,

@@ -111,7 +111,7 @@ impl<R: Registry> BaseManager<R> {
     }
 
     /// Starts `server` (a server process) and waits for it to report its address on `ours`.
-    fn launch(server: Process, mut ours: Connection, authkey: &[u8]) -> Result<Self> {
+    pub(super) fn launch(server: Process, mut ours: Connection, authkey: &[u8]) -> Result<Self> {
         let mut server = server.with_name("manager-server").with_daemon(!current_process().daemon());
         server.start()?;
         ours.set_timeout(Some(START_TIMEOUT));
@@ -172,7 +172,7 @@ impl<R: Registry> BaseManager<R> {
 }
 
 /// A fresh abstract Unix socket address for a manager's server.
-fn fresh_address() -> Result<Address> {
+pub(super) fn fresh_address() -> Result<Address> {
     let name: [u8; 8] = crate::sys::random_bytes().context("draw a random manager address")?;
     let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
     Ok(Address::Abstract(format!("multiproc-manager-{}-{name}", std::process::id()).into_bytes()))

@@ -85,6 +85,13 @@ pub(crate) enum Request {
     ObjectCount,
     /// Stops the server.
     Shutdown,
+    /// A [`SharedMemoryManager`](super::SharedMemoryManager)'s server takes the named block over
+    /// (CPython `track_segment`): it unlinks it at shutdown.
+    TrackSegment(String),
+    /// The server unlinks the block now and forgets it (CPython `release_segment`).
+    ReleaseSegment(String),
+    /// The names of the blocks the server holds, oldest first (CPython `list_segments`).
+    ListSegments,
 }
 
 /// A method call on a built-in object or a registered type.

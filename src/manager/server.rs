@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::objects::{Caller, Object};
 use super::protocol::{self, Failure, Kind, MAX_MESSAGE, ObjectId, Reply, Request, encode};
 use super::registry::{Registry, TypeTable};
+use super::shared_memory_manager::Segments;
 use crate::Connection;
 use crate::connection::{Address, Listener, answer_challenge, connect_timeout, deliver_challenge};
 use crate::error::{Error, Result};
@@ -70,6 +71,9 @@ pub(crate) struct Shared {
     next_caller: AtomicU64,
     address: Address,
     authkey: Option<Vec<u8>>,
+    /// The blocks of a [`SharedMemoryManager`](super::SharedMemoryManager)'s server; `None` in
+    /// other servers.
+    segments: Option<Segments>,
 }
 
 impl Shared {
@@ -101,6 +105,11 @@ impl Server {
     /// the listener's errors (address in use...).
     #[doc(alias = "get_server")]
     pub fn bind<R: Registry>(address: Address, authkey: Option<&[u8]>) -> Result<Server> {
+        Self::bind_with::<R>(address, authkey, None)
+    }
+
+    /// [`bind`](Self::bind), holding shared memory blocks for clients if `segments` is given.
+    fn bind_with<R: Registry>(address: Address, authkey: Option<&[u8]>, segments: Option<Segments>) -> Result<Server> {
         if let Address::Tcp(addr) = &address
             && authkey.is_none()
             && !addr.ip().is_loopback()
@@ -116,6 +125,7 @@ impl Server {
             next_caller: AtomicU64::new(1),
             address: listener.address().clone(),
             authkey: authkey.map(<[u8]>::to_vec),
+            segments,
         });
         Ok(Server { listener, shared })
     }
@@ -271,6 +281,9 @@ fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut Ha
         }
         Request::ObjectCount => to_bytes(&(shared.table().objects.len() as u64)),
         Request::Shutdown => to_bytes(&()),
+        Request::TrackSegment(name) => segments(shared).and_then(|s| s.track(name)).and_then(|()| to_bytes(&())),
+        Request::ReleaseSegment(name) => segments(shared).and_then(|s| s.release(&name)).and_then(|()| to_bytes(&())),
+        Request::ListSegments => segments(shared).and_then(|s| to_bytes(&s.names())),
         // Answered by the connection's loop, which owns the connection.
         Request::Upgrade => Err(Failure::Remote("a connection can only be upgraded once, by its loop".into())),
     };
@@ -278,6 +291,16 @@ fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut Ha
         Ok(bytes) => Reply::Ok(bytes),
         Err(failure) => Reply::Err(failure),
     }
+}
+
+/// The server's blocks, or the error for a server that holds none.
+fn segments(shared: &Shared) -> std::result::Result<&Segments, Failure> {
+    shared.segments.as_ref().ok_or_else(|| {
+        Failure::Remote(
+            "this manager holds no shared memory blocks: start a SharedMemoryManager to create them through a manager"
+                .into(),
+        )
+    })
 }
 
 fn to_bytes<T: serde::Serialize>(value: &T) -> std::result::Result<Vec<u8>, Failure> {
@@ -348,7 +371,20 @@ fn share_named(
 
 /// The manager's server process: binds, reports readiness on `ready`, ends when the owner ends.
 pub(crate) fn run_server_process<R: Registry>(address: Address, authkey: Vec<u8>, ready: Connection) -> i32 {
-    serve_in_process::<R>(address, authkey, ready, || 0)
+    serve_in_process::<R>(address, authkey, ready, None, || 0)
+}
+
+/// The server process of a [`SharedMemoryManager`](super::SharedMemoryManager): a manager's
+/// server that also holds shared memory blocks, registered with the resource tracker reached
+/// through `tracker` (its owner's), and unlinks them all when it ends.
+pub(crate) fn run_shared_memory_server(
+    address: Address,
+    authkey: Vec<u8>,
+    ready: Connection,
+    tracker: crate::Handle<std::os::fd::OwnedFd>,
+) -> i32 {
+    crate::shm::tracker::adopt(tracker.into_inner());
+    serve_in_process::<()>(address, authkey, ready, Some(Segments::default()), || 0)
 }
 
 /// Like [`run_server_process`], running the initializer `F(args)` first (CPython
@@ -359,7 +395,7 @@ where
     F: crate::Target<A>,
     A: serde::Serialize + serde::de::DeserializeOwned,
 {
-    serve_in_process::<R>(address, authkey, ready, move || {
+    serve_in_process::<R>(address, authkey, ready, None, move || {
         crate::process::target::sealed::TargetFn::call(crate::sys::conjure_zst::<F>(), args)
     })
 }
@@ -368,14 +404,17 @@ fn serve_in_process<R: Registry>(
     address: Address,
     authkey: Vec<u8>,
     mut ready: Connection,
+    segments: Option<Segments>,
     initializer: impl FnOnce() -> i32,
 ) -> i32 {
+    // Ctrl-C reaches the whole process group; the owner decides when its manager stops.
+    crate::sys::ignore_interrupt();
     let code = initializer();
     if code != 0 {
         let _ = ready.send(&Err::<Address, String>(format!("the initializer failed with exit code {code}")));
         return code;
     }
-    let server = match Server::bind::<R>(address, Some(&authkey)) {
+    let server = match Server::bind_with::<R>(address, Some(&authkey), segments) {
         Ok(server) => server,
         Err(e) => {
             let _ = ready.send(&Err::<Address, String>(e.to_string()));
@@ -386,19 +425,31 @@ fn serve_in_process<R: Registry>(
         return 1;
     }
     drop(ready);
+    let shared = Arc::clone(&server.shared);
     // The server must not outlive its owner, however the owner ends.
     if let Some(owner) = crate::parent_process() {
+        let shared = Arc::clone(&shared);
         let _ = std::thread::Builder::new().name("manager-owner-watch".into()).stack_size(64 << 10).spawn(move || {
             owner.join();
+            release_segments(&shared);
             std::process::exit(0);
         });
     }
-    match server.serve_forever() {
+    let code = match server.serve_forever() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("multiproc: the manager's server failed: {e}");
             1
         }
+    };
+    release_segments(&shared);
+    code
+}
+
+/// Unlinks every block a shared memory manager's server holds (its last act).
+fn release_segments(shared: &Shared) {
+    if let Some(segments) = &shared.segments {
+        segments.release_all();
     }
 }
 
@@ -412,6 +463,7 @@ pub fn fuzz_request(bytes: &[u8]) {
         next_caller: AtomicU64::new(1),
         address: Address::Abstract(b"multiproc-fuzz-nowhere".to_vec()),
         authkey: None,
+        segments: None,
     };
     // A few requests in a row, so that calls reach the objects created before them.
     let mut rest = bytes;

@@ -286,6 +286,12 @@ impl ShareableList {
         &self.shm
     }
 
+    /// The block, to stop tracking it (a [`SharedMemoryManager`](crate::manager::SharedMemoryManager)
+    /// takes it over).
+    pub(crate) fn shm_mut(&mut self) -> &mut SharedMemory {
+        &mut self.shm
+    }
+
     /// The block's name, for [`attach`](Self::attach) or Python's `ShareableList(name=...)`.
     pub fn name(&self) -> &str {
         self.shm.name()

@@ -17,7 +17,8 @@
 //! client ── "U<name>" ──▶ tracker             unregister a name registered by message
 //! client ── "A<name>" + socket ──▶ tracker    hand over: a new client (the other end goes to
 //!                                             another process inside a serialized
-//!                                             `SharedMemory`) holding <name>
+//!                                             `SharedMemory`) holding <name>; with no
+//!                                             name, a new client holding nothing yet
 //! ```
 //!
 //! When a client's connection reaches end of file (its process ended, however it ended), the
@@ -268,6 +269,22 @@ pub(crate) fn hand_over(name: &str, link: Option<&Link>) -> Option<OwnedFd> {
     Some(theirs)
 }
 
+/// A new connection to this process's tracker (starting one if the process has none) holding no
+/// segment yet, for another process that will hold or create segments through it: a
+/// [`SharedMemoryManager`](crate::manager::SharedMemoryManager)'s server, or a process it hands
+/// a client to, so that all of them share one tracker (CPython bpo-36867).
+pub(crate) fn new_client() -> Result<OwnedFd> {
+    let via = {
+        let mut guard = client();
+        let client = guard.as_mut().expect("client() fills it");
+        Arc::clone(client.ensure_default()?)
+    };
+    let (theirs, tracker_end) =
+        sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a socket for the resource tracker")?;
+    send(via.as_fd(), HAND_OVER, "", &[tracker_end.as_fd()]).context("connect to the resource tracker")?;
+    Ok(theirs)
+}
+
 /// Keeps a connection received with a segment for the life of the process; it becomes the default
 /// connection if the process has none yet.
 pub(crate) fn adopt(fd: OwnedFd) -> Link {
@@ -364,7 +381,8 @@ impl Tracker {
             }
             HAND_OVER => {
                 if let Some(link) = fds.into_iter().next() {
-                    let names = HashSet::from([name.to_owned()]);
+                    // No name: a client that holds nothing yet (`new_client`).
+                    let names = if name.is_empty() { HashSet::new() } else { HashSet::from([name.to_owned()]) };
                     self.clients.push(Holder { link, names, table: None });
                 }
             }

@@ -23,7 +23,8 @@ pub(crate) use process::{
     remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
 };
 pub(crate) use shm::{
-    ignore_termination_signals, on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink,
+    ignore_interrupt, ignore_termination_signals, on_fork_child, prefault, segment_size, shm_attach, shm_create,
+    shm_unlink,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,

@@ -106,3 +106,12 @@ pub(crate) fn ignore_termination_signals() {
         }
     }
 }
+
+/// Makes `SIGINT` (Ctrl-C in the terminal, sent to the whole process group) leave this process
+/// alone, as CPython's manager servers do (bpo-36368): the program decides when they stop.
+pub(crate) fn ignore_interrupt() {
+    // SAFETY: installing SIG_IGN is async-signal-safe and has no memory-safety impact.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
