@@ -68,6 +68,10 @@ const SCENARIOS: &[Scenario] = &[
     ("Manager: d[1] = '1', d['2'] = 2, d[0.25] = None, l.reverse() (seed 003)", managers::mixed_dict_and_list),
     ("A custom manager serving MathsClass: add and mul (seed 003)", managers::maths_class),
     ("A remote manager on TCP with an authkey: job and result queues", managers::remote_job_queue),
+    (
+        "SharedMemoryManager: ShareableList(range(2000)) summed by two workers, one half each (seed 003)",
+        managers::shared_memory_manager_two_halves,
+    ),
 ];
 
 fn main() -> multiproc::Result<()> {

@@ -83,6 +83,7 @@
 //! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
+//! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
 //!
 //! ## Start methods
 //!

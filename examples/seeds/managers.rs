@@ -1,10 +1,12 @@
 //! The manager scenarios of seeds 001 and 003 (Manager dict and list, a custom manager with
-//! MathsClass, a remote manager serving a job queue), shared by the standalone examples and the tour.
+//! MathsClass, a remote manager serving a job queue, a SharedMemoryManager's ShareableList summed
+//! by two workers), shared by the standalone examples and the tour.
 #![allow(dead_code)]
 
 use multiproc::connection::Address;
-use multiproc::manager::{DictProxy, ListProxy, ManagerClient, Server, Value};
-use multiproc::{BaseManager, Manager, Process};
+use multiproc::manager::{DictProxy, ListProxy, ManagerClient, Server, SharedMemoryManager, Value};
+use multiproc::shm::Item;
+use multiproc::{BaseManager, Manager, Process, ShareableList};
 use serde::{Deserialize, Serialize};
 
 fn fill(d: DictProxy<String, String>, l: ListProxy<i64>) -> multiproc::Result<()> {
@@ -122,5 +124,39 @@ pub fn remote_job_queue() -> multiproc::Result<()> {
     println!("  squares from 3 workers: {squares:?}");
     manager.shutdown()?;
     serving.join().expect("the server thread panicked")?;
+    Ok(())
+}
+
+/// One worker's half: sums `sl[start..end]` into `sl[start]` and zeroes the rest of its half, so
+/// that the sum of the whole list is the total (the partial results stay in `sl`).
+fn sum_half(sl: ShareableList, start: usize, end: usize) -> multiproc::Result<()> {
+    let mut sum = 0;
+    for i in start..end {
+        if let Item::Int(x) = sl.get(i as isize)? {
+            sum += x;
+        }
+        sl.set(i as isize, 0)?;
+    }
+    sl.set(start as isize, sum)
+}
+
+/// Seed 003: `with SharedMemoryManager() as smm: sl = smm.ShareableList(range(2000))`, two worker
+/// processes doing one half each, then `sum(sl)`; the manager unlinks the list's block when it
+/// goes.
+pub fn shared_memory_manager_two_halves() -> multiproc::Result<()> {
+    let smm = SharedMemoryManager::start()?;
+    let sl = smm.shareable_list(0..2000)?;
+    let mut p1 = Process::new(sum_half, (sl.clone(), 0, 1000));
+    let mut p2 = Process::new(sum_half, (sl.clone(), 1000, 2000));
+    p1.start()?;
+    p2.start()?;
+    p1.join()?;
+    p2.join()?;
+    let total: i64 = sl.to_vec()?.iter().map(|item| if let Item::Int(x) = item { *x } else { 0 }).sum();
+    println!("  partial sums: sl[0] = {}, sl[1000] = {}; sum(sl) = {total}", sl.get(0)?, sl.get(1000)?);
+    assert_eq!(total, (0..2000).sum::<i64>());
+    let name = sl.name().to_owned();
+    drop(smm);
+    println!("  after the manager: {name} attachable? {}", ShareableList::attach(&name).is_ok());
     Ok(())
 }
