@@ -5,27 +5,7 @@
 //! [`ShareableList::new`]), then their names go to the manager's server, which owns them from then
 //! on (CPython's `track_segment`); the server unlinks every block it holds when it stops.
 //!
-//! # The resource tracker
-//!
-//! The server holds its blocks with the owner's resource tracker (it receives a connection to it
-//! when it starts, so one tracker serves the program, as in CPython since bpo-36867), and the
-//! creating process stops tracking a block once the server has it ([`SharedMemory::is_tracked`] is
-//! false on what the manager returns). So:
-//!
-//! * a block lives as long as the manager's server, whichever process created it: a worker that
-//!   created a block through the manager and ended does not take the block with it;
-//! * at [`shutdown`](SharedMemoryManager::shutdown) (or drop) the server unlinks every block, then
-//!   ends;
-//! * when the server is killed, the resource tracker unlinks its blocks as soon as the server is
-//!   gone (and says so on standard error, as for any block a killed process left behind). This is
-//!   also what happens when the owner is killed: the server, a daemon child, is killed with it (a
-//!   server started by a daemon process, which cannot have daemon children, notices its owner's
-//!   end, unlinks its blocks itself and ends);
-//! * a block is unlinked once: the tracker's entries are removed with each unlink, and a block
-//!   someone already unlinked is skipped quietly.
-//!
-//! Until the server has a block, the creating process tracks it, so a creator killed in between
-//! leaves nothing behind either.
+//! How the blocks and the resource tracker get along: see [`SharedMemoryManager`].
 
 use std::fmt;
 use std::ops::Deref;
@@ -55,8 +35,29 @@ use crate::{Handle, Process, ShareableList, SharedMemory, current_process, pipe}
 /// The server stops at [`shutdown`](Self::shutdown) or when the manager is dropped (CPython's
 /// `with SharedMemoryManager() as smm:`), unlinking every block, and it never outlives the process
 /// that started it, nor do the blocks: if that process is killed (`SIGKILL` included), the server
-/// ends with it and the resource tracker unlinks the blocks. See the
-/// [module documentation](self) for how the blocks and the resource tracker get along.
+/// ends with it and the resource tracker unlinks the blocks.
+///
+/// # Blocks and the resource tracker
+///
+/// The server holds its blocks with the owner's resource tracker (it receives a connection to it
+/// when it starts, so one tracker serves the program, as in CPython since bpo-36867), and the
+/// creating process stops tracking a block once the server has it ([`SharedMemory::is_tracked`] is
+/// false on what the manager returns). So:
+///
+/// * a block lives as long as the manager's server, whichever process created it: a worker that
+///   created a block through the manager and ended does not take the block with it;
+/// * at [`shutdown`](SharedMemoryManager::shutdown) (or drop) the server unlinks every block, then
+///   ends;
+/// * when the server is killed, the resource tracker unlinks its blocks as soon as the server is
+///   gone (and says so on standard error, as for any block a killed process left behind). This is
+///   also what happens when the owner is killed: the server, a daemon child, is killed with it (a
+///   server started by a daemon process, which cannot have daemon children, notices its owner's
+///   end, unlinks its blocks itself and ends);
+/// * a block is unlinked once: the tracker's entries are removed with each unlink, and a block
+///   someone already unlinked is skipped quietly.
+///
+/// Until the server has a block, the creating process tracks it, so a creator killed in between
+/// leaves nothing behind either.
 ///
 /// # Examples
 ///
