@@ -37,6 +37,14 @@ impl Endpoint {
     pub(crate) fn connect(&self) -> Result<Connection> {
         let mut conn = connect(&self.address, self.authkey.as_deref())?;
         conn.set_max_message_size(MAX_MESSAGE);
+        Ok(conn)
+    }
+
+    /// A new authenticated connection for a proxy's calls: on this machine, moved to a pipe with
+    /// shared-memory rings (a few hundred microseconds once, then calls without system calls while
+    /// both sides keep up).
+    pub(crate) fn connect_for_calls(&self) -> Result<Connection> {
+        let mut conn = self.connect()?;
         match self.address {
             // A server on this machine: move to a pipe with shared-memory rings, where a call
             // makes no system call while both sides keep up.
@@ -91,7 +99,7 @@ impl fmt::Debug for ObjectProxy {
 impl ObjectProxy {
     /// Creates an object in the server; the new proxy's connection owns it.
     pub(crate) fn create(endpoint: &Endpoint, kind: Kind, name: Option<String>) -> Result<ObjectProxy> {
-        let mut conn = endpoint.connect()?;
+        let mut conn = endpoint.connect_for_calls()?;
         let id: ObjectId = round_trip(&mut conn, &Request::Create { kind, name })?;
         Ok(ObjectProxy { endpoint: endpoint.clone(), id, link: Mutex::new(Link::Open(conn, std::process::id())) })
     }
@@ -120,7 +128,7 @@ impl ObjectProxy {
             _ => None,
         };
         if let Some(ticket) = ticket {
-            let conn = adopt(&self.endpoint, ticket, self.id)?;
+            let conn = adopt(&self.endpoint, ticket, self.id, true)?;
             // An inherited connection is closed here only: the parent's stays open.
             *link = Link::Open(conn, me);
         }
@@ -179,7 +187,7 @@ impl Drop for ObjectProxy {
         // A ticket never adopted is a reference the server keeps: adopt it, and closing the
         // connection releases it.
         if let Link::Ticket(ticket) = *self.link() {
-            let _ = adopt(&self.endpoint, ticket, self.id);
+            let _ = adopt(&self.endpoint, ticket, self.id, false);
         }
     }
 }
@@ -191,9 +199,10 @@ struct Travelling {
     ticket: u64,
 }
 
-/// A new connection that owns a reference to `id`: the ticket's, or a new one.
-fn adopt(endpoint: &Endpoint, ticket: u64, id: ObjectId) -> Result<Connection> {
-    let mut conn = endpoint.connect()?;
+/// A new connection that owns a reference to `id`: the ticket's, or a new one. `for_calls`: the
+/// proxy will call through it (see [`Endpoint::connect_for_calls`]).
+fn adopt(endpoint: &Endpoint, ticket: u64, id: ObjectId, for_calls: bool) -> Result<Connection> {
+    let mut conn = if for_calls { endpoint.connect_for_calls()? } else { endpoint.connect()? };
     round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id })?;
     Ok(conn)
 }
@@ -210,7 +219,7 @@ impl<'de> Deserialize<'de> for ObjectProxy {
         let Travelling { endpoint, id, ticket } = Travelling::deserialize(deserializer)?;
         // Adopt at once, so that a process killed right after it received the proxy leaves no
         // reference behind; if the server cannot be reached now, the first call tries again.
-        let link = match adopt(&endpoint, ticket, id) {
+        let link = match adopt(&endpoint, ticket, id, true) {
             Ok(conn) => Link::Open(conn, std::process::id()),
             Err(e @ Error::Remote(_)) => Link::Failed(format!("this proxy's object is gone: {e}")),
             Err(_) => Link::Ticket(ticket),
