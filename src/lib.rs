@@ -88,6 +88,7 @@ pub mod connection;
 pub mod context;
 mod deadline;
 mod error;
+pub mod pool;
 mod process;
 pub mod reduction;
 mod shm;
@@ -101,6 +102,7 @@ pub use context::{
     peek_start_method, set_start_method,
 };
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};

@@ -1,0 +1,250 @@
+//! Where the outcomes of a job's chunks go: one value ([`One`]), a whole `map` ([`Collect`]), or a
+//! stream read by [`Imap`] in order or as they finish. Shared by the process and thread pools.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::progress::Progress;
+use super::result::Promise;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+
+/// Receives the outcome of each chunk of a job, by chunk index.
+pub(crate) trait Outcomes<T>: Send + Sync {
+    /// Chunk `index` finished with these values, or failed.
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>);
+    /// Whether nobody wants the outcomes any more (a cancelled result): skip the work.
+    fn cancelled(&self) -> bool {
+        false
+    }
+    /// Chunk work started; a result can no longer be cancelled.
+    fn started(&self) {}
+}
+
+fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A single task's value (`apply_async`, `submit`).
+pub(crate) struct One<T> {
+    pub(crate) promise: Promise<T>,
+}
+
+impl<T: Send> Outcomes<T> for One<T> {
+    fn deliver(&self, _index: usize, outcome: Result<Vec<T>>) {
+        let value = outcome.and_then(|values| {
+            values.into_iter().next().ok_or_else(|| Error::Protocol("a worker returned no value for a task".into()))
+        });
+        self.promise.fulfil(value);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
+    }
+
+    fn started(&self) {
+        self.promise.mark_started();
+    }
+}
+
+struct CollectState<T> {
+    values: Vec<Option<T>>,
+    remaining: usize,
+    error: Option<Error>,
+}
+
+/// Every value of a `map`, in input order; fulfilled when the last chunk is in. A failed chunk
+/// makes the whole map fail, after every chunk has finished (CPython bpo-23992: no fail-fast).
+pub(crate) struct Collect<T> {
+    promise: Promise<Vec<T>>,
+    chunksize: usize,
+    state: Mutex<CollectState<T>>,
+    progress: Progress,
+}
+
+impl<T> Collect<T> {
+    pub(crate) fn new(promise: Promise<Vec<T>>, len: usize, chunksize: usize, progress: Progress) -> Self {
+        let chunks = len.div_ceil(chunksize.max(1));
+        let state = CollectState { values: (0..len).map(|_| None).collect(), remaining: chunks, error: None };
+        let collect = Collect { promise, chunksize: chunksize.max(1), state: Mutex::new(state), progress };
+        if chunks == 0 {
+            collect.promise.fulfil(Ok(Vec::new()));
+        }
+        collect
+    }
+}
+
+impl<T: Send> Outcomes<T> for Collect<T> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        let mut state = lock(&self.state);
+        let start = index * self.chunksize;
+        match outcome {
+            Ok(values) => {
+                self.progress.advance(values.len());
+                for (slot, value) in state.values.iter_mut().skip(start).zip(values) {
+                    *slot = Some(value);
+                }
+            }
+            Err(e) => {
+                state.error.get_or_insert(e);
+            }
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining > 0 {
+            return;
+        }
+        self.progress.finish();
+        let values = std::mem::take(&mut state.values);
+        let error = state.error.take();
+        drop(state);
+        let outcome = match error {
+            Some(e) => Err(e),
+            None => {
+                let expected = values.len();
+                let values: Vec<T> = values.into_iter().flatten().collect();
+                if values.len() == expected {
+                    Ok(values)
+                } else {
+                    Err(Error::Protocol("a worker returned fewer values than its chunk had tasks".into()))
+                }
+            }
+        };
+        self.promise.fulfil(outcome);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
+    }
+
+    fn started(&self) {
+        self.promise.mark_started();
+    }
+}
+
+struct StreamState<T> {
+    /// Finished chunks not yet read: by index (ordered) or in finishing order.
+    by_index: BTreeMap<usize, Result<Vec<T>>>,
+    in_order: VecDeque<Result<Vec<T>>>,
+    next: usize,
+    remaining: usize,
+}
+
+/// The chunks of an `imap`, readable as they finish.
+pub(crate) struct Stream<T> {
+    ordered: bool,
+    state: Mutex<StreamState<T>>,
+    ready: Condvar,
+    progress: Progress,
+}
+
+impl<T> Stream<T> {
+    pub(crate) fn new(chunks: usize, ordered: bool, progress: Progress) -> Self {
+        let state = StreamState { by_index: BTreeMap::new(), in_order: VecDeque::new(), next: 0, remaining: chunks };
+        Stream { ordered, state: Mutex::new(state), ready: Condvar::new(), progress }
+    }
+}
+
+impl<T: Send> Outcomes<T> for Stream<T> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        if let Ok(values) = &outcome {
+            self.progress.advance(values.len());
+        }
+        let mut state = lock(&self.state);
+        if self.ordered {
+            state.by_index.insert(index, outcome);
+        } else {
+            state.in_order.push_back(outcome);
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining == 0 {
+            self.progress.finish();
+        }
+        drop(state);
+        self.ready.notify_all();
+    }
+}
+
+/// The results of [`Pool::imap`](super::Pool::imap) and
+/// [`imap_unordered`](super::Pool::imap_unordered): an iterator that yields each task's value as
+/// soon as it (and, for `imap`, every task before it) has finished (CPython `IMapIterator`).
+///
+/// A failed task yields its error in its place and the iteration goes on.
+pub struct Imap<T> {
+    stream: Arc<Stream<T>>,
+    current: std::vec::IntoIter<T>,
+    /// Yielded `Some` of a chunk's outcome so far (the error of a failed chunk is yielded once).
+    chunks_read: usize,
+    chunks: usize,
+}
+
+impl<T> Imap<T> {
+    pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize) -> Self {
+        Imap { stream, current: Vec::new().into_iter(), chunks_read: 0, chunks }
+    }
+
+    /// The next value, waiting up to `timeout` for it (CPython `next(timeout)`): `None` at the
+    /// end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if it did not come in time (the iterator stays usable); a failed task's
+    /// error.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<T>> {
+        self.next_until(Deadline::after(Some(timeout)))
+    }
+
+    fn next_until(&mut self, deadline: Deadline) -> Option<Result<T>> {
+        loop {
+            if let Some(value) = self.current.next() {
+                return Some(Ok(value));
+            }
+            if self.chunks_read == self.chunks {
+                return None;
+            }
+            match self.wait_chunk(deadline) {
+                Ok(values) => {
+                    self.chunks_read += 1;
+                    self.current = values.into_iter();
+                }
+                Err(e @ Error::Timeout(_)) => return Some(Err(e)),
+                Err(e) => {
+                    self.chunks_read += 1;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn wait_chunk(&self, deadline: Deadline) -> Result<Vec<T>> {
+        let stream = &self.stream;
+        let mut state = lock(&stream.state);
+        loop {
+            let next = state.next;
+            let ready = if stream.ordered { state.by_index.remove(&next) } else { state.in_order.pop_front() };
+            if let Some(outcome) = ready {
+                state.next += 1;
+                return outcome;
+            }
+            state = match deadline.left() {
+                None => stream.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(Duration::ZERO) => return Err(deadline.timeout_error()),
+                Some(left) => stream.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0,
+            };
+        }
+    }
+}
+
+impl<T> Iterator for Imap<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        self.next_until(Deadline::NONE)
+    }
+}
+
+impl<T> std::fmt::Debug for Imap<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap").field("chunks", &self.chunks).field("chunks_read", &self.chunks_read).finish()
+    }
+}
