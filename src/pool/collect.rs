@@ -128,6 +128,8 @@ struct StreamState<T> {
     in_order: VecDeque<Result<Vec<T>>>,
     next: usize,
     remaining: usize,
+    /// Readers blocked waiting (a notification costs a system call: only made for them).
+    waiters: usize,
 }
 
 /// The chunks of an `imap`, readable as they finish.
@@ -140,7 +142,13 @@ pub(crate) struct Stream<T> {
 
 impl<T> Stream<T> {
     pub(crate) fn new(chunks: usize, ordered: bool, progress: Progress) -> Self {
-        let state = StreamState { by_index: BTreeMap::new(), in_order: VecDeque::new(), next: 0, remaining: chunks };
+        let state = StreamState {
+            by_index: BTreeMap::new(),
+            in_order: VecDeque::new(),
+            next: 0,
+            remaining: chunks,
+            waiters: 0,
+        };
         Stream { ordered, state: Mutex::new(state), ready: Condvar::new(), progress }
     }
 }
@@ -160,8 +168,11 @@ impl<T: Send> Outcomes<T> for Stream<T> {
         if state.remaining == 0 {
             self.progress.finish();
         }
+        let waiters = state.waiters;
         drop(state);
-        self.ready.notify_all();
+        if waiters > 0 {
+            self.ready.notify_all();
+        }
     }
 }
 
@@ -173,14 +184,16 @@ impl<T: Send> Outcomes<T> for Stream<T> {
 pub struct Imap<T> {
     stream: Arc<Stream<T>>,
     current: std::vec::IntoIter<T>,
-    /// Yielded `Some` of a chunk's outcome so far (the error of a failed chunk is yielded once).
+    /// Chunks taken from the stream in one go, not yet yielded.
+    taken: VecDeque<Result<Vec<T>>>,
+    /// Chunks whose outcome was yielded so far (the error of a failed chunk is yielded once).
     chunks_read: usize,
     chunks: usize,
 }
 
 impl<T> Imap<T> {
     pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize) -> Self {
-        Imap { stream, current: Vec::new().into_iter(), chunks_read: 0, chunks }
+        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, chunks }
     }
 
     /// The next value, waiting up to `timeout` for it (CPython `next(timeout)`): `None` at the
@@ -216,21 +229,40 @@ impl<T> Imap<T> {
         }
     }
 
-    fn wait_chunk(&self, deadline: Deadline) -> Result<Vec<T>> {
+    /// The next chunk's outcome; takes every chunk that is ready in one lock (the scheduler
+    /// delivers them in bursts).
+    fn wait_chunk(&mut self, deadline: Deadline) -> Result<Vec<T>> {
+        if let Some(outcome) = self.taken.pop_front() {
+            return outcome;
+        }
         let stream = &self.stream;
         let mut state = lock(&stream.state);
         loop {
-            let next = state.next;
-            let ready = if stream.ordered { state.by_index.remove(&next) } else { state.in_order.pop_front() };
-            if let Some(outcome) = ready {
-                state.next += 1;
+            if stream.ordered {
+                loop {
+                    let next = state.next;
+                    let Some(outcome) = state.by_index.remove(&next) else { break };
+                    state.next += 1;
+                    self.taken.push_back(outcome);
+                }
+            } else {
+                let ready = state.in_order.len();
+                state.next += ready;
+                self.taken.append(&mut state.in_order);
+            }
+            if let Some(outcome) = self.taken.pop_front() {
                 return outcome;
             }
-            state = match deadline.left() {
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return Err(deadline.timeout_error());
+            }
+            state.waiters += 1;
+            state = match left {
                 None => stream.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(Duration::ZERO) => return Err(deadline.timeout_error()),
                 Some(left) => stream.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0,
             };
+            state.waiters -= 1;
         }
     }
 }

@@ -19,6 +19,8 @@ struct State<T> {
     /// The outcome was handed to a caller.
     taken: bool,
     waker: Option<Waker>,
+    /// Threads blocked in `wait_until` (a notification costs a system call: only made for them).
+    waiters: usize,
     callback: Option<Callback<T>>,
     error_callback: Option<ErrorCallback>,
 }
@@ -77,7 +79,14 @@ pub(crate) struct Promise<T> {
 /// A result and its promise.
 pub(crate) fn promise<T>() -> (AsyncResult<T>, Promise<T>) {
     let slot = Arc::new(Slot {
-        state: Mutex::new(State { outcome: None, taken: false, waker: None, callback: None, error_callback: None }),
+        state: Mutex::new(State {
+            outcome: None,
+            taken: false,
+            waker: None,
+            waiters: 0,
+            callback: None,
+            error_callback: None,
+        }),
         ready: Condvar::new(),
         cancelled: AtomicBool::new(false),
         started: AtomicBool::new(false),
@@ -124,12 +133,14 @@ impl<T> Promise<T> {
         if panicked == Some(true) {
             tracing::error!("a pool result callback panicked; the result is delivered and the pool goes on");
         }
-        let waker = {
+        let (waker, waiters) = {
             let mut state = self.slot.lock();
             state.outcome = Some(outcome);
-            state.waker.take()
+            (state.waker.take(), state.waiters)
         };
-        self.slot.ready.notify_all();
+        if waiters > 0 {
+            self.slot.ready.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -172,11 +183,16 @@ impl<T> AsyncResult<T> {
     fn wait_until(&self, deadline: Deadline) -> Result<MutexGuard<'_, State<T>>> {
         let mut state = self.slot.lock();
         while state.outcome.is_none() && !state.taken {
-            state = match deadline.left() {
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return Err(deadline.timeout_error());
+            }
+            state.waiters += 1;
+            state = match left {
                 None => self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(Duration::ZERO) => return Err(deadline.timeout_error()),
                 Some(left) => self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0,
             };
+            state.waiters -= 1;
         }
         Ok(state)
     }

@@ -3,6 +3,7 @@
 
 mod codec;
 mod connection;
+mod pool;
 mod process;
 mod sync;
 
@@ -37,8 +38,13 @@ fn monotonic_ns() -> u64 {
 type Group = fn(&[&str]) -> Option<String>;
 
 /// Every group, in `bench/compare`'s order. A new group is a module with a `run` function here.
-const GROUPS: &[(&str, Group)] =
-    &[("process", process::run), ("codec", codec::run), ("connection", connection::run), ("sync", sync::run)];
+const GROUPS: &[(&str, Group)] = &[
+    ("process", process::run),
+    ("codec", codec::run),
+    ("connection", connection::run),
+    ("sync", sync::run),
+    ("pool", pool::run),
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
