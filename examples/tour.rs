@@ -3,6 +3,8 @@
 
 #[path = "seeds/connections.rs"]
 mod connections;
+#[path = "seeds/pools.rs"]
+mod pools;
 #[path = "seeds/processes.rs"]
 mod processes;
 #[path = "seeds/sync.rs"]
@@ -34,6 +36,17 @@ const SCENARIOS: &[Scenario] = &[
     ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
     ("Barrier: four worker processes in three phases", sync::barrier_phases),
     ("Condition: a producer process and three consumer processes", sync::condition_stock),
+    ("Pool(4).map over range(100) against 100 processes, timed (seed 000)", pools::pool_against_processes),
+    ("Pool(2).apply: one call at a time (seed 000)", pools::apply_in_turn),
+    ("Pool(2).apply_async, then get each (seed 000)", pools::apply_async_then_get),
+    ("hello1..hello9 on Pool(3) with apply_async, then with apply (seed 001)", pools::hello_async_and_sync),
+    ("apply_async, close, join, then get (seed 002)", pools::close_join_then_get),
+    ("A callback runs in the parent (seeds 000, 002)", pools::callback_runs_in_the_parent),
+    ("A crawler: pages fetched by workers, parsed in callbacks (seed 002)", pools::crawler),
+    ("A TCP echo server handing connections to Pool(4) workers (seed 002)", pools::echo_server_with_a_pool),
+    ("ThreadPool: capturing closures on threads (seed 004)", pools::thread_pool),
+    ("An executor: submit, map, shutdown (concurrent.futures)", pools::executor),
+    ("A worker dies in a task: that task fails, the others complete", pools::a_worker_dies),
 ];
 
 fn main() -> multiproc::Result<()> {
