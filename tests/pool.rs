@@ -597,3 +597,80 @@ fn a_cancelled_result_is_not_run() {
         }
     });
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<ThreadPool>();
+    send_sync::<Executor>();
+    send_sync::<multiproc::AsyncResult<Vec<String>>>();
+    fn send<T: Send>() {}
+    send::<multiproc::pool::Imap<u64>>();
+}
+
+fn pool_in_child(outbox: Outbox) {
+    let pool = Pool::new(2).expect("pool in a child");
+    let sum: u64 = pool.map(square, 0..10).expect("map").iter().sum();
+    send(&outbox, &sum.to_string());
+}
+
+#[test]
+fn a_pool_works_inside_a_child_process() {
+    watchdog("pool_in_child", 60, || {
+        let (inbox, outbox) = channel();
+        let mut child = multiproc::Process::new(pool_in_child, (outbox,)).with_daemon(false);
+        child.start().unwrap();
+        assert_eq!(inbox.recv(30), "285");
+        assert_eq!(child.join().unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_pool_shared_by_threads() {
+    watchdog("pool_shared_by_threads", 60, || {
+        let pool = Arc::new(pool(2));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || pool.map(square, t * 100..(t + 1) * 100).unwrap())
+            })
+            .collect();
+        let all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert_eq!(all, (0..400).map(|i| i * i).collect::<Vec<_>>());
+        assert_eq!(pool.stats().tasks_done, 400);
+    });
+}
+
+#[cfg(feature = "progress")]
+#[test]
+fn progress_bars_do_not_change_results() {
+    watchdog("progress_bars", 60, || {
+        let pool = pool(2);
+        let values = pool.map_async_with(square, 0..200, Options::new().progress(true)).unwrap().get().unwrap();
+        assert_eq!(values.len(), 200);
+        let streamed: Vec<u64> =
+            pool.imap_with(square, 0..50, Options::new().progress(true)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(streamed.len(), 50);
+    });
+}
+
+#[test]
+fn repeated_kills_during_a_map_lose_no_other_task() {
+    watchdog("repeated_kills", 90, || {
+        let pool = pool(3);
+        let map = pool.map_async_with(sleep_ms, vec![2; 300], Options::new().chunksize(1)).unwrap();
+        let (inbox, outbox) = channel();
+        for round in 0..5 {
+            let victim = pool.apply_async(report_pid_and_hang, (Handle::new(outbox.try_clone().unwrap()),)).unwrap();
+            let pid: i32 = inbox.recv(30).parse().unwrap();
+            sigkill(pid);
+            assert!(matches!(victim.get(), Err(Error::WorkerDied { .. })), "round {round}");
+        }
+        assert_eq!(map.get().unwrap(), vec![2; 300]);
+        let stats = pool.stats();
+        assert_eq!(stats.workers_restarted, 5);
+        assert_eq!(stats.tasks_failed, 5);
+        assert_eq!(stats.tasks_done, 300);
+    });
+}

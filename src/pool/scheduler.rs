@@ -71,11 +71,22 @@ impl<T> Decoding<T> {
 
 impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
     fn complete(&self, index: usize, outcome: Result<Vec<u8>>) {
-        let values = outcome.and_then(|bytes| {
-            postcard::from_bytes::<Vec<T>>(&bytes)
-                .map_err(|e| Error::Codec { action: "decode", detail: format!("a task's result: {e}") })
+        // User code runs here (`Deserialize` impls): a panic in it fails this result, not the
+        // scheduler thread that every other result depends on.
+        let deliver = std::panic::AssertUnwindSafe(|| {
+            let values = outcome.and_then(|bytes| {
+                postcard::from_bytes::<Vec<T>>(&bytes)
+                    .map_err(|e| Error::Codec { action: "decode", detail: format!("a task's result: {e}") })
+            });
+            self.outcomes.deliver(index, values);
         });
-        self.outcomes.deliver(index, values);
+        if std::panic::catch_unwind(deliver).is_err() {
+            tracing::error!("decoding a pool task's result panicked");
+            self.outcomes.deliver(
+                index,
+                Err(Error::Codec { action: "decode", detail: "a task's result: the decoder panicked".into() }),
+            );
+        }
     }
 
     fn cancelled(&self) -> bool {
