@@ -7,6 +7,8 @@
     python3 pool.py start_first_result      ms from Pool() to the result of map(square, [3])
     python3 pool.py close_join              ms of close() + join() of a pool that ran a map
     python3 pool.py worker_rss              kB resident in an idle worker (median over workers)
+    python3 pool.py cpu_bound N             s for 20*N busy tasks of 3 ms on N workers (scaling)
+    python3 pool.py tiny N                  tasks/s of map(square, range(100000), chunksize=1), N workers
 
 The pool has os.cpu_count() workers and CPython's default start method (fork on Linux before 3.14),
 as `Pool()` gives.
@@ -106,6 +108,32 @@ def worker_rss():
         return statistics.median(rss_kb(p) for p in pids)
 
 
+def spin(micros):
+    start = time.perf_counter()
+    spins = 0
+    while time.perf_counter() - start < micros / 1e6:
+        spins += 1
+    return spins
+
+
+def cpu_bound(workers):
+    """Seconds for 20 * workers tasks of 3 ms on `workers` workers (chunksize 1)."""
+    with mp.Pool(workers) as pool:
+        tasks = 20 * workers
+        def run():
+            assert len(pool.map(spin, [3000] * tasks, chunksize=1)) == tasks
+        run()
+        return statistics.median(sample(run, budget_s=1.0, min_samples=3, max_samples=20))
+
+
+def tiny(workers):
+    """Tasks/s of map(square, range(100000), chunksize=1) on `workers` workers."""
+    with mp.Pool(workers) as pool:
+        def run():
+            assert len(pool.map(square, range(TASKS), chunksize=1)) == TASKS
+        return rate(TASKS, run)
+
+
 METRICS = {
     "map_chunk1": lambda: map_rate(1),
     "map_default": lambda: map_rate(None),
@@ -117,4 +145,7 @@ METRICS = {
 }
 
 if __name__ == "__main__":
-    print(METRICS[sys.argv[1]]())
+    if sys.argv[1] in ("cpu_bound", "tiny"):
+        print(globals()[sys.argv[1]](int(sys.argv[2])))
+    else:
+        print(METRICS[sys.argv[1]]())

@@ -49,7 +49,8 @@ impl<T: Send> Outcomes<T> for One<T> {
 }
 
 struct CollectState<T> {
-    values: Vec<Option<T>>,
+    /// Each chunk's values, by chunk index.
+    chunks: Vec<Option<Vec<T>>>,
     remaining: usize,
     error: Option<Error>,
 }
@@ -58,16 +59,29 @@ struct CollectState<T> {
 /// makes the whole map fail, after every chunk has finished (CPython bpo-23992: no fail-fast).
 pub(crate) struct Collect<T> {
     promise: Promise<Vec<T>>,
-    chunksize: usize,
+    len: usize,
     state: Mutex<CollectState<T>>,
     progress: Progress,
 }
 
 impl<T> Collect<T> {
+    /// The chunks' values in order, checked complete.
+    fn concatenate(&self, chunks: Vec<Option<Vec<T>>>) -> Result<Vec<T>> {
+        let short = || Error::Protocol("a worker returned fewer values than its chunk had tasks".into());
+        if chunks.len() == 1 {
+            return chunks.into_iter().flatten().next().filter(|v| v.len() == self.len).ok_or_else(short);
+        }
+        let mut values = Vec::with_capacity(self.len);
+        for chunk in chunks {
+            values.extend(chunk.ok_or_else(short)?);
+        }
+        if values.len() == self.len { Ok(values) } else { Err(short()) }
+    }
+
     pub(crate) fn new(promise: Promise<Vec<T>>, len: usize, chunksize: usize, progress: Progress) -> Self {
         let chunks = len.div_ceil(chunksize.max(1));
-        let state = CollectState { values: (0..len).map(|_| None).collect(), remaining: chunks, error: None };
-        let collect = Collect { promise, chunksize: chunksize.max(1), state: Mutex::new(state), progress };
+        let state = CollectState { chunks: (0..chunks).map(|_| None).collect(), remaining: chunks, error: None };
+        let collect = Collect { promise, len, state: Mutex::new(state), progress };
         if chunks == 0 {
             collect.promise.fulfil(Ok(Vec::new()));
         }
@@ -78,12 +92,11 @@ impl<T> Collect<T> {
 impl<T: Send> Outcomes<T> for Collect<T> {
     fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
         let mut state = lock(&self.state);
-        let start = index * self.chunksize;
         match outcome {
             Ok(values) => {
                 self.progress.advance(values.len());
-                for (slot, value) in state.values.iter_mut().skip(start).zip(values) {
-                    *slot = Some(value);
+                if let Some(slot) = state.chunks.get_mut(index) {
+                    *slot = Some(values);
                 }
             }
             Err(e) => {
@@ -95,20 +108,12 @@ impl<T: Send> Outcomes<T> for Collect<T> {
             return;
         }
         self.progress.finish();
-        let values = std::mem::take(&mut state.values);
+        let chunks = std::mem::take(&mut state.chunks);
         let error = state.error.take();
         drop(state);
         let outcome = match error {
             Some(e) => Err(e),
-            None => {
-                let expected = values.len();
-                let values: Vec<T> = values.into_iter().flatten().collect();
-                if values.len() == expected {
-                    Ok(values)
-                } else {
-                    Err(Error::Protocol("a worker returned fewer values than its chunk had tasks".into()))
-                }
-            }
+            None => self.concatenate(chunks),
         };
         self.promise.fulfil(outcome);
     }

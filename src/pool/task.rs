@@ -201,9 +201,10 @@ where
     let function = crate::sys::conjure_zst::<F>();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        let _span = tracing::trace_span!("pool.task").entered();
         results.push(call_catching(|| function.call(item))?);
     }
+    // About the encoded size, so that encoding does not grow the buffer step by step.
+    out.reserve(8 + results.len() * std::mem::size_of::<<F as sealed::TaskFn<Args>>::Value>());
     *out = postcard::to_extend(&results, std::mem::take(out))
         .map_err(|e| format!("the worker could not encode the task's result: {e}"))?;
     Ok(())

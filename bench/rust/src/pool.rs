@@ -107,6 +107,38 @@ fn worker_rss() -> f64 {
     median(pids.into_iter().map(rss_kb).collect())
 }
 
+/// Keeps a CPU busy for `micros` microseconds (a CPU-bound task of a known length).
+fn spin(micros: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < Duration::from_micros(micros) {
+        spins = std::hint::black_box(spins + 1);
+    }
+    spins
+}
+
+/// Scaling, CPU-bound: seconds for `20 * workers` tasks of 3 ms on `workers` workers (chunksize 1).
+fn cpu_bound(workers: usize) -> f64 {
+    let pool = Pool::new(workers).expect("pool");
+    let tasks = 20 * workers as u64;
+    let run = || {
+        let done = pool.map_async_with(spin, vec![3000; tasks as usize], Options::new().chunksize(1)).expect("map");
+        assert_eq!(done.get().expect("values").len() as u64, tasks);
+    };
+    run();
+    median(sample(Duration::from_secs(1), 3, 20, run))
+}
+
+/// Scaling, tiny tasks: tasks/s of map(x*x, chunksize=1) over 100k items on `workers` workers.
+fn tiny(workers: usize) -> f64 {
+    let pool = Pool::new(workers).expect("pool");
+    rate(TASKS, || {
+        let values =
+            pool.map_async_with(square, 0..TASKS, Options::new().chunksize(1)).expect("map").get().expect("values");
+        assert_eq!(values.len() as u64, TASKS);
+    })
+}
+
 /// Measures the pool metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
@@ -117,6 +149,8 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["pool_start_first_result"] => start_first_result(),
         ["pool_close_join"] => close_join(),
         ["pool_worker_rss"] => worker_rss(),
+        ["pool_cpu_bound", workers] => cpu_bound(workers.parse().expect("workers")),
+        ["pool_tiny", workers] => tiny(workers.parse().expect("workers")),
         _ => return None,
     };
     Some(value.to_string())
