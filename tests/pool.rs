@@ -674,3 +674,63 @@ fn repeated_kills_during_a_map_lose_no_other_task() {
         assert_eq!(stats.tasks_done, 300);
     });
 }
+
+/// A result type of the test's own: a `TaskValue` by one line; its encoding fails in the worker.
+#[derive(Debug, Deserialize)]
+struct RefusesToTravel;
+
+impl Serialize for RefusesToTravel {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this result refuses to be encoded"))
+    }
+}
+
+impl multiproc::pool::TaskValue for RefusesToTravel {}
+
+fn unencodable_result() -> RefusesToTravel {
+    RefusesToTravel
+}
+
+#[test]
+fn unencodable_results_fail_without_losing_workers() {
+    watchdog("unencodable_results", 60, || {
+        let pool = pool(2);
+        for _ in 0..20 {
+            match pool.apply(unencodable_result, ()) {
+                Err(Error::TaskFailed { message }) => {
+                    assert!(message.contains("could not encode the task's result"), "{message}")
+                }
+                other => panic!("expected a task failure, got {other:?}"),
+            }
+        }
+        assert_eq!(pool.stats().workers_restarted, 0);
+        assert_eq!(pool.stats().workers_started, 2);
+    });
+}
+
+#[test]
+fn max_tasks_per_child_three_with_one_worker() {
+    watchdog("max_tasks_three", 60, || {
+        let pool = Pool::builder().processes(1).max_tasks_per_child(3).build().unwrap();
+        let pids: Vec<u32> = (0..4).map(|i| pool.apply(pid, (i,)).unwrap()).collect();
+        assert_eq!((pids[0], pids[1]), (pids[2], pids[2]));
+        assert_ne!(pids[3], pids[0]);
+        assert_eq!(pool.stats().workers_started, 2);
+    });
+}
+
+#[test]
+fn executor_shutdown_without_waiting_lets_tasks_finish() {
+    watchdog("executor_shutdown_nowait", 60, || {
+        let mut executor = Executor::new(2).unwrap();
+        let futures: Vec<_> = (0..4).map(|_| executor.submit(sleep_ms, (50,)).unwrap()).collect();
+        let pids: Vec<u32> = (0..2).map(|i| executor.submit(pid, (i,)).unwrap().get().unwrap()).collect();
+        executor.shutdown(false, false).unwrap();
+        for future in futures {
+            assert_eq!(future.get().unwrap(), 50);
+        }
+        for pid in pids {
+            assert!(wait_for_exit_of(pid as i32, 10), "worker {pid} still runs after shutdown");
+        }
+    });
+}

@@ -581,10 +581,9 @@ impl Pool {
     /// Closes the pool and lets its scheduler finish the queue in the background, without waiting.
     pub(crate) fn close_detached(mut self) {
         self.close();
+        // Without its thread handle, dropping `self` neither terminates nor waits.
         let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         drop(thread);
-        // Dropping `self` would terminate the pool: let it go as it is.
-        std::mem::forget(self);
     }
 
     fn collect_job<T, I>(
@@ -686,10 +685,12 @@ impl CallSettings {
 }
 
 impl Drop for Pool {
+    /// Terminates the pool and waits for its workers, unless it was joined already (or detached
+    /// by an executor's `shutdown(wait = false)`, which lets the queue finish in the background).
     fn drop(&mut self) {
-        self.terminate();
         let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
+            self.terminate();
             let _ = thread.join();
         }
     }

@@ -205,8 +205,9 @@ where
     }
     // About the encoded size, so that encoding does not grow the buffer step by step.
     out.reserve(8 + results.len() * std::mem::size_of::<<F as sealed::TaskFn<Args>>::Value>());
-    *out = postcard::to_extend(&results, std::mem::take(out))
-        .map_err(|e| format!("the worker could not encode the task's result: {e}"))?;
+    *out = postcard::to_extend(&results, std::mem::take(out)).map_err(|e| {
+        format!("the worker could not encode the task's result ({e}); check the result type's Serialize implementation")
+    })?;
     Ok(())
 }
 
