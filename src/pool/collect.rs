@@ -20,6 +20,13 @@ pub(crate) trait Outcomes<T>: Send + Sync {
     }
     /// Chunk work started; a result can no longer be cancelled.
     fn started(&self) {}
+    /// As [`deliver`](Self::deliver), but a waiting reader may be woken only at the next
+    /// [`flush`](Self::flush): the scheduler delivers a worker's outcomes in bursts.
+    fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.deliver(index, outcome);
+    }
+    /// Wakes readers for what [`deliver_quietly`](Self::deliver_quietly) delivered.
+    fn flush(&self) {}
 }
 
 fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
@@ -160,6 +167,17 @@ impl<T> Stream<T> {
 
 impl<T: Send> Outcomes<T> for Stream<T> {
     fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.deliver_quietly(index, outcome);
+        self.flush();
+    }
+
+    fn flush(&self) {
+        if lock(&self.state).waiters > 0 {
+            self.ready.notify_all();
+        }
+    }
+
+    fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
         if let Ok(values) = &outcome {
             self.progress.advance(values.len());
         }
@@ -173,11 +191,6 @@ impl<T: Send> Outcomes<T> for Stream<T> {
         if state.remaining == 0 {
             self.progress.finish();
         }
-        let waiters = state.waiters;
-        drop(state);
-        if waiters > 0 {
-            self.ready.notify_all();
-        }
     }
 }
 
@@ -186,6 +199,8 @@ impl<T: Send> Outcomes<T> for Stream<T> {
 /// soon as it (and, for `imap`, every task before it) has finished (CPython `IMapIterator`).
 ///
 /// A failed task yields its error in its place and the iteration goes on.
+#[doc(alias = "IMapIterator")]
+#[doc(alias = "IMapUnorderedIterator")]
 pub struct Imap<T> {
     stream: Arc<Stream<T>>,
     current: std::vec::IntoIter<T>,

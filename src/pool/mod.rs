@@ -36,6 +36,14 @@
 //! * [`terminate`](Pool::terminate), or dropping the pool, kills the workers and fails every
 //!   unfinished result with [`Error::PoolTerminated`] instead of leaving it waiting.
 //!
+//! # Observability
+//!
+//! [`Pool::stats`] counts tasks done and failed and workers started and restarted. The scheduler
+//! logs worker starts, ends and failures with `tracing` (debug level); each worker runs each chunk
+//! of tasks in a `pool.chunk` span with its id (set up a subscriber in the workers with
+//! [`PoolBuilder::initializer`] to collect them). With the `progress` feature,
+//! `Options::progress` draws a bar with done/total, rate and time left for a map or imap.
+//!
 //! # Layout
 //!
 //! * `task`: what a task function is and how a worker is told which one to call;

@@ -19,7 +19,11 @@
 //!
 //! Today the transport is one duplex [`Connection`](crate::Connection) per worker (a Unix socket
 //! pair); its descriptors can carry open files and sockets in task arguments. A network transport
-//! would carry the same messages, with entries signed (see `task.rs`).
+//! would carry the same messages, with entries signed (see `task.rs`). What the scheduler needs of
+//! a transport: messages delivered whole and in order, a descriptor to poll for incoming ones, and
+//! a signal that the worker is gone (here the worker's pidfd; over a network, the connection
+//! dropping or a heartbeat stopping), plus a word telling which task was running (here shared
+//! memory; over a network the worker would report "started" before long tasks).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 

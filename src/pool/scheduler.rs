@@ -53,6 +53,9 @@ const START_RETRY: Duration = Duration::from_millis(100);
 /// A job's chunk outcomes, as encoded results: decoded into the job's value type here.
 pub(crate) trait Sink: Send + Sync {
     fn complete(&self, index: usize, outcome: Result<Vec<u8>>);
+    /// As `complete`, waking readers only at the next `flush` (for a burst of outcomes).
+    fn complete_quietly(&self, index: usize, outcome: Result<Vec<u8>>);
+    fn flush(&self);
     fn cancelled(&self) -> bool;
     fn started(&self);
 }
@@ -71,6 +74,15 @@ impl<T> Decoding<T> {
 
 impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
     fn complete(&self, index: usize, outcome: Result<Vec<u8>>) {
+        self.complete_quietly(index, outcome);
+        self.flush();
+    }
+
+    fn flush(&self) {
+        self.outcomes.flush();
+    }
+
+    fn complete_quietly(&self, index: usize, outcome: Result<Vec<u8>>) {
         // User code runs here (`Deserialize` impls): a panic in it fails this result, not the
         // scheduler thread that every other result depends on.
         let deliver = std::panic::AssertUnwindSafe(|| {
@@ -78,11 +90,11 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
                 postcard::from_bytes::<Vec<T>>(&bytes)
                     .map_err(|e| Error::Codec { action: "decode", detail: format!("a task's result: {e}") })
             });
-            self.outcomes.deliver(index, values);
+            self.outcomes.deliver_quietly(index, values);
         });
         if std::panic::catch_unwind(deliver).is_err() {
             tracing::error!("decoding a pool task's result panicked");
-            self.outcomes.deliver(
+            self.outcomes.deliver_quietly(
                 index,
                 Err(Error::Codec { action: "decode", detail: "a task's result: the decoder panicked".into() }),
             );
@@ -622,13 +634,18 @@ impl Scheduler {
         let worker = &mut self.workers[w];
         let count = results.len();
         let mut last_entry = worker.window_entry;
+        // The sinks of this burst, each woken once at the end (consecutive chunks share one).
+        let mut touched: Vec<Arc<dyn Sink>> = Vec::new();
+        let mut broken = None;
         for result in results {
             let Some(flight) = worker.in_flight.pop_front() else {
-                return Err("it reported a task it did not hold".into());
+                broken = Some("it reported a task it did not hold".to_string());
+                break;
             };
             if flight.id != result.id {
                 worker.in_flight.push_front(flight);
-                return Err(format!("it reported task {} out of order", result.id));
+                broken = Some(format!("it reported task {} out of order", result.id));
+                break;
             }
             worker.deadline = None;
             let chunk = flight.chunk;
@@ -636,10 +653,20 @@ impl Scheduler {
             match result.outcome {
                 Ok(Blob(bytes)) => {
                     self.shared.stats.done.fetch_add(chunk.tasks as u64, Ordering::Relaxed);
-                    chunk.sink.complete(chunk.index, Ok(bytes));
+                    chunk.sink.complete_quietly(chunk.index, Ok(bytes));
+                    if !touched.last().is_some_and(|last| Arc::ptr_eq(last, &chunk.sink)) {
+                        touched.push(Arc::clone(&chunk.sink));
+                    }
                 }
                 Err(message) => chunk.fail(Error::TaskFailed { message }, &self.shared.stats),
             }
+        }
+        // Every path wakes the readers of what was delivered.
+        for sink in touched {
+            sink.flush();
+        }
+        if let Some(reason) = broken {
+            return Err(reason);
         }
         if count > 0 {
             // Size the window to about WINDOW_TIME of this worker's work.

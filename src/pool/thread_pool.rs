@@ -237,6 +237,41 @@ impl ThreadPool {
         Ok(result)
     }
 
+    /// CPython `starmap`: each item is a tuple of arguments, which the closure takes as one tuple
+    /// (`|(a, b)| a + b`); otherwise [`map`](Self::map).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn starmap<F, Args, R>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R::Value>>
+    where
+        F: Fn(Args) -> R + Send + Sync + 'static,
+        Args: Send + 'static,
+        R: TaskReturn,
+        R::Value: Send + 'static,
+    {
+        self.map(f, items)
+    }
+
+    /// CPython `starmap_async`: [`starmap`](Self::starmap) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Self::map_async).
+    pub fn starmap_async<F, Args, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<AsyncResult<Vec<R::Value>>>
+    where
+        F: Fn(Args) -> R + Send + Sync + 'static,
+        Args: Send + 'static,
+        R: TaskReturn,
+        R::Value: Send + 'static,
+    {
+        self.map_async(f, items)
+    }
+
     /// Values of `f` over the items, in order, as they finish (CPython `imap`).
     ///
     /// # Errors
