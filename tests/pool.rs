@@ -734,3 +734,33 @@ fn executor_shutdown_without_waiting_lets_tasks_finish() {
         }
     });
 }
+
+#[test]
+fn a_callback_that_waits_on_its_pool_gets_an_error_not_a_hang() {
+    watchdog("callback_waits_on_pool", 60, || {
+        let pool = Arc::new(pool(2));
+        let inner = Arc::clone(&pool);
+        let seen: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let options = Options::new().callback(move |_: &u64| {
+            let nested = inner.apply(square, (2,));
+            *record.lock().unwrap() = Some(format!("{nested:?}"));
+        });
+        assert_eq!(pool.apply_async_with(square, (3,), options).unwrap().get().unwrap(), 9);
+        let seen = seen.lock().unwrap().clone().unwrap();
+        assert!(seen.contains("InvalidState"), "{seen}");
+        assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    });
+}
+
+#[test]
+fn a_callback_holding_the_last_handle_does_not_deadlock() {
+    watchdog("callback_holds_last_handle", 60, || {
+        let pool = Arc::new(pool(1));
+        let inner = Arc::clone(&pool);
+        let result =
+            pool.apply_async_with(sleep_ms, (100,), Options::new().callback(move |_: &u64| drop(inner))).unwrap();
+        drop(pool);
+        assert_eq!(result.get().unwrap(), 100);
+    });
+}

@@ -572,6 +572,11 @@ impl Pool {
             return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
         }
         let thread = self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = &thread
+            && thread.thread().id() == std::thread::current().id()
+        {
+            return Err(Error::InvalidState("a pool callback cannot join its own pool".into()));
+        }
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -699,7 +704,11 @@ impl Drop for Pool {
         let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             self.terminate();
-            let _ = thread.join();
+            // The last handle can be dropped by the scheduler itself (a callback holding it):
+            // it cannot wait for itself, and it ends on its own after the termination.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }

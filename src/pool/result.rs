@@ -12,6 +12,17 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 
 type Callback<T> = Box<dyn FnOnce(&T) + Send>;
+
+thread_local! {
+    /// This thread delivers results (a pool's scheduler thread): waiting here for a result that it
+    /// has yet to deliver could never end.
+    static DELIVERS_RESULTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one that delivers results (see `wait_until`).
+pub(crate) fn mark_delivering_thread() {
+    DELIVERS_RESULTS.with(|flag| flag.set(true));
+}
 type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 
 struct State<T> {
@@ -182,6 +193,15 @@ impl<T> AsyncResult<T> {
 
     fn wait_until(&self, deadline: Deadline) -> Result<MutexGuard<'_, State<T>>> {
         let mut state = self.slot.lock();
+        if state.outcome.is_none() && !state.taken && DELIVERS_RESULTS.with(|flag| flag.get()) {
+            // A callback waiting for another result of its pool: the scheduler it blocks is the
+            // thread that would deliver it (CPython hangs here).
+            return Err(Error::InvalidState(
+                "a pool callback waited for a result the pool has not delivered yet; the callback runs in the \
+                 pool's scheduler thread, which would deliver it: hand the work to another thread instead"
+                    .into(),
+            ));
+        }
         while state.outcome.is_none() && !state.taken {
             let left = deadline.left();
             if left == Some(Duration::ZERO) {
@@ -197,7 +217,8 @@ impl<T> AsyncResult<T> {
         Ok(state)
     }
 
-    /// Waits until the outcome is there (CPython `wait()`).
+    /// Waits until the outcome is there (CPython `wait()`). In a pool callback, where waiting could
+    /// never end (the callback holds up the thread that delivers results), it returns at once.
     pub fn wait(&self) {
         drop(self.wait_until(Deadline::NONE));
     }

@@ -387,6 +387,7 @@ impl Scheduler {
 
     /// Runs the scheduler until the pool is stopped or terminated.
     pub(crate) fn run(mut self) {
+        super::result::mark_delivering_thread();
         loop {
             self.take_submissions();
             match self.state.clone() {
