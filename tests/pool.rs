@@ -764,3 +764,35 @@ fn a_callback_holding_the_last_handle_does_not_deadlock() {
         assert_eq!(result.get().unwrap(), 100);
     });
 }
+
+/// Counts `pool.task` spans (a minimal global subscriber: the scheduler thread opens them).
+struct SpanCounter(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for SpanCounter {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.name() == "pool.task"
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        if attrs.metadata().name() == "pool.task" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn each_task_has_a_tracing_span() {
+    watchdog("tracing_spans", 60, || {
+        let spans = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::set_global_default(SpanCounter(Arc::clone(&spans))).expect("the only global subscriber");
+        let before = spans.load(Ordering::SeqCst);
+        let pool = pool(2);
+        pool.map_async_with(square, 0..10, Options::new().chunksize(1)).unwrap().get().unwrap();
+        assert!(spans.load(Ordering::SeqCst) - before >= 10);
+    });
+}

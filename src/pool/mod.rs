@@ -491,7 +491,8 @@ impl Pool {
     }
 
     /// Applies `f` to every item; the values come back in order as they finish (CPython `imap`,
-    /// chunk size 1 by default).
+    /// chunk size 1 by default). The items are read and queued at once, as CPython's task handler
+    /// does; the values are yielded lazily, each as soon as it and those before it are done.
     ///
     /// # Errors
     ///

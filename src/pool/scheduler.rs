@@ -232,6 +232,9 @@ pub(crate) struct WorkerConfig {
 struct InFlight {
     id: u64,
     chunk: Chunk,
+    /// Open from dispatch to outcome: the task's life as the parent sees it (`pool.task`, debug
+    /// level; a disabled span costs nothing).
+    span: tracing::Span,
 }
 
 /// A worker as the scheduler sees it.
@@ -498,7 +501,8 @@ impl Scheduler {
             let Some(chunk) = self.queue.pop_front() else { break };
             chunk.sink.started();
             self.next_id += 1;
-            worker.in_flight.push_back(InFlight { id: self.next_id, chunk });
+            let span = tracing::debug_span!("pool.task", id = self.next_id, worker = worker.pid, calls = chunk.tasks);
+            worker.in_flight.push_back(InFlight { id: self.next_id, chunk, span });
             worker.sent += 1;
             room -= 1;
         }
@@ -650,6 +654,7 @@ impl Scheduler {
             }
             worker.deadline = None;
             let chunk = flight.chunk;
+            let _task = flight.span.entered();
             last_entry = chunk.entry;
             match result.outcome {
                 Ok(Blob(bytes)) => {
@@ -725,9 +730,16 @@ impl Scheduler {
                 }
                 Ending::Ended => Some(Error::WorkerDied { pid: worker.pid, how: how.clone() }),
             };
+            let _task = flight.span.entered();
             match error {
-                Some(error) => chunk.fail(error, &self.shared.stats),
-                None => requeue.push(chunk),
+                Some(error) => {
+                    tracing::debug!(%error, "pool task failed with its worker");
+                    chunk.fail(error, &self.shared.stats);
+                }
+                None => {
+                    tracing::debug!(retries_left = chunk.retries, "pool task's worker died; retrying it");
+                    requeue.push(chunk);
+                }
             }
         }
         for chunk in requeue.into_iter().rev() {
