@@ -45,7 +45,7 @@
 //! | a closure under `fork` | [`Process::fork`] |
 //! | passing a socket or file to a child (`reduction`, `DupFd`) | [`Handle`] |
 //! | `freeze_support()`, `if __name__ == '__main__':` | nothing; [`bootstrap`] only for unusual link set-ups |
-//! | `Pipe()`, `Pipe(duplex=False)` | [`pipe`], [`simplex_pipe`] (directions in the type: [`connection::ReadOnly`], [`connection::WriteOnly`]) |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`pipe`], [`simplex_pipe`] (directions in the type: [`connection::ReadOnly`], [`connection::WriteOnly`]); [`socket_pipe`] for a bare socket pair |
 //! | `conn.send(obj)`, `conn.recv()` | [`Connection::send`], [`Connection::recv`] (serde values); [`send_pickle`](Connection::send_pickle), [`recv_pickle`](Connection::recv_pickle) for Python peers |
 //! | `send_bytes(buf, offset, size)`, `recv_bytes(maxlength)`, `recv_bytes_into(buf, offset)` | [`send_bytes(&buf[offset..offset + size])`](Connection::send_bytes), [`recv_bytes`](Connection::recv_bytes), [`recv_bytes_max`](Connection::recv_bytes_max), [`recv_bytes_into(&mut buf[offset..])`](Connection::recv_bytes_into) |
 //! | `conn.poll(timeout)`, `close()`, `closed`, `readable`, `writable`, `fileno()` | [`poll`](Connection::poll), [`close`](Connection::close), [`closed`](Connection::closed), [`readable`](Connection::readable), [`writable`](Connection::writable), [`fd`](Connection::fd) |
@@ -87,8 +87,10 @@
 //!
 //! ## Connections
 //!
-//! [`pipe`] gives two connected [`Connection`]s; give one to a child as an argument. Messages are
-//! serde values or raw bytes, framed exactly as CPython frames them, so [`connection::Listener`]
+//! [`pipe`] gives two connected [`Connection`]s; give one to a child as an argument. Small
+//! messages between the two ends travel through shared memory, tens of times faster than
+//! CPython's pipes. Messages are serde values or raw bytes, framed exactly as CPython frames them
+//! on sockets, so [`connection::Listener`]
 //! and [`connection::connect`] talk to CPython's `Listener` and `Client`, authkey handshake
 //! included (see [`connection`]).
 //!
@@ -115,7 +117,7 @@ pub mod sync;
 mod sys;
 mod wait;
 
-pub use connection::{Connection, pipe, simplex_pipe};
+pub use connection::{Connection, pipe, simplex_pipe, socket_pipe};
 pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,

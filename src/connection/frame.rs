@@ -25,8 +25,65 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 pub(crate) use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
+use crate::sync::lock_state::LIVENESS_SLICE;
 use crate::sync::spin::SpinState;
 use crate::sys::{self, Interest};
+
+/// How a frame operation waits between its system calls: until a [`Deadline`], or until one
+/// while checking something else every [`LIVENESS_SLICE`] ([`Watched`]).
+pub(crate) trait Waiter: Copy {
+    /// Waits until `fd` is ready for `interest`; [`Error::Timeout`] when the time is up.
+    fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()>;
+    /// The deadline.
+    fn deadline(self) -> Deadline;
+    /// Whether system calls must not block (the waiting happens in [`wait`](Self::wait)).
+    fn nonblocking(self) -> bool;
+}
+
+impl Waiter for Deadline {
+    fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()> {
+        Deadline::wait(self, fd, interest)
+    }
+
+    fn deadline(self) -> Deadline {
+        self
+    }
+
+    fn nonblocking(self) -> bool {
+        self.is_bounded()
+    }
+}
+
+/// A deadline, and a check made every [`LIVENESS_SLICE`] of waiting (for a peer that died in the
+/// middle of a message, which no end of file reveals when others hold its end too).
+#[derive(Clone, Copy)]
+pub(crate) struct Watched<'a> {
+    pub(crate) deadline: Deadline,
+    pub(crate) check: &'a dyn Fn() -> Result<()>,
+}
+
+impl Waiter for Watched<'_> {
+    fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()> {
+        loop {
+            let slice = self.deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
+            if sys::poll_one(fd, interest, Some(slice)).context("wait on a descriptor")? {
+                return Ok(());
+            }
+            if self.deadline.passed() {
+                return Err(self.deadline.timeout_error());
+            }
+            (self.check)()?;
+        }
+    }
+
+    fn deadline(self) -> Deadline {
+        self.deadline
+    }
+
+    fn nonblocking(self) -> bool {
+        true
+    }
+}
 
 /// Payloads up to this size use the 4-byte header.
 pub(crate) const SHORT_FORM_MAX: u64 = 0x7fff_ffff;
@@ -47,20 +104,27 @@ pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
     }
 }
 
-/// Sends one frame holding `payload`, with `fds` attached. Returns how many bytes of the frame
+/// Sends one frame holding `payload`, with `fds` attached, after the byte `marker` if there is one
+/// (pipes mark the frames they send through their socket, see `ring`). Returns how many bytes
 /// left before an error (0: the stream is still aligned on frames).
 pub(crate) fn send_frame(
     socket: BorrowedFd<'_>,
+    marker: Option<u8>,
     payload: &[u8],
     fds: &[BorrowedFd<'_>],
-    deadline: Deadline,
+    deadline: impl Waiter,
 ) -> std::result::Result<(), (Error, usize)> {
-    let (header, header_len) = header(payload.len() as u64);
-    let header = &header[..header_len];
+    let (frame_header, frame_header_len) = header(payload.len() as u64);
+    let mut prefix = [0u8; 13];
+    let marker_len = usize::from(marker.is_some());
+    prefix[0] = marker.unwrap_or_default();
+    prefix[marker_len..marker_len + frame_header_len].copy_from_slice(&frame_header[..frame_header_len]);
+    let header_len = marker_len + frame_header_len;
+    let header = &prefix[..header_len];
     let total = header_len + payload.len();
     // A blocking send on a stream socket returns only once all of it left; with a deadline each
-    // step sends, without blocking, what the socket has room for after a wait for room.
-    let bounded = deadline.is_bounded();
+    // step sends, without blocking, what the socket has room for, or waits for room.
+    let bounded = deadline.nonblocking();
     let mut sent = 0;
     while sent < total {
         let iov_storage;
@@ -72,13 +136,15 @@ pub(crate) fn send_frame(
             &iov_storage[..1]
         };
         let attach = if sent == 0 { fds } else { &[] };
-        let step = deadline.wait(socket, Interest::Write).and_then(|()| {
-            match bounded {
-                true => sys::try_send_with_fds(socket, iov, attach),
-                false => sys::send_with_fds(socket, iov, attach),
-            }
-            .context("send a message")
-        });
+        // Without blocking: send what fits, and wait for room only when nothing did (a socket
+        // reports room only once three quarters of its buffer are free).
+        let step = match bounded {
+            true => sys::try_send_with_fds(socket, iov, attach).context("send a message").and_then(|n| match n {
+                0 => deadline.wait(socket, Interest::Write).map(|()| 0),
+                n => Ok(n),
+            }),
+            false => sys::send_with_fds(socket, iov, attach).context("send a message"),
+        };
         match step {
             Ok(n) => sent += n,
             Err(e) => return Err((e, sent)),
@@ -89,7 +155,7 @@ pub(crate) fn send_frame(
 
 /// Sends `message` as one frame (no deadline).
 pub(crate) fn send(socket: BorrowedFd<'_>, message: &Message) -> Result<()> {
-    send_frame(socket, &message.bytes, &message.borrowed_fds(), Deadline::NONE).map_err(|(e, _)| e)
+    send_frame(socket, None, &message.bytes, &message.borrowed_fds(), Deadline::NONE).map_err(|(e, _)| e)
 }
 
 /// Reads a frame header. `Ok(None)`: the peer closed before a frame began. Descriptors attached to
@@ -103,7 +169,7 @@ pub(crate) fn send(socket: BorrowedFd<'_>, message: &Message) -> Result<()> {
 pub(crate) fn recv_header(
     socket: BorrowedFd<'_>,
     fds: &mut Vec<OwnedFd>,
-    deadline: Deadline,
+    deadline: impl Waiter,
     spin: Option<&SpinState>,
 ) -> Result<Option<u64>> {
     let mut short = [0u8; 4];
@@ -112,7 +178,7 @@ pub(crate) fn recv_header(
         // Each look is a receive that does not block; it ends the spin when it got bytes (or end
         // of file, or an error, which the blocking path below then reports).
         let mut spun = None;
-        spin.spin(deadline, || match sys::try_recv_with_fds(socket, &mut short, fds) {
+        spin.spin(deadline.deadline(), || match sys::try_recv_with_fds(socket, &mut short, fds) {
             Ok(Some(n)) => {
                 spun = Some(n);
                 true
@@ -154,7 +220,7 @@ pub(crate) fn recv_header(
 }
 
 /// Reads exactly `buf.len()` bytes of a frame already begun.
-pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: Deadline) -> Result<()> {
+pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: impl Waiter) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
         deadline.wait(socket, Interest::Read)?;
@@ -168,7 +234,7 @@ pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: Deadl
 }
 
 /// Reads a payload of `len` bytes into a new buffer, growing it as bytes arrive.
-pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: Deadline) -> Result<Vec<u8>> {
+pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: impl Waiter) -> Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
     let mut buf: Vec<u8> = Vec::with_capacity(len.min(ALLOCATION_STEP));
     // Large messages: huge pages, for far fewer page faults (the advice follows the mapping when
@@ -211,7 +277,7 @@ fn within_header(e: Error, got: usize) -> Error {
     }
 }
 
-fn eof_during_message() -> Error {
+pub(crate) fn eof_during_message() -> Error {
     Error::Protocol("got end of file during message: the peer closed the connection in the middle of it".into())
 }
 

@@ -8,6 +8,12 @@
 //! postcard; descriptors inside the value (a [`Handle`](crate::Handle), another connection) travel
 //! with it over Unix-domain connections.
 //!
+//! Between processes of this crate, [`pipe`] and [`simplex_pipe`] add a ring of shared memory per
+//! direction beside the socket: small messages are copied through it without system calls, large
+//! ones and those with descriptors take the socket, all in one order (the design, its wake-ups and
+//! what a killed process leaves behind are described in the sources, `connection/ring.rs`).
+//! [`socket_pipe`] is the bare socket pair, for outside event loops.
+//!
 //! [`wait`]: crate::wait
 
 mod auth;
@@ -17,6 +23,7 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
+mod ring;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
@@ -24,6 +31,7 @@ pub use pickle::PickleValue;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -35,7 +43,9 @@ pub use listener::{Address, Listener, connect, connect_timeout};
 
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::{self, Message};
+use crate::shm::Shared;
 use crate::sys::{self, Interest, Shutdown, SocketKind};
+use ring::{Popped, Rings};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB. A larger length prefix
 /// is refused with [`Error::MessageTooLarge`] before anything is allocated; see
@@ -130,11 +140,94 @@ pub struct Connection<D: Direction = Duplex> {
     write_broken: Option<String>,
     /// How long a receive retries before it sleeps (see `sync::spin`).
     spin: crate::sync::spin::SpinState,
+    /// The shared-memory rings of a pipe made by this crate (see `ring`); `None` for connections
+    /// that may have a foreign peer (listeners, clients, wrapped sockets).
+    ring: Option<RingLink>,
     direction: PhantomData<fn() -> D>,
 }
 
-/// Creates a connected pair of duplex connections (CPython `Pipe()` / `Pipe(duplex=True)`): a Unix
-/// stream socket pair.
+/// A pipe end's view of the pipe's rings: which side it is (it sends on direction `side`), and
+/// the doorbell of each direction.
+#[derive(Clone)]
+struct RingLink {
+    rings: Shared<Rings>,
+    side: usize,
+    bells: Arc<[OwnedFd; 2]>,
+}
+
+impl RingLink {
+    /// New rings for a new pipe.
+    fn new_pair() -> Result<(RingLink, RingLink)> {
+        let rings: Shared<Rings> = Shared::new()?;
+        rings.init_handles();
+        let bells = Arc::new([
+            sys::doorbell().context("create a pipe's doorbell")?,
+            sys::doorbell().context("create a pipe's doorbell")?,
+        ]);
+        Ok((RingLink { rings: rings.clone(), side: 0, bells: Arc::clone(&bells) }, RingLink { rings, side: 1, bells }))
+    }
+
+    fn outgoing_bell(&self) -> BorrowedFd<'_> {
+        self.bells[self.side].as_fd()
+    }
+
+    fn incoming_bell(&self) -> BorrowedFd<'_> {
+        self.bells[1 - self.side].as_fd()
+    }
+
+    /// Sleeps until the incoming ring may hold a message, the socket has something (a message or
+    /// end of file), or `deadline` passes. `None`: the time ran out; `Some(eof)`: look again
+    /// (`eof`: the socket is at end of file).
+    fn sleep(&self, socket: BorrowedFd<'_>, deadline: Deadline) -> Result<Option<bool>> {
+        let direction = self.incoming();
+        if !direction.begin_sleep() {
+            return Ok(Some(false));
+        }
+        let bell = self.incoming_bell();
+        let polled = sys::poll_readable(&[socket, bell], deadline.left()).context("wait for a message");
+        direction.end_sleep();
+        let readiness = polled?;
+        let ready = |i: usize| readiness.get(i).is_some_and(|r| r.ready);
+        let (on_socket, rung) = (ready(0), ready(1));
+        if !on_socket && !rung {
+            return Ok(None);
+        }
+        self.woke(socket, on_socket, rung).map(Some)
+    }
+
+    /// After a sleep: silences the doorbell if it rang; whether the socket is at end of file.
+    fn woke(&self, socket: BorrowedFd<'_>, on_socket: bool, rung: bool) -> Result<bool> {
+        if rung {
+            self.incoming().silence(self.incoming_bell());
+        }
+        Ok(on_socket && ring::socket_at_eof(socket)?)
+    }
+
+    fn outgoing(&self) -> &ring::Direction {
+        self.rings.outgoing(self.side)
+    }
+
+    fn incoming(&self) -> &ring::Direction {
+        self.rings.incoming(self.side)
+    }
+}
+
+/// Creates a connected pair of duplex connections (CPython `Pipe()` / `Pipe(duplex=True)`).
+///
+/// The pair is a Unix stream socket pair plus a ring of shared memory per direction (see the
+/// module `ring` in the sources): a message of at most 16 KiB without descriptors is copied
+/// through the ring, without a system call while the receiver keeps up (tens of times CPython's
+/// rate for small messages, see `bench/README.md`); larger messages and those carrying
+/// descriptors go through the socket, in order with the others. Either end works in any process
+/// it is given to, shared by several processes and threads if need be.
+///
+/// Differences from a bare socket pair, none of which CPython code notices: the socket does not
+/// show ring messages to an outside event loop (use [`socket_pipe`] for that, or [`wait`]); a
+/// process killed in the middle of a message larger than 16 KiB leaves that direction unusable
+/// ([`Error::Protocol`]), as a half-sent frame would; one killed in the middle of a smaller one
+/// loses at most that message.
+///
+/// [`wait`]: crate::wait
 ///
 /// # Examples
 ///
@@ -157,10 +250,21 @@ pub struct Connection<D: Direction = Duplex> {
 #[doc(alias = "Pipe")]
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = sys::socketpair_cloexec(SocketKind::Stream).context("create a pipe")?;
+    let (ring_a, ring_b) = RingLink::new_pair()?;
+    Ok((Connection::from_socket(a, true).with_ring(ring_a), Connection::from_socket(b, true).with_ring(ring_b)))
+}
+
+/// Creates a pair of duplex connections over a bare Unix stream socket pair, without the
+/// shared-memory rings of [`pipe`]: every message is on the socket, so an outside event loop
+/// (epoll, `tokio::io::unix::AsyncFd`, ...) can watch [`Connection::fd`], and
+/// [`into_fd`](Connection::into_fd) gives the whole connection away. Slower for small messages.
+pub fn socket_pipe() -> Result<(Connection, Connection)> {
+    let (a, b) = sys::socketpair_cloexec(SocketKind::Stream).context("create a pipe")?;
     Ok((Connection::from_socket(a, true), Connection::from_socket(b, true)))
 }
 
-/// Creates a one-way pipe (CPython `Pipe(duplex=False)`): returns `(reader, writer)`.
+/// Creates a one-way pipe (CPython `Pipe(duplex=False)`): returns `(reader, writer)`. Like [`pipe`],
+/// with a ring for its one direction.
 ///
 /// It is a Unix socket pair shut down in one direction, so descriptors can travel through it too.
 #[doc(alias = "Pipe")]
@@ -168,7 +272,9 @@ pub fn simplex_pipe() -> Result<(Connection<ReadOnly>, Connection<WriteOnly>)> {
     let (r, w) = sys::socketpair_cloexec(SocketKind::Stream).context("create a pipe")?;
     sys::shutdown(r.as_fd(), Shutdown::Write).context("shut down the reading end's sending side")?;
     sys::shutdown(w.as_fd(), Shutdown::Read).context("shut down the writing end's receiving side")?;
-    Ok((Connection::from_socket(r, true), Connection::from_socket(w, true)))
+    // The writer sends on direction 0 (side 0), the reader receives on it (side 1).
+    let (ring_w, ring_r) = RingLink::new_pair()?;
+    Ok((Connection::from_socket(r, true).with_ring(ring_r), Connection::from_socket(w, true).with_ring(ring_w)))
 }
 
 impl<D: Direction> Connection<D> {
@@ -181,7 +287,20 @@ impl<D: Direction> Connection<D> {
             read_broken: None,
             write_broken: None,
             spin: crate::sync::spin::SpinState::default(),
+            ring: None,
             direction: PhantomData,
+        }
+    }
+
+    fn with_ring(mut self, ring: RingLink) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// Lets go of the rings (this handle no longer counts as one of its side's).
+    fn release_ring(&mut self) {
+        if let Some(link) = self.ring.take() {
+            link.rings.drop_handle(link.side);
         }
     }
 
@@ -205,6 +324,7 @@ impl<D: Direction> Connection<D> {
     /// Closes this end (CPython `close()`); later operations fail with [`Error::Closed`]. Dropping
     /// the connection closes it too.
     pub fn close(&mut self) {
+        self.release_ring();
         self.fd = None;
     }
 
@@ -214,13 +334,21 @@ impl<D: Direction> Connection<D> {
     }
 
     /// The socket (CPython `fileno()`).
+    ///
+    /// For an end of a [`pipe`] made by this crate, small messages travel through shared memory
+    /// beside the socket (see [`pipe`]): the socket becomes readable for them only while a receiver
+    /// waits in [`poll`](Self::poll), [`wait`](crate::wait) or a receive. To watch a pipe from an
+    /// outside event loop, make it with [`socket_pipe`].
     #[doc(alias = "fileno")]
     pub fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.fd.as_ref().map(|fd| fd.as_fd()).ok_or(Error::Closed("connection"))
     }
 
-    /// Gives up the socket without closing it.
+    /// Gives up the socket without closing it. For an end of a [`pipe`], messages that travel
+    /// through shared memory are not on the socket: use this on connections from [`socket_pipe`],
+    /// [`Listener`] or [`connect`].
     pub fn into_fd(mut self) -> Option<OwnedFd> {
+        self.release_ring();
         self.fd.take()
     }
 
@@ -231,6 +359,10 @@ impl<D: Direction> Connection<D> {
         let mut clone = Self::from_socket(fd, self.passes_fds);
         clone.max_message = self.max_message;
         clone.timeout = self.timeout;
+        if let Some(link) = &self.ring {
+            link.rings.add_handle(link.side);
+            clone.ring = Some(link.clone());
+        }
         Ok(clone)
     }
 
@@ -297,7 +429,12 @@ impl<D: CanSend> Connection<D> {
                 "file descriptors can only be sent over Unix-domain connections, not over TCP".into(),
             ));
         }
-        match frame::send_frame(fd, payload, fds, Deadline::after(self.timeout)) {
+        let deadline = Deadline::after(self.timeout);
+        let sent = match &self.ring {
+            Some(link) => send_on_ring(link, fd, payload, fds, deadline),
+            None => frame::send_frame(fd, None, payload, fds, deadline),
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err((e, 0)) => Err(e),
             Err((e, sent)) => {
@@ -306,6 +443,48 @@ impl<D: CanSend> Connection<D> {
             }
         }
     }
+}
+
+/// Sends one message on a pipe with rings: through the ring when it is small and carries no
+/// descriptors, else as a socket record followed by the frame on the socket. Errors as
+/// [`frame::send_frame`]'s (bytes sent before the error: 0 when nothing of the message left).
+fn send_on_ring(
+    link: &RingLink,
+    socket: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    deadline: Deadline,
+) -> std::result::Result<(), (Error, usize)> {
+    if link.rings.peer_may_be_gone(link.side) && sys::peer_hung_up(socket) {
+        return Err((ring::peer_gone(), 0));
+    }
+    let direction = link.outgoing();
+    let turn = direction.writers_turn(deadline).map_err(|e| (e, 0))?;
+    if fds.is_empty()
+        && payload.len() <= ring::RING_MESSAGE_MAX
+        && direction.try_publish_message(payload, socket, deadline).map_err(|e| (e, 0))?
+    {
+        drop(turn);
+        direction.wake_receivers(link.outgoing_bell());
+        return Ok(());
+    }
+    // Large, with descriptors, or the ring stays full (a receiver that does not keep up, or that
+    // runs later in this very thread): through the socket. Wait for room on the socket first, so
+    // that a timeout leaves nothing half-sent (the first send then takes at least the marker).
+    frame::Waiter::wait(deadline, socket, Interest::Write).map_err(|e| (e, 0))?;
+    // While the turn is marked, a failure (or the death of this process) leaves the direction
+    // broken: the turn's drop, or the next taker, marks it.
+    turn.enter_socket();
+    if let Err(e) = direction.publish_socket_record(socket, deadline) {
+        turn.leave_socket();
+        return Err((e, 0));
+    }
+    let check = || direction.check_receiver();
+    let watched = frame::Watched { deadline, check: &check };
+    frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
+        .map_err(|(e, sent)| (e, sent.max(1)))?;
+    turn.leave_socket();
+    Ok(())
 }
 
 impl<D: CanRecv> Connection<D> {
@@ -333,17 +512,29 @@ impl<D: CanRecv> Connection<D> {
     /// `offset`, pass `&mut buf[offset..]`). If the message does not fit, it is read whole and
     /// returned in [`Error::BufferTooShort`]; the connection stays usable.
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let (len, _fds, deadline) = self.next_header()?;
-        let fd = self.read_fd()?;
-        if len <= buf.len() as u64 {
-            let len = len as usize;
-            frame::recv_exact(fd, &mut buf[..len], deadline).map_err(|e| self.broke_reading(e))?;
-            return Ok(len);
-        }
-        if len > self.max_message {
+        let (len, _fds, deadline, turn) = match self.next_message()? {
+            Next::Whole(message) if message.len() <= buf.len() => {
+                buf[..message.len()].copy_from_slice(&message);
+                return Ok(message.len());
+            }
+            Next::Whole(message) => return Err(Error::BufferTooShort { capacity: buf.len(), message }),
+            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+        };
+        if len > buf.len() as u64 && len > self.max_message {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit: self.max_message }));
         }
-        let message = frame::recv_payload(fd, len, deadline).map_err(|e| self.broke_reading(e))?;
+        let fd = self.read_fd()?;
+        let ring = turn.as_ref().map(|t| t.link.clone());
+        let check = || ring.as_ref().map_or(Ok(()), |link| link.incoming().check_sender());
+        let watched = frame::Watched { deadline, check: &check };
+        if len <= buf.len() as u64 {
+            let len = len as usize;
+            frame::recv_exact(fd, &mut buf[..len], watched).map_err(|e| self.broke_reading(e))?;
+            finish_socket_read(turn);
+            return Ok(len);
+        }
+        let message = frame::recv_payload(fd, len, watched).map_err(|e| self.broke_reading(e))?;
+        finish_socket_read(turn);
         Err(Error::BufferTooShort { capacity: buf.len(), message })
     }
 
@@ -352,34 +543,106 @@ impl<D: CanRecv> Connection<D> {
     /// `poll(Some(Duration::ZERO))`.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let fd = self.read_fd()?;
-        sys::poll_one(fd, Interest::Read, timeout).context("poll a connection")
+        let Some(link) = &self.ring else {
+            return sys::poll_one(fd, Interest::Read, timeout).context("poll a connection");
+        };
+        let direction = link.incoming();
+        let deadline = Deadline::after(timeout);
+        loop {
+            if direction.is_broken() || direction.has_data() {
+                return Ok(true);
+            }
+            match link.sleep(fd, deadline)? {
+                None => return Ok(direction.has_data()),
+                Some(true) => return Ok(true), // end of file: a receive returns at once
+                Some(false) => {}
+            }
+        }
     }
 
-    /// Reads the next frame's header (a timeout before its first byte leaves the connection
-    /// intact): the payload's length, the descriptors sent with it, and
-    /// the deadline for the rest. [`Error::Eof`] when the peer closed between messages.
-    fn next_header(&mut self) -> Result<(u64, Vec<OwnedFd>, Deadline)> {
+    /// Waits for the next message and takes it from the ring, or reads its header from the socket
+    /// (a timeout before any of it was read leaves the connection intact). [`Error::Eof`] when the
+    /// peer closed between messages.
+    fn next_message(&mut self) -> Result<Next> {
         let fd = usable_fd(&self.fd, &self.read_broken, "read")?;
         let deadline = Deadline::after(self.timeout);
+        let Some(link) = self.ring.clone() else {
+            let mut fds = Vec::new();
+            return match frame::recv_header(fd, &mut fds, deadline, Some(&self.spin)) {
+                Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: None }),
+                Ok(None) => Err(Error::Eof),
+                // Nothing of a message was read: the connection is intact.
+                Err(e @ Error::Timeout(_)) => Err(e),
+                Err(e) => Err(self.broke_reading(e)),
+            };
+        };
+        let direction = link.incoming();
+        loop {
+            let turn = direction.readers_turn(deadline)?;
+            match direction.pop() {
+                Some(Popped::Message(message)) => return Ok(Next::Whole(message)),
+                Some(Popped::OnSocket) => {
+                    // The turn stays taken until the payload is read (see `SocketRead`).
+                    turn.enter_socket();
+                    turn.keep();
+                    return self.socket_message_header(link, deadline);
+                }
+                None => drop(turn),
+            }
+            if self.spin.spin(deadline, || direction.has_data() || direction.is_broken()) {
+                continue;
+            }
+            match link.sleep(fd, deadline)? {
+                None => return Err(deadline.timeout_error()),
+                Some(true) if !direction.has_data() => return Err(Error::Eof),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The header of a message sent through a pipe's socket, read under the readers' turn (which
+    /// [`Next::OnSocket`] keeps until the payload is read).
+    fn socket_message_header(&mut self, link: RingLink, deadline: Deadline) -> Result<Next> {
+        let fd = self.read_fd()?;
         let mut fds = Vec::new();
-        let header = frame::recv_header(fd, &mut fds, deadline, Some(&self.spin));
-        match header {
-            Ok(Some(len)) => Ok((len, fds, deadline)),
-            Ok(None) => Err(Error::Eof),
-            // Nothing of a message was read: the connection is intact.
-            Err(e @ Error::Timeout(_)) => Err(e),
-            Err(e) => Err(self.broke_reading(e)),
+        let check = || link.incoming().check_sender();
+        match ring::read_socket_header(fd, &mut fds, frame::Watched { deadline, check: &check }) {
+            Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: Some(SocketRead { link, done: false }) }),
+            Ok(None) => {
+                link.incoming().finish_socket_read();
+                Err(Error::Eof)
+            }
+            Err(e) => {
+                link.incoming().abandon_socket_read();
+                Err(self.broke_reading(e))
+            }
         }
     }
 
     pub(crate) fn recv_frame(&mut self, limit: u64) -> Result<Message> {
-        let (len, fds, deadline) = self.next_header()?;
+        let (len, fds, deadline, turn) = match self.next_message()? {
+            Next::Whole(bytes) if bytes.len() as u64 > limit => {
+                return Err(self.broke_reading(Error::MessageTooLarge { len: bytes.len() as u64, limit }));
+            }
+            Next::Whole(bytes) => return Ok(Message { bytes, fds: Vec::new() }),
+            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+        };
         if len > limit {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit }));
         }
         let fd = self.read_fd()?;
-        match frame::recv_payload(fd, len, deadline) {
-            Ok(bytes) => Ok(Message { bytes, fds }),
+        let received = match &turn {
+            Some(read) => {
+                let check = || read.link.incoming().check_sender();
+                frame::recv_payload(fd, len, frame::Watched { deadline, check: &check })
+            }
+            None => frame::recv_payload(fd, len, deadline),
+        };
+        match received {
+            Ok(bytes) => {
+                finish_socket_read(turn);
+                Ok(Message { bytes, fds })
+            }
             Err(e) => Err(self.broke_reading(e)),
         }
     }
@@ -388,6 +651,45 @@ impl<D: CanRecv> Connection<D> {
     fn broke_reading(&mut self, e: Error) -> Error {
         self.read_broken = Some(format!("an earlier receive stopped in the middle of a message ({e})"));
         e
+    }
+}
+
+/// The next message, as [`Connection::next_message`] found it.
+enum Next {
+    /// A whole message from a pipe's ring.
+    Whole(Vec<u8>),
+    /// A message whose payload waits on the socket: its length, the descriptors sent with it,
+    /// the deadline for the rest, and (on a pipe) the readers' turn, held until the payload is in.
+    OnSocket { len: u64, fds: Vec<OwnedFd>, deadline: Deadline, turn: Option<SocketRead> },
+}
+
+/// A reader of a pipe in the middle of a message on the socket. The readers' turn is held (in
+/// shared memory) until [`finish_socket_read`]; dropped before that, the direction is marked
+/// broken (the socket is no longer aligned on messages) and the turn released.
+struct SocketRead {
+    link: RingLink,
+    done: bool,
+}
+
+impl Drop for SocketRead {
+    fn drop(&mut self) {
+        if !self.done {
+            self.link.incoming().abandon_socket_read();
+        }
+    }
+}
+
+/// The payload of a socket message was read whole: the readers' turn passes on.
+fn finish_socket_read(turn: Option<SocketRead>) {
+    if let Some(mut read) = turn {
+        read.link.incoming().finish_socket_read();
+        read.done = true;
+    }
+}
+
+impl<D: Direction> Drop for Connection<D> {
+    fn drop(&mut self) {
+        self.release_ring();
     }
 }
 
@@ -419,6 +721,33 @@ impl<D: Direction> crate::wait::Waitable for Connection<D> {
     fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
         self.fd()
     }
+
+    fn extra_wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.waited_ring().map(RingLink::incoming_bell)
+    }
+
+    fn before_poll(&self) -> Result<bool> {
+        match self.waited_ring() {
+            Some(link) => Ok(link.incoming().is_broken() || !link.incoming().begin_sleep()),
+            None => Ok(false),
+        }
+    }
+
+    fn after_poll(&self, fd_ready: bool, extra_ready: bool) -> Result<bool> {
+        let Some(link) = self.waited_ring() else { return Ok(fd_ready) };
+        link.incoming().end_sleep();
+        if link.woke(self.fd()?, fd_ready, extra_ready)? {
+            return Ok(true); // end of file: a receive returns at once
+        }
+        Ok(link.incoming().has_data())
+    }
+}
+
+impl<D: Direction> Connection<D> {
+    /// The rings a wait on this end watches: those of a receiving pipe end.
+    fn waited_ring(&self) -> Option<&RingLink> {
+        self.ring.as_ref().filter(|_| D::READABLE)
+    }
 }
 
 /// How a connection travels inside a message.
@@ -429,6 +758,9 @@ struct WireRef<'a> {
     direction: &'a str,
     passes_fds: bool,
     max_message: u64,
+    /// A pipe's rings, the side of this end and the doorbells.
+    #[allow(clippy::type_complexity)]
+    ring: Option<(&'a Shared<Rings>, u8, [Bell<'a>; 2])>,
 }
 
 #[derive(Deserialize)]
@@ -438,14 +770,30 @@ struct Wire {
     direction: String,
     passes_fds: bool,
     max_message: u64,
+    ring: Option<(Shared<Rings>, u8, [OwnedBell; 2])>,
 }
+
+/// A doorbell on its way to another process.
+#[derive(Serialize)]
+struct Bell<'a>(#[serde(serialize_with = "crate::handle::serialize")] &'a OwnedFd);
+
+#[derive(Deserialize)]
+struct OwnedBell(#[serde(deserialize_with = "crate::handle::deserialize")] OwnedFd);
 
 impl<D: Direction> Serialize for Connection<D> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         let fd = self.fd.as_ref().ok_or_else(|| S::Error::custom("a closed connection cannot be sent"))?;
-        WireRef { fd, direction: D::NAME, passes_fds: self.passes_fds, max_message: self.max_message }
-            .serialize(serializer)
+        let ring =
+            self.ring.as_ref().map(|link| (&link.rings, link.side as u8, [Bell(&link.bells[0]), Bell(&link.bells[1])]));
+        let done = WireRef { fd, direction: D::NAME, passes_fds: self.passes_fds, max_message: self.max_message, ring }
+            .serialize(serializer)?;
+        // The copy on its way counts as a handle of this side until its receiver adopts it (a copy
+        // that is never received leaves the count high: peer checks then rely on the socket).
+        if let Some(link) = &self.ring {
+            link.rings.add_handle(link.side);
+        }
+        Ok(done)
     }
 }
 
@@ -461,6 +809,9 @@ impl<'de, D: Direction> Deserialize<'de> for Connection<D> {
         }
         let mut conn = Self::from_socket(wire.fd, wire.passes_fds);
         conn.max_message = wire.max_message;
+        if let Some((rings, side, [OwnedBell(bell0), OwnedBell(bell1)])) = wire.ring {
+            conn.ring = Some(RingLink { rings, side: usize::from(side.min(1)), bells: Arc::new([bell0, bell1]) });
+        }
         Ok(conn)
     }
 }

@@ -13,6 +13,10 @@
 //!
 //! Only [`ShmSafe`] types may live there.
 
+mod bytes;
+
+pub(crate) use bytes::SharedBytes;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{align_of, needs_drop, size_of};

@@ -2,9 +2,9 @@
 //! `--cfg loom` for model checking (`.ci/run` runs the models in `sync/loom_models.rs`).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, fence};
 
 /// Marks the middle of a store-then-load handshake between two words (a waiter registers, then the
 /// futex reads the state; a releaser changes the state, then reads whether anyone registered).

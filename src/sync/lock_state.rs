@@ -221,6 +221,12 @@ impl LockState {
         self.owner_died.load(Ordering::Acquire) != 0
     }
 
+    /// Whether the lock is held by a thread that no longer exists (it died holding the lock).
+    pub(crate) fn holder_died(&self) -> bool {
+        let word = self.word.load(Ordering::Relaxed);
+        word != 0 && !self.owner_alive(word & TID_MASK)
+    }
+
     /// Whether anyone holds the lock.
     pub(crate) fn locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) != 0

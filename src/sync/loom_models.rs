@@ -14,6 +14,7 @@ use loom::sync::atomic::AtomicUsize;
 use loom::sync::{Arc, Condvar, Mutex};
 
 use super::atomic::AtomicU32;
+use super::doorbell::{Bell, Sleepers};
 use super::event::EventState;
 use super::futex::{Futex, Waited};
 use super::lock_state::{Acquired, LockState};
@@ -137,5 +138,72 @@ fn event_set_wakes_every_waiter() {
         for t in waiters {
             t.join().unwrap();
         }
+    });
+}
+
+/// A level-triggered bell on loom primitives (an `eventfd` in the crate): sleepers block until it
+/// rings; a lost wake-up shows as a deadlock.
+#[derive(Default)]
+struct LoomBell {
+    rung: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Bell for LoomBell {
+    fn ring(&self) {
+        *self.rung.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+
+    fn silence(&self) {
+        *self.rung.lock().unwrap() = false;
+    }
+}
+
+impl LoomBell {
+    fn sleep_until_rung(&self) {
+        let mut rung = self.rung.lock().unwrap();
+        while !*rung {
+            rung = self.changed.wait(rung).unwrap();
+        }
+    }
+}
+
+/// Two receivers share a ring into which a sender publishes two messages: each receiver gets one,
+/// whatever the interleaving, including one receiver silencing the bell rung for the other.
+#[test]
+fn doorbell_forgets_no_sleeper() {
+    loom::model(|| {
+        let sleepers = Arc::new(Sleepers::default());
+        let bell = Arc::new(LoomBell::default());
+        let messages = Arc::new(AtomicUsize::new(0));
+        let receivers: Vec<_> = (0..2)
+            .map(|_| {
+                let (sleepers, bell, messages) = (sleepers.clone(), bell.clone(), messages.clone());
+                loom::thread::spawn(move || {
+                    let has_data = || messages.load(Ordering::SeqCst) > 0;
+                    loop {
+                        let taken =
+                            messages.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                        if taken {
+                            return;
+                        }
+                        if sleepers.begin(has_data) {
+                            bell.sleep_until_rung();
+                            sleepers.end();
+                            sleepers.woken_by_bell(&*bell, has_data);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            messages.fetch_add(1, Ordering::SeqCst);
+            sleepers.published(&*bell);
+        }
+        for r in receivers {
+            r.join().unwrap();
+        }
+        assert_eq!(messages.load(Ordering::SeqCst), 0);
     });
 }

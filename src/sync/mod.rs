@@ -30,10 +30,11 @@
 mod atomic;
 mod barrier;
 mod condition;
+pub(crate) mod doorbell;
 mod event;
 pub(crate) mod futex;
 mod lock;
-mod lock_state;
+pub(crate) mod lock_state;
 #[cfg(all(test, loom))]
 mod loom_models;
 mod semaphore;

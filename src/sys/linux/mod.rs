@@ -15,7 +15,7 @@ pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{FutexWait, Mapping, futex_wait, futex_wake, memfd_sealed, sealed_size};
-pub(crate) use poll::{Interest, poll_one, poll_readable};
+pub(crate) use poll::{Interest, doorbell, peer_hung_up, poll_one, poll_readable, reset_doorbell, ring_doorbell};
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
     pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
@@ -23,6 +23,7 @@ pub(crate) use process::{
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
-    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_recv_with_fds, try_send_with_fds,
+    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_peek, try_recv_with_fds,
+    try_send_with_fds,
 };
 pub(crate) use thread::{current_thread, thread_start_time};

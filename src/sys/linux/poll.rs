@@ -1,6 +1,6 @@
 //! Waiting for readiness on several descriptors at once (`poll(2)`).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -47,6 +47,30 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<D
     };
     let mut pollfd = [PollFd::new(&fd, flags)];
     Ok(poll_until(&mut pollfd, timeout)? > 0)
+}
+
+/// Whether the peer of the connected socket `fd` has closed every descriptor of its end
+/// (`POLLHUP`, without waiting). A socket shut down in one direction by its own side is not hung up.
+pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut pollfd = [PollFd::new(&fd, PollFlags::empty())];
+    matches!(poll_until(&mut pollfd, Some(Duration::ZERO)), Ok(1))
+        && pollfd[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
+}
+
+/// A new event counter (`eventfd(2)`, close-on-exec, non-blocking): readable while non-zero.
+pub(crate) fn doorbell() -> io::Result<OwnedFd> {
+    rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
+}
+
+/// Makes a [`doorbell`] readable (adds 1; a counter at its maximum is readable already).
+pub(crate) fn ring_doorbell(bell: BorrowedFd<'_>) {
+    let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
+}
+
+/// Makes a [`doorbell`] unreadable again (reads its counter back to 0; nothing if it was 0).
+pub(crate) fn reset_doorbell(bell: BorrowedFd<'_>) {
+    let mut count = [0u8; 8];
+    let _ = rustix::io::read(bell, &mut count);
 }
 
 /// `poll(2)` on `pollfds` for at most `timeout`, retrying on `EINTR` with the time left. Returns

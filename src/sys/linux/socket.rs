@@ -202,6 +202,18 @@ pub(crate) fn recv_plain(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<u
     }
 }
 
+/// Copies up to `buf.len()` waiting bytes into `buf` without taking them and without blocking:
+/// `Ok(None)` when nothing is waiting, `Ok(Some(0))` at end of file.
+pub(crate) fn try_peek(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match rustix::net::recv(socket, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Err(io::Errno::INTR) => continue,
+            Err(io::Errno::AGAIN) => return Ok(None),
+            other => return other.map(|(read, _)| Some(read)),
+        }
+    }
+}
+
 /// Which direction of a socket to shut down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shutdown {
