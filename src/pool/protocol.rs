@@ -17,8 +17,9 @@
 //! * a worker that ends (or whose transport breaks) with tasks unreported has failed the oldest one
 //!   (it was running it) and never started the others, which the pool gives to other workers.
 //!
-//! Today the transport is one duplex [`Connection`](crate::Connection) per worker (a Unix socket
-//! pair); its descriptors can carry open files and sockets in task arguments. A network transport
+//! Today the transport is one duplex [`Connection`](crate::Connection) per worker, a bare Unix
+//! socket pair ([`socket_pipe`](crate::socket_pipe): the scheduler polls its socket together with
+//! the workers' pidfds, and the worker protocol already batches messages); its descriptors can carry open files and sockets in task arguments. A network transport
 //! would carry the same messages, with entries signed (see `task.rs`). What the scheduler needs of
 //! a transport: messages delivered whole and in order, a descriptor to poll for incoming ones, and
 //! a signal that the worker is gone (here the worker's pidfd; over a network, the connection

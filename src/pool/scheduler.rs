@@ -350,7 +350,7 @@ pub(crate) fn describe_exit(code: i32) -> String {
 
 impl Scheduler {
     fn start_worker(&mut self) -> Result<Worker> {
-        let (ours, theirs) = crate::pipe()?;
+        let (ours, theirs) = crate::connection::socket_pipe()?;
         let init = match &self.config.initializer {
             Some(make) => {
                 let job = make()?;
