@@ -796,3 +796,41 @@ fn each_task_has_a_tracing_span() {
         assert!(spans.load(Ordering::SeqCst) - before >= 10);
     });
 }
+
+#[test]
+fn a_worker_killed_while_idle_fails_nothing() {
+    watchdog("idle_worker_killed", 60, || {
+        let pool = pool(2);
+        let mut pids: Vec<u32> = pool.map_async_with(pid, 0..20, Options::new().chunksize(1)).unwrap().get().unwrap();
+        pids.sort();
+        pids.dedup();
+        let victim = pids[0] as i32;
+        sigkill(victim);
+        assert!(wait_for_exit_of(victim, 10));
+        let values = pool.map_async_with(square, 0..200, Options::new().chunksize(1)).unwrap().get().unwrap();
+        assert_eq!(values.len(), 200);
+        let stats = pool.stats();
+        assert_eq!(stats.tasks_failed, 0);
+        assert_eq!(stats.workers_restarted, 1);
+    });
+}
+
+fn hang_on(n: u64) -> u64 {
+    if n == 5 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    n
+}
+
+#[test]
+fn a_hung_item_times_out_in_map_and_imap() {
+    watchdog("hung_item_in_map", 60, || {
+        let pool = Pool::builder().processes(2).task_timeout(Duration::from_millis(200)).build().unwrap();
+        let map = pool.map_async_with(hang_on, 0..10, Options::new().chunksize(1)).unwrap();
+        assert!(matches!(map.get(), Err(Error::TaskTimedOut(_))));
+        let out: Vec<_> = pool.imap(hang_on, 0..10).unwrap().collect();
+        assert!(matches!(out[5], Err(Error::TaskTimedOut(_))));
+        assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 9);
+        assert_eq!(pool.stats().workers_restarted, 2);
+    });
+}
