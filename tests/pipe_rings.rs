@@ -433,3 +433,24 @@ fn socket_pipes_keep_every_message_on_the_socket() {
         assert_eq!(frame, [0, 0, 0, 1, 5]);
     });
 }
+
+#[test]
+fn garbage_in_a_ring_is_refused_not_read_out_of_bounds() {
+    // A few thousand random rings (a fixed-seed xorshift), plus records that claim too much.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..2000 {
+        let len = (next() % 512) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        multiproc::__private::fuzz::ring_records(&bytes);
+    }
+    let mut claims_too_much = vec![0u8; 16];
+    claims_too_much[..4].copy_from_slice(&1000u32.to_le_bytes());
+    claims_too_much[4..8].copy_from_slice(&1u32.to_le_bytes());
+    multiproc::__private::fuzz::ring_records(&claims_too_much);
+}

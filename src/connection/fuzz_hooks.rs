@@ -57,3 +57,20 @@ pub fn handshake_as_client(input: &[u8]) {
         let _ = deliver_challenge(&mut conn, b"fuzz-key");
     }
 }
+
+/// Decodes `input` as the records of a pipe's ring (what a peer process could have written into
+/// the shared memory): every record taken must lie within what was published, and decoding must
+/// end. Must never panic or read out of bounds.
+pub fn ring_records(input: &[u8]) {
+    let Ok(rings) = crate::shm::Shared::<super::ring::Rings>::new() else { return };
+    let direction = rings.outgoing(0);
+    direction.publish_raw_for_fuzzing(input);
+    let mut taken = 0;
+    while let Some(popped) = direction.pop() {
+        taken += 1;
+        assert!(taken <= input.len() / 8, "more records than the input holds");
+        if let super::ring::Popped::Message(message) = popped {
+            assert!(message.len() <= input.len(), "a message longer than the input");
+        }
+    }
+}

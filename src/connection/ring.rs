@@ -424,7 +424,8 @@ impl Direction {
     pub(crate) fn pop(&self) -> Option<Popped> {
         loop {
             let head = self.readers.pos.load(Ordering::Relaxed);
-            if self.writers.pos.load(Ordering::Acquire) == head {
+            let tail = self.writers.pos.load(Ordering::Acquire);
+            if tail == head || self.is_broken() {
                 return None;
             }
             let offset = (head % RING_BYTES as u64) as usize;
@@ -434,15 +435,28 @@ impl Direction {
             unsafe { self.data.read(offset, &mut header) };
             let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
             let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
-            let (popped, advance) = match kind {
-                KIND_WRAP => (None, RING_BYTES - offset),
-                KIND_SOCKET => (Some(Popped::OnSocket), RECORD_HEADER),
+            // What the record claims is checked against what was published: a peer that wrote
+            // garbage into the shared memory gets the direction broken, never a read out of
+            // bounds or an endless stream of messages.
+            let published = tail - head;
+            let advance = match kind {
+                KIND_WRAP => RING_BYTES - offset,
+                KIND_SOCKET => RECORD_HEADER,
+                _ => record_len(len),
+            };
+            if advance as u64 > published || offset + advance > RING_BYTES {
+                self.break_off();
+                return None;
+            }
+            let popped = match kind {
+                KIND_WRAP => None,
+                KIND_SOCKET => Some(Popped::OnSocket),
                 _ => {
-                    let len = len.min(RING_BYTES - offset - RECORD_HEADER);
                     let mut message = vec![0u8; len];
-                    // SAFETY: as above; the record lies within the ring (records never wrap).
+                    // SAFETY: as above; the record lies within the ring and the published bytes
+                    // (checked just above).
                     unsafe { self.data.read(offset + RECORD_HEADER, &mut message) };
-                    (Some(Popped::Message(message)), record_len(len))
+                    Some(Popped::Message(message))
                 }
             };
             self.readers.pos.store(head + advance as u64, Ordering::Release);
@@ -451,6 +465,15 @@ impl Direction {
                 return Some(popped);
             }
         }
+    }
+
+    /// Puts `bytes` in a fresh ring as if a sender had published them (for the fuzz target of
+    /// the record decoder). Only for a ring no other thread or process uses.
+    pub(crate) fn publish_raw_for_fuzzing(&self, bytes: &[u8]) {
+        let len = bytes.len().min(RING_BYTES);
+        // SAFETY: a fresh ring of the caller's own, used by no other thread or process; in bounds.
+        unsafe { self.data.write(0, &bytes[..len]) };
+        self.writers.pos.store(len as u64, Ordering::Release);
     }
 
     /// Wakes senders waiting for room.
