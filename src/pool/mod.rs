@@ -29,7 +29,9 @@
 //!
 //! * a worker that dies in a task (killed, aborted, crashed, `exit`) fails exactly that task with
 //!   [`Error::WorkerDied`], which says how it ended; a new worker takes its place and every other
-//!   task completes. With [`Options::retries`] the task runs again instead;
+//!   task completes. With [`Options::retries`] the task runs again instead. (Workers send the
+//!   outcomes of tiny tasks in batches, within about a millisecond: tiny tasks a dying worker had
+//!   finished but not yet reported run again on another worker);
 //! * a task over its timeout ([`PoolBuilder::task_timeout`], [`Options::timeout`]) is killed with
 //!   its worker and fails with [`Error::TaskTimedOut`];
 //! * a callback that panics is reported and ignored (CPython gh-83371 hangs);

@@ -1,11 +1,13 @@
 //! The worker process: runs the initializer, then tasks as they come, and reports their outcomes.
 //!
-//! Outcomes are batched: a worker sends what it has finished when nothing more is waiting for it,
-//! or when the oldest unsent outcome is older than [`FLUSH_AFTER`], or the batch is large. A pool
-//! that keeps a worker supplied thus gets one message back per many tiny tasks, and a slow task
-//! never holds back the outcomes of the tasks before it for long. Before each task the worker
-//! writes its id into a shared-memory word (no system call), so that if it dies the pool knows
-//! which task killed it even though outcomes of tasks before it were not sent yet.
+//! Outcomes of tiny tasks are batched: a worker sends what it has finished when nothing more is
+//! waiting for it, or when the oldest unsent outcome is older than [`FLUSH_AFTER`], or the batch is
+//! large; a task that ran longer than [`SEND_AT_ONCE_AFTER`] is reported at once. A pool that
+//! keeps a worker supplied thus gets one message back per many tiny tasks. (A slow task right
+//! after tiny ones holds back their unsent outcomes, at most [`FLUSH_AFTER`] of work, until it
+//! ends.) Before each task the worker writes its id into a shared-memory word (no system call), so
+//! that if it dies the pool knows which task killed it even though outcomes of tasks before it
+//! were not sent yet.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,8 @@ use crate::shm::Shared;
 
 /// The longest a finished task's outcome waits for company before it is sent.
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
+/// A task that ran this long has its outcome sent at once.
+const SEND_AT_ONCE_AFTER: Duration = Duration::from_micros(50);
 /// Most outcomes in one message.
 const FLUSH_COUNT: usize = 1024;
 /// Most result bytes in one message.
@@ -115,8 +119,11 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
             setup.running.store(wire.id, Ordering::Release);
             let started = Instant::now();
             let result = run_task(wire, task_fds);
-            outbox.push(result, started.elapsed());
-            if outbox.due() && outbox.flush(&mut conn).is_err() {
+            let took = started.elapsed();
+            outbox.push(result, took);
+            // A task that was not tiny is reported at once: one message costs little beside it,
+            // and its outcome is not held back behind a next task that may be long (or die).
+            if (outbox.due() || took >= SEND_AT_ONCE_AFTER) && outbox.flush(&mut conn).is_err() {
                 return 1;
             }
         }
