@@ -14,8 +14,10 @@
 //!
 //! Throughput: a worker gets a *window* of tasks at once, sized from how long its tasks take (about
 //! [`WINDOW_TIME`] of work, up to [`MAX_WINDOW`] tasks), so tiny tasks travel many to a message
-//! both ways, while long tasks are handed out one or two at a time and balance across workers. A
-//! task with a timeout is sent alone to an idle worker, so its clock starts when it does.
+//! both ways, while long tasks are handed out two at a time (one running, one waiting, so the
+//! worker never idles for a round trip) and balance across workers: each gets a fair share of the
+//! queue, and once the queue is shorter than the pool only idle workers get tasks. A task with a
+//! timeout is sent alone to an idle worker, so its clock starts when it does.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -459,9 +461,11 @@ impl Scheduler {
             if self.queue.is_empty() {
                 return;
             }
-            // A fair share of the queue, so that a burst of slow tasks spreads over the workers.
+            // A fair share of the queue, so that a burst of slow tasks spreads over the workers;
+            // and no task queued behind a busy worker when idle ones could take it (the tail).
             let share = self.queue.len().div_ceil(workers);
-            if let Err(e) = self.fill(w, share) {
+            let prefetch = self.queue.len() > workers;
+            if let Err(e) = self.fill(w, share, prefetch) {
                 tracing::debug!(error = %e, pid = self.workers[w].pid, "could not send tasks to a pool worker");
                 // Its pidfd will report the end; stop using the connection.
                 self.workers[w].conn_open = false;
@@ -469,10 +473,14 @@ impl Scheduler {
         }
     }
 
-    /// Sends worker `w` up to `share` queued chunks, as far as its window allows.
-    fn fill(&mut self, w: usize, share: usize) -> Result<()> {
+    /// Sends worker `w` up to `share` queued chunks, as far as its window allows; a busy worker only
+    /// gets more when `prefetch` (the queue is longer than there are workers).
+    fn fill(&mut self, w: usize, share: usize, prefetch: bool) -> Result<()> {
         let worker = &mut self.workers[w];
         if !worker.conn_open || worker.stop_sent || worker.deadline.is_some() {
+            return Ok(());
+        }
+        if !prefetch && !worker.in_flight.is_empty() {
             return Ok(());
         }
         let window = match self.queue.front() {
@@ -677,7 +685,9 @@ impl Scheduler {
         if count > 0 {
             // Size the window to about WINDOW_TIME of this worker's work.
             let per_task = (busy_ns / count as u64).max(1);
-            let window = (WINDOW_TIME.as_nanos() as u64 / per_task).clamp(1, MAX_WINDOW as u64) as usize;
+            // At least two: the next task waits in the worker while it runs one, so a worker
+            // never idles for a round trip between tasks.
+            let window = (WINDOW_TIME.as_nanos() as u64 / per_task).clamp(2, MAX_WINDOW as u64) as usize;
             worker.window = window;
             worker.window_entry = last_entry;
         }
