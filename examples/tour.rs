@@ -3,10 +3,14 @@
 
 #[path = "seeds/connections.rs"]
 mod connections;
+#[path = "seeds/managers.rs"]
+mod managers;
 #[path = "seeds/pools.rs"]
 mod pools;
 #[path = "seeds/processes.rs"]
 mod processes;
+#[path = "seeds/queues.rs"]
+mod queues;
 #[path = "seeds/sync.rs"]
 mod sync;
 
@@ -36,6 +40,22 @@ const SCENARIOS: &[Scenario] = &[
     ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
     ("Barrier: four worker processes in three phases", sync::barrier_phases),
     ("Condition: a producer process and three consumer processes", sync::condition_stock),
+    (
+        "Queue(3): put, put_nowait when full, full, get, get_nowait when empty, empty (seeds 002, 004)",
+        queues::queue_walkthrough,
+    ),
+    ("Queue: a child puts, another child and the parent get (seed 002)", queues::child_puts_parent_gets),
+    ("Queue(3): ten producer and ten consumer processes (seed 002)", queues::ten_producers_ten_consumers),
+    ("Queue: three producers, two consumers, None sentinels (seed 002)", queues::sentinels_end_the_consumers),
+    (
+        "JoinableQueue: daemon consumers, producers waiting on join (seeds 002, 004)",
+        queues::joinable_queue_with_daemon_consumers,
+    ),
+    ("Queue(maxsize=5): a producer fills it, a consumer drains it (seed 003)", queues::producer_fills_consumer_drains),
+    ("Manager: a worker fills a dict and a list (seed 001)", managers::worker_fills_dict_and_list),
+    ("Manager: d[1] = '1', d['2'] = 2, d[0.25] = None, l.reverse() (seed 003)", managers::mixed_dict_and_list),
+    ("A custom manager serving MathsClass: add and mul (seed 003)", managers::maths_class),
+    ("A remote manager on TCP with an authkey: job and result queues", managers::remote_job_queue),
     ("Pool(4).map over range(100) against 100 processes, timed (seed 000)", pools::pool_against_processes),
     ("Pool(2).apply: one call at a time (seed 000)", pools::apply_in_turn),
     ("Pool(2).apply_async, then get each (seed 000)", pools::apply_async_then_get),

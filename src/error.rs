@@ -143,11 +143,31 @@ pub enum Error {
     #[error("the barrier is broken (a party timed out, or it was aborted or reset); reset it to use it again")]
     BrokenBarrier,
 
+    /// A queue was full: the caller would not wait, or its timeout passed (CPython `queue.Full`).
+    #[error("the queue is full; wait for a consumer (put with a timeout, or without one), or make the queue larger")]
+    Full,
+
+    /// A queue was empty: the caller would not wait, or its timeout passed (CPython `queue.Empty`).
+    #[error("the queue is empty; wait for a producer (get with a timeout, or without one)")]
+    Empty,
+
     /// The authentication handshake failed: a wrong key on either side, or a peer that does not
     /// speak it (CPython `AuthenticationError`).
     #[error("authentication failed: {0}")]
     Authentication(String),
 
+    /// A method called through a manager proxy failed in the manager's server; the server's message
+    /// is here (CPython re-raises the server's exception as `RemoteError`-wrapped text).
+    #[error("the manager's server reported an error: {0}")]
+    Remote(String),
+
+    /// A manager server was asked to listen on an address other hosts can reach without an authkey,
+    /// which would let anyone on the network call into it.
+    #[error(
+        "refusing to serve a manager on {0} without an authkey: anyone who can reach it could call into \
+         the server; pass an authkey, or bind to a loopback address"
+    )]
+    UnprotectedAddress(String),
     /// A pool task panicked or returned `Err`; the message is the panic's (with its location) or
     /// the error's `Display` (CPython re-raises the task's exception from `get()`).
     #[error("a pool task failed: {message}")]

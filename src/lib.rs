@@ -60,7 +60,21 @@
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: [`wait`](Condition::wait), [`wait_for`](Condition::wait_for), [`notify`](Condition::notify), [`notify_all`](Condition::notify_all) |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `broken`, `n_waiting`; `BrokenBarrierError` | [`Barrier`]; [`Error::BrokenBarrier`] |
+//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
+//! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
+//! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
+//! | `qsize()`, `empty()`, `full()`, `close()`, `join_thread()`, `cancel_join_thread()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full), [`close`](Queue::close) (takes the handle), [`join_thread`](Queue::join_thread) and [`cancel_join_thread`](Queue::cancel_join_thread) (no feeder thread: nothing to wait for) |
+//! | `task_done()`, `join()` | [`JoinableQueue::task_done`], [`JoinableQueue::join`], [`join_timeout`](JoinableQueue::join_timeout) |
 //! | `ProcessError`, `ValueError` from a process | [`Error`] |
+//! | `Manager()`, `with Manager() as m:`, `m.shutdown()` | [`Manager::start`](BaseManager::start), dropping it, [`shutdown`](BaseManager::shutdown) |
+//! | `m.dict()`, `m.list(seq)`, `m.Namespace()`, `m.Value(tc, v)`, `m.Array(tc, seq)` | [`dict`](manager::ManagerClient::dict), [`list`](manager::ManagerClient::list), [`namespace`](manager::ManagerClient::namespace), [`value`](manager::ManagerClient::value), [`array`](manager::ManagerClient::array): typed proxies ([`manager::DictProxy`], ...); [`manager::Value`] for mixed types |
+//! | `m.Queue()`, `m.JoinableQueue()`, `queue.LifoQueue`, `queue.PriorityQueue` | [`queue`](manager::ManagerClient::queue), [`joinable_queue`](manager::ManagerClient::joinable_queue), [`lifo_queue`](manager::ManagerClient::lifo_queue), [`priority_queue`](manager::ManagerClient::priority_queue) |
+//! | `m.Lock()`, `m.RLock()`, `m.Semaphore(n)`, `m.BoundedSemaphore(n)`, `m.Condition()`, `m.Event()`, `m.Barrier(n)` | [`lock`](manager::ManagerClient::lock), [`rlock`](manager::ManagerClient::rlock), [`semaphore`](manager::ManagerClient::semaphore), [`bounded_semaphore`](manager::ManagerClient::bounded_semaphore), [`condition`](manager::ManagerClient::condition), [`event`](manager::ManagerClient::event), [`barrier`](manager::ManagerClient::barrier) |
+//! | `BaseManager.register('Maths', MathsClass)`, `manager.Maths()` | `#[`[`managed`]`]` on `impl MathsClass`, [`BaseManager::<(MathsClass,)>`](BaseManager), [`create(MathsClass)`](manager::ManagerClient::create) |
+//! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
+//! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
+//! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
+//! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool terminates it |
 //! | `p.apply(f, args)`, `p.apply_async(f, args, callback, error_callback)` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`] + [`pool::Options`] |
 //! | `p.map(f, it, chunksize)`, `map_async`, `starmap`, `starmap_async` | [`Pool::map`], [`Pool::map_async_with`], [`Pool::starmap`], [`Pool::starmap_async`] |
@@ -109,8 +123,10 @@ pub mod connection;
 pub mod context;
 mod deadline;
 mod error;
+pub mod manager;
 pub mod pool;
 mod process;
+pub mod queue;
 pub mod reduction;
 mod shm;
 pub mod sync;
@@ -123,11 +139,16 @@ pub use context::{
     peek_start_method, set_start_method,
 };
 pub use error::{Error, Result};
+pub use manager::{BaseManager, Manager};
+/// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
+pub use multiproc_derive::managed;
 pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use process::{ExitReport, Process, Run, Target};
+#[cfg(not(loom))]
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
@@ -142,6 +163,7 @@ pub mod handle {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
+    pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
 }

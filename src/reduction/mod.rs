@@ -81,9 +81,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
 
 /// Decodes a value, handing it the message's descriptors; unclaimed descriptors are closed.
 pub(crate) fn decode<T: DeserializeOwned>(message: Message) -> Result<T> {
-    let scope = DecodeScope { table: message.fds.into_iter().map(Some).collect(), failure: None };
+    decode_from(&message.bytes, message.fds)
+}
+
+/// [`decode`] from borrowed bytes (a value read in place, for example from a mapped memory file).
+pub(crate) fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    let scope = DecodeScope { table: fds.into_iter().map(Some).collect(), failure: None };
     let outer = DECODING.with(|slot| slot.replace(Some(scope)));
-    let result = postcard::from_bytes(&message.bytes);
+    let result = postcard::from_bytes(bytes);
     // Descriptors nobody claimed are closed here, when the scope is dropped.
     let scope = DECODING.with(|slot| slot.replace(outer)).unwrap_or_default();
     result.map_err(|e| match scope.failure {

@@ -27,7 +27,7 @@ loom::lazy_static! {
 /// A futex on loom primitives. Timeouts are ignored (waits end only when woken), which is what
 /// the models want: a state machine must never rely on a timeout to make progress, except for the
 /// dead-owner check, which these models do not exercise.
-enum LoomFutex {}
+pub(crate) enum LoomFutex {}
 
 impl Futex for LoomFutex {
     fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) -> Waited {

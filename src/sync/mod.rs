@@ -27,7 +27,7 @@
 //! needs_send(lock.acquire().unwrap());
 //! ```
 
-mod atomic;
+pub(crate) mod atomic;
 mod barrier;
 mod condition;
 pub(crate) mod doorbell;
@@ -36,7 +36,7 @@ pub(crate) mod futex;
 mod lock;
 pub(crate) mod lock_state;
 #[cfg(all(test, loom))]
-mod loom_models;
+pub(crate) mod loom_models;
 mod semaphore;
 pub(crate) mod spin;
 

@@ -1,6 +1,7 @@
 //! Shared test helpers: a watchdog, a message channel children can report on, pid watching.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod queue_suite;
 pub mod suite;
 pub mod sync_suite;
 

@@ -3,8 +3,10 @@
 
 mod codec;
 mod connection;
+mod manager;
 mod pool;
 mod process;
+mod queue;
 mod sync;
 
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ const GROUPS: &[(&str, Group)] = &[
     ("codec", codec::run),
     ("connection", connection::run),
     ("sync", sync::run),
+    ("queue", queue::run),
+    ("manager", manager::run),
     ("pool", pool::run),
 ];
 

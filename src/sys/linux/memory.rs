@@ -36,6 +36,22 @@ pub(crate) fn sealed_size(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
     Ok(usize::try_from(size).ok())
 }
 
+/// Writes all of `bytes` into the file `fd` from `offset` on (`pwrite(2)`, repeated until done).
+pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::pwrite(fd, bytes, offset) {
+            Ok(0) => return Err(io::Errno::NOSPC),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                offset += n as u64;
+            }
+            Err(io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A `MAP_SHARED`, read-write mapping of a whole memory file, unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -68,6 +84,11 @@ impl Mapping {
     /// The start of the mapping (page-aligned).
     pub(crate) fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
+    }
+
+    /// The length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 }
 

@@ -1,0 +1,214 @@
+//! The queue scenarios of seeds 002, 003 and 004 (Queue, JoinableQueue), shared by the standalone
+//! examples and the tour. Where the seeds sleep for seconds to simulate work, these sleep for
+//! milliseconds.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use multiproc::{Error, JoinableQueue, Process, Queue};
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// A random number in `low..=high` (the seeds' `random.randint`).
+fn random_in(low: u64, high: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
+    low + u64::from_ne_bytes(bytes) % (high - low + 1)
+}
+
+fn start_all(children: &mut [Process]) -> multiproc::Result<()> {
+    children.iter_mut().try_for_each(Process::start)
+}
+
+fn join_all(children: &mut [Process]) -> multiproc::Result<()> {
+    for child in children {
+        let code = child.join()?;
+        assert_eq!(code, 0, "{child} failed");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeds 002 and 004: Queue(3) step by step
+
+/// put until full, put_nowait on the full queue, full, get, get_nowait on the empty queue, empty.
+pub fn queue_walkthrough() -> multiproc::Result<()> {
+    let q = Queue::new(3)?;
+    q.put(3)?;
+    q.put(2)?;
+    q.put(1)?;
+    // q.put(4) would wait here until someone takes an item.
+    match q.put_nowait(4) {
+        Err(Error::Full) => println!("  the queue is full: put_nowait(4) refused"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    println!("  full() = {}", q.full());
+    for _ in 0..3 {
+        println!("  get() = {}", q.get()?);
+    }
+    match q.get_nowait() {
+        Err(Error::Empty) => println!("  the queue is empty: get_nowait() refused"),
+        other => panic!("expected Empty, got {other:?}"),
+    }
+    println!("  empty() = {}", q.empty());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: a child puts, another child and the parent get
+
+fn put_greeting(q: Queue<String>) {
+    q.put("姑娘,多少钱~".to_string()).unwrap();
+}
+
+fn get_one(q: Queue<String>) {
+    println!("  child {} got {}", std::process::id(), q.get().unwrap());
+}
+
+/// The parent puts "小鬼", a child puts a greeting, another child takes one item, the parent the
+/// other.
+pub fn child_puts_parent_gets() -> multiproc::Result<()> {
+    let q = Queue::new(0)?;
+    q.put("小鬼".to_string())?;
+    let mut children = [Process::new(put_greeting, (q.clone(),)), Process::new(get_one, (q.clone(),))];
+    start_all(&mut children)?;
+    println!("  parent got {}", q.get()?);
+    join_all(&mut children)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: ten producer processes and ten consumer processes on Queue(3)
+
+fn input_q(q: Queue<String>) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    q.put(format!("{}(put):{}.{:03}", std::process::id(), now.as_secs(), now.subsec_millis())).unwrap();
+}
+
+fn output_q(q: Queue<String>) {
+    let info = q.get().unwrap();
+    println!("  {}(get):\x1b[32m{info}\x1b[0m", std::process::id());
+}
+
+/// Ten processes put one line each into a Queue(3), ten others take one each.
+pub fn ten_producers_ten_consumers() -> multiproc::Result<()> {
+    let q = Queue::new(3)?;
+    let mut producers: Vec<_> = (0..10).map(|_| Process::new(input_q, (q.clone(),))).collect();
+    let mut consumers: Vec<_> = (0..10).map(|_| Process::new(output_q, (q.clone(),))).collect();
+    start_all(&mut producers)?;
+    start_all(&mut consumers)?;
+    join_all(&mut producers)?;
+    join_all(&mut consumers)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: producers and consumers ending on None sentinels
+
+fn eat(q: Queue<Option<String>>) {
+    while let Some(food) = q.get().unwrap() {
+        sleep_ms(random_in(1, 3));
+        println!("  \x1b[45m{} 吃 {food}\x1b[0m", std::process::id());
+    }
+}
+
+fn cook(name: String, q: Queue<Option<String>>) {
+    for i in 0..2 {
+        sleep_ms(random_in(1, 3));
+        let food = format!("{name}{i}");
+        q.put(Some(food.clone())).unwrap();
+        println!("  \x1b[44m{} 生产了 {food}\x1b[0m", std::process::id());
+    }
+}
+
+/// Three producers, two consumers; once the producers are done, one `None` per consumer.
+pub fn sentinels_end_the_consumers() -> multiproc::Result<()> {
+    let q = Queue::new(0)?;
+    let mut producers: Vec<_> =
+        ["包子", "骨头", "泔水"].map(|name| Process::new(cook, (name.to_string(), q.clone()))).into();
+    let mut consumers = [Process::new(eat, (q.clone(),)), Process::new(eat, (q.clone(),))];
+    start_all(&mut producers)?;
+    start_all(&mut consumers)?;
+    join_all(&mut producers)?;
+    for _ in &consumers {
+        q.put(None)?; // one end signal per consumer
+    }
+    join_all(&mut consumers)?;
+    println!("  主");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeds 002 and 004: JoinableQueue, daemon consumers, producers waiting on join
+
+fn eat_and_report(q: JoinableQueue<String>) {
+    loop {
+        let food = q.get().unwrap();
+        sleep_ms(random_in(0, 2));
+        println!("  \x1b[45m{} 吃 {food}\x1b[0m", std::process::id());
+        q.task_done().unwrap();
+    }
+}
+
+fn cook_and_wait(name: String, q: JoinableQueue<String>) {
+    for i in 0..3 {
+        sleep_ms(random_in(0, 2));
+        q.put(format!("{name}{i}")).unwrap();
+    }
+    println!("  {name} 生产结束");
+    q.join().unwrap(); // until every item put has been handled
+    println!("  {name} 生产结束~~~~~~");
+}
+
+/// Three producers wait in `join` until two daemon consumers have handled everything; the main
+/// process joins the producers and ends, taking the daemons with it.
+pub fn joinable_queue_with_daemon_consumers() -> multiproc::Result<()> {
+    let q = JoinableQueue::new(0)?;
+    let mut producers: Vec<_> =
+        ["包子", "骨头", "泔水"].map(|name| Process::new(cook_and_wait, (name.to_string(), q.clone()))).into();
+    let mut consumers: Vec<_> = (0..2).map(|_| Process::new(eat_and_report, (q.clone(),)).with_daemon(true)).collect();
+    start_all(&mut producers)?;
+    start_all(&mut consumers)?;
+    join_all(&mut producers)?;
+    println!("  主");
+    for consumer in &mut consumers {
+        consumer.terminate()?; // what the end of the main process does to daemons
+        consumer.join()?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 003: a producer fills a Queue(maxsize=5) until full, then a consumer drains it
+
+fn fill_until_full(numbers: Vec<u64>, q: Queue<u64>) {
+    for x in numbers.into_iter().filter(|x| x % 2 == 0) {
+        if q.full() {
+            println!("  queue is full");
+            break;
+        }
+        q.put(x).unwrap();
+        println!("  put {x} in queue by producer");
+    }
+}
+
+fn drain(q: Queue<u64>) {
+    while !q.empty() {
+        println!("  take data {} from queue by consumer", q.get().unwrap());
+    }
+}
+
+/// The producer runs to its end first, then the consumer takes what it left.
+pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
+    let q = Queue::new(5)?;
+    // Even numbers guaranteed past the limit, so that the producer sees the queue full.
+    let numbers: Vec<u64> =
+        (0..14).map(|i| if i % 2 == 0 { 2 * random_in(1, 50) } else { random_in(1, 100) }).collect();
+    let mut producer = Process::new(fill_until_full, (numbers, q.clone())).with_name("producer-1");
+    producer.start()?;
+    producer.join()?;
+    let mut consumer = Process::new(drain, (q.clone(),)).with_name("consumer-1");
+    consumer.start()?;
+    consumer.join()?;
+    Ok(())
+}

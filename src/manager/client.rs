@@ -1,0 +1,239 @@
+//! [`ManagerClient`]: a connection to a manager's server, local or remote, that creates objects
+//! there and hands out their proxies.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::protocol::{Kind, QueueOrder, Request, encode};
+use super::proxy::{Endpoint, ObjectProxy, round_trip};
+use super::registry::Managed;
+use super::sync_manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy,
+    PriorityQueueProxy, QueueProxy, SemaphoreProxy, SetProxy, ValueProxy,
+};
+use crate::Connection;
+use crate::connection::Address;
+use crate::error::Result;
+
+/// A client of a manager's server (CPython: a `BaseManager` after `connect()`): creates objects
+/// in the server and returns their proxies. [`BaseManager`](super::BaseManager) dereferences to
+/// one; [`ManagerClient::connect`] makes one for a server another process started.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::manager::ManagerClient;
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let manager = ManagerClient::connect("127.0.0.1:50000".parse()?, Some(b"abracadabra"))?;
+/// let jobs = manager.named("jobs").queue::<u32>()?;
+/// jobs.put(&7)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ManagerClient {
+    pub(crate) endpoint: Endpoint,
+    /// A connection for requests that concern no object (object count, shutdown).
+    /// With the id of the process that opened it (a forked child opens its own).
+    control: Mutex<Option<(Connection, u32)>>,
+}
+
+/// Creators named as CPython's `SyncManager` methods; expanded in [`ManagerClient`] (new
+/// objects) and [`Named`] (objects shared under a name).
+macro_rules! creators {
+    () => {
+        /// A new dict (CPython `manager.dict()`).
+        pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+            &self,
+        ) -> Result<DictProxy<K, V>> {
+            self.make(Kind::Dict)
+        }
+
+        /// A new list holding `items` (CPython `manager.list(items)`).
+        pub fn list<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ListProxy<T>> {
+            self.make(Kind::List(items.iter().map(encode).collect::<Result<_>>()?))
+        }
+
+        /// A new set.
+        pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
+            self.make(Kind::Set)
+        }
+
+        /// A new namespace (CPython `manager.Namespace()`).
+        #[doc(alias = "Namespace")]
+        pub fn namespace(&self) -> Result<NamespaceProxy> {
+            self.make(Kind::Namespace)
+        }
+
+        /// A new FIFO queue; `maxsize` 0 is unbounded (CPython `manager.Queue(maxsize)`).
+        #[doc(alias = "Queue")]
+        pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize: 0, joinable: false })
+        }
+
+        /// A new FIFO queue holding at most `maxsize` items.
+        pub fn bounded_queue<T: Serialize + DeserializeOwned>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize, joinable: false })
+        }
+
+        /// A new joinable queue (CPython `manager.JoinableQueue()`).
+        #[doc(alias = "JoinableQueue")]
+        pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize: 0, joinable: true })
+        }
+
+        /// A new last-in first-out queue (CPython `queue.LifoQueue` through a manager).
+        #[doc(alias = "LifoQueue")]
+        pub fn lifo_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+            self.make(Kind::Queue { order: QueueOrder::Lifo, maxsize: 0, joinable: false })
+        }
+
+        /// A new priority queue (CPython `queue.PriorityQueue` through a manager).
+        #[doc(alias = "PriorityQueue")]
+        pub fn priority_queue<T: Serialize + DeserializeOwned>(&self) -> Result<PriorityQueueProxy<T>> {
+            self.make(Kind::Queue { order: QueueOrder::Priority, maxsize: 0, joinable: false })
+        }
+
+        /// A new lock (CPython `manager.Lock()`).
+        #[doc(alias = "Lock")]
+        pub fn lock(&self) -> Result<LockProxy> {
+            self.make(Kind::Lock)
+        }
+
+        /// A new re-entrant lock (CPython `manager.RLock()`).
+        #[doc(alias = "RLock")]
+        pub fn rlock(&self) -> Result<LockProxy> {
+            self.make(Kind::RLock)
+        }
+
+        /// A new semaphore with `value` permits (CPython `manager.Semaphore(value)`).
+        #[doc(alias = "Semaphore")]
+        pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+            self.make(Kind::Semaphore { value, bounded: false })
+        }
+
+        /// A new bounded semaphore (CPython `manager.BoundedSemaphore(value)`).
+        #[doc(alias = "BoundedSemaphore")]
+        pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+            self.make(Kind::Semaphore { value, bounded: true })
+        }
+
+        /// A new condition with its own re-entrant lock (CPython `manager.Condition()`).
+        #[doc(alias = "Condition")]
+        pub fn condition(&self) -> Result<ConditionProxy> {
+            self.make(Kind::Condition)
+        }
+
+        /// A new event (CPython `manager.Event()`).
+        #[doc(alias = "Event")]
+        pub fn event(&self) -> Result<EventProxy> {
+            self.make(Kind::Event)
+        }
+
+        /// A new barrier for `parties` (CPython `manager.Barrier(parties, timeout=...)`).
+        #[doc(alias = "Barrier")]
+        pub fn barrier(&self, parties: u64, timeout: Option<Duration>) -> Result<BarrierProxy> {
+            self.make(Kind::Barrier { parties, timeout })
+        }
+
+        /// A new value (CPython `manager.Value(typecode, value)`).
+        #[doc(alias = "Value")]
+        pub fn value<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<ValueProxy<T>> {
+            self.make(Kind::Value(encode(value)?))
+        }
+
+        /// A new fixed-length array (CPython `manager.Array(typecode, sequence)`).
+        #[doc(alias = "Array")]
+        pub fn array<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
+            self.make(Kind::Array(items.iter().map(encode).collect::<Result<_>>()?))
+        }
+
+        /// A new object of a registered type, starting from `value` (CPython: the method a
+        /// `register(typeid, callable)` adds). [`Error::Remote`](crate::Error::Remote) if the
+        /// manager's registry does not list `T`.
+        #[doc(alias = "register")]
+        pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy> {
+            self.make(Kind::Custom { type_name: T::TYPE_NAME.to_string(), state: encode(&value)? })
+        }
+    };
+}
+
+impl ManagerClient {
+    /// A client of the server at `address` (CPython `BaseManager(address, authkey).connect()`);
+    /// checks now that the server answers and accepts the key.
+    ///
+    /// # Errors
+    ///
+    /// Nobody listening; [`Error::Authentication`](crate::Error::Authentication) for a wrong key.
+    pub fn connect(address: Address, authkey: Option<&[u8]>) -> Result<ManagerClient> {
+        let client = ManagerClient::new(Endpoint { address, authkey: authkey.map(<[u8]>::to_vec) });
+        client.object_count()?;
+        Ok(client)
+    }
+
+    pub(crate) fn new(endpoint: Endpoint) -> ManagerClient {
+        ManagerClient { endpoint, control: Mutex::new(None) }
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.endpoint.address
+    }
+
+    fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let me = std::process::id();
+        if control.as_ref().is_none_or(|(_, owner)| *owner != me) {
+            *control = Some((self.endpoint.connect()?, me));
+        }
+        let (conn, _) = control.as_mut().expect("connected above");
+        let result = round_trip(conn, request);
+        if result.is_err() {
+            *control = None;
+        }
+        result
+    }
+
+    /// How many objects the server holds (for tests and leak hunting).
+    pub fn object_count(&self) -> Result<u64> {
+        self.control(&Request::ObjectCount)
+    }
+
+    /// Asks the server to stop (CPython `shutdown()` on a connected manager). Proxies fail from
+    /// then on.
+    pub fn shutdown(&self) -> Result<()> {
+        self.control(&Request::Shutdown)
+    }
+
+    /// Objects shared under `name`: the first client to ask creates the object, later ones
+    /// (in any process) get a proxy for the same one. Named objects live as long as the server
+    /// (CPython: `register('get_queue', callable=lambda: queue)` on a served manager).
+    pub fn named<'a>(&'a self, name: &str) -> Named<'a> {
+        Named { client: self, name: name.to_string() }
+    }
+
+    fn make<P: From<ObjectProxy>>(&self, kind: Kind) -> Result<P> {
+        ObjectProxy::create(&self.endpoint, kind, None).map(P::from)
+    }
+
+    creators!();
+}
+
+/// Objects shared under one name in a manager's server (see [`ManagerClient::named`]).
+#[derive(Debug)]
+pub struct Named<'a> {
+    client: &'a ManagerClient,
+    name: String,
+}
+
+impl Named<'_> {
+    fn make<P: From<ObjectProxy>>(&self, kind: Kind) -> Result<P> {
+        ObjectProxy::create(&self.client.endpoint, kind, Some(self.name.clone())).map(P::from)
+    }
+
+    creators!();
+}

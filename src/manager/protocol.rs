@@ -1,0 +1,258 @@
+//! The manager's wire protocol: one [`Request`] from a proxy, one [`Reply`] from the server, each a
+//! postcard message in one frame of a [`Connection`](crate::Connection).
+//!
+//! Values inside managed containers travel as their postcard bytes ([`Bytes`]): the server never
+//! needs their type, only equality of the bytes (dict keys, set members, `index`, `remove`). Typed
+//! proxies encode and decode at the edge.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A value encoded with postcard, as the server stores it.
+pub(crate) type Bytes = Vec<u8>;
+
+/// The largest request or reply the server and its proxies accept (a bad length cannot make
+/// either side allocate more).
+pub(crate) const MAX_MESSAGE: u64 = 64 << 20;
+
+/// An object's number in its server.
+pub(crate) type ObjectId = u64;
+
+/// What kind of object to create in the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List(Vec<Bytes>),
+    Set,
+    Namespace,
+    Queue {
+        order: QueueOrder,
+        maxsize: usize,
+        joinable: bool,
+    },
+    Lock,
+    RLock,
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
+    Condition,
+    Event,
+    Barrier {
+        parties: u64,
+        timeout: Option<Duration>,
+    },
+    Value(Bytes),
+    Array(Vec<Bytes>),
+    /// A registered user type: its registered name and its initial value.
+    Custom {
+        type_name: String,
+        state: Bytes,
+    },
+}
+
+/// The order a managed queue hands its items out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum QueueOrder {
+    Fifo,
+    Lifo,
+    Priority,
+}
+
+/// One request from a proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Creates an object, owned by this connection; with a name, returns the object already
+    /// registered under it if there is one (named objects live as long as the server).
+    Create { kind: Kind, name: Option<String> },
+    /// Calls a method on an object.
+    Call { id: ObjectId, call: Call },
+    /// Takes a reference to `id` for a proxy in transit (serialized or cloned); returns a ticket.
+    Lend { id: ObjectId },
+    /// The proxy of a ticket takes its reference over: it is owned by this connection from now.
+    /// A ticket already adopted (a proxy decoded twice, as from a managed container) takes a new
+    /// reference to `id` instead, if the object is still alive.
+    Adopt { ticket: u64, id: ObjectId },
+    /// How many objects the server holds.
+    ObjectCount,
+    /// Stops the server.
+    Shutdown,
+}
+
+/// A method call on a built-in object or a registered type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Call {
+    Dict(DictCall),
+    List(ListCall),
+    Set(SetCall),
+    Queue(QueueCall),
+    Lock(LockCall),
+    Condition(ConditionCall),
+    Event(EventCall),
+    Barrier(BarrierCall),
+    Value(ValueCall),
+    Custom { method: String, args: Bytes },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum DictCall {
+    Get(Bytes),
+    Set(Bytes, Bytes),
+    SetDefault(Bytes, Bytes),
+    Remove(Bytes),
+    Contains(Bytes),
+    Len,
+    Clear,
+    Items,
+    Update(Vec<(Bytes, Bytes)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ListCall {
+    Get(i64),
+    Set(i64, Bytes),
+    Append(Bytes),
+    Extend(Vec<Bytes>),
+    Insert(i64, Bytes),
+    Pop(Option<i64>),
+    Remove(Bytes),
+    Index(Bytes),
+    Count(Bytes),
+    Reverse,
+    Len,
+    Clear,
+    Items,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SetCall {
+    Add(Bytes),
+    Discard(Bytes),
+    Contains(Bytes),
+    Len,
+    Clear,
+    Items,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum QueueCall {
+    /// Puts an item (with its priority for a priority queue); waits for room up to the timeout
+    /// (`Some(ZERO)`: not at all).
+    Put {
+        item: Bytes,
+        priority: i64,
+        timeout: Option<Duration>,
+    },
+    /// Takes an item, waiting up to the timeout.
+    Get {
+        timeout: Option<Duration>,
+    },
+    TaskDone,
+    Join {
+        timeout: Option<Duration>,
+    },
+    Len,
+    Empty,
+    Full,
+}
+
+/// Calls on `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` (and a condition's lock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LockCall {
+    /// Waits up to the timeout; `Some(ZERO)` tries once.
+    Acquire {
+        timeout: Option<Duration>,
+    },
+    Release,
+    /// Whether it is held (locks) or its value (semaphores).
+    Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ConditionCall {
+    Lock(LockCall),
+    Wait { timeout: Option<Duration> },
+    Notify(u64),
+    NotifyAll,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum EventCall {
+    Set,
+    Clear,
+    IsSet,
+    Wait { timeout: Option<Duration> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum BarrierCall {
+    Wait { timeout: Option<Duration> },
+    Abort,
+    Reset,
+    Broken,
+    Waiting,
+    Parties,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ValueCall {
+    Get,
+    Set(Bytes),
+    GetAt(i64),
+    SetAt(i64, Bytes),
+    Len,
+    Items,
+}
+
+/// The server's answer: the postcard bytes of the method's result, or why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Ok(Bytes),
+    Err(Failure),
+}
+
+/// Why a request failed in the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    /// The method ran and failed, or the request made no sense; the server's message.
+    Remote(String),
+    /// A wait ran out of time.
+    Timeout(Duration),
+    /// A lock or semaphore was held, or a queue was empty or full, and the caller would not wait.
+    WouldBlock,
+    /// A barrier was broken.
+    BrokenBarrier,
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Error {
+        match failure {
+            Failure::Remote(message) => Error::Remote(message),
+            Failure::Timeout(after) => Error::Timeout(after),
+            Failure::WouldBlock => Error::WouldBlock,
+            Failure::BrokenBarrier => Error::BrokenBarrier,
+        }
+    }
+}
+
+/// Encodes a value as postcard bytes.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    postcard::to_allocvec(value).map_err(|e| Error::Codec { action: "encode", detail: e.to_string() })
+}
+
+/// Decodes postcard bytes; the whole input must be used.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::Codec { action: "decode", detail: format!("{} bytes left over", rest.len()) }),
+        Err(e) => Err(Error::Codec { action: "decode", detail: e.to_string() }),
+    }
+}
+
+/// Decodes one request as the server receives it (the input of the fuzz target).
+pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request> {
+    decode(bytes)
+}

@@ -1,0 +1,210 @@
+//! [`ObjectProxy`]: a reference to one object in a manager's server, the untyped core of every
+//! typed proxy.
+//!
+//! A proxy owns one connection to the server. It travels to other processes as the server's
+//! address, the authkey and the object's number, plus a ticket: serializing (or cloning) a proxy
+//! asks the server to keep a reference for the copy, which the copy takes over as soon as it is
+//! decoded (a clone: on first use). So the object stays alive while a proxy is on its way, and is freed when
+//! the last proxy's connection closes, including when a process holding one is killed.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::protocol::{self, Call, Kind, MAX_MESSAGE, ObjectId, Reply, Request};
+use crate::Connection;
+use crate::connection::{Address, connect};
+use crate::error::{Error, Result};
+
+/// Where a manager's server listens, and the key it wants.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Endpoint {
+    pub(crate) address: Address,
+    pub(crate) authkey: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Endpoint").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A new authenticated connection to the server.
+    pub(crate) fn connect(&self) -> Result<Connection> {
+        let mut conn = connect(&self.address, self.authkey.as_deref())?;
+        conn.set_max_message_size(MAX_MESSAGE);
+        Ok(conn)
+    }
+}
+
+/// Sends one request on `conn` and decodes the reply's value as `R`.
+pub(crate) fn round_trip<R: DeserializeOwned>(conn: &mut Connection, request: &Request) -> Result<R> {
+    conn.send_bytes(&protocol::encode(request)?)?;
+    match protocol::decode::<Reply>(&conn.recv_bytes()?)? {
+        Reply::Ok(bytes) => protocol::decode(&bytes),
+        Reply::Err(failure) => Err(failure.into()),
+    }
+}
+
+/// The ticket that no proxy holds: adopting it takes a new reference to a live object (a proxy
+/// inherited through `fork`, whose connection belongs to the parent).
+const NO_TICKET: u64 = 0;
+
+/// The state of a proxy's connection.
+enum Link {
+    /// Not connected yet: the proxy arrived from elsewhere and holds a ticket for its reference.
+    Ticket(u64),
+    /// Connected, by the process with this id (a forked child must not use its parent's socket).
+    Open(Connection, u32),
+    /// Cloning failed; the reason, for every later call.
+    Failed(String),
+}
+
+/// A reference to one object in a manager's server (CPython `BaseProxy`). Typed proxies wrap one;
+/// a registered type's proxy calls [`call_method`](Self::call_method).
+pub struct ObjectProxy {
+    endpoint: Endpoint,
+    id: ObjectId,
+    link: Mutex<Link>,
+}
+
+impl fmt::Debug for ObjectProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectProxy").field("address", &self.endpoint.address).field("id", &self.id).finish()
+    }
+}
+
+impl ObjectProxy {
+    /// Creates an object in the server; the new proxy's connection owns it.
+    pub(crate) fn create(endpoint: &Endpoint, kind: Kind, name: Option<String>) -> Result<ObjectProxy> {
+        let mut conn = endpoint.connect()?;
+        let id: ObjectId = round_trip(&mut conn, &Request::Create { kind, name })?;
+        Ok(ObjectProxy { endpoint: endpoint.clone(), id, link: Mutex::new(Link::Open(conn, std::process::id())) })
+    }
+
+    /// The object's number in its server (CPython `_id`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The address of the server that holds the object.
+    pub fn address(&self) -> &Address {
+        &self.endpoint.address
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens the connection if needed (adopting the ticket) and sends one request.
+    fn request<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
+        let mut link = self.link();
+        let me = std::process::id();
+        let ticket = match &*link {
+            Link::Ticket(ticket) => Some(*ticket),
+            Link::Open(_, owner) if *owner != me => Some(NO_TICKET),
+            _ => None,
+        };
+        if let Some(ticket) = ticket {
+            let conn = adopt(&self.endpoint, ticket, self.id)?;
+            // An inherited connection is closed here only: the parent's stays open.
+            *link = Link::Open(conn, me);
+        }
+        match &mut *link {
+            Link::Open(conn, _) => round_trip(conn, request),
+            Link::Failed(reason) => Err(Error::InvalidState(reason.clone())),
+            Link::Ticket(_) => unreachable!("adopted above"),
+        }
+    }
+
+    /// Calls a built-in object's method.
+    pub(crate) fn call<R: DeserializeOwned>(&self, call: Call) -> Result<R> {
+        self.request(&Request::Call { id: self.id, call })
+    }
+
+    /// Calls `method` of a registered type with `args` (a tuple of its arguments) in the server;
+    /// the proxies generated by `#[multiproc::managed]` do this.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with the server's message when the method fails or does not exist; the
+    /// connection's errors when the server is gone.
+    #[doc(alias = "callmethod")]
+    pub fn call_method<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
+        let args = protocol::encode(args)?;
+        self.call(Call::Custom { method: method.to_string(), args })
+    }
+
+    /// A reference for a copy of this proxy: the ticket it will adopt.
+    fn lend(&self) -> Result<u64> {
+        self.request(&Request::Lend { id: self.id })
+    }
+
+    /// A second proxy for the same object, with its own connection (so that two threads can wait
+    /// in the server at the same time).
+    pub fn try_clone(&self) -> Result<ObjectProxy> {
+        let ticket = self.lend()?;
+        Ok(ObjectProxy { endpoint: self.endpoint.clone(), id: self.id, link: Mutex::new(Link::Ticket(ticket)) })
+    }
+}
+
+impl Clone for ObjectProxy {
+    /// Like [`try_clone`](ObjectProxy::try_clone); if the server cannot be reached, the clone's
+    /// calls fail with the reason.
+    fn clone(&self) -> ObjectProxy {
+        self.try_clone().unwrap_or_else(|e| ObjectProxy {
+            endpoint: self.endpoint.clone(),
+            id: self.id,
+            link: Mutex::new(Link::Failed(format!("this proxy could not be cloned: {e}"))),
+        })
+    }
+}
+
+impl Drop for ObjectProxy {
+    fn drop(&mut self) {
+        // A ticket never adopted is a reference the server keeps: adopt it, and closing the
+        // connection releases it.
+        if let Link::Ticket(ticket) = *self.link() {
+            let _ = adopt(&self.endpoint, ticket, self.id);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Travelling {
+    endpoint: Endpoint,
+    id: ObjectId,
+    ticket: u64,
+}
+
+/// A new connection that owns a reference to `id`: the ticket's, or a new one.
+fn adopt(endpoint: &Endpoint, ticket: u64, id: ObjectId) -> Result<Connection> {
+    let mut conn = endpoint.connect()?;
+    round_trip::<ObjectId>(&mut conn, &Request::Adopt { ticket, id })?;
+    Ok(conn)
+}
+
+impl Serialize for ObjectProxy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let ticket = self.lend().map_err(serde::ser::Error::custom)?;
+        Travelling { endpoint: self.endpoint.clone(), id: self.id, ticket }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectProxy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let Travelling { endpoint, id, ticket } = Travelling::deserialize(deserializer)?;
+        // Adopt at once, so that a process killed right after it received the proxy leaves no
+        // reference behind; if the server cannot be reached now, the first call tries again.
+        let link = match adopt(&endpoint, ticket, id) {
+            Ok(conn) => Link::Open(conn, std::process::id()),
+            Err(e @ Error::Remote(_)) => Link::Failed(format!("this proxy's object is gone: {e}")),
+            Err(_) => Link::Ticket(ticket),
+        };
+        Ok(ObjectProxy { endpoint, id, link: Mutex::new(link) })
+    }
+}

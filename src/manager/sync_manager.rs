@@ -1,0 +1,750 @@
+//! The built-in managed types of CPython's `SyncManager`, as typed proxies.
+//!
+//! Each proxy is generic over the serde types it holds; [`Value`](super::Value) holds values of
+//! mixed types (seed 003's `d[1] = '1'; d['2'] = 2; d[0.25] = None`). Every call is one round trip
+//! to the server; calls that wait (a queue's `get`, a lock's `acquire`) wait in the server.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{
+    BarrierCall, Bytes, Call, ConditionCall, DictCall, EventCall, ListCall, LockCall, QueueCall, SetCall, ValueCall,
+    decode, encode,
+};
+use super::proxy::ObjectProxy;
+use crate::error::{Error, Result};
+
+/// Declares a typed proxy: a wrapper of [`ObjectProxy`] with serde, `Clone`, `Debug` and the
+/// conversion the generic code needs.
+macro_rules! typed_proxy {
+    ($(#[$meta:meta])* $name:ident $(<$($t:ident),+>)?) => {
+        $(#[$meta])*
+        #[derive(Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name $(<$($t),+>)? {
+            proxy: ObjectProxy,
+            #[serde(skip)]
+            types: PhantomData<fn() -> ($($($t,)+)?)>,
+        }
+
+        impl $(<$($t),+>)? From<ObjectProxy> for $name $(<$($t),+>)? {
+            fn from(proxy: ObjectProxy) -> Self {
+                Self { proxy, types: PhantomData }
+            }
+        }
+
+        impl $(<$($t),+>)? Clone for $name $(<$($t),+>)? {
+            /// A second proxy for the same object, with its own connection.
+            fn clone(&self) -> Self {
+                Self { proxy: self.proxy.clone(), types: PhantomData }
+            }
+        }
+
+        impl $(<$($t),+>)? fmt::Debug for $name $(<$($t),+>)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.proxy).finish()
+            }
+        }
+
+        impl $(<$($t),+>)? $name $(<$($t),+>)? {
+            /// The untyped proxy underneath.
+            pub fn object(&self) -> &ObjectProxy {
+                &self.proxy
+            }
+        }
+    };
+}
+
+fn decode_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> {
+    items.iter().map(|b| decode(b)).collect()
+}
+
+typed_proxy!(
+    /// A dict in the manager (CPython `manager.dict()`), keeping insertion order.
+    ///
+    /// Keys are compared by their encoded bytes: equal values of one type are equal keys.
+    #[doc(alias = "dict")]
+    DictProxy<K, V>
+);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    fn dict<R: DeserializeOwned>(&self, call: DictCall) -> Result<R> {
+        self.proxy.call(Call::Dict(call))
+    }
+
+    /// The value for `key` (CPython `d.get(key)`; `d[key]` is `get(..)?.ok_or(..)`).
+    #[doc(alias = "__getitem__")]
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let value: Option<Bytes> = self.dict(DictCall::Get(encode(key)?))?;
+        value.map(|b| decode(&b)).transpose()
+    }
+
+    /// Sets `key` to `value` (CPython `d[key] = value`).
+    #[doc(alias = "__setitem__")]
+    pub fn insert(&self, key: &K, value: &V) -> Result<()> {
+        self.dict(DictCall::Set(encode(key)?, encode(value)?))
+    }
+
+    /// The value for `key`, inserting `default` first if there is none (CPython `setdefault`).
+    #[doc(alias = "setdefault")]
+    pub fn set_default(&self, key: &K, default: &V) -> Result<V> {
+        let value: Option<Bytes> = self.dict(DictCall::SetDefault(encode(key)?, encode(default)?))?;
+        decode(&value.unwrap_or_default())
+    }
+
+    /// Removes `key`, returning its value (CPython `d.pop(key, None)`; `del d[key]`).
+    #[doc(alias = "pop")]
+    #[doc(alias = "__delitem__")]
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let value: Option<Bytes> = self.dict(DictCall::Remove(encode(key)?))?;
+        value.map(|b| decode(&b)).transpose()
+    }
+
+    /// Whether `key` is present (CPython `key in d`).
+    #[doc(alias = "__contains__")]
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        self.dict(DictCall::Contains(encode(key)?))
+    }
+
+    /// The number of entries (CPython `len(d)`).
+    pub fn len(&self) -> Result<usize> {
+        self.dict::<u64>(DictCall::Len).map(|n| n as usize)
+    }
+
+    /// Whether the dict is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        self.dict(DictCall::Clear)
+    }
+
+    /// The entries in insertion order (CPython `d.items()`; `dict(d)` is `items()?.into_iter().collect()`).
+    #[doc(alias = "copy")]
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        let pairs: Vec<(Bytes, Bytes)> = self.dict(DictCall::Items)?;
+        pairs.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
+    }
+
+    /// The keys in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// The values in insertion order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Inserts every pair, in one round trip (CPython `d.update(pairs)`).
+    pub fn update<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<()>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let pairs = pairs.into_iter().map(|(k, v)| Ok((encode(k)?, encode(v)?))).collect::<Result<Vec<_>>>()?;
+        self.dict(DictCall::Update(pairs))
+    }
+}
+
+typed_proxy!(
+    /// A list in the manager (CPython `manager.list()`). Indices may be negative, as in Python.
+    #[doc(alias = "list")]
+    ListProxy<T>
+);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    fn list<R: DeserializeOwned>(&self, call: ListCall) -> Result<R> {
+        self.proxy.call(Call::List(call))
+    }
+
+    /// The item at `index` (CPython `l[index]`); [`Error::Remote`] with an `IndexError` when out of range.
+    #[doc(alias = "__getitem__")]
+    pub fn get(&self, index: i64) -> Result<T> {
+        decode(&self.list::<Bytes>(ListCall::Get(index))?)
+    }
+
+    /// Replaces the item at `index` (CPython `l[index] = item`).
+    #[doc(alias = "__setitem__")]
+    pub fn set(&self, index: i64, item: &T) -> Result<()> {
+        self.list(ListCall::Set(index, encode(item)?))
+    }
+
+    /// Appends an item.
+    #[doc(alias = "push")]
+    pub fn append(&self, item: &T) -> Result<()> {
+        self.list(ListCall::Append(encode(item)?))
+    }
+
+    /// Appends every item, in one round trip.
+    pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.list(ListCall::Extend(items.into_iter().map(encode).collect::<Result<_>>()?))
+    }
+
+    /// Inserts before `index` (clamped to the list, as in Python).
+    pub fn insert(&self, index: i64, item: &T) -> Result<()> {
+        self.list(ListCall::Insert(index, encode(item)?))
+    }
+
+    /// Removes and returns the last item (CPython `l.pop()`).
+    pub fn pop(&self) -> Result<T> {
+        decode(&self.list::<Bytes>(ListCall::Pop(None))?)
+    }
+
+    /// Removes and returns the item at `index` (CPython `l.pop(index)`).
+    pub fn pop_at(&self, index: i64) -> Result<T> {
+        decode(&self.list::<Bytes>(ListCall::Pop(Some(index)))?)
+    }
+
+    /// Removes the first item equal to `item`; [`Error::Remote`] with a `ValueError` if none is.
+    pub fn remove(&self, item: &T) -> Result<()> {
+        self.list(ListCall::Remove(encode(item)?))
+    }
+
+    /// The position of the first item equal to `item`.
+    pub fn index(&self, item: &T) -> Result<usize> {
+        self.list::<u64>(ListCall::Index(encode(item)?)).map(|i| i as usize)
+    }
+
+    /// How many items equal `item`.
+    pub fn count(&self, item: &T) -> Result<usize> {
+        self.list::<u64>(ListCall::Count(encode(item)?)).map(|n| n as usize)
+    }
+
+    /// Reverses the list in place.
+    pub fn reverse(&self) -> Result<()> {
+        self.list(ListCall::Reverse)
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> Result<usize> {
+        self.list::<u64>(ListCall::Len).map(|n| n as usize)
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) -> Result<()> {
+        self.list(ListCall::Clear)
+    }
+
+    /// A copy of the items (CPython `l[:]`, `list(l)`).
+    #[doc(alias = "copy")]
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        decode_all(self.list(ListCall::Items)?)
+    }
+}
+
+typed_proxy!(
+    /// A set in the manager, keeping insertion order.
+    #[doc(alias = "set")]
+    SetProxy<T>
+);
+
+impl<T: Serialize + DeserializeOwned> SetProxy<T> {
+    fn set<R: DeserializeOwned>(&self, call: SetCall) -> Result<R> {
+        self.proxy.call(Call::Set(call))
+    }
+
+    /// Adds an item.
+    pub fn add(&self, item: &T) -> Result<()> {
+        self.set(SetCall::Add(encode(item)?))
+    }
+
+    /// Removes an item; whether it was there.
+    #[doc(alias = "remove")]
+    pub fn discard(&self, item: &T) -> Result<bool> {
+        self.set(SetCall::Discard(encode(item)?))
+    }
+
+    /// Whether `item` is in the set.
+    pub fn contains(&self, item: &T) -> Result<bool> {
+        self.set(SetCall::Contains(encode(item)?))
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> Result<usize> {
+        self.set::<u64>(SetCall::Len).map(|n| n as usize)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) -> Result<()> {
+        self.set(SetCall::Clear)
+    }
+
+    /// The items, in the order they were added.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        decode_all(self.set(SetCall::Items)?)
+    }
+}
+
+typed_proxy!(
+    /// Named attributes in the manager (CPython `manager.Namespace()`): `ns.x = 1` is
+    /// `ns.set("x", &1)`, `ns.x` is `ns.get::<i32>("x")`.
+    #[doc(alias = "Namespace")]
+    NamespaceProxy
+);
+
+impl NamespaceProxy {
+    /// Sets attribute `name`.
+    #[doc(alias = "__setattr__")]
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.proxy.call(Call::Dict(DictCall::Set(encode(name)?, encode(value)?)))
+    }
+
+    /// Attribute `name`; [`Error::Remote`] with an `AttributeError` if it was never set.
+    #[doc(alias = "__getattr__")]
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let value: Option<Bytes> = self.proxy.call(Call::Dict(DictCall::Get(encode(name)?)))?;
+        match value {
+            Some(bytes) => decode(&bytes),
+            None => Err(Error::Remote(format!("AttributeError: the namespace has no attribute {name:?}"))),
+        }
+    }
+
+    /// Removes attribute `name`; whether it was set.
+    #[doc(alias = "__delattr__")]
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        let value: Option<Bytes> = self.proxy.call(Call::Dict(DictCall::Remove(encode(name)?)))?;
+        Ok(value.is_some())
+    }
+
+    /// The names of the attributes set, in the order they were first set.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let pairs: Vec<(Bytes, Bytes)> = self.proxy.call(Call::Dict(DictCall::Items))?;
+        pairs.iter().map(|(k, _)| decode(k)).collect()
+    }
+}
+
+typed_proxy!(
+    /// A queue in the manager: FIFO (CPython `manager.Queue()`), LIFO (`LifoQueue`) or joinable
+    /// (`JoinableQueue`, with [`task_done`](Self::task_done) and [`join`](Self::join)).
+    #[doc(alias = "Queue")]
+    #[doc(alias = "LifoQueue")]
+    #[doc(alias = "JoinableQueue")]
+    QueueProxy<T>
+);
+
+fn queue_get<R: DeserializeOwned>(proxy: &ObjectProxy, timeout: Option<Duration>) -> Result<R> {
+    decode(&proxy.call::<Bytes>(Call::Queue(QueueCall::Get { timeout }))?)
+}
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    fn put_within(&self, item: &T, timeout: Option<Duration>) -> Result<()> {
+        self.proxy.call(Call::Queue(QueueCall::Put { item: encode(item)?, priority: 0, timeout }))
+    }
+
+    /// Puts an item, waiting for room in a bounded queue.
+    pub fn put(&self, item: &T) -> Result<()> {
+        self.put_within(item, None)
+    }
+
+    /// Puts an item, waiting up to `timeout` for room ([`Error::Timeout`]: CPython `Full`).
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        self.put_within(item, Some(timeout))
+    }
+
+    /// Puts an item if there is room now ([`Error::WouldBlock`]: CPython `Full`).
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
+        self.put_within(item, Some(Duration::ZERO))
+    }
+
+    /// Takes an item, waiting for one.
+    pub fn get(&self) -> Result<T> {
+        queue_get(&self.proxy, None)
+    }
+
+    /// Takes an item, waiting up to `timeout` ([`Error::Timeout`]: CPython `Empty`).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        queue_get(&self.proxy, Some(timeout))
+    }
+
+    /// Takes an item if there is one now ([`Error::WouldBlock`]: CPython `Empty`).
+    pub fn get_nowait(&self) -> Result<T> {
+        queue_get(&self.proxy, Some(Duration::ZERO))
+    }
+
+    /// Marks one item taken earlier as processed (joinable queues).
+    pub fn task_done(&self) -> Result<()> {
+        self.proxy.call(Call::Queue(QueueCall::TaskDone))
+    }
+
+    /// Waits until every item put has been marked done (joinable queues).
+    pub fn join(&self) -> Result<()> {
+        self.proxy.call(Call::Queue(QueueCall::Join { timeout: None }))
+    }
+
+    /// Like [`join`](Self::join), giving up with [`Error::Timeout`] after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.proxy.call(Call::Queue(QueueCall::Join { timeout: Some(timeout) }))
+    }
+
+    /// The number of items (CPython `qsize`).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> Result<usize> {
+        self.proxy.call::<u64>(Call::Queue(QueueCall::Len)).map(|n| n as usize)
+    }
+
+    /// Whether the queue is empty (CPython `empty`).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> Result<bool> {
+        self.proxy.call(Call::Queue(QueueCall::Empty))
+    }
+
+    /// Whether a bounded queue is full (CPython `full`).
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> Result<bool> {
+        self.proxy.call(Call::Queue(QueueCall::Full))
+    }
+}
+
+typed_proxy!(
+    /// A priority queue in the manager (CPython `manager.PriorityQueue()`): items come out lowest
+    /// priority first, and in arrival order among equal priorities. CPython orders `(priority,
+    /// item)` tuples; here the priority is given apart, so items need no ordering.
+    #[doc(alias = "PriorityQueue")]
+    PriorityQueueProxy<T>
+);
+
+impl<T: Serialize + DeserializeOwned> PriorityQueueProxy<T> {
+    /// Puts `item` with `priority`.
+    pub fn put(&self, priority: i64, item: &T) -> Result<()> {
+        let item = encode(&(priority, item))?;
+        self.proxy.call(Call::Queue(QueueCall::Put { item, priority, timeout: None }))
+    }
+
+    /// Takes the item of lowest priority, waiting for one; returns it with its priority.
+    pub fn get(&self) -> Result<(i64, T)> {
+        queue_get(&self.proxy, None)
+    }
+
+    /// Like [`get`](Self::get), giving up with [`Error::Timeout`] after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<(i64, T)> {
+        queue_get(&self.proxy, Some(timeout))
+    }
+
+    /// The number of items.
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> Result<usize> {
+        self.proxy.call::<u64>(Call::Queue(QueueCall::Len)).map(|n| n as usize)
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.proxy.call(Call::Queue(QueueCall::Empty))
+    }
+}
+
+typed_proxy!(
+    /// A lock in the manager: `Lock` (any proxy may release it) or `RLock` (re-entrant, owned by
+    /// the proxy that took it). A lock whose holder's connection closes (its proxy dropped, its
+    /// process killed) is released; CPython keeps it locked forever.
+    #[doc(alias = "Lock")]
+    #[doc(alias = "RLock")]
+    #[doc(alias = "AcquirerProxy")]
+    LockProxy
+);
+
+/// Holds a managed lock; dropping it releases the lock.
+#[must_use = "the lock is released when the guard is dropped"]
+#[derive(Debug)]
+pub struct LockProxyGuard<'a> {
+    lock: &'a LockProxy,
+}
+
+impl Drop for LockProxyGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+impl LockProxy {
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<LockProxyGuard<'_>> {
+        self.proxy.call::<()>(Call::Lock(LockCall::Acquire { timeout }))?;
+        Ok(LockProxyGuard { lock: self })
+    }
+
+    /// Waits for the lock (CPython `with lock:`).
+    pub fn acquire(&self) -> Result<LockProxyGuard<'_>> {
+        self.acquire_within(None)
+    }
+
+    /// Takes the lock if it is free ([`Error::WouldBlock`] otherwise).
+    pub fn try_acquire(&self) -> Result<LockProxyGuard<'_>> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+
+    /// Waits up to `timeout` for the lock ([`Error::Timeout`]).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockProxyGuard<'_>> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// Releases the lock without a guard (CPython `release()`; for a lock taken by
+    /// [`LockProxyGuard`] that was forgotten, or taken through another proxy).
+    pub fn release(&self) -> Result<()> {
+        self.proxy.call(Call::Lock(LockCall::Release))
+    }
+
+    /// Whether a `Lock` is held; an `RLock`'s depth.
+    pub fn locked(&self) -> Result<bool> {
+        self.proxy.call::<u64>(Call::Lock(LockCall::Value)).map(|v| v > 0)
+    }
+}
+
+typed_proxy!(
+    /// A semaphore in the manager (CPython `manager.Semaphore(n)`, `BoundedSemaphore(n)`):
+    /// acquired and released explicitly, by any proxy.
+    #[doc(alias = "Semaphore")]
+    #[doc(alias = "BoundedSemaphore")]
+    SemaphoreProxy
+);
+
+impl SemaphoreProxy {
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<()> {
+        self.proxy.call(Call::Lock(LockCall::Acquire { timeout }))
+    }
+
+    /// Takes a permit, waiting for one.
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_within(None)
+    }
+
+    /// Takes a permit if one is free ([`Error::WouldBlock`] otherwise).
+    pub fn try_acquire(&self) -> Result<()> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+
+    /// Waits up to `timeout` for a permit ([`Error::Timeout`]).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// Gives a permit back; a bounded semaphore refuses to go above its initial value
+    /// ([`Error::Remote`] with a `ValueError`).
+    pub fn release(&self) -> Result<()> {
+        self.proxy.call(Call::Lock(LockCall::Release))
+    }
+
+    /// The number of free permits (CPython `get_value()`).
+    #[doc(alias = "get_value")]
+    pub fn value(&self) -> Result<u64> {
+        self.proxy.call(Call::Lock(LockCall::Value))
+    }
+}
+
+typed_proxy!(
+    /// A condition variable in the manager, with its own re-entrant lock (CPython
+    /// `manager.Condition()`).
+    #[doc(alias = "Condition")]
+    ConditionProxy
+);
+
+/// Holds a managed condition's lock; wait and notify through it. Dropping it releases the lock.
+#[must_use = "the lock is released when the guard is dropped"]
+#[derive(Debug)]
+pub struct ConditionProxyGuard<'a> {
+    condition: &'a ConditionProxy,
+}
+
+impl ConditionProxy {
+    fn call<R: DeserializeOwned>(&self, call: ConditionCall) -> Result<R> {
+        self.proxy.call(Call::Condition(call))
+    }
+
+    /// Takes the condition's lock.
+    pub fn acquire(&self) -> Result<ConditionProxyGuard<'_>> {
+        self.call::<()>(ConditionCall::Lock(LockCall::Acquire { timeout: None }))?;
+        Ok(ConditionProxyGuard { condition: self })
+    }
+}
+
+impl ConditionProxyGuard<'_> {
+    /// Releases the lock, waits for a notification, takes the lock back.
+    pub fn wait(&self) -> Result<()> {
+        self.condition.call::<bool>(ConditionCall::Wait { timeout: None }).map(drop)
+    }
+
+    /// Like [`wait`](Self::wait) for at most `timeout`; whether it was notified.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.condition.call(ConditionCall::Wait { timeout: Some(timeout) })
+    }
+
+    /// Waits until `predicate` holds (checked with the lock held, after each notification).
+    pub fn wait_for(&self, mut predicate: impl FnMut() -> Result<bool>) -> Result<()> {
+        while !predicate()? {
+            self.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Wakes up to `n` waiters.
+    pub fn notify(&self, n: u64) -> Result<()> {
+        self.condition.call(ConditionCall::Notify(n))
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) -> Result<()> {
+        self.condition.call(ConditionCall::NotifyAll)
+    }
+}
+
+impl Drop for ConditionProxyGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.condition.call::<()>(ConditionCall::Lock(LockCall::Release));
+    }
+}
+
+typed_proxy!(
+    /// An event in the manager (CPython `manager.Event()`).
+    #[doc(alias = "Event")]
+    EventProxy
+);
+
+impl EventProxy {
+    fn call<R: DeserializeOwned>(&self, call: EventCall) -> Result<R> {
+        self.proxy.call(Call::Event(call))
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) -> Result<()> {
+        self.call(EventCall::Set)
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) -> Result<()> {
+        self.call(EventCall::Clear)
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> Result<bool> {
+        self.call(EventCall::IsSet)
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) -> Result<()> {
+        self.call::<bool>(EventCall::Wait { timeout: None }).map(drop)
+    }
+
+    /// Waits up to `timeout`; whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.call(EventCall::Wait { timeout: Some(timeout) })
+    }
+}
+
+typed_proxy!(
+    /// A barrier in the manager (CPython `manager.Barrier(parties)`).
+    #[doc(alias = "Barrier")]
+    BarrierProxy
+);
+
+impl BarrierProxy {
+    fn call<R: DeserializeOwned>(&self, call: BarrierCall) -> Result<R> {
+        self.proxy.call(Call::Barrier(call))
+    }
+
+    /// Waits for every party; returns this party's arrival index (`0..parties`).
+    /// [`Error::BrokenBarrier`] when the barrier breaks.
+    pub fn wait(&self) -> Result<u64> {
+        self.call(BarrierCall::Wait { timeout: None })
+    }
+
+    /// Like [`wait`](Self::wait); if the others do not come within `timeout`, the barrier breaks.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
+        self.call(BarrierCall::Wait { timeout: Some(timeout) })
+    }
+
+    /// Breaks the barrier: waiters now and later get [`Error::BrokenBarrier`].
+    pub fn abort(&self) -> Result<()> {
+        self.call(BarrierCall::Abort)
+    }
+
+    /// Makes the barrier usable again; parties waiting now get [`Error::BrokenBarrier`].
+    pub fn reset(&self) -> Result<()> {
+        self.call(BarrierCall::Reset)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> Result<bool> {
+        self.call(BarrierCall::Broken)
+    }
+
+    /// How many parties wait now.
+    pub fn n_waiting(&self) -> Result<u64> {
+        self.call(BarrierCall::Waiting)
+    }
+
+    /// How many parties the barrier needs.
+    pub fn parties(&self) -> Result<u64> {
+        self.call(BarrierCall::Parties)
+    }
+}
+
+typed_proxy!(
+    /// One value in the manager (CPython `manager.Value(typecode, value)`): `v.value` is
+    /// [`get`](Self::get), `v.value = x` is [`set`](Self::set). Like CPython's, it has no lock:
+    /// use a managed lock around read-modify-write.
+    #[doc(alias = "Value")]
+    ValueProxy<T>
+);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// The value.
+    pub fn get(&self) -> Result<T> {
+        decode(&self.proxy.call::<Bytes>(Call::Value(ValueCall::Get))?)
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: &T) -> Result<()> {
+        self.proxy.call(Call::Value(ValueCall::Set(encode(value)?)))
+    }
+}
+
+typed_proxy!(
+    /// A fixed-length array in the manager (CPython `manager.Array(typecode, sequence)`).
+    #[doc(alias = "Array")]
+    ArrayProxy<T>
+);
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    /// The item at `index` (negative counts from the end).
+    pub fn get(&self, index: i64) -> Result<T> {
+        decode(&self.proxy.call::<Bytes>(Call::Value(ValueCall::GetAt(index)))?)
+    }
+
+    /// Replaces the item at `index`.
+    pub fn set(&self, index: i64, value: &T) -> Result<()> {
+        self.proxy.call(Call::Value(ValueCall::SetAt(index, encode(value)?)))
+    }
+
+    /// The length.
+    pub fn len(&self) -> Result<usize> {
+        self.proxy.call::<u64>(Call::Value(ValueCall::Len)).map(|n| n as usize)
+    }
+
+    /// Whether the array has no items.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of the items.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        decode_all(self.proxy.call(Call::Value(ValueCall::Items))?)
+    }
+}

@@ -1,0 +1,133 @@
+//! Queues between processes: [`Queue`], [`SimpleQueue`], [`JoinableQueue`].
+//!
+//! A queue is an anonymous memory file shared by every handle (a state block and a ring of
+//! records, see below) plus a socket pair that carries descriptors. Handles travel to children as
+//! process arguments (or inside any value sent to another process) and work from any number of
+//! processes and threads at once.
+//!
+//! # Design
+//!
+//! CPython's `Queue` is a pipe, two locks, a semaphore for `maxsize` and a feeder thread in each
+//! producer: `put` appends to an in-process buffer, and the feeder pickles and writes it to the
+//! pipe later. Each item costs a pickle, two system calls on the write side (lock, write), two or
+//! three on the read side, and thread hand-overs; an item still in the buffer when its producer
+//! dies is lost, and a producer exits only once its feeder has flushed (the documented "joining
+//! processes that use queues" deadlock).
+//!
+//! Here a queue is a **ring of records in shared memory** under one robust lock
+//! (`sync::lock_state`, the lock word of [`Lock`](crate::Lock)), with futex wake-ups:
+//!
+//! - `put` encodes the item (postcard, as every value in this crate), takes the lock, copies the
+//!   record into the ring, commits, releases, and wakes a sleeping consumer only if there is one.
+//!   `get` is the mirror image. An uncontended operation makes no system call at all; a waiter
+//!   first spins briefly (the adaptive spin of [`sync`](crate::sync)) and only then sleeps on a
+//!   futex word bumped by every put (consumers) or get (producers).
+//! - There is no feeder thread: a put is complete when it returns. Items put before a producer
+//!   exits are never lost, and a producer never waits at exit.
+//! - **Big items** (an encoding over 128 KiB, or a quarter of the ring) do not go through the ring:
+//!   the producer writes the encoding into a memory file of its own and passes that descriptor on
+//!   the queue's side channel (a `SOCK_SEQPACKET` pair every handle holds); the ring holds a
+//!   24-byte record. The consumer maps the file and decodes in place. Items holding descriptors
+//!   ([`Handle`](crate::Handle), a connection, another queue) pass those on the same channel.
+//! - `maxsize` counts items; the ring also bounds the bytes waiting. It is 64 MiB of address
+//!   space unless [`Queue::with_capacity`] says otherwise, but memory is used only as far as the
+//!   backlog reaches: the positions go back to the start when the queue empties past its first
+//!   MiB, so a queue whose consumers keep up touches about a MiB. An unbounded queue (`maxsize` 0) whose ring is
+//!   used up makes `put` wait as a full queue does: some 4 million small items wait in a default
+//!   ring, where CPython would grow the producer's memory without bound. Items that travel with
+//!   descriptors (big items, items holding descriptors) also wait in the side channel's socket
+//!   buffer: some 270 of them fit (`net.core.wmem_default`, 208 KiB); a put beyond waits the
+//!   same way.
+//!
+//! # What a killed process can lose
+//!
+//! A producer or consumer killed with `SIGKILL` at any instruction never blocks or corrupts the
+//! queue for the others:
+//!
+//! - The lock is robust: the next operation finds the owner dead (within 100 ms) and takes over.
+//! - Every operation under the lock writes its new counters (head, tail, count, unfinished tasks)
+//!   into a journal, arms it, applies it, disarms it. A record is written beyond the tail before
+//!   the commit, and read before the head moves. So a holder killed before arming changed
+//!   nothing visible, and one killed after is completed by the next holder, which replays the
+//!   journal. Sleepers wait in slices of 100 ms, so a wake-up lost with a killed process costs at
+//!   most a slice.
+//! - **A producer** killed inside `put` either put its item (the commit happened) or did not;
+//!   every item whose `put` returned stays in the queue.
+//! - **A consumer** killed inside `get` either left the item in the queue (killed before the
+//!   commit) or took it with it (after): at most that one item is lost. A big item or an item
+//!   with descriptors is lost the same way if its consumer dies between the commit and receiving
+//!   the descriptors; the descriptors then close with the side channel's next reader.
+//! - A [`JoinableQueue`] consumer killed between `get` and `task_done` never marks its item done:
+//!   `join` would wait for it (use [`join_timeout`](JoinableQueue::join_timeout)).
+//!
+//! # Figures
+//!
+//! Measured with `BENCH_ROUNDS=3 bench/compare queue` (2026-11-23, 2 vCPUs, AMD EPYC, Firecracker VM,
+//! CPython 3.11.7, other builds and tests running: load average 8 to 10); 100 000 small ints
+//! through the queue between processes started before the clock (see `bench/README.md`):
+//!
+//! | metric | this crate | CPython | speedup |
+//! |---|---:|---:|---:|
+//! | `Queue`, 1 producer → 1 consumer | 2 500 000 items/s | 70 000 | 36 |
+//! | `Queue`, 2 producers → 2 consumers | 1 720 000 items/s | 52 000 | 33 |
+//! | `SimpleQueue`, 1 → 1 | 2 610 000 items/s | 44 000 | 59 |
+//! | `JoinableQueue`, 1 → 1, `task_done` per item, until `join` returns | 3 340 000 items/s | 44 000 | 75 |
+//! | one 100 MB item, child → parent | 0.076 s | 0.817 s | 11 |
+//!
+//! At a lighter load (3), ours reached 3.4 – 3.9 million items/s on one producer and one consumer.
+//!
+//! How the design was chosen:
+//!
+//! - **Ring in shared memory, not a socket.** A queue over one `SOCK_SEQPACKET` socket shared by
+//!   all (one `sendmsg` per put, one `recvmsg` per get, the kernel doing the locking) is bounded
+//!   by those system calls: packet sockets carried 614 000 messages/s one way on this machine
+//!   (`connection` measurements in `bench/README.md`), five times less than the ring, whose
+//!   operations make no system call unless someone sleeps.
+//! - **One wake-up call per burst.** Waking sleepers on every put while they were still waking up
+//!   cost a system call per item: 1p1c under load went from 1 150 000 to 1 600 000 – 1 900 000
+//!   items/s once a waker records that its call reached every registered sleeper, so that the
+//!   next puts make none until a sleeper registers again (the protocol is in `wakeup` and
+//!   model-checked with loom, which found a lost wake-up in its first version).
+//! - **Big items in memory files from 128 KiB.** One producer process to one consumer process,
+//!   items of one size through a 4 MiB ring or as memory files (MB/s; `mpbench bytes_1p1c SIZE`):
+//!
+//!   | item | ring | memory file |
+//!   |---|---:|---:|
+//!   | 4 KiB | 806 | 90 |
+//!   | 16 KiB | 686 | 199 |
+//!   | 64 KiB | 712 | 393 |
+//!   | 128 KiB | 532 | 559 |
+//!   | 256 KiB | 608 | 903 |
+//!
+//!   A memory file costs its creation, a descriptor passed and a mapping (some 20 µs); it pays
+//!   from about 128 KiB, where copying through the ring (twice) costs more.
+//! - **100 MB** go with three copies (encoding, writing the memory file, decoding from the
+//!   mapping) and no pipe: CPython pickles (a copy), writes through a pipe in 64 KiB pieces and
+//!   unpickles (a copy) in its feeder and reader.
+//!
+//! # Coming from Python
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `Queue(maxsize)`, `JoinableQueue(maxsize)`, `SimpleQueue()` | [`Queue::new`], [`JoinableQueue::new`], [`SimpleQueue::new`] |
+//! | `put(obj)`, `put(obj, timeout=t)`, `put_nowait(obj)` / `put(obj, False)` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait) |
+//! | `get()`, `get(timeout=t)`, `get_nowait()` / `get(False)` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
+//! | `queue.Full`, `queue.Empty` | [`Error::Full`](crate::Error::Full), [`Error::Empty`](crate::Error::Empty) |
+//! | `qsize()`, `empty()`, `full()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full) |
+//! | `close()`; using a closed queue raises `ValueError` / `OSError` | [`close`](Queue::close) takes the handle: using it afterwards does not compile |
+//! | `join_thread()`, `cancel_join_thread()` | no-ops: there is no feeder thread, nothing is buffered |
+//! | `task_done()`, `join()` | [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) |
+//! | passing a queue to `Process(args=(q,))` | the same: [`Process::new(f, (q.clone(),))`](crate::Process::new) |
+
+#[cfg(not(loom))]
+mod core;
+#[cfg(not(loom))]
+mod handles;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(not(loom))]
+mod shared;
+mod wakeup;
+
+#[cfg(not(loom))]
+pub use handles::{JoinableQueue, Queue, SimpleQueue};

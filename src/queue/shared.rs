@@ -1,0 +1,316 @@
+//! The memory a queue's handles share: a state block and a byte ring, in one anonymous memory file.
+//!
+//! ```text
+//! offset 0      State    magic, item type tag, sizes, robust lock, positions, journal, wake-up words
+//! offset 4096   ring     `capacity` bytes of records (see `ring`)
+//! ```
+//!
+//! Everything in `State` is an atomic; the fields under the lock are changed only by the lock's
+//! holder, through the journal (see [`Journal`]), so that a holder killed at any instruction
+//! leaves either the old state or, once the next holder replays the journal, the new one.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, IoContext, Result};
+use crate::sync::lock_state::LockState;
+use crate::sync::spin::SpinState;
+use crate::sys::{self, Mapping};
+
+/// Where the ring starts in the memory file (a page after the state).
+pub(super) const RING_OFFSET: usize = 4096;
+
+/// "mpqueue1" in ASCII: marks a queue's memory file.
+const MAGIC: u64 = u64::from_le_bytes(*b"mpqueue1");
+
+/// The counters that the lock protects and that one operation changes together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counters {
+    /// Position (bytes since creation) of the oldest record.
+    pub(super) head: u64,
+    /// Position just after the newest record.
+    pub(super) tail: u64,
+    /// Items in the ring.
+    pub(super) count: u64,
+    /// Items put and not yet marked done (`JoinableQueue`).
+    pub(super) unfinished: u64,
+    /// Items taken and not yet marked done (`JoinableQueue`).
+    pub(super) taken: u64,
+}
+
+/// The journal of the operation in progress: its new counters, written before they are applied.
+///
+/// A holder writes the new values here, arms the journal, applies them to the live counters and
+/// disarms it. A holder killed before arming changed nothing (its record bytes lie beyond the
+/// tail, unseen); killed after arming, the next holder (told by the robust lock that the owner
+/// died) applies the journal again, which is harmless since it only stores values.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Journal {
+    armed: AtomicU32,
+    head: AtomicU64,
+    tail: AtomicU64,
+    count: AtomicU64,
+    unfinished: AtomicU64,
+    taken: AtomicU64,
+}
+
+/// The state block at the start of the memory file.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(super) struct State {
+    magic: AtomicU64,
+    /// Identifies the item type and queue kind, so that a handle is not received as another.
+    tag: AtomicU64,
+    /// Bytes in the ring (a multiple of 8).
+    capacity: AtomicU64,
+    /// Most items the queue holds (0: no limit but the ring's bytes).
+    maxsize: AtomicU64,
+    /// Serializes every change of the ring and the counters.
+    pub(super) lock: LockState,
+    head: AtomicU64,
+    tail: AtomicU64,
+    count: AtomicU64,
+    unfinished: AtomicU64,
+    taken: AtomicU64,
+    /// The next ticket of the descriptor side channel (see `core`).
+    pub(super) next_ticket: AtomicU64,
+    journal: Journal,
+    /// Bumped by every put: consumers sleep on it.
+    pub(super) items_seq: AtomicU32,
+    /// Bumped by every get: producers waiting for room sleep on it.
+    pub(super) space_seq: AtomicU32,
+    /// Bumped when the last unfinished task is done: `join` sleeps on it.
+    pub(super) done_seq: AtomicU32,
+    /// How many consumers, producers, joiners may sleep (a killed sleeper leaves one too many,
+    /// which only costs a wake-up system call).
+    pub(super) get_waiters: AtomicU32,
+    pub(super) put_waiters: AtomicU32,
+    pub(super) join_waiters: AtomicU32,
+    /// Whether registered sleepers wait for a wake-up call (see `wakeup`): a burst of puts (gets)
+    /// while the sleepers wake up makes one call, not one each.
+    pub(super) items_need: AtomicU64,
+    pub(super) space_need: AtomicU64,
+    pub(super) done_need: AtomicU64,
+    /// How long a consumer watches an empty queue (a producer a full one) before it sleeps.
+    pub(super) get_spin: SpinState,
+    pub(super) put_spin: SpinState,
+}
+
+const _: () = assert!(size_of::<State>() <= RING_OFFSET);
+
+impl State {
+    /// The counters (call under the lock; outside it they may be mid-update).
+    pub(super) fn counters(&self) -> Counters {
+        Counters {
+            head: self.head.load(Ordering::Relaxed),
+            tail: self.tail.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+            unfinished: self.unfinished.load(Ordering::Relaxed),
+            taken: self.taken.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Makes `new` the counters, through the journal (call under the lock).
+    pub(super) fn commit(&self, new: Counters) {
+        let journal = &self.journal;
+        journal.head.store(new.head, Ordering::Relaxed);
+        journal.tail.store(new.tail, Ordering::Relaxed);
+        journal.count.store(new.count, Ordering::Relaxed);
+        journal.unfinished.store(new.unfinished, Ordering::Relaxed);
+        journal.taken.store(new.taken, Ordering::Relaxed);
+        journal.armed.store(1, Ordering::Release);
+        self.apply(new);
+        journal.armed.store(0, Ordering::Release);
+    }
+
+    fn apply(&self, new: Counters) {
+        self.head.store(new.head, Ordering::Relaxed);
+        self.tail.store(new.tail, Ordering::Relaxed);
+        // SeqCst: waiters register, then read the count; see `core`.
+        self.count.store(new.count, Ordering::SeqCst);
+        self.unfinished.store(new.unfinished, Ordering::SeqCst);
+        self.taken.store(new.taken, Ordering::Relaxed);
+    }
+
+    /// Writes and arms the journal without applying it: a holder killed right after arming.
+    #[cfg(test)]
+    pub(super) fn arm_only(&self, new: Counters) {
+        let journal = &self.journal;
+        journal.head.store(new.head, Ordering::Relaxed);
+        journal.tail.store(new.tail, Ordering::Relaxed);
+        journal.count.store(new.count, Ordering::Relaxed);
+        journal.unfinished.store(new.unfinished, Ordering::Relaxed);
+        journal.taken.store(new.taken, Ordering::Relaxed);
+        journal.armed.store(1, Ordering::Release);
+    }
+
+    /// After the lock's previous holder died: finishes its operation if it had journaled one.
+    pub(super) fn replay_journal(&self) {
+        let journal = &self.journal;
+        if journal.armed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.apply(Counters {
+            head: journal.head.load(Ordering::Relaxed),
+            tail: journal.tail.load(Ordering::Relaxed),
+            count: journal.count.load(Ordering::Relaxed),
+            unfinished: journal.unfinished.load(Ordering::Relaxed),
+            taken: journal.taken.load(Ordering::Relaxed),
+        });
+        journal.armed.store(0, Ordering::Release);
+    }
+
+    /// Items in the ring (a snapshot: may change at once).
+    pub(super) fn count_now(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Items put and not yet done (a snapshot).
+    pub(super) fn unfinished_now(&self) -> u64 {
+        self.unfinished.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn maxsize(&self) -> u64 {
+        self.maxsize.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn capacity(&self) -> u64 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+}
+
+/// One queue's memory file, mapped in this process.
+#[derive(Debug)]
+pub(super) struct SharedMemory {
+    mapping: Mapping,
+    fd: OwnedFd,
+    capacity: usize,
+}
+
+impl SharedMemory {
+    /// A new memory file with a ring of `capacity` bytes (a multiple of 8).
+    pub(super) fn create(tag: u64, maxsize: u64, capacity: usize) -> Result<Self> {
+        debug_assert!(capacity.is_multiple_of(8) && capacity > 0);
+        let len = RING_OFFSET + capacity;
+        let fd = sys::memfd_sealed("multiproc-queue", len).context("create a queue's shared memory")?;
+        let mapping = Mapping::new(fd.as_fd(), len).context("map a queue's shared memory")?;
+        let memory = SharedMemory { mapping, fd, capacity };
+        let state = memory.state();
+        state.tag.store(tag, Ordering::Relaxed);
+        state.capacity.store(capacity as u64, Ordering::Relaxed);
+        state.maxsize.store(maxsize, Ordering::Relaxed);
+        state.magic.store(MAGIC, Ordering::Release);
+        Ok(memory)
+    }
+
+    /// Maps a queue's memory file received from another process, checking what it holds.
+    pub(super) fn attach(fd: OwnedFd, tag: u64) -> Result<Self> {
+        let size = sys::sealed_size(fd.as_fd()).context("inspect a queue's shared memory")?;
+        let Some(size) = size.filter(|&size| size > RING_OFFSET && (size - RING_OFFSET).is_multiple_of(8)) else {
+            return Err(not_a_queue("a memory file of another size, or not sealed"));
+        };
+        let mapping = Mapping::new(fd.as_fd(), size).context("map a queue's shared memory")?;
+        let memory = SharedMemory { mapping, fd, capacity: size - RING_OFFSET };
+        let state = memory.state();
+        if state.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(not_a_queue("no queue header"));
+        }
+        if state.tag.load(Ordering::Relaxed) != tag {
+            return Err(not_a_queue("a queue of another kind or item type"));
+        }
+        if state.capacity() != memory.capacity as u64 {
+            return Err(not_a_queue("a ring of another size than its file"));
+        }
+        Ok(memory)
+    }
+
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    pub(super) fn state(&self) -> &State {
+        // SAFETY: the mapping starts with `RING_OFFSET` (≥ size_of::<State>()) bytes for the
+        // state, page-aligned (so aligned for `State`), zero-filled at creation (all zeros is a
+        // valid `State`: atomics only) and only changed through atomics since; it stays mapped as
+        // long as `self`.
+        unsafe { self.mapping.as_ptr().cast::<State>().as_ref() }
+    }
+
+    /// The ring's size in bytes.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Copies `bytes` into the ring at `offset` (call under the lock, beyond the tail).
+    ///
+    /// # Panics
+    ///
+    /// If the range leaves the ring (a bug of the caller, which checks the room first).
+    pub(super) fn write(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset.checked_add(bytes.len()).is_some_and(|end| end <= self.capacity));
+        // SAFETY: the range lies inside the ring (checked above), which is mapped read-write as
+        // long as `self`; the caller holds the queue's lock, so no other thread or process reads
+        // or writes these bytes meanwhile (the lock's acquire/release order the accesses);
+        // `bytes` is local memory, so the ranges do not overlap.
+        unsafe {
+            let dst = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+        }
+    }
+
+    /// Copies `out.len()` bytes of the ring at `offset` into `out` (call under the lock).
+    ///
+    /// # Panics
+    ///
+    /// If the range leaves the ring (a bug of the caller, which validates record lengths first).
+    pub(super) fn read(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset.checked_add(out.len()).is_some_and(|end| end <= self.capacity));
+        // SAFETY: as in `write`: inside the mapped ring, under the queue's lock, into local memory.
+        unsafe {
+            let src = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len());
+        }
+    }
+}
+
+fn not_a_queue(what: &str) -> Error {
+    Error::InvalidState(format!(
+        "the queue received is not the expected kind of queue: {what}; were sender and receiver built from the same program, with the same item type?"
+    ))
+}
+
+/// A big item's bytes in a memory file of their own, mapped read-only in spirit (never written).
+#[derive(Debug)]
+pub(super) struct BigItem {
+    mapping: Mapping,
+    len: usize,
+}
+
+impl BigItem {
+    /// Puts `bytes` in a new memory file, its size sealed.
+    pub(super) fn store(bytes: &[u8]) -> Result<OwnedFd> {
+        let fd = sys::memfd_sealed("multiproc-queue-item", bytes.len()).context("create a memory file for an item")?;
+        sys::write_all_at(fd.as_fd(), bytes, 0).context("write an item into its memory file")?;
+        Ok(fd)
+    }
+
+    /// Maps a big item's memory file of `len` bytes, received from a producer.
+    pub(super) fn open(fd: &OwnedFd, len: usize) -> Result<Self> {
+        match sys::sealed_size(fd.as_fd()).context("inspect an item's memory file")? {
+            Some(size) if size == len && len > 0 => {}
+            _ => return Err(Error::Protocol("a queue item's memory file has the wrong size or is not sealed".into())),
+        }
+        let mapping = Mapping::new(fd.as_fd(), len).context("map an item's memory file")?;
+        Ok(BigItem { mapping, len })
+    }
+
+    /// The item's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        debug_assert_eq!(self.mapping.len(), self.len);
+        // SAFETY: the mapping holds `len` bytes (its file's sealed size, checked in `open`, so
+        // no holder can shrink it), stays mapped as long as the returned borrow of `self`, and no
+        // process writes the file after the producer sent it.
+        unsafe { std::slice::from_raw_parts(self.mapping.as_ptr().as_ptr(), self.len) }
+    }
+}

@@ -1,0 +1,304 @@
+//! Queue conformance (conformance.md C1 `_TestQueue`, C2 `TestSimpleQueue`, and the queue items of
+//! A and B), plus what the port adds: many producers and consumers in processes and threads,
+//! big items and descriptors, producers and consumers killed with `SIGKILL` at random points.
+//!
+//! Cases with child processes are written once (`common/queue_suite.rs`, `queue_suite!`) and run
+//! here under the forkserver and spawn start methods, and under fork by `tests/queue_fork.rs`.
+//!
+//! Q-11 becomes: `put` encodes before anything is queued and returns the error (there is no feeder
+//! thread to stop, and so no `_on_queue_feeder_error` hook: Q-12)., SQ-02 and SQ-03
+//! (using a closed queue) cannot be written: `close` takes the handle (see the `compile_fail`
+//! example of `Queue::close`). Q-09 is about Python's import lock, and CTX-06 about a fork-context
+//! `SemLock` that spawn refuses: queues here work with every start method (the suite runs under
+//! all three).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multiproc::{Error, JoinableQueue, Queue, SimpleQueue};
+
+macro_rules! case {
+    ($method:expr, $name:ident) => {
+        #[test]
+        fn $name() {
+            let ctx = multiproc::Context::new($method);
+            crate::common::watchdog(stringify!($name), 60, || crate::common::queue_suite::$name(ctx));
+        }
+    };
+}
+
+mod forkserver {
+    macro_rules! forkserver_case {
+        ($name:ident) => {
+            case!(multiproc::StartMethod::ForkServer, $name);
+        };
+    }
+    crate::queue_suite!(forkserver_case);
+}
+
+mod spawn {
+    macro_rules! spawn_case {
+        ($name:ident) => {
+            case!(multiproc::StartMethod::Spawn, $name);
+        };
+    }
+    crate::queue_suite!(spawn_case);
+}
+
+const SHORT: Duration = Duration::from_millis(100);
+
+// on an empty queue the non-blocking gets fail at once with Empty, a timed get after
+// its timeout.
+#[test]
+fn get_on_an_empty_queue() {
+    common::watchdog("get_on_an_empty_queue", 10, || {
+        let queue: Queue<u32> = Queue::new(0).unwrap();
+        let start = Instant::now();
+        assert!(matches!(queue.get_nowait(), Err(Error::Empty)));
+        assert!(start.elapsed() < SHORT);
+        let start = Instant::now();
+        assert!(matches!(queue.get_timeout(Duration::from_millis(200)), Err(Error::Empty)));
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(matches!(queue.get_timeout(Duration::ZERO), Err(Error::Empty)));
+    });
+}
+
+// qsize follows puts and gets.
+#[test]
+fn qsize_follows_puts_and_gets() {
+    let queue: Queue<u32> = Queue::new(0).unwrap();
+    let mut sizes = vec![queue.qsize()];
+    queue.put(5).unwrap();
+    sizes.push(queue.qsize());
+    queue.put(6).unwrap();
+    sizes.push(queue.qsize());
+    queue.get().unwrap();
+    sizes.push(queue.qsize());
+    queue.get().unwrap();
+    sizes.push(queue.qsize());
+    assert_eq!(sizes, [0, 1, 2, 1, 0]);
+    assert_eq!(queue.maxsize(), 0);
+    assert!(!queue.full());
+}
+
+// An unbounded queue whose ring is used up waits like a full one (and a timed put says Full).
+#[test]
+fn an_unbounded_queue_waits_when_its_ring_is_used_up() {
+    common::watchdog("an_unbounded_queue_waits_when_its_ring_is_used_up", 10, || {
+        let queue: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).unwrap();
+        let mut put = 0;
+        while queue.put_nowait(vec![1u8; 100]).is_ok() {
+            put += 1;
+        }
+        assert!(put >= 4096 / 120, "only {put} items fit");
+        assert!(matches!(queue.put_timeout(vec![1u8; 100], SHORT), Err(Error::Full)));
+        assert_eq!(queue.get().unwrap(), vec![1u8; 100]);
+        queue.put_nowait(vec![2u8; 100]).unwrap();
+        // Big items take a small record only.
+        queue.get().unwrap();
+        queue.put_nowait(vec![3u8; 5000]).unwrap();
+        for _ in 2..put {
+            assert_eq!(queue.get().unwrap(), vec![1u8; 100]);
+        }
+        assert_eq!(queue.get().unwrap(), vec![2u8; 100]);
+        assert_eq!(queue.get().unwrap(), vec![3u8; 5000]);
+        assert!(queue.empty());
+    });
+}
+
+// The ring wraps around many times, with records of every size, padding included.
+#[test]
+fn the_ring_wraps_with_records_of_every_size() {
+    let queue: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).unwrap();
+    for round in 0..2000usize {
+        let item = vec![round as u8; round % 300];
+        queue.put(&item).unwrap();
+        assert_eq!(queue.get().unwrap(), item);
+    }
+    assert!(queue.empty());
+}
+
+// Blocked gets wake up when an item comes, blocked puts when room comes; threads of one process
+// share a queue by cloning it, many producers and many consumers, each producer's order kept.
+#[test]
+fn threads_share_a_queue() {
+    common::watchdog("threads_share_a_queue", 30, || {
+        let queue: Queue<(u32, u32)> = Queue::new(4).unwrap();
+        let producers: Vec<_> = (0..4)
+            .map(|id| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        queue.put((id, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(item) = queue.get_timeout(Duration::from_secs(2)) {
+                        got.push(item);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            for id in 0..4 {
+                let mine: Vec<u32> = got.iter().filter(|(p, _)| *p == id).map(|(_, i)| *i).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {id} out of order");
+            }
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..4).flat_map(|id| (0..5000).map(move |i| (id, i))).collect::<Vec<_>>());
+    });
+}
+
+// A get blocked on an empty queue is woken by a put from another thread.
+#[test]
+fn a_blocked_get_is_woken_by_a_put() {
+    common::watchdog("a_blocked_get_is_woken_by_a_put", 10, || {
+        let queue: Arc<Queue<String>> = Arc::new(Queue::new(1).unwrap());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let getter = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                tid_tx.send(common::sync_suite::gettid()).unwrap();
+                queue.get().unwrap()
+            })
+        };
+        // Once the getter sleeps in the kernel (on the queue's futex, after its spin), put.
+        common::sync_suite::wait_until_thread_asleep(tid_rx.recv().unwrap());
+        queue.put("wake up".to_string()).unwrap();
+        assert_eq!(getter.join().unwrap(), "wake up");
+    });
+}
+
+// JoinableQueue: task_done more times than items taken is an error; join returns at once when
+// nothing is unfinished, and times out while something is.
+#[test]
+fn task_done_counts_items_taken() {
+    common::watchdog("task_done_counts_items_taken", 10, || {
+        let queue: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
+        queue.join().unwrap();
+        assert!(matches!(queue.task_done(), Err(Error::InvalidState(_))));
+        queue.put(1).unwrap();
+        queue.put(2).unwrap();
+        assert!(matches!(queue.task_done(), Err(Error::InvalidState(_))), "nothing taken yet");
+        assert!(matches!(queue.join_timeout(SHORT), Err(Error::Timeout(_))));
+        queue.get().unwrap();
+        queue.task_done().unwrap();
+        assert!(matches!(queue.task_done(), Err(Error::InvalidState(_))));
+        queue.get().unwrap();
+        queue.task_done().unwrap();
+        queue.join_timeout(SHORT).unwrap();
+    });
+}
+
+// A handle received as another kind of queue, or with another item type, is refused.
+#[test]
+fn a_queue_of_another_kind_is_refused() {
+    let queue: Queue<u32> = Queue::new(0).unwrap();
+    let (mut a, mut b) = multiproc::pipe().unwrap();
+    a.send(&queue).unwrap();
+    assert!(b.recv::<Queue<String>>().is_err());
+    a.send(&queue).unwrap();
+    assert!(b.recv::<JoinableQueue<u32>>().is_err());
+    a.send(&queue).unwrap();
+    let same: Queue<u32> = b.recv().unwrap();
+    same.put(3).unwrap();
+    assert_eq!(queue.get().unwrap(), 3);
+    let simple: SimpleQueue<u32> = SimpleQueue::new().unwrap();
+    a.send(&simple).unwrap();
+    assert!(b.recv::<Queue<u32>>().is_err());
+}
+
+// A queue sent through a queue arrives working.
+#[test]
+fn a_queue_travels_through_a_queue() {
+    let outer: Queue<Queue<u32>> = Queue::new(0).unwrap();
+    let inner: Queue<u32> = Queue::new(0).unwrap();
+    outer.put(&inner).unwrap();
+    let received = outer.get().unwrap();
+    received.put(9).unwrap();
+    assert_eq!(inner.get().unwrap(), 9);
+}
+
+// Nothing stays behind: no descriptor of this process leaks through puts and gets of big items
+// and items with descriptors.
+#[test]
+fn no_descriptor_leaks() {
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+    let queue: Queue<(Vec<u8>, Option<multiproc::Handle<std::fs::File>>)> = Queue::new(0).unwrap();
+    let warm = |queue: &Queue<_>| {
+        for _ in 0..3 {
+            queue.put((vec![0u8; 200_000], None)).unwrap();
+            queue.put((vec![], Some(multiproc::Handle::new(std::fs::File::open("/proc/self/exe").unwrap())))).unwrap();
+            queue.get().unwrap();
+            queue.get().unwrap();
+        }
+    };
+    warm(&queue);
+    let before = open_fds();
+    warm(&queue);
+    assert_eq!(open_fds(), before);
+}
+
+/// An item whose encoding fails (Python: an unpicklable object).
+#[derive(Debug, serde::Deserialize)]
+enum Item {
+    Fine(u32),
+    Broken,
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Item::Fine(n) => serializer.serialize_newtype_variant("Item", 0, "Fine", n),
+            Item::Broken => Err(serde::ser::Error::custom("this item cannot be encoded")),
+        }
+    }
+}
+
+// an item that cannot be encoded is refused by its put (CPython: the feeder thread reports
+// it later); it takes no place in the queue, and the queue keeps working.
+#[test]
+fn an_item_that_cannot_be_encoded_is_refused_by_put() {
+    let queue: Queue<Item> = Queue::new(1).unwrap();
+    assert!(matches!(queue.put(Item::Broken), Err(Error::Codec { .. })));
+    assert!(queue.empty());
+    queue.put(Item::Fine(1)).unwrap();
+    assert_eq!(queue.qsize(), 1);
+    assert!(matches!(queue.get().unwrap(), Item::Fine(1)));
+    assert!(queue.empty());
+}
+
+// A backlog of megabytes in the default ring, drained, then more: the positions restart at the
+// beginning when the queue empties, and items keep their order across the restart.
+#[test]
+fn a_large_backlog_drains_and_the_queue_starts_over() {
+    let queue: Queue<(u32, Vec<u8>)> = Queue::new(0).unwrap();
+    for round in 0..3u32 {
+        for i in 0..20_000 {
+            queue.put((i, vec![round as u8; 100])).unwrap();
+        }
+        assert_eq!(queue.qsize(), 20_000);
+        for i in 0..20_000 {
+            assert_eq!(queue.get_nowait().unwrap(), (i, vec![round as u8; 100]));
+        }
+        assert!(queue.empty());
+    }
+}
