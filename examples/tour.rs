@@ -11,6 +11,8 @@ mod pools;
 mod processes;
 #[path = "seeds/queues.rs"]
 mod queues;
+#[path = "seeds/shared_memory.rs"]
+mod shared_memory;
 #[path = "seeds/sync.rs"]
 mod sync;
 
@@ -40,6 +42,18 @@ const SCENARIOS: &[Scenario] = &[
     ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
     ("Barrier: four worker processes in three phases", sync::barrier_phases),
     ("Condition: a producer process and three consumer processes", sync::condition_stock),
+    ("Value('d', 10.0) set to 10.78 by a child (seed 003)", shared_memory::value_set_by_child),
+    ("Array('i', [1, 2, 3, 4, 5]) with num[2] = 9999 set by a child (seed 003)", shared_memory::array_set_by_child),
+    ("SharedMemory: shm_a and shm_b, ending in b'howdy' (seed 003)", shared_memory::shm_a_and_shm_b),
+    (
+        "ShareableList of mixed items, and a str too long for its slot (seed 003)",
+        shared_memory::shareable_list_walkthrough,
+    ),
+    ("ShareableList(range(5)) attached by name in a second process (seed 003)", shared_memory::shareable_list_by_name),
+    (
+        "ShareableList(range(2000)) worked on by two processes, then summed (seed 003)",
+        shared_memory::shareable_list_two_halves,
+    ),
     (
         "Queue(3): put, put_nowait when full, full, get, get_nowait when empty, empty (seeds 002, 004)",
         queues::queue_walkthrough,

@@ -168,6 +168,46 @@ pub enum Error {
          the server; pass an authkey, or bind to a loopback address"
     )]
     UnprotectedAddress(String),
+
+    /// A named shared memory segment could not be created, opened, mapped or removed (CPython
+    /// `FileExistsError`, `FileNotFoundError`, `OSError`); `source.kind()` tells which
+    /// (`AlreadyExists`, `NotFound`, ...).
+    #[error("could not {action} shared memory {name:?}: {source}")]
+    SharedMemory {
+        /// What the crate was doing: `"create"`, `"attach to"`, `"map"`, `"unlink"`.
+        action: &'static str,
+        /// The segment's name (without the leading `/`).
+        name: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An index or byte range outside a shared object (CPython `IndexError('index out of range')`).
+    #[error("index out of range: {index} in an object of length {len}")]
+    IndexOutOfRange {
+        /// The index asked for (negative indices count from the end, as in Python).
+        index: i64,
+        /// The object's length (items, or bytes for a segment).
+        len: usize,
+    },
+
+    /// A `str` or `bytes` item does not fit the slot of a `ShareableList` (CPython
+    /// `ValueError('bytes/str item exceeds available storage')`); the slot keeps its old value.
+    #[error(
+        "bytes/str item exceeds available storage: {needed} bytes into a slot of {available}; a ShareableList's slots keep the size they were created with"
+    )]
+    ItemTooLarge {
+        /// The encoded item's size.
+        needed: usize,
+        /// The slot's size.
+        available: usize,
+    },
+
+    /// `index` of a value that is not in the list (CPython `ValueError: x not in list`).
+    #[error("{0} is not in the list")]
+    NotInList(String),
+
     /// A pool task panicked or returned `Err`; the message is the panic's (with its location) or
     /// the error's `Display` (CPython re-raises the task's exception from `get()`).
     #[error("a pool task failed: {message}")]

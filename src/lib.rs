@@ -60,6 +60,14 @@
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]: [`wait`](Condition::wait), [`wait_for`](Condition::wait_for), [`notify`](Condition::notify), [`notify_all`](Condition::notify_all) |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `broken`, `n_waiting`; `BrokenBarrierError` | [`Barrier`]; [`Error::BrokenBarrier`] |
+//! | `shared_memory.SharedMemory(create=True, size=n)`, `SharedMemory(name)` | [`SharedMemory::create`], [`SharedMemory::create_named`], [`SharedMemory::attach`] |
+//! | `shm.buf`, `shm.name`, `shm.size`, `close()`, `unlink()` | [`bytes`](SharedMemory::bytes) (atomics), [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at), [`name`](SharedMemory::name), [`size`](SharedMemory::size), [`close`](SharedMemory::close), [`unlink`](SharedMemory::unlink) |
+//! | `SharedMemory(..., track=False)`, `resource_tracker.unregister(...)` | [`SharedMemory::options`]`.track(false)`, [`untrack`](SharedMemory::untrack); attaching never tracks (gh-82300) |
+//! | `ShareableList(seq)`, `ShareableList(name=...)`; `sl[i]`, `sl[i] = v`, `count`, `index`, `format`, `sl.shm` | [`ShareableList::new`], [`ShareableList::attach`]; [`get`](ShareableList::get), [`set`](ShareableList::set), [`count`](ShareableList::count), [`index`](ShareableList::index), [`format`](ShareableList::format), [`shm`](ShareableList::shm); items are [`shm::Item`] |
+//! | `Value('d', 1.0)`, `v.value`, `with v.get_lock(): v.value += 1`, `get_obj()` | [`Value::new`], [`get`](Value::get)/[`set`](Value::set), [`update`](Value::update) or [`acquire`](Value::acquire), [`get_obj`](Value::get_obj) |
+//! | `Array('i', [1, 2, 3])`, `Array('i', 10)`, `arr[i]`, `arr[a:b]`, `arr[a:b] = seq`, `get_lock()` | [`Array::from_slice`], [`Array::new`], [`get`](Array::get)/[`set`](Array::set), [`read`](Array::read), [`write`](Array::write), [`get_lock`](Array::get_lock), [`acquire`](Array::acquire) |
+//! | `Value(..., lock=False)`, `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] (atomic cells: [`cell`](RawValue::cell), [`cells`](RawArray::cells)) |
+//! | typecodes `'b' 'B' 'h' 'H' 'i' 'I' 'q' 'Q' 'f' 'd'` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`shm::Element`]) |
 //! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
 //! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
@@ -116,6 +124,14 @@
 //! is contained. [`ThreadPool`] has the same methods for capturing closures, [`Executor`] the
 //! `concurrent.futures` interface. See [`pool`].
 
+//! ## Shared memory
+//!
+//! [`Value`] and [`Array`] put numbers in anonymous shared memory, behind a lock, and travel to
+//! children as arguments. [`SharedMemory`] is a named block in `/dev/shm`, the same object CPython's
+//! `SharedMemory` creates, and [`ShareableList`] is CPython's list in its exact layout: a Rust and a
+//! Python process share them by name. A resource tracker unlinks the blocks that crashed creators
+//! left behind. See [`shm`].
+
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -128,7 +144,7 @@ pub mod pool;
 mod process;
 pub mod queue;
 pub mod reduction;
-mod shm;
+pub mod shm;
 pub mod sync;
 mod sys;
 mod wait;
@@ -151,6 +167,7 @@ pub use process::{ExitReport, Process, Run, Target};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
+pub use shm::{Array, RawArray, RawValue, ShareableList, SharedMemory, Value};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use wait::{Waitable, wait};
 
@@ -166,4 +183,5 @@ pub mod __private {
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
+    pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;
 }

@@ -76,6 +76,11 @@ pub(crate) enum Request {
     /// A ticket already adopted (a proxy decoded twice, as from a managed container) takes a new
     /// reference to `id` instead, if the object is still alive.
     Adopt { ticket: u64, id: ObjectId },
+    /// Moves this connection to a new [`pipe`](crate::pipe) (shared-memory rings: calls without
+    /// system calls while both sides keep up). The server answers `Ok`, then sends the client's
+    /// end of the pipe as a value on the old connection, and serves the pipe from then on. Only
+    /// over Unix-domain sockets (the pipe end travels as descriptors).
+    Upgrade,
     /// How many objects the server holds.
     ObjectCount,
     /// Stops the server.

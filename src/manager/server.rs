@@ -173,6 +173,13 @@ fn serve_client(shared: &Shared, mut conn: Connection) {
             Ok(request) => {
                 let gone = || conn.poll(Some(Duration::ZERO)).unwrap_or(true);
                 let caller = Caller { id: caller_id, gone: &gone };
+                if request == Request::Upgrade {
+                    match upgrade(&mut conn) {
+                        Ok(pipe_end) => conn = pipe_end,
+                        Err(_) => break,
+                    }
+                    continue;
+                }
                 let stop = request == Request::Shutdown;
                 let reply = handle(shared, request, &caller, &mut owned);
                 if stop {
@@ -189,6 +196,17 @@ fn serve_client(shared: &Shared, mut conn: Connection) {
         }
     }
     release_all(shared, caller_id, owned);
+}
+
+/// Answers [`Request::Upgrade`]: a new pipe, whose other end goes to the client; the server's end
+/// replaces the connection.
+fn upgrade(conn: &mut Connection) -> Result<Connection> {
+    let (ours, theirs) = crate::pipe()?;
+    send_reply(conn, Reply::Ok(encode(&())?))?;
+    conn.send(&theirs)?;
+    let mut ours = ours;
+    ours.set_max_message_size(MAX_MESSAGE);
+    Ok(ours)
 }
 
 fn send_reply(conn: &mut Connection, reply: Reply) -> Result<()> {
@@ -253,6 +271,8 @@ fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut Ha
         }
         Request::ObjectCount => to_bytes(&(shared.table().objects.len() as u64)),
         Request::Shutdown => to_bytes(&()),
+        // Answered by the connection's loop, which owns the connection.
+        Request::Upgrade => Err(Failure::Remote("a connection can only be upgraded once, by its loop".into())),
     };
     match answer {
         Ok(bytes) => Reply::Ok(bytes),

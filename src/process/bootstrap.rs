@@ -42,6 +42,8 @@ pub(crate) fn on_startup() {
         forkserver::serve(socket, false)
     } else if role == ROLE_FORKSERVER_PIPES {
         forkserver::serve(socket, true)
+    } else if role == crate::shm::tracker::ROLE {
+        crate::shm::tracker::serve(socket)
     } else {
         die(&format!("multiproc: unknown role {role:?} in {ROLE_VAR}"))
     }

@@ -1,15 +1,37 @@
-//! Shared-memory internals: typed objects in anonymous memory files, shared between processes.
+//! Shared memory (CPython `multiprocessing.shared_memory` and `multiprocessing.sharedctypes`).
 //!
-//! [`Shared<T>`] puts one `T` in a memory file of its own (`memfd_create`, size sealed) and maps it.
+//! - [`SharedMemory`] (`named`): a named block in `/dev/shm`, the very object CPython's
+//!   `SharedMemory` creates and attaches, with a resource tracker (`tracker`) that unlinks what
+//!   crashed creators left behind.
+//! - [`ShareableList`] (`shareable_list`): CPython's fixed-length list of mixed items, in its exact
+//!   layout, so Rust and Python processes share one list.
+//! - [`Value`], [`Array`], [`RawValue`], [`RawArray`] (`sharedctypes`): typed numbers in anonymous
+//!   shared memory, with or without a lock, given to children as arguments.
+//!
+//! Underneath all of them: [`ShmSafe`], what may live in shared memory, and `Shared<T>`, one `T` in
+//! an anonymous memory file, which the synchronization primitives use too.
+//!
+//! ## Anonymous shared objects
+//!
+//! `Shared<T>` puts one `T` in a memory file of its own (`memfd_create`, size sealed) and maps it.
 //! The object travels to other processes as its descriptor (inside a value, like any
 //! [`Handle`](crate::Handle)); each receiver maps the same memory. The memory goes away when the
 //! last process holding the descriptor or a mapping ends, however it ends: nothing is left in
 //! `/dev/shm`.
 //!
 //! ```text
-//! offset 0   Header { magic, type_tag }     checked by every process that maps the file
-//! offset 64  T                              zero-filled at creation
+//! offset 0   Header { magic, type_tag, len }  checked by every process that maps the file
+//! offset 64  T                                 zero-filled at creation
 //! ```
+//!
+//! `SharedCells<C>` is the same for a run of `len` cells (the storage of [`Value`] and [`Array`]).
+//!
+//! ## What is never handed out
+//!
+//! Memory that other processes write is never seen through a plain `&T`, `&[u8]` or `&mut` in
+//! safe code: [`ShmSafe`] types mutate through atomics, named blocks are `[AtomicU8]` with copies
+//! in relaxed atomic words, the sharedctypes are atomic cells. A reader racing a writer may see a
+//! mix of old and new values (as in CPython), never undefined behaviour.
 //!
 //! Only [`ShmSafe`] types may live there.
 
@@ -23,12 +45,24 @@ use std::mem::{align_of, needs_drop, size_of};
 use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Mapping};
+
+mod atomic_bytes;
+mod named;
+mod shareable_list;
+mod sharedctypes;
+pub(crate) mod tracker;
+
+pub use named::{CreateOptions, SharedMemory};
+pub use shareable_list::{Item, ShareableList};
+pub use sharedctypes::{Array, ArrayGuard, Element, RawArray, RawValue, SyncLock, Value, ValueGuard};
 
 /// Types that may live in memory shared between processes.
 ///
@@ -57,6 +91,7 @@ macro_rules! shm_safe {
 
 shm_safe!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64, usize, isize);
 shm_safe!(AtomicU8, AtomicU32, AtomicU64, AtomicI32, AtomicI64, AtomicUsize);
+shm_safe!(AtomicI8, AtomicU16, AtomicI16, AtomicIsize);
 
 // SAFETY: an array of `ShmSafe` elements keeps every property of its elements.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
@@ -71,6 +106,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"multipro");
 struct Header {
     magic: AtomicU64,
     type_tag: AtomicU64,
+    /// The number of elements, for a [`SharedCells`] (unused by [`Shared`]).
+    len: AtomicU64,
 }
 
 /// Compile-time layout checks for `T` (evaluated when `Shared<T>` is used).
@@ -145,7 +182,7 @@ impl<T: ShmSafe> Shared<T> {
     }
 }
 
-fn not_a<T>(what: &str) -> Error {
+fn not_a<T: ?Sized>(what: &str) -> Error {
     Error::InvalidState(format!(
         "the shared object received is not a {}: {what}; were sender and receiver built from the same program?",
         std::any::type_name::<T>()
@@ -186,6 +223,97 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let fd: OwnedFd = crate::handle::deserialize(deserializer)?;
         Shared::attach(fd).map_err(crate::reduction::decode_failure)
+    }
+}
+
+/// A run of `len` cells of `C` in a memory file of its own (the storage of the sharedctypes):
+/// the same header as [`Shared`], with the length, then the cells. Cloning shares the mapping.
+pub(crate) struct SharedCells<C: ShmSafe> {
+    mapping: Arc<Mapping>,
+    fd: Arc<OwnedFd>,
+    len: usize,
+    cells: PhantomData<C>,
+}
+
+impl<C: ShmSafe> SharedCells<C> {
+    /// `len` zero-filled cells.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        let () = Layout::<C>::CHECKED;
+        let bytes = size_of::<C>().checked_mul(len).and_then(|b| b.checked_add(OBJECT_OFFSET));
+        let bytes = bytes.ok_or_else(|| Error::InvalidState(format!("{len} elements do not fit in memory")))?;
+        let fd = sys::memfd_sealed("multiproc-array", bytes).context("create shared memory")?;
+        let mapping = Mapping::new(fd.as_fd(), bytes).context("map shared memory")?;
+        let cells: Self = SharedCells { mapping: Arc::new(mapping), fd: Arc::new(fd), len, cells: PhantomData };
+        let header = cells.header();
+        header.type_tag.store(type_tag::<[C; 0]>(), std::sync::atomic::Ordering::Relaxed);
+        header.len.store(len as u64, std::sync::atomic::Ordering::Relaxed);
+        header.magic.store(MAGIC, std::sync::atomic::Ordering::Release);
+        Ok(cells)
+    }
+
+    /// Maps a memory file received from another process, checking that it holds cells of `C`.
+    fn attach(fd: OwnedFd) -> Result<Self> {
+        let () = Layout::<C>::CHECKED;
+        let size = match sys::sealed_size(fd.as_fd()).context("inspect shared memory")? {
+            Some(size) if size >= OBJECT_OFFSET => size,
+            _ => return Err(not_a::<[C]>("a memory file of another size, or not sealed")),
+        };
+        let mapping = Mapping::new(fd.as_fd(), size).context("map shared memory")?;
+        let mut cells: Self = SharedCells { mapping: Arc::new(mapping), fd: Arc::new(fd), len: 0, cells: PhantomData };
+        let header = cells.header();
+        if header.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
+            return Err(not_a::<[C]>("no multiproc header"));
+        }
+        if header.type_tag.load(std::sync::atomic::Ordering::Relaxed) != type_tag::<[C; 0]>() {
+            return Err(not_a::<[C]>("an object of another type"));
+        }
+        let len = usize::try_from(header.len.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if len.checked_mul(size_of::<C>()).and_then(|b| b.checked_add(OBJECT_OFFSET)).is_none_or(|b| b > size) {
+            return Err(not_a::<[C]>("a length past the end of the memory file"));
+        }
+        cells.len = len;
+        Ok(cells)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: as in `Shared::header`: the first `OBJECT_OFFSET` bytes are the header, valid
+        // when zero, mapped while `self` holds the `Arc<Mapping>`.
+        unsafe { self.mapping.as_ptr().cast::<Header>().as_ref() }
+    }
+
+    /// The cells.
+    #[inline]
+    pub(crate) fn cells(&self) -> &[C] {
+        // SAFETY: the mapping holds `OBJECT_OFFSET + len * size_of::<C>()` bytes (checked at
+        // creation and attachment), aligned for `C` (page-aligned start, 64-byte offset, checked
+        // by `Layout`), valid `C`s (zero-filled, then only changed through `&C`, which `ShmSafe`
+        // makes sound), mapped as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.mapping.as_ptr().add(OBJECT_OFFSET).cast::<C>().as_ptr(), self.len) }
+    }
+}
+
+impl<C: ShmSafe> Clone for SharedCells<C> {
+    fn clone(&self) -> Self {
+        SharedCells { mapping: Arc::clone(&self.mapping), fd: Arc::clone(&self.fd), len: self.len, cells: PhantomData }
+    }
+}
+
+impl<C: ShmSafe> fmt::Debug for SharedCells<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedCells").field("type", &std::any::type_name::<C>()).field("len", &self.len).finish()
+    }
+}
+
+impl<C: ShmSafe> Serialize for SharedCells<C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::handle::serialize(&*self.fd, serializer)
+    }
+}
+
+impl<'de, C: ShmSafe> Deserialize<'de> for SharedCells<C> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let fd: OwnedFd = crate::handle::deserialize(deserializer)?;
+        SharedCells::attach(fd).map_err(crate::reduction::decode_failure)
     }
 }
 

@@ -62,6 +62,20 @@ impl<G> From<AcquireError<G>> for crate::Error {
     }
 }
 
+impl<G> AcquireError<G> {
+    /// The same error around another guard (for types that wrap a lock's guard in their own).
+    pub(crate) fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> AcquireError<H> {
+        match self {
+            AcquireError::OwnerDied(died) => {
+                AcquireError::OwnerDied(OwnerDied { guard: f(died.guard), thread: died.thread })
+            }
+            AcquireError::WouldBlock => AcquireError::WouldBlock,
+            AcquireError::Timeout(t) => AcquireError::Timeout(t),
+            AcquireError::WouldDeadlock => AcquireError::WouldDeadlock,
+        }
+    }
+}
+
 /// The outcome of acquiring a lock: the guard, or why not.
 pub type AcquireResult<G> = std::result::Result<G, AcquireError<G>>;
 

@@ -43,6 +43,7 @@ pub(crate) mod spin;
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
+pub(crate) use lock::sealed as guard_sealed;
 pub use lock::{
     AcquireError, AcquireResult, Guard, Lock, LockGuard, OWNER_CHECK_INTERVAL, OwnerDied, RLock, RLockGuard,
 };

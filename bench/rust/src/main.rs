@@ -7,6 +7,7 @@ mod manager;
 mod pool;
 mod process;
 mod queue;
+mod shm;
 mod sync;
 
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("codec", codec::run),
     ("connection", connection::run),
     ("sync", sync::run),
+    ("shared_memory", shm::run),
     ("queue", queue::run),
     ("manager", manager::run),
     ("pool", pool::run),

@@ -8,6 +8,7 @@ mod fd;
 mod memory;
 mod poll;
 mod process;
+mod shm;
 mod socket;
 mod thread;
 
@@ -20,6 +21,9 @@ pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
     pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
     remove_env_before_main, signals, spawn_current_exe, take_inherited_fd, wait_pidfd,
+};
+pub(crate) use shm::{
+    ignore_termination_signals, on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,

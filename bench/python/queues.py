@@ -5,23 +5,19 @@ Producers wait on a Barrier shared with the parent; the clock starts when the pa
 stops at the latest time a consumer saw its end sentinel (JoinableQueue: when the producer's
 `join()` returns). Each producer puts its ints then one None; each consumer stops at its first None.
 
-    python3 queue.py queue_1p1c        items/s, Queue, 1 producer -> 1 consumer, 100k ints
-    python3 queue.py queue_2p2c        items/s, Queue, 2 producers -> 2 consumers, 100k ints in all
-    python3 queue.py simple_1p1c       items/s, SimpleQueue, 1 -> 1
-    python3 queue.py joinable_1p1c     items/s, JoinableQueue, task_done per item, until join returns
-    python3 queue.py transfer_100mb    s, one 100 MB bytes object put by a child, got by the parent
+    python3 queues.py queue_1p1c        items/s, Queue, 1 producer -> 1 consumer, 100k ints
+    python3 queues.py queue_2p2c        items/s, Queue, 2 producers -> 2 consumers, 100k ints in all
+    python3 queues.py simple_1p1c       items/s, SimpleQueue, 1 -> 1
+    python3 queues.py joinable_1p1c     items/s, JoinableQueue, task_done per item, until join returns
+    python3 queues.py transfer_100mb    s, one 100 MB bytes object put by a child, got by the parent
 """
-import os
 import sys
 
-# This file's name shadows the standard `queue` module that multiprocessing imports: take this
-# directory off the import path first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import multiprocessing as mp  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+# (Named `queues.py`: a `queue.py` here would shadow the standard module that multiprocessing
+# imports, for every script of this folder.)
+import multiprocessing as mp
+import statistics
+import time
 
 ITEMS = 100_000
 TRIALS = 3
@@ -138,5 +134,5 @@ def transfer_100mb():
 if __name__ == "__main__":
     metrics = {f.__name__: f for f in (queue_1p1c, queue_2p2c, simple_1p1c, joinable_1p1c, transfer_100mb)}
     if len(sys.argv) != 2 or sys.argv[1] not in metrics:
-        sys.exit(f"usage: queue.py {{{'|'.join(metrics)}}}")
+        sys.exit(f"usage: queues.py {{{'|'.join(metrics)}}}")
     print(metrics[sys.argv[1]]())

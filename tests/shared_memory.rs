@@ -1,0 +1,584 @@
+//! Shared memory: `SharedMemory` (names, lifecycle, access across processes, the resource tracker
+//! under `SIGKILL`), `ShareableList`, `Value`/`Array` and their raw forms. Ports the items of
+//! CPython's `_TestSharedMemory`, `_TestValue`, `_TestArray` and `_TestSharedCTypes` that apply.
+//! Interoperability with the machine's python3 is in `tests/shm_interop.rs`.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::path::Path;
+
+use common::{Outbox, channel, send, wait_for_exit_of, watchdog};
+use multiproc::{Error, Event, Process, SharedMemory};
+
+const WATCHDOG_SECS: u64 = 30;
+
+fn exists(name: &str) -> bool {
+    Path::new("/dev/shm").join(name).exists()
+}
+
+fn kind_of(e: &Error) -> ErrorKind {
+    match e {
+        Error::SharedMemory { source, .. } => source.kind(),
+        other => panic!("not a shared memory error: {other}"),
+    }
+}
+
+fn unique(tag: &str) -> String {
+    format!("mp_test_{}_{tag}", std::process::id())
+}
+
+// ---- SharedMemory: names, sizes, lifecycle (SHM-01..10, WIRE-10)
+
+#[test]
+fn random_names_are_cpython_style_and_files_are_private() {
+    let shm = SharedMemory::create(100).unwrap();
+    let name = shm.name();
+    assert!(name.starts_with("psm_") && name.len() == 12, "{name}");
+    assert!(name[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{name}");
+    let meta = std::fs::metadata(Path::new("/dev/shm").join(name)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 100);
+    assert!(shm.is_tracked());
+    shm.unlink().unwrap();
+    assert!(!exists(shm.name()));
+}
+
+#[test]
+fn basics_named_block_seen_through_a_second_attachment() {
+    let name = unique("basics");
+    let shm = SharedMemory::create_named(&name, 512).unwrap();
+    assert_eq!(shm.name(), name);
+    assert!(shm.size() >= 512);
+    assert_eq!(shm.bytes().len(), shm.size());
+    assert!(format!("{shm:?}").contains(&name) && format!("{shm:?}").contains("512"));
+    shm.write_at(0, b"hello").unwrap();
+    let other = SharedMemory::attach(&name).unwrap();
+    assert_eq!(other.size(), shm.size());
+    let mut buf = [0u8; 5];
+    other.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    other.write_at(507, b"world").unwrap();
+    assert_eq!(&shm.to_vec()[507..], b"world");
+    assert!(!other.is_tracked(), "an attachment is never tracked");
+    // A leading slash names the same block (CPython prepends one).
+    let slashed = SharedMemory::attach(&format!("/{name}")).unwrap();
+    assert_eq!(slashed.name(), name);
+    other.close();
+    shm.unlink().unwrap();
+    let again = shm.unlink().unwrap_err();
+    assert_eq!(kind_of(&again), ErrorKind::NotFound);
+}
+
+#[test]
+fn bad_names_and_sizes_are_refused() {
+    assert!(matches!(SharedMemory::create(0), Err(Error::InvalidState(_))));
+    assert!(matches!(SharedMemory::attach("abc\0def"), Err(Error::InvalidState(_))));
+    assert!(matches!(SharedMemory::create_named("a/b", 8), Err(Error::InvalidState(_))));
+    assert!(matches!(SharedMemory::attach(""), Err(Error::InvalidState(_))));
+    let missing = SharedMemory::attach(&unique("missing")).unwrap_err();
+    assert_eq!(kind_of(&missing), ErrorKind::NotFound);
+}
+
+#[test]
+fn an_existing_name_is_not_created_again() {
+    let name = unique("exists");
+    let shm = SharedMemory::create_named(&name, 64).unwrap();
+    let taken = SharedMemory::create_named(&name, 64).unwrap_err();
+    assert_eq!(kind_of(&taken), ErrorKind::AlreadyExists);
+    assert!(taken.to_string().contains(&name), "{taken}");
+    shm.unlink().unwrap();
+}
+
+#[test]
+fn ranges_outside_the_block_are_refused() {
+    let shm = SharedMemory::create(16).unwrap();
+    assert!(matches!(shm.write_at(10, &[0; 7]), Err(Error::IndexOutOfRange { .. })));
+    assert!(matches!(shm.read_at(usize::MAX, &mut [0; 2]), Err(Error::IndexOutOfRange { .. })));
+    shm.write_at(10, &[1; 6]).unwrap();
+    shm.unlink().unwrap();
+}
+
+#[test]
+fn a_block_travels_as_a_value_and_keeps_working_after_unlink() {
+    let shm = SharedMemory::create(32).unwrap();
+    let copy: SharedMemory = travel(&shm);
+    assert_eq!(copy.name(), shm.name());
+    copy.write_at(0, b"both ways").unwrap();
+    assert_eq!(&shm.to_vec()[..9], b"both ways");
+    shm.unlink().unwrap();
+    // Travelling by descriptor, a value outlives the name (CPython's pickle by name would raise
+    // FileNotFoundError here).
+    let late: SharedMemory = travel(&copy);
+    late.write_at(0, b"still").unwrap();
+    assert_eq!(&copy.to_vec()[..5], b"still");
+}
+
+/// Sends a value through a pipe, as it would travel to another process.
+fn travel<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+    let (mut a, mut b) = multiproc::pipe().unwrap();
+    a.send(value).unwrap();
+    b.recv().unwrap()
+}
+
+// ---- across processes (SHM-11)
+
+fn write_by_name(name: String, text: String) {
+    let shm = SharedMemory::attach(&name).unwrap();
+    shm.write_at(0, text.as_bytes()).unwrap();
+}
+
+fn write_received(shm: SharedMemory, text: String) {
+    shm.write_at(0, text.as_bytes()).unwrap();
+}
+
+#[test]
+fn children_write_by_name_and_by_value() {
+    watchdog("children_write_by_name_and_by_value", WATCHDOG_SECS, || {
+        let shm = SharedMemory::create(16).unwrap();
+        let mut child = Process::new(write_by_name, (shm.name().to_owned(), "by name".to_owned()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!(&shm.to_vec()[..7], b"by name");
+        let mut child =
+            Process::new(write_received, (SharedMemory::attach(shm.name()).unwrap(), "by value".to_owned()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!(&shm.to_vec()[..8], b"by value");
+        assert!(exists(shm.name()), "the children must not unlink the block");
+        shm.unlink().unwrap();
+    });
+}
+
+// ---- the resource tracker (SHM-23..25, RT-01, gh-82300)
+
+/// Creates a block (tracked if `track`; `untrack` stops tracking it after creation), reports its
+/// name and the tracker's pid, and waits to be killed.
+fn create_and_wait(outbox: Outbox, track: bool, untrack: bool, go: Event) {
+    let mut shm = SharedMemory::options().track(track).create(4096).unwrap();
+    if untrack {
+        shm.untrack();
+        assert!(!shm.is_tracked());
+    }
+    shm.write_at(0, b"leaked").unwrap();
+    let tracker = multiproc::__private::shm_tracker_pid().unwrap_or(0);
+    send(&outbox, &format!("{} {tracker}", shm.name()));
+    go.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+fn started(outbox: Outbox, track: bool, untrack: bool, go: &Event) -> Process {
+    let mut child = Process::new(create_and_wait, (outbox, track, untrack, go.clone()));
+    child.start().unwrap();
+    child
+}
+
+fn report(inbox: &common::Inbox) -> (String, i32) {
+    let message = inbox.recv(10);
+    let (name, pid) = message.split_once(' ').unwrap();
+    (name.to_owned(), pid.parse().unwrap())
+}
+
+#[test]
+fn a_block_leaked_by_a_killed_creator_is_unlinked() {
+    watchdog("a_block_leaked_by_a_killed_creator_is_unlinked", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = started(outbox, true, false, &go);
+        let (name, tracker) = report(&inbox);
+        assert!(tracker > 0, "the creator started a tracker");
+        assert!(exists(&name));
+        child.kill().unwrap();
+        child.join().unwrap();
+        // The tracker's only client is gone: it unlinks the block, then exits.
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(!exists(&name), "{name} was left in /dev/shm");
+    });
+}
+
+#[test]
+fn an_untracked_block_outlives_its_creator() {
+    watchdog("an_untracked_block_outlives_its_creator", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = started(outbox, false, false, &go);
+        let (name, tracker) = report(&inbox);
+        assert_eq!(tracker, 0, "no tracker for an untracked block");
+        child.kill().unwrap();
+        child.join().unwrap();
+        let shm = SharedMemory::attach(&name).unwrap();
+        assert_eq!(&shm.to_vec()[..6], b"leaked");
+        shm.unlink().unwrap();
+    });
+}
+
+#[test]
+fn an_untracked_block_stays_after_its_creator_is_killed() {
+    watchdog("an_untracked_block_stays_after_its_creator_is_killed", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = started(outbox, true, true, &go);
+        let (name, tracker) = report(&inbox);
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(exists(&name), "untrack() kept the block");
+        SharedMemory::attach(&name).unwrap().unlink().unwrap();
+    });
+}
+
+fn attach_and_exit(name: String) {
+    let shm = SharedMemory::attach(&name).unwrap();
+    assert!(!shm.is_tracked());
+}
+
+#[test]
+fn an_attaching_process_never_unlinks() {
+    watchdog("an_attaching_process_never_unlinks", WATCHDOG_SECS, || {
+        let shm = SharedMemory::create(64).unwrap();
+        for _ in 0..2 {
+            let mut child = Process::new(attach_and_exit, (shm.name().to_owned(),));
+            child.start().unwrap();
+            assert_eq!(child.join().unwrap(), 0);
+        }
+        assert!(exists(shm.name()));
+        shm.unlink().unwrap();
+    });
+}
+
+/// Creates a tracked block, gives it to a grandchild that holds it until `release`, reports the
+/// tracker's pid, the grandchild's pid and the name, then waits to be killed.
+fn create_and_hand_over(outbox: Outbox, release: Event, go: Event) {
+    let shm = SharedMemory::create(64).unwrap();
+    let name = shm.name().to_owned();
+    let mut holder = Process::new(hold_until, (shm, release, multiproc::Handle::new(outbox.try_clone().unwrap())));
+    holder.start().unwrap();
+    let tracker = multiproc::__private::shm_tracker_pid().unwrap_or(0);
+    send(&outbox, &format!("{tracker} {} {name}", holder.pid().unwrap()));
+    go.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+fn hold_until(shm: SharedMemory, release: Event, outbox: Outbox) {
+    assert!(shm.is_tracked(), "a block received from a tracking process is tracked");
+    shm.write_at(0, b"held").unwrap();
+    send(&outbox, "holding");
+    // Bounded, so that a failed test leaves no process behind.
+    release.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_block_handed_to_a_child_stays_until_the_child_ends_too() {
+    watchdog("a_block_handed_to_a_child_stays_until_the_child_ends_too", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let release = Event::new().unwrap();
+        let go = Event::new().unwrap();
+        let mut creator = Process::new(create_and_hand_over, (outbox, release.clone(), go));
+        creator.start().unwrap();
+        let (first, second) = (inbox.recv(10), inbox.recv(10));
+        let message = if first == "holding" { second } else { first };
+        let fields: Vec<&str> = message.split(' ').collect();
+        let (tracker, holder): (i32, i32) = (fields[0].parse().unwrap(), fields[1].parse().unwrap());
+        let name = fields[2].to_owned();
+        creator.kill().unwrap();
+        creator.join().unwrap();
+        assert!(exists(&name), "the holder still uses it");
+        let shm = SharedMemory::attach(&name).unwrap();
+        assert_eq!(&shm.to_vec()[..4], b"held");
+        release.set();
+        assert!(wait_for_exit_of(holder, 10));
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(!exists(&name), "{name} was left in /dev/shm");
+    });
+}
+
+// ---- ShareableList (SHM-15..22, WIRE-09)
+
+use multiproc::ShareableList;
+use multiproc::shm::Item;
+
+fn seven() -> Vec<Item> {
+    vec![
+        Item::from("howdy"),
+        Item::from(b"HoWdY"),
+        Item::Float(-273.154),
+        Item::Int(100),
+        Item::None,
+        Item::Bool(true),
+        Item::Int(42),
+    ]
+}
+
+#[test]
+fn shareable_list_basics() {
+    let sl = ShareableList::new(seven()).unwrap();
+    let repr = format!("{sl:?}");
+    assert!(
+        repr.contains(sl.name()) && repr.contains("'howdy'".trim_matches('\'')) && repr.contains("-273.154"),
+        "{repr}"
+    );
+    assert!(matches!(sl.get(7), Err(Error::IndexOutOfRange { .. })));
+    assert!(matches!(sl.set(7, 2), Err(Error::IndexOutOfRange { .. })));
+    assert_eq!(sl.format(), "8s8sdqxxxxxx?xxxxxxxx?q");
+    assert_eq!(sl.len(), 7);
+    assert_eq!(sl.index(100).unwrap(), 3);
+    assert!(matches!(sl.index("100"), Err(Error::NotInList(_))));
+    assert_eq!(sl.get(0).unwrap(), Item::from("howdy"));
+    assert_eq!(sl.get(-2).unwrap(), Item::Bool(true));
+    assert_eq!(sl.to_vec().unwrap(), seven());
+    // Same-type writes keep the format; a str into the None slot takes that slot's 8 bytes.
+    sl.set(0, "howdy").unwrap();
+    sl.set(3, 42).unwrap();
+    sl.set(4, "some").unwrap();
+    assert_eq!(sl.format(), "8s8sdq8sxxxxxxx?q");
+    let too_long = sl.set(4, "far too many").unwrap_err();
+    assert!(too_long.to_string().contains("exceeds available storage"), "{too_long}");
+    assert_eq!(sl.get(4).unwrap(), Item::from("some"));
+    // count, with Python's equality (True == 1, but not 42).
+    assert_eq!(sl.count(42).unwrap(), 2);
+    assert_eq!(sl.count(b"HoWdY").unwrap(), 1);
+    assert_eq!(sl.count(b"adios").unwrap(), 0);
+    assert_eq!(sl.count(1).unwrap(), 1, "True == 1");
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
+fn shareable_list_utf8_limits() {
+    let sl = ShareableList::new(["seven c", "x"]).unwrap();
+    sl.set(0, "encodés").unwrap(); // 8 UTF-8 bytes fit an 8-byte slot
+    assert_eq!(sl.get(0).unwrap(), Item::from("encodés"));
+    assert_eq!(sl.get(1).unwrap(), Item::from("x"), "the neighbour is intact");
+    assert!(matches!(sl.set(0, "encodées"), Err(Error::ItemTooLarge { needed: 9, available: 8 })));
+    assert!(matches!(sl.set(0, b"123456789"), Err(Error::ItemTooLarge { .. })));
+    assert_eq!(sl.get(0).unwrap(), Item::from("encodés"));
+    // A non-ASCII string gets a slot for all its UTF-8 bytes (CPython counts code points).
+    let wide = ShareableList::new(["ééééééé"]).unwrap();
+    assert_eq!(wide.get(0).unwrap(), Item::from("ééééééé"));
+    sl.shm().unlink().unwrap();
+    wide.shm().unlink().unwrap();
+}
+
+#[test]
+fn shareable_list_copies_attaches_and_travels() {
+    let sl = ShareableList::new(seven()).unwrap();
+    let name = unique("sl_copy");
+    let copy = ShareableList::create_named(&name, sl.to_vec().unwrap()).unwrap();
+    assert_eq!(copy.name(), name);
+    assert_eq!(copy.to_vec().unwrap(), sl.to_vec().unwrap());
+    assert_eq!(copy.format(), sl.format());
+    copy.set(0, "other").unwrap();
+    assert_eq!(sl.get(0).unwrap(), Item::from("howdy"), "independent copy");
+    let same = ShareableList::attach(sl.name()).unwrap();
+    same.set(3, 7).unwrap();
+    assert_eq!(sl.get(3).unwrap(), Item::Int(7));
+    let travelled: ShareableList = travel(&sl);
+    travelled.set(3, 8).unwrap();
+    assert_eq!(sl.get(3).unwrap(), Item::Int(8));
+    copy.shm().unlink().unwrap();
+    sl.shm().unlink().unwrap();
+    assert_eq!(kind_of(&ShareableList::attach(sl.name()).unwrap_err()), ErrorKind::NotFound);
+}
+
+#[test]
+fn an_empty_shareable_list() {
+    let sl = ShareableList::new(Vec::<Item>::new()).unwrap();
+    assert_eq!(sl.len(), 0);
+    assert!(sl.is_empty());
+    assert_eq!(sl.format(), "");
+    assert_eq!(sl.count(Item::None).unwrap(), 0);
+    assert!(matches!(sl.index(Item::None), Err(Error::NotInList(_))));
+    assert_eq!(sl.shm().to_vec(), vec![0u8; 16]);
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
+fn garbage_is_not_taken_for_a_list() {
+    for garbage in [
+        vec![0xffu8; 64],
+        [100i64.to_ne_bytes(), [0; 8]].concat(),
+        [1i64.to_ne_bytes(), 0i64.to_ne_bytes(), 900i64.to_ne_bytes()].concat(),
+    ] {
+        let shm = SharedMemory::create(garbage.len()).unwrap();
+        shm.write_at(0, &garbage).unwrap();
+        assert!(matches!(ShareableList::attach(shm.name()), Err(Error::InvalidState(_))));
+        shm.unlink().unwrap();
+    }
+}
+
+fn set_last(name: String) {
+    let sl = ShareableList::attach(&name).unwrap();
+    sl.set(-1, -999).unwrap();
+}
+
+#[test]
+fn a_child_attaches_a_list_by_name() {
+    watchdog("a_child_attaches_a_list_by_name", WATCHDOG_SECS, || {
+        let sl = ShareableList::new(0..5).unwrap();
+        let mut child = Process::new(set_last, (sl.name().to_owned(),));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!(sl.to_vec().unwrap(), [0, 1, 2, 3, -999].map(Item::Int));
+        sl.shm().unlink().unwrap();
+    });
+}
+
+// ---- Value, Array, RawValue, RawArray (VAL-01, VAL-02, ARR-01..03, SCT-01)
+
+use multiproc::{Array, Lock, RawArray, RawValue, Value};
+
+#[allow(clippy::type_complexity)]
+fn set_values(
+    values: (Value<i32>, Value<f64>, Value<i16>, Value<i64>, Value<u8>),
+    raw: (RawValue<i32>, RawValue<f64>, RawValue<i64>),
+) {
+    values.0.set(24234).unwrap();
+    values.1.set(-4.25).unwrap();
+    values.2.set(234).unwrap();
+    values.3.set(1 << 34).unwrap();
+    values.4.set(b'y').unwrap();
+    raw.0.set(24234);
+    raw.1.set(-4.25);
+    raw.2.set(1 << 34);
+}
+
+#[test]
+fn values_set_by_a_child_are_seen_by_the_parent() {
+    watchdog("values_set_by_a_child_are_seen_by_the_parent", WATCHDOG_SECS, || {
+        let values = (
+            Value::new(4343i32).unwrap(),
+            Value::new(3.625f64).unwrap(),
+            Value::new(-232i16).unwrap(),
+            Value::new(1i64 << 33).unwrap(),
+            Value::new(b'x').unwrap(),
+        );
+        let raw =
+            (RawValue::new(4343i32).unwrap(), RawValue::new(3.625f64).unwrap(), RawValue::new(1i64 << 33).unwrap());
+        assert_eq!((values.0.get().unwrap(), values.1.get().unwrap(), values.2.get().unwrap()), (4343, 3.625, -232));
+        assert_eq!((values.3.get().unwrap(), values.4.get().unwrap()), (1 << 33, b'x'));
+        let mut child = Process::new(set_values, (values.clone(), raw.clone()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!((values.0.get().unwrap(), values.1.get().unwrap(), values.2.get().unwrap()), (24234, -4.25, 234));
+        assert_eq!((values.3.get().unwrap(), values.4.get().unwrap()), (1 << 34, b'y'));
+        assert_eq!((raw.0.get(), raw.1.get(), raw.2.get()), (24234, -4.25, 1 << 34));
+    });
+}
+
+#[test]
+fn get_lock_and_get_obj() {
+    let v = Value::new(5i32).unwrap();
+    assert!(!v.get_lock().locked());
+    assert_eq!(v.get_obj().get(), 5);
+    let lock = Lock::new().unwrap();
+    let with_lock = Value::with_lock(RawValue::new(5i32).unwrap(), lock.clone()).unwrap();
+    let guard = with_lock.acquire().unwrap();
+    assert!(lock.locked(), "the value's lock is the lock given");
+    guard.set(6);
+    drop(guard);
+    assert_eq!(with_lock.get().unwrap(), 6);
+    let arr = Array::with_lock(RawArray::<i32>::new(3).unwrap(), lock.clone()).unwrap();
+    let _held = arr.acquire().unwrap();
+    assert!(lock.locked());
+}
+
+fn prefix_sum(arr: Array<i32>, raw: RawArray<i32>) {
+    let guard = arr.acquire().unwrap();
+    for i in 1..guard.len() {
+        guard.set(i, guard.get(i).unwrap() + guard.get(i - 1).unwrap()).unwrap();
+    }
+    for i in 1..raw.len() {
+        raw.set(i, raw.get(i).unwrap() + raw.get(i - 1).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn arrays_index_slice_and_are_changed_by_a_child() {
+    watchdog("arrays_index_slice_and_are_changed_by_a_child", WATCHDOG_SECS, || {
+        let seq = [681, 626, 934, 821, 150, 233, 548, 982, 714, 831];
+        let arr = Array::from_slice(&seq).unwrap();
+        let raw = RawArray::from_slice(&seq).unwrap();
+        assert_eq!(arr.len(), 10);
+        assert_eq!(arr.get(3).unwrap(), 821);
+        assert_eq!(arr.read(2..7).unwrap(), &seq[2..7]);
+        assert!(matches!(arr.get(10), Err(Error::IndexOutOfRange { .. })));
+        assert!(matches!(arr.write(8, &[1, 2, 3]), Err(Error::IndexOutOfRange { .. })));
+        arr.write(2, &[1, 2, 3, 4, 5]).unwrap();
+        arr.write(2, &seq[2..7]).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), seq);
+        let mut child = Process::new(prefix_sum, (arr.clone(), raw.clone()));
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        let expected: Vec<i32> = seq.iter().scan(0, |sum, x| Some(*sum + x).inspect(|s| *sum = *s)).collect();
+        assert_eq!(arr.to_vec().unwrap(), expected);
+        assert_eq!(raw.to_vec(), expected);
+    });
+}
+
+#[test]
+fn new_arrays_are_zero_filled() {
+    for _ in 0..3 {
+        let arr = Array::<i32>::new(10).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), [0; 10]);
+        arr.write(0, &(0..10).collect::<Vec<_>>()).unwrap();
+        assert_eq!(arr.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+    }
+    assert!(RawArray::<f64>::new(0).unwrap().is_empty());
+}
+
+fn double(v: Value<f64>, arr: Array<f64>, counter: RawValue<u64>) {
+    v.update(|x| x * 2.0).unwrap();
+    let guard = arr.acquire().unwrap();
+    let doubled: Vec<f64> = guard.to_vec().iter().map(|x| x * 2.0).collect();
+    guard.write(0, &doubled).unwrap();
+    counter.cell().fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_child_doubles_shared_numbers() {
+    watchdog("a_child_doubles_shared_numbers", WATCHDOG_SECS, || {
+        let v = Value::new(1.5f64).unwrap();
+        let arr = Array::from_slice(&(0..10).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let counter = RawValue::new(0u64).unwrap();
+        let mut children: Vec<Process> =
+            (0..2).map(|_| Process::new(double, (v.clone(), arr.clone(), counter.clone()))).collect();
+        for child in &mut children {
+            child.start().unwrap();
+        }
+        for child in &mut children {
+            assert_eq!(child.join().unwrap(), 0);
+        }
+        assert_eq!(v.get().unwrap(), 6.0);
+        assert_eq!(arr.to_vec().unwrap(), (0..10).map(|x| f64::from(x) * 4.0).collect::<Vec<_>>());
+        assert_eq!(counter.get(), 2);
+    });
+}
+
+/// Takes the value's lock and waits to be killed inside the critical section.
+fn die_holding(v: Value<i64>, outbox: Outbox) {
+    let guard = v.acquire().unwrap();
+    guard.set(-1);
+    send(&outbox, "holding");
+    std::thread::park_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_holder_killed_inside_the_lock_is_reported() {
+    watchdog("a_holder_killed_inside_the_lock_is_reported", WATCHDOG_SECS, || {
+        let v = Value::new(7i64).unwrap();
+        let (inbox, outbox) = channel();
+        let mut child = Process::new(die_holding, (v.clone(), outbox));
+        child.start().unwrap();
+        assert_eq!(inbox.recv(10), "holding");
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(matches!(v.get(), Err(Error::OwnerDied { .. })));
+        match v.acquire() {
+            Err(multiproc::sync::AcquireError::OwnerDied(died)) => {
+                let guard = died.recover();
+                assert_eq!(guard.get(), -1, "the half-done update is visible");
+                guard.set(7);
+            }
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+        assert_eq!(v.get().unwrap(), 7);
+    });
+}
