@@ -223,8 +223,10 @@ pub(crate) fn recv_header(
 pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: impl Waiter) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
-        deadline.wait(socket, Interest::Read)?;
-        let n = sys::recv_plain(socket, &mut buf[got..]).context("receive a message")?;
+        let n = read_step(socket, deadline, |blocking| match blocking {
+            true => sys::recv_plain(socket, &mut buf[got..]).map(Some),
+            false => sys::try_recv_plain(socket, &mut buf[got..]),
+        })?;
         if n == 0 {
             return Err(eof_during_message());
         }
@@ -244,14 +246,35 @@ pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: impl Wait
         if buf.len() == buf.capacity() {
             buf.reserve_exact((len - buf.len()).min(ALLOCATION_STEP));
         }
-        deadline.wait(socket, Interest::Read)?;
         let want = len - buf.len();
-        let n = sys::recv_into_spare(socket, &mut buf, want).context("receive a message")?;
+        let n = read_step(socket, deadline, |blocking| match blocking {
+            true => sys::recv_into_spare(socket, &mut buf, want).map(Some),
+            false => sys::try_recv_into_spare(socket, &mut buf, want),
+        })?;
         if n == 0 {
             return Err(eof_during_message());
         }
     }
     Ok(buf)
+}
+
+/// One read of a frame's bytes: `read(true)` blocks, `read(false)` does not (`None`: nothing
+/// there). Without a deadline the read blocks; with one (or a watch), it is tried first and the
+/// waiter waits only when nothing was there, so a stream of data costs one system call per read.
+fn read_step(
+    socket: BorrowedFd<'_>,
+    deadline: impl Waiter,
+    mut read: impl FnMut(bool) -> rustix::io::Result<Option<usize>>,
+) -> Result<usize> {
+    if !deadline.nonblocking() {
+        return Ok(read(true).context("receive a message")?.unwrap_or(0));
+    }
+    loop {
+        if let Some(n) = read(false).context("receive a message")? {
+            return Ok(n);
+        }
+        deadline.wait(socket, Interest::Read)?;
+    }
 }
 
 /// Receives one frame (no deadline) of at most `max_len` bytes. `Ok(None)` means the peer closed

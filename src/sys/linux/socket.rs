@@ -145,12 +145,24 @@ pub(crate) fn next_packet_len(socket: BorrowedFd<'_>) -> io::Result<usize> {
 /// Plain `recv(2)`: use it only where no descriptors can arrive (after the first byte of a frame,
 /// which carries them), since descriptors attached to the data would be discarded.
 pub(crate) fn recv_into_spare(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    recv_into_spare_with(socket, buf, max, RecvFlags::empty())
+}
+
+/// Like [`recv_into_spare`] without blocking: `Ok(None)` when nothing is waiting.
+pub(crate) fn try_recv_into_spare(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
+    match recv_into_spare_with(socket, buf, max, RecvFlags::DONTWAIT) {
+        Err(io::Errno::AGAIN) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+fn recv_into_spare_with(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, flags: RecvFlags) -> io::Result<usize> {
     let room = buf.capacity() - buf.len();
     let want = max.min(room);
     let start = buf.len();
     let spare = &mut buf.spare_capacity_mut()[..want];
     let n = loop {
-        match rustix::net::recv(socket, &mut *spare, RecvFlags::empty()) {
+        match rustix::net::recv(socket, &mut *spare, flags) {
             Err(io::Errno::INTR) => continue,
             other => break other?.0.0.len(),
         }
@@ -198,6 +210,17 @@ pub(crate) fn recv_plain(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<u
         match rustix::net::recv(socket, &mut *buf, RecvFlags::empty()) {
             Err(io::Errno::INTR) => continue,
             other => return other.map(|(read, _)| read),
+        }
+    }
+}
+
+/// Like [`recv_plain`] without blocking: `Ok(None)` when nothing is waiting.
+pub(crate) fn try_recv_plain(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
+            Err(io::Errno::INTR) => continue,
+            Err(io::Errno::AGAIN) => return Ok(None),
+            other => return other.map(|(read, _)| Some(read)),
         }
     }
 }
