@@ -5,6 +5,8 @@
 mod connections;
 #[path = "seeds/managers.rs"]
 mod managers;
+#[path = "seeds/pools.rs"]
+mod pools;
 #[path = "seeds/processes.rs"]
 mod processes;
 #[path = "seeds/queues.rs"]
@@ -72,6 +74,17 @@ const SCENARIOS: &[Scenario] = &[
         "SharedMemoryManager: ShareableList(range(2000)) summed by two workers, one half each (seed 003)",
         managers::shared_memory_manager_two_halves,
     ),
+    ("Pool(4).map over range(100) against 100 processes, timed (seed 000)", pools::pool_against_processes),
+    ("Pool(2).apply: one call at a time (seed 000)", pools::apply_in_turn),
+    ("Pool(2).apply_async, then get each (seed 000)", pools::apply_async_then_get),
+    ("hello1..hello9 on Pool(3) with apply_async, then with apply (seed 001)", pools::hello_async_and_sync),
+    ("apply_async, close, join, then get (seed 002)", pools::close_join_then_get),
+    ("A callback runs in the parent (seeds 000, 002)", pools::callback_runs_in_the_parent),
+    ("A crawler: pages fetched by workers, parsed in callbacks (seed 002)", pools::crawler),
+    ("A TCP echo server handing connections to Pool(4) workers (seed 002)", pools::echo_server_with_a_pool),
+    ("ThreadPool: capturing closures on threads (seed 004)", pools::thread_pool),
+    ("An executor: submit, map, shutdown (concurrent.futures)", pools::executor),
+    ("A worker dies in a task: that task fails, the others complete", pools::a_worker_dies),
 ];
 
 fn main() -> multiproc::Result<()> {

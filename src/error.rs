@@ -207,6 +207,41 @@ pub enum Error {
     /// `index` of a value that is not in the list (CPython `ValueError: x not in list`).
     #[error("{0} is not in the list")]
     NotInList(String),
+
+    /// A pool task panicked or returned `Err`; the message is the panic's (with its location) or
+    /// the error's `Display` (CPython re-raises the task's exception from `get()`).
+    #[error("a pool task failed: {message}")]
+    TaskFailed {
+        /// What the task reported.
+        message: String,
+    },
+
+    /// The pool worker running a task died before it finished: killed by a signal, aborted,
+    /// crashed, or it called `exit`. The worker was replaced and the pool's other tasks went on
+    /// (CPython's `Pool` hangs forever here). Retry the task with `Options::retries` if it is
+    /// idempotent, or find out what killed the worker.
+    #[error("the pool worker (pid {pid}) running this task died: {how}; it was replaced")]
+    WorkerDied {
+        /// The worker's pid.
+        pid: i32,
+        /// How it ended, for example "killed by signal 9 (SIGKILL)" or "exited with code 3".
+        how: String,
+    },
+
+    /// A pool task ran longer than its timeout; its worker was killed and replaced. Raise the
+    /// timeout (`Options::timeout`, `PoolBuilder::task_timeout`) if the task is just slow.
+    #[error("a pool task ran longer than its timeout of {0:?}; its worker was killed and replaced")]
+    TaskTimedOut(std::time::Duration),
+
+    /// The pool was terminated (explicitly or by being dropped) before this task finished; CPython
+    /// leaves such results waiting forever.
+    #[error("the pool was terminated before this task finished")]
+    PoolTerminated,
+
+    /// The task was cancelled before it started (`AsyncResult::cancel`, or an executor's
+    /// `shutdown` with `cancel_futures`).
+    #[error("the task was cancelled before it started")]
+    Cancelled,
 }
 
 impl Error {

@@ -84,6 +84,17 @@
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool terminates it |
+//! | `p.apply(f, args)`, `p.apply_async(f, args, callback, error_callback)` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`] + [`pool::Options`] |
+//! | `p.map(f, it, chunksize)`, `map_async`, `starmap`, `starmap_async` | [`Pool::map`], [`Pool::map_async_with`], [`Pool::starmap`], [`Pool::starmap_async`] |
+//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)) |
+//! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
+//! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
+//! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |
+//! | a worker killed mid-task (CPython's `Pool` hangs; `BrokenProcessPool`) | [`Error::WorkerDied`] for that task only; the worker is replaced |
+//! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
+//! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
+//! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
 //!
 //! ## Start methods
 //!
@@ -105,6 +116,14 @@
 //! on sockets, so [`connection::Listener`]
 //! and [`connection::connect`] talk to CPython's `Listener` and `Client`, authkey handshake
 //! included (see [`connection`]).
+//!
+//! ## Pools
+//!
+//! [`Pool`] runs tasks (fn items or non-capturing closures, as process targets) in worker
+//! processes, with CPython's API and without its hangs: a worker that dies fails only its task
+//! ([`Error::WorkerDied`]) and is replaced, a task over its timeout is killed, a panicking callback
+//! is contained. [`ThreadPool`] has the same methods for capturing closures, [`Executor`] the
+//! `concurrent.futures` interface. See [`pool`].
 
 //! ## Shared memory
 //!
@@ -122,6 +141,7 @@ pub mod context;
 mod deadline;
 mod error;
 pub mod manager;
+pub mod pool;
 mod process;
 pub mod queue;
 pub mod reduction;
@@ -140,6 +160,7 @@ pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
 pub use multiproc_derive::managed;
+pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};

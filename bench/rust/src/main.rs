@@ -4,6 +4,7 @@
 mod codec;
 mod connection;
 mod manager;
+mod pool;
 mod process;
 mod queue;
 mod shm;
@@ -48,6 +49,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("shared_memory", shm::run),
     ("queue", queue::run),
     ("manager", manager::run),
+    ("pool", pool::run),
 ];
 
 fn main() {

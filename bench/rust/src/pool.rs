@@ -1,0 +1,157 @@
+//! The pool group: tiny-task throughput of map (chunksize 1 and default), apply_async and
+//! imap_unordered, a new pool's first result, close + join, and an idle worker's memory.
+
+use std::time::{Duration, Instant};
+
+use multiproc::pool::{Options, Pool};
+
+use crate::{median, sample};
+
+const TASKS: u64 = 100_000;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn new_pool() -> Pool {
+    Pool::new(multiproc::cpu_count()).expect("pool")
+}
+
+/// Tasks per second of `run`, which performs `tasks` tasks (median over about a second, at least
+/// two runs).
+fn rate(tasks: u64, mut run: impl FnMut()) -> f64 {
+    run(); // warm-up: workers started, windows sized
+    let samples = sample(Duration::from_secs(1), 2, 50, &mut run);
+    tasks as f64 / median(samples)
+}
+
+fn map_rate(chunksize: Option<usize>) -> f64 {
+    let pool = new_pool();
+    rate(TASKS, || {
+        let options = chunksize.map_or_else(Options::new, |c| Options::new().chunksize(c));
+        let values = pool.map_async_with(square, 0..TASKS, options).expect("map").get().expect("values");
+        assert_eq!(values.len() as u64, TASKS);
+    })
+}
+
+fn apply_async_rate() -> f64 {
+    let pool = new_pool();
+    rate(10_000, || {
+        let results: Vec<_> = (0..10_000u64).map(|i| pool.apply_async(square, (i,)).expect("apply_async")).collect();
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.get().expect("value"), (i * i) as u64);
+        }
+    })
+}
+
+fn imap_unordered_rate() -> f64 {
+    let pool = new_pool();
+    rate(TASKS, || {
+        let sum: u64 = pool.imap_unordered(square, 0..TASKS).expect("imap").map(|v| v.expect("value")).sum();
+        assert!(sum > 0);
+    })
+}
+
+fn start_first_result() -> f64 {
+    let run = || {
+        let pool = new_pool();
+        assert_eq!(pool.map(square, [3]).expect("map"), [9]);
+        pool.terminate();
+    };
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        run();
+    }
+    let start = Instant::now();
+    while samples.len() < 200 && (samples.len() < 10 || start.elapsed() < Duration::from_secs(1)) {
+        let t = Instant::now();
+        let pool = new_pool();
+        assert_eq!(pool.map(square, [3]).expect("map"), [9]);
+        samples.push(t.elapsed().as_secs_f64());
+        pool.terminate();
+        pool.join().expect("join");
+    }
+    median(samples) * 1e3
+}
+
+fn close_join() -> f64 {
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 200 && (samples.len() < 10 || start.elapsed() < Duration::from_secs(1)) {
+        let pool = new_pool();
+        assert_eq!(pool.map(square, 0..100).expect("map").len(), 100);
+        let t = Instant::now();
+        pool.close();
+        pool.join().expect("join");
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    median(samples) * 1e3
+}
+
+fn rss_kb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB")
+}
+
+fn worker_rss() -> f64 {
+    let pool = new_pool();
+    let n = pool.processes() as u64;
+    let mut pids = pool.map_async_with(pid, 0..50 * n, Options::new().chunksize(1)).expect("map").get().expect("pids");
+    pids.sort();
+    pids.dedup();
+    median(pids.into_iter().map(rss_kb).collect())
+}
+
+/// Keeps a CPU busy for `micros` microseconds (a CPU-bound task of a known length).
+fn spin(micros: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < Duration::from_micros(micros) {
+        spins = std::hint::black_box(spins + 1);
+    }
+    spins
+}
+
+/// Scaling, CPU-bound: seconds for `20 * workers` tasks of 3 ms on `workers` workers (chunksize 1).
+fn cpu_bound(workers: usize) -> f64 {
+    let pool = Pool::new(workers).expect("pool");
+    let tasks = 20 * workers as u64;
+    let run = || {
+        let done = pool.map_async_with(spin, vec![3000; tasks as usize], Options::new().chunksize(1)).expect("map");
+        assert_eq!(done.get().expect("values").len() as u64, tasks);
+    };
+    run();
+    median(sample(Duration::from_secs(1), 3, 20, run))
+}
+
+/// Scaling, tiny tasks: tasks/s of map(x*x, chunksize=1) over 100k items on `workers` workers.
+fn tiny(workers: usize) -> f64 {
+    let pool = Pool::new(workers).expect("pool");
+    rate(TASKS, || {
+        let values =
+            pool.map_async_with(square, 0..TASKS, Options::new().chunksize(1)).expect("map").get().expect("values");
+        assert_eq!(values.len() as u64, TASKS);
+    })
+}
+
+/// Measures the pool metric `args` names.
+pub(crate) fn run(args: &[&str]) -> Option<String> {
+    let value = match args {
+        ["pool_map_chunk1"] => map_rate(Some(1)),
+        ["pool_map_default"] => map_rate(None),
+        ["pool_apply_async_10k"] => apply_async_rate(),
+        ["pool_imap_unordered_chunk1"] => imap_unordered_rate(),
+        ["pool_start_first_result"] => start_first_result(),
+        ["pool_close_join"] => close_join(),
+        ["pool_worker_rss"] => worker_rss(),
+        ["pool_cpu_bound", workers] => cpu_bound(workers.parse().expect("workers")),
+        ["pool_tiny", workers] => tiny(workers.parse().expect("workers")),
+        _ => return None,
+    };
+    Some(value.to_string())
+}

@@ -1,0 +1,302 @@
+//! Where the outcomes of a job's chunks go: one value ([`One`]), a whole `map` ([`Collect`]), or a
+//! stream read by [`Imap`] in order or as they finish. Shared by the process and thread pools.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::progress::Progress;
+use super::result::Promise;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+
+/// Receives the outcome of each chunk of a job, by chunk index.
+pub(crate) trait Outcomes<T>: Send + Sync {
+    /// Chunk `index` finished with these values, or failed.
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>);
+    /// Whether nobody wants the outcomes any more (a cancelled result): skip the work.
+    fn cancelled(&self) -> bool {
+        false
+    }
+    /// Chunk work started; a result can no longer be cancelled.
+    fn started(&self) {}
+    /// As [`deliver`](Self::deliver), but a waiting reader may be woken only at the next
+    /// [`flush`](Self::flush): the scheduler delivers a worker's outcomes in bursts.
+    fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.deliver(index, outcome);
+    }
+    /// Wakes readers for what [`deliver_quietly`](Self::deliver_quietly) delivered.
+    fn flush(&self) {}
+}
+
+fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A single task's value (`apply_async`, `submit`).
+pub(crate) struct One<T> {
+    pub(crate) promise: Promise<T>,
+}
+
+impl<T: Send> Outcomes<T> for One<T> {
+    fn deliver(&self, _index: usize, outcome: Result<Vec<T>>) {
+        let value = outcome.and_then(|values| {
+            values.into_iter().next().ok_or_else(|| Error::Protocol("a worker returned no value for a task".into()))
+        });
+        self.promise.fulfil(value);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
+    }
+
+    fn started(&self) {
+        self.promise.mark_started();
+    }
+}
+
+struct CollectState<T> {
+    /// Each chunk's values, by chunk index.
+    chunks: Vec<Option<Vec<T>>>,
+    remaining: usize,
+    error: Option<Error>,
+}
+
+/// Every value of a `map`, in input order; fulfilled when the last chunk is in. A failed chunk
+/// makes the whole map fail, after every chunk has finished (CPython bpo-23992: no fail-fast).
+pub(crate) struct Collect<T> {
+    promise: Promise<Vec<T>>,
+    len: usize,
+    state: Mutex<CollectState<T>>,
+    progress: Progress,
+}
+
+impl<T> Collect<T> {
+    /// The chunks' values in order, checked complete.
+    fn concatenate(&self, chunks: Vec<Option<Vec<T>>>) -> Result<Vec<T>> {
+        let short = || Error::Protocol("a worker returned fewer values than its chunk had tasks".into());
+        if chunks.len() == 1 {
+            return chunks.into_iter().flatten().next().filter(|v| v.len() == self.len).ok_or_else(short);
+        }
+        let mut values = Vec::with_capacity(self.len);
+        for chunk in chunks {
+            values.extend(chunk.ok_or_else(short)?);
+        }
+        if values.len() == self.len { Ok(values) } else { Err(short()) }
+    }
+
+    pub(crate) fn new(promise: Promise<Vec<T>>, len: usize, chunksize: usize, progress: Progress) -> Self {
+        let chunks = len.div_ceil(chunksize.max(1));
+        let state = CollectState { chunks: (0..chunks).map(|_| None).collect(), remaining: chunks, error: None };
+        let collect = Collect { promise, len, state: Mutex::new(state), progress };
+        if chunks == 0 {
+            collect.promise.fulfil(Ok(Vec::new()));
+        }
+        collect
+    }
+}
+
+impl<T: Send> Outcomes<T> for Collect<T> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        let mut state = lock(&self.state);
+        match outcome {
+            Ok(values) => {
+                self.progress.advance(values.len());
+                if let Some(slot) = state.chunks.get_mut(index) {
+                    *slot = Some(values);
+                }
+            }
+            Err(e) => {
+                state.error.get_or_insert(e);
+            }
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining > 0 {
+            return;
+        }
+        self.progress.finish();
+        let chunks = std::mem::take(&mut state.chunks);
+        let error = state.error.take();
+        drop(state);
+        let outcome = match error {
+            Some(e) => Err(e),
+            None => self.concatenate(chunks),
+        };
+        self.promise.fulfil(outcome);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
+    }
+
+    fn started(&self) {
+        self.promise.mark_started();
+    }
+}
+
+struct StreamState<T> {
+    /// Finished chunks not yet read: by index (ordered) or in finishing order.
+    by_index: BTreeMap<usize, Result<Vec<T>>>,
+    in_order: VecDeque<Result<Vec<T>>>,
+    next: usize,
+    remaining: usize,
+    /// Readers blocked waiting (a notification costs a system call: only made for them).
+    waiters: usize,
+}
+
+/// The chunks of an `imap`, readable as they finish.
+pub(crate) struct Stream<T> {
+    ordered: bool,
+    state: Mutex<StreamState<T>>,
+    ready: Condvar,
+    progress: Progress,
+}
+
+impl<T> Stream<T> {
+    pub(crate) fn new(chunks: usize, ordered: bool, progress: Progress) -> Self {
+        let state = StreamState {
+            by_index: BTreeMap::new(),
+            in_order: VecDeque::new(),
+            next: 0,
+            remaining: chunks,
+            waiters: 0,
+        };
+        Stream { ordered, state: Mutex::new(state), ready: Condvar::new(), progress }
+    }
+}
+
+impl<T: Send> Outcomes<T> for Stream<T> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.deliver_quietly(index, outcome);
+        self.flush();
+    }
+
+    fn flush(&self) {
+        if lock(&self.state).waiters > 0 {
+            self.ready.notify_all();
+        }
+    }
+
+    fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
+        if let Ok(values) = &outcome {
+            self.progress.advance(values.len());
+        }
+        let mut state = lock(&self.state);
+        if self.ordered {
+            state.by_index.insert(index, outcome);
+        } else {
+            state.in_order.push_back(outcome);
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining == 0 {
+            self.progress.finish();
+        }
+    }
+}
+
+/// The results of [`Pool::imap`](super::Pool::imap) and
+/// [`imap_unordered`](super::Pool::imap_unordered): an iterator that yields each task's value as
+/// soon as it (and, for `imap`, every task before it) has finished (CPython `IMapIterator`).
+///
+/// A failed task yields its error in its place and the iteration goes on.
+#[doc(alias = "IMapIterator")]
+#[doc(alias = "IMapUnorderedIterator")]
+pub struct Imap<T> {
+    stream: Arc<Stream<T>>,
+    current: std::vec::IntoIter<T>,
+    /// Chunks taken from the stream in one go, not yet yielded.
+    taken: VecDeque<Result<Vec<T>>>,
+    /// Chunks whose outcome was yielded so far (the error of a failed chunk is yielded once).
+    chunks_read: usize,
+    chunks: usize,
+}
+
+impl<T> Imap<T> {
+    pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize) -> Self {
+        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, chunks }
+    }
+
+    /// The next value, waiting up to `timeout` for it (CPython `next(timeout)`): `None` at the
+    /// end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if it did not come in time (the iterator stays usable); a failed task's
+    /// error.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<T>> {
+        self.next_until(Deadline::after(Some(timeout)))
+    }
+
+    fn next_until(&mut self, deadline: Deadline) -> Option<Result<T>> {
+        loop {
+            if let Some(value) = self.current.next() {
+                return Some(Ok(value));
+            }
+            if self.chunks_read == self.chunks {
+                return None;
+            }
+            match self.wait_chunk(deadline) {
+                Ok(values) => {
+                    self.chunks_read += 1;
+                    self.current = values.into_iter();
+                }
+                Err(e @ Error::Timeout(_)) => return Some(Err(e)),
+                Err(e) => {
+                    self.chunks_read += 1;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The next chunk's outcome; takes every chunk that is ready in one lock (the scheduler
+    /// delivers them in bursts).
+    fn wait_chunk(&mut self, deadline: Deadline) -> Result<Vec<T>> {
+        if let Some(outcome) = self.taken.pop_front() {
+            return outcome;
+        }
+        let stream = &self.stream;
+        let mut state = lock(&stream.state);
+        loop {
+            if stream.ordered {
+                loop {
+                    let next = state.next;
+                    let Some(outcome) = state.by_index.remove(&next) else { break };
+                    state.next += 1;
+                    self.taken.push_back(outcome);
+                }
+            } else {
+                let ready = state.in_order.len();
+                state.next += ready;
+                self.taken.append(&mut state.in_order);
+            }
+            if let Some(outcome) = self.taken.pop_front() {
+                return outcome;
+            }
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return Err(deadline.timeout_error());
+            }
+            state.waiters += 1;
+            state = match left {
+                None => stream.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => stream.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0,
+            };
+            state.waiters -= 1;
+        }
+    }
+}
+
+impl<T> Iterator for Imap<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        self.next_until(Deadline::NONE)
+    }
+}
+
+impl<T> std::fmt::Debug for Imap<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap").field("chunks", &self.chunks).field("chunks_read", &self.chunks_read).finish()
+    }
+}

@@ -1,0 +1,727 @@
+//! Process pools (CPython `multiprocessing.Pool`), thread pools (`multiprocessing.pool.ThreadPool`)
+//! and an executor in the manner of `concurrent.futures`.
+//!
+//! ```no_run
+//! use multiproc::pool::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! # fn main() -> multiproc::Result<()> {
+//! let pool = Pool::new(4)?;
+//! let squares = pool.map(square, 0..100)?;
+//! assert_eq!(squares[9], 81);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A task is a plain `fn` item or a closure that captures nothing, with serde arguments, exactly
+//! like a [`Process`](crate::Process) target ([`Task`]). It returns a value, or a `Result`: an `Err`
+//! (like a panic) fails the task, and [`AsyncResult::get`] returns [`Error::TaskFailed`] with its
+//! message. [`ThreadPool`] has the same methods and takes capturing closures.
+//!
+//! # A pool that never hangs
+//!
+//! CPython's `Pool` waits forever for a task whose worker died (gh-66587), and its
+//! `ProcessPoolExecutor` breaks as a whole. Here the parent always knows which task each worker
+//! runs (see the `scheduler` and `protocol` modules), and watches every worker's pidfd:
+//!
+//! * a worker that dies in a task (killed, aborted, crashed, `exit`) fails exactly that task with
+//!   [`Error::WorkerDied`], which says how it ended; a new worker takes its place and every other
+//!   task completes. With [`Options::retries`] the task runs again instead. (Workers send the
+//!   outcomes of tiny tasks in batches, within about a millisecond: tiny tasks a dying worker had
+//!   finished but not yet reported run again on another worker);
+//! * a task over its timeout ([`PoolBuilder::task_timeout`], [`Options::timeout`]) is killed with
+//!   its worker and fails with [`Error::TaskTimedOut`];
+//! * a callback that panics is reported and ignored (CPython gh-83371 hangs);
+//! * [`terminate`](Pool::terminate), or dropping the pool, kills the workers and fails every
+//!   unfinished result with [`Error::PoolTerminated`] instead of leaving it waiting.
+//!
+//! # Observability
+//!
+//! [`Pool::stats`] counts tasks done and failed and workers started and restarted. The scheduler
+//! logs worker starts, ends and failures with `tracing` (debug level); each worker runs each chunk
+//! of tasks in a `pool.chunk` span with its id (set up a subscriber in the workers with
+//! [`PoolBuilder::initializer`] to collect them). With the `progress` feature,
+//! `Options::progress` draws a bar with done/total, rate and time left for a map or imap.
+//!
+//! # Layout
+//!
+//! * `task`: what a task function is and how a worker is told which one to call;
+//! * `protocol`: the messages between a pool and its workers, apart from their transport;
+//! * `worker`: the worker process's loop;
+//! * `scheduler`: the parent's thread that owns the workers;
+//! * `result`, `collect`: [`AsyncResult`] and where a job's outcomes go ([`Imap`]);
+//! * `chunking`: CPython's default chunk size;
+//! * `thread_pool`, `executor`, `progress`.
+
+mod chunking;
+mod collect;
+mod executor;
+mod progress;
+mod protocol;
+mod result;
+mod scheduler;
+pub(crate) mod task;
+mod thread_pool;
+pub(crate) mod worker;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use self::collect::Imap;
+use self::collect::{Collect, One, Outcomes, Stream};
+pub use self::executor::Executor;
+use self::progress::Progress;
+pub use self::result::AsyncResult;
+use self::scheduler::{Chunk, Decoding, RunState, Shared, WorkerConfig};
+pub use self::task::{Task, TaskReturn, TaskValue};
+pub use self::thread_pool::ThreadPool;
+use crate::context::{Context, StartMethod};
+use crate::error::{Error, Result};
+use crate::process::Target;
+use crate::process::target::Job;
+use crate::reduction;
+
+/// A pool of worker processes (CPython `multiprocessing.Pool`). See the [module](self) docs.
+///
+/// Dropping a pool terminates it (CPython's `with Pool() as p:`); call [`close`](Self::close) and
+/// [`join`](Self::join) to let queued work finish first.
+#[doc(alias = "multiprocessing.Pool")]
+pub struct Pool {
+    shared: Arc<Shared>,
+    scheduler: Mutex<Option<JoinHandle<()>>>,
+    processes: usize,
+    timeout: Option<Duration>,
+    retries: u32,
+}
+
+/// Configures a [`Pool`] (CPython `Pool(processes, initializer, initargs, maxtasksperchild,
+/// context)`).
+#[must_use = "a builder does nothing until built"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    max_tasks: Option<u64>,
+    #[allow(clippy::type_complexity)]
+    initializer: Option<Box<dyn Fn() -> Result<Job> + Send + Sync>>,
+    timeout: Option<Duration>,
+    retries: u32,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("method", &self.method)
+            .field("max_tasks_per_child", &self.max_tasks)
+            .field("initializer", &self.initializer.is_some())
+            .field("task_timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of workers (default: [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = Some(processes);
+        self
+    }
+
+    /// Runs `initializer(args...)` in each worker when it starts (CPython `initializer`,
+    /// `initargs`). An initializer that fails (panics, returns `Err` or a non-zero code) breaks the
+    /// pool: its tasks fail with a message saying so, instead of workers being restarted forever.
+    #[doc(alias = "initargs")]
+    pub fn initializer<F, Args>(mut self, initializer: F, args: Args) -> Self
+    where
+        F: Target<Args> + Sync,
+        Args: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.initializer = Some(Box::new(move || Job::from_fn(initializer, &args)));
+        self
+    }
+
+    /// Replaces each worker after it has run `tasks` tasks (chunks), to release resources a task
+    /// leaks (CPython `maxtasksperchild`; default: never).
+    #[doc(alias = "maxtasksperchild")]
+    pub fn max_tasks_per_child(mut self, tasks: u64) -> Self {
+        self.max_tasks = Some(tasks);
+        self
+    }
+
+    /// The start method of the workers (default: the default context's). The fork method is
+    /// refused: the pool starts replacement workers from its scheduler thread.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// The start method of `context` (CPython `Pool(context=...)`, `ctx.Pool()`).
+    pub fn context(self, context: &Context) -> Self {
+        self.start_method(context.start_method())
+    }
+
+    /// The default time limit of each task (per call: [`Options::timeout`]); a task over it is
+    /// killed with its worker and fails with [`Error::TaskTimedOut`]. Default: none.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The default number of times a task whose worker died is run again before it fails with
+    /// [`Error::WorkerDied`] (per call: [`Options::retries`]). Default 0: only idempotent tasks
+    /// should be retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] for zero processes, `max_tasks_per_child(0)` or the fork method
+    /// (CPython raises `ValueError`); any error starting a worker, after the workers already
+    /// started are killed and reaped.
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes == 0 {
+            return Err(Error::InvalidState("Number of processes must be at least 1".into()));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(Error::InvalidState("maxtasksperchild must be a positive number of tasks".into()));
+        }
+        let method = self.method.unwrap_or_else(crate::get_start_method);
+        if method == StartMethod::Fork {
+            return Err(Error::InvalidState(
+                "a pool cannot use the fork start method: it starts replacement workers from a helper thread; \
+                 use forkserver (the default) or spawn"
+                    .into(),
+            ));
+        }
+        let config = WorkerConfig { processes, method, max_tasks: self.max_tasks, initializer: self.initializer };
+        let (shared, scheduler) = scheduler::start(config)?;
+        let thread = std::thread::Builder::new()
+            .name("multiproc-pool".into())
+            .spawn(move || scheduler.run())
+            .map_err(|e| Error::io("start the pool's scheduler thread", e))?;
+        Ok(Pool {
+            shared,
+            scheduler: Mutex::new(Some(thread)),
+            processes,
+            timeout: self.timeout,
+            retries: self.retries,
+        })
+    }
+}
+
+type Callback<T> = Box<dyn FnOnce(&T) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
+
+/// Per-call options: chunk size, timeout, retries, callbacks, progress bar. `T` is what the call
+/// delivers (`Vec<T>` for a map).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiproc::pool::{Options, Pool};
+///
+/// fn slow(x: u64) -> u64 { std::thread::sleep(Duration::from_millis(x)); x }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(2)?;
+/// let options = Options::new()
+///     .timeout(Duration::from_secs(1))
+///     .callback(|v: &u64| println!("done: {v}"))
+///     .error_callback(|e| eprintln!("failed: {e}"));
+/// let result = pool.apply_async_with(slow, (10,), options)?;
+/// assert_eq!(result.get()?, 10);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "options do nothing until passed to a call"]
+pub struct Options<T> {
+    chunksize: Option<usize>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+    callback: Option<Callback<T>>,
+    error_callback: Option<ErrorCallback>,
+    progress: bool,
+}
+
+impl<T> Default for Options<T> {
+    fn default() -> Self {
+        Options { chunksize: None, timeout: None, retries: None, callback: None, error_callback: None, progress: false }
+    }
+}
+
+impl<T> std::fmt::Debug for Options<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("chunksize", &self.chunksize)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("callback", &self.callback.is_some())
+            .field("error_callback", &self.error_callback.is_some())
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+impl<T> Options<T> {
+    /// No options: the pool's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many inputs travel to a worker as one task (CPython `chunksize`; default for `map`:
+    /// CPython's `len / (4 * processes)` rounded up, for `imap`: 1).
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    /// The time limit of each task (chunk) of this call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many times a task of this call is run again when its worker dies.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// Called with the value when the call succeeds, in the pool's scheduler thread (CPython
+    /// `callback`); it should be quick. A panic in it is reported and ignored.
+    pub fn callback(mut self, callback: impl FnOnce(&T) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(callback));
+        self
+    }
+
+    /// Called with the error when the call fails (CPython `error_callback`).
+    pub fn error_callback(mut self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.error_callback = Some(Box::new(callback));
+        self
+    }
+
+    /// Draws a progress bar (done/total, rate, time left) on standard error for a `map` or
+    /// `imap` (the `progress` feature).
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+}
+
+/// Counters of a pool's work (see [`Pool::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Tasks (single calls) that succeeded.
+    pub tasks_done: u64,
+    /// Tasks that failed: returned `Err`, panicked, timed out, died with their worker, or were
+    /// terminated.
+    pub tasks_failed: u64,
+    /// Workers replaced because they died or were killed (not counting `maxtasksperchild`).
+    pub workers_restarted: u64,
+    /// Workers started in all.
+    pub workers_started: u64,
+}
+
+impl Pool {
+    /// A pool of `processes` workers with the default start method.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for the other settings.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder { processes: None, method: None, max_tasks: None, initializer: None, timeout: None, retries: 0 }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// The counters: tasks done and failed, workers restarted and started.
+    pub fn stats(&self) -> PoolStats {
+        let stats = &self.shared.stats;
+        PoolStats {
+            tasks_done: stats.done.load(Ordering::Relaxed),
+            tasks_failed: stats.failed.load(Ordering::Relaxed),
+            workers_restarted: stats.restarted.load(Ordering::Relaxed),
+            workers_started: stats.started.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Calls `f(args...)` in a worker and waits for its value (CPython `apply`).
+    ///
+    /// # Errors
+    ///
+    /// The task's failure ([`Error::TaskFailed`], [`Error::WorkerDied`], [`Error::TaskTimedOut`]);
+    /// [`Error::InvalidState`] if the pool is closed; [`Error::Codec`] if the arguments do not
+    /// encode.
+    pub fn apply<F: Task<Args>, Args: Serialize>(&self, f: F, args: Args) -> Result<F::Output> {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Calls `f(args...)` in a worker; the value comes later (CPython `apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if the pool is closed or terminated.
+    pub fn apply_async<F: Task<Args>, Args: Serialize>(&self, f: F, args: Args) -> Result<AsyncResult<F::Output>> {
+        self.apply_async_with(f, args, Options::new())
+    }
+
+    /// [`apply_async`](Self::apply_async) with callbacks, a timeout or retries.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Self::apply_async).
+    pub fn apply_async_with<F: Task<Args>, Args: Serialize>(
+        &self,
+        _f: F,
+        args: Args,
+        options: Options<F::Output>,
+    ) -> Result<AsyncResult<F::Output>> {
+        let (result, promise) = result::promise();
+        promise.set_callbacks(options.callback, options.error_callback);
+        let outcomes: Arc<dyn Outcomes<F::Output>> = Arc::new(One { promise });
+        let call = CallSettings::new(self, options.timeout, options.retries, 1);
+        self.submit::<F::Output, Args>(
+            <F as task::sealed::TaskFn<Args>>::entry(),
+            std::slice::from_ref(&args),
+            call,
+            outcomes,
+        )?;
+        Ok(result)
+    }
+
+    /// Applies `f` to every item, in the workers, and returns the values in order (CPython `map`).
+    ///
+    /// # Errors
+    ///
+    /// The first failed task's error, once every task has finished (CPython bpo-23992); as
+    /// [`apply`](Self::apply).
+    pub fn map<F: Task<(A,)>, A: Serialize>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<F::Output>> {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`map`](Self::map) without waiting (CPython `map_async`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if the pool is closed or terminated.
+    pub fn map_async<F: Task<(A,)>, A: Serialize>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<AsyncResult<Vec<F::Output>>> {
+        self.map_async_with(f, items, Options::new())
+    }
+
+    /// [`map_async`](Self::map_async) with a chunk size, callbacks, a timeout, retries or a
+    /// progress bar.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Self::map_async).
+    pub fn map_async_with<F: Task<(A,)>, A: Serialize>(
+        &self,
+        _f: F,
+        items: impl IntoIterator<Item = A>,
+        options: Options<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>> {
+        let items: Vec<A> = items.into_iter().collect();
+        self.collect_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options)
+    }
+
+    /// Like [`map`](Self::map) for a function of several arguments: each item is a tuple of them
+    /// (CPython `starmap`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn starmap<F: Task<Args>, Args: Serialize>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<Vec<F::Output>> {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// [`starmap`](Self::starmap) without waiting (CPython `starmap_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Self::map_async).
+    pub fn starmap_async<F: Task<Args>, Args: Serialize>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<AsyncResult<Vec<F::Output>>> {
+        self.starmap_async_with(f, items, Options::new())
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Self::map_async).
+    pub fn starmap_async_with<F: Task<Args>, Args: Serialize>(
+        &self,
+        _f: F,
+        items: impl IntoIterator<Item = Args>,
+        options: Options<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>> {
+        let items: Vec<Args> = items.into_iter().collect();
+        self.collect_job(<F as task::sealed::TaskFn<Args>>::entry(), &items, options)
+    }
+
+    /// Applies `f` to every item; the values come back in order as they finish (CPython `imap`,
+    /// chunk size 1 by default). The items are read and queued at once, as CPython's task handler
+    /// does; the values are yielded lazily, each as soon as it and those before it are done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if the pool is closed or terminated; a task's failure is yielded in
+    /// its place.
+    pub fn imap<F: Task<(A,)>, A: Serialize>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<F::Output>> {
+        self.imap_with(f, items, Options::new())
+    }
+
+    /// [`imap`](Self::imap) with a chunk size, a timeout, retries or a progress bar (callbacks
+    /// are not used).
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Self::imap).
+    pub fn imap_with<F: Task<(A,)>, A: Serialize>(
+        &self,
+        _f: F,
+        items: impl IntoIterator<Item = A>,
+        options: Options<F::Output>,
+    ) -> Result<Imap<F::Output>> {
+        let items: Vec<A> = items.into_iter().collect();
+        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, true)
+    }
+
+    /// Like [`imap`](Self::imap), but the values come in the order they finish (CPython
+    /// `imap_unordered`).
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Self::imap).
+    pub fn imap_unordered<F: Task<(A,)>, A: Serialize>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<F::Output>> {
+        self.imap_unordered_with(f, items, Options::new())
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Self::imap).
+    pub fn imap_unordered_with<F: Task<(A,)>, A: Serialize>(
+        &self,
+        _f: F,
+        items: impl IntoIterator<Item = A>,
+        options: Options<F::Output>,
+    ) -> Result<Imap<F::Output>> {
+        let items: Vec<A> = items.into_iter().collect();
+        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, false)
+    }
+
+    /// No more tasks; the workers exit once the queued ones are done (CPython `close`).
+    pub fn close(&self) {
+        self.shared.set_state(RunState::Closed);
+    }
+
+    /// Kills the workers now; every unfinished result fails with [`Error::PoolTerminated`]
+    /// (CPython `terminate`).
+    pub fn terminate(&self) {
+        self.shared.set_state(RunState::Terminated);
+    }
+
+    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate) (CPython `join`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
+    pub fn join(&self) -> Result<()> {
+        if self.shared.state() == RunState::Running {
+            return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
+        }
+        let thread = self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = &thread
+            && thread.thread().id() == std::thread::current().id()
+        {
+            return Err(Error::InvalidState("a pool callback cannot join its own pool".into()));
+        }
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            return Err(Error::InvalidState("the pool's scheduler thread panicked".into()));
+        }
+        Ok(())
+    }
+
+    /// Cancels every task not yet handed to a worker (their results fail with
+    /// [`Error::Cancelled`]).
+    pub fn cancel_queued(&self) {
+        self.shared.cancel_queued();
+    }
+
+    /// Closes the pool and lets its scheduler finish the queue in the background, without waiting.
+    pub(crate) fn close_detached(mut self) {
+        self.close();
+        // Without its thread handle, dropping `self` neither terminates nor waits.
+        let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        drop(thread);
+    }
+
+    fn collect_job<T, I>(
+        &self,
+        entry: task::ChunkEntry,
+        items: &[I],
+        options: Options<Vec<T>>,
+    ) -> Result<AsyncResult<Vec<T>>>
+    where
+        T: DeserializeOwned + Send + 'static,
+        I: Serialize,
+    {
+        let chunksize = options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.processes));
+        let (result, promise) = result::promise();
+        promise.set_callbacks(options.callback, options.error_callback);
+        let progress = Progress::new(items.len(), options.progress);
+        let outcomes: Arc<dyn Outcomes<T>> = Arc::new(Collect::new(promise, items.len(), chunksize, progress));
+        let call = CallSettings::new(self, options.timeout, options.retries, chunksize);
+        self.submit::<T, I>(entry, items, call, outcomes)?;
+        Ok(result)
+    }
+
+    fn stream_job<T, I>(
+        &self,
+        entry: task::ChunkEntry,
+        items: &[I],
+        options: Options<T>,
+        ordered: bool,
+    ) -> Result<Imap<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+        I: Serialize,
+    {
+        let chunksize = options.chunksize.unwrap_or(1);
+        let chunks = items.len().div_ceil(chunksize);
+        let stream = Arc::new(Stream::new(chunks, ordered, Progress::new(items.len(), options.progress)));
+        let outcomes: Arc<dyn Outcomes<T>> = stream.clone();
+        let call = CallSettings::new(self, options.timeout, options.retries, chunksize);
+        self.submit::<T, I>(entry, items, call, outcomes)?;
+        Ok(Imap::new(stream, chunks))
+    }
+
+    /// Cuts `items` into chunks and queues them; a chunk whose arguments do not encode fails at
+    /// once with the encoding error.
+    fn submit<T, I>(
+        &self,
+        entry: task::ChunkEntry,
+        items: &[I],
+        call: CallSettings,
+        outcomes: Arc<dyn Outcomes<T>>,
+    ) -> Result<()>
+    where
+        T: DeserializeOwned + Send + 'static,
+        I: Serialize,
+    {
+        let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
+        let entry = task::entry_offset(entry);
+        let mut chunks = Vec::with_capacity(items.len().div_ceil(call.chunksize));
+        let mut unencodable = Vec::new();
+        for (index, range) in chunking::chunk_ranges(items.len(), call.chunksize).enumerate() {
+            let tasks = range.len();
+            match reduction::encode(&items[range]) {
+                Ok(message) => chunks.push(Chunk {
+                    sink: Arc::clone(&sink),
+                    index,
+                    tasks,
+                    entry,
+                    args: message.bytes,
+                    fds: message.fds,
+                    timeout: call.timeout,
+                    retries: call.retries,
+                }),
+                Err(e) => unencodable.push((index, e)),
+            }
+        }
+        self.shared.submit(chunks)?;
+        for (index, e) in unencodable {
+            sink.complete(index, Err(e));
+        }
+        Ok(())
+    }
+}
+
+/// The settings one call's chunks carry.
+struct CallSettings {
+    timeout: Option<Duration>,
+    retries: u32,
+    chunksize: usize,
+}
+
+impl CallSettings {
+    fn new(pool: &Pool, timeout: Option<Duration>, retries: Option<u32>, chunksize: usize) -> Self {
+        CallSettings {
+            timeout: timeout.or(pool.timeout),
+            retries: retries.unwrap_or(pool.retries),
+            chunksize: chunksize.max(1),
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool and waits for its workers, unless it was joined already (or detached
+    /// by an executor's `shutdown(wait = false)`, which lets the queue finish in the background).
+    fn drop(&mut self) {
+        let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            self.terminate();
+            // The last handle can be dropped by the scheduler itself (a callback holding it):
+            // it cannot wait for itself, and it ends on its own after the termination.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("state", &self.shared.state())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,836 @@
+//! Process pools, thread pools and the executor: CPython's pool conformance items that apply, and
+//! the failures CPython hangs on, provoked for real (SIGKILL from the test, abort, a segfault, exit,
+//! a hung task).
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Outbox, channel, send, sigkill, wait_for_exit_of, watchdog};
+use multiproc::pool::{Executor, Options, Pool, ThreadPool};
+use multiproc::{Error, Handle, StartMethod};
+use serde::{Deserialize, Serialize};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn pid(_: u32) -> u32 {
+    std::process::id()
+}
+
+fn parse(text: String) -> Result<i64, std::num::ParseIntError> {
+    text.parse()
+}
+
+fn panics(x: u32) -> u32 {
+    if x == 3 {
+        panic!("task {x} refuses");
+    }
+    x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Reports its pid to the test, then waits to be killed.
+fn report_pid_and_hang(outbox: Outbox) -> u32 {
+    send(&outbox, &std::process::id().to_string());
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+fn abort_now() -> u32 {
+    std::process::abort()
+}
+
+fn segfault() -> u32 {
+    // A deliberate bad write: address 16 is never mapped.
+    let address = 16usize as *mut u8;
+    // SAFETY: none; this is the crash under test. The write is volatile so it is not optimized out.
+    unsafe { std::ptr::write_volatile(address, 1) };
+    0
+}
+
+fn exit_three() -> u32 {
+    std::process::exit(3)
+}
+
+/// Dies the first time (leaving `marker`), succeeds when run again.
+fn die_once(marker: String) -> u32 {
+    if std::fs::metadata(&marker).is_err() {
+        std::fs::write(&marker, b"ran").unwrap();
+        std::process::abort();
+    }
+    7
+}
+
+fn greet_init(outbox: Outbox) {
+    send(&outbox, &format!("init {}", std::process::id()));
+}
+
+fn failing_init() -> Result<(), String> {
+    Err("no database".into())
+}
+
+fn echo_to(outbox: Handle<UnixDatagram>, text: String) -> usize {
+    outbox.send(text.as_bytes()).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value refuses to be encoded"))
+    }
+}
+
+fn take_unencodable(_: Unencodable) -> u32 {
+    0
+}
+
+fn pool(n: usize) -> Pool {
+    Pool::new(n).expect("pool")
+}
+
+#[test]
+fn apply_and_apply_async() {
+    watchdog("apply_and_apply_async", 60, || {
+        let pool = pool(2);
+        assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+        assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
+        let results: Vec<_> = (0..20).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+        let values: Vec<u64> = results.into_iter().map(|r| r.get().unwrap()).collect();
+        assert_eq!(values, (0..20).map(|i| i * i).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn map_starmap_and_chunksizes() {
+    watchdog("map_starmap_and_chunksizes", 60, || {
+        let pool = pool(3);
+        let expected: Vec<u64> = (0..100).map(|i| i * i).collect();
+        assert_eq!(pool.map(square, 0..100).unwrap(), expected);
+        for chunksize in [1, 7, 20, 1000] {
+            let result = pool.map_async_with(square, 0..100, Options::new().chunksize(chunksize)).unwrap();
+            assert_eq!(result.get().unwrap(), expected, "chunksize {chunksize}");
+        }
+        let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, 2 * i)).collect();
+        assert_eq!(pool.starmap(add, pairs.clone()).unwrap(), (0..50).map(|i| 3 * i).collect::<Vec<_>>());
+        assert_eq!(pool.starmap_async(add, pairs).unwrap().get().unwrap()[49], 147);
+    });
+}
+
+#[test]
+fn empty_inputs_complete() {
+    watchdog("empty_inputs_complete", 60, || {
+        let pool = pool(2);
+        assert!(pool.map(square, Vec::new()).unwrap().is_empty());
+        assert!(
+            pool.map_async_with(square, Vec::new(), Options::new().chunksize(1)).unwrap().get().unwrap().is_empty()
+        );
+        assert_eq!(pool.imap(square, Vec::new()).unwrap().count(), 0);
+        assert_eq!(pool.imap_unordered(square, Vec::new()).unwrap().count(), 0);
+    });
+}
+
+#[test]
+fn map_async_callbacks() {
+    watchdog("map_async_callbacks", 60, || {
+        let pool = pool(2);
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (ok, err) = (Arc::clone(&seen), Arc::clone(&seen));
+        let options = Options::new()
+            .callback(move |v: &Vec<i64>| ok.lock().unwrap().push(format!("callback {v:?}")))
+            .error_callback(move |e| err.lock().unwrap().push(format!("error {e}")));
+        pool.map_async_with(parse, vec!["1".to_string()], options).unwrap().wait();
+        let (ok, err) = (Arc::clone(&seen), Arc::clone(&seen));
+        let options = Options::new()
+            .callback(move |v: &Vec<i64>| ok.lock().unwrap().push(format!("callback {v:?}")))
+            .error_callback(move |e| err.lock().unwrap().push(format!("error {e}")));
+        let failed = pool.map_async_with(parse, vec!["a".to_string()], options).unwrap();
+        assert!(matches!(failed.get(), Err(Error::TaskFailed { .. })));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0], "callback [1]");
+        assert!(seen[1].starts_with("error a pool task failed: invalid digit"), "{}", seen[1]);
+        assert_eq!(seen.len(), 2);
+    });
+}
+
+#[test]
+fn callbacks_run_in_the_parent_and_a_panicking_one_does_not_hang_the_pool() {
+    watchdog("callbacks_run_in_the_parent", 60, || {
+        let pool = pool(2);
+        let where_ran = Arc::new(AtomicUsize::new(0));
+        let w = Arc::clone(&where_ran);
+        pool.apply_async_with(
+            pid,
+            (0,),
+            Options::new().callback(move |_| w.store(std::process::id() as usize, Ordering::SeqCst)),
+        )
+        .unwrap()
+        .get()
+        .unwrap();
+        assert_eq!(where_ran.load(Ordering::SeqCst), std::process::id() as usize);
+        // gh-83371: a callback that raises hangs CPython's pool.
+        let r = pool.apply_async_with(square, (3,), Options::new().callback(|_| panic!("callback panics"))).unwrap();
+        assert_eq!(r.get().unwrap(), 9);
+        assert_eq!(pool.map(square, 0..10).unwrap()[3], 9);
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn task_failures_carry_their_message() {
+    watchdog("task_failures_carry_their_message", 60, || {
+        let pool = pool(2);
+        match pool.apply(panics, (3,)) {
+            Err(Error::TaskFailed { message }) => {
+                assert!(message.contains("task 3 refuses"), "{message}");
+                assert!(message.contains("tests/pool.rs"), "{message}");
+            }
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        match pool.apply(parse, ("x".to_string(),)) {
+            Err(Error::TaskFailed { message }) => assert!(message.contains("invalid digit"), "{message}"),
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        // A failing map fails after every task ran (bpo-23992), and close/join still work.
+        assert!(matches!(
+            pool.map_async_with(panics, 0..10, Options::new().chunksize(1)).unwrap().get(),
+            Err(Error::TaskFailed { .. })
+        ));
+        let stats = pool.stats();
+        assert_eq!(stats.tasks_done, 9);
+        assert_eq!(stats.tasks_failed, 3);
+        assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn unencodable_arguments_fail_instead_of_hanging() {
+    watchdog("unencodable_arguments", 60, || {
+        let pool = pool(2);
+        assert!(matches!(pool.map(take_unencodable, vec![Unencodable, Unencodable]), Err(Error::Codec { .. })));
+        assert!(matches!(pool.apply(take_unencodable, (Unencodable,)), Err(Error::Codec { .. })));
+        assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+    });
+}
+
+#[test]
+fn get_timeout_and_wait() {
+    watchdog("get_timeout_and_wait", 60, || {
+        let pool = pool(1);
+        let r = pool.apply_async(sleep_ms, (300,)).unwrap();
+        let t = Instant::now();
+        assert!(matches!(r.get_timeout(Duration::from_millis(50)), Err(Error::Timeout(_))));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(!r.ready());
+        assert!(r.successful().is_err());
+        assert!(r.wait_timeout(Duration::from_secs(10)));
+        assert!(r.successful().unwrap());
+        assert_eq!(r.get().unwrap(), 300);
+    });
+}
+
+#[test]
+fn imap_in_order_and_unordered() {
+    watchdog("imap_in_order_and_unordered", 60, || {
+        let pool = pool(3);
+        let values: Vec<u64> = pool.imap(square, 0..10).unwrap().map(Result::unwrap).collect();
+        assert_eq!(values, (0..10).map(|i| i * i).collect::<Vec<_>>());
+        let values: Vec<u64> =
+            pool.imap_with(square, 0..1000, Options::new().chunksize(100)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(values, (0..1000).map(|i| i * i).collect::<Vec<_>>());
+        let mut values: Vec<u64> = pool.imap_unordered(square, 0..100).unwrap().map(Result::unwrap).collect();
+        values.sort();
+        assert_eq!(values, (0..100).map(|i| i * i).collect::<Vec<_>>());
+        let mut it = pool.imap(sleep_ms, vec![400]).unwrap();
+        assert!(matches!(it.next_timeout(Duration::from_millis(20)), Some(Err(Error::Timeout(_)))));
+        assert_eq!(it.next().unwrap().unwrap(), 400);
+        assert!(it.next().is_none());
+        // A failed task yields its error in its place, and the rest go on.
+        let out: Vec<_> = pool.imap(panics, 0..6).unwrap().collect();
+        assert!(matches!(out[3], Err(Error::TaskFailed { .. })));
+        assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 5);
+    });
+}
+
+#[test]
+fn pool_sizes() {
+    watchdog("pool_sizes", 60, || {
+        assert!(matches!(Pool::new(0), Err(Error::InvalidState(_))));
+        assert!(matches!(Pool::builder().processes(1).max_tasks_per_child(0).build(), Err(Error::InvalidState(_))));
+        assert!(matches!(
+            Pool::builder().processes(1).start_method(StartMethod::Fork).build(),
+            Err(Error::InvalidState(_))
+        ));
+        let pool = pool(3);
+        assert_eq!(pool.processes(), 3);
+        assert_eq!(pool.stats().workers_started, 3);
+    });
+}
+
+#[test]
+fn pool_of_200() {
+    watchdog("pool_of_200", 120, || {
+        let pool = pool(200);
+        let squares = pool.map(square, 0..1000).unwrap();
+        assert_eq!(squares.iter().sum::<u64>(), 332_833_500);
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn terminate_returns_promptly_and_fails_what_was_left() {
+    watchdog("terminate_returns_promptly", 60, || {
+        let pool = pool(2);
+        let result = pool.map_async_with(sleep_ms, vec![1000; 10_000], Options::new().chunksize(1)).unwrap();
+        let single = pool.apply_async(sleep_ms, (1000,)).unwrap();
+        let t = Instant::now();
+        pool.terminate();
+        pool.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "terminate took {:?}", t.elapsed());
+        assert!(matches!(result.get(), Err(Error::PoolTerminated)));
+        assert!(matches!(single.get(), Err(Error::PoolTerminated)));
+    });
+}
+
+#[test]
+fn closed_pools_refuse_work_and_join_needs_close() {
+    watchdog("closed_pools_refuse_work", 60, || {
+        let pool = pool(2);
+        assert!(matches!(pool.join(), Err(Error::InvalidState(_))));
+        let pending = pool.map_async(sleep_ms, vec![50; 4]).unwrap();
+        pool.close();
+        assert!(matches!(pool.map_async(square, 0..3), Err(Error::InvalidState(_))));
+        assert!(matches!(pool.apply_async(square, (1,)), Err(Error::InvalidState(_))));
+        pool.join().unwrap();
+        assert_eq!(pending.get().unwrap(), vec![50; 4]);
+    });
+}
+
+#[test]
+fn initializer_runs_once_per_worker() {
+    watchdog("initializer_runs_once_per_worker", 60, || {
+        let (inbox, outbox) = channel();
+        let pool = Pool::builder().processes(2).initializer(greet_init, (outbox,)).build().unwrap();
+        let mut greeted: Vec<String> = (0..2).map(|_| inbox.recv(30)).collect();
+        greeted.sort();
+        let mut pids: Vec<u32> = pool.map_async_with(pid, 0..40, Options::new().chunksize(1)).unwrap().get().unwrap();
+        pids.sort();
+        pids.dedup();
+        for pid in pids {
+            assert!(greeted.contains(&format!("init {pid}")), "{pid} not in {greeted:?}");
+        }
+    });
+}
+
+#[test]
+fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
+    watchdog("failing_initializer", 60, || {
+        let pool = Pool::builder().processes(2).initializer(failing_init, ()).build().unwrap();
+        match pool.apply(square, (2,)) {
+            Err(Error::TaskFailed { message }) => assert!(message.contains("initializer"), "{message}"),
+            Err(Error::InvalidState(message)) => assert!(message.contains("initializer"), "{message}"),
+            other => panic!("expected the broken pool to say so, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    watchdog("max_tasks_per_child", 60, || {
+        let pool = Pool::builder().processes(2).max_tasks_per_child(10).build().unwrap();
+        let first: Vec<u32> = pool.map_async_with(pid, 0..100, Options::new().chunksize(1)).unwrap().get().unwrap();
+        assert_eq!(first.len(), 100);
+        let mut distinct = first.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 10, "100 tasks at 10 per worker need 10 workers, saw {}", distinct.len());
+        assert_eq!(pool.stats().workers_restarted, 0);
+        // bpo-10332: close with tasks pending, then join.
+        let pool = Pool::builder().processes(2).max_tasks_per_child(1).build().unwrap();
+        let result = pool.map_async_with(square, 0..6, Options::new().chunksize(1)).unwrap();
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(result.get().unwrap(), vec![0, 1, 4, 9, 16, 25]);
+    });
+}
+
+/// Runs `crash` in a pool among ordinary tasks and returns its error; the others must complete.
+fn crash_among_others<F: multiproc::pool::Task<(), Output = u32>>(crash: F) -> Error {
+    let pool = pool(2);
+    let before: Vec<_> = (0..5).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+    let crashed = pool.apply_async(crash, ()).unwrap();
+    let after: Vec<_> = (5..10).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+    let values: Vec<u64> = before.into_iter().chain(after).map(|r| r.get().unwrap()).collect();
+    assert_eq!(values, (0..10).map(|i| i * i).collect::<Vec<_>>());
+    let error = crashed.get().unwrap_err();
+    assert_eq!(pool.map(square, 0..20).unwrap().len(), 20, "the replaced worker serves");
+    assert_eq!(pool.stats().workers_restarted, 1);
+    error
+}
+
+#[test]
+fn a_worker_killed_by_the_test_fails_only_its_task() {
+    watchdog("worker_killed_by_sigkill", 60, || {
+        let pool = pool(2);
+        let (inbox, outbox) = channel();
+        let victim = pool.apply_async(report_pid_and_hang, (outbox,)).unwrap();
+        let others = pool.map_async_with(square, 0..50, Options::new().chunksize(1)).unwrap();
+        let pid: i32 = inbox.recv(30).parse().unwrap();
+        sigkill(pid);
+        match victim.get() {
+            Err(Error::WorkerDied { pid: died, how }) => {
+                assert_eq!(died, pid);
+                assert!(how.contains("SIGKILL"), "{how}");
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        assert_eq!(others.get().unwrap().len(), 50);
+        assert_eq!(pool.stats().workers_restarted, 1);
+        assert_eq!(pool.apply(square, (9,)).unwrap(), 81);
+    });
+}
+
+#[test]
+fn a_worker_that_aborts_fails_only_its_task() {
+    watchdog("worker_aborts", 60, || match crash_among_others(abort_now) {
+        Error::WorkerDied { how, .. } => assert!(how.contains("SIGABRT"), "{how}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    });
+}
+
+#[test]
+fn a_worker_that_segfaults_fails_only_its_task() {
+    watchdog("worker_segfaults", 60, || match crash_among_others(segfault) {
+        Error::WorkerDied { how, .. } => assert!(how.contains("SIGSEGV"), "{how}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    });
+}
+
+#[test]
+fn a_worker_that_exits_fails_only_its_task() {
+    watchdog("worker_exits", 60, || match crash_among_others(exit_three) {
+        Error::WorkerDied { how, .. } => assert_eq!(how, "exited with code 3"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    });
+}
+
+#[test]
+fn a_hung_task_times_out_and_its_worker_is_replaced() {
+    watchdog("hung_task_times_out", 60, || {
+        let pool = Pool::builder().processes(2).task_timeout(Duration::from_millis(300)).build().unwrap();
+        let hung = pool.apply_async(sleep_ms, (60_000,)).unwrap();
+        let quick = pool.map(square, 0..30).unwrap();
+        assert_eq!(quick.len(), 30);
+        let t = Instant::now();
+        assert!(matches!(hung.get(), Err(Error::TaskTimedOut(d)) if d == Duration::from_millis(300)));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(pool.stats().workers_restarted, 1);
+        // A per-call timeout overrides the pool's.
+        let slow = pool.apply_async_with(sleep_ms, (500,), Options::new().timeout(Duration::from_secs(20))).unwrap();
+        assert_eq!(slow.get().unwrap(), 500);
+        let short =
+            pool.apply_async_with(sleep_ms, (5_000,), Options::new().timeout(Duration::from_millis(100))).unwrap();
+        assert!(matches!(short.get(), Err(Error::TaskTimedOut(_))));
+        assert_eq!(pool.apply(square, (6,)).unwrap(), 36);
+    });
+}
+
+#[test]
+fn retries_rerun_a_task_whose_worker_died() {
+    watchdog("retries", 60, || {
+        let marker = std::env::temp_dir().join(format!("multiproc-pool-retry-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let pool = pool(2);
+        let marker_text = marker.to_string_lossy().into_owned();
+        let value = pool.apply_async_with(die_once, (marker_text,), Options::new().retries(1)).unwrap().get().unwrap();
+        assert_eq!(value, 7);
+        assert_eq!(pool.stats().workers_restarted, 1);
+        let _ = std::fs::remove_file(&marker);
+    });
+}
+
+#[test]
+fn dropping_a_pool_terminates_its_workers() {
+    watchdog("dropping_a_pool_terminates", 60, || {
+        let pool = pool(2);
+        let pids: Vec<u32> = pool.map_async_with(pid, 0..20, Options::new().chunksize(1)).unwrap().get().unwrap();
+        let pending = pool.apply_async(sleep_ms, (30_000,)).unwrap();
+        drop(pool);
+        assert!(matches!(pending.get(), Err(Error::PoolTerminated)));
+        for pid in pids {
+            assert!(wait_for_exit_of(pid as i32, 10), "worker {pid} still runs");
+        }
+    });
+}
+
+#[test]
+fn descriptors_travel_in_task_arguments() {
+    watchdog("descriptors_travel", 60, || {
+        let pool = pool(2);
+        let (inbox, outbox) = channel();
+        let sent = pool.apply(echo_to, (outbox, "through a pool".to_string())).unwrap();
+        assert_eq!(sent, 14);
+        assert_eq!(inbox.recv(10), "through a pool");
+    });
+}
+
+#[test]
+fn spawn_start_method_works() {
+    watchdog("spawn_start_method", 60, || {
+        let pool = Pool::builder().processes(2).context(&multiproc::get_context("spawn").unwrap()).build().unwrap();
+        assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
+    });
+}
+
+#[test]
+fn async_result_is_a_future() {
+    watchdog("async_result_is_a_future", 60, || {
+        let pool = pool(2);
+        let future = pool.apply_async(square, (12,)).unwrap();
+        assert_eq!(block_on(future).unwrap(), 144);
+    });
+}
+
+/// A minimal executor: polls on this thread, parks until woken.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn thread_pool_runs_capturing_closures() {
+    watchdog("thread_pool", 60, || {
+        let pool = ThreadPool::new(4).unwrap();
+        let base = 100u64;
+        assert_eq!(pool.map(move |x: u64| x + base, 0..5).unwrap(), vec![100, 101, 102, 103, 104]);
+        let text = String::from("captured");
+        assert_eq!(pool.apply(move || text.len()).unwrap(), 8);
+        match pool.apply(|| -> Result<u32, String> { Err("no luck".into()) }) {
+            Err(Error::TaskFailed { message }) => assert_eq!(message, "no luck"),
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let panicked = pool.apply(|| -> u32 { panic!("thread task panics") });
+        std::panic::set_hook(hook);
+        assert!(matches!(panicked, Err(Error::TaskFailed { message }) if message.contains("thread task panics")));
+        let ordered: Vec<u64> = pool.imap(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
+        assert_eq!(ordered, (0..50).map(|x| x * 2).collect::<Vec<_>>());
+        let mut unordered: Vec<u64> = pool.imap_unordered(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
+        unordered.sort();
+        assert_eq!(unordered, ordered);
+        assert!(pool.stats().tasks_done >= 106);
+        pool.close();
+        assert!(matches!(pool.apply(|| 1u8), Err(Error::InvalidState(_))));
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn executor_submit_map_and_shutdown() {
+    watchdog("executor", 60, || {
+        let mut executor = Executor::new(1).unwrap();
+        assert_eq!(executor.submit(square, (11,)).unwrap().get().unwrap(), 121);
+        let values: Vec<u64> = executor.map(square, 0..5).unwrap().map(Result::unwrap).collect();
+        assert_eq!(values, [0, 1, 4, 9, 16]);
+        let running = executor.submit(sleep_ms, (300,)).unwrap();
+        // The first task is handed to the worker before the rest queue behind it.
+        while !running.running() {
+            std::thread::yield_now();
+        }
+        let queued: Vec<_> = (0..5).map(|_| executor.submit(sleep_ms, (300,)).unwrap()).collect();
+        executor.shutdown(true, true).unwrap();
+        assert_eq!(running.get().unwrap(), 300);
+        // The worker may hold one more task ahead (its window); every other one is cancelled.
+        let outcomes: Vec<_> = queued.into_iter().map(|f| f.get()).collect();
+        let cancelled = outcomes.iter().filter(|o| matches!(o, Err(Error::Cancelled))).count();
+        assert!(cancelled >= 4, "{outcomes:?}");
+        assert!(outcomes.iter().all(|o| matches!(o, Ok(300) | Err(Error::Cancelled))), "{outcomes:?}");
+        assert!(matches!(executor.submit(square, (1,)), Err(Error::InvalidState(_))));
+    });
+}
+
+#[test]
+fn a_cancelled_result_is_not_run() {
+    watchdog("cancelled_result", 60, || {
+        let pool = pool(1);
+        let busy = pool.apply_async(sleep_ms, (200,)).unwrap();
+        let later = pool.apply_async(sleep_ms, (200,)).unwrap();
+        let last = pool.apply_async(sleep_ms, (200,)).unwrap();
+        let cancelled = last.cancel();
+        assert_eq!(busy.get().unwrap(), 200);
+        assert_eq!(later.get().unwrap(), 200);
+        if cancelled {
+            assert!(last.cancelled());
+            assert!(matches!(last.get(), Err(Error::Cancelled)));
+        }
+    });
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<ThreadPool>();
+    send_sync::<Executor>();
+    send_sync::<multiproc::AsyncResult<Vec<String>>>();
+    fn send<T: Send>() {}
+    send::<multiproc::pool::Imap<u64>>();
+}
+
+fn pool_in_child(outbox: Outbox) {
+    let pool = Pool::new(2).expect("pool in a child");
+    let sum: u64 = pool.map(square, 0..10).expect("map").iter().sum();
+    send(&outbox, &sum.to_string());
+}
+
+#[test]
+fn a_pool_works_inside_a_child_process() {
+    watchdog("pool_in_child", 60, || {
+        let (inbox, outbox) = channel();
+        let mut child = multiproc::Process::new(pool_in_child, (outbox,)).with_daemon(false);
+        child.start().unwrap();
+        assert_eq!(inbox.recv(30), "285");
+        assert_eq!(child.join().unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_pool_shared_by_threads() {
+    watchdog("pool_shared_by_threads", 60, || {
+        let pool = Arc::new(pool(2));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || pool.map(square, t * 100..(t + 1) * 100).unwrap())
+            })
+            .collect();
+        let all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert_eq!(all, (0..400).map(|i| i * i).collect::<Vec<_>>());
+        assert_eq!(pool.stats().tasks_done, 400);
+    });
+}
+
+#[cfg(feature = "progress")]
+#[test]
+fn progress_bars_do_not_change_results() {
+    watchdog("progress_bars", 60, || {
+        let pool = pool(2);
+        let values = pool.map_async_with(square, 0..200, Options::new().progress(true)).unwrap().get().unwrap();
+        assert_eq!(values.len(), 200);
+        let streamed: Vec<u64> =
+            pool.imap_with(square, 0..50, Options::new().progress(true)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(streamed.len(), 50);
+    });
+}
+
+#[test]
+fn repeated_kills_during_a_map_lose_no_other_task() {
+    watchdog("repeated_kills", 90, || {
+        let pool = pool(3);
+        let map = pool.map_async_with(sleep_ms, vec![2; 300], Options::new().chunksize(1)).unwrap();
+        let (inbox, outbox) = channel();
+        for round in 0..5 {
+            let victim = pool.apply_async(report_pid_and_hang, (Handle::new(outbox.try_clone().unwrap()),)).unwrap();
+            let pid: i32 = inbox.recv(30).parse().unwrap();
+            sigkill(pid);
+            assert!(matches!(victim.get(), Err(Error::WorkerDied { .. })), "round {round}");
+        }
+        assert_eq!(map.get().unwrap(), vec![2; 300]);
+        let stats = pool.stats();
+        assert_eq!(stats.workers_restarted, 5);
+        assert_eq!(stats.tasks_failed, 5);
+        assert_eq!(stats.tasks_done, 300);
+    });
+}
+
+/// A result type of the test's own: a `TaskValue` by one line; its encoding fails in the worker.
+#[derive(Debug, Deserialize)]
+struct RefusesToTravel;
+
+impl Serialize for RefusesToTravel {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this result refuses to be encoded"))
+    }
+}
+
+impl multiproc::pool::TaskValue for RefusesToTravel {}
+
+fn unencodable_result() -> RefusesToTravel {
+    RefusesToTravel
+}
+
+#[test]
+fn unencodable_results_fail_without_losing_workers() {
+    watchdog("unencodable_results", 60, || {
+        let pool = pool(2);
+        for _ in 0..20 {
+            match pool.apply(unencodable_result, ()) {
+                Err(Error::TaskFailed { message }) => {
+                    assert!(message.contains("could not encode the task's result"), "{message}")
+                }
+                other => panic!("expected a task failure, got {other:?}"),
+            }
+        }
+        assert_eq!(pool.stats().workers_restarted, 0);
+        assert_eq!(pool.stats().workers_started, 2);
+    });
+}
+
+#[test]
+fn max_tasks_per_child_three_with_one_worker() {
+    watchdog("max_tasks_three", 60, || {
+        let pool = Pool::builder().processes(1).max_tasks_per_child(3).build().unwrap();
+        let pids: Vec<u32> = (0..4).map(|i| pool.apply(pid, (i,)).unwrap()).collect();
+        assert_eq!((pids[0], pids[1]), (pids[2], pids[2]));
+        assert_ne!(pids[3], pids[0]);
+        assert_eq!(pool.stats().workers_started, 2);
+    });
+}
+
+#[test]
+fn executor_shutdown_without_waiting_lets_tasks_finish() {
+    watchdog("executor_shutdown_nowait", 60, || {
+        let mut executor = Executor::new(2).unwrap();
+        let futures: Vec<_> = (0..4).map(|_| executor.submit(sleep_ms, (50,)).unwrap()).collect();
+        let pids: Vec<u32> = (0..2).map(|i| executor.submit(pid, (i,)).unwrap().get().unwrap()).collect();
+        executor.shutdown(false, false).unwrap();
+        for future in futures {
+            assert_eq!(future.get().unwrap(), 50);
+        }
+        for pid in pids {
+            assert!(wait_for_exit_of(pid as i32, 10), "worker {pid} still runs after shutdown");
+        }
+    });
+}
+
+#[test]
+fn a_callback_that_waits_on_its_pool_gets_an_error_not_a_hang() {
+    watchdog("callback_waits_on_pool", 60, || {
+        let pool = Arc::new(pool(2));
+        let inner = Arc::clone(&pool);
+        let seen: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let options = Options::new().callback(move |_: &u64| {
+            let nested = inner.apply(square, (2,));
+            *record.lock().unwrap() = Some(format!("{nested:?}"));
+        });
+        assert_eq!(pool.apply_async_with(square, (3,), options).unwrap().get().unwrap(), 9);
+        let seen = seen.lock().unwrap().clone().unwrap();
+        assert!(seen.contains("InvalidState"), "{seen}");
+        assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    });
+}
+
+#[test]
+fn a_callback_holding_the_last_handle_does_not_deadlock() {
+    watchdog("callback_holds_last_handle", 60, || {
+        let pool = Arc::new(pool(1));
+        let inner = Arc::clone(&pool);
+        let result =
+            pool.apply_async_with(sleep_ms, (100,), Options::new().callback(move |_: &u64| drop(inner))).unwrap();
+        drop(pool);
+        assert_eq!(result.get().unwrap(), 100);
+    });
+}
+
+/// Counts `pool.task` spans (a minimal global subscriber: the scheduler thread opens them).
+struct SpanCounter(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for SpanCounter {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.name() == "pool.task"
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        if attrs.metadata().name() == "pool.task" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn each_task_has_a_tracing_span() {
+    watchdog("tracing_spans", 60, || {
+        let spans = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::set_global_default(SpanCounter(Arc::clone(&spans))).expect("the only global subscriber");
+        let before = spans.load(Ordering::SeqCst);
+        let pool = pool(2);
+        pool.map_async_with(square, 0..10, Options::new().chunksize(1)).unwrap().get().unwrap();
+        assert!(spans.load(Ordering::SeqCst) - before >= 10);
+    });
+}
+
+#[test]
+fn a_worker_killed_while_idle_fails_nothing() {
+    watchdog("idle_worker_killed", 60, || {
+        let pool = pool(2);
+        let mut pids: Vec<u32> = pool.map_async_with(pid, 0..20, Options::new().chunksize(1)).unwrap().get().unwrap();
+        pids.sort();
+        pids.dedup();
+        let victim = pids[0] as i32;
+        sigkill(victim);
+        assert!(wait_for_exit_of(victim, 10));
+        let values = pool.map_async_with(square, 0..200, Options::new().chunksize(1)).unwrap().get().unwrap();
+        assert_eq!(values.len(), 200);
+        let stats = pool.stats();
+        assert_eq!(stats.tasks_failed, 0);
+        assert_eq!(stats.workers_restarted, 1);
+    });
+}
+
+fn hang_on(n: u64) -> u64 {
+    if n == 5 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    n
+}
+
+#[test]
+fn a_hung_item_times_out_in_map_and_imap() {
+    watchdog("hung_item_in_map", 60, || {
+        let pool = Pool::builder().processes(2).task_timeout(Duration::from_millis(200)).build().unwrap();
+        let map = pool.map_async_with(hang_on, 0..10, Options::new().chunksize(1)).unwrap();
+        assert!(matches!(map.get(), Err(Error::TaskTimedOut(_))));
+        let out: Vec<_> = pool.imap(hang_on, 0..10).unwrap().collect();
+        assert!(matches!(out[5], Err(Error::TaskTimedOut(_))));
+        assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 9);
+        assert_eq!(pool.stats().workers_restarted, 2);
+    });
+}
