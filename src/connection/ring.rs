@@ -22,14 +22,22 @@
 //! - **Large messages and descriptors** go through the socket, in order with the rest: the sender
 //!   publishes a *socket record* in the ring, then writes [`SOCKET_MESSAGE`] and the frame (with
 //!   its descriptors) to the socket. A receiver that reaches the record reads the frame there.
+//! - **A full ring** (a receiver that does not keep up, or that runs later in the sender's own
+//!   thread): the sender waits up to [`OVERFLOW_AFTER`] for room, then sends through the socket as
+//!   above; message records leave room for [`SOCKET_RESERVE`] bytes of socket records, so a pipe
+//!   holds at least what its socket alone would.
 //!
 //! Several processes and threads may share either end: the ring's writers take turns under a
 //! robust lock, and so do its readers. Each process's copy of a message happens before the
 //! published position moves, so a process killed in the middle of a ring copy loses nothing and
 //! corrupts nothing: the message it was sending was not published yet, the message it was taking
-//! is still there for the next reader. A process killed while it moved a message through the
-//! socket leaves that direction unusable ([`Error::Protocol`] for everybody who uses it next), as
-//! a half-sent frame would on a plain socket.
+//! is still there for the next reader. A sender killed after it published a socket record but
+//! before its frame left loses that message (its receiver then gets end of file, if nobody else
+//! holds the sending end). A process killed while it moved a message through the socket leaves
+//! that direction unusable ([`Error::Protocol`] for everybody who uses it next, noticed within
+//! 100 ms by whoever waits for the rest), as a half-sent frame would on a plain socket. Records
+//! are checked against what was published: garbage written into the ring breaks the direction,
+//! it is never read out of bounds.
 //!
 //! ```text
 //! record := u32 len, u32 kind, payload padded to 8 bytes

@@ -1,7 +1,7 @@
 //! [`Value`]: a value whose type is known only at run time, for managed containers of mixed
 //! contents.
 //!
-//! Why not [`PickleValue`](crate::connection::pickle::PickleValue): it exists only with the `pickle`
+//! Why not [`PickleValue`](crate::connection::PickleValue): it exists only with the `pickle`
 //! feature, is not `Serialize` (it cannot travel as postcard), and has no `Display` in Python's
 //! notation. This enum is plain serde data, so a `DictProxy<Value, Value>` works like a Python dict
 //! with keys and values of any of these kinds.
