@@ -221,6 +221,9 @@ impl RingLink {
 /// descriptors go through the socket, in order with the others. Either end works in any process
 /// it is given to, shared by several processes and threads if need be.
 ///
+/// Each end holds four descriptors (the socket, the rings' memory file, a doorbell per direction)
+/// where [`socket_pipe`] holds one: mind the descriptor limit when making thousands of pipes.
+///
 /// Differences from a bare socket pair, none of which CPython code notices: the socket does not
 /// show ring messages to an outside event loop (use [`socket_pipe`] for that, or [`wait`]); a
 /// process killed in the middle of a message larger than 16 KiB leaves that direction unusable
