@@ -236,9 +236,20 @@ fn a_queue_travels_through_a_queue() {
 }
 
 // Nothing stays behind: no descriptor of this process leaks through puts and gets of big items
-// and items with descriptors.
+// and items with descriptors. Counted in a child process of its own: the other tests of this
+// binary open and close descriptors in parallel threads.
 #[test]
 fn no_descriptor_leaks() {
+    let mut child = multiproc::Process::new(count_descriptors_around_puts_and_gets, ());
+    child.start().unwrap();
+    assert_eq!(
+        child.join_timeout(std::time::Duration::from_secs(60)).unwrap(),
+        Some(0),
+        "descriptors leaked (see the child's output)"
+    );
+}
+
+fn count_descriptors_around_puts_and_gets() {
     fn open_fds() -> usize {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
