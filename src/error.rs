@@ -242,6 +242,16 @@ pub enum Error {
     /// `shutdown` with `cancel_futures`).
     #[error("the task was cancelled before it started")]
     Cancelled,
+
+    /// A byte string longer than the char array it is stored in (CPython
+    /// `ValueError('byte string too long')`); the array keeps its old value.
+    #[error("byte string too long: {needed} bytes into a char array of {available}; make the array larger")]
+    StringTooLong {
+        /// The string's length.
+        needed: usize,
+        /// The array's length.
+        available: usize,
+    },
 }
 
 impl Error {

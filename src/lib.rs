@@ -68,6 +68,9 @@
 //! | `Array('i', [1, 2, 3])`, `Array('i', 10)`, `arr[i]`, `arr[a:b]`, `arr[a:b] = seq`, `get_lock()` | [`Array::from_slice`], [`Array::new`], [`get`](Array::get)/[`set`](Array::set), [`read`](Array::read), [`write`](Array::write), [`get_lock`](Array::get_lock), [`acquire`](Array::acquire) |
 //! | `Value(..., lock=False)`, `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] (atomic cells: [`cell`](RawValue::cell), [`cells`](RawArray::cells)) |
 //! | typecodes `'b' 'B' 'h' 'H' 'i' 'I' 'q' 'Q' 'f' 'd'` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`shm::Element`]) |
+//! | `class P(Structure): _fields_ = [...]`; `Value(P, ...)`, `RawValue(P, ...)` | [`structure!`] declares it; [`SharedStruct`] ([`get`](SharedStruct::get)/[`set`](SharedStruct::set)/[`update`](SharedStruct::update) whole under the lock), [`RawStruct`] (field by field, atomic) |
+//! | `Array('c', b'hello')`, `arr.value`, `arr.value = b'...'` | [`Array<u8>`](Array): [`value`](Array::value), [`set_value`](Array::set_value) (NUL-terminated; too long is [`Error::StringTooLong`]); the same on [`RawArray<u8>`](RawArray::value) |
+//! | `sharedctypes.copy(obj)` | `copy()`: [`RawValue::copy`], [`RawArray::copy`], [`RawStruct::copy`]; [`Value::copy`], [`Array::copy`], [`SharedStruct::copy`] (with a new lock) |
 //! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
 //! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
@@ -170,6 +173,7 @@ pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
 pub use shm::ShmSafe;
 pub use shm::{Array, RawArray, RawValue, ShareableList, SharedMemory, Value};
+pub use shm::{RawStruct, SharedStruct};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use wait::{Waitable, wait};
 

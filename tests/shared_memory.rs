@@ -582,3 +582,153 @@ fn a_holder_killed_inside_the_lock_is_reported() {
         assert_eq!(v.get().unwrap(), 7);
     });
 }
+
+// ---- structures, 'c' strings, copy (SCT-01, SCT-02)
+
+use multiproc::{RawStruct, SharedStruct};
+
+multiproc::structure! {
+    #[derive(Debug, PartialEq)]
+    struct Point { x: i32, y: f64, z: i64 }
+}
+
+fn double_locked(
+    i: Value<i32>,
+    d: Value<f64>,
+    q: Value<i64>,
+    point: SharedStruct<Point>,
+    arr: Array<f64>,
+    string: Array<u8>,
+) {
+    i.update(|v| v * 2).unwrap();
+    d.update(|v| v * 2.0).unwrap();
+    q.update(|v| v * 2).unwrap();
+    point.update(|p| Point { x: p.x * 2, y: p.y * 2.0, z: p.z * 2 }).unwrap();
+    let guard = arr.acquire().unwrap();
+    let doubled: Vec<f64> = guard.to_vec().iter().map(|x| x * 2.0).collect();
+    guard.write(0, &doubled).unwrap();
+    drop(guard);
+    let guard = string.acquire().unwrap();
+    let text = guard.value();
+    guard.set_value(&[text.as_slice(), &text].concat()).unwrap();
+}
+
+fn double_raw(
+    i: RawValue<i32>,
+    d: RawValue<f64>,
+    q: RawValue<i64>,
+    point: RawStruct<Point>,
+    arr: RawArray<f64>,
+    string: RawArray<u8>,
+) {
+    i.set(i.get() * 2);
+    d.set(d.get() * 2.0);
+    q.set(q.get() * 2);
+    let p = point.get();
+    point.set(Point { x: p.x * 2, y: p.y * 2.0, z: p.z * 2 });
+    let doubled: Vec<f64> = arr.to_vec().iter().map(|x| x * 2.0).collect();
+    arr.write(0, &doubled).unwrap();
+    let text = string.value();
+    string.set_value(&[text.as_slice(), &text].concat()).unwrap();
+}
+
+const POINT: Point = Point { x: 1, y: 2.0, z: 1 << 40 };
+const DOUBLED: Point = Point { x: 2, y: 4.0, z: 1 << 41 };
+
+#[test]
+fn a_child_doubles_values_structures_arrays_and_strings_with_a_lock() {
+    watchdog("a_child_doubles_values_structures_arrays_and_strings_with_a_lock", WATCHDOG_SECS, || {
+        let (i, d, q) = (Value::new(7i32).unwrap(), Value::new(1.0 / 3.0).unwrap(), Value::new(-(1i64 << 40)).unwrap());
+        let point = SharedStruct::new(POINT).unwrap();
+        let arr = Array::from_slice(&(0..10).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let string = Array::<u8>::new(16).unwrap();
+        string.set_value(b"hello").unwrap();
+        let args = (i.clone(), d.clone(), q.clone(), point.clone(), arr.clone(), string.clone());
+        let mut child = Process::new(double_locked, args);
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!((i.get().unwrap(), d.get().unwrap(), q.get().unwrap()), (14, 2.0 / 3.0, -(1i64 << 41)));
+        assert_eq!(point.get().unwrap(), DOUBLED);
+        assert_eq!(arr.to_vec().unwrap(), (0..10).map(|x| f64::from(x) * 2.0).collect::<Vec<_>>());
+        assert_eq!(string.value().unwrap(), b"hellohello");
+    });
+}
+
+#[test]
+fn a_child_doubles_values_structures_arrays_and_strings_without_a_lock() {
+    watchdog("a_child_doubles_values_structures_arrays_and_strings_without_a_lock", WATCHDOG_SECS, || {
+        let (i, d, q) =
+            (RawValue::new(7i32).unwrap(), RawValue::new(1.0 / 3.0).unwrap(), RawValue::new(-(1i64 << 40)).unwrap());
+        let point = RawStruct::new(POINT).unwrap();
+        let arr = RawArray::from_slice(&(0..10).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let string = RawArray::<u8>::new(16).unwrap();
+        string.set_value(b"hello").unwrap();
+        let args = (i.clone(), d.clone(), q.clone(), point.clone(), arr.clone(), string.clone());
+        let mut child = Process::new(double_raw, args);
+        child.start().unwrap();
+        assert_eq!(child.join().unwrap(), 0);
+        assert_eq!((i.get(), d.get(), q.get()), (14, 2.0 / 3.0, -(1i64 << 41)));
+        assert_eq!(point.get(), DOUBLED);
+        assert_eq!(arr.to_vec(), (0..10).map(|x| f64::from(x) * 2.0).collect::<Vec<_>>());
+        assert_eq!(string.value(), b"hellohello");
+    });
+}
+
+#[test]
+fn char_arrays_have_c_string_values() {
+    let string = RawArray::<u8>::new(5).unwrap();
+    assert_eq!(string.value(), b"");
+    string.set_value(b"hello").unwrap();
+    assert_eq!(string.value(), b"hello", "a value as long as the array fills it without a NUL");
+    string.set_value(b"hi").unwrap();
+    assert_eq!(string.value(), b"hi");
+    assert_eq!(string.to_vec(), b"hi\0lo", "a shorter value is NUL-terminated, the rest stays");
+    assert!(matches!(string.set_value(b"toolong"), Err(Error::StringTooLong { needed: 7, available: 5 })));
+    assert_eq!(string.to_vec(), b"hi\0lo", "a value too long changes nothing");
+}
+
+#[test]
+fn copies_are_independent() {
+    let point = RawStruct::new(POINT).unwrap();
+    let copy = point.copy().unwrap();
+    assert_eq!(copy.get(), POINT);
+    point.set(DOUBLED);
+    assert_eq!(copy.get(), POINT);
+    copy.set(Point { x: 0, y: 0.0, z: 0 });
+    assert_eq!(point.get(), DOUBLED);
+
+    let locked = SharedStruct::new(POINT).unwrap();
+    let locked_copy = locked.copy().unwrap();
+    locked.set(DOUBLED).unwrap();
+    assert_eq!(locked_copy.get().unwrap(), POINT);
+
+    let v = Value::new(1.5f64).unwrap();
+    let v_copy = v.copy().unwrap();
+    v.set(3.0).unwrap();
+    assert_eq!((v.get().unwrap(), v_copy.get().unwrap()), (3.0, 1.5));
+    let raw_v = RawValue::new(1u8).unwrap();
+    let raw_v_copy = raw_v.copy().unwrap();
+    raw_v.set(2);
+    assert_eq!(raw_v_copy.get(), 1);
+
+    let arr = Array::<i32, Lock>::with_lock(RawArray::from_slice(&[1, 2, 3]).unwrap(), Lock::new().unwrap()).unwrap();
+    let arr_copy = arr.copy().unwrap();
+    arr.set(0, 10).unwrap();
+    assert_eq!(arr_copy.to_vec().unwrap(), [1, 2, 3]);
+    let raw = arr.get_obj().copy().unwrap();
+    arr.set(1, 20).unwrap();
+    assert_eq!(raw.to_vec(), [10, 2, 3]);
+}
+
+#[test]
+fn a_structure_of_another_type_is_refused() {
+    multiproc::structure! {
+        struct Other { a: i32, b: f64, c: i64 }
+    }
+    let point = RawStruct::new(POINT).unwrap();
+    let (mut a, mut b) = multiproc::pipe().unwrap();
+    a.send(&point).unwrap();
+    assert!(b.recv::<RawStruct<Other>>().is_err());
+    a.send(&point).unwrap();
+    assert_eq!(b.recv::<RawStruct<Point>>().unwrap().get(), POINT);
+}

@@ -7,6 +7,8 @@
 //!   layout, so Rust and Python processes share one list.
 //! - [`Value`], [`Array`], [`RawValue`], [`RawArray`] (`sharedctypes`): typed numbers in anonymous
 //!   shared memory, with or without a lock, given to children as arguments.
+//! - [`SharedStruct`], [`RawStruct`] (`structure`): a `#[repr(C)]` struct of numbers declared with
+//!   [`structure!`](crate::structure!) (CPython `Value(Structure)`), a field per atomic cell.
 //!
 //! Underneath all of them: [`ShmSafe`], what may live in shared memory, and `Shared<T>`, one `T` in
 //! an anonymous memory file, which the synchronization primitives use too.
@@ -58,11 +60,13 @@ mod atomic_bytes;
 mod named;
 mod shareable_list;
 mod sharedctypes;
+mod structure;
 pub(crate) mod tracker;
 
 pub use named::{CreateOptions, SharedMemory};
 pub use shareable_list::{Item, ShareableList};
 pub use sharedctypes::{Array, ArrayGuard, Element, RawArray, RawValue, SyncLock, Value, ValueGuard};
+pub use structure::{RawStruct, SharedStruct, StructFields, Structure};
 
 /// Types that may live in memory shared between processes.
 ///

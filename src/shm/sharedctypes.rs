@@ -240,6 +240,50 @@ impl<T: Element> RawArray<T> {
     pub fn to_vec(&self) -> Vec<T> {
         self.cells().iter().map(T::load).collect()
     }
+
+    /// An independent copy in new shared memory (CPython `sharedctypes.copy(obj)`).
+    #[doc(alias = "sharedctypes.copy")]
+    pub fn copy(&self) -> Result<RawArray<T>> {
+        RawArray::from_slice(&self.to_vec())
+    }
+}
+
+/// `'c'` arrays: a `u8` array holds a C string, as CPython's `Array('c', ...)` does.
+impl RawArray<u8> {
+    /// The bytes up to the first NUL, or all of them if there is none (CPython `.value` of a
+    /// `'c'` array).
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let name = multiproc::RawArray::<u8>::new(10)?;
+    /// name.set_value(b"hello")?;
+    /// assert_eq!(name.value(), b"hello");
+    /// assert!(name.set_value(b"far too long").is_err()); // the old value stays
+    /// assert_eq!(name.value(), b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "c_char")]
+    pub fn value(&self) -> Vec<u8> {
+        self.cells().iter().map(u8::load).take_while(|&byte| byte != 0).collect()
+    }
+
+    /// Stores `value` as a C string (CPython `.value = value`): followed by a NUL when it is
+    /// shorter than the array; exactly as long as the array, it fills it without one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StringTooLong`] if `value` is longer than the array; nothing is written then.
+    pub fn set_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.len() {
+            return Err(Error::StringTooLong { needed: value.len(), available: self.len() });
+        }
+        self.write_unchecked(0, value);
+        if value.len() < self.len() {
+            self.write_unchecked(value.len(), &[0]);
+        }
+        Ok(())
+    }
 }
 
 impl<T: Element> fmt::Debug for RawArray<T> {
@@ -292,6 +336,12 @@ impl<T: Element> RawValue<T> {
     #[inline]
     pub fn cell(&self) -> &T::Cell {
         &self.array.cells()[0]
+    }
+
+    /// An independent copy in new shared memory (CPython `sharedctypes.copy(obj)`).
+    #[doc(alias = "sharedctypes.copy")]
+    pub fn copy(&self) -> Result<RawValue<T>> {
+        RawValue::new(self.get())
     }
 }
 
@@ -440,6 +490,41 @@ impl<T: Element, L: SyncLock> Array<T, L> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(self.acquire()?.to_vec())
     }
+
+    /// An independent copy in new shared memory, with a new lock (CPython
+    /// `synchronized(sharedctypes.copy(arr.get_obj()))`).
+    #[doc(alias = "sharedctypes.copy")]
+    pub fn copy(&self) -> Result<Array<T, L>> {
+        Array::with_lock(RawArray::from_slice(&self.to_vec()?)?, L::new_lock()?)
+    }
+}
+
+/// `'c'` arrays under the lock (see [`RawArray::value`]).
+impl<L: SyncLock> Array<u8, L> {
+    /// The bytes up to the first NUL, under the lock (CPython `.value` of `Array('c', ...)`).
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let greeting = multiproc::Array::<u8>::new(16)?;
+    /// greeting.set_value(b"hello")?;
+    /// assert_eq!(greeting.value()?, b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "SynchronizedString")]
+    pub fn value(&self) -> Result<Vec<u8>> {
+        Ok(self.acquire()?.value())
+    }
+
+    /// Stores `value` as a C string, under the lock (see [`RawArray::set_value`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StringTooLong`] if `value` is longer than the array (the old value stays), or
+    /// [`Error::OwnerDied`].
+    pub fn set_value(&self, value: &[u8]) -> Result<()> {
+        self.acquire()?.set_value(value)
+    }
 }
 
 impl<T: Element, L: SyncLock> fmt::Debug for Array<T, L> {
@@ -552,6 +637,13 @@ impl<T: Element, L: SyncLock> Value<T, L> {
         let new = f(guard.get());
         guard.set(new);
         Ok(new)
+    }
+
+    /// An independent copy in new shared memory, with a new lock (CPython
+    /// `synchronized(sharedctypes.copy(v.get_obj()))`).
+    #[doc(alias = "sharedctypes.copy")]
+    pub fn copy(&self) -> Result<Value<T, L>> {
+        Value::with_lock(RawValue::new(self.get()?)?, L::new_lock()?)
     }
 }
 
