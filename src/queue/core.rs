@@ -477,7 +477,7 @@ mod tests {
         core.memory.write(at, &header(1, INLINE));
         core.memory.write(at + HEADER, &[n]);
         if armed {
-            state.arm_only(Counters { tail: c.tail + record_size(1) as u64, count: c.count + 1, ..c });
+            state.arm(Counters { tail: c.tail + record_size(1) as u64, count: c.count + 1, ..c });
         }
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
@@ -515,7 +515,7 @@ mod tests {
         let state = core.state();
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
         let c = state.counters();
-        state.arm_only(Counters { head: c.head + record_size(1) as u64, count: c.count - 1, taken: c.taken + 1, ..c });
+        state.arm(Counters { head: c.head + record_size(1) as u64, count: c.count - 1, taken: c.taken + 1, ..c });
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);

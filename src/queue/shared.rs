@@ -113,15 +113,9 @@ impl State {
 
     /// Makes `new` the counters, through the journal (call under the lock).
     pub(super) fn commit(&self, new: Counters) {
-        let journal = &self.journal;
-        journal.head.store(new.head, Ordering::Relaxed);
-        journal.tail.store(new.tail, Ordering::Relaxed);
-        journal.count.store(new.count, Ordering::Relaxed);
-        journal.unfinished.store(new.unfinished, Ordering::Relaxed);
-        journal.taken.store(new.taken, Ordering::Relaxed);
-        journal.armed.store(1, Ordering::Release);
+        self.arm(new);
         self.apply(new);
-        journal.armed.store(0, Ordering::Release);
+        self.journal.armed.store(0, Ordering::Release);
     }
 
     fn apply(&self, new: Counters) {
@@ -133,9 +127,10 @@ impl State {
         self.taken.store(new.taken, Ordering::Relaxed);
     }
 
-    /// Writes and arms the journal without applying it: a holder killed right after arming.
-    #[cfg(test)]
-    pub(super) fn arm_only(&self, new: Counters) {
+    /// Writes `new` into the journal and arms it: from here on, a holder that dies has its
+    /// operation finished by the next one (tests call this alone to play a holder killed right
+    /// after arming).
+    pub(super) fn arm(&self, new: Counters) {
         let journal = &self.journal;
         journal.head.store(new.head, Ordering::Relaxed);
         journal.tail.store(new.tail, Ordering::Relaxed);
