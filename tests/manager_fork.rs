@@ -12,8 +12,12 @@ use std::sync::Arc;
 use multiproc::{Manager, Process};
 
 fn main() {
-    // SAFETY: alarm only schedules SIGALRM, whose default action ends the process.
-    unsafe { libc::alarm(60) };
+    let mut harness = common::ForkHarness::from_args();
+    harness.run("proxies_and_manager_in_forked_children", proxies_and_manager_in_forked_children);
+    harness.finish();
+}
+
+fn proxies_and_manager_in_forked_children() {
     let manager = Manager::start().expect("start a manager");
     let d = manager.dict::<u32, String>().expect("dict");
     d.insert(&0, &"parent".into()).expect("insert");
@@ -47,8 +51,4 @@ fn main() {
     }
     assert_eq!(d.len().expect("len"), 4);
     assert_eq!(manager.object_count().expect("count"), 1, "the children's references went with them");
-    println!("test fork::proxies_and_manager_in_forked_children ... ok");
-    // SAFETY: as above; 0 cancels the alarm.
-    unsafe { libc::alarm(0) };
-    println!("\n1 passed, 0 failed");
 }

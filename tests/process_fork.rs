@@ -9,28 +9,17 @@ mod common;
 use multiproc::{Context, StartMethod};
 
 fn main() {
-    let filter: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let ctx = Context::new(StartMethod::Fork);
-    let mut passed = 0;
+    let mut harness = common::ForkHarness::from_args();
     macro_rules! run_case {
         ($name:ident) => {
-            run_case!(common::suite::$name, $name)
-        };
-        ($path:path, $name:ident) => {
-            if filter.as_deref().map_or(true, |f| stringify!($name).contains(f)) {
-                // SAFETY: alarm only schedules SIGALRM, whose default action ends the process.
-                unsafe { libc::alarm(60) };
-                $path(ctx);
-                unsafe { libc::alarm(0) };
-                println!("test fork::{} ... ok", stringify!($name));
-                passed += 1;
-            }
+            harness.run(stringify!($name), || common::suite::$name(ctx));
         };
     }
     multiproc_suite!(run_case);
-    run_case!(fork_runs_capturing_closures, fork_runs_capturing_closures);
-    run_case!(fork_refuses_with_threads, fork_refuses_with_threads);
-    println!("\n{passed} passed, 0 failed");
+    harness.run("fork_runs_capturing_closures", || fork_runs_capturing_closures(ctx));
+    harness.run("fork_refuses_with_threads", || fork_refuses_with_threads(ctx));
+    harness.finish();
 }
 
 fn fork_runs_capturing_closures(_ctx: Context) {

@@ -296,21 +296,9 @@ fn a_block_handed_to_a_child_stays_until_the_child_ends_too() {
 use multiproc::ShareableList;
 use multiproc::shm::Item;
 
-fn seven() -> Vec<Item> {
-    vec![
-        Item::from("howdy"),
-        Item::from(b"HoWdY"),
-        Item::Float(-273.154),
-        Item::Int(100),
-        Item::None,
-        Item::Bool(true),
-        Item::Int(42),
-    ]
-}
-
 #[test]
 fn shareable_list_basics() {
-    let sl = ShareableList::new(seven()).unwrap();
+    let sl = ShareableList::new(common::seed_003_items()).unwrap();
     let repr = format!("{sl:?}");
     assert!(
         repr.contains(sl.name()) && repr.contains("'howdy'".trim_matches('\'')) && repr.contains("-273.154"),
@@ -324,7 +312,7 @@ fn shareable_list_basics() {
     assert!(matches!(sl.index("100"), Err(Error::NotInList(_))));
     assert_eq!(sl.get(0).unwrap(), Item::from("howdy"));
     assert_eq!(sl.get(-2).unwrap(), Item::Bool(true));
-    assert_eq!(sl.to_vec().unwrap(), seven());
+    assert_eq!(sl.to_vec().unwrap(), common::seed_003_items());
     // Same-type writes keep the format; a str into the None slot takes that slot's 8 bytes.
     sl.set(0, "howdy").unwrap();
     sl.set(3, 42).unwrap();
@@ -359,7 +347,7 @@ fn shareable_list_utf8_limits() {
 
 #[test]
 fn shareable_list_copies_attaches_and_travels() {
-    let sl = ShareableList::new(seven()).unwrap();
+    let sl = ShareableList::new(common::seed_003_items()).unwrap();
     let name = unique("sl_copy");
     let copy = ShareableList::create_named(&name, sl.to_vec().unwrap()).unwrap();
     assert_eq!(copy.name(), name);

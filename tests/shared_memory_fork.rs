@@ -58,22 +58,10 @@ fn a_block_travels_to_a_forked_child(ctx: Context) {
     shm.unlink().unwrap();
 }
 
-/// A named case.
-type Case = (&'static str, fn(Context));
-
 fn main() {
     let ctx = Context::new(StartMethod::Fork);
-    let cases: &[Case] = &[
-        ("a_forked_child_tracks_its_own_blocks", a_forked_child_tracks_its_own_blocks),
-        ("a_block_travels_to_a_forked_child", a_block_travels_to_a_forked_child),
-    ];
-    for (name, case) in cases {
-        // SAFETY: alarm only schedules SIGALRM, whose default action ends the process.
-        unsafe { libc::alarm(60) };
-        case(ctx);
-        // SAFETY: as above; 0 cancels the alarm.
-        unsafe { libc::alarm(0) };
-        println!("test fork::{name} ... ok");
-    }
-    println!("\n{} passed, 0 failed", cases.len());
+    let mut harness = common::ForkHarness::from_args();
+    harness.run("a_forked_child_tracks_its_own_blocks", || a_forked_child_tracks_its_own_blocks(ctx));
+    harness.run("a_block_travels_to_a_forked_child", || a_block_travels_to_a_forked_child(ctx));
+    harness.finish();
 }

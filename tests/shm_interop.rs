@@ -222,18 +222,6 @@ fn items(value: &Value) -> Vec<Item> {
     }
 }
 
-fn seven() -> Vec<Item> {
-    vec![
-        Item::from("howdy"),
-        Item::from(b"HoWdY"),
-        Item::Float(-273.154),
-        Item::Int(100),
-        Item::None,
-        Item::Bool(true),
-        Item::Int(42),
-    ]
-}
-
 #[test]
 fn rust_attaches_to_a_block_python_created() {
     require_python!();
@@ -275,7 +263,7 @@ fn rust_reads_and_writes_a_list_python_created() {
         let mut peer = Peer::start("create_list", &[]);
         let hello = peer.line();
         let list = ShareableList::attach(hello.get("name").str()).unwrap();
-        assert_eq!(list.to_vec().unwrap(), seven());
+        assert_eq!(list.to_vec().unwrap(), common::seed_003_items());
         assert_eq!(list.format(), hello.get("format").str());
         assert_eq!(list.format(), "8s8sdqxxxxxx?xxxxxxxx?q");
         list.set(-1, -999).unwrap();
@@ -283,7 +271,7 @@ fn rust_reads_and_writes_a_list_python_created() {
         list.set(5, 2.5).unwrap();
         assert!(list.set(1, b"far too long".as_slice()).is_err());
         peer.proceed();
-        let mut expected = seven();
+        let mut expected = common::seed_003_items();
         expected[6] = Item::Int(-999);
         expected[4] = Item::from("some");
         expected[5] = Item::Float(2.5);
@@ -296,10 +284,10 @@ fn rust_reads_and_writes_a_list_python_created() {
 fn python_reads_and_writes_a_list_rust_created() {
     require_python!();
     common::watchdog("python_reads_and_writes_a_list_rust_created", WATCHDOG_SECS, || {
-        let list = ShareableList::new(seven()).unwrap();
+        let list = ShareableList::new(common::seed_003_items()).unwrap();
         let mut peer = Peer::start("attach_list", &[list.name()]);
         let seen = peer.line();
-        assert_eq!(items(seen.get("items")), seven());
+        assert_eq!(items(seen.get("items")), common::seed_003_items());
         assert_eq!(seen.get("format").str(), "8s8sdqxxxxxx?xxxxxxxx?q");
         assert_eq!(seen.get("len").int(), 7);
         peer.finish();
@@ -320,7 +308,7 @@ fn a_list_has_the_same_bytes_as_cpythons() {
         peer.proceed();
         peer.line();
         peer.finish();
-        let ours = ShareableList::new(seven()).unwrap();
+        let ours = ShareableList::new(common::seed_003_items()).unwrap();
         assert_eq!(ours.shm().size(), 191);
         assert_eq!(hex(&ours.shm().to_vec()), theirs.get("raw").str());
         ours.shm().unlink().unwrap();

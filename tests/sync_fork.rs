@@ -14,23 +14,15 @@ use multiproc::{Context, StartMethod};
 const NEEDS_THREADS: &[&str] = &["condition_notify_wakes_one_waiter_at_a_time"];
 
 fn main() {
-    let filter: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let ctx = Context::new(StartMethod::Fork);
-    let mut passed = 0;
+    let mut harness = common::ForkHarness::from_args();
     macro_rules! run_case {
         ($name:ident) => {
-            let name = stringify!($name);
-            if filter.as_deref().is_none_or(|f| name.contains(f)) && !NEEDS_THREADS.contains(&name) {
-                // SAFETY: alarm only schedules SIGALRM, whose default action ends the process.
-                unsafe { libc::alarm(60) };
-                common::sync_suite::$name(ctx);
-                // SAFETY: as above; 0 cancels the alarm.
-                unsafe { libc::alarm(0) };
-                println!("test fork::{name} ... ok");
-                passed += 1;
+            if !NEEDS_THREADS.contains(&stringify!($name)) {
+                harness.run(stringify!($name), || common::sync_suite::$name(ctx));
             }
         };
     }
     sync_suite!(run_case);
-    println!("\n{passed} passed, 0 failed");
+    harness.finish();
 }

@@ -67,3 +67,52 @@ pub fn sigkill(pid: i32) {
     let pid = rustix::process::Pid::from_raw(pid).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill");
 }
+
+/// The harness of the test binaries that fork (no libtest: forking is only safe from a
+/// single-threaded process, and libtest runs tests on threads). Cases run one after the other on
+/// the main thread; `alarm(2)` is the watchdog: a hung case gets `SIGALRM`, which ends the process
+/// with a failure.
+pub struct ForkHarness {
+    filter: Option<String>,
+    passed: usize,
+}
+
+impl ForkHarness {
+    /// A harness filtering cases by the command line's first non-flag argument, as libtest does.
+    pub fn from_args() -> ForkHarness {
+        ForkHarness { filter: std::env::args().nth(1).filter(|a| !a.starts_with('-')), passed: 0 }
+    }
+
+    /// Runs `case` under a 60 s alarm unless the filter leaves `name` out, and reports it.
+    pub fn run(&mut self, name: &str, case: impl FnOnce()) {
+        if self.filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            return;
+        }
+        // SAFETY: alarm only schedules SIGALRM, whose default action ends the process.
+        unsafe { libc::alarm(60) };
+        case();
+        // SAFETY: as above; 0 cancels the alarm.
+        unsafe { libc::alarm(0) };
+        println!("test fork::{name} ... ok");
+        self.passed += 1;
+    }
+
+    /// Prints the summary line.
+    pub fn finish(self) {
+        println!("\n{} passed, 0 failed", self.passed);
+    }
+}
+
+/// The items of seed 003's `ShareableList` walk-through, in order.
+pub fn seed_003_items() -> Vec<multiproc::shm::Item> {
+    use multiproc::shm::Item;
+    vec![
+        Item::from("howdy"),
+        Item::from(b"HoWdY"),
+        Item::Float(-273.154),
+        Item::Int(100),
+        Item::None,
+        Item::Bool(true),
+        Item::Int(42),
+    ]
+}
