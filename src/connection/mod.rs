@@ -569,7 +569,7 @@ impl<D: CanRecv> Connection<D> {
     fn next_message(&mut self) -> Result<Next> {
         let fd = usable_fd(&self.fd, &self.read_broken, "read")?;
         let deadline = Deadline::after(self.timeout);
-        let Some(link) = self.ring.clone() else {
+        let Some(link) = &self.ring else {
             let mut fds = Vec::new();
             return match frame::recv_header(fd, &mut fds, deadline, Some(&self.spin)) {
                 Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: None }),
@@ -588,6 +588,7 @@ impl<D: CanRecv> Connection<D> {
                     // The turn stays taken until the payload is read (see `SocketRead`).
                     turn.enter_socket();
                     turn.keep();
+                    let link = link.clone();
                     return self.socket_message_header(link, deadline);
                 }
                 None => drop(turn),
