@@ -55,15 +55,17 @@ impl Waiter for Deadline {
 }
 
 /// A deadline, and a check made every [`LIVENESS_SLICE`] of waiting (for a peer that died in the
-/// middle of a message, which no end of file reveals when others hold its end too).
+/// middle of a message, which no end of file reveals when others hold its end too). Without a
+/// check, the same as the deadline alone.
 #[derive(Clone, Copy)]
 pub(crate) struct Watched<'a> {
     pub(crate) deadline: Deadline,
-    pub(crate) check: &'a dyn Fn() -> Result<()>,
+    pub(crate) check: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 impl Waiter for Watched<'_> {
     fn wait(self, fd: BorrowedFd<'_>, interest: Interest) -> Result<()> {
+        let Some(check) = self.check else { return Waiter::wait(self.deadline, fd, interest) };
         loop {
             let slice = self.deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
             if sys::poll_one(fd, interest, Some(slice)).context("wait on a descriptor")? {
@@ -72,7 +74,7 @@ impl Waiter for Watched<'_> {
             if self.deadline.passed() {
                 return Err(self.deadline.timeout_error());
             }
-            (self.check)()?;
+            check()?;
         }
     }
 
@@ -81,7 +83,7 @@ impl Waiter for Watched<'_> {
     }
 
     fn nonblocking(self) -> bool {
-        true
+        self.check.is_some() || self.deadline.is_bounded()
     }
 }
 

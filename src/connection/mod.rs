@@ -483,7 +483,7 @@ fn send_on_ring(
         return Err((e, 0));
     }
     let check = || direction.check_receiver();
-    let watched = frame::Watched { deadline, check: &check };
+    let watched = frame::Watched { deadline, check: Some(&check) };
     frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
         .map_err(|(e, sent)| (e, sent.max(1)))?;
     turn.leave_socket();
@@ -527,9 +527,8 @@ impl<D: CanRecv> Connection<D> {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit: self.max_message }));
         }
         let fd = self.read_fd()?;
-        let ring = turn.as_ref().map(|t| t.link.clone());
-        let check = || ring.as_ref().map_or(Ok(()), |link| link.incoming().check_sender());
-        let watched = frame::Watched { deadline, check: &check };
+        let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
+        let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
         if len <= buf.len() as u64 {
             let len = len as usize;
             frame::recv_exact(fd, &mut buf[..len], watched).map_err(|e| self.broke_reading(e))?;
@@ -610,7 +609,7 @@ impl<D: CanRecv> Connection<D> {
         let fd = self.read_fd()?;
         let mut fds = Vec::new();
         let check = || link.incoming().check_sender();
-        match ring::read_socket_header(fd, &mut fds, frame::Watched { deadline, check: &check }) {
+        match ring::read_socket_header(fd, &mut fds, frame::Watched { deadline, check: Some(&check) }) {
             Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: Some(SocketRead { link, done: false }) }),
             Ok(None) => {
                 link.incoming().finish_socket_read();
@@ -635,14 +634,9 @@ impl<D: CanRecv> Connection<D> {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit }));
         }
         let fd = self.read_fd()?;
-        let received = match &turn {
-            Some(read) => {
-                let check = || read.link.incoming().check_sender();
-                frame::recv_payload(fd, len, frame::Watched { deadline, check: &check })
-            }
-            None => frame::recv_payload(fd, len, deadline),
-        };
-        match received {
+        let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
+        let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
+        match frame::recv_payload(fd, len, watched) {
             Ok(bytes) => {
                 finish_socket_read(turn);
                 Ok(Message { bytes, fds })
@@ -673,6 +667,13 @@ enum Next {
 struct SocketRead {
     link: RingLink,
     done: bool,
+}
+
+impl SocketRead {
+    /// Fails if the sender of the message being read died in the middle of it.
+    fn check_sender(&self) -> Result<()> {
+        self.link.incoming().check_sender()
+    }
 }
 
 impl Drop for SocketRead {
