@@ -187,10 +187,10 @@ impl ManagerClient {
     pub(super) fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id();
-        if control.as_ref().is_none_or(|(_, owner)| *owner != me) {
-            *control = Some((self.endpoint.connect()?, me));
-        }
-        let (conn, _) = control.as_mut().expect("connected above");
+        let conn = match &mut *control {
+            Some((conn, owner)) if *owner == me => conn,
+            stale => &mut stale.insert((self.endpoint.connect()?, me)).0,
+        };
         let result = round_trip(conn, request);
         if result.is_err() {
             *control = None;

@@ -122,21 +122,21 @@ impl ObjectProxy {
     fn request<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
         let mut link = self.link();
         let me = std::process::id();
+        if let Link::Open(conn, owner) = &mut *link
+            && *owner == me
+        {
+            return round_trip(conn, request);
+        }
         let ticket = match &*link {
-            Link::Ticket(ticket) => Some(*ticket),
-            Link::Open(_, owner) if *owner != me => Some(NO_TICKET),
-            _ => None,
+            Link::Ticket(ticket) => *ticket,
+            Link::Open(..) => NO_TICKET,
+            Link::Failed(reason) => return Err(Error::InvalidState(reason.clone())),
         };
-        if let Some(ticket) = ticket {
-            let conn = adopt(&self.endpoint, ticket, self.id, true)?;
-            // An inherited connection is closed here only: the parent's stays open.
-            *link = Link::Open(conn, me);
-        }
-        match &mut *link {
-            Link::Open(conn, _) => round_trip(conn, request),
-            Link::Failed(reason) => Err(Error::InvalidState(reason.clone())),
-            Link::Ticket(_) => unreachable!("adopted above"),
-        }
+        let mut conn = adopt(&self.endpoint, ticket, self.id, true)?;
+        // An inherited connection is closed here only: the parent's stays open.
+        let result = round_trip(&mut conn, request);
+        *link = Link::Open(conn, me);
+        result
     }
 
     /// Calls a built-in object's method.

@@ -26,10 +26,10 @@ pub(crate) fn for_child(daemon: bool) -> Result<(OwnedFd, Option<OwnedFd>)> {
         return Ok((read, Some(write)));
     }
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    if shared.is_none() {
-        *shared = Some(sys::pipe_cloexec().context("create the liveness pipe")?);
-    }
-    let (read, _) = shared.as_ref().expect("created above");
+    let (read, _) = match &mut *shared {
+        Some(pair) => pair,
+        none => none.insert(sys::pipe_cloexec().context("create the liveness pipe")?),
+    };
     Ok((sys::dup_cloexec(read.as_fd()).context("duplicate the liveness pipe")?, None))
 }
 

@@ -44,7 +44,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::atomic_bytes as bytes;
 use crate::error::{IoContext, Result};
@@ -167,16 +167,16 @@ pub(crate) fn fork_generation() -> u32 {
     FORKS.load(Ordering::Relaxed)
 }
 
-/// This process's client state, reset in a forked child (which keeps the inherited connections).
-fn client() -> MutexGuard<'static, Option<Client>> {
+/// Runs `f` on this process's client state, which is reset in a forked child (the child keeps the
+/// inherited connections).
+fn with_client<R>(f: impl FnOnce(&mut Client) -> R) -> R {
     let mut guard = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
     let forks = fork_generation();
     if guard.as_ref().is_some_and(|c| c.forks != forks) {
         let inherited = guard.take().map(|c| c.kept.into_iter().chain(c.default).collect()).unwrap_or_default();
         *guard = Some(Client { forks, kept: inherited, ..Client::default() });
     }
-    guard.get_or_insert_with(|| Client { forks, ..Client::default() });
-    guard
+    f(guard.get_or_insert_with(|| Client { forks, ..Client::default() }))
 }
 
 fn send(link: BorrowedFd<'_>, command: u8, name: &str, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
@@ -196,16 +196,18 @@ impl Client {
     }
 
     /// The default connection, starting a tracker if this process has none.
-    fn ensure_default(&mut self) -> Result<&Link> {
-        if self.default.is_none() {
-            let (ours, theirs) =
-                sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a socket for the resource tracker")?;
-            let pid = sys::spawn_current_exe(crate::process::launch::ROLE_VAR, ROLE, theirs.as_fd())
-                .context("start the shared-memory resource tracker")?;
-            self.tracker_pid = Some(pid);
-            self.set_default(Arc::new(ours))?;
+    fn ensure_default(&mut self) -> Result<Link> {
+        if let Some(link) = &self.default {
+            return Ok(Arc::clone(link));
         }
-        Ok(self.default.as_ref().expect("set above"))
+        let (ours, theirs) =
+            sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a socket for the resource tracker")?;
+        let pid = sys::spawn_current_exe(crate::process::launch::ROLE_VAR, ROLE, theirs.as_fd())
+            .context("start the shared-memory resource tracker")?;
+        self.tracker_pid = Some(pid);
+        let link = Arc::new(ours);
+        self.set_default(Arc::clone(&link))?;
+        Ok(link)
     }
 }
 
@@ -214,27 +216,27 @@ pub(crate) fn register(name: &str) -> Result<()> {
     if name.len() > MAX_NAME {
         return Err(crate::Error::InvalidState(format!("shared memory name too long to track: {name:?}")));
     }
-    let mut guard = client();
-    let client = guard.as_mut().expect("client() fills it");
-    let link = Arc::clone(client.ensure_default()?);
-    if client.slots.contains_key(name) || client.by_message.contains(name) {
-        return Ok(());
-    }
-    let slot = client.free.pop().or_else(|| (client.next_slot < SLOTS).then_some(client.next_slot));
-    match (slot, &client.table) {
-        (Some(slot), Some(table)) => {
-            if slot == client.next_slot {
-                client.next_slot += 1;
+    with_client(|client| {
+        let link = client.ensure_default()?;
+        if client.slots.contains_key(name) || client.by_message.contains(name) {
+            return Ok(());
+        }
+        let slot = client.free.pop().or_else(|| (client.next_slot < SLOTS).then_some(client.next_slot));
+        match (slot, &client.table) {
+            (Some(slot), Some(table)) => {
+                if slot == client.next_slot {
+                    client.next_slot += 1;
+                }
+                table.write(slot, name);
+                client.slots.insert(name.to_owned(), slot);
             }
-            table.write(slot, name);
-            client.slots.insert(name.to_owned(), slot);
+            _ => {
+                send(link.as_fd(), REGISTER, name, &[]).context("register shared memory with the resource tracker")?;
+                client.by_message.insert(name.to_owned());
+            }
         }
-        _ => {
-            send(link.as_fd(), REGISTER, name, &[]).context("register shared memory with the resource tracker")?;
-            client.by_message.insert(name.to_owned());
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Ends this process's hold on `name`: through `link` if the hold came with a received segment,
@@ -244,16 +246,16 @@ pub(crate) fn unregister(name: &str, link: Option<&Link>) {
         let _ = send(link.as_fd(), UNREGISTER, name, &[]);
         return;
     }
-    let mut guard = client();
-    let client = guard.as_mut().expect("client() fills it");
-    if let Some(slot) = client.slots.remove(name) {
-        if let Some(table) = &client.table {
-            table.clear(slot);
+    with_client(|client| {
+        if let Some(slot) = client.slots.remove(name) {
+            if let Some(table) = &client.table {
+                table.clear(slot);
+            }
+            client.free.push(slot);
+        } else if let (true, Some(link)) = (client.by_message.remove(name), &client.default) {
+            let _ = send(link.as_fd(), UNREGISTER, name, &[]);
         }
-        client.free.push(slot);
-    } else if let (true, Some(link)) = (client.by_message.remove(name), &client.default) {
-        let _ = send(link.as_fd(), UNREGISTER, name, &[]);
-    }
+    })
 }
 
 /// Makes a new connection to the tracker that holds `name`, for a process that will receive the
@@ -262,7 +264,7 @@ pub(crate) fn unregister(name: &str, link: Option<&Link>) {
 pub(crate) fn hand_over(name: &str, link: Option<&Link>) -> Option<OwnedFd> {
     let via = match link {
         Some(link) => Arc::clone(link),
-        None => client().as_ref()?.default.clone()?,
+        None => with_client(|client| client.default.clone())?,
     };
     let (theirs, tracker_end) = sys::socketpair_cloexec(SocketKind::SeqPacket).ok()?;
     send(via.as_fd(), HAND_OVER, name, &[tracker_end.as_fd()]).ok()?;
@@ -274,11 +276,7 @@ pub(crate) fn hand_over(name: &str, link: Option<&Link>) -> Option<OwnedFd> {
 /// [`SharedMemoryManager`](crate::manager::SharedMemoryManager)'s server, or a process it hands
 /// a client to, so that all of them share one tracker (CPython bpo-36867).
 pub(crate) fn new_client() -> Result<OwnedFd> {
-    let via = {
-        let mut guard = client();
-        let client = guard.as_mut().expect("client() fills it");
-        Arc::clone(client.ensure_default()?)
-    };
+    let via = with_client(Client::ensure_default)?;
     let (theirs, tracker_end) =
         sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a socket for the resource tracker")?;
     send(via.as_fd(), HAND_OVER, "", &[tracker_end.as_fd()]).context("connect to the resource tracker")?;
@@ -289,18 +287,18 @@ pub(crate) fn new_client() -> Result<OwnedFd> {
 /// connection if the process has none yet.
 pub(crate) fn adopt(fd: OwnedFd) -> Link {
     let link = Arc::new(fd);
-    let mut guard = client();
-    let client = guard.as_mut().expect("client() fills it");
-    client.kept.push(Arc::clone(&link));
-    if client.default.is_none() && client.set_default(Arc::clone(&link)).is_err() {
-        client.default = None;
-    }
+    with_client(|client| {
+        client.kept.push(Arc::clone(&link));
+        if client.default.is_none() && client.set_default(Arc::clone(&link)).is_err() {
+            client.default = None;
+        }
+    });
     link
 }
 
 /// The pid of the tracker this process started, if it started one (for tests).
 pub fn tracker_pid() -> Option<i32> {
-    client().as_ref()?.tracker_pid
+    with_client(|client| client.tracker_pid)
 }
 
 /// The tracker's main loop, in a process started with [`ROLE`]. Never returns.
