@@ -27,6 +27,66 @@ fn lifecycle_4k() -> f64 {
     median(sample(BUDGET, 5, 5000, op)) * 1e6
 }
 
+/// The floor of [`lifecycle_4k`]: the same system calls made directly, nothing else (no random
+/// name, no tracker registration, no checks): open with create, ftruncate, mmap; open, fstat,
+/// mmap; munmap and close; unlink; munmap and close.
+fn syscalls_once(n: usize) {
+    let path = std::ffi::CString::new(format!("/dev/shm/mpbench_floor_{}_{n}", std::process::id()))
+        .expect("no NUL in the name");
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let map = |fd: libc::c_int, len: usize| {
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, unmapped by the caller.
+        let map = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        assert_ne!(map, libc::MAP_FAILED, "mmap");
+        map
+    };
+    // SAFETY: plain system calls on a NUL-terminated path, descriptors and mappings made here.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), flags | libc::O_CREAT | libc::O_EXCL, 0o600);
+        assert!(fd >= 0, "open with create");
+        assert_eq!(libc::ftruncate(fd, 4096), 0, "ftruncate");
+        let a = map(fd, 4096);
+        let fd2 = libc::open(path.as_ptr(), flags);
+        assert!(fd2 >= 0, "open");
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::fstat(fd2, &mut st), 0, "fstat");
+        let b = map(fd2, st.st_size as usize);
+        libc::munmap(b, st.st_size as usize);
+        libc::close(fd2);
+        assert_eq!(libc::unlink(path.as_ptr()), 0, "unlink");
+        libc::munmap(a, 4096);
+        libc::close(fd);
+    }
+}
+
+/// Ours and the system-call floor, interleaved: "ours floor" in us.
+fn lifecycle_floor() -> String {
+    const BATCH: usize = 100;
+    let mut n = 0;
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    let start = std::time::Instant::now();
+    while ours.len() < 5 || (start.elapsed() < 2 * BUDGET && ours.len() < 500) {
+        let t = std::time::Instant::now();
+        for _ in 0..BATCH {
+            let a = SharedMemory::create(4096).expect("create");
+            let b = SharedMemory::attach(a.name()).expect("attach");
+            b.close();
+            a.unlink().expect("unlink");
+            a.close();
+        }
+        ours.push(t.elapsed().as_secs_f64() / BATCH as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..BATCH {
+            syscalls_once(n);
+            n += 1;
+        }
+        floor.push(t.elapsed().as_secs_f64() / BATCH as f64);
+    }
+    format!("{} {}", median(ours) * 1e6, median(floor) * 1e6)
+}
+
 /// One element written through the lock of a synchronized `Array<i32>` of 1024.
 fn array_write_locked() -> f64 {
     const BATCH: usize = 100_000;
@@ -139,6 +199,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["shm_array_slice_write"] => array_slice_write(),
         ["shm_transfer_256mib"] => transfer_256mib(),
         ["shm_transfer_floor"] => return Some(transfer_floor()),
+        ["shm_lifecycle_floor"] => return Some(lifecycle_floor()),
         _ => return None,
     };
     Some(value.to_string())
