@@ -15,6 +15,8 @@ mod queues;
 mod shared_memory;
 #[path = "seeds/sync.rs"]
 mod sync;
+#[path = "seeds/threads.rs"]
+mod threads;
 
 use std::time::Instant;
 
@@ -85,6 +87,29 @@ const SCENARIOS: &[Scenario] = &[
     ("ThreadPool: capturing closures on threads (seed 004)", pools::thread_pool),
     ("An executor: submit, map, shutdown (concurrent.futures)", pools::executor),
     ("A worker dies in a task: that task fails, the others complete", pools::a_worker_dies),
+    ("Parent process and child process pids; two targets; three children (seed 001)", processes::parent_and_child_pids),
+    ("Process name, pid, is_alive, join(timeout), terminate, exitcode (seed 002)", processes::process_attributes),
+    ("A daemon may not have children (seed 002)", processes::daemon_cannot_have_children),
+    ("Pool(5).map(func, [(1, 2), 'alex']) (seed 002)", pools::map_over_mixed_items),
+    ("Pool(3) with an initializer: ten apply calls on its workers (seed 002)", pools::apply_on_three_workers),
+    ("'msg: hello i' with apply_async, close, join, get; then with apply (seed 002)", pools::msg_hello_async_then_sync),
+    (
+        "Pool(): apply_async, close, join, then the results together, no callback (seed 002)",
+        pools::collect_without_callback,
+    ),
+    ("Queue(5): full, put when full, get, empty, get when empty (seed 004)", queues::queue_of_five_walkthrough),
+    ("Queue: a producer child puts 'hello baby', a consumer child gets it (seed 004)", queues::child_to_child),
+    ("Queue: a consumer with `while True: q.get()` never ends (seed 002)", queues::consumer_never_ends),
+    ("Queue, SimpleQueue, LifoQueue, PriorityQueue: put 3, 1, 2 (seed 003)", queues::queue_kinds),
+    ("JoinableQueue: the main process waits in q.join() (seed 004)", queues::joinable_queue_main_joins),
+    (
+        "Manager list, dict, Queue, Lock, Event, Value, Array; SharedMemoryManager blocks (seed 003)",
+        managers::manager_steps,
+    ),
+    ("Threads: Thread(target=task) and a Thread subclass (seed 004)", threads::two_ways_to_start_a_thread),
+    ("Threads share the process's memory, processes do not (seed 004)", threads::threads_share_memory),
+    ("Daemon threads end with their process (seed 004)", threads::daemon_threads),
+    ("current_thread, the pid of threads, active_count (seed 004)", threads::current_thread_and_active_count),
 ];
 
 fn main() -> multiproc::Result<()> {
