@@ -210,6 +210,7 @@ pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
     let mut consumer = Process::new(drain, (q.clone(),)).with_name("consumer-1");
     consumer.start()?;
     consumer.join()?;
+    println!("  qsize() = {}", q.qsize()); // print(qu.qsize())
     Ok(())
 }
 
