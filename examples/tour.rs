@@ -1,5 +1,10 @@
 //! A walk through every scenario of the seed tutorials that `multiproc` implements so far, printing
 //! what happens. `cargo run --release --example tour`.
+//!
+//! Words after `--` pick the scenarios whose title contains one of them (`cargo run --release
+//! --example tour -- Queue Pool`); arguments that start with `-` are ignored. `cargo test` runs the
+//! tour too (`test = true`, `harness = false` in `Cargo.toml`), so a scenario that fails or hangs
+//! fails the test suite. `examples/SEEDS.md` maps each seed scenario to its row.
 
 #[path = "seeds/connections.rs"]
 mod connections;
@@ -114,8 +119,12 @@ const SCENARIOS: &[Scenario] = &[
 
 fn main() -> multiproc::Result<()> {
     println!("multiproc tour: start method {}, {} CPUs\n", multiproc::get_start_method(), multiproc::cpu_count());
+    let words: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let picked = |title: &&str| words.is_empty() || words.iter().any(|word| title.contains(word.as_str()));
+    let watchdog = watchdog();
     let all = Instant::now();
-    for (title, scenario) in SCENARIOS {
+    for (title, scenario) in SCENARIOS.iter().filter(|(title, _)| picked(title)) {
+        let _ = watchdog.send(title);
         println!("== {title}");
         let t = Instant::now();
         scenario()?;
@@ -123,4 +132,29 @@ fn main() -> multiproc::Result<()> {
     }
     println!("tour done in {:.0} ms", all.elapsed().as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// The longest a scenario may take before the tour gives up on it (each takes well under a second).
+const SCENARIO_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A thread that aborts the tour if a scenario runs past [`SCENARIO_LIMIT`], so that a scenario
+/// that hangs fails `cargo test` instead of hanging it. Send each scenario's title as it starts.
+fn watchdog() -> std::sync::mpsc::Sender<&'static str> {
+    let (started, scenarios) = std::sync::mpsc::channel::<&'static str>();
+    std::thread::spawn(move || {
+        let mut current = None;
+        loop {
+            match scenarios.recv_timeout(SCENARIO_LIMIT) {
+                Ok(title) => current = Some(title),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(title) = current {
+                        eprintln!("tour: {title:?} still runs after {SCENARIO_LIMIT:?}: it hangs; aborting");
+                        std::process::abort();
+                    }
+                }
+            }
+        }
+    });
+    started
 }
