@@ -137,8 +137,9 @@ fn main() -> multiproc::Result<()> {
 /// The longest a scenario may take before the tour gives up on it (each takes well under a second).
 const SCENARIO_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A thread that aborts the tour if a scenario runs past [`SCENARIO_LIMIT`], so that a scenario
-/// that hangs fails `cargo test` instead of hanging it. Send each scenario's title as it starts.
+/// A thread that aborts the tour if a scenario (or the end of the tour) runs past
+/// [`SCENARIO_LIMIT`], so that a scenario that hangs fails `cargo test` instead of hanging it.
+/// Send each scenario's title as it starts.
 fn watchdog() -> std::sync::mpsc::Sender<&'static str> {
     let (started, scenarios) = std::sync::mpsc::channel::<&'static str>();
     std::thread::spawn(move || {
@@ -149,12 +150,17 @@ fn watchdog() -> std::sync::mpsc::Sender<&'static str> {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(title) = current {
-                        eprintln!("tour: {title:?} still runs after {SCENARIO_LIMIT:?}: it hangs; aborting");
+                        eprintln!(
+                            "tour: {title:?} (or the end of the tour after it) still runs after {SCENARIO_LIMIT:?}: aborting"
+                        );
                         std::process::abort();
                     }
                 }
             }
         }
     });
+    // Never dropped, so that the watchdog also covers the end of the process (which joins the
+    // children still running) and a panic that unwinds out of `main`.
+    std::mem::forget(started.clone());
     started
 }

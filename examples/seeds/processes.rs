@@ -275,7 +275,8 @@ pub fn process_attributes() -> multiproc::Result<()> {
     println!("  join() -> {}; now {p}, is_alive {}", p.join()?, p.is_alive());
 
     let (mut started, child_end) = multiproc::pipe()?;
-    let mut sleeper = Process::new(wait_forever, (child_end,));
+    // A daemon, so that it cannot outlive the example even if a step below fails.
+    let mut sleeper = Process::new(wait_forever, (child_end,)).with_daemon(true);
     sleeper.start()?;
     started.set_timeout(Some(Duration::from_secs(10)));
     let _ = started.recv::<()>(); // end of file once the child dropped its end
