@@ -2,7 +2,8 @@
 //! what happens. `cargo run --release --example tour`.
 //!
 //! Words after `--` pick the scenarios whose title contains one of them (`cargo run --release
-//! --example tour -- Queue Pool`); arguments that start with `-` are ignored. `cargo test` runs the
+//! --example tour -- Queue Pool`), `--skip WORD` leaves out those that contain it; other flags are
+//! ignored. `cargo test` runs the
 //! tour too (`test = true`, `harness = false` in `Cargo.toml`), so a scenario that fails or hangs
 //! fails the test suite. `examples/SEEDS.md` maps each seed scenario to its row.
 
@@ -119,8 +120,11 @@ const SCENARIOS: &[Scenario] = &[
 
 fn main() -> multiproc::Result<()> {
     println!("multiproc tour: start method {}, {} CPUs\n", multiproc::get_start_method(), multiproc::cpu_count());
-    let words: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
-    let picked = |title: &&str| words.is_empty() || words.iter().any(|word| title.contains(word.as_str()));
+    let (words, skipped) = picks(std::env::args().skip(1));
+    let picked = |title: &&str| {
+        (words.is_empty() || words.iter().any(|word| title.contains(word.as_str())))
+            && !skipped.iter().any(|word| title.contains(word.as_str()))
+    };
     let watchdog = watchdog();
     let all = Instant::now();
     for (title, scenario) in SCENARIOS.iter().filter(|(title, _)| picked(title)) {
@@ -132,6 +136,23 @@ fn main() -> multiproc::Result<()> {
     }
     println!("tour done in {:.0} ms", all.elapsed().as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// The words that pick scenarios, and those that skip them, from arguments as `cargo test` passes
+/// them on: `--skip WORD` skips; other flags, and the values of those that take one, are ignored.
+fn picks(mut args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+    let (mut words, mut skipped) = (Vec::new(), Vec::new());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--skip" => skipped.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            _ => words.push(arg),
+        }
+    }
+    (words, skipped)
 }
 
 /// The longest a scenario may take before the tour gives up on it (each takes well under a second).
