@@ -143,9 +143,16 @@ fn named_task(name: &str, ms: u64) {
     println!("  {name} is over");
 }
 
-/// The number of threads of this process (CPython `active_count()`), from `/proc/self/task`.
-fn active_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+/// The names of this process's threads, from `/proc/self/task/*/comm` (CPython `enumerate()`;
+/// their number is `active_count()`). The kernel's name of the main thread is the program's.
+fn thread_names() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut names: Vec<String> = tasks
+        .flatten()
+        .map(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim_end().to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Seed 004: `current_thread().name`, the same pid in every thread, `active_count()`. Run in a
@@ -164,7 +171,8 @@ fn thread_names_program() {
         });
         t1.expect("spawn t1").join().expect("t1 panicked");
         let held = printing.lock();
-        println!("  active threads now: {} (the main thread and Thread-2)", active_count());
+        let names = thread_names();
+        println!("  active_count() = {}: {names:?}", names.len());
         println!("  main process pid {}", std::process::id());
         // CPython's MainThread; Rust names the main thread "main" only in the program's own
         // `main`, and a child process of this crate runs its target on an unnamed thread.
