@@ -293,3 +293,27 @@ fn a_server_killed_mid_call_gives_an_error() {
         assert!(manager.number_of_objects().is_err());
     });
 }
+
+#[test]
+fn a_sync_managers_own_types_work() {
+    common::watchdog("a_sync_managers_own_types_work", WATCHDOG_SECS, || {
+        let Some(server) = PyServer::start("a_sync_managers_own_types_work", "tcp") else { return };
+        let manager = server.connect();
+        let list = manager.create("list", (vec![3, 1, 2],)).unwrap();
+        list.call::<_, ()>("append", (0,)).unwrap();
+        list.call::<_, ()>("sort", ()).unwrap();
+        assert_eq!(list.get_value::<Vec<i64>>().unwrap(), [0, 1, 2, 3]);
+        assert_eq!(list.call::<_, i64>("__getitem__", (-1,)).unwrap(), 3);
+        let err = list.call::<_, i64>("__getitem__", (10,)).unwrap_err();
+        assert!(matches!(&err, Error::PythonException { exception, .. } if exception == "IndexError"), "{err}");
+        let event = manager.create("Event", ()).unwrap();
+        assert!(!event.call::<_, bool>("is_set", ()).unwrap());
+        event.call::<_, ()>("set", ()).unwrap();
+        assert!(event.call::<_, bool>("wait", (1.0,)).unwrap());
+        let lock = manager.create("Lock", ()).unwrap();
+        assert!(lock.call::<_, bool>("acquire", ()).unwrap());
+        assert!(!lock.call::<_, bool>("acquire", (false,)).unwrap());
+        lock.call::<_, ()>("release", ()).unwrap();
+        assert_eq!(manager.number_of_objects().unwrap(), 3);
+    });
+}

@@ -3,7 +3,7 @@
 Usage: python3 manager_peer.py FAMILY KEY
 
 FAMILY is "tcp" (127.0.0.1, a free port) or "unix" (a fresh socket path); KEY is hex. The peer
-serves a BaseManager and prints its address ("host:port" or the path) as the first line on stdout
+serves a SyncManager (with SyncManager's typeids: Queue, dict, list, Event, Lock, ...) and more and prints its address ("host:port" or the path) as the first line on stdout
 once it accepts connections. Then it reads commands on stdin, one a line, answering each with one
 line on stdout:
 
@@ -12,8 +12,8 @@ line on stdout:
   dict           the shared dict's items, sorted (repr)
 
 End of stdin ends the peer; so does an alarm after LIMIT seconds. Registered typeids:
-  get_queue  the shared queue.Queue          Queue   a new queue.Queue
-  get_dict   the shared dict (DictProxy)     dict    a new dict (DictProxy)
+  get_queue  the shared queue.Queue
+  get_dict   the shared dict (DictProxy)
   Store      get(k) raises KeyError for a missing key; set(k, v); func() returns a lambda
   Gate       wait() prints "blocked" and never returns
   Maker      child() returns a dict, handed out as a new 'dict' proxy (method_to_typeid)
@@ -25,7 +25,7 @@ import queue
 import signal
 import sys
 import threading
-from multiprocessing.managers import BaseManager, DictProxy
+from multiprocessing.managers import DictProxy, SyncManager
 
 LIMIT = 30  # seconds before the peer gives up
 
@@ -61,14 +61,12 @@ class Maker:
         return {"made": 1}
 
 
-class PeerManager(BaseManager):
+class PeerManager(SyncManager):
     pass
 
 
 PeerManager.register("get_queue", callable=lambda: shared_queue)
 PeerManager.register("get_dict", callable=lambda: shared_dict, proxytype=DictProxy)
-PeerManager.register("Queue", queue.Queue)
-PeerManager.register("dict", dict, DictProxy)
 PeerManager.register("Store", Store)
 PeerManager.register("Gate", Gate)
 PeerManager.register("Maker", Maker, method_to_typeid={"child": "dict"})

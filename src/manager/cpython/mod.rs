@@ -18,7 +18,10 @@
 //! References: a proxy holds one reference to its object in the server (the server counts
 //! them), a clone takes another, and dropping the last one releases the object
 //! ([`PyManager::number_of_objects`] shows it). A proxy used in a forked child opens its own
-//! channel and takes its own reference there (as CPython's proxies do when they reach a child).
+//! channel and takes its own reference there (as CPython's proxies do when they reach a child),
+//! which it releases when the child's copy drops: move a [`try_clone`](PyProxy::try_clone) into
+//! the child's closure (a proxy shared through an `Arc` is never dropped in the child, so its
+//! reference would stay until the server ends).
 //!
 //! Replies: a Python exception raised by the method is [`Error::PythonException`] with its class
 //! (`"KeyError"`, `"queue.Empty"`) and message; a server-side failure (a method not exposed, a
