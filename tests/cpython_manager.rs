@@ -179,6 +179,13 @@ fn python_exceptions_arrive_with_their_class_and_message() {
         // A result pickle cannot carry.
         let err = store.call::<_, ()>("func", ()).unwrap_err();
         assert!(matches!(&err, Error::Remote(text) if text.contains("could not be pickled")), "{err}");
+        // An instance of a plain Python class arrives as its attributes.
+        let state: BTreeMap<String, BTreeMap<String, i64>> = store.call("me", ()).unwrap();
+        assert_eq!(state["items"]["k"], 5);
+        // A result rebuilt by a constructor call (pickle's REDUCE) has no plain-data form: its
+        // class is named.
+        let err = store.call::<_, PickleValue>("price", ()).unwrap_err();
+        assert!(matches!(&err, Error::Codec { detail, .. } if detail.contains("decimal.Decimal")), "{err}");
         // An unknown typeid.
         let err = manager.create("NoSuchType", ()).unwrap_err();
         assert!(matches!(&err, Error::Remote(text) if text.contains("NoSuchType")), "{err}");

@@ -14,12 +14,14 @@ line on stdout:
 End of stdin ends the peer; so does an alarm after LIMIT seconds. Registered typeids:
   get_queue  the shared queue.Queue
   get_dict   the shared dict (DictProxy)
-  Store      get(k) raises KeyError for a missing key; set(k, v); func() returns a lambda
+  Store      get(k) raises KeyError for a missing key; set(k, v); func() returns a lambda;
+             me() returns the Store itself (an instance); price() a decimal.Decimal
   Gate       wait() prints "blocked" and never returns
   Maker      child() returns a dict, handed out as a new 'dict' proxy (method_to_typeid)
 """
 
 import ast
+import decimal
 import os
 import queue
 import signal
@@ -48,6 +50,12 @@ class Store:
 
     def func(self):
         return lambda: None
+
+    def me(self):
+        return self
+
+    def price(self):
+        return decimal.Decimal("1.50")
 
 
 class Gate:

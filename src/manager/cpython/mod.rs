@@ -23,6 +23,12 @@
 //! the child's closure (a proxy shared through an `Arc` is never dropped in the child, so its
 //! reference would stay until the server ends).
 //!
+//! Values travel pickled (see [`crate::connection`]'s `pickle` support): plain data (numbers,
+//! strings, bytes, `None`, lists, tuples, dicts, sets) maps to and from serde types; an instance
+//! of a plain Python class arrives as its attributes (its `__dict__`, which a Rust struct with
+//! the same fields can receive); an object pickle rebuilds by a constructor call (a
+//! `decimal.Decimal`, a `datetime`) gives [`Error::Codec`] naming its class.
+//!
 //! Replies: a Python exception raised by the method is [`Error::PythonException`] with its class
 //! (`"KeyError"`, `"queue.Empty"`) and message; a server-side failure (a method not exposed, a
 //! result that cannot be pickled) is [`Error::Remote`] with the server's traceback; a method
