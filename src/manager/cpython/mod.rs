@@ -140,10 +140,11 @@ impl PyManager {
             timeout,
             channels: Mutex::new(Channels { pid: std::process::id(), idle: Vec::new() }),
         };
-        let manager = PyManager { shared: Arc::new(shared) };
-        match manager.shared.one_shot("dummy", Vec::new()) {
-            Ok(_) => Ok(manager),
-            Err(e @ (Error::Authentication(_) | Error::Io { .. })) => Err(e),
+        // Connecting and the handshake report their own errors; what comes after tells whether
+        // the peer is a manager.
+        let mut conn = shared.open(timeout)?;
+        match Shared::exchange(&mut conn, "dummy", Vec::new()) {
+            Ok(_) => Ok(PyManager { shared: Arc::new(shared) }),
             Err(Error::Eof | Error::Timeout(_)) => {
                 Err(not_a_manager(address, "it closed the connection or did not answer"))
             }
@@ -282,6 +283,11 @@ impl Shared {
 
     fn one_shot_within(&self, method: &str, args: Vec<PickleValue>, timeout: Duration) -> Result<PickleValue> {
         let mut conn = self.open(timeout)?;
+        Self::exchange(&mut conn, method, args)
+    }
+
+    /// Sends a request to the server itself on `conn` and returns the reply's value.
+    fn exchange(conn: &mut Connection, method: &str, args: Vec<PickleValue>) -> Result<PickleValue> {
         conn.send_bytes(&encode_request(None, method, args, PickleValue::Dict(Default::default()))?)?;
         match decode_reply(&conn.recv_bytes()?)? {
             Reply::Return(value) => Ok(value),
