@@ -324,3 +324,26 @@ fn a_sync_managers_own_types_work() {
         assert_eq!(manager.number_of_objects().unwrap(), 3);
     });
 }
+
+#[test]
+fn a_call_timeout_bounds_a_call_that_never_returns() {
+    common::watchdog("a_call_timeout_bounds_a_call_that_never_returns", WATCHDOG_SECS, || {
+        let Some(mut server) = PyServer::start("a_call_timeout_bounds_a_call_that_never_returns", "tcp") else {
+            return;
+        };
+        let manager = server.connect();
+        let gate = manager.create("Gate", ()).unwrap();
+        let queue = manager.queue("Queue", ()).unwrap();
+        manager.set_call_timeout(Some(Duration::from_millis(200)));
+        let err = gate.call::<_, ()>("wait", ()).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+        assert_eq!(server.line(), "blocked");
+        assert!(matches!(queue.get::<i64>(), Err(Error::Timeout(_))));
+        // The proxies go on working on fresh channels.
+        queue.put(&5).unwrap();
+        assert_eq!(queue.get::<i64>().unwrap(), 5);
+        manager.set_call_timeout(None);
+        queue.put(&6).unwrap();
+        assert_eq!(queue.get::<i64>().unwrap(), 6);
+    });
+}

@@ -33,7 +33,8 @@
 //! (`"KeyError"`, `"queue.Empty"`) and message; a server-side failure (a method not exposed, a
 //! result that cannot be pickled) is [`Error::Remote`] with the server's traceback; a method
 //! mapped to a typeid (`method_to_typeid`) returns a new proxy through [`PyProxy::call_proxy`].
-//! A server that dies makes the call fail (end of file), never hang.
+//! A server that dies makes the call fail (end of file), never hang; one that stops answering is
+//! bounded by [`PyManager::set_call_timeout`].
 //!
 //! # Example
 //!
@@ -110,6 +111,8 @@ struct Shared {
 struct Channels {
     pid: u32,
     idle: Vec<Connection>,
+    /// How long a method call may take ([`PyManager::set_call_timeout`]).
+    call_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for PyManager {
@@ -138,7 +141,7 @@ impl PyManager {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
-            channels: Mutex::new(Channels { pid: std::process::id(), idle: Vec::new() }),
+            channels: Mutex::new(Channels { pid: std::process::id(), idle: Vec::new(), call_timeout: None }),
         };
         // Connecting and the handshake report their own errors; what comes after tells whether
         // the peer is a manager.
@@ -150,6 +153,14 @@ impl PyManager {
             }
             Err(e) => Err(not_a_manager(address, &e.to_string())),
         }
+    }
+
+    /// Bounds every later method call of this manager's proxies (and of its clones): a call whose
+    /// reply takes longer fails with [`Error::Timeout`] (its channel is closed, so a late reply
+    /// cannot be mistaken for the next call's; the method itself may still run to its end in the
+    /// server). `None`, the default, waits as long as the method takes, as CPython does.
+    pub fn set_call_timeout(&self, timeout: Option<Duration>) {
+        self.shared.channels().call_timeout = timeout;
     }
 
     /// The server's address.
@@ -312,7 +323,8 @@ impl Shared {
                 channels.idle.clear();
                 channels.pid = me;
             }
-            if let Some(conn) = channels.idle.pop() {
+            if let Some(mut conn) = channels.idle.pop() {
+                conn.set_timeout(channels.call_timeout);
                 return Ok(conn);
             }
         }
@@ -329,8 +341,7 @@ impl Shared {
             PickleValue::Dict(Default::default()),
         )?)?;
         decode_reply(&conn.recv_bytes()?)?;
-        // Method calls wait as long as the method does (a queue's get).
-        conn.set_timeout(None);
+        conn.set_timeout(self.channels().call_timeout);
         Ok(conn)
     }
 
