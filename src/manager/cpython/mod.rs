@@ -157,8 +157,10 @@ impl PyManager {
 
     /// Bounds every later method call of this manager's proxies (and of its clones): a call whose
     /// reply takes longer fails with [`Error::Timeout`] (its channel is closed, so a late reply
-    /// cannot be mistaken for the next call's; the method itself may still run to its end in the
-    /// server). `None`, the default, waits as long as the method takes, as CPython does.
+    /// cannot be mistaken for the next call's). The method itself runs on in the server: a queue's
+    /// `get` that timed out here still takes the next item there, which is then lost; bound such
+    /// waits in the server instead ([`PyQueue::get_timeout`]). `None`, the default, waits as long
+    /// as the method takes, as CPython does.
     pub fn set_call_timeout(&self, timeout: Option<Duration>) {
         self.shared.channels().call_timeout = timeout;
     }
