@@ -1101,3 +1101,56 @@ fn set_operations_from_a_child() {
         assert_eq!(s.to_vec().unwrap(), [42]);
     });
 }
+
+/// A list that may hold itself.
+#[derive(Serialize, Deserialize)]
+struct Node(ListProxy<Node>);
+
+#[test]
+fn lists_of_lists_and_a_list_that_holds_itself() {
+    // CONT-05
+    watchdog("lists_of_lists_and_a_list_that_holds_itself", 30, || {
+        let manager = Manager::start().unwrap();
+        let rows: Vec<ListProxy<i32>> = (0..3).map(|i| manager.list(&[i]).unwrap()).collect();
+        let grid = manager.list(&rows).unwrap();
+        for i in 0..3 {
+            grid.get(i).unwrap().append(&(10 * i as i32)).unwrap();
+        }
+        assert_eq!(rows[2].to_vec().unwrap(), [2, 20], "mutations through the outer list reach the inner");
+        let popped = grid.pop().unwrap();
+        popped.append(&200).unwrap();
+        assert_eq!(rows[2].to_vec().unwrap(), [2, 20, 200]);
+        assert_eq!(grid.len().unwrap(), 2);
+
+        let selfish = manager.list::<Node>(&[]).unwrap();
+        selfish.append(&Node(selfish.clone())).unwrap();
+        let inner = selfish.get(0).unwrap().0;
+        assert_eq!(inner.object().id(), selfish.object().id());
+        assert_eq!(inner.len().unwrap(), 1);
+        drop((inner, selfish, popped, grid, rows));
+        eventually(|| manager.object_count().unwrap() == 0);
+    });
+}
+
+#[test]
+fn dicts_nested_in_containers_stay_live() {
+    // CONT-09: through the outer container and through the inner proxy alike, and after the
+    // outer dict is cleared (the inner dict lives on through the proxy kept here).
+    watchdog("dicts_nested_in_containers_stay_live", 30, || {
+        let manager = Manager::start().unwrap();
+        let outer = manager.dict::<String, DictProxy<String, i32>>().unwrap();
+        let inner = manager.dict::<String, i32>().unwrap();
+        outer.insert(&"a".into(), &inner).unwrap();
+        outer.get(&"a".into()).unwrap().unwrap().insert(&"x".into(), &1).unwrap();
+        assert_eq!(inner.get(&"x".into()).unwrap(), Some(1));
+        inner.insert(&"y".into(), &2).unwrap();
+        assert_eq!(outer.get(&"a".into()).unwrap().unwrap().len().unwrap(), 2);
+        let in_list = manager.list(std::slice::from_ref(&inner)).unwrap();
+        in_list.get(0).unwrap().insert(&"z".into(), &3).unwrap();
+        outer.clear().unwrap();
+        assert_eq!(inner.keys().unwrap(), ["x", "y", "z"]);
+        // Plain collections inside a proxy come back as plain collections.
+        let plain = manager.list(&[vec![1, 2], vec![3]]).unwrap();
+        assert_eq!(plain.get(0).unwrap(), vec![1, 2]);
+    });
+}
