@@ -916,6 +916,11 @@ fn list_slices_match_pythons() {
         assert_eq!(empty.len().unwrap(), 6, "the proxy's list is unchanged by `+`");
         empty.repeat(0).unwrap();
         assert!(empty.is_empty().unwrap());
+        empty.repeat(usize::MAX).unwrap();
+        assert!(empty.is_empty().unwrap(), "an empty list repeated any number of times is empty, at once");
+        empty.append(&1).unwrap();
+        remote_error_says(empty.repeat(usize::MAX), "MemoryError");
+        assert_eq!(empty.to_vec().unwrap(), [1], "a refused repeat changes nothing");
 
         // Assignment and deletion.
         l.set_slice(2..4, &[20, 30, 31]).unwrap();

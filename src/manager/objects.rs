@@ -483,12 +483,15 @@ fn repeat(list: &mut Vec<Bytes>, times: u64) -> Answer {
     if !fits {
         return Err(remote(format!("MemoryError: the list repeated {times} times would exceed {MAX_REPEATED} bytes")));
     }
-    let once = list.len();
-    for _ in 1..times {
-        list.extend_from_within(..once);
-    }
     if times == 0 {
         list.clear();
+    }
+    let once = list.len();
+    if once > 0 {
+        // `times` is bounded here: the footprint check failed for anything above MAX_REPEATED.
+        for _ in 1..times {
+            list.extend_from_within(..once);
+        }
     }
     ok(())
 }
