@@ -562,7 +562,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// Whether every item of the set is in `items` (CPython `s.issubset(items)`, `s <= items`;
-    /// `s < items` adds `len() < ` the number of distinct `items`).
+    /// for `s < items`, also check that `items` holds more distinct items than the set).
     #[doc(alias = "issubset")]
     #[doc(alias = "__le__")]
     pub fn is_subset<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<bool>
