@@ -1159,3 +1159,19 @@ fn dicts_nested_in_containers_stay_live() {
         assert_eq!(plain.get(0).unwrap(), vec![1, 2]);
     });
 }
+
+#[test]
+fn timeouts_too_far_away_for_the_clock_are_no_limit() {
+    // The fuzz target found that a client sending `Duration::MAX` made the server's call panic.
+    watchdog("timeouts_too_far_away_for_the_clock_are_no_limit", 30, || {
+        let manager = Manager::start().unwrap();
+        let q = manager.queue::<u8>().unwrap();
+        q.put_timeout(&1, Duration::MAX).unwrap();
+        assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 1);
+        let e = manager.event().unwrap();
+        e.set().unwrap();
+        assert!(e.wait_timeout(Duration::MAX).unwrap());
+        let lock = manager.lock().unwrap();
+        drop(lock.acquire_timeout(Duration::MAX).unwrap());
+    });
+}

@@ -873,3 +873,13 @@ fn a_terminated_pool_refuses_work() {
         assert!(matches!(pool.map(square, 0..3), Err(Error::InvalidState(_))));
     });
 }
+
+#[test]
+fn timeouts_too_far_away_for_the_clock_are_no_limit() {
+    watchdog("pool_timeouts_too_far_away", 60, || {
+        let pool = Pool::builder().processes(1).task_timeout(Duration::MAX).build().unwrap();
+        assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+        let r = pool.apply_async_with(square, (8,), Options::new().timeout(Duration::MAX)).unwrap();
+        assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 64);
+    });
+}

@@ -48,7 +48,8 @@ fn wait_until<'m, T>(
     caller: &Caller<'_>,
     mut ready: impl FnMut(&mut T) -> bool,
 ) -> std::result::Result<MutexGuard<'m, T>, Failure> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too far away for the clock (a client may send `Duration::MAX`) is no limit.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         if ready(&mut guard) {
             return Ok(guard);
