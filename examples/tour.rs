@@ -1,5 +1,11 @@
 //! A walk through every scenario of the seed tutorials that `multiproc` implements so far, printing
 //! what happens. `cargo run --release --example tour`.
+//!
+//! Words after `--` pick the scenarios whose title contains one of them (`cargo run --release
+//! --example tour -- Queue Pool`), `--skip WORD` leaves out those that contain it; other flags are
+//! ignored. `cargo test` runs the
+//! tour too (`test = true`, `harness = false` in `Cargo.toml`), so a scenario that fails or hangs
+//! fails the test suite. `examples/SEEDS.md` maps each seed scenario to its row.
 
 #[path = "seeds/connections.rs"]
 mod connections;
@@ -15,6 +21,8 @@ mod queues;
 mod shared_memory;
 #[path = "seeds/sync.rs"]
 mod sync;
+#[path = "seeds/threads.rs"]
+mod threads;
 
 use std::time::Instant;
 
@@ -85,12 +93,42 @@ const SCENARIOS: &[Scenario] = &[
     ("ThreadPool: capturing closures on threads (seed 004)", pools::thread_pool),
     ("An executor: submit, map, shutdown (concurrent.futures)", pools::executor),
     ("A worker dies in a task: that task fails, the others complete", pools::a_worker_dies),
+    ("Parent process and child process pids; two targets; three children (seed 001)", processes::parent_and_child_pids),
+    ("Process name, pid, is_alive, join(timeout), terminate, exitcode (seed 002)", processes::process_attributes),
+    ("A daemon may not have children (seed 002)", processes::daemon_cannot_have_children),
+    ("Pool(5).map(func, [(1, 2), 'alex']) (seed 002)", pools::map_over_mixed_items),
+    ("Pool(3) with an initializer: ten apply calls on its workers (seed 002)", pools::apply_on_three_workers),
+    ("'msg: hello i' with apply_async, close, join, get; then with apply (seed 002)", pools::msg_hello_async_then_sync),
+    (
+        "Pool(): apply_async, close, join, then the results together, no callback (seed 002)",
+        pools::collect_without_callback,
+    ),
+    ("Queue(5): full, put when full, get, empty, get when empty (seed 004)", queues::queue_of_five_walkthrough),
+    ("Queue: a producer child puts 'hello baby', a consumer child gets it (seed 004)", queues::child_to_child),
+    ("Queue: a consumer with `while True: q.get()` never ends (seed 002)", queues::consumer_never_ends),
+    ("Queue, SimpleQueue, LifoQueue, PriorityQueue: put 3, 1, 2 (seed 003)", queues::queue_kinds),
+    ("JoinableQueue: the main process waits in q.join() (seed 004)", queues::joinable_queue_main_joins),
+    (
+        "Manager list, dict, Queue, Lock, Event, Value, Array; SharedMemoryManager blocks (seed 003)",
+        managers::manager_steps,
+    ),
+    ("Threads: Thread(target=task) and a Thread subclass (seed 004)", threads::two_ways_to_start_a_thread),
+    ("Threads share the process's memory, processes do not (seed 004)", threads::threads_share_memory),
+    ("Daemon threads end with their process (seed 004)", threads::daemon_threads),
+    ("current_thread, the pid of threads, active_count (seed 004)", threads::current_thread_and_active_count),
 ];
 
 fn main() -> multiproc::Result<()> {
     println!("multiproc tour: start method {}, {} CPUs\n", multiproc::get_start_method(), multiproc::cpu_count());
+    let (words, skipped) = picks(std::env::args().skip(1));
+    let picked = |title: &&str| {
+        (words.is_empty() || words.iter().any(|word| title.contains(word.as_str())))
+            && !skipped.iter().any(|word| title.contains(word.as_str()))
+    };
+    let watchdog = watchdog();
     let all = Instant::now();
-    for (title, scenario) in SCENARIOS {
+    for (title, scenario) in SCENARIOS.iter().filter(|(title, _)| picked(title)) {
+        let _ = watchdog.send(title);
         println!("== {title}");
         let t = Instant::now();
         scenario()?;
@@ -98,4 +136,52 @@ fn main() -> multiproc::Result<()> {
     }
     println!("tour done in {:.0} ms", all.elapsed().as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// The words that pick scenarios, and those that skip them, from arguments as `cargo test` passes
+/// them on: `--skip WORD` skips; other flags, and the values of those that take one, are ignored.
+fn picks(mut args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+    let (mut words, mut skipped) = (Vec::new(), Vec::new());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--skip" => skipped.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            _ => words.push(arg),
+        }
+    }
+    (words, skipped)
+}
+
+/// The longest a scenario may take before the tour gives up on it (each takes well under a second).
+const SCENARIO_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A thread that aborts the tour if a scenario (or the end of the tour) runs past
+/// [`SCENARIO_LIMIT`], so that a scenario that hangs fails `cargo test` instead of hanging it.
+/// Send each scenario's title as it starts.
+fn watchdog() -> std::sync::mpsc::Sender<&'static str> {
+    let (started, scenarios) = std::sync::mpsc::channel::<&'static str>();
+    std::thread::spawn(move || {
+        let mut current = None;
+        loop {
+            match scenarios.recv_timeout(SCENARIO_LIMIT) {
+                Ok(title) => current = Some(title),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(title) = current {
+                        eprintln!(
+                            "tour: {title:?} (or the end of the tour after it) still runs after {SCENARIO_LIMIT:?}: aborting"
+                        );
+                        std::process::abort();
+                    }
+                }
+            }
+        }
+    });
+    // Never dropped, so that the watchdog also covers the end of the process (which joins the
+    // children still running) and a panic that unwinds out of `main`.
+    std::mem::forget(started.clone());
+    started
 }

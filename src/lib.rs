@@ -138,6 +138,18 @@
 //! left behind. See [`shm`].
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+// Library code does not panic: invariants are proven by construction, failures are `Result`s.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod connection;

@@ -998,6 +998,17 @@ fn empty_authkey_is_a_real_key() {
     })
 }
 
+// LIST-05: a Windows named-pipe address is refused on Linux (CPython: ValueError), with a message
+// that names the addresses that work; nothing is created on the filesystem.
+#[test]
+fn windows_pipe_addresses_are_refused() {
+    for text in [r"\\.\test", r"\\.\pipe\multiproc", r"\\?\pipe\x"] {
+        let err = text.parse::<Address>().unwrap_err();
+        assert!(matches!(&err, Error::InvalidState(m) if m.contains("named-pipe") && m.contains("@name")), "{err}");
+        assert!(!std::path::Path::new(text).exists());
+    }
+}
+
 // LIST-04: abstract-namespace addresses (written "@name" or "\0name") accept clients, and leave
 // nothing on the filesystem.
 #[test]

@@ -19,6 +19,7 @@ fn main() {
     multiproc_suite!(run_case);
     harness.run("fork_runs_capturing_closures", || fork_runs_capturing_closures(ctx));
     harness.run("fork_refuses_with_threads", || fork_refuses_with_threads(ctx));
+    harness.run("fork_drops_the_closure_once_started", || fork_drops_the_closure_once_started(ctx));
     harness.finish();
 }
 
@@ -39,4 +40,18 @@ fn fork_refuses_with_threads(_ctx: Context) {
     assert!(matches!(err, multiproc::Error::ForkWithThreads { threads: 2 }), "{err}");
     stop.send(()).unwrap();
     thread.join().unwrap().unwrap();
+}
+
+// PROC-22 for closures: once started, the parent no longer holds the closure (what it captured is
+// released there), and the child still ran it.
+fn fork_drops_the_closure_once_started(_ctx: Context) {
+    let (inbox, out) = common::channel();
+    let captured = std::sync::Arc::new(String::from("captured"));
+    let in_closure = captured.clone();
+    let mut p = multiproc::Process::fork(move || common::send(&out, &in_closure));
+    assert_eq!(std::sync::Arc::strong_count(&captured), 2);
+    p.start().unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&captured), 1, "the started process still holds its closure");
+    assert_eq!(inbox.recv(10), "captured");
+    assert_eq!(p.join().unwrap(), 0);
 }

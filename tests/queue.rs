@@ -268,6 +268,47 @@ fn count_descriptors_around_puts_and_gets() {
     assert_eq!(open_fds(), before);
 }
 
+// SQ-04 (and Q-13's "close on an unused queue"): closing the last handle releases everything the
+// queue holds (its descriptors and its mapping), for each kind of queue, used or not. In a child
+// of its own, as above.
+#[test]
+fn closing_the_last_handle_releases_the_queue() {
+    let mut child = multiproc::Process::new(count_resources_around_close, ());
+    child.start().unwrap();
+    assert_eq!(
+        child.join_timeout(std::time::Duration::from_secs(60)).unwrap(),
+        Some(0),
+        "a closed queue kept something (see the child's output)"
+    );
+}
+
+fn count_resources_around_close() {
+    fn held() -> (usize, usize) {
+        let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        (fds, maps.lines().filter(|l| l.contains("memfd:multiproc")).count())
+    }
+    let before = held();
+    let unused: SimpleQueue<u32> = SimpleQueue::new().unwrap();
+    unused.close();
+    let simple: SimpleQueue<String> = SimpleQueue::new().unwrap();
+    let other = simple.clone();
+    simple.put("both ends".to_string()).unwrap();
+    assert_eq!(other.get().unwrap(), "both ends");
+    let queue: Queue<u32> = Queue::new(2).unwrap();
+    queue.put(1).unwrap();
+    let joinable: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
+    joinable.put(2).unwrap();
+    assert_eq!(joinable.get().unwrap(), 2);
+    joinable.task_done().unwrap();
+    assert_ne!(held(), before, "the queues hold nothing to release");
+    simple.close();
+    other.close();
+    queue.close();
+    joinable.close();
+    assert_eq!(held(), before, "(descriptors, mappings) before and after closing");
+}
+
 /// An item whose encoding fails (Python: an unpicklable object).
 #[derive(Debug, serde::Deserialize)]
 enum Item {

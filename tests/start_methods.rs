@@ -137,3 +137,26 @@ fn fork_server_reports_exit_codes_on_status_pipes() {
         assert_eq!(killed, -9);
     })
 }
+
+// PROC-27 (SIGINT): a fork server sent SIGINT (as a Ctrl-C to the process group would) does not
+// stop processes from starting, with a child in flight or not: the server ignores it or is replaced.
+#[test]
+fn interrupted_fork_server_still_starts_processes() {
+    serial("interrupted_fork_server_still_starts_processes", || {
+        let ctx = Context::new(StartMethod::ForkServer);
+        let (go, go_child) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut in_flight = ctx.process(wait_for_word, (multiproc::Handle::new(go_child),));
+        in_flight.start().unwrap();
+        let server = multiproc::__private::forkserver_pid().unwrap();
+        let pid = rustix::process::Pid::from_raw(server).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        for _ in 0..3 {
+            let mut after = ctx.process(noop, ());
+            after.start().unwrap();
+            assert_eq!(after.join().unwrap(), 0);
+        }
+        go.send(b"go").unwrap();
+        let code = in_flight.join().unwrap();
+        assert!(code == 0 || code == 255, "in-flight child ended with {code}");
+    })
+}

@@ -104,6 +104,39 @@ fn rlock_counts_its_acquisitions() {
     });
 }
 
+// LOCK-06, LOCK-07: the Debug form names the holder (CPython's repr names the owning process and
+// thread): no owner while free, the holding thread's id as seen from any thread, and for an RLock
+// the number of acquisitions.
+#[test]
+fn lock_debug_names_its_owner() {
+    common::watchdog("lock_debug_names_its_owner", 10, || {
+        let lock = Lock::new().unwrap();
+        assert!(format!("{lock:?}").contains("owner: None"), "{lock:?}");
+        let guard = lock.acquire().expect("fresh");
+        let mine = format!("owner: Some({})", gettid());
+        assert!(format!("{lock:?}").contains(&mine), "{lock:?}");
+        let seen_by_another_thread = {
+            let lock = lock.clone();
+            std::thread::spawn(move || format!("{lock:?}")).join().unwrap()
+        };
+        assert!(seen_by_another_thread.contains(&mine), "{seen_by_another_thread}");
+        drop(guard);
+        assert!(format!("{lock:?}").contains("owner: None"), "{lock:?}");
+
+        let rlock = RLock::new().unwrap();
+        assert!(format!("{rlock:?}").contains("owner: None, count: 0"), "{rlock:?}");
+        let guards: Vec<_> = (0..3).map(|_| rlock.acquire().expect("recursive")).collect();
+        assert!(format!("{rlock:?}").contains(&format!("{mine}, count: 3")), "{rlock:?}");
+        let in_thread = {
+            let rlock = rlock.clone();
+            std::thread::spawn(move || format!("{rlock:?}")).join().unwrap()
+        };
+        assert!(in_thread.contains(&format!("{mine}, count: 3")), "{in_thread}");
+        drop(guards);
+        assert!(format!("{rlock:?}").contains("owner: None, count: 0"), "{rlock:?}");
+    });
+}
+
 // SEM-01, SEM-02
 #[test]
 fn semaphore_and_bounded_semaphore_count() {

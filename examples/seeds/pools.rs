@@ -302,3 +302,100 @@ pub fn a_worker_dies() -> multiproc::Result<()> {
     println!("  {:?}", pool.stats());
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: the pool's own section
+
+fn print_item(n: multiproc::manager::Value) {
+    println!("  worker {}: {n}", std::process::id());
+}
+
+/// Seed 002: `Pool(5).map(func, [(1, 2), 'alex'])`: `map` takes one iterable, each item one
+/// task. Python's list mixes a tuple and a string; in Rust the items share one type, here the
+/// dynamically typed `manager::Value` (an enum would do as well).
+pub fn map_over_mixed_items() -> multiproc::Result<()> {
+    use multiproc::manager::Value;
+    let pool = Pool::new(5)?;
+    let items = vec![Value::Tuple(vec![1.into(), 2.into()]), Value::from("alex")];
+    pool.map(print_item, items)?;
+    Ok(())
+}
+
+fn greet_worker(pool_name: String) {
+    println!("  initializer: worker {} joins {pool_name}", std::process::id());
+}
+
+/// Seed 002's `work`: prints the worker's pid, sleeps (10 ms here, 1 s in the seed), returns `n**2`.
+fn square_slowly(n: u64) -> (u32, u64) {
+    println!("  {} run", std::process::id());
+    std::thread::sleep(Duration::from_millis(10));
+    (std::process::id(), n * n)
+}
+
+/// Seed 002: `Pool(3)` created from nothing (here with an `initializer`, the `Pool(numprocess,
+/// initializer, initargs)` of its parameter list), then ten synchronous `apply` calls: the pool's
+/// processes (no new ones) run every task, and `res_l` holds the results in order.
+pub fn apply_on_three_workers() -> multiproc::Result<()> {
+    let pool = Pool::builder().processes(3).initializer(greet_worker, ("Pool(3)".to_string(),)).build()?;
+    let mut res_l = Vec::new();
+    let mut pids = Vec::new();
+    for i in 0..10 {
+        let (pid, square) = pool.apply(square_slowly, (i,))?; // waits here until the task is done
+        pids.push(pid);
+        res_l.push(square);
+    }
+    println!("  {res_l:?}");
+    pids.sort_unstable();
+    pids.dedup();
+    // apply waits for each task, so one idle worker is enough: often the same one runs them all.
+    println!("  ten tasks ran on {} of the 3 worker processes, none on a new one", pids.len());
+    assert!(pids.len() <= 3);
+    Ok(())
+}
+
+fn func(msg: String) -> String {
+    println!("  msg: {msg}");
+    std::thread::sleep(Duration::from_millis(10)); // 1 s (async) and 0.1 s (sync) in the seed
+    msg
+}
+
+/// Seed 002, "apply_async and apply in detail": ten `apply_async("hello i")` on `Pool(3)`, the
+/// `=====>` line printed before any result, `close`, `join`, the list of result objects (all
+/// ready), then `get` on each; then the same with `apply`, whose list holds the values themselves.
+pub fn msg_hello_async_then_sync() -> multiproc::Result<()> {
+    let pool = Pool::new(3)?;
+    let res_l: Vec<_> = (0..10).map(|i| pool.apply_async(func, (format!("hello {i}"),))).collect::<Result<_, _>>()?;
+    println!("  ==============================>");
+    pool.close();
+    pool.join()?;
+    println!("  {res_l:?}");
+    for res in res_l {
+        println!("  {}", res.get()?);
+    }
+
+    let pool = Pool::new(3)?;
+    let res_l: Vec<String> = (0..10).map(|i| pool.apply(func, (format!("hello {i}"),))).collect::<Result<_, _>>()?;
+    println!("  ==============================>");
+    pool.close();
+    pool.join()?;
+    println!("  {res_l:?}");
+    Ok(())
+}
+
+/// Seed 002, "no callback needed": `Pool()` (one worker per CPU), ten `apply_async(work, i)`,
+/// `close`, `join`, then the parent collects every result and handles them together.
+pub fn collect_without_callback() -> multiproc::Result<()> {
+    let pool = Pool::builder().build()?;
+    println!("  Pool() has {} workers (cpu_count)", pool.processes());
+    let res_l: Vec<_> = (0..10).map(|i| pool.apply_async(square_reporting_quietly, (i,))).collect::<Result<_, _>>()?;
+    pool.close();
+    pool.join()?;
+    let nums: Vec<u64> = res_l.into_iter().map(|r| r.get()).collect::<Result<_, _>>()?;
+    println!("  {nums:?}");
+    Ok(())
+}
+
+fn square_reporting_quietly(n: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(10)); // 1 s in the seed
+    n * n
+}

@@ -209,3 +209,111 @@ pub fn tcp_echo_server() -> multiproc::Result<()> {
     println!("  served 3 clients, one process each");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seed 001 (its list of related articles): the parent's pid, a child's pid, two targets
+
+fn run_proc(name: String) {
+    println!("  Run child process {name} ({})...", std::process::id());
+}
+
+fn hell(name: String) {
+    println!("  Hell {name}");
+}
+
+fn hello_at(name: String) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    println!("  hello {name} at {}.{:03} s since the epoch", now.as_secs(), now.subsec_millis());
+}
+
+/// Seed 001's related-article snippets: `print('Parent process %s.' % os.getpid())` and a child
+/// `run_proc('test')` printing its own pid; two children with different targets (`f1`, `f2`);
+/// three children `f('alvin')` printing the time. `os.getpid()` is `std::process::id()`; there is
+/// no `if __name__ == '__main__'` guard: a child never runs `main`.
+pub fn parent_and_child_pids() -> multiproc::Result<()> {
+    println!("  Parent process {}.", std::process::id());
+    let mut p = Process::new(run_proc, ("test".to_string(),));
+    println!("  Child process will start.");
+    p.start()?;
+    p.join()?;
+    println!("  Child process end.");
+    let mut two = [Process::new(hell, ("name".to_string(),)), Process::new(hell, ("age".to_string(),))];
+    let mut three: Vec<Process> = (0..3).map(|_| Process::new(hello_at, ("alvin".to_string(),))).collect();
+    for p in two.iter_mut().chain(three.iter_mut()) {
+        p.start()?;
+    }
+    for p in two.iter_mut().chain(three.iter_mut()) {
+        assert_eq!(p.join()?, 0, "{p}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: the Process parameters, methods and attributes
+
+fn chat(person: String, minutes: u32) {
+    let me = multiproc::current_process();
+    println!("  {} (pid {}): chatting with {person} for {minutes} minutes", me.name(), std::process::id());
+}
+
+fn wait_forever(started: multiproc::Connection) {
+    drop(started); // the parent sees end of file: this child runs
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Seed 002's table of `Process` parameters (`target`, `args`, `kwargs`, `name`), methods
+/// (`start`, `join([timeout])`, `is_alive`, `terminate`) and attributes (`daemon`, `name`, `pid`,
+/// `exitcode`). Rust has no keyword arguments: `kwargs={'name': 'egon', 'age': 18}` become
+/// positional arguments (or one serde struct).
+pub fn process_attributes() -> multiproc::Result<()> {
+    let mut p = Process::new(chat, ("egon".to_string(), 18u32)).with_name("chatter");
+    println!("  before start: {p}, daemon {}, pid {:?}, exitcode {:?}", p.daemon(), p.pid(), p.exitcode());
+    p.start()?;
+    println!("  started: pid {:?}, is_alive {}", p.pid(), p.is_alive());
+    println!("  join() -> {}; now {p}, is_alive {}", p.join()?, p.is_alive());
+
+    let (mut started, child_end) = multiproc::pipe()?;
+    // A daemon, so that it cannot outlive the example even if a step below fails.
+    let mut sleeper = Process::new(wait_forever, (child_end,)).with_daemon(true);
+    sleeper.start()?;
+    started.set_timeout(Some(Duration::from_secs(10)));
+    let _ = started.recv::<()>(); // end of file once the child dropped its end
+    println!(
+        "  join(timeout=20 ms) on a child that never ends -> {:?}",
+        sleeper.join_timeout(Duration::from_millis(20))?
+    );
+    sleeper.terminate()?;
+    println!(
+        "  after terminate(): join() -> {}, exitcode {:?}: ended by signal 15",
+        sleeper.join()?,
+        sleeper.exitcode()
+    );
+    Ok(())
+}
+
+fn daemon_tries_a_child() -> i32 {
+    let mut grandchild = Process::new(worker_body, ());
+    match grandchild.start() {
+        Err(e @ multiproc::Error::DaemonCannotHaveChildren) => {
+            println!("  the daemon's start(): {e}");
+            0
+        }
+        other => {
+            println!("  the daemon's start(): unexpected {other:?}");
+            1
+        }
+    }
+}
+
+/// Seed 002: "daemonic processes are not allowed to have children": a daemon child's `start()`
+/// fails with `Error::DaemonCannotHaveChildren` (CPython raises an `AssertionError`).
+pub fn daemon_cannot_have_children() -> multiproc::Result<()> {
+    let mut daemon = Process::new(daemon_tries_a_child, ()).with_daemon(true);
+    daemon.start()?;
+    let code = daemon.join()?;
+    println!("  the daemon exited with {code}");
+    assert_eq!(code, 0);
+    Ok(())
+}

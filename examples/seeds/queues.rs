@@ -210,5 +210,187 @@ pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
     let mut consumer = Process::new(drain, (q.clone(),)).with_name("consumer-1");
     consumer.start()?;
     consumer.join()?;
+    println!("  qsize() = {}", q.qsize()); // print(qu.qsize())
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 004: Queue(5) step by step
+
+/// Seed 004: `Queue(5)`: `full()` after two items and after five; the sixth `put` would wait (here
+/// a 10 ms `put_timeout` shows it); `get`, `empty()`, `get` until empty, `get_nowait` refused, and
+/// a last `get` that would wait forever (here a 10 ms `get_timeout`).
+pub fn queue_of_five_walkthrough() -> multiproc::Result<()> {
+    let q = Queue::new(5)?;
+    q.put(1)?;
+    q.put(2)?;
+    println!("  full() = {}", q.full());
+    for x in 3..=5 {
+        q.put(x)?;
+    }
+    println!("  full() = {}", q.full());
+    match q.put_timeout(6, Duration::from_millis(10)) {
+        Err(Error::Full) => println!("  put(6) on the full queue waits: still full after 10 ms"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    println!("  get() = {}", q.get()?);
+    println!("  get() = {}", q.get()?);
+    println!("  empty() = {}", q.empty());
+    for _ in 0..3 {
+        println!("  get() = {}", q.get()?);
+    }
+    println!("  empty() = {}", q.empty());
+    match q.get_nowait() {
+        Err(Error::Empty) => println!("  get_nowait() on the empty queue: Empty"),
+        other => panic!("expected Empty, got {other:?}"),
+    }
+    match q.get_timeout(Duration::from_millis(10)) {
+        Err(Error::Empty) => println!("  get() on the empty queue waits: still empty after 10 ms"),
+        other => panic!("expected Empty, got {other:?}"),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 004: IPC between two children
+
+fn put_hello(q: Queue<String>) {
+    q.put("hello baby".to_string()).unwrap();
+}
+
+fn print_one(q: Queue<String>) {
+    println!("  {}", q.get().unwrap());
+}
+
+/// Seed 004: a producer child puts `'hello baby'`, a consumer child gets and prints it.
+pub fn child_to_child() -> multiproc::Result<()> {
+    let q = Queue::new(0)?;
+    let mut children = [Process::new(put_hello, (q.clone(),)), Process::new(print_one, (q.clone(),))];
+    start_all(&mut children)?;
+    join_all(&mut children)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: a consumer that never ends
+
+fn eat_forever(q: Queue<String>, eaten: multiproc::Semaphore) {
+    loop {
+        let food = q.get().unwrap();
+        sleep_ms(random_in(1, 3));
+        println!("  \x1b[45m{} 吃 {food}\x1b[0m", std::process::id());
+        eaten.release(); // for the example's bookkeeping; the seed has no such thing
+    }
+}
+
+fn cook_ten(q: Queue<String>) {
+    for i in 0..10 {
+        sleep_ms(random_in(1, 3));
+        let food = format!("包子{i}");
+        q.put(&food).unwrap();
+        println!("  \x1b[44m{} 生产了 {food}\x1b[0m", std::process::id());
+    }
+}
+
+/// Seed 002, the first producer-consumer model: the consumer's `while True: q.get()` has no way
+/// to end, so CPython's program never exits (the main process waits for its non-daemon child).
+/// Here the main process counts what was eaten, shows the consumer still blocked in `get`, and
+/// terminates it; the next scenario ends consumers with `None`, the one after with daemons.
+pub fn consumer_never_ends() -> multiproc::Result<()> {
+    let q = Queue::new(0)?;
+    let eaten = multiproc::Semaphore::new(0)?;
+    let mut p1 = Process::new(cook_ten, (q.clone(),));
+    let mut c1 = Process::new(eat_forever, (q.clone(), eaten.clone()));
+    c1.start()?;
+    // Whatever happens next, the consumer is terminated: a program that returned with it alive
+    // would wait for it at exit forever, as CPython's does.
+    let outcome = (|| -> multiproc::Result<bool> {
+        p1.start()?;
+        println!("  主");
+        join_all(std::slice::from_mut(&mut p1))?;
+        Ok((0..10).all(|_| eaten.acquire_unguarded(Some(Duration::from_secs(10)))))
+    })();
+    let waiting = c1.is_alive();
+    c1.terminate()?;
+    let code = c1.join()?;
+    assert!(outcome?, "the consumer stopped eating");
+    println!("  all ten eaten; the consumer is still alive, waiting in get(): {waiting}");
+    println!("  terminated it: exit code {code}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 003: the kinds of queue
+
+/// Seed 003 lists `Queue` (first in, first out), `LifoQueue` (a stack), `PriorityQueue` (lowest
+/// first) and `SimpleQueue`. The first and the last are multiprocessing queues here; CPython's
+/// `LifoQueue` and `PriorityQueue` live in the thread-only `queue` module, and across processes
+/// they are a manager's (`manager.lifo_queue()`, `manager.priority_queue()`).
+pub fn queue_kinds() -> multiproc::Result<()> {
+    let fifo = Queue::new(0)?;
+    let simple = multiproc::SimpleQueue::new()?;
+    let manager = multiproc::Manager::start()?;
+    let lifo = manager.lifo_queue::<i64>()?;
+    let priority = manager.priority_queue::<String>()?;
+    for (x, name) in [(3, "three"), (1, "one"), (2, "two")] {
+        fifo.put(x)?;
+        simple.put(x)?;
+        lifo.put(&x)?;
+        priority.put(x, &name.to_string())?;
+    }
+    let fifo_order: Vec<i64> = (0..3).map(|_| fifo.get()).collect::<Result<_, _>>()?;
+    let simple_order: Vec<i64> = (0..3).map(|_| simple.get()).collect::<Result<_, _>>()?;
+    let lifo_order: Vec<i64> = (0..3).map(|_| lifo.get()).collect::<Result<_, _>>()?;
+    let priority_order: Vec<(i64, String)> = (0..3).map(|_| priority.get()).collect::<Result<_, _>>()?;
+    println!("  put 3, 1, 2:");
+    println!("  Queue         gets {fifo_order:?}");
+    println!("  SimpleQueue   gets {simple_order:?}");
+    println!("  LifoQueue     gets {lifo_order:?}");
+    println!("  PriorityQueue gets {priority_order:?}");
+    assert_eq!((fifo_order, lifo_order), (vec![3, 1, 2], vec![2, 1, 3]));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 004: JoinableQueue, the main process waits on join
+
+fn produce(name: String, food: String, q: JoinableQueue<String>) {
+    for i in 0..3 {
+        let data = format!("{name}生产的{food}{i}");
+        sleep_ms(random_in(0, 2));
+        println!("  {data}");
+        q.put(data).unwrap();
+    }
+}
+
+fn consume(name: String, q: JoinableQueue<String>) {
+    loop {
+        let data = q.get().unwrap();
+        println!("  \x1b[31m{name}吃了{data}\x1b[0m");
+        sleep_ms(random_in(0, 2));
+        q.task_done().unwrap(); // this item is taken and handled
+    }
+}
+
+/// Seed 004: two producers and two daemon consumers; the main process joins the producers, then
+/// `q.join()` waits until every item is handled, and the daemons end with the main process.
+pub fn joinable_queue_main_joins() -> multiproc::Result<()> {
+    let q = JoinableQueue::new(0)?;
+    let mut producers = [
+        Process::new(produce, ("zmm".to_string(), "包子".to_string(), q.clone())),
+        Process::new(produce, ("yzy".to_string(), "馒头".to_string(), q.clone())),
+    ];
+    let mut consumers = [
+        Process::new(consume, ("czh".to_string(), q.clone())).with_daemon(true),
+        Process::new(consume, ("lc".to_string(), q.clone())).with_daemon(true),
+    ];
+    start_all(&mut producers)?;
+    start_all(&mut consumers)?;
+    join_all(&mut producers)?;
+    q.join()?; // until every item put has been handled
+    println!("  every item handled; the daemon consumers end with the main process");
+    for consumer in &mut consumers {
+        consumer.terminate()?; // what the end of the main process does to daemons
+        consumer.join()?;
+    }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //!
 //! Where the seeds sleep for seconds to simulate work, these sleep for milliseconds. Children that
 //! report to the parent share the sending end of one Unix datagram socket ([`Outbox`]): each
-//! datagram arrives whole, so any number of processes can send on it (the seeds' `Queue`).
+//! datagram arrives whole, so any number of processes can send on it. That channel checks what the
+//! seeds only print; where a seed itself uses a `Queue` (joo_a and joo_b), so does the example.
 #![allow(dead_code)]
 
 use std::os::unix::net::UnixDatagram;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use multiproc::sync::{AcquireError, LockGuard};
-use multiproc::{Barrier, Condition, Event, Handle, Lock, Process, Semaphore};
+use multiproc::{Barrier, Condition, Event, Handle, Lock, Process, Queue, Semaphore};
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------------
@@ -97,23 +98,6 @@ impl Inbox {
     /// The next `n` reports, in the order they were sent.
     fn recv_n(&self, n: usize) -> multiproc::Result<Vec<String>> {
         (0..n).map(|_| self.recv()).collect()
-    }
-
-    /// Every report waiting now (the seed's `while not q.empty(): q.get()`).
-    fn drain(&self) -> multiproc::Result<Vec<String>> {
-        self.socket.set_nonblocking(true).map_err(io)?;
-        let mut all = Vec::new();
-        let outcome = loop {
-            match self.recv() {
-                Ok(text) => all.push(text),
-                Err(multiproc::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
-                    break Ok(all);
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        self.socket.set_nonblocking(false).map_err(io)?;
-        outcome
     }
 }
 
@@ -383,21 +367,21 @@ pub fn traffic_lights() -> multiproc::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Seed 003: joo_a and joo_b
 
-fn joo_a(q: Outbox, ev: Event) -> std::io::Result<()> {
+fn joo_a(q: Queue<u64>, ev: Event) -> multiproc::Result<()> {
     println!("  subprocess joo_a start");
     if !ev.is_set() {
         ev.wait();
     }
-    q.send(&random_in(1, 100).to_string())?;
+    q.put(random_in(1, 100))?;
     println!("  subprocess joo_a ended");
     Ok(())
 }
 
-fn joo_b(q: Outbox, ev: Event) -> std::io::Result<()> {
+fn joo_b(q: Queue<u64>, ev: Event) -> multiproc::Result<()> {
     println!("  subprocess joo_b start");
     ev.clear(); // take the right to run first
     sleep_ms(20); // 2 s in the seed
-    q.send(&random_in(200, 300).to_string())?;
+    q.put(random_in(200, 300))?;
     ev.set(); // now joo_a may go on
     println!("  subprocess joo_b ended");
     Ok(())
@@ -406,17 +390,19 @@ fn joo_b(q: Outbox, ev: Event) -> std::io::Result<()> {
 /// Seed 003: joo_a waits on an event that joo_b sets once it has put its number in the queue, so
 /// joo_b's number (200-300) always comes out before joo_a's (1-100).
 pub fn joo_a_and_joo_b() -> multiproc::Result<()> {
-    let (qu, outbox) = reports()?;
+    let qu = Queue::new(0)?;
     let ev = Event::new()?;
-    let mut sub_a = Process::new(joo_a, (outbox.try_clone()?, ev.clone()));
-    let mut sub_b = Process::new(joo_b, (outbox, ev));
+    let mut sub_a = Process::new(joo_a, (qu.clone(), ev.clone()));
+    let mut sub_b = Process::new(joo_b, (qu.clone(), ev));
     sub_a.start()?;
     sub_b.start()?;
-    sub_a.join()?;
-    sub_b.join()?;
-    let values: Vec<u64> = qu.drain()?.iter().filter_map(|v| v.parse().ok()).collect();
-    for v in &values {
+    join_all(std::slice::from_mut(&mut sub_a))?;
+    join_all(std::slice::from_mut(&mut sub_b))?;
+    let mut values = Vec::new();
+    while !qu.empty() {
+        let v = qu.get()?;
         println!("  {v}");
+        values.push(v);
     }
     assert!(
         matches!(values[..], [b, a] if (200..=300).contains(&b) && (1..=100).contains(&a)),

@@ -78,6 +78,7 @@ impl Digest {
     }
 }
 
+#[allow(clippy::unreachable, reason = "HMAC takes keys of any length: new_from_slice cannot fail")]
 fn hmac_of<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
     // HMAC takes keys of any length (long ones are hashed first), so this cannot fail.
     let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());

@@ -23,7 +23,8 @@ use crate::sys::{self, Interest};
 /// infers the family from the address the same way).
 ///
 /// Parsed from a string: `"host:port"` or `"[v6]:port"` is TCP, `"@name"` or `"\0name"` is an
-/// abstract Unix socket, anything else a filesystem path.
+/// abstract Unix socket, anything else a filesystem path, except a Windows named-pipe address
+/// (`r"\\.\pipe\name"`), which is refused (CPython on Linux: `ValueError`).
 ///
 /// ```
 /// use multiproc::connection::Address;
@@ -61,6 +62,11 @@ impl FromStr for Address {
     fn from_str(s: &str) -> Result<Address> {
         if let Some(name) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {
             return Ok(Address::Abstract(name.as_bytes().to_vec()));
+        }
+        if s.starts_with(r"\\") {
+            return Err(Error::InvalidState(format!(
+                "{s:?} is a Windows named-pipe address, which Linux does not have; use a filesystem path, \"@name\" or \"host:port\""
+            )));
         }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Address::Tcp(addr));

@@ -32,6 +32,7 @@ pub(crate) fn on_startup() {
     }
     let Some(role) = std::env::var_os(ROLE_VAR) else { return };
     sys::remove_env_before_main(ROLE_VAR);
+    sys::open_missing_standard_streams();
     sys::ignore_sigpipe();
     // SAFETY: a process with the role variable was started by `spawn_current_exe`, which put the
     // socket at the inherited descriptor; this is the only place that takes it.

@@ -16,7 +16,12 @@
 //!   socket and the descriptors in its arguments;
 //! * daemon children die with their parent, also when the parent is killed with `SIGKILL`;
 //! * non-daemon children are joined when the parent's `main` returns (or it calls
-//!   `std::process::exit`), daemon children are terminated then, as in CPython.
+//!   `std::process::exit`), daemon children are terminated then, as in CPython;
+//! * a child ends when its target returns, as a Rust program ends when `main` returns: threads the
+//!   target started are not waited for (CPython waits for non-daemon threads); join their handles
+//!   in the target;
+//! * a child whose parent had closed standard streams finds `/dev/null` there (spawn and fork
+//!   server), so none of its own descriptors takes the numbers 0-2.
 
 pub(crate) mod bootstrap;
 pub(crate) mod children;

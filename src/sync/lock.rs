@@ -208,7 +208,14 @@ macro_rules! lock_type {
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name)).field("locked", &self.locked()).finish()
+                // CPython's repr names the owner (`<Lock(owner=...)>`, `<RLock(owner, count)>`):
+                // here the holder's thread id (the pid for a process's main thread).
+                let mut s = f.debug_struct(stringify!($name));
+                s.field("locked", &self.locked()).field("owner", &self.state.owner());
+                if $recursive {
+                    s.field("count", &self.state.depth());
+                }
+                s.finish()
             }
         }
 

@@ -232,6 +232,20 @@ impl LockState {
         self.word.load(Ordering::Relaxed) != 0
     }
 
+    /// The thread id of the holder, `None` while the lock is free (for `Debug`).
+    pub(crate) fn owner(&self) -> Option<u32> {
+        match self.word.load(Ordering::Relaxed) & TID_MASK {
+            0 => None,
+            tid => Some(tid),
+        }
+    }
+
+    /// How many times the holder holds the lock, 0 while it is free (for `Debug`: read by any
+    /// thread, it is a snapshot).
+    pub(crate) fn depth(&self) -> u32 {
+        if self.locked() { self.depth.load(Ordering::Relaxed).max(1) } else { 0 }
+    }
+
     /// Whether thread `me` holds the lock.
     pub(crate) fn held_by(&self, me: u32) -> bool {
         self.word.load(Ordering::Relaxed) & TID_MASK == me

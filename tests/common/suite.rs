@@ -34,6 +34,13 @@ macro_rules! multiproc_suite {
         $m!(file_handles_arrive_open);
         $m!(run_objects_are_process_bodies);
         $m!(invalid_states_are_errors);
+        $m!(daemon_flag_and_main_thread_are_the_childs_own);
+        $m!(children_work_with_standard_streams_closed);
+        $m!(panics_and_errors_are_reported_on_the_childs_stderr);
+        $m!(buffered_output_is_not_duplicated_by_a_child);
+        $m!(high_descriptors_reach_only_forked_children);
+        $m!(join_completes_despite_handled_signals);
+        $m!(values_owned_by_the_target_are_dropped_when_it_ends);
     };
 }
 
@@ -450,4 +457,232 @@ pub fn invalid_states_are_errors(ctx: Context) {
     assert!(matches!(p.start(), Err(Error::InvalidState(m)) if m.contains("twice")));
     assert!(matches!(p.set_daemon(true), Err(Error::InvalidState(_))));
     assert_eq!(p.join().unwrap(), 0);
+}
+
+fn report_daemon_and_thread(out: Outbox) {
+    send(&out, &format!("{} {}", current_process().daemon(), rustix::thread::gettid().as_raw_nonzero()));
+}
+
+// PROC-04, PROC-10: `daemon` defaults to the creator's flag (the main process is no daemon),
+// `with_daemon(true)` reaches the child; a child's main thread is its own (its thread id is its
+// pid, not the parent's thread's).
+pub fn daemon_flag_and_main_thread_are_the_childs_own(ctx: Context) {
+    let (inbox, out) = channel();
+    let p = ctx.process(report_daemon_and_thread, (Handle::new(out.try_clone().unwrap()),));
+    assert_eq!(p.daemon(), current_process().daemon());
+    let mut p = started(p);
+    let pid = p.pid().unwrap();
+    assert_eq!(inbox.recv(10), format!("false {pid}"));
+    assert_ne!(pid, rustix::thread::gettid().as_raw_nonzero().get());
+    assert_eq!(p.join().unwrap(), 0);
+    let mut d = started(ctx.process(report_daemon_and_thread, (out,)).with_daemon(true));
+    assert!(d.daemon());
+    assert_eq!(inbox.recv(10), format!("true {}", d.pid().unwrap()));
+    assert_eq!(d.join().unwrap(), 0);
+}
+
+/// Closes standard input, output and error of this process.
+fn close_standard_streams(which: &[i32]) {
+    for &fd in which {
+        // SAFETY: closes a descriptor number this test owns by convention (stdio); nothing in this
+        // process keeps an owned handle to it, and Rust's stdout/stderr treat EBADF as success.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn print_with_closed_output(out: Outbox) {
+    close_standard_streams(&[1, 2]);
+    println!("printed to a closed stdout");
+    eprintln!("printed to a closed stderr");
+    send(&out, "grandchild ran");
+}
+
+fn start_with_closed_streams(out: Outbox, method: StartMethod) {
+    close_standard_streams(&[0, 1, 2]);
+    let mut child =
+        Process::new(print_with_closed_output, (Handle::new(out.try_clone().unwrap()),)).with_start_method(method);
+    let outcome = match child.start().and_then(|()| child.join()) {
+        Ok(code) => format!("grandchild exit {code}"),
+        Err(e) => format!("failed: {e}"),
+    };
+    send(&out, &outcome);
+}
+
+// PROC-25, PROC-26: a process whose standard streams are closed starts children (new descriptors
+// then take the numbers 0-2), and a child that closes its own output and still prints exits 0.
+pub fn children_work_with_standard_streams_closed(ctx: Context) {
+    let (inbox, out) = channel();
+    let mut middle = started(ctx.process(start_with_closed_streams, (out, ctx.start_method())));
+    assert_eq!(inbox.recv(20), "grandchild ran");
+    assert_eq!(inbox.recv(20), "grandchild exit 0");
+    assert_eq!(middle.join().unwrap(), 0);
+}
+
+/// A memory file to stand in for a standard stream.
+fn memory_file(name: &str) -> std::fs::File {
+    std::fs::File::from(rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+}
+
+fn read_all(mut file: std::fs::File) -> String {
+    let mut text = String::new();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn capture_stderr_of_failing_children(out: Outbox, method: StartMethod) {
+    let stderr = memory_file("stderr");
+    rustix::stdio::dup2_stderr(&stderr).unwrap();
+    let mut codes = Vec::new();
+    for mut child in
+        [Process::new(panics, ()).with_name("panicker"), Process::new(fail_with_error, ()).with_name("failer")]
+    {
+        child = child.with_start_method(method);
+        codes.push(child.start().and_then(|()| child.join()).map_err(|e| e.to_string()));
+    }
+    send(&out, &format!("{codes:?}\n{}", read_all(stderr)));
+}
+
+// SUBP-02, SUBP-03 (Rust forms): a panicking child prints its panic message under a
+// `Process <name>:` header on its stderr, a body returning `Err` prints the error; both exit 1.
+pub fn panics_and_errors_are_reported_on_the_childs_stderr(ctx: Context) {
+    let (inbox, out) = channel();
+    let mut middle = started(ctx.process(capture_stderr_of_failing_children, (out, ctx.start_method())));
+    let report = inbox.recv(20);
+    let (codes, stderr) = report.split_once('\n').unwrap();
+    assert_eq!(codes, "[Ok(1), Ok(1)]", "{report}");
+    assert!(stderr.contains("Process panicker:") && stderr.contains("expected panic in a child"), "{stderr}");
+    assert!(stderr.contains("Error: \"expected failure\""), "{stderr}");
+    assert_eq!(middle.join().unwrap(), 0);
+}
+
+fn buffer_then_start_child(out: Outbox, method: StartMethod) {
+    let captured = memory_file("stdout");
+    rustix::stdio::dup2_stdout(&captured).unwrap();
+    print!("stdout;"); // no newline: stays in the line buffer
+    let mut file = std::io::BufWriter::new(captured.try_clone().unwrap());
+    file.write_all(b"file;").unwrap(); // stays in the BufWriter
+    let mut child = Process::new(noop, ()).with_start_method(method);
+    let code = child.start().and_then(|()| child.join()).map_err(|e| e.to_string());
+    std::io::stdout().flush().unwrap();
+    drop(file);
+    send(&out, &format!("{code:?} {}", read_all(captured)));
+}
+
+// MISC-05: data buffered in this process (stdout's line buffer, a BufWriter) is written once, by
+// this process: a child, also a forked one, does not write its copy.
+pub fn buffered_output_is_not_duplicated_by_a_child(ctx: Context) {
+    let (inbox, out) = channel();
+    let mut middle = started(ctx.process(buffer_then_start_child, (out, ctx.start_method())));
+    assert_eq!(inbox.recv(20), "Ok(0) stdout;file;");
+    assert_eq!(middle.join().unwrap(), 0);
+}
+
+fn probe_descriptor(out: Outbox, fd: i32) {
+    // SAFETY: F_GETFD only reads the flags of whatever `fd` is (or fails with EBADF).
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    send(&out, if open { "open" } else { "closed" });
+}
+
+// MISC-08: a descriptor of the parent at a high number, even without close-on-exec, does not reach
+// a spawned or fork-server child (which get only what their arguments carry); a forked child has it.
+pub fn high_descriptors_reach_only_forked_children(ctx: Context) {
+    let (socket, _peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    // SAFETY: F_DUPFD makes a new descriptor at the lowest free number from 900 up (never one in
+    // use by another test's thread), without close-on-exec; it is closed below.
+    let high = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&socket), libc::F_DUPFD, 900) };
+    assert!(high >= 900, "F_DUPFD: {}", std::io::Error::last_os_error());
+    let (inbox, out) = channel();
+    let mut p = started(ctx.process(probe_descriptor, (out, high)));
+    let seen = inbox.recv(10);
+    // SAFETY: closes the duplicate made above, which nothing else owns.
+    unsafe { libc::close(high) };
+    assert_eq!(p.join().unwrap(), 0);
+    let expected = if ctx.start_method() == StartMethod::Fork { "open" } else { "closed" };
+    assert_eq!(seen, expected, "descriptor {high} in a {} child", ctx.start_method());
+}
+
+static SIGNALS_HANDLED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn join_under_signals(out: Outbox, go: Handle<std::os::unix::net::UnixDatagram>, method: StartMethod, expected: u32) {
+    // SAFETY: `action` starts zeroed (a valid sigaction); its handler only touches an atomic, which
+    // is async-signal-safe; no SA_RESTART, so a blocked system call returns EINTR.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = count_signal as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+    }
+    let mut child = Process::new(wait_for_word, (go,)).with_start_method(method);
+    child.start().unwrap();
+    send(&out, "joining");
+    let outcome = child.join().map_err(|e| e.to_string());
+    // A signal may have gone to another thread of this process: give its handler time to count
+    // (bounded; the test then reports how many it saw).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    send(&out, &format!("{outcome:?} after {} signals", SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst)));
+}
+
+// MISC-09: `join` completes, with the child's exit code, although handled signals (SIGUSR1, no
+// SA_RESTART) interrupt it while it waits.
+pub fn join_completes_despite_handled_signals(ctx: Context) {
+    let (inbox, out) = channel();
+    let (go, go_child) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let mut middle = started(ctx.process(join_under_signals, (out, Handle::new(go_child), ctx.start_method(), 3u32)));
+    assert_eq!(inbox.recv(20), "joining");
+    let pid = middle.pid().unwrap();
+    let target = rustix::process::Pid::from_raw(pid).unwrap();
+    for _ in 0..3 {
+        // Asleep in join (the kill wakes it; asleep again means it handled the signal and waits).
+        super::sync_suite::wait_until_asleep(pid);
+        rustix::process::kill_process(target, rustix::process::Signal::USR1).unwrap();
+    }
+    super::sync_suite::wait_until_asleep(pid);
+    go.send(b"go").unwrap();
+    assert_eq!(inbox.recv(20), "Ok(0) after 3 signals");
+    assert_eq!(middle.join().unwrap(), 0);
+}
+
+/// Reports its drop, with the pid of the process it is dropped in.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReportsDrop(Outbox);
+
+impl Drop for ReportsDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(format!("dropped in {}", std::process::id()).as_bytes());
+    }
+}
+
+fn keep_and_return(value: ReportsDrop) {
+    send(&value.0, "ran");
+}
+
+fn keep_and_panic(_value: ReportsDrop) {
+    panic!("expected panic in a child holding a value");
+}
+
+// MISC-10 (the Rust form of exit handlers: destructors), PROC-22: the parent's copy of the arguments
+// is dropped by `Process::new` (the process keeps only their encoding); in the child, the values the
+// target owns are dropped when it returns, and while a panic unwinds.
+pub fn values_owned_by_the_target_are_dropped_when_it_ends(ctx: Context) {
+    let (inbox, out) = channel();
+    let me = format!("dropped in {}", std::process::id());
+    let p = ctx.process(keep_and_return, (ReportsDrop(Handle::new(out.try_clone().unwrap())),));
+    assert_eq!(inbox.recv(10), me, "the arguments outlived Process::new");
+    let mut p = started(p);
+    assert_eq!(inbox.recv(10), "ran");
+    assert_eq!(inbox.recv(10), format!("dropped in {}", p.pid().unwrap()));
+    assert_eq!(p.join().unwrap(), 0);
+    let p = ctx.process(keep_and_panic, (ReportsDrop(out),));
+    assert_eq!(inbox.recv(10), me);
+    let mut p = started(p);
+    assert_eq!(inbox.recv(10), format!("dropped in {}", p.pid().unwrap()));
+    assert_eq!(p.join().unwrap(), 1);
 }

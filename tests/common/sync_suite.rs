@@ -144,6 +144,8 @@ macro_rules! sync_suite {
         $m!(barrier_reset_breaks_waiters_then_works_again);
         $m!(barrier_party_killed_while_waiting_does_not_hold_the_others);
         $m!(barrier_thousand_passes_arrive_in_order);
+        $m!(barrier_action_runs_once_per_cycle_before_anyone_leaves);
+        $m!(barrier_default_timeout_applies_to_waits_in_children);
         $m!(killed_holder_leaves_no_shared_memory_behind);
     };
 }
@@ -159,7 +161,7 @@ pub fn hold_both_until_told(lock: Lock, rlock: RLock, out: Outbox, go: Handle<Un
     let _ = go.recv(&mut buf);
 }
 
-// LOCK-02, LOCK-04 (and SMT-02/03: acquired in a child, seen from the parent)
+// LOCK-02, LOCK-04, LOCK-06/07 (Debug names the child as owner) (and SMT-02/03: acquired in a child, seen from the parent)
 pub fn lock_held_by_a_child_is_locked_everywhere(ctx: Context) {
     let (lock, rlock) = (Lock::new().unwrap(), RLock::new().unwrap());
     let (inbox, out) = channel();
@@ -167,6 +169,10 @@ pub fn lock_held_by_a_child_is_locked_everywhere(ctx: Context) {
     let mut p = started(ctx.process(hold_both_until_told, (lock.clone(), rlock.clone(), out, Handle::new(go_child))));
     assert_eq!(inbox.recv(10), "held true true true");
     assert!(lock.locked() && rlock.locked());
+    // LOCK-06, LOCK-07: the owner named by Debug is the child's main thread (tid = pid).
+    let child = format!("owner: Some({})", pid_of(&p));
+    assert!(format!("{lock:?}").contains(&child), "{lock:?}");
+    assert!(format!("{rlock:?}").contains(&format!("{child}, count: 2")), "{rlock:?}");
     assert!(!rlock.is_owned());
     assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
     assert!(matches!(rlock.try_acquire(), Err(AcquireError::WouldBlock)));
@@ -846,6 +852,72 @@ pub fn barrier_timeout_breaks_it_for_every_party(ctx: Context) {
     assert_eq!(barrier.n_waiting(), 0);
     // Broken until reset: a new waiter fails at once.
     assert!(matches!(barrier.wait_timeout(PATIENCE), Err(Error::BrokenBarrier)));
+}
+
+/// Counts barrier cycles for [`count_cycle`]; set by each party of
+/// `barrier_action_runs_once_per_cycle_before_anyone_leaves` before it waits.
+pub static CYCLES: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+
+/// A barrier action (a plain `fn()`): one unit per completed cycle.
+pub fn count_cycle() {
+    CYCLES.get().expect("the party set CYCLES before waiting").release();
+}
+
+pub fn pass_and_check_cycles(barrier: Barrier, cycles: Semaphore, out: Outbox, id: u32, rounds: u32) {
+    let _ = CYCLES.set(cycles);
+    let cycles = CYCLES.get().unwrap();
+    let mut bad = Vec::new();
+    for round in 0..rounds {
+        barrier.wait().expect("not broken");
+        // This party has not arrived for the next cycle yet, so its action cannot have run: the
+        // count is exact.
+        if cycles.value() != round + 1 {
+            bad.push((round, cycles.value()));
+        }
+    }
+    send(&out, &format!("{id} {bad:?}"));
+}
+
+// BAR-03: the action runs exactly once per cycle, in whichever process arrives last (it travels to
+// spawned children signed, and is found again in their copy of the binary), before any party is
+// released.
+pub fn barrier_action_runs_once_per_cycle_before_anyone_leaves(ctx: Context) {
+    const ROUNDS: u32 = 20;
+    let cycles = Semaphore::new(0).unwrap();
+    let barrier = Barrier::with_action(3, count_cycle).unwrap();
+    let (inbox, out) = channel();
+    let mut ps: Vec<Process> = (0..3)
+        .map(|id| {
+            started(
+                ctx.process(pass_and_check_cycles, (barrier.clone(), cycles.clone(), outbox_clone(&out), id, ROUNDS)),
+            )
+        })
+        .collect();
+    let reports: BTreeSet<String> = (0..3).map(|_| inbox.recv(20)).collect();
+    assert_eq!(reports, (0..3).map(|id| format!("{id} []")).collect::<BTreeSet<_>>());
+    join_all(&mut ps);
+    assert_eq!(cycles.value(), ROUNDS);
+    assert!(!barrier.broken());
+}
+
+pub fn wait_without_timeout(barrier: Barrier, out: Outbox) {
+    let start = Instant::now();
+    let outcome = barrier.wait();
+    send(&out, &format!("{} {}", matches!(outcome, Err(Error::BrokenBarrier)), start.elapsed().as_millis()));
+}
+
+// BAR-08: a barrier's default timeout, set in the parent, bounds a plain `wait()` in a child: the
+// wait breaks the barrier after about that time.
+pub fn barrier_default_timeout_applies_to_waits_in_children(ctx: Context) {
+    let barrier = Barrier::new(2).unwrap().with_default_timeout(SHORT);
+    let (inbox, out) = channel();
+    let mut p = started(ctx.process(wait_without_timeout, (barrier.clone(), out)));
+    let report = inbox.recv(10);
+    let (broken, millis) = report.split_once(' ').unwrap();
+    assert_eq!(broken, "true", "{report}");
+    assert_between(Duration::from_millis(millis.parse().unwrap()), SHORT, PATIENCE);
+    join_all(std::slice::from_mut(&mut p));
+    assert!(barrier.broken());
 }
 
 pub fn wait_broken_then_pass(barrier: Barrier, sync: Barrier, out: Outbox, id: u32) {

@@ -37,6 +37,26 @@ pub(crate) fn arm_kill_on_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
     if rc < 0 { Err(last_errno()) } else { Ok(()) }
 }
 
+/// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed.
+///
+/// A process started with a closed standard stream would otherwise get the next descriptor it
+/// opens (a launch socket, a liveness pipe, a received argument) at that number, and a `println!`
+/// would write into it. Called first thing in every child this crate launches.
+pub(crate) fn open_missing_standard_streams() {
+    for stdio in 0..3 {
+        // SAFETY: F_GETFD only reads the flags of descriptor number `stdio`, or fails with EBADF;
+        // no ownership of the descriptor is assumed.
+        let closed = unsafe { libc::fcntl(stdio, libc::F_GETFD) } == -1;
+        if closed {
+            // The lowest free number is `stdio` (the lower ones are open by now). Not close-on-exec:
+            // it is a standard stream, inherited like the others.
+            if let Ok(null) = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty()) {
+                let _standard_stream = std::os::fd::IntoRawFd::into_raw_fd(null);
+            }
+        }
+    }
+}
+
 /// Fills a buffer with random bytes from the kernel (`getrandom(2)`).
 pub(crate) fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
     let mut buf = [0u8; N];
