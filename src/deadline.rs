@@ -16,9 +16,10 @@ impl Deadline {
     /// No limit.
     pub(crate) const NONE: Deadline = Deadline { at: None };
 
-    /// `timeout` from now (`None`: no limit).
+    /// `timeout` from now (`None`: no limit; so is a timeout too far away for the clock, such as
+    /// `Duration::MAX`).
     pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline { at: timeout.map(|t| (Instant::now() + t, t)) }
+        Deadline { at: timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t))) }
     }
 
     /// Whether there is a limit.
@@ -51,5 +52,18 @@ impl Deadline {
             true => Ok(()),
             false => Err(self.timeout_error()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_beyond_the_clock_is_no_limit() {
+        let far = Deadline::after(Some(Duration::MAX));
+        assert!(!far.is_bounded());
+        assert!(!far.passed());
+        assert!(Deadline::after(Some(Duration::from_secs(60))).is_bounded());
     }
 }

@@ -872,3 +872,306 @@ fn initializer_runs_once_in_the_server() {
         assert!(e.to_string().contains("initializer failed"), "{e}");
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Container operations (CONT-01, CONT-04, CONT-06, SMT-09, SMT-10, SMT-14, SMT-15)
+// ---------------------------------------------------------------------------------------------
+
+use multiproc::manager::{ListProxy, SetProxy, Slice};
+
+fn remote_error_says(result: multiproc::Result<impl std::fmt::Debug>, what: &str) {
+    match result {
+        Err(Error::Remote(message)) => assert!(message.contains(what), "{message}"),
+        other => panic!("expected a remote {what}, got {other:?}"),
+    }
+}
+
+#[test]
+fn list_slices_match_pythons() {
+    // CONT-01
+    watchdog("list_slices_match_pythons", 30, || {
+        let manager = Manager::start().unwrap();
+        let source: Vec<i64> = (0..10).collect();
+        let l = manager.list(&source).unwrap();
+        assert_eq!(l.get_slice(..).unwrap(), source);
+        assert_eq!(l.get_slice(2..7).unwrap(), [2, 3, 4, 5, 6]);
+        assert_eq!(l.get_slice(-3..).unwrap(), [7, 8, 9]);
+        assert_eq!(l.get_slice(..=-1).unwrap(), source, "..=-1 reaches the last item");
+        assert_eq!(l.get_slice(-100..3).unwrap(), [0, 1, 2], "bounds are clamped");
+        assert_eq!(l.get_slice(Slice::from_parts(Some(7), Some(2), 1)).unwrap(), Vec::<i64>::new());
+        assert_eq!(l.get_slice(Slice::from(1..).step(3)).unwrap(), [1, 4, 7]);
+        assert_eq!(l.get_slice(Slice::from(..).step(-1)).unwrap(), (0..10).rev().collect::<Vec<_>>());
+        assert_eq!(l.get_slice(Slice::from_parts(Some(8), Some(2), -2)).unwrap(), [8, 6, 4]);
+        remote_error_says(l.get_slice(Slice::from(..).step(0)), "slice step cannot be zero");
+
+        // An empty list: extend, index, slice past the end, `*= 2`; `+ [5, 6]` is a plain Vec.
+        let empty = manager.list::<i64>(&[]).unwrap();
+        empty.extend(&[1, 2, 3]).unwrap();
+        assert_eq!(empty.get(-1).unwrap(), 3);
+        assert_eq!(empty.get_slice(2..100).unwrap(), [3]);
+        empty.repeat(2).unwrap();
+        assert_eq!(empty.to_vec().unwrap(), [1, 2, 3, 1, 2, 3]);
+        let plus = [empty.to_vec().unwrap(), vec![5, 6]].concat();
+        assert_eq!(plus.len(), 8);
+        assert_eq!(empty.len().unwrap(), 6, "the proxy's list is unchanged by `+`");
+        empty.repeat(0).unwrap();
+        assert!(empty.is_empty().unwrap());
+        empty.repeat(usize::MAX).unwrap();
+        assert!(empty.is_empty().unwrap(), "an empty list repeated any number of times is empty, at once");
+        empty.append(&1).unwrap();
+        remote_error_says(empty.repeat(usize::MAX), "MemoryError");
+        assert_eq!(empty.to_vec().unwrap(), [1], "a refused repeat changes nothing");
+
+        // Assignment and deletion.
+        l.set_slice(2..4, &[20, 30, 31]).unwrap();
+        assert_eq!(l.get_slice(..6).unwrap(), [0, 1, 20, 30, 31, 4]);
+        l.set_slice(Slice::from_parts(Some(5), Some(2), 1), &[-1]).unwrap();
+        assert_eq!(l.get_slice(4..7).unwrap(), [31, -1, 4], "an empty span inserts at its start");
+        l.set_slice(..3, &[]).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [30, 31, -1, 4, 5, 6, 7, 8, 9]);
+        l.set_slice(Slice::from(..).step(4), &[100, 200, 300]).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [100, 31, -1, 4, 200, 6, 7, 8, 300]);
+        remote_error_says(
+            l.set_slice(Slice::from(..).step(2), &[1]),
+            "attempt to assign sequence of size 1 to extended slice of size 5",
+        );
+        l.delete_slice(Slice::from(..).step(2)).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [31, 4, 6, 8]);
+        l.delete_slice(-2..).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [31, 4]);
+        l.delete_slice(..).unwrap();
+        assert!(l.is_empty().unwrap());
+    });
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Job {
+    name: String,
+    priority: i32,
+}
+
+#[test]
+fn lists_sort_in_place() {
+    watchdog("lists_sort_in_place", 30, || {
+        let manager = Manager::start().unwrap();
+        // Encoded bytes do not sort as numbers do (varints, zigzag): the order is T's own.
+        let l = manager.list(&[300i64, -1, 5, 128, -300, 0]).unwrap();
+        l.sort().unwrap();
+        assert_eq!(l.to_vec().unwrap(), [-300, -1, 0, 5, 128, 300]);
+        l.sort_by(|a, b| b.cmp(a)).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [300, 128, 5, 0, -1, -300]);
+        let jobs = [("b", 2), ("a", 1), ("c", 2), ("d", 1)]
+            .map(|(name, priority)| Job { name: name.into(), priority })
+            .to_vec();
+        let l = manager.list(&jobs).unwrap();
+        l.sort_by(|x, y| x.priority.cmp(&y.priority)).unwrap();
+        let names: Vec<String> = l.to_vec().unwrap().into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["a", "d", "b", "c"], "the sort is stable");
+        manager.list::<u8>(&[]).unwrap().sort().unwrap();
+    });
+}
+
+#[test]
+fn list_iteration_goes_by_position() {
+    // CONT-04: an iterator made before a change sees the change.
+    watchdog("list_iteration_goes_by_position", 30, || {
+        let manager = Manager::start().unwrap();
+        let l = manager.list(&[1u32, 2, 3]).unwrap();
+        assert_eq!(l.iter().collect::<multiproc::Result<Vec<_>>>().unwrap(), [1, 2, 3]);
+        let mut it = l.iter();
+        assert_eq!(it.next().unwrap().unwrap(), 1);
+        l.append(&4).unwrap();
+        assert_eq!(it.by_ref().collect::<multiproc::Result<Vec<_>>>().unwrap(), [2, 3, 4]);
+        assert!(it.next().is_none(), "an ended iterator stays ended");
+    });
+}
+
+fn list_operators_in_a_child(l: ListProxy<i32>) -> multiproc::Result<()> {
+    // SMT-09, in the child.
+    assert_eq!(l.get(0)?, 5);
+    assert_eq!(l.count(&5)?, 1);
+    assert_eq!(l.index(&6)?, 1);
+    l.extend(&[7])?; // `obj += [7]`
+    assert_eq!(l.to_vec()?, [5, 6, 7]);
+    l.repeat(2)?; // `obj *= 2`
+    assert_eq!(l.to_vec()?, [5, 6, 7, 5, 6, 7]);
+    assert_eq!(l.to_vec()?.repeat(2).len(), 12, "`obj * 2` is a plain list");
+    l.extend(&[8, 9])?;
+    l.sort()?;
+    assert_eq!(l.to_vec()?, [5, 5, 6, 6, 7, 7, 8, 9]);
+    l.reverse()?;
+    assert_eq!(l.iter().collect::<multiproc::Result<Vec<_>>>()?, [9, 8, 7, 7, 6, 6, 5, 5]);
+    assert_eq!(l.len()?, 8);
+    assert_eq!(l.pop_at(0)?, 9);
+    l.clear()
+}
+
+#[test]
+fn list_operators_from_a_child() {
+    watchdog("list_operators_from_a_child", 30, || {
+        let manager = Manager::start().unwrap();
+        let l = manager.list(&[5, 6]).unwrap();
+        run_child(list_operators_in_a_child, (l.clone(),));
+        assert_eq!(l.len().unwrap(), 0);
+    });
+}
+
+fn dict_operations_in_a_child(d: DictProxy<String, i32>) -> multiproc::Result<()> {
+    // SMT-10, in the child.
+    let key = |k: &str| k.to_string();
+    assert_eq!(d.len()?, 2);
+    assert_eq!(d.get(&key("a"))?, Some(1));
+    assert_eq!(d.items()?, [(key("a"), 1), (key("b"), 2)]);
+    d.update([(&key("c"), &3)])?; // `obj |= {'c': 3}`
+    assert_eq!(d.keys()?, ["a", "b", "c"]);
+    assert_eq!(d.values()?.into_iter().rev().collect::<Vec<_>>(), [3, 2, 1], "reversed()");
+    // `obj | {...}`: the other side wins; `{...} | obj`: the dict wins.
+    let merged = d.union([(&key("a"), &10), (&key("z"), &26)])?;
+    assert_eq!(merged, [(key("a"), 10), (key("b"), 2), (key("c"), 3), (key("z"), 26)]);
+    let mut other: Vec<(String, i32)> = vec![(key("a"), 10), (key("z"), 26)];
+    for (k, v) in d.items()? {
+        match other.iter_mut().find(|(o, _)| *o == k) {
+            Some(slot) => slot.1 = v,
+            None => other.push((k, v)),
+        }
+    }
+    assert_eq!(other[0], (key("a"), 1));
+    assert_eq!(d.len()?, 3, "`|` leaves the dict alone");
+    assert_eq!(d.pop_item()?, Some((key("c"), 3)), "popitem takes the last pair");
+    assert_eq!(d.set_default(&key("d"), &4)?, 4);
+    assert_eq!(d.set_default(&key("d"), &5)?, 4);
+    assert_eq!(d.remove(&key("b"))?, Some(2));
+    assert_eq!(d.items()?, [(key("a"), 1), (key("d"), 4)]);
+    d.clear()?;
+    assert_eq!(d.pop_item()?, None);
+    d.insert(&key("last"), &0)
+}
+
+#[test]
+fn dict_operations_from_a_child() {
+    watchdog("dict_operations_from_a_child", 30, || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict::<String, i32>().unwrap();
+        d.update([(&"a".to_string(), &1), (&"b".to_string(), &2)]).unwrap();
+        run_child(dict_operations_in_a_child, (d.clone(),));
+        assert_eq!(d.items().unwrap(), [("last".to_string(), 0)]);
+    });
+}
+
+fn sorted(mut items: Vec<i32>) -> Vec<i32> {
+    items.sort();
+    items
+}
+
+fn set_operations_in_a_child(s: SetProxy<i32>) -> multiproc::Result<()> {
+    // SMT-14, in the child.
+    s.update(&[1, 2, 3])?;
+    assert_eq!(s.len()?, 3);
+    assert!(s.contains(&2)?);
+    assert!(!s.contains(&9)?);
+    assert_eq!(sorted(s.union(&[3, 4, 4])?), [1, 2, 3, 4]);
+    assert_eq!(sorted(s.intersection(&[2, 3, 5])?), [2, 3]);
+    assert_eq!(sorted(s.difference(&[2])?), [1, 3]);
+    assert_eq!(sorted(s.symmetric_difference(&[3, 4, 4])?), [1, 2, 4]);
+    assert_eq!(s.len()?, 3, "the plain-result operators leave the set alone");
+    assert!(s.is_disjoint(&[7, 8])?);
+    assert!(!s.is_disjoint(&[3])?);
+    assert!(s.is_subset(&[1, 2, 3, 4])?);
+    assert!(!s.is_subset(&[1, 2])?);
+    assert!(s.is_superset(&[1, 3])?);
+    assert!(!s.is_superset(&[1, 5])?);
+    s.add(&4)?;
+    assert!(s.discard(&4)?);
+    assert!(!s.discard(&4)?, "discard is idempotent");
+    s.intersection_update(&[1, 2, 5])?; // &=
+    assert_eq!(sorted(s.to_vec()?), [1, 2]);
+    s.symmetric_difference_update(&[2, 6, 6])?; // ^=
+    assert_eq!(sorted(s.to_vec()?), [1, 6]);
+    s.difference_update(&[6])?; // -=
+    assert_eq!(s.to_vec()?, [1]);
+    assert_eq!(s.pop()?, Some(1));
+    assert_eq!(s.pop()?, None);
+    s.update(&[42])
+}
+
+#[test]
+fn set_operations_from_a_child() {
+    // SMT-15: a set starts from items, duplicates dropped.
+    watchdog("set_operations_from_a_child", 30, || {
+        let manager = Manager::start().unwrap();
+        let s = manager.set_from(&[3, 1, 3]).unwrap();
+        assert_eq!(s.to_vec().unwrap(), [3, 1]);
+        s.clear().unwrap();
+        run_child(set_operations_in_a_child, (s.clone(),));
+        assert_eq!(s.to_vec().unwrap(), [42]);
+    });
+}
+
+/// A list that may hold itself.
+#[derive(Serialize, Deserialize)]
+struct Node(ListProxy<Node>);
+
+#[test]
+fn lists_of_lists_and_a_list_that_holds_itself() {
+    // CONT-05
+    watchdog("lists_of_lists_and_a_list_that_holds_itself", 30, || {
+        let manager = Manager::start().unwrap();
+        let rows: Vec<ListProxy<i32>> = (0..3).map(|i| manager.list(&[i]).unwrap()).collect();
+        let grid = manager.list(&rows).unwrap();
+        for i in 0..3 {
+            grid.get(i).unwrap().append(&(10 * i as i32)).unwrap();
+        }
+        assert_eq!(rows[2].to_vec().unwrap(), [2, 20], "mutations through the outer list reach the inner");
+        let popped = grid.pop().unwrap();
+        popped.append(&200).unwrap();
+        assert_eq!(rows[2].to_vec().unwrap(), [2, 20, 200]);
+        assert_eq!(grid.len().unwrap(), 2);
+
+        let selfish = manager.list::<Node>(&[]).unwrap();
+        selfish.append(&Node(selfish.clone())).unwrap();
+        let inner = selfish.get(0).unwrap().0;
+        assert_eq!(inner.object().id(), selfish.object().id());
+        assert_eq!(inner.len().unwrap(), 1);
+        drop((inner, selfish, popped, grid, rows));
+        eventually(|| manager.object_count().unwrap() == 0);
+    });
+}
+
+#[test]
+fn dicts_nested_in_containers_stay_live() {
+    // CONT-09: through the outer container and through the inner proxy alike, and after the
+    // outer dict is cleared (the inner dict lives on through the proxy kept here).
+    watchdog("dicts_nested_in_containers_stay_live", 30, || {
+        let manager = Manager::start().unwrap();
+        let outer = manager.dict::<String, DictProxy<String, i32>>().unwrap();
+        let inner = manager.dict::<String, i32>().unwrap();
+        outer.insert(&"a".into(), &inner).unwrap();
+        outer.get(&"a".into()).unwrap().unwrap().insert(&"x".into(), &1).unwrap();
+        assert_eq!(inner.get(&"x".into()).unwrap(), Some(1));
+        inner.insert(&"y".into(), &2).unwrap();
+        assert_eq!(outer.get(&"a".into()).unwrap().unwrap().len().unwrap(), 2);
+        let in_list = manager.list(std::slice::from_ref(&inner)).unwrap();
+        in_list.get(0).unwrap().insert(&"z".into(), &3).unwrap();
+        outer.clear().unwrap();
+        assert_eq!(inner.keys().unwrap(), ["x", "y", "z"]);
+        // Plain collections inside a proxy come back as plain collections.
+        let plain = manager.list(&[vec![1, 2], vec![3]]).unwrap();
+        assert_eq!(plain.get(0).unwrap(), vec![1, 2]);
+    });
+}
+
+#[test]
+fn timeouts_too_far_away_for_the_clock_are_no_limit() {
+    // The fuzz target found that a client sending `Duration::MAX` made the server's call panic.
+    watchdog("timeouts_too_far_away_for_the_clock_are_no_limit", 30, || {
+        let manager = Manager::start().unwrap();
+        let q = manager.queue::<u8>().unwrap();
+        q.put_timeout(&1, Duration::MAX).unwrap();
+        assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 1);
+        let e = manager.event().unwrap();
+        e.set().unwrap();
+        assert!(e.wait_timeout(Duration::MAX).unwrap());
+        let lock = manager.lock().unwrap();
+        drop(lock.acquire_timeout(Duration::MAX).unwrap());
+    });
+}

@@ -834,3 +834,52 @@ fn a_hung_item_times_out_in_map_and_imap() {
         assert_eq!(pool.stats().workers_restarted, 2);
     });
 }
+
+fn key_error(key: String) -> Result<u32, String> {
+    Err(format!("KeyError: {key:?}"))
+}
+
+#[test]
+fn apply_async_error_callback_gets_the_error() {
+    // PWE-01: `get` fails with the task's error, and the error callback saw the same error
+    // (and the success callback did not run).
+    watchdog("apply_async_error_callback", 60, || {
+        let pool = pool(1);
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (ok, err) = (Arc::clone(&seen), Arc::clone(&seen));
+        let options = Options::new()
+            .callback(move |v: &u32| ok.lock().unwrap().push(format!("callback {v}")))
+            .error_callback(move |e| err.lock().unwrap().push(e.to_string()));
+        let result = pool.apply_async_with(key_error, ("missing".to_string(),), options).unwrap();
+        let error = result.get().unwrap_err();
+        assert!(
+            matches!(&error, Error::TaskFailed { message } if message.contains("KeyError: \"missing\"")),
+            "{error}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(*seen, [error.to_string()]);
+    });
+}
+
+#[test]
+fn a_terminated_pool_refuses_work() {
+    // POOL-23 (CPython: `with pool:` on a pool a previous `with` terminated raises ValueError).
+    watchdog("a_terminated_pool_refuses_work", 60, || {
+        let pool = pool(1);
+        assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+        pool.terminate();
+        pool.join().unwrap();
+        assert!(matches!(pool.apply_async(square, (1,)), Err(Error::InvalidState(_))));
+        assert!(matches!(pool.map(square, 0..3), Err(Error::InvalidState(_))));
+    });
+}
+
+#[test]
+fn timeouts_too_far_away_for_the_clock_are_no_limit() {
+    watchdog("pool_timeouts_too_far_away", 60, || {
+        let pool = Pool::builder().processes(1).task_timeout(Duration::MAX).build().unwrap();
+        assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+        let r = pool.apply_async_with(square, (8,), Options::new().timeout(Duration::MAX)).unwrap();
+        assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 64);
+    });
+}

@@ -720,3 +720,173 @@ fn a_structure_of_another_type_is_refused() {
     a.send(&point).unwrap();
     assert_eq!(b.recv::<RawStruct<Point>>().unwrap().get(), POINT);
 }
+
+// ---- the resource tracker, continued (RT-01, RT-02, RT-03, RT-05, RT-07, SHM-26)
+
+use multiproc::__private::shm_tracker_pid;
+
+/// Creates two tracked blocks, reports their names and the tracker's pid, waits to be killed.
+fn create_two_and_wait(outbox: Outbox, go: Event) {
+    let (first, second) = (SharedMemory::create(64).unwrap(), SharedMemory::create(64).unwrap());
+    let tracker = shm_tracker_pid().unwrap_or(0);
+    send(&outbox, &format!("{} {} {tracker}", first.name(), second.name()));
+    go.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_block_unlinked_by_someone_else_does_not_stop_the_cleanup() {
+    // RT-01: the tracker unlinks what is left and shrugs at what is already gone.
+    watchdog("a_block_unlinked_by_someone_else", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = Process::new(create_two_and_wait, (outbox, go));
+        child.start().unwrap();
+        let message = inbox.recv(10);
+        let fields: Vec<&str> = message.split(' ').collect();
+        let (first, second, tracker) = (fields[0], fields[1], fields[2].parse::<i32>().unwrap());
+        SharedMemory::attach(first).unwrap().unlink().unwrap();
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(!exists(second), "{second} was left in /dev/shm");
+    });
+}
+
+fn signal_ignored(pid: i32, signal: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap().trim();
+    u64::from_str_radix(mask, 16).unwrap() & (1 << (signal - 1)) != 0
+}
+
+#[test]
+fn the_tracker_ignores_sigint_and_sigterm() {
+    // RT-02: Ctrl-C or a SIGTERM to the process group must not take the tracker (and the
+    // cleanup it owes) away.
+    watchdog("the_tracker_ignores_sigint_and_sigterm", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = started(outbox, true, false, &go);
+        let (name, tracker) = report(&inbox);
+        assert!(signal_ignored(tracker, 2) && signal_ignored(tracker, 15), "SIGINT/SIGTERM not ignored");
+        let pid = rustix::process::Pid::from_raw(tracker).unwrap();
+        for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+            rustix::process::kill_process(pid, signal).unwrap();
+        }
+        assert!(!wait_for_exit_of(tracker, 0), "the tracker died of an ignored signal");
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(!exists(&name), "the tracker no longer cleans up after a signal");
+    });
+}
+
+/// Creates a block, kills its tracker with SIGKILL, creates another; reports both names, the
+/// killed tracker and the current one; waits to be killed.
+fn outlive_the_tracker(outbox: Outbox, go: Event) {
+    let first = SharedMemory::create(64).unwrap();
+    let killed = shm_tracker_pid().unwrap();
+    common::sigkill(killed);
+    assert!(wait_for_exit_of(killed, 10));
+    let second = SharedMemory::create(64).unwrap();
+    let tracker = shm_tracker_pid().unwrap_or(0);
+    send(&outbox, &format!("{} {} {killed} {tracker}", first.name(), second.name()));
+    go.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_tracker_killed_with_sigkill_is_replaced() {
+    // RT-03: the next registration starts a new tracker, which takes over every block the
+    // process still holds.
+    watchdog("a_tracker_killed_with_sigkill_is_replaced", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let go = Event::new().unwrap();
+        let mut child = Process::new(outlive_the_tracker, (outbox, go));
+        child.start().unwrap();
+        let message = inbox.recv(10);
+        let fields: Vec<&str> = message.split(' ').collect();
+        let (first, second) = (fields[0], fields[1]);
+        let (killed, tracker) = (fields[2].parse::<i32>().unwrap(), fields[3].parse::<i32>().unwrap());
+        assert!(tracker > 0 && tracker != killed, "no new tracker: {message}");
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the new tracker did not exit");
+        assert!(!exists(second), "{second} was left in /dev/shm");
+        assert!(!exists(first), "{first} (created before the kill) was left in /dev/shm");
+    });
+}
+
+#[test]
+fn a_name_too_long_to_track_is_refused_and_leaves_nothing() {
+    // RT-05: a tracked name must fit the tracker's records; an untracked one need not.
+    let name = format!("{}_{}", unique("long"), "x".repeat(255)).chars().take(255).collect::<String>();
+    let refused = SharedMemory::create_named(&name, 64).unwrap_err();
+    assert!(matches!(&refused, Error::InvalidState(m) if m.contains("too long")), "{refused}");
+    assert!(!exists(&name), "the refused block was left in /dev/shm");
+    let untracked = SharedMemory::options().name(&name).track(false).create(64).unwrap();
+    untracked.unlink().unwrap();
+    let over = SharedMemory::create_named(&format!("{name}x"), 64).unwrap_err();
+    assert_eq!(kind_of(&over), ErrorKind::InvalidInput, "{over}");
+}
+
+/// The calling thread's blocked-signal mask.
+fn blocked_signals() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim().to_owned()
+}
+
+fn start_a_tracker_and_compare_masks(outbox: Outbox) {
+    assert_eq!(shm_tracker_pid(), None, "a fresh child has no tracker yet");
+    let before = blocked_signals();
+    let shm = SharedMemory::create(64).unwrap();
+    assert!(shm_tracker_pid().is_some());
+    send(&outbox, &format!("{before} {}", blocked_signals()));
+    shm.unlink().unwrap();
+}
+
+#[test]
+fn starting_the_tracker_leaves_the_signal_mask_alone() {
+    // RT-07 (gh-127586)
+    watchdog("starting_the_tracker_leaves_the_signal_mask_alone", WATCHDOG_SECS, || {
+        let (inbox, outbox) = channel();
+        let mut child = Process::new(start_a_tracker_and_compare_masks, (outbox,));
+        child.start().unwrap();
+        let message = inbox.recv(10);
+        assert_eq!(child.join().unwrap(), 0);
+        let (before, after) = message.split_once(' ').unwrap();
+        assert_eq!(before, after, "the blocked-signal mask changed");
+    });
+}
+
+fn create_named_and_wait(name: String, outbox: Outbox, go: Event) {
+    let shm = SharedMemory::create_named(&name, 64).unwrap();
+    shm.write_at(0, b"odd").unwrap();
+    send(&outbox, &shm_tracker_pid().unwrap_or(0).to_string());
+    go.wait_timeout(std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn names_with_colons_and_newlines_are_tracked_like_others() {
+    // SHM-26: the tracker's records hold any name, so no separator can break them.
+    watchdog("names_with_colons_and_newlines", WATCHDOG_SECS, || {
+        let odd = ["a:b", "::double::colons::", "name\nwithnewline", "colon:and\nnewline", "with space"];
+        for tail in odd {
+            let name = format!("{}_{tail}", unique("odd"));
+            let shm = SharedMemory::create_named(&name, 64).unwrap();
+            shm.write_at(0, b"odd").unwrap();
+            assert_eq!(&SharedMemory::attach(&name).unwrap().to_vec()[..3], b"odd");
+            shm.unlink().unwrap();
+            assert!(!exists(&name), "{name:?} was left in /dev/shm");
+        }
+        // Left behind by a killed creator, such a name is still unlinked by its tracker.
+        let name = format!("{}_killed:creator\nname", unique("odd"));
+        let (inbox, outbox) = channel();
+        let mut child = Process::new(create_named_and_wait, (name.clone(), outbox, Event::new().unwrap()));
+        child.start().unwrap();
+        let tracker: i32 = inbox.recv(10).parse().unwrap();
+        assert!(exists(&name));
+        child.kill().unwrap();
+        child.join().unwrap();
+        assert!(wait_for_exit_of(tracker, 10), "the tracker did not exit");
+        assert!(!exists(&name), "{name:?} was left in /dev/shm");
+    });
+}

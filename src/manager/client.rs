@@ -58,9 +58,14 @@ macro_rules! creators {
             self.make(Kind::List(items.iter().map(encode).collect::<Result<_>>()?))
         }
 
-        /// A new set.
+        /// A new empty set (CPython `manager.set()`).
         pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
-            self.make(Kind::Set)
+            self.make(Kind::Set(Vec::new()))
+        }
+
+        /// A new set holding `items`, duplicates dropped (CPython `manager.set(iterable)`).
+        pub fn set_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<SetProxy<T>> {
+            self.make(Kind::Set(items.iter().map(encode).collect::<Result<_>>()?))
         }
 
         /// A new namespace (CPython `manager.Namespace()`).

@@ -77,10 +77,12 @@ mod value;
 
 pub use client::{ManagerClient, Named};
 pub use owner::{BaseManager, Manager};
+pub use protocol::Slice;
 pub use proxy::ObjectProxy;
 pub use registry::{Managed, Registry, TypeTable};
 pub use server::Server;
 pub use shared_memory_manager::{SharedMemoryClient, SharedMemoryManager};
+pub use sync_manager::ListIter;
 pub use sync_manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictProxy, EventProxy, ListProxy, LockProxy,
     LockProxyGuard, NamespaceProxy, PriorityQueueProxy, QueueProxy, SemaphoreProxy, SetProxy, ValueProxy,

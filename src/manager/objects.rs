@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{
     BarrierCall, Bytes, Call, ConditionCall, DictCall, EventCall, Failure, Kind, ListCall, LockCall, QueueCall,
-    QueueOrder, SetCall, ValueCall, encode,
+    QueueOrder, SetCall, Slice, ValueCall, encode,
 };
 use super::registry::DynManaged;
 
@@ -48,7 +48,8 @@ fn wait_until<'m, T>(
     caller: &Caller<'_>,
     mut ready: impl FnMut(&mut T) -> bool,
 ) -> std::result::Result<MutexGuard<'m, T>, Failure> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too far away for the clock (a client may send `Duration::MAX`) is no limit.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         if ready(&mut guard) {
             return Ok(guard);
@@ -120,6 +121,19 @@ impl OrderedMap {
     fn clear(&mut self) {
         self.entries.clear();
         self.index.clear();
+    }
+
+    /// Removes and returns the entry inserted last.
+    fn pop_last(&mut self) -> Option<(Bytes, Bytes)> {
+        let (key, value) = self.entries.pop()?;
+        self.index.remove(&key);
+        Some((key, value))
+    }
+
+    /// Keeps the entries whose key passes `keep`, in their order.
+    fn retain_keys(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+        self.entries.retain(|(key, _)| keep(key));
+        self.index = self.entries.iter().enumerate().map(|(i, (key, _))| (key.clone(), i)).collect();
     }
 }
 
@@ -215,7 +229,13 @@ impl Object {
         Ok(match kind {
             Kind::Dict | Kind::Namespace => Object::Dict(Mutex::default()),
             Kind::List(items) => Object::List(Mutex::new(items)),
-            Kind::Set => Object::Set(Mutex::default()),
+            Kind::Set(items) => {
+                let mut set = OrderedMap::default();
+                for item in items {
+                    set.insert(item, Vec::new());
+                }
+                Object::Set(Mutex::new(set))
+            }
             Kind::Queue { order, maxsize, joinable } => Object::Queue(ManagedQueue {
                 order,
                 maxsize,
@@ -264,7 +284,7 @@ impl Object {
             (self, kind),
             (Object::Dict(_), Kind::Dict | Kind::Namespace)
                 | (Object::List(_), Kind::List(_))
-                | (Object::Set(_), Kind::Set)
+                | (Object::Set(_), Kind::Set(_))
                 | (Object::Queue(_), Kind::Queue { .. })
                 | (Object::Lock(_), Kind::Lock | Kind::RLock | Kind::Semaphore { .. })
                 | (Object::Condition(_), Kind::Condition)
@@ -352,6 +372,7 @@ fn dict_call(map: &mut OrderedMap, call: DictCall) -> Answer {
             }
             ok(())
         }
+        DictCall::PopItem => ok(map.pop_last()),
     }
 }
 
@@ -406,7 +427,91 @@ fn list_call(list: &mut Vec<Bytes>, call: ListCall) -> Answer {
             ok(())
         }
         ListCall::Items => ok(&*list),
+        ListCall::GetSlice(slice) => {
+            let positions = slice.positions(list.len()).ok_or_else(zero_step)?;
+            ok(positions.iter().map(|&at| &list[at]).collect::<Vec<_>>())
+        }
+        ListCall::SetSlice(slice, items) => set_slice(list, slice, items),
+        ListCall::DeleteSlice(slice) => {
+            let positions = slice.positions(list.len()).ok_or_else(zero_step)?;
+            let mut doomed = vec![false; list.len()];
+            for at in positions {
+                doomed[at] = true;
+            }
+            let mut at = 0;
+            list.retain(|_| {
+                at += 1;
+                !doomed[at - 1]
+            });
+            ok(())
+        }
+        ListCall::Repeat(times) => repeat(list, times),
+        ListCall::Reorder { snapshot, order } => reorder(list, &snapshot, &order),
     }
+}
+
+fn zero_step() -> Failure {
+    remote("ValueError: slice step cannot be zero")
+}
+
+fn set_slice(list: &mut Vec<Bytes>, slice: Slice, items: Vec<Bytes>) -> Answer {
+    if slice.is_contiguous() {
+        let (start, stop) = slice.span(list.len());
+        list.splice(start..stop, items);
+        return ok(());
+    }
+    let positions = slice.positions(list.len()).ok_or_else(zero_step)?;
+    if positions.len() != items.len() {
+        return Err(remote(format!(
+            "ValueError: attempt to assign sequence of size {} to extended slice of size {}",
+            items.len(),
+            positions.len()
+        )));
+    }
+    for (at, item) in positions.into_iter().zip(items) {
+        list[at] = item;
+    }
+    ok(())
+}
+
+/// The most memory a list may take after `*=` (a short request must not make the server
+/// allocate without bound).
+const MAX_REPEATED: usize = super::protocol::MAX_MESSAGE as usize;
+
+fn repeat(list: &mut Vec<Bytes>, times: u64) -> Answer {
+    let footprint: usize = list.iter().map(|item| item.len() + std::mem::size_of::<Bytes>()).sum();
+    let fits = usize::try_from(times).ok().and_then(|n| footprint.checked_mul(n)).is_some_and(|m| m <= MAX_REPEATED);
+    if !fits {
+        return Err(remote(format!("MemoryError: the list repeated {times} times would exceed {MAX_REPEATED} bytes")));
+    }
+    if times == 0 {
+        list.clear();
+    }
+    let once = list.len();
+    if once > 0 {
+        // `times` is bounded here: the footprint check failed for anything above MAX_REPEATED.
+        for _ in 1..times {
+            list.extend_from_within(..once);
+        }
+    }
+    ok(())
+}
+
+fn reorder(list: &mut Vec<Bytes>, snapshot: &[Bytes], order: &[u64]) -> Answer {
+    if list.as_slice() != snapshot {
+        return ok(false);
+    }
+    let mut seen = vec![false; list.len()];
+    let is_permutation = order.len() == list.len()
+        && order.iter().all(|&i| {
+            usize::try_from(i).ok().and_then(|i| seen.get_mut(i)).is_some_and(|s| !std::mem::replace(s, true))
+        });
+    if !is_permutation {
+        return Err(remote("ValueError: the order is not a permutation of the list's positions"));
+    }
+    let mut old: Vec<Option<Bytes>> = std::mem::take(list).into_iter().map(Some).collect();
+    list.extend(order.iter().filter_map(|&i| old[i as usize].take()));
+    ok(true)
 }
 
 fn set_call(set: &mut OrderedMap, call: SetCall) -> Answer {
@@ -423,6 +528,39 @@ fn set_call(set: &mut OrderedMap, call: SetCall) -> Answer {
             ok(())
         }
         SetCall::Items => ok(set.entries.iter().map(|(k, _)| k).collect::<Vec<_>>()),
+        SetCall::Update(items) => {
+            for item in items {
+                set.insert(item, Vec::new());
+            }
+            ok(())
+        }
+        SetCall::Pop => ok(set.pop_last().map(|(item, _)| item)),
+        SetCall::Retain(items) => {
+            let others: HashSet<Bytes> = items.into_iter().collect();
+            set.retain_keys(|item| others.contains(item));
+            ok(())
+        }
+        SetCall::RemoveAll(items) => {
+            let others: HashSet<Bytes> = items.into_iter().collect();
+            set.retain_keys(|item| !others.contains(item));
+            ok(())
+        }
+        SetCall::Toggle(items) => {
+            let mut others = OrderedMap::default();
+            for item in items {
+                others.insert(item, Vec::new());
+            }
+            let (present, absent): (HashSet<Bytes>, Vec<Bytes>) = {
+                let (present, absent): (Vec<Bytes>, Vec<Bytes>) =
+                    others.entries.into_iter().map(|(item, _)| item).partition(|item| set.get(item).is_some());
+                (present.into_iter().collect(), absent)
+            };
+            set.retain_keys(|item| !present.contains(item));
+            for item in absent {
+                set.insert(item, Vec::new());
+            }
+            ok(())
+        }
     }
 }
 

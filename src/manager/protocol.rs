@@ -5,6 +5,7 @@
 //! needs their type, only equality of the bytes (dict keys, set members, `index`, `remove`). Typed
 //! proxies encode and decode at the edge.
 
+use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,8 @@ pub(crate) type ObjectId = u64;
 pub(crate) enum Kind {
     Dict,
     List(Vec<Bytes>),
-    Set,
+    /// A set holding these items (duplicates are dropped).
+    Set(Vec<Bytes>),
     Namespace,
     Queue {
         order: QueueOrder,
@@ -120,6 +122,8 @@ pub(crate) enum DictCall {
     Clear,
     Items,
     Update(Vec<(Bytes, Bytes)>),
+    /// Removes and returns the pair inserted last (CPython `popitem`).
+    PopItem,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +141,129 @@ pub(crate) enum ListCall {
     Len,
     Clear,
     Items,
+    /// The items a slice selects (CPython `l[start:stop:step]`).
+    GetSlice(Slice),
+    /// Replaces the items a slice selects (CPython `l[start:stop:step] = items`); with step 1
+    /// the list grows or shrinks, otherwise the counts must match.
+    SetSlice(Slice, Vec<Bytes>),
+    /// Removes the items a slice selects (CPython `del l[start:stop:step]`).
+    DeleteSlice(Slice),
+    /// Repeats the items in place (CPython `l *= n`; 0 empties the list).
+    Repeat(u64),
+    /// Puts the items in `order` (a permutation of their positions), if the list still holds
+    /// exactly `snapshot`; whether it did. A proxy sorts with its own type's order this way.
+    Reorder {
+        snapshot: Vec<Bytes>,
+        order: Vec<u64>,
+    },
 }
+
+/// A Python slice, `start:stop:step`: bounds may be negative (counted from the end) or absent.
+///
+/// Made from Rust ranges (`2..7`, `-3..`, `..`, `..=-1`) and [`step`](Self::step) for an
+/// extended slice: `Slice::from(..).step(-1)` is Python's `[::-1]`;
+/// [`from_parts`](Self::from_parts) says the rest (`[8:2:-2]`).
+#[doc(alias = "slice")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slice {
+    start: Option<i64>,
+    stop: Option<i64>,
+    step: i64,
+}
+
+impl Slice {
+    /// The slice of the positions `range` covers, with step 1.
+    pub fn new(range: impl RangeBounds<i64>) -> Slice {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => Some(i.saturating_add(1)),
+            Bound::Unbounded => None,
+        };
+        let stop = match range.end_bound() {
+            // `..=-1` reaches the last item: Python has no inclusive bound, and `-1 + 1` is 0.
+            Bound::Included(&-1) => None,
+            Bound::Included(&i) => Some(i.saturating_add(1)),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        Slice { start, stop, step: 1 }
+    }
+
+    /// Python's `slice(start, stop, step)` spelled out, for bounds a Rust range cannot say
+    /// (a start after the stop, with a negative step).
+    pub fn from_parts(start: Option<i64>, stop: Option<i64>, step: i64) -> Slice {
+        Slice { start, stop, step }
+    }
+
+    /// The same bounds taking every `step`-th item; a negative step walks backwards from
+    /// `start` (Python's `[start:stop:step]`). A step of 0 is refused when the slice is used.
+    pub fn step(self, step: i64) -> Slice {
+        Slice { step, ..self }
+    }
+
+    /// The positions the slice selects in a sequence of `len` items, in order (Python's
+    /// `range(*slice.indices(len))`); `None` for a step of 0.
+    pub(crate) fn positions(&self, len: usize) -> Option<Vec<usize>> {
+        if self.step == 0 {
+            return None;
+        }
+        let len = i64::try_from(len).unwrap_or(i64::MAX);
+        let (lower, upper) = if self.step < 0 { (-1, len - 1) } else { (0, len) };
+        let clamp = |bound: Option<i64>, absent: i64| match bound {
+            None => absent,
+            Some(i) if i < 0 => (i.saturating_add(len)).max(lower),
+            Some(i) => i.min(upper),
+        };
+        let start = clamp(self.start, if self.step < 0 { upper } else { lower });
+        let stop = clamp(self.stop, if self.step < 0 { lower } else { upper });
+        let mut positions = Vec::new();
+        let mut at = start;
+        while (self.step > 0 && at < stop) || (self.step < 0 && at > stop) {
+            positions.push(at as usize);
+            at = match at.checked_add(self.step) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        Some(positions)
+    }
+
+    /// Whether the slice takes every item between its bounds (step 1).
+    pub(crate) fn is_contiguous(&self) -> bool {
+        self.step == 1
+    }
+
+    /// Where a step-1 slice starts and ends in a sequence of `len` items (its end never before
+    /// its start), for an assignment that may change the length.
+    pub(crate) fn span(&self, len: usize) -> (usize, usize) {
+        let clamp = |bound: Option<i64>, absent: usize| match bound {
+            None => absent,
+            Some(i) if i < 0 => usize::try_from(i.saturating_add(len as i64)).unwrap_or(0),
+            Some(i) => usize::try_from(i).unwrap_or(usize::MAX).min(len),
+        };
+        let start = clamp(self.start, 0);
+        (start, clamp(self.stop, len).max(start))
+    }
+}
+
+macro_rules! slice_from_range {
+    ($($range:ty),*) => {$(
+        impl From<$range> for Slice {
+            fn from(range: $range) -> Slice {
+                Slice::new(range)
+            }
+        }
+    )*};
+}
+
+slice_from_range!(
+    std::ops::Range<i64>,
+    std::ops::RangeFrom<i64>,
+    std::ops::RangeTo<i64>,
+    std::ops::RangeFull,
+    std::ops::RangeInclusive<i64>,
+    std::ops::RangeToInclusive<i64>
+);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum SetCall {
@@ -147,6 +273,17 @@ pub(crate) enum SetCall {
     Len,
     Clear,
     Items,
+    /// Adds every item (CPython `s.update(items)`, `s |= items`).
+    Update(Vec<Bytes>),
+    /// Removes and returns an item, the one added last (CPython `s.pop()`).
+    Pop,
+    /// Keeps only the items also in these (CPython `intersection_update`, `&=`).
+    Retain(Vec<Bytes>),
+    /// Removes these items (CPython `difference_update`, `-=`).
+    RemoveAll(Vec<Bytes>),
+    /// Removes these items where present and adds the others (CPython
+    /// `symmetric_difference_update`, `^=`).
+    Toggle(Vec<Bytes>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    BarrierCall, Bytes, Call, ConditionCall, DictCall, EventCall, ListCall, LockCall, QueueCall, SetCall, ValueCall,
-    decode, encode,
+    BarrierCall, Bytes, Call, ConditionCall, DictCall, EventCall, ListCall, LockCall, QueueCall, SetCall, Slice,
+    ValueCall, decode, encode,
 };
 use super::proxy::ObjectProxy;
 use crate::error::{Error, Result};
@@ -61,6 +61,10 @@ macro_rules! typed_proxy {
 
 fn decode_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> {
     items.iter().map(|b| decode(b)).collect()
+}
+
+fn encode_all<'a, T: Serialize + 'a>(items: impl IntoIterator<Item = &'a T>) -> Result<Vec<Bytes>> {
+    items.into_iter().map(encode).collect()
 }
 
 typed_proxy!(
@@ -142,15 +146,53 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
     }
 
-    /// Inserts every pair, in one round trip (CPython `d.update(pairs)`).
+    /// Inserts every pair, in one round trip (CPython `d.update(pairs)`, `d |= pairs`).
+    #[doc(alias = "__ior__")]
     pub fn update<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<()>
     where
         K: 'a,
         V: 'a,
     {
-        let pairs = pairs.into_iter().map(|(k, v)| Ok((encode(k)?, encode(v)?))).collect::<Result<Vec<_>>>()?;
-        self.dict(DictCall::Update(pairs))
+        self.dict(DictCall::Update(encode_pairs(pairs)?))
     }
+
+    /// Removes and returns the pair inserted last; `None` when the dict is empty (CPython
+    /// `d.popitem()`, which raises `KeyError` then).
+    #[doc(alias = "popitem")]
+    pub fn pop_item(&self) -> Result<Option<(K, V)>> {
+        let pair: Option<(Bytes, Bytes)> = self.dict(DictCall::PopItem)?;
+        pair.map(|(k, v)| Ok((decode(&k)?, decode(&v)?))).transpose()
+    }
+
+    /// The entries with `pairs` merged over them, in insertion order, as a plain `Vec`; the dict
+    /// is unchanged (CPython `d | other`; `other | d` is `other` merged with `items()`).
+    #[doc(alias = "__or__")]
+    #[doc(alias = "__ror__")]
+    pub fn union<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<Vec<(K, V)>>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let mut merged: Vec<(Bytes, Bytes)> = self.dict(DictCall::Items)?;
+        let mut at: std::collections::HashMap<Bytes, usize> =
+            merged.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        for (key, value) in encode_pairs(pairs)? {
+            match at.get(&key) {
+                Some(&i) => merged[i].1 = value,
+                None => {
+                    at.insert(key.clone(), merged.len());
+                    merged.push((key, value));
+                }
+            }
+        }
+        merged.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
+    }
+}
+
+fn encode_pairs<'a, K: Serialize + 'a, V: Serialize + 'a>(
+    pairs: impl IntoIterator<Item = (&'a K, &'a V)>,
+) -> Result<Vec<(Bytes, Bytes)>> {
+    pairs.into_iter().map(|(k, v)| Ok((encode(k)?, encode(v)?))).collect()
 }
 
 typed_proxy!(
@@ -182,7 +224,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         self.list(ListCall::Append(encode(item)?))
     }
 
-    /// Appends every item, in one round trip.
+    /// Appends every item, in one round trip (CPython `l.extend(items)`, `l += items`).
+    #[doc(alias = "__iadd__")]
     pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
     where
         T: 'a,
@@ -240,10 +283,123 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         self.list(ListCall::Clear)
     }
 
-    /// A copy of the items (CPython `l[:]`, `list(l)`).
+    /// A copy of the items (CPython `l[:]`, `list(l)`, `l.copy()`). CPython's `l + other` and
+    /// `l * n` are plain lists too: `to_vec()` then `concat` or `repeat`.
     #[doc(alias = "copy")]
+    #[doc(alias = "__add__")]
+    #[doc(alias = "__mul__")]
     pub fn to_vec(&self) -> Result<Vec<T>> {
         decode_all(self.list(ListCall::Items)?)
+    }
+
+    /// The items a slice selects (CPython `l[2:7]`, `l[-3:]`, `l[::2]`):
+    /// `l.get_slice(2..7)`, `l.get_slice(-3..)`, `l.get_slice(Slice::from(..).step(2))`.
+    /// Bounds past either end are clamped, as in Python; a step of 0 is an [`Error::Remote`].
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// use multiproc::manager::Slice;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list(&[0, 1, 2, 3, 4, 5])?;
+    /// assert_eq!(l.get_slice(1..3)?, [1, 2]);
+    /// assert_eq!(l.get_slice(Slice::from(..).step(-2))?, [5, 3, 1]);
+    /// l.set_slice(..2, &[9])?;
+    /// l.delete_slice(-2..)?;
+    /// assert_eq!(l.to_vec()?, [9, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "__getitem__")]
+    pub fn get_slice(&self, slice: impl Into<Slice>) -> Result<Vec<T>> {
+        decode_all(self.list(ListCall::GetSlice(slice.into()))?)
+    }
+
+    /// Replaces the items a slice selects (CPython `l[a:b] = items`): with step 1 the list grows
+    /// or shrinks to fit `items`; an extended slice needs exactly as many items as it selects
+    /// ([`Error::Remote`] with a `ValueError` otherwise).
+    #[doc(alias = "__setitem__")]
+    pub fn set_slice<'a>(&self, slice: impl Into<Slice>, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.list(ListCall::SetSlice(slice.into(), encode_all(items)?))
+    }
+
+    /// Removes the items a slice selects (CPython `del l[a:b]`).
+    #[doc(alias = "__delitem__")]
+    pub fn delete_slice(&self, slice: impl Into<Slice>) -> Result<()> {
+        self.list(ListCall::DeleteSlice(slice.into()))
+    }
+
+    /// Repeats the items in place, `times` times over (CPython `l *= times`; 0 empties it).
+    #[doc(alias = "__imul__")]
+    pub fn repeat(&self, times: usize) -> Result<()> {
+        self.list(ListCall::Repeat(times as u64))
+    }
+
+    /// Sorts the list in place by `T`'s order (CPython `l.sort()`); stable.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(T::cmp)
+    }
+
+    /// Sorts the list in place with `compare` (CPython `l.sort(key=..., reverse=...)`); stable.
+    ///
+    /// The items are compared in this process; the new order is applied only if the list was
+    /// not changed meanwhile (otherwise the sort starts over with the new contents).
+    #[doc(alias = "sort")]
+    pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
+        loop {
+            let snapshot: Vec<Bytes> = self.list(ListCall::Items)?;
+            let items: Vec<T> = decode_all(snapshot.clone())?;
+            let mut order: Vec<u64> = (0..items.len() as u64).collect();
+            order.sort_by(|&a, &b| compare(&items[a as usize], &items[b as usize]));
+            if self.list(ListCall::Reorder { snapshot, order })? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Iterates by position, one round trip per item, as CPython's proxy does: items appended
+    /// meanwhile are seen, and the iteration ends at the first position past the end.
+    #[doc(alias = "__iter__")]
+    pub fn iter(&self) -> ListIter<'_, T> {
+        ListIter { list: self, next: 0 }
+    }
+}
+
+/// An iterator over a [`ListProxy`] by position (see [`ListProxy::iter`]); yields each item or
+/// the error of its call, and ends after an error.
+pub struct ListIter<'a, T> {
+    list: &'a ListProxy<T>,
+    next: i64,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for ListIter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.next < 0 {
+            return None;
+        }
+        match self.list.get_slice(self.next..self.next + 1) {
+            Ok(mut items) => {
+                self.next += 1;
+                items.pop().map(Ok)
+            }
+            Err(e) => {
+                self.next = -1;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for ListIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListIter").field("list", &self.list.proxy).field("next", &self.next).finish()
     }
 }
 
@@ -289,9 +445,154 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
         self.set(SetCall::Clear)
     }
 
-    /// The items, in the order they were added.
+    /// The items, in the order they were added (CPython `set(s)`, `s.copy()`).
+    #[doc(alias = "copy")]
     pub fn to_vec(&self) -> Result<Vec<T>> {
         decode_all(self.set(SetCall::Items)?)
+    }
+
+    /// Adds every item, in one round trip (CPython `s.update(items)`, `s |= items`).
+    #[doc(alias = "__ior__")]
+    pub fn update<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.set(SetCall::Update(encode_all(items)?))
+    }
+
+    /// Removes and returns an item (the one added last); `None` when the set is empty (CPython
+    /// `s.pop()`, which raises `KeyError` then).
+    pub fn pop(&self) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.set(SetCall::Pop)?;
+        item.map(|b| decode(&b)).transpose()
+    }
+
+    /// Keeps only the items that are also in `items` (CPython `s.intersection_update(items)`,
+    /// `s &= items`).
+    #[doc(alias = "__iand__")]
+    pub fn intersection_update<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.set(SetCall::Retain(encode_all(items)?))
+    }
+
+    /// Removes every item of `items` (CPython `s.difference_update(items)`, `s -= items`).
+    #[doc(alias = "__isub__")]
+    pub fn difference_update<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.set(SetCall::RemoveAll(encode_all(items)?))
+    }
+
+    /// Removes the items of `items` that are present and adds the others (CPython
+    /// `s.symmetric_difference_update(items)`, `s ^= items`).
+    #[doc(alias = "__ixor__")]
+    pub fn symmetric_difference_update<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        self.set(SetCall::Toggle(encode_all(items)?))
+    }
+
+    /// The items of the set, then those of `items` not in it, as a plain `Vec` (CPython
+    /// `s | items`, `s.union(items)`); the set is unchanged.
+    #[doc(alias = "__or__")]
+    #[doc(alias = "__ror__")]
+    pub fn union<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<Vec<T>>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let mut seen: std::collections::HashSet<&Bytes> = mine.iter().collect();
+        let extra: Vec<&Bytes> = others.iter().filter(|b| seen.insert(b)).collect();
+        mine.iter().chain(extra).map(|b| decode(b)).collect()
+    }
+
+    /// The items of the set that are also in `items` (CPython `s & items`, `s.intersection(items)`).
+    #[doc(alias = "__and__")]
+    #[doc(alias = "__rand__")]
+    pub fn intersection<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<Vec<T>>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
+        mine.iter().filter(|b| others.contains(b)).map(|b| decode(b)).collect()
+    }
+
+    /// The items of the set that are not in `items` (CPython `s - items`, `s.difference(items)`;
+    /// `items - s` is `difference` the other way round, done on plain collections).
+    #[doc(alias = "__sub__")]
+    pub fn difference<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<Vec<T>>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
+        mine.iter().filter(|b| !others.contains(b)).map(|b| decode(b)).collect()
+    }
+
+    /// The items in exactly one of the set and `items` (CPython `s ^ items`,
+    /// `s.symmetric_difference(items)`).
+    #[doc(alias = "__xor__")]
+    #[doc(alias = "__rxor__")]
+    pub fn symmetric_difference<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<Vec<T>>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let in_mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
+        let mut in_others: std::collections::HashSet<&Bytes> = std::collections::HashSet::new();
+        let only_others: Vec<&Bytes> = others.iter().filter(|b| !in_mine.contains(b) && in_others.insert(b)).collect();
+        let all_others: std::collections::HashSet<&Bytes> = others.iter().collect();
+        mine.iter().filter(|b| !all_others.contains(b)).chain(only_others).map(|b| decode(b)).collect()
+    }
+
+    /// Whether the set and `items` have no item in common (CPython `s.isdisjoint(items)`).
+    #[doc(alias = "isdisjoint")]
+    pub fn is_disjoint<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<bool>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
+        Ok(!others.iter().any(|b| mine.contains(b)))
+    }
+
+    /// Whether every item of the set is in `items` (CPython `s.issubset(items)`, `s <= items`;
+    /// for `s < items`, also check that `items` holds more distinct items than the set).
+    #[doc(alias = "issubset")]
+    #[doc(alias = "__le__")]
+    pub fn is_subset<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<bool>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
+        Ok(mine.iter().all(|b| others.contains(b)))
+    }
+
+    /// Whether every item of `items` is in the set (CPython `s.issuperset(items)`, `s >= items`).
+    #[doc(alias = "issuperset")]
+    #[doc(alias = "__ge__")]
+    pub fn is_superset<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<bool>
+    where
+        T: 'a,
+    {
+        let (mine, others) = self.with_others(items)?;
+        let mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
+        Ok(others.iter().all(|b| mine.contains(b)))
+    }
+
+    /// The set's items and `items`, encoded (compared as the server compares them).
+    fn with_others<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<(Vec<Bytes>, Vec<Bytes>)>
+    where
+        T: 'a,
+    {
+        let others = encode_all(items)?;
+        Ok((self.set(SetCall::Items)?, others))
     }
 }
 

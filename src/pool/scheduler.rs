@@ -503,7 +503,8 @@ impl Scheduler {
                 if !worker.in_flight.is_empty() {
                     break;
                 }
-                worker.deadline = Some((Instant::now() + timeout, timeout));
+                // A timeout too far away for the clock (`Duration::MAX`) is no limit.
+                worker.deadline = Instant::now().checked_add(timeout).map(|at| (at, timeout));
                 room = 1;
             }
             let Some(chunk) = self.queue.pop_front() else { break };

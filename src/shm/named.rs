@@ -173,9 +173,17 @@ fn random_name_bytes() -> Result<[u8; 4]> {
 
 /// Creates a block under a fresh random name, retrying while the name is taken.
 fn create_random(size: usize) -> Result<(String, OwnedFd)> {
-    loop {
+    create_first_free(size, || {
         let random = random_name_bytes()?;
-        let name = format!("{NAME_PREFIX}{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        Ok(format!("{NAME_PREFIX}{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    })
+}
+
+/// Creates a block under the first name from `next_name` that is not taken (CPython retries on
+/// `FileExistsError` the same way).
+fn create_first_free(size: usize, mut next_name: impl FnMut() -> Result<String>) -> Result<(String, OwnedFd)> {
+    loop {
+        let name = next_name()?;
         match sys::shm_create(&format!("/{name}"), size) {
             Ok(fd) => return Ok((name, fd)),
             Err(rustix::io::Errno::EXIST) => continue,
@@ -426,5 +434,33 @@ impl<'de> Deserialize<'de> for SharedMemory {
             None => Tracking::Off,
         };
         SharedMemory::map(wire.name, wire.fd, size, tracking).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SHM-05: a name that is already taken is skipped, and the taken block is left as it was.
+    #[test]
+    fn a_taken_random_name_is_skipped() {
+        let taken = format!("psm_test_taken_{}", std::process::id());
+        let fresh = format!("psm_test_fresh_{}", std::process::id());
+        let existing = sys::shm_create(&format!("/{taken}"), 4096).unwrap();
+        let mut names = [taken.clone(), fresh.clone()].into_iter();
+        let (name, _fd) = create_first_free(8192, || Ok(names.next().unwrap())).unwrap();
+        assert_eq!(name, fresh);
+        assert_eq!(names.next(), None, "one retry, no more");
+        let (_, size) = sys::shm_attach(&format!("/{taken}")).unwrap();
+        assert_eq!(size, 4096, "the taken block keeps its size");
+        drop(existing);
+        sys::shm_unlink(&format!("/{taken}")).unwrap();
+        sys::shm_unlink(&format!("/{fresh}")).unwrap();
+    }
+
+    #[test]
+    fn a_failing_name_source_ends_the_retries() {
+        let failure = || Err(Error::InvalidState("no more names".into()));
+        assert!(matches!(create_first_free(4096, failure), Err(Error::InvalidState(_))));
     }
 }

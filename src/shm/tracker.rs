@@ -195,14 +195,40 @@ impl Client {
         Ok(())
     }
 
-    /// The default connection, starting a tracker if this process has none.
+    /// The default connection, starting a tracker if this process has none, or a new one if
+    /// its tracker died (CPython relaunches its tracker too).
     fn ensure_default(&mut self) -> Result<Link> {
         if let Some(link) = &self.default {
-            return Ok(Arc::clone(link));
+            if !sys::peer_hung_up(link.as_fd()) {
+                return Ok(Arc::clone(link));
+            }
+            tracing::warn!("the shared-memory resource tracker died; starting a new one");
+            return self.replace_dead_tracker();
         }
+        self.start_tracker()
+    }
+
+    /// Starts a new tracker and hands it every name the dead one held for this process.
+    fn replace_dead_tracker(&mut self) -> Result<Link> {
+        self.default = None;
+        self.table = None;
+        let link = self.start_tracker()?;
+        if let Some(table) = &self.table {
+            for (name, &slot) in &self.slots {
+                table.write(slot, name);
+            }
+        }
+        for name in &self.by_message {
+            send(link.as_fd(), REGISTER, name, &[]).context("register shared memory with the resource tracker")?;
+        }
+        Ok(link)
+    }
+
+    /// Starts this process's tracker and makes it the default connection.
+    fn start_tracker(&mut self) -> Result<Link> {
         let (ours, theirs) =
             sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a socket for the resource tracker")?;
-        let pid = sys::spawn_current_exe(crate::process::launch::ROLE_VAR, ROLE, theirs.as_fd())
+        let pid = sys::spawn_current_exe_ignoring_termination(crate::process::launch::ROLE_VAR, ROLE, theirs.as_fd())
             .context("start the shared-memory resource tracker")?;
         self.tracker_pid = Some(pid);
         let link = Arc::new(ours);

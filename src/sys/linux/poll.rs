@@ -76,7 +76,8 @@ pub(crate) fn reset_doorbell(bell: BorrowedFd<'_>) {
 /// `poll(2)` on `pollfds` for at most `timeout`, retrying on `EINTR` with the time left. Returns
 /// how many descriptors are ready (0: the time ran out).
 fn poll_until(pollfds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too far away for the clock (`Duration::MAX`) is no limit.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = remaining.map(|r| Timespec { tv_sec: r.as_secs() as i64, tv_nsec: i64::from(r.subsec_nanos()) });

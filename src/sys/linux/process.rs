@@ -162,6 +162,26 @@ pub(crate) const INHERITED_FD: i32 = 3;
 /// `socket` as descriptor [`INHERITED_FD`]. Every other descriptor above 2 is closed at exec, and
 /// stdin is `/dev/null`. Returns the child's pid.
 pub(crate) fn spawn_current_exe(role_var: &str, role: &str, socket: BorrowedFd<'_>) -> std::io::Result<i32> {
+    spawn_current_exe_with(role_var, role, socket, false)
+}
+
+/// [`spawn_current_exe`] for a child that must ignore `SIGINT`, `SIGTERM` and `SIGHUP` from its
+/// very first instruction (set before exec, which keeps ignored signals ignored): a signal sent
+/// to the process group right after the spawn cannot kill it before it gets to say so itself.
+pub(crate) fn spawn_current_exe_ignoring_termination(
+    role_var: &str,
+    role: &str,
+    socket: BorrowedFd<'_>,
+) -> std::io::Result<i32> {
+    spawn_current_exe_with(role_var, role, socket, true)
+}
+
+fn spawn_current_exe_with(
+    role_var: &str,
+    role: &str,
+    socket: BorrowedFd<'_>,
+    ignore_termination: bool,
+) -> std::io::Result<i32> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
@@ -171,9 +191,17 @@ pub(crate) fn spawn_current_exe(role_var: &str, role: &str, socket: BorrowedFd<'
     command.arg0(argv0).args(args).env(role_var, role).stdin(std::process::Stdio::null());
     let raw = socket.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (dup2, close_range); it allocates nothing and touches no lock.
+    // system calls (dup2, close_range, sigaction through signal); it allocates nothing and
+    // touches no lock.
     unsafe {
         command.pre_exec(move || {
+            if ignore_termination {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    if libc::signal(signal, libc::SIG_IGN) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
             if libc::dup2(raw, INHERITED_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
