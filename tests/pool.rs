@@ -883,3 +883,50 @@ fn timeouts_too_far_away_for_the_clock_are_no_limit() {
         assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 64);
     });
 }
+
+/// Serializes for the first two workers' initializers, then refuses: the third worker of a pool
+/// cannot start.
+#[derive(Deserialize)]
+struct TwoTickets;
+
+static TICKETS_USED: AtomicUsize = AtomicUsize::new(0);
+
+impl Serialize for TwoTickets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if TICKETS_USED.fetch_add(1, Ordering::SeqCst) >= 2 {
+            return Err(serde::ser::Error::custom("no tickets left"));
+        }
+        serializer.serialize_unit_struct("TwoTickets")
+    }
+}
+
+/// Keeps `alive` open for as long as the worker lives.
+fn hold_until_death(_: TwoTickets, alive: Handle<std::os::fd::OwnedFd>) {
+    std::mem::forget(alive);
+}
+
+/// POOL-26: a worker that cannot start fails the pool's construction with that error, and the
+/// workers started before it are killed (the descriptor each one holds reaches end of file) and
+/// reaped (no child of this thread is left).
+#[test]
+fn a_worker_failing_to_start_fails_the_pool_and_stops_the_others() {
+    watchdog("a_worker_failing_to_start", 60, || {
+        let (read, write) = std::io::pipe().unwrap();
+        let alive = Handle::new(std::os::fd::OwnedFd::from(write));
+        let built = Pool::builder()
+            .processes(4)
+            .start_method(StartMethod::Spawn)
+            .initializer(hold_until_death, (TwoTickets, alive))
+            .build();
+        match built {
+            Err(error) => assert!(error.to_string().contains("Serialize implementation returned an error"), "{error}"),
+            Ok(_) => panic!("a pool whose third worker cannot start was built"),
+        }
+        assert_eq!(TICKETS_USED.load(Ordering::SeqCst), 3, "two workers started, the third failed");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut { read }, &mut rest).unwrap();
+        assert!(rest.is_empty(), "end of file: no started worker still holds the descriptor");
+        let children = std::fs::read_to_string("/proc/thread-self/children").unwrap();
+        assert_eq!(children.trim(), "", "the started workers are reaped");
+    });
+}

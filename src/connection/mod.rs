@@ -787,8 +787,8 @@ struct OwnedBell(#[serde(deserialize_with = "crate::handle::deserialize")] Owned
 
 impl<D: Direction> Serialize for Connection<D> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let fd = self.fd.as_ref().ok_or_else(|| S::Error::custom("a closed connection cannot be sent"))?;
+        let fd =
+            self.fd.as_ref().ok_or_else(|| crate::reduction::encode_failure("a closed connection cannot be sent"))?;
         let ring =
             self.ring.as_ref().map(|link| (&link.rings, link.side as u8, [Bell(&link.bells[0]), Bell(&link.bells[1])]));
         let done = WireRef { fd, direction: D::NAME, passes_fds: self.passes_fds, max_message: self.max_message, ring }

@@ -209,7 +209,7 @@ fn adopt(endpoint: &Endpoint, ticket: u64, id: ObjectId, for_calls: bool) -> Res
 
 impl Serialize for ObjectProxy {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let ticket = self.lend().map_err(serde::ser::Error::custom)?;
+        let ticket = self.lend().map_err(crate::reduction::encode_failure)?;
         Travelling { endpoint: self.endpoint.clone(), id: self.id, ticket }.serialize(serializer)
     }
 }

@@ -559,7 +559,8 @@ impl Pool {
     }
 
     /// Kills the workers now; every unfinished result fails with [`Error::PoolTerminated`]
-    /// (CPython `terminate`).
+    /// (CPython `terminate`). Returns at once, where CPython's waits: [`join`](Self::join) (or
+    /// dropping the pool) waits until the workers are gone and reaped.
     pub fn terminate(&self) {
         self.shared.set_state(RunState::Terminated);
     }

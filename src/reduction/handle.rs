@@ -106,11 +106,10 @@ impl<'de, T: From<OwnedFd>> Deserialize<'de> for Handle<T> {
 /// Fails outside multiproc's own encoding (for example with `serde_json`), where a descriptor
 /// number would mean nothing to the reader.
 pub fn serialize<T: AsFd, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::Error as _;
     match super::push_fd(value.as_fd()) {
         Some(Ok(index)) => serializer.serialize_newtype_struct(FD_NEWTYPE_NAME, &index),
-        Some(Err(e)) => Err(S::Error::custom(format_args!("could not duplicate a file descriptor: {e}"))),
-        None => Err(S::Error::custom(
+        Some(Err(e)) => Err(super::encode_failure(format_args!("could not duplicate a file descriptor: {e}"))),
+        None => Err(super::encode_failure(
             "a file descriptor can only be sent by multiproc (process arguments, connections, queues)",
         )),
     }

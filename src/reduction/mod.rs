@@ -65,18 +65,41 @@ struct DecodeScope {
     failure: Option<String>,
 }
 
+/// The descriptors of the message being encoded, and why encoding it failed when one of this
+/// crate's `Serialize` impls refused (postcard keeps no message for custom errors either way).
+#[derive(Default)]
+struct EncodeScope {
+    fds: Vec<OwnedFd>,
+    failure: Option<String>,
+}
+
 thread_local! {
-    static ENCODING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static ENCODING: RefCell<Option<EncodeScope>> = const { RefCell::new(None) };
     static DECODING: RefCell<Option<DecodeScope>> = const { RefCell::new(None) };
 }
 
 /// Encodes `value`, collecting the descriptors it holds.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
-    let outer = ENCODING.with(|slot| slot.replace(Some(Vec::new())));
+    let outer = ENCODING.with(|slot| slot.replace(Some(EncodeScope::default())));
     let result = postcard::to_stdvec(value);
-    let fds = ENCODING.with(|slot| slot.replace(outer)).unwrap_or_default();
-    let bytes = result.map_err(|e| codec_error("encode", e))?;
-    Ok(Message { bytes, fds })
+    let scope = ENCODING.with(|slot| slot.replace(outer)).unwrap_or_default();
+    let bytes = result.map_err(|e| match scope.failure {
+        Some(detail) => Error::Codec { action: "encode", detail },
+        None => codec_error("encode", e),
+    })?;
+    Ok(Message { bytes, fds: scope.fds })
+}
+
+/// The error a `Serialize` impl of this crate returns: `message` is kept for [`encode`] to report
+/// (postcard would drop it).
+pub(crate) fn encode_failure<E: serde::ser::Error>(message: impl std::fmt::Display) -> E {
+    let message = message.to_string();
+    ENCODING.with(|slot| {
+        if let Some(scope) = slot.borrow_mut().as_mut() {
+            scope.failure.get_or_insert_with(|| message.clone());
+        }
+    });
+    E::custom(message)
 }
 
 /// Decodes a value, handing it the message's descriptors; unclaimed descriptors are closed.
@@ -98,7 +121,13 @@ pub(crate) fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) 
 }
 
 fn codec_error(action: &'static str, e: postcard::Error) -> Error {
-    Error::Codec { action, detail: e.to_string() }
+    let detail = match e {
+        postcard::Error::SerdeSerCustom => "a Serialize implementation returned an error; the wire format (postcard) \
+             does not keep its message: serialize the value alone with another serde format to see it"
+            .to_owned(),
+        other => other.to_string(),
+    };
+    Error::Codec { action, detail }
 }
 
 /// Called by a descriptor's `Serialize` impl: duplicates `fd` into the current message and returns
@@ -106,7 +135,7 @@ fn codec_error(action: &'static str, e: postcard::Error) -> Error {
 pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> Option<std::io::Result<u32>> {
     ENCODING.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let table = slot.as_mut()?;
+        let table = &mut slot.as_mut()?.fds;
         Some(crate::sys::dup_cloexec(fd).map_err(Into::into).map(|dup| {
             table.push(dup);
             (table.len() - 1) as u32

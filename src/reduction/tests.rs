@@ -73,3 +73,32 @@ fn unsafe_borrow(raw: i32) -> BorrowedFd<'static> {
     // fails with EBADF and touches nothing.
     unsafe { BorrowedFd::borrow_raw(raw) }
 }
+
+/// Refuses to be encoded, through this crate's error path or a plain serde error.
+struct Refuses {
+    ours: bool,
+}
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.ours {
+            Err(encode_failure("this value stays here"))
+        } else {
+            Err(<S::Error as serde::ser::Error>::custom("lost by postcard"))
+        }
+    }
+}
+
+#[test]
+fn our_encode_failures_keep_their_message() {
+    let error = encode(&(1u8, Refuses { ours: true })).unwrap_err().to_string();
+    assert!(error.contains("this value stays here"), "{error}");
+    // The next encode on this thread does not see the old failure.
+    assert!(encode(&1u8).is_ok());
+}
+
+#[test]
+fn foreign_encode_failures_say_where_to_look() {
+    let error = encode(&Refuses { ours: false }).unwrap_err().to_string();
+    assert!(error.contains("Serialize implementation returned an error"), "{error}");
+}
