@@ -161,6 +161,18 @@ pub enum Error {
     #[error("the manager's server reported an error: {0}")]
     Remote(String),
 
+    /// A method called through a proxy of a CPython manager raised a Python exception (the server's
+    /// `'#ERROR'` reply; CPython re-raises the exception itself): `exception` is its class
+    /// (`"KeyError"`, `"queue.Empty"`, `"mymodule.MyError"`), `message` its arguments as Python's
+    /// `str()` shows them.
+    #[error("the Python manager's method raised {exception}: {message}")]
+    PythonException {
+        /// The exception's class: the bare name for built-ins, `module.Name` otherwise.
+        exception: String,
+        /// The exception's message (its single argument, or its argument tuple).
+        message: String,
+    },
+
     /// A manager server was asked to listen on an address other hosts can reach without an authkey,
     /// which would let anyone on the network call into it.
     #[error(

@@ -63,6 +63,8 @@
 //! ```
 
 mod client;
+#[cfg(feature = "pickle")]
+pub mod cpython;
 mod objects;
 mod owner;
 pub(crate) mod protocol;

@@ -1,0 +1,380 @@
+//! The replies of a CPython manager (`managers.py`: `('#RETURN', value)`, `('#ERROR', exception)`,
+//! `('#TRACEBACK', text)`, `('#UNSERIALIZABLE', text)`, `('#PROXY', (exposed, token))`), decoded
+//! without trusting them: any byte string gives a reply or an error, never a panic.
+//!
+//! serde-pickle decodes plain data; Python objects (an exception, a `Token`) are globals it cannot
+//! resolve. Its lenient options keep an object's constructor arguments (an exception's `args`, a
+//! `Token`'s state) but drop the class, so a small scan of the opcodes ([`first_class`]) finds the
+//! class name, and checks on the way that every length the pickle declares fits in the message.
+
+use crate::connection::PickleValue;
+use crate::error::{Error, Result};
+
+/// What a call on a CPython manager gave back.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    /// `'#RETURN'`: the method's result.
+    Return(PickleValue),
+    /// `'#PROXY'`: the method's result lives in the server as a new object, owned by this reply
+    /// (one reference).
+    Proxy {
+        /// The new object's registered type.
+        typeid: String,
+        /// Its identity in the server (`'%x' % id(obj)`).
+        ident: String,
+        /// The methods its proxy may call.
+        exposed: Vec<String>,
+    },
+}
+
+/// Decodes one reply message.
+pub(crate) fn decode_reply(bytes: &[u8]) -> Result<Reply> {
+    let class = first_class(bytes)?;
+    let strict = serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new());
+    let value = match strict {
+        Ok(value) => value,
+        Err(strict_error) => {
+            let lenient = serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals();
+            let value = serde_pickle::value_from_slice(bytes, lenient).map_err(|e| garbage(&e.to_string()))?;
+            if tag_of(&value) == Some("#RETURN") {
+                let class = class.unwrap_or_else(|| "an unknown class".into());
+                return Err(Error::Codec {
+                    action: "decode",
+                    detail: format!(
+                        "the Python method returned an object of class {class}, which is not plain data \
+                         ({strict_error}); return plain data (numbers, strings, bytes, lists, tuples, dicts, \
+                         sets), or map the method to a typeid with `method_to_typeid` to get a proxy"
+                    ),
+                });
+            }
+            value
+        }
+    };
+    interpret(value, class)
+}
+
+fn garbage(detail: &str) -> Error {
+    Error::Protocol(format!(
+        "a reply from the CPython manager could not be decoded ({detail}); is the peer a multiprocessing manager?"
+    ))
+}
+
+fn tag_of(value: &PickleValue) -> Option<&str> {
+    match value {
+        PickleValue::Tuple(items) | PickleValue::List(items) => match items.first() {
+            Some(PickleValue::String(tag)) => Some(tag),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn interpret(value: PickleValue, class: Option<String>) -> Result<Reply> {
+    let (tag, payload) = match value {
+        PickleValue::Tuple(items) | PickleValue::List(items) if items.len() == 2 => {
+            let mut items = items.into_iter();
+            match (items.next(), items.next()) {
+                (Some(PickleValue::String(tag)), Some(payload)) => (tag, payload),
+                _ => return Err(garbage("not a (tag, value) pair")),
+            }
+        }
+        _ => return Err(garbage("not a (tag, value) pair")),
+    };
+    match tag.as_str() {
+        "#RETURN" => Ok(Reply::Return(payload)),
+        "#ERROR" => Err(Error::PythonException {
+            exception: class.unwrap_or_else(|| "an exception".into()),
+            message: exception_message(&payload),
+        }),
+        "#TRACEBACK" => Err(Error::Remote(text_of(payload))),
+        "#UNSERIALIZABLE" => Err(Error::Remote(format!("the result could not be pickled: {}", text_of(payload)))),
+        "#PROXY" => proxy_of(payload),
+        other => Err(garbage(&format!("unknown reply kind {other:?}"))),
+    }
+}
+
+fn text_of(payload: PickleValue) -> String {
+    match payload {
+        PickleValue::String(text) => text.trim_end().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// An exception's message as Python's `str()` shows it: the single argument, or the arguments.
+fn exception_message(payload: &PickleValue) -> String {
+    match payload {
+        PickleValue::Tuple(args) => match args.as_slice() {
+            [] => String::new(),
+            [PickleValue::String(text)] => text.clone(),
+            [single] => single.to_string(),
+            _ => payload.to_string(),
+        },
+        // An exception with attributes comes back as its attribute dict.
+        other => other.to_string(),
+    }
+}
+
+/// `(exposed, Token)`, where the token kept its state `(typeid, address, id)`.
+fn proxy_of(payload: PickleValue) -> Result<Reply> {
+    let bad = || garbage("a '#PROXY' reply that is not (exposed, token)");
+    let PickleValue::Tuple(parts) = payload else { return Err(bad()) };
+    let [exposed, token] = <[PickleValue; 2]>::try_from(parts).map_err(|_| bad())?;
+    let exposed = match exposed {
+        PickleValue::Tuple(names) | PickleValue::List(names) => names
+            .into_iter()
+            .map(|name| match name {
+                PickleValue::String(name) => Ok(name),
+                _ => Err(bad()),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        PickleValue::None => Vec::new(),
+        _ => return Err(bad()),
+    };
+    let PickleValue::Tuple(state) = token else { return Err(bad()) };
+    match state.as_slice() {
+        [PickleValue::String(typeid), _address, PickleValue::String(ident)] => {
+            Ok(Reply::Proxy { typeid: typeid.clone(), ident: ident.clone(), exposed })
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// How an opcode's argument is laid out.
+enum Arg {
+    None,
+    Fixed(usize),
+    /// A little-endian length of this many bytes, then that many bytes.
+    Counted(usize),
+    Lines(usize),
+}
+
+fn arg_of(opcode: u8) -> Option<Arg> {
+    Some(match opcode {
+        b'('
+        | b'.'
+        | b'0'
+        | b'1'
+        | b'2'
+        | b'N'
+        | b'R'
+        | b'a'
+        | b'b'
+        | b'd'
+        | b'}'
+        | b'e'
+        | b'l'
+        | b']'
+        | b'o'
+        | b's'
+        | b't'
+        | b')'
+        | b'u'
+        | b'Q'
+        | 0x81
+        | 0x85..=0x89
+        | 0x8f..=0x94
+        | 0x97
+        | 0x98 => Arg::None,
+        b'F' | b'I' | b'L' | b'S' | b'V' | b'P' | b'g' | b'p' => Arg::Lines(1),
+        b'c' | b'i' => Arg::Lines(2),
+        b'K' | b'h' | b'q' | 0x80 | 0x82 => Arg::Fixed(1),
+        b'M' | 0x83 => Arg::Fixed(2),
+        b'J' | b'j' | b'r' | 0x84 => Arg::Fixed(4),
+        b'G' | 0x95 => Arg::Fixed(8),
+        b'U' | b'C' | 0x8c | 0x8a => Arg::Counted(1),
+        b'T' | b'X' | b'B' | 0x8b => Arg::Counted(4),
+        0x8d | 0x8e | 0x96 => Arg::Counted(8),
+        _ => return None,
+    })
+}
+
+fn little_endian(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |n, &b| (n << 8) | u64::from(b))
+}
+
+/// The first class a pickle refers to (the exception of an `'#ERROR'` reply, the `Token` of a
+/// `'#PROXY'`), skipping `copyreg` helpers: `"KeyError"` for built-ins, `"module.Name"` otherwise.
+/// Fails if an opcode is unknown or an argument runs past the end.
+pub(crate) fn first_class(bytes: &[u8]) -> Result<Option<String>> {
+    let mut at = 0;
+    let mut found = None;
+    // The strings most recently pushed (for STACK_GLOBAL), and the memo of strings (for GETs).
+    let mut recent: [Option<String>; 2] = [None, None];
+    let mut memo: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let mut memo_next = 0u64;
+    let cut = || garbage("the pickle ends in the middle of an opcode");
+    while let Some(&opcode) = bytes.get(at) {
+        at += 1;
+        let arg = arg_of(opcode).ok_or_else(|| garbage(&format!("unknown pickle opcode 0x{opcode:02x}")))?;
+        let data: &[u8] = match arg {
+            Arg::None => &[],
+            Arg::Fixed(n) => {
+                let data = bytes.get(at..at + n).ok_or_else(cut)?;
+                at += n;
+                data
+            }
+            Arg::Counted(n) => {
+                let len = little_endian(bytes.get(at..at + n).ok_or_else(cut)?);
+                at += n;
+                let len = usize::try_from(len).map_err(|_| cut())?;
+                let end = at.checked_add(len).ok_or_else(cut)?;
+                let data = bytes.get(at..end).ok_or_else(cut)?;
+                at = end;
+                data
+            }
+            Arg::Lines(n) => {
+                let start = at;
+                for _ in 0..n {
+                    let newline =
+                        bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == b'\n')).ok_or_else(cut)?;
+                    at += newline + 1;
+                }
+                bytes.get(start..at).ok_or_else(cut)?
+            }
+        };
+        let pushed_string = match opcode {
+            0x8c | b'X' | 0x8d => Some(String::from_utf8_lossy(data).into_owned()),
+            b'h' | b'j' => memo.get(&little_endian(data)).cloned(),
+            b'g' => {
+                std::str::from_utf8(data).ok().and_then(|s| s.trim().parse().ok()).and_then(|i| memo.get(&i).cloned())
+            }
+            _ => None,
+        };
+        match opcode {
+            0x94 | b'q' | b'r' | b'p' => {
+                let index = match opcode {
+                    0x94 => memo_next,
+                    b'p' => std::str::from_utf8(data).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u64::MAX),
+                    _ => little_endian(data),
+                };
+                memo_next = memo_next.saturating_add(1);
+                if let Some(top) = &recent[1] {
+                    memo.insert(index, top.clone());
+                }
+            }
+            // Framing and protocol markers leave the stack alone.
+            0x80 | 0x95 => {}
+            0x93 if found.is_none() => {
+                if let [Some(module), Some(name)] = &recent {
+                    found = class_name(module, name);
+                }
+                recent = [None, None];
+            }
+            b'c' | b'i' if found.is_none() => {
+                let text = String::from_utf8_lossy(data);
+                let mut lines = text.lines();
+                if let (Some(module), Some(name)) = (lines.next(), lines.next()) {
+                    found = class_name(module, name);
+                }
+                recent = [None, None];
+            }
+            _ => {
+                let [_, last] = &recent;
+                recent = [last.clone(), pushed_string];
+            }
+        }
+        if opcode == b'.' {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+fn class_name(module: &str, name: &str) -> Option<String> {
+    match module {
+        "copyreg" | "copy_reg" | "_codecs" => None,
+        "builtins" | "__builtin__" | "exceptions" => Some(name.to_string()),
+        // `queue.Empty` is defined in the C module.
+        "_queue" => Some(format!("queue.{name}")),
+        _ => Some(format!("{module}.{name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ('#ERROR', KeyError('missing')) as CPython 3.11's ForkingPickler writes it.
+    const KEY_ERROR: &[u8] = b"\x80\x04\x95\x32\x00\x00\x00\x00\x00\x00\x00\x8c\x06#ERROR\x94\x8c\x08builtins\x94\x8c\x08KeyError\x94\x93\x94\x8c\x07missing\x94\x85\x94R\x94\x86\x94.";
+
+    // ('#PROXY', (('a', 'b'), Token('dict', ('127.0.0.1', 5000), '7f00'))).
+    const PROXY: &[u8] = b"\x80\x04\x95b\x00\x00\x00\x00\x00\x00\x00\x8c\x06#PROXY\x94\x8c\x01a\x94\x8c\x01b\x94\x86\x94\x8c\x18multiprocessing.managers\x94\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04dict\x94\x8c\x09127.0.0.1\x94M\x88\x13\x86\x94\x8c\x047f00\x94\x87\x94b\x86\x94\x86\x94.";
+
+    #[test]
+    fn a_key_error_names_its_class_and_message() {
+        match decode_reply(KEY_ERROR) {
+            Err(Error::PythonException { exception, message }) => {
+                assert_eq!(exception, "KeyError");
+                assert_eq!(message, "missing");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_return_of_plain_data_is_its_value() {
+        let bytes = serde_pickle::to_vec(&("#RETURN", vec![1, 2]), serde_pickle::SerOptions::new()).unwrap();
+        assert_eq!(
+            decode_reply(&bytes).unwrap(),
+            Reply::Return(PickleValue::List(vec![PickleValue::I64(1), PickleValue::I64(2)]))
+        );
+    }
+
+    #[test]
+    fn a_traceback_is_a_remote_error() {
+        let bytes =
+            serde_pickle::to_vec(&("#TRACEBACK", "Traceback...\nValueError: no\n"), serde_pickle::SerOptions::new())
+                .unwrap();
+        assert!(matches!(decode_reply(&bytes), Err(Error::Remote(text)) if text.ends_with("ValueError: no")));
+    }
+
+    /// Junk, truncations and bit flips of real replies give errors, never a panic.
+    #[test]
+    fn garbage_never_panics() {
+        let mut samples: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b".".to_vec(),
+            b"\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\xff".to_vec(),
+            b"\x8e\xff\xff\xff\xff\xff\xff\xff\x7f".to_vec(),
+            b"cbuiltins\nKeyError".to_vec(),
+            b"\x93\x93R.".to_vec(),
+            b"(((((((((t.".to_vec(),
+            b"h\x05.".to_vec(),
+        ];
+        for real in [KEY_ERROR, PROXY] {
+            for len in 0..real.len() {
+                samples.push(real[..len].to_vec());
+            }
+            for i in 0..real.len() {
+                for flip in [0x01u8, 0x80, 0xff] {
+                    let mut copy = real.to_vec();
+                    copy[i] ^= flip;
+                    samples.push(copy);
+                }
+            }
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = (state % 64) as usize;
+            let mut junk = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                junk.push(state as u8);
+            }
+            samples.push(junk);
+        }
+        for sample in &samples {
+            let _ = decode_reply(sample);
+        }
+    }
+
+    #[test]
+    fn a_proxy_reply_gives_the_token() {
+        assert_eq!(
+            decode_reply(PROXY).unwrap(),
+            Reply::Proxy { typeid: "dict".into(), ident: "7f00".into(), exposed: vec!["a".into(), "b".into()] }
+        );
+    }
+}
