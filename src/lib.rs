@@ -200,6 +200,8 @@ pub mod handle {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
+    #[cfg(feature = "pickle")]
+    pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;

@@ -20,6 +20,30 @@ use crate::error::{Error, Result};
 /// A pickled Python value of any shape (serde-pickle's `Value`).
 pub use serde_pickle::Value as PickleValue;
 
+/// Runs one of serde-pickle's decoders on `bytes` from a peer: the value, or what is wrong with
+/// the bytes, whatever they are.
+///
+/// A pickle that would decode to far more than its size (an object shared many times, which
+/// serde-pickle copies each time) or to a structure holding itself is refused first
+/// ([`check_expansion`](super::pickle_ops::check_expansion)). serde-pickle also panics on some
+/// malformed input (a set mixing NaN, floats and integers: its ordering of values is not total,
+/// and the standard library's sort detects that); the panic becomes an error here. A program
+/// built with `panic = "abort"` cannot catch it: it aborts on such input.
+pub(crate) fn decode_untrusted<T>(
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8]) -> serde_pickle::Result<T>,
+) -> std::result::Result<T, String> {
+    super::pickle_ops::check_expansion(bytes)?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes))) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the decoder (serde-pickle) failed on this malformed message".into()),
+    }
+}
+
+fn decode_error(detail: String) -> Error {
+    Error::Codec { action: "decode", detail: format!("pickle: {detail}") }
+}
+
 impl<D: CanSend> Connection<D> {
     /// Sends `value` pickled, as CPython's `send` does, for a Python peer's `recv()`.
     pub fn send_pickle<T: Serialize>(&mut self, value: &T) -> Result<()> {
@@ -42,8 +66,7 @@ impl<D: CanRecv> Connection<D> {
     /// is not a pickle of plain data is an error; the connection stays usable.
     pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv_bytes()?;
-        serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new())
-            .map_err(|e| Error::Codec { action: "decode", detail: format!("pickle: {e}") })
+        decode_untrusted(&bytes, |b| serde_pickle::from_slice(b, serde_pickle::DeOptions::new())).map_err(decode_error)
     }
 
     /// Receives a message a Python peer sent with `send(obj)` as a [`PickleValue`], exactly as
@@ -51,7 +74,7 @@ impl<D: CanRecv> Connection<D> {
     /// pickle of plain data is an error; the connection stays usable.
     pub fn recv_pickle_value(&mut self) -> Result<PickleValue> {
         let bytes = self.recv_bytes()?;
-        serde_pickle::value_from_slice(&bytes, serde_pickle::DeOptions::new())
-            .map_err(|e| Error::Codec { action: "decode", detail: format!("pickle: {e}") })
+        decode_untrusted(&bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()))
+            .map_err(decode_error)
     }
 }

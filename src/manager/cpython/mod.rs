@@ -68,7 +68,7 @@
 //! ```
 
 mod builtins;
-mod reply;
+pub(crate) mod reply;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -7,7 +7,8 @@
 //! `Token`'s state) but drop the class, so a small scan of the opcodes ([`first_class`]) finds the
 //! class name, and checks on the way that every length the pickle declares fits in the message.
 
-use crate::connection::PickleValue;
+use crate::connection::pickle_ops::{Ops, little_endian};
+use crate::connection::{PickleValue, decode_untrusted_pickle};
 use crate::error::{Error, Result};
 
 /// What a call on a CPython manager gave back.
@@ -27,15 +28,38 @@ pub(crate) enum Reply {
     },
 }
 
+/// The fuzz target `cpython_manager_replies`: any bytes decode to a reply or an error.
+///
+/// serde-pickle's own panics are caught and become errors (see `decode_untrusted_pickle`), but
+/// libFuzzer's panic hook would abort on them first: it is silenced for the call. A panic in this
+/// crate's code still unwinds to libFuzzer, which reports it.
+#[doc(hidden)]
+pub fn fuzz_reply(bytes: &[u8]) {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+    /// Puts the previous hook back, also when a panic unwinds through.
+    struct Restore(Option<Hook>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(hook) = self.0.take() {
+                std::panic::set_hook(hook);
+            }
+        }
+    }
+    let _restore = Restore(Some(std::panic::take_hook()));
+    std::panic::set_hook(Box::new(|_| {}));
+    let _ = decode_reply(bytes);
+}
+
 /// Decodes one reply message.
 pub(crate) fn decode_reply(bytes: &[u8]) -> Result<Reply> {
     let class = first_class(bytes)?;
-    let strict = serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new());
+    let strict = decode_untrusted_pickle(bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()));
     let value = match strict {
         Ok(value) => value,
         Err(strict_error) => {
             let lenient = serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals();
-            let value = serde_pickle::value_from_slice(bytes, lenient).map_err(|e| garbage(&e.to_string()))?;
+            let value = decode_untrusted_pickle(bytes, |b| serde_pickle::value_from_slice(b, lenient))
+                .map_err(|e| garbage(&e))?;
             if tag_of(&value) == Some("#RETURN") {
                 let class = class.unwrap_or_else(|| "an unknown class".into());
                 return Err(Error::Codec {
@@ -139,99 +163,17 @@ fn proxy_of(payload: PickleValue) -> Result<Reply> {
     }
 }
 
-/// How an opcode's argument is laid out.
-enum Arg {
-    None,
-    Fixed(usize),
-    /// A little-endian length of this many bytes, then that many bytes.
-    Counted(usize),
-    Lines(usize),
-}
-
-fn arg_of(opcode: u8) -> Option<Arg> {
-    Some(match opcode {
-        b'('
-        | b'.'
-        | b'0'
-        | b'1'
-        | b'2'
-        | b'N'
-        | b'R'
-        | b'a'
-        | b'b'
-        | b'd'
-        | b'}'
-        | b'e'
-        | b'l'
-        | b']'
-        | b'o'
-        | b's'
-        | b't'
-        | b')'
-        | b'u'
-        | b'Q'
-        | 0x81
-        | 0x85..=0x89
-        | 0x8f..=0x94
-        | 0x97
-        | 0x98 => Arg::None,
-        b'F' | b'I' | b'L' | b'S' | b'V' | b'P' | b'g' | b'p' => Arg::Lines(1),
-        b'c' | b'i' => Arg::Lines(2),
-        b'K' | b'h' | b'q' | 0x80 | 0x82 => Arg::Fixed(1),
-        b'M' | 0x83 => Arg::Fixed(2),
-        b'J' | b'j' | b'r' | 0x84 => Arg::Fixed(4),
-        b'G' | 0x95 => Arg::Fixed(8),
-        b'U' | b'C' | 0x8c | 0x8a => Arg::Counted(1),
-        b'T' | b'X' | b'B' | 0x8b => Arg::Counted(4),
-        0x8d | 0x8e | 0x96 => Arg::Counted(8),
-        _ => return None,
-    })
-}
-
-fn little_endian(bytes: &[u8]) -> u64 {
-    bytes.iter().rev().fold(0, |n, &b| (n << 8) | u64::from(b))
-}
-
 /// The first class a pickle refers to (the exception of an `'#ERROR'` reply, the `Token` of a
 /// `'#PROXY'`), skipping `copyreg` helpers: `"KeyError"` for built-ins, `"module.Name"` otherwise.
 /// Fails if an opcode is unknown or an argument runs past the end.
 pub(crate) fn first_class(bytes: &[u8]) -> Result<Option<String>> {
-    let mut at = 0;
     let mut found = None;
     // The strings most recently pushed (for STACK_GLOBAL), and the memo of strings (for GETs).
     let mut recent: [Option<String>; 2] = [None, None];
     let mut memo: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
     let mut memo_next = 0u64;
-    let cut = || garbage("the pickle ends in the middle of an opcode");
-    while let Some(&opcode) = bytes.get(at) {
-        at += 1;
-        let arg = arg_of(opcode).ok_or_else(|| garbage(&format!("unknown pickle opcode 0x{opcode:02x}")))?;
-        let data: &[u8] = match arg {
-            Arg::None => &[],
-            Arg::Fixed(n) => {
-                let data = bytes.get(at..at + n).ok_or_else(cut)?;
-                at += n;
-                data
-            }
-            Arg::Counted(n) => {
-                let len = little_endian(bytes.get(at..at + n).ok_or_else(cut)?);
-                at += n;
-                let len = usize::try_from(len).map_err(|_| cut())?;
-                let end = at.checked_add(len).ok_or_else(cut)?;
-                let data = bytes.get(at..end).ok_or_else(cut)?;
-                at = end;
-                data
-            }
-            Arg::Lines(n) => {
-                let start = at;
-                for _ in 0..n {
-                    let newline =
-                        bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == b'\n')).ok_or_else(cut)?;
-                    at += newline + 1;
-                }
-                bytes.get(start..at).ok_or_else(cut)?
-            }
-        };
+    for op in Ops::new(bytes) {
+        let (opcode, data) = op.map_err(|e| garbage(&e))?;
         let pushed_string = match opcode {
             0x8c | b'X' | 0x8d => Some(String::from_utf8_lossy(data).into_owned()),
             b'h' | b'j' => memo.get(&little_endian(data)).cloned(),
@@ -272,9 +214,6 @@ pub(crate) fn first_class(bytes: &[u8]) -> Result<Option<String>> {
                 let [_, last] = &recent;
                 recent = [last.clone(), pushed_string];
             }
-        }
-        if opcode == b'.' {
-            break;
         }
     }
     Ok(found)
@@ -326,6 +265,31 @@ mod tests {
             serde_pickle::to_vec(&("#TRACEBACK", "Traceback...\nValueError: no\n"), serde_pickle::SerOptions::new())
                 .unwrap();
         assert!(matches!(decode_reply(&bytes), Err(Error::Remote(text)) if text.ends_with("ValueError: no")));
+    }
+
+    /// A frozenset of falses, small integers, floats and a NaN, found by the fuzz target
+    /// `cpython_manager_replies`: serde-pickle sorts a set's items with an ordering that such
+    /// mixtures break, and the standard library's sort panics on that.
+    fn set_that_breaks_serde_pickle() -> Vec<u8> {
+        b"\x28\x4d\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x87\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\
+          \x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x81\x89\x89\x89\x89\x89\x89\x89\x81\x4b\x01\x47\x40\x04\x8c\x73\
+          \x94\x88\x47\x47\x47\xff\xff\xff\xff\xff\xff\xff\x0e\x89\x89\x89\x4d\x4d\x4d\x4d\x4d\xcd\x4d\x4d\x86\x8f\x91\x2e\
+          \x04\x95\x30\x95\x30"
+            .to_vec()
+    }
+
+    #[test]
+    fn a_set_that_breaks_the_decoder_is_an_error() {
+        assert!(
+            std::panic::catch_unwind(|| serde_pickle::value_from_slice(
+                &set_that_breaks_serde_pickle(),
+                serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals()
+            ))
+            .is_err(),
+            "serde-pickle no longer panics here: this test's input no longer covers the guard"
+        );
+        let error = decode_reply(&set_that_breaks_serde_pickle()).unwrap_err().to_string();
+        assert!(error.contains("could not be decoded"), "{error}");
     }
 
     /// Junk, truncations and bit flips of real replies give errors, never a panic.
