@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::{hex, python3_available};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use multiproc::Error;
@@ -20,22 +21,6 @@ use multiproc::manager::cpython::{PyDict, PyManager};
 /// The watchdog of every test.
 const WATCHDOG_SECS: u64 = 30;
 const KEY: &[u8] = b"cpython-manager-\x00\xff";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn python3_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        Command::new("python3")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
 
 /// A running `python3 tests/interop/manager_peer.py`; killed when dropped.
 struct PyServer {

@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::{hex, python3_available};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use multiproc::Error;
@@ -29,22 +30,6 @@ const WATCHDOG_SECS: u64 = 30;
 
 const KEY: &[u8] = b"interop-secret-\x00\xff";
 const OTHER_KEY: &[u8] = b"not-the-same-key";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn python3_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        Command::new("python3")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
 
 /// A unique name for a socket of this test process.
 fn unique(tag: &str) -> String {

@@ -5,26 +5,15 @@
 
 mod common;
 
+use common::{hex, python3_available};
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 
 use multiproc::shm::Item;
 use multiproc::{ShareableList, SharedMemory};
 
 const WATCHDOG_SECS: u64 = 30;
-
-fn python3_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        Command::new("python3")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
 
 macro_rules! require_python {
     () => {
@@ -190,10 +179,6 @@ mod serde_json_lite {
 }
 
 use serde_json_lite::Value;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The peer's JSON form of an item (see `encode` in the peer).
 fn from_json(value: &Value) -> Item {

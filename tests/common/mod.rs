@@ -116,3 +116,21 @@ pub fn seed_003_items() -> Vec<multiproc::shm::Item> {
         Item::Int(42),
     ]
 }
+
+/// Lower-case hexadecimal of `bytes` (authkeys and names handed to Python peers).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `python3` runs on this machine (interop tests skip cleanly without it).
+pub fn python3_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::process::Command::new("python3")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
