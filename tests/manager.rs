@@ -972,6 +972,27 @@ fn lists_sort_in_place() {
 }
 
 #[test]
+fn a_sort_that_keeps_losing_to_writers_gives_up_with_an_error() {
+    watchdog("a_sort_that_keeps_losing_to_writers", 30, || {
+        let manager = Manager::start().unwrap();
+        let l = manager.list(&[2i64, 1]).unwrap();
+        // Every attempt (one comparison of two items) sees the list change under it: a writer
+        // replaces an item during the comparison.
+        let writes = std::cell::Cell::new(0i64);
+        let error = l
+            .sort_by(|a, b| {
+                writes.set(writes.get() + 1);
+                l.set(1, &-writes.get()).unwrap();
+                a.cmp(b)
+            })
+            .unwrap_err();
+        assert!(matches!(&error, Error::InvalidState(m) if m.contains("changed during each")), "{error}");
+        assert_eq!(writes.get(), 16, "one write per attempt");
+        assert_eq!(l.to_vec().unwrap(), [2, -16], "the list is as the writer left it");
+    });
+}
+
+#[test]
 fn list_iteration_goes_by_position() {
     // CONT-04: an iterator made before a change sees the change.
     watchdog("list_iteration_goes_by_position", 30, || {

@@ -348,10 +348,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Sorts the list in place with `compare` (CPython `l.sort(key=..., reverse=...)`); stable.
     ///
     /// The items are compared in this process; the new order is applied only if the list was
-    /// not changed meanwhile (otherwise the sort starts over with the new contents).
+    /// not changed meanwhile (otherwise the sort starts over with the new contents, at most
+    /// 16 times).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if other processes changed the list during every attempt: sort it
+    /// while they hold off (for example under a manager `Lock` they also take).
     #[doc(alias = "sort")]
     pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
-        loop {
+        for _ in 0..SORT_ATTEMPTS {
             let snapshot: Vec<Bytes> = self.list(ListCall::Items)?;
             let items: Vec<T> = decode_all(snapshot.clone())?;
             let mut order: Vec<u64> = (0..items.len() as u64).collect();
@@ -360,6 +366,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
                 return Ok(());
             }
         }
+        Err(Error::InvalidState(format!(
+            "the managed list changed during each of {SORT_ATTEMPTS} attempts to sort it; \
+             sort it while other processes hold off (for example under a manager Lock they also take)"
+        )))
     }
 
     /// Iterates by position, one round trip per item, as CPython's proxy does: items appended
@@ -369,6 +379,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         ListIter { list: self, next: 0 }
     }
 }
+
+/// How many times [`ListProxy::sort_by`] starts over when the list changed while it sorted.
+const SORT_ATTEMPTS: usize = 16;
 
 /// An iterator over a [`ListProxy`] by position (see [`ListProxy::iter`]); yields each item or
 /// the error of its call, and ends after an error.
