@@ -3,32 +3,16 @@
 //! milliseconds.
 #![allow(dead_code)]
 
+// Each scenario module is also built alone by its standalone examples, so each includes this.
+#[allow(clippy::duplicate_mod)]
+#[path = "support.rs"]
+mod support;
+
 use std::time::Duration;
 
 use multiproc::{Error, JoinableQueue, Process, Queue};
 
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// A random number in `low..=high` (the seeds' `random.randint`).
-fn random_in(low: u64, high: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
-    low + u64::from_ne_bytes(bytes) % (high - low + 1)
-}
-
-fn start_all(children: &mut [Process]) -> multiproc::Result<()> {
-    children.iter_mut().try_for_each(Process::start)
-}
-
-fn join_all(children: &mut [Process]) -> multiproc::Result<()> {
-    for child in children {
-        let code = child.join()?;
-        assert_eq!(code, 0, "{child} failed");
-    }
-    Ok(())
-}
+use support::{join_all, random_in, sleep_ms, start_all};
 
 // ---------------------------------------------------------------------------------------------
 // Seeds 002 and 004: Queue(3) step by step

@@ -7,6 +7,11 @@
 //! seeds only print; where a seed itself uses a `Queue` (joo_a and joo_b), so does the example.
 #![allow(dead_code)]
 
+// Each scenario module is also built alone by its standalone examples, so each includes this.
+#[allow(clippy::duplicate_mod)]
+#[path = "support.rs"]
+mod support;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,22 +22,13 @@ use multiproc::sync::{AcquireError, LockGuard};
 use multiproc::{Barrier, Condition, Event, Handle, Lock, Process, Queue, Semaphore};
 use serde::{Deserialize, Serialize};
 
+use support::{join_all, random_in, sleep_ms, start_all};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 fn io(e: std::io::Error) -> multiproc::Error {
     multiproc::Error::Io { context: "run the example", source: e }
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// A random number in `low..=high` (the seeds' `random.randint`).
-fn random_in(low: u64, high: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
-    low + u64::from_ne_bytes(bytes) % (high - low + 1)
 }
 
 /// Takes `lock`, the Rust form of `with lock:`. A holder that died inside its critical section
@@ -46,20 +42,6 @@ fn hold(lock: &Lock) -> LockGuard<'_> {
         }
         Err(e) => panic!("acquire the lock: {e}"),
     }
-}
-
-/// Starts one process per target, in order.
-fn start_all(children: &mut [Process]) -> multiproc::Result<()> {
-    children.iter_mut().try_for_each(Process::start)
-}
-
-/// Joins every child and checks that each exited with 0.
-fn join_all(children: &mut [Process]) -> multiproc::Result<()> {
-    for child in children {
-        let code = child.join()?;
-        assert_eq!(code, 0, "{child} failed");
-    }
-    Ok(())
 }
 
 /// The parent's end of a many-to-one report channel.
