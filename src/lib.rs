@@ -165,6 +165,8 @@ pub mod reduction;
 pub mod shm;
 pub mod sync;
 mod sys;
+#[cfg(test)]
+mod test_support;
 mod wait;
 
 pub use connection::{Connection, pipe, simplex_pipe, socket_pipe};

@@ -790,13 +790,7 @@ fn manager_started_at_an_address_restarts_there() {
 #[test]
 fn request_decoder_takes_garbage() {
     watchdog("request_decoder_takes_garbage", 60, || {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = common::xorshift(0x9e37_79b9_7f4a_7c15);
         // Create a queue (Kind 4: FIFO, maxsize 1, not joinable), put 7 into it, get_nowait twice.
         let valid: &[u8] = &[0, 4, 0, 1, 0, 0, 1, 1, 3, 0, 1, 7, 0, 0, 1, 1, 3, 1, 1, 0, 0, 1, 1, 3, 1, 1, 0, 0];
         for round in 0..3000 {

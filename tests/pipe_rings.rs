@@ -437,13 +437,7 @@ fn socket_pipes_keep_every_message_on_the_socket() {
 #[test]
 fn garbage_in_a_ring_is_refused_not_read_out_of_bounds() {
     // A few thousand random rings (a fixed-seed xorshift), plus records that claim too much.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = common::xorshift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..2000 {
         let len = (next() % 512) as usize;
         let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();

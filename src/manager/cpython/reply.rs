@@ -317,17 +317,10 @@ mod tests {
                 }
             }
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = crate::test_support::xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            let len = (state % 64) as usize;
-            let mut junk = Vec::with_capacity(len);
-            for _ in 0..len {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                junk.push(state as u8);
-            }
-            samples.push(junk);
+            let len = (next() % 64) as usize;
+            samples.push((0..len).map(|_| next() as u8).collect());
         }
         for sample in &samples {
             let _ = decode_reply(sample);
