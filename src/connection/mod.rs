@@ -30,7 +30,7 @@ mod ring;
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
 #[cfg(feature = "pickle")]
-pub(crate) use pickle::decode_untrusted as decode_untrusted_pickle;
+pub(crate) use pickle::decode_checked as decode_checked_pickle;
 
 use std::fmt;
 use std::marker::PhantomData;

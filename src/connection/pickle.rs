@@ -34,6 +34,15 @@ pub(crate) fn decode_untrusted<T>(
     decode: impl FnOnce(&[u8]) -> serde_pickle::Result<T>,
 ) -> std::result::Result<T, String> {
     super::pickle_ops::check_expansion(bytes)?;
+    decode_checked(bytes, decode)
+}
+
+/// [`decode_untrusted`] for bytes that already passed
+/// [`check_expansion`](super::pickle_ops::check_expansion) (several decodings of one message).
+pub(crate) fn decode_checked<T>(
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8]) -> serde_pickle::Result<T>,
+) -> std::result::Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes))) {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err("the decoder (serde-pickle) failed on this malformed message".into()),

@@ -7,8 +7,9 @@
 //! `Token`'s state) but drop the class, so a small scan of the opcodes ([`first_class`]) finds the
 //! class name, and checks on the way that every length the pickle declares fits in the message.
 
+use crate::connection::pickle_ops::check_expansion;
 use crate::connection::pickle_ops::{Ops, little_endian};
-use crate::connection::{PickleValue, decode_untrusted_pickle};
+use crate::connection::{PickleValue, decode_checked_pickle};
 use crate::error::{Error, Result};
 
 /// What a call on a CPython manager gave back.
@@ -30,7 +31,7 @@ pub(crate) enum Reply {
 
 /// The fuzz target `cpython_manager_replies`: any bytes decode to a reply or an error.
 ///
-/// serde-pickle's own panics are caught and become errors (see `decode_untrusted_pickle`), but
+/// serde-pickle's own panics are caught and become errors (see `decode_checked_pickle`), but
 /// libFuzzer's panic hook would abort on them first: it is silenced for the call. A panic in this
 /// crate's code still unwinds to libFuzzer, which reports it.
 #[doc(hidden)]
@@ -53,12 +54,13 @@ pub fn fuzz_reply(bytes: &[u8]) {
 /// Decodes one reply message.
 pub(crate) fn decode_reply(bytes: &[u8]) -> Result<Reply> {
     let class = first_class(bytes)?;
-    let strict = decode_untrusted_pickle(bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()));
+    check_expansion(bytes).map_err(|e| garbage(&e))?;
+    let strict = decode_checked_pickle(bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()));
     let value = match strict {
         Ok(value) => value,
         Err(strict_error) => {
             let lenient = serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals();
-            let value = decode_untrusted_pickle(bytes, |b| serde_pickle::value_from_slice(b, lenient))
+            let value = decode_checked_pickle(bytes, |b| serde_pickle::value_from_slice(b, lenient))
                 .map_err(|e| garbage(&e))?;
             if tag_of(&value) == Some("#RETURN") {
                 let class = class.unwrap_or_else(|| "an unknown class".into());
