@@ -57,6 +57,8 @@
 //! * `thread_pool`, `executor`, `progress`.
 
 mod chunking;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod collect;
 mod executor;
 mod progress;
@@ -100,6 +102,9 @@ pub struct Pool {
     processes: usize,
     timeout: Option<Duration>,
     retries: u32,
+    /// The broker client of a cluster pool (`None` for a local pool).
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterHandle>,
 }
 
 /// Configures a [`Pool`] (CPython `Pool(processes, initializer, initargs, maxtasksperchild,
@@ -113,6 +118,8 @@ pub struct PoolBuilder {
     initializer: Option<Box<dyn Fn() -> Result<Job> + Send + Sync>>,
     timeout: Option<Duration>,
     retries: u32,
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterSettings>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -190,7 +197,11 @@ impl PoolBuilder {
     /// [`Error::InvalidState`] for zero processes, `max_tasks_per_child(0)` or the fork method
     /// (CPython raises `ValueError`); any error starting a worker, after the workers already
     /// started are killed and reaped.
-    pub fn build(self) -> Result<Pool> {
+    pub fn build(mut self) -> Result<Pool> {
+        #[cfg(feature = "cluster")]
+        if let Some(settings) = self.cluster.take() {
+            return self.build_cluster(settings);
+        }
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidState("Number of processes must be at least 1".into()));
@@ -218,6 +229,8 @@ impl PoolBuilder {
             processes,
             timeout: self.timeout,
             retries: self.retries,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         })
     }
 }
@@ -348,7 +361,16 @@ impl Pool {
 
     /// A builder for the other settings.
     pub fn builder() -> PoolBuilder {
-        PoolBuilder { processes: None, method: None, max_tasks: None, initializer: None, timeout: None, retries: 0 }
+        PoolBuilder {
+            processes: None,
+            method: None,
+            max_tasks: None,
+            initializer: None,
+            timeout: None,
+            retries: 0,
+            #[cfg(feature = "cluster")]
+            cluster: None,
+        }
     }
 
     /// The number of workers.
