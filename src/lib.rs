@@ -179,9 +179,9 @@ pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
 pub use multiproc_derive::managed;
-pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 #[cfg(feature = "cluster")]
 pub use pool::cluster;
+pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};

@@ -197,6 +197,7 @@ impl PoolBuilder {
     /// [`Error::InvalidState`] for zero processes, `max_tasks_per_child(0)` or the fork method
     /// (CPython raises `ValueError`); any error starting a worker, after the workers already
     /// started are killed and reaped.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
     pub fn build(mut self) -> Result<Pool> {
         #[cfg(feature = "cluster")]
         if let Some(settings) = self.cluster.take() {

@@ -8,12 +8,25 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The variable CI sets to make a missing `redis-server` a failure.
 pub const REQUIRE_VAR: &str = "MULTIPROC_REQUIRE_REDIS";
+
+/// Kills the child when the thread that started it ends (a test that fails or is aborted by its
+/// watchdog leaves no server or node behind).
+fn die_with_test(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
 
 fn server_binary() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -32,7 +45,9 @@ impl RedisServer {
     pub fn start() -> Option<RedisServer> {
         let Some(binary) = server_binary() else {
             if std::env::var_os(REQUIRE_VAR).is_some() {
-                panic!("redis-server is not on PATH but {REQUIRE_VAR} is set: install it (apt-get install redis-server)");
+                panic!(
+                    "redis-server is not on PATH but {REQUIRE_VAR} is set: install it (apt-get install redis-server)"
+                );
             }
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
@@ -53,7 +68,7 @@ impl RedisServer {
     }
 
     fn launch(&mut self, binary: &std::path::Path) -> bool {
-        let mut child = Command::new(binary)
+        let mut child = die_with_test(&mut Command::new(binary))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"])
             .arg("--dir")
@@ -158,7 +173,7 @@ impl TestNode {
         for (k, v) in extra_env {
             command.env(k, v);
         }
-        TestNode { child: command.spawn().expect("start a node") }
+        TestNode { child: die_with_test(&mut command).spawn().expect("start a node") }
     }
 
     pub fn pid(&self) -> i32 {

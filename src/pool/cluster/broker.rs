@@ -212,6 +212,8 @@ pub(crate) struct Link {
     url: String,
     conn: Option<Connection>,
     io_timeout: Duration,
+    /// The last error was a broken or refused connection (not a server's answer).
+    dropped: bool,
 }
 
 impl Link {
@@ -225,7 +227,7 @@ impl Link {
             action: format!("URL {url:?} is not valid"),
             detail: format!("{e}; write redis://HOST:PORT/DB"),
         })?;
-        Ok(Link { client, url: url.to_string(), conn: None, io_timeout })
+        Ok(Link { client, url: url.to_string(), conn: None, io_timeout, dropped: false })
     }
 
     /// Runs `f` on the connection, connecting first if needed; `block` is how long a blocking
@@ -241,19 +243,26 @@ impl Link {
         block: Duration,
         f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
+        self.dropped = false;
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(self.connect()?),
         };
         let timeout = Some(self.io_timeout + block);
-        let outcome = conn
-            .set_read_timeout(timeout)
-            .and_then(|()| f(conn))
-            .map_err(|e| broker_error(action, &e));
+        let outcome = conn.set_read_timeout(timeout).and_then(|()| f(conn)).map_err(|e| {
+            self.dropped = e.is_connection_dropped() || e.is_connection_refusal();
+            broker_error(action, &e)
+        });
         if outcome.is_err() {
             self.conn = None;
         }
         outcome
+    }
+
+    /// Whether the last [`run`](Self::run) failed because the connection was broken (the
+    /// command reached no live server when the link had been idle across a broker restart).
+    pub(crate) fn was_dropped(&self) -> bool {
+        self.dropped
     }
 
     fn connect(&self) -> Result<Connection> {
@@ -298,8 +307,11 @@ pub(crate) fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// A stream entry's fields, by name.
+pub(crate) type Fields = Vec<(String, Vec<u8>)>;
+
 /// The stream entries of an `XREADGROUP`/`XAUTOCLAIM` reply part: `[[id, [field, value, ...]], ...]`.
-pub(crate) fn entries(value: &Value) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+pub(crate) fn entries(value: &Value) -> Vec<(String, Fields)> {
     let Value::Array(list) = value else { return Vec::new() };
     list.iter()
         .filter_map(|entry| {

@@ -38,6 +38,9 @@ const SUBMIT_BATCH: usize = 256;
 /// Pause before retrying an unreachable broker.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// A task entry's fields as the client writes them.
+type EntryFields = Vec<(&'static str, Vec<u8>)>;
+
 /// What a client needs to know about its pool.
 pub(crate) struct ClientConfig {
     pub(crate) url: String,
@@ -222,7 +225,7 @@ impl Client {
     /// Adds chunks to the broker while the window has room.
     fn pump(&self) {
         loop {
-            let mut batch: Vec<(u64, Vec<(&'static str, Vec<u8>)>)> = Vec::new();
+            let mut batch: Vec<(u64, EntryFields)> = Vec::new();
             {
                 let mut state = lock(&self.state);
                 if state.run == RunState::Terminated {
@@ -272,26 +275,34 @@ impl Client {
         }
     }
 
-    fn entry_fields(&self, message: &TaskMessage) -> Vec<(&'static str, Vec<u8>)> {
+    fn entry_fields(&self, message: &TaskMessage) -> EntryFields {
         let body = postcard::to_stdvec(message).unwrap_or_default();
         let tag = wire::sign_task(&self.config.key, &self.config.keys.pool, self.build, &body);
         vec![("b", self.build.as_bytes().to_vec()), ("m", body), ("s", tag.to_vec())]
     }
 
-    fn add_entries(&self, batch: &[(u64, Vec<(&'static str, Vec<u8>)>)]) -> Result<Vec<String>> {
+    fn add_entries(&self, batch: &[(u64, EntryFields)]) -> Result<Vec<String>> {
         let mut link = lock(&self.submit_link);
-        link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
-            let mut pipe = redis::pipe();
-            for (_, fields) in batch {
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(&self.stream).arg("*");
-                for (name, value) in fields {
-                    cmd.arg(*name).arg(value.as_slice());
+        let add = |link: &mut Link| {
+            link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
+                let mut pipe = redis::pipe();
+                for (_, fields) in batch {
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(&self.stream).arg("*");
+                    for (name, value) in fields {
+                        cmd.arg(*name).arg(value.as_slice());
+                    }
+                    pipe.add_command(cmd);
                 }
-                pipe.add_command(cmd);
-            }
-            pipe.query::<Vec<String>>(conn)
-        })
+                pipe.query::<Vec<String>>(conn)
+            })
+        };
+        match add(&mut link) {
+            // A connection that was already broken (the broker restarted since it was last
+            // used) reached no live server: once more on a fresh one.
+            Err(_) if link.was_dropped() => add(&mut link),
+            other => other,
+        }
     }
 
     /// Wakes the collector (an empty item on its own result list).
@@ -449,16 +460,16 @@ impl Client {
     fn beat(&self, link: &mut Link, next_check: &mut Instant) -> Result<()> {
         self.touch(link)?;
         let meta = self.config.keys.meta();
-        let epoch: Option<String> =
-            link.run("did not answer the epoch check", Duration::ZERO, |conn| {
-                redis::cmd("HGET").arg(&meta).arg("epoch").query(conn)
-            })?;
+        let epoch: Option<String> = link.run("did not answer the epoch check", Duration::ZERO, |conn| {
+            redis::cmd("HGET").arg(&meta).arg("epoch").query(conn)
+        })?;
         let ours = lock(&self.epoch).clone();
         if epoch.as_deref() != Some(ours.as_str()) {
             self.counters.epochs_lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("the cluster broker lost this pool's state (it restarted without persistence?)");
             let epoch = self.init_pool(link)?;
             *lock(&self.epoch) = epoch;
+            lock(&self.submit_link).reset();
             self.touch(link)?;
             self.suspect_all("the broker restarted without its data");
             *next_check = Instant::now();
@@ -494,15 +505,19 @@ impl Client {
         };
         let with_ids: Vec<&(u64, Option<String>)> = candidates.iter().filter(|(_, id)| id.is_some()).collect();
         let stream = self.stream.clone();
-        let exists: Vec<bool> = link.run("did not answer the entry check", Duration::ZERO, |conn| {
-            let mut pipe = redis::pipe();
-            for (_, id) in &with_ids {
-                let id = id.as_deref().unwrap_or("0-0");
-                pipe.cmd("XRANGE").arg(&stream).arg(id).arg(id);
-            }
-            pipe.query::<Vec<Value>>(conn)
-                .map(|replies| replies.iter().map(|r| matches!(r, Value::Array(a) if !a.is_empty())).collect())
-        })?;
+        let exists: Vec<bool> = if with_ids.is_empty() {
+            Vec::new()
+        } else {
+            link.run("did not answer the entry check", Duration::ZERO, |conn| {
+                let mut pipe = redis::pipe();
+                for (_, id) in &with_ids {
+                    let id = id.as_deref().unwrap_or("0-0");
+                    pipe.cmd("XRANGE").arg(&stream).arg(id).arg(id);
+                }
+                pipe.query::<Vec<Value>>(conn)
+                    .map(|replies| replies.iter().map(|r| matches!(r, Value::Array(a) if !a.is_empty())).collect())
+            })?
+        };
         let mut missing: Vec<u64> =
             with_ids.iter().zip(exists).filter(|(_, exists)| !exists).map(|((seq, _), _)| *seq).collect();
         // A flight still without an id a lease after it was sent: its add failed (the broker may
@@ -533,7 +548,7 @@ impl Client {
             if state.suspects.is_empty() {
                 return;
             }
-            let (due, waiting): (Vec<(u64, u64)>, Vec<(u64, u64)>) =
+            let (due, waiting): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut state.suspects).into_iter().partition(|(_, at)| drains >= at + 2);
             state.suspects = waiting;
             let reason = state.suspicion.clone();

@@ -14,14 +14,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::Value;
-
 use self::broker::{Keys, Link};
 use self::client::{Client, ClientConfig};
 use super::scheduler::{Runner, Shared, Stats};
 use super::{Pool, PoolBuilder};
 use crate::context::StartMethod;
 use crate::error::{Error, Result};
+
+/// The broker scripts, for tests of their semantics on a real server.
+#[doc(hidden)]
+pub mod __scripts {
+    /// `complete.lua` (see `broker.rs`).
+    pub const COMPLETE: &str = super::broker::COMPLETE;
+}
 
 /// The environment variable that turns a run of the program into a node agent: the broker's URL,
 /// for example `redis://broker:6379/0?pool=jobs&processes=32`. Read before `main` (by the start-up
@@ -295,19 +300,19 @@ pub(crate) fn stop_local_nodes(children: &mut Vec<Child>) {
 /// The live nodes of this pool (heartbeat within three leases).
 fn live_nodes(link: &mut Link, keys: &Keys, lease: Duration) -> Result<Vec<NodeInfo>> {
     let (nodes_key, alive_key) = (keys.nodes(), keys.alive());
-    let (records, times, now): (Vec<(String, String)>, Vec<(String, f64)>, (u64, u64)) =
-        link.run("did not list the nodes", Duration::ZERO, |conn| {
-            redis::pipe()
-                .cmd("HGETALL")
-                .arg(&nodes_key)
-                .cmd("ZRANGE")
-                .arg(&alive_key)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .cmd("TIME")
-                .query(conn)
-        })?;
+    type Listing = (Vec<(String, String)>, Vec<(String, f64)>, (u64, u64));
+    let (records, times, now): Listing = link.run("did not list the nodes", Duration::ZERO, |conn| {
+        redis::pipe()
+            .cmd("HGETALL")
+            .arg(&nodes_key)
+            .cmd("ZRANGE")
+            .arg(&alive_key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .cmd("TIME")
+            .query(conn)
+    })?;
     let now_ms = now.0 * 1000 + now.1 / 1000;
     let this_build = wire::fingerprint()?;
     let mut out = Vec::new();
@@ -589,9 +594,9 @@ impl NodeBuilder {
             pool,
             processes: self.processes.unwrap_or_else(crate::cpu_count).max(1),
             key,
-            name: self
-                .name
-                .unwrap_or_else(|| format!("{}-{}-{}", broker::host_name(), std::process::id(), &broker::random_hex()[..6])),
+            name: self.name.unwrap_or_else(|| {
+                format!("{}-{}-{}", broker::host_name(), std::process::id(), &broker::random_hex()[..6])
+            }),
             io_timeout: IO_TIMEOUT,
             watch_stdin: self.watch_stdin,
             builder: self.pool,

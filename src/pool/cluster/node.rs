@@ -157,7 +157,10 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
     tracing::info!(node = %node.config.name, pool = %node.keys.pool, build, slots = node.config.processes, "cluster node starting");
     let mut threads = Vec::new();
     let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new().name(name.into()).spawn(body).map_err(|e| Error::io("start a cluster node thread", e))
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(body)
+            .map_err(|e| Error::io("start a cluster node thread", e))
     };
     let n = Arc::clone(&node);
     threads.push(spawn("multiproc-node-completer", Box::new(move || n.complete_loop(rx)))?);
@@ -233,7 +236,10 @@ impl Node {
             }
             if !group_ready {
                 let stream = self.stream.clone();
-                if link.run("did not create the task stream", Duration::ZERO, |c| broker::ensure_group(c, &stream)).is_err() {
+                if link
+                    .run("did not create the task stream", Duration::ZERO, |c| broker::ensure_group(c, &stream))
+                    .is_err()
+                {
                     self.pause(RETRY_PAUSE);
                     continue;
                 }
@@ -327,7 +333,7 @@ impl Node {
 
     /// Checks and starts a batch of entries: (id, fields, deliveries, previous owner).
     #[allow(clippy::type_complexity)]
-    fn take(&self, link: &mut Link, batch: Vec<(String, Vec<(String, Vec<u8>)>, u64, Option<String>)>) -> Result<()> {
+    fn take(&self, link: &mut Link, batch: Vec<(String, broker::Fields, u64, Option<String>)>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -343,12 +349,8 @@ impl Node {
                 }
             }
         }
-        let clients: Vec<String> = valid
-            .iter()
-            .map(|(_, m, _, _)| m.client.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let clients: Vec<String> =
+            valid.iter().map(|(_, m, _, _)| m.client.clone()).collect::<HashSet<_>>().into_iter().collect();
         let alive = self.alive_clients(link, &clients)?;
         let lease = self.lease();
         for (id, message, deliveries, from) in valid {
@@ -567,8 +569,9 @@ impl Node {
 
     fn beat(&self, link: &mut Link) -> Result<()> {
         let meta = self.keys.meta();
-        let lease: Option<u64> =
-            link.run("did not tell the lease", Duration::ZERO, |c| redis::cmd("HGET").arg(&meta).arg("lease_ms").query(c))?;
+        let lease: Option<u64> = link.run("did not tell the lease", Duration::ZERO, |c| {
+            redis::cmd("HGET").arg(&meta).arg("lease_ms").query(c)
+        })?;
         if let Some(ms) = lease.filter(|ms| *ms > 0) {
             self.lease_ms.store(ms, Ordering::Relaxed);
         }
@@ -645,7 +648,8 @@ impl Node {
         let Ok(mut link) = Link::new(&self.config.url, self.config.io_timeout) else { return };
         let (stream, name) = (self.stream.clone(), self.config.name.clone());
         let _ = link.run("did not remove the node", Duration::ZERO, |conn| {
-            let mine: Value = redis::cmd("XPENDING").arg(&stream).arg(GROUP).arg("-").arg("+").arg(1).arg(&name).query(conn)?;
+            let mine: Value =
+                redis::cmd("XPENDING").arg(&stream).arg(GROUP).arg("-").arg("+").arg(1).arg(&name).query(conn)?;
             if matches!(&mine, Value::Array(a) if !a.is_empty()) {
                 return Ok(()); // others reclaim what it holds, and reap it later
             }

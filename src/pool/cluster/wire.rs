@@ -30,7 +30,10 @@ pub(crate) fn fingerprint() -> Result<&'static str> {
         Ok(fingerprint_of(kind, &id, std::env::var(SALT_VAR).ok().as_deref()))
     })
     .as_deref()
-    .map_err(|e| Error::Broker { action: "cannot name this build".into(), detail: format!("reading /proc/self/exe: {e}") })
+    .map_err(|e| Error::Broker {
+        action: "cannot name this build".into(),
+        detail: format!("reading /proc/self/exe: {e}"),
+    })
 }
 
 /// A test-only variable: a node started with it claims a build that no real binary has (the salt
@@ -107,7 +110,9 @@ impl WireOutcome {
         match self {
             WireOutcome::Done(Blob(bytes)) => Ok(bytes),
             WireOutcome::Failed(message) => Err(Error::TaskFailed { message }),
-            WireOutcome::WorkerDied { pid, how } => Err(Error::WorkerDied { pid, how: format!("{how}, on node {node}") }),
+            WireOutcome::WorkerDied { pid, how } => {
+                Err(Error::WorkerDied { pid, how: format!("{how}, on node {node}") })
+            }
             WireOutcome::TimedOut { ms } => Err(Error::TaskTimedOut(Duration::from_millis(ms))),
             WireOutcome::NodeLost { node, lease_ms } => {
                 Err(Error::NodeLost { node, lease: Duration::from_millis(lease_ms) })
@@ -204,7 +209,9 @@ mod tests {
         let bytes = postcard::to_stdvec(&ResultMessage { seq: 3, node: "h-2".into(), outcome: lost }).unwrap();
         let back: ResultMessage = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back.seq, 3);
-        assert!(matches!(back.outcome.into_result("h-2"), Err(Error::NodeLost { lease, .. }) if lease == Duration::from_secs(1)));
+        assert!(
+            matches!(back.outcome.into_result("h-2"), Err(Error::NodeLost { lease, .. }) if lease == Duration::from_secs(1))
+        );
         let died = WireOutcome::from_local(Err(Error::WorkerDied { pid: 7, how: "killed".into() }));
         assert!(matches!(died.into_result("n"), Err(Error::WorkerDied { pid: 7, how }) if how.contains("on node n")));
     }
