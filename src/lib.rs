@@ -100,6 +100,7 @@
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
 //! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
+//! | Ray's `ray.util.multiprocessing.Pool`, Celery/RQ workers on other hosts | the same [`Pool`]: `Pool::builder().cluster("redis://...")` (`cluster` feature; see `multiproc::cluster`), nodes run the same binary with `MULTIPROC_WORKER` set |
 //!
 //! ## Start methods
 //!

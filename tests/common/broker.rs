@@ -28,9 +28,16 @@ fn die_with_test(command: &mut Command) -> &mut Command {
     }
 }
 
+/// The server binary: `MULTIPROC_REDIS_SERVER` (a path, or a name on `PATH`, for example
+/// `valkey-server`), else `redis-server` from `PATH`.
 fn server_binary() -> Option<std::path::PathBuf> {
+    let name = std::env::var_os("MULTIPROC_REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
+    let direct = std::path::PathBuf::from(&name);
+    if direct.components().count() > 1 {
+        return direct.is_file().then_some(direct);
+    }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("redis-server")).find(|p| p.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(&name)).find(|p| p.is_file())
 }
 
 /// A `redis-server` started by this test.
