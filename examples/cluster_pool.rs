@@ -63,7 +63,8 @@ fn run(url: &str) -> multiproc::Result<()> {
     }
     let squares = pool.map(square, 0..10_000)?;
     println!("sum of squares below 10 000: {}", squares.iter().sum::<u64>());
-    let first: Vec<String> = pool.imap_with(hostname_and_pid, 0..4, Options::new().chunksize(1))?.collect::<Result<_, _>>()?;
+    let first: Vec<String> =
+        pool.imap_with(hostname_and_pid, 0..4, Options::new().chunksize(1))?.collect::<Result<_, _>>()?;
     println!("the first four tasks ran in: {first:?}");
     println!("broker counters: {:?}", pool.cluster_stats()?);
     pool.close();

@@ -370,7 +370,7 @@ fn a_stalled_node_loses_its_chunk_and_kills_its_task() {
         let stalled = TestNode::start(&url, "stall", 1, KEY, &[]);
         let pool = builder(&server, "stall").lease(Duration::from_secs(1)).build().unwrap();
         let result = pool
-            .apply_async_with(sleep_then_mark, (3_000u64, dir.display().to_string()), Options::new().retries(1))
+            .apply_async_with(sleep_then_mark, (8_000u64, dir.display().to_string()), Options::new().retries(1))
             .unwrap();
         wait_until("the node takes the chunk", 30, || pending_owner(&mut conn, "stall").is_some());
         let _healthy = TestNode::start(&url, "stall", 1, KEY, &[]);
@@ -380,7 +380,7 @@ fn a_stalled_node_loses_its_chunk_and_kills_its_task() {
             pending_owner(&mut conn, "stall").is_some_and(|owner| pid_of(&owner) != stalled.pid())
         });
         signal(stalled.pid(), rustix::process::Signal::CONT);
-        assert_eq!(result.get().unwrap(), 3_000);
+        assert_eq!(result.get().unwrap(), 8_000);
         // The stalled node's task started first and would have ended first: it was killed.
         assert_eq!(marks(&dir), 1, "the task ran to the end on both nodes");
         let stats = pool.cluster_stats().unwrap();
@@ -489,14 +489,14 @@ fn a_partitioned_node_never_hangs_and_its_chunk_runs_once_elsewhere() {
         let cut_off = TestNode::start(&relay.url(), "partition", 1, KEY, &[]);
         let pool = builder(&server, "partition").lease(Duration::from_secs(1)).build().unwrap();
         let result = pool
-            .apply_async_with(sleep_then_mark, (4_000u64, dir.display().to_string()), Options::new().retries(1))
+            .apply_async_with(sleep_then_mark, (8_000u64, dir.display().to_string()), Options::new().retries(1))
             .unwrap();
         wait_until("the relayed node takes the chunk", 30, || pending_owner(&mut conn, "partition").is_some());
         assert_eq!(pid_of(&pending_owner(&mut conn, "partition").unwrap()), cut_off.pid());
         let _direct = TestNode::start(&server.url(), "partition", 1, KEY, &[]);
         wait_until("the direct node reports", 30, || pool.nodes().unwrap().len() == 2);
         relay.set(RelayMode::Stall);
-        assert_eq!(result.get().unwrap(), 4_000);
+        assert_eq!(result.get().unwrap(), 8_000);
         assert_eq!(marks(&dir), 1, "the cut-off node's task should have been stopped");
         // The link heals (every connection reset): the node reconnects and serves again, and
         // resets in the middle of a map change nothing but timing.

@@ -60,10 +60,52 @@ struct NodeSink {
     counter: &'static str,
     revoked: AtomicBool,
     completions: Mutex<Sender<Completion>>,
+    /// The node's worker slots: this chunk holds one until its outcome is in (or it is revoked).
+    slots: Arc<Slots>,
+    /// It still holds its slot.
+    holds_slot: AtomicBool,
+}
+
+impl NodeSink {
+    fn release_slot(&self) {
+        if self.holds_slot.swap(false, Ordering::AcqRel) {
+            self.slots.release();
+        }
+    }
+}
+
+/// The node's worker slots in use: the feeder takes no more chunks than are free.
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn take(&self) {
+        *lock(&self.busy) += 1;
+    }
+
+    fn release(&self) {
+        let mut busy = lock(&self.busy);
+        *busy = busy.saturating_sub(1);
+        self.freed.notify_all();
+    }
+
+    /// Free slots of `total`, waiting up to `wait` for one when none is.
+    fn free(&self, total: usize, wait: Duration) -> usize {
+        let busy = lock(&self.busy);
+        let busy = if *busy >= total {
+            self.freed.wait_timeout(busy, wait).map(|(b, _)| b).unwrap_or_else(|p| p.into_inner().0)
+        } else {
+            busy
+        };
+        total.saturating_sub(*busy)
+    }
 }
 
 impl Sink for NodeSink {
     fn complete(&self, _index: usize, outcome: Result<Vec<u8>>) {
+        self.release_slot();
         let completion = Completion {
             id: self.id.clone(),
             client: self.client.clone(),
@@ -115,7 +157,13 @@ struct Node {
     keys: Keys,
     build: &'static str,
     stream: String,
+    /// Chunks taken and not yet published (renewed by the heartbeat).
     held: Mutex<HashMap<String, Arc<NodeSink>>>,
+    /// Worker slots in use: a slot is free again as soon as a chunk's outcome is in, while the
+    /// completer publishes it.
+    busy: Arc<Slots>,
+    /// Clients recently seen alive, and when.
+    alive_cache: Mutex<HashMap<String, Instant>>,
     changed: Condvar,
     lease_ms: AtomicU64,
     stop: AtomicBool,
@@ -146,6 +194,8 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
         build,
         stream,
         held: Mutex::new(HashMap::new()),
+        busy: Arc::new(Slots { busy: Mutex::new(0), freed: Condvar::new() }),
+        alive_cache: Mutex::new(HashMap::new()),
         changed: Condvar::new(),
         lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
         stop: AtomicBool::new(false),
@@ -197,6 +247,7 @@ impl Node {
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.changed.notify_all();
+        self.busy.freed.notify_all();
     }
 
     fn watch_stdin(&self) {
@@ -229,9 +280,8 @@ impl Node {
         let mut next_reclaim = Instant::now();
         let mut group_ready = false;
         while !self.stopped() {
-            let free = self.slots().saturating_sub(lock(&self.held).len());
+            let free = self.busy.free(self.slots(), READ_BLOCK);
             if free == 0 {
-                self.pause(READ_BLOCK);
                 continue;
             }
             if !group_ready {
@@ -368,6 +418,8 @@ impl Node {
                 counter: if redelivered { "redelivered" } else { "" },
                 revoked: AtomicBool::new(false),
                 completions: Mutex::new(self.completions.clone()),
+                slots: Arc::clone(&self.busy),
+                holds_slot: AtomicBool::new(false),
             });
             lock(&self.held).insert(id.clone(), Arc::clone(&sink));
             if reruns > u64::from(message.retries) {
@@ -383,6 +435,8 @@ impl Node {
                 });
                 continue;
             }
+            self.busy.take();
+            sink.holds_slot.store(true, Ordering::Release);
             let chunk = Chunk {
                 sink,
                 index: 0,
@@ -394,6 +448,7 @@ impl Node {
                 retries: message.retries - reruns as u32,
             };
             if let Err(e) = self.pool.shared.submit([chunk]) {
+                lock(&self.held).remove(&id);
                 tracing::error!(error = %e, "the node's local pool refused a chunk");
                 self.request_stop();
             }
@@ -436,7 +491,33 @@ impl Node {
         postcard::from_bytes(body).map_err(|e| format!("it does not decode: {e}"))
     }
 
+    /// Which of `clients` are alive; a client seen alive less than a third of a lease ago is
+    /// not asked about again (the cache is short against the clients' time to live of three leases).
     fn alive_clients(&self, link: &mut Link, clients: &[String]) -> Result<HashSet<String>> {
+        let fresh = self.lease() / 3;
+        let mut known = HashSet::new();
+        let mut ask = Vec::new();
+        {
+            let mut cache = lock(&self.alive_cache);
+            cache.retain(|_, seen| seen.elapsed() < fresh);
+            for client in clients {
+                if cache.contains_key(client) {
+                    known.insert(client.clone());
+                } else {
+                    ask.push(client.clone());
+                }
+            }
+        }
+        let mut alive = self.ask_alive(link, &ask)?;
+        let mut cache = lock(&self.alive_cache);
+        for client in &alive {
+            cache.insert(client.clone(), Instant::now());
+        }
+        alive.extend(known);
+        Ok(alive)
+    }
+
+    fn ask_alive(&self, link: &mut Link, clients: &[String]) -> Result<HashSet<String>> {
         if clients.is_empty() {
             return Ok(HashSet::new());
         }
@@ -577,7 +658,8 @@ impl Node {
         }
         let snapshot: Vec<String> = lock(&self.held).keys().cloned().collect();
         let (stream, alive, name) = (self.stream.clone(), self.keys.alive(), self.config.name.clone());
-        let max = (self.slots() * 2).clamp(16, 1000);
+        // Every entry it holds: running, and finished but not yet published.
+        let max = snapshot.len().clamp(16, 1000);
         let owned: Vec<String> = link.run("did not renew the node's leases", Duration::ZERO, |conn| {
             let record = format!("{} {} {} {}", self.build, self.slots(), std::process::id(), broker::host_name());
             redis::cmd("HSET").arg(self.keys.nodes()).arg(&name).arg(record).query::<Value>(conn)?;
@@ -614,6 +696,8 @@ impl Node {
             for id in ids {
                 if let Some(sink) = held.remove(id) {
                     sink.revoked.store(true, Ordering::Release);
+                    // A revoked chunk still queued in the local pool is dropped without an outcome.
+                    sink.release_slot();
                     self.counters.leases_lost.fetch_add(1, Ordering::Relaxed);
                 }
             }
