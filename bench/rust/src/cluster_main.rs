@@ -32,6 +32,18 @@ fn first_run_hangs(marker: String) -> u64 {
     0
 }
 
+/// The child dies with this process (a run that bench/compare times out leaves nothing behind).
+fn die_with_us(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 struct Server {
     child: Child,
     url: String,
@@ -183,7 +195,7 @@ fn throughput(chunk1: bool) -> String {
 
 /// A node agent of this binary, serving `pool` with one worker.
 fn node(url: &str, pool: &str) -> Child {
-    Command::new(std::env::current_exe().expect("exe"))
+    die_with_us(&mut Command::new(std::env::current_exe().expect("exe")))
         .env("MULTIPROC_WORKER", format!("{url}?pool={pool}&processes=1"))
         .env("MULTIPROC_AUTHKEY", KEY)
         .spawn()

@@ -164,6 +164,8 @@ struct Node {
     busy: Arc<Slots>,
     /// Clients recently seen alive, and when.
     alive_cache: Mutex<HashMap<String, Instant>>,
+    /// Entries owned and not held at the last heartbeat.
+    orphans: Mutex<HashSet<String>>,
     changed: Condvar,
     lease_ms: AtomicU64,
     stop: AtomicBool,
@@ -196,6 +198,7 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
         held: Mutex::new(HashMap::new()),
         busy: Arc::new(Slots { busy: Mutex::new(0), freed: Condvar::new() }),
         alive_cache: Mutex::new(HashMap::new()),
+        orphans: Mutex::new(HashSet::new()),
         changed: Condvar::new(),
         lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
         stop: AtomicBool::new(false),
@@ -401,7 +404,12 @@ impl Node {
         }
         let clients: Vec<String> =
             valid.iter().map(|(_, m, _, _)| m.client.clone()).collect::<HashSet<_>>().into_iter().collect();
-        let alive = self.alive_clients(link, &clients)?;
+        // The entries are this node's now (in its pending list): whatever fails from here on,
+        // they must not be forgotten. A failed liveness check counts the clients as alive.
+        let alive = self.alive_clients(link, &clients).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cluster node: client liveness unknown; running their chunks");
+            clients.iter().cloned().collect()
+        });
         let lease = self.lease();
         for (id, message, deliveries, from) in valid {
             if !alive.contains(&message.client) {
@@ -454,6 +462,7 @@ impl Node {
             }
         }
         if !drop_ids.is_empty() {
+            // Left pending if this fails: the heartbeat adopts them again (see `adopt_orphans`).
             let (stream, stats) = (self.stream.clone(), self.keys.stats());
             link.run("did not drop refused tasks", Duration::ZERO, |conn| {
                 let mut pipe = redis::pipe();
@@ -686,7 +695,61 @@ impl Node {
             tracing::warn!(node = %self.config.name, chunks = lost.len(), "leases lost: stopping those chunks");
             self.revoke(&lost);
         }
+        self.adopt_orphans(link, &owned)?;
         self.reap(link)
+    }
+
+    /// Takes up entries this node owns but does not hold: delivered to it while a read timed out
+    /// (the broker answered too late) or while handling them failed. An entry owned and not held at
+    /// two heartbeats in a row is an orphan (one beat alone could be a read whose entries are
+    /// being taken right now); it never started here, so it is run as it is, its delivery count
+    /// unchanged.
+    fn adopt_orphans(&self, link: &mut Link, owned: &HashSet<String>) -> Result<()> {
+        let now: HashSet<String> = {
+            let held = lock(&self.held);
+            owned.iter().filter(|id| !held.contains_key(*id)).cloned().collect()
+        };
+        let orphans: Vec<String> = {
+            let mut previous = lock(&self.orphans);
+            let orphans = now.iter().filter(|id| previous.contains(*id)).cloned().collect();
+            *previous = now;
+            orphans
+        };
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream.clone();
+        let (ranges, pending): (Vec<Value>, Vec<Value>) =
+            link.run("did not return orphaned entries", Duration::ZERO, |conn| {
+                let mut pipe = redis::pipe();
+                for id in &orphans {
+                    pipe.cmd("XRANGE").arg(&stream).arg(id).arg(id);
+                }
+                let ranges: Vec<Value> = pipe.query(conn)?;
+                let mut pipe = redis::pipe();
+                for id in &orphans {
+                    pipe.cmd("XPENDING").arg(&stream).arg(GROUP).arg(id).arg(id).arg(1);
+                }
+                Ok((ranges, pipe.query(conn)?))
+            })?;
+        let mut batch = Vec::new();
+        for ((id, range), pending) in orphans.iter().zip(&ranges).zip(&pending) {
+            let deliveries = match pending {
+                Value::Array(rows) => match rows.first() {
+                    Some(Value::Array(row)) => row.get(3).map(broker::int).unwrap_or(1).max(1) as u64,
+                    _ => continue, // no longer pending: published or withdrawn meanwhile
+                },
+                _ => continue,
+            };
+            let fields = broker::entries(range).pop().map(|(_, f)| f).unwrap_or_default();
+            batch.push((id.clone(), fields, deliveries, None));
+        }
+        if !batch.is_empty() {
+            tracing::info!(node = %self.config.name, chunks = batch.len(), "took up entries delivered to this node but not handled");
+            lock(&self.orphans).clear();
+            self.take(link, batch)?;
+        }
+        Ok(())
     }
 
     /// Stops chunks this node no longer owns: their workers are killed, their results never sent.
