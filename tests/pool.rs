@@ -468,16 +468,72 @@ fn retries_rerun_a_task_whose_worker_died() {
 }
 
 #[test]
-fn dropping_a_pool_terminates_its_workers() {
+fn dropping_a_pool_and_its_last_result_terminates_its_workers() {
     watchdog("dropping_a_pool_terminates", 60, || {
         let pool = pool(2);
         let pids: Vec<u32> = pool.map_async_with(pid, 0..20, Options::new().chunksize(1)).unwrap().get().unwrap();
         let pending = pool.apply_async(sleep_ms, (30_000,)).unwrap();
         drop(pool);
-        assert!(matches!(pending.get(), Err(Error::PoolTerminated)));
+        // The result holds the pool: the workers still run.
+        assert!(!pending.ready());
+        for &pid in &pids {
+            assert!(!wait_for_exit_of(pid as i32, 0), "worker {pid} ended while a result held the pool");
+        }
+        drop(pending);
         for pid in pids {
             assert!(wait_for_exit_of(pid as i32, 10), "worker {pid} still runs");
         }
+    });
+}
+
+/// The example: the iterator outlives the function that made the pool.
+fn squares() -> multiproc::Result<multiproc::pool::Imap<u64>> {
+    let pool = Pool::new(2)?;
+    pool.imap(square, 0..20)
+}
+
+#[test]
+fn results_outlive_the_pool_handle() {
+    watchdog("results_outlive_the_pool_handle", 60, || {
+        let values: Vec<u64> = squares().unwrap().map(Result::unwrap).collect();
+        assert_eq!(values, (0..20).map(|x| x * x).collect::<Vec<_>>());
+        let (single, mapped) = {
+            let pool = pool(2);
+            (pool.apply_async(sleep_ms, (50,)).unwrap(), pool.map_async(square, 0..10).unwrap())
+        };
+        assert_eq!(single.get().unwrap(), 50);
+        assert_eq!(mapped.get().unwrap()[9], 81);
+        // A future from a dropped executor, awaited later.
+        let future = Executor::new(1).unwrap().submit(square, (6,)).unwrap();
+        assert_eq!(block_on(future).unwrap(), 36);
+        // The thread pool too.
+        let threaded = {
+            let pool = ThreadPool::new(2).unwrap();
+            pool.imap(|x: u64| x + 1, 0..5).unwrap()
+        };
+        assert_eq!(threaded.map(Result::unwrap).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        let late = {
+            let pool = ThreadPool::new(1).unwrap();
+            pool.apply_async(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                7u32
+            })
+            .unwrap()
+        };
+        assert_eq!(late.get().unwrap(), 7);
+    });
+}
+
+#[test]
+fn terminate_fails_results_that_hold_the_pool() {
+    watchdog("terminate_fails_results_that_hold_the_pool", 60, || {
+        let pool = pool(1);
+        let pending = pool.apply_async(sleep_ms, (30_000,)).unwrap();
+        let queued = pool.imap(sleep_ms, vec![30_000, 30_000]).unwrap();
+        pool.terminate();
+        drop(pool);
+        assert!(matches!(pending.get(), Err(Error::PoolTerminated)));
+        assert!(queued.map(|r| r.unwrap_err()).all(|e| matches!(e, Error::PoolTerminated)));
     });
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::progress::Progress;
-use super::result::Promise;
+use super::result::{KeepAlive, Promise};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 
@@ -209,11 +209,13 @@ pub struct Imap<T> {
     /// Chunks whose outcome was yielded so far (the error of a failed chunk is yielded once).
     chunks_read: usize,
     chunks: usize,
+    /// The pool, kept running while this iterator lives.
+    _pool: Option<KeepAlive>,
 }
 
 impl<T> Imap<T> {
-    pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize) -> Self {
-        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, chunks }
+    pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize, pool: Option<KeepAlive>) -> Self {
+        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, chunks, _pool: pool }
     }
 
     /// The next value, waiting up to `timeout` for it (CPython `next(timeout)`): `None` at the

@@ -35,8 +35,10 @@
 //! * a task over its timeout ([`PoolBuilder::task_timeout`], [`Options::timeout`]) is killed with
 //!   its worker and fails with [`Error::TaskTimedOut`];
 //! * a callback that panics is reported and ignored (CPython gh-83371 hangs);
-//! * [`terminate`](Pool::terminate), or dropping the pool, kills the workers and fails every
-//!   unfinished result with [`Error::PoolTerminated`] instead of leaving it waiting.
+//! * [`terminate`](Pool::terminate) kills the workers and fails every unfinished result with
+//!   [`Error::PoolTerminated`] instead of leaving it waiting;
+//! * results hold their pool: a result outliving the `Pool` handle still gets its value (see
+//!   [`Pool`](Pool#results-hold-the-pool)).
 //!
 //! # Observability
 //!
@@ -91,15 +93,57 @@ use crate::reduction;
 
 /// A pool of worker processes (CPython `multiprocessing.Pool`). See the [module](self) docs.
 ///
-/// Dropping a pool terminates it (CPython's `with Pool() as p:`); call [`close`](Self::close) and
-/// [`join`](Self::join) to let queued work finish first.
+/// # Results hold the pool
+///
+/// Every result ([`AsyncResult`], [`Imap`], a map's result) keeps its pool running: the workers
+/// live until the `Pool` handle *and* every result that came from it are gone, then the pool is
+/// terminated. So a function can return an iterator or a future and drop the pool, as in Python,
+/// where the iterator keeps the pool alive:
+///
+/// ```
+/// use multiproc::pool::{Imap, Pool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn squares() -> multiproc::Result<Imap<u64>> {
+///     let pool = Pool::new(2)?;
+///     pool.imap(square, 0..20) // the pool handle is dropped here; the iterator keeps it running
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let values: Vec<u64> = squares()?.collect::<multiproc::Result<_>>()?;
+/// assert_eq!(values.len(), 20);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// This is the choice a Rust user expects of an owned value: a result is `'static` (a future can
+/// be spawned on any runtime, an iterator returned from a function), and it never fails only
+/// because a handle went out of scope first. A lifetime tying results to the pool would make that
+/// a compile error instead of a working program. [`terminate`](Self::terminate) still ends the
+/// pool at once and fails every unfinished result with [`Error::PoolTerminated`]; dropping the last
+/// handle or result terminates it too (CPython's `with Pool() as p:`), and [`close`](Self::close)
+/// and [`join`](Self::join) let queued work finish first.
 #[doc(alias = "multiprocessing.Pool")]
 pub struct Pool {
+    core: Arc<Core>,
+}
+
+/// What a pool's handle and its results share: dropped when the last of them goes, which
+/// terminates the pool.
+struct Core {
     shared: Arc<Shared>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
     processes: usize,
     timeout: Option<Duration>,
     retries: u32,
+}
+
+impl Core {
+    /// What a result holds to keep this pool running.
+    fn keep_alive(self: &Arc<Self>) -> result::KeepAlive {
+        Arc::clone(self) as result::KeepAlive
+    }
 }
 
 /// Configures a [`Pool`] (CPython `Pool(processes, initializer, initargs, maxtasksperchild,
@@ -212,13 +256,14 @@ impl PoolBuilder {
             .name("multiproc-pool".into())
             .spawn(move || scheduler.run())
             .map_err(|e| Error::io("start the pool's scheduler thread", e))?;
-        Ok(Pool {
+        let core = Core {
             shared,
             scheduler: Mutex::new(Some(thread)),
             processes,
             timeout: self.timeout,
             retries: self.retries,
-        })
+        };
+        Ok(Pool { core: Arc::new(core) })
     }
 }
 
@@ -353,12 +398,12 @@ impl Pool {
 
     /// The number of workers.
     pub fn processes(&self) -> usize {
-        self.processes
+        self.core.processes
     }
 
     /// The counters: tasks done and failed, workers restarted and started.
     pub fn stats(&self) -> PoolStats {
-        let stats = &self.shared.stats;
+        let stats = &self.core.shared.stats;
         PoolStats {
             tasks_done: stats.done.load(Ordering::Relaxed),
             tasks_failed: stats.failed.load(Ordering::Relaxed),
@@ -398,7 +443,7 @@ impl Pool {
         args: Args,
         options: Options<F::Output>,
     ) -> Result<AsyncResult<F::Output>> {
-        let (result, promise) = result::promise();
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let outcomes: Arc<dyn Outcomes<F::Output>> = Arc::new(One { promise });
         let call = CallSettings::new(self, options.timeout, options.retries, 1);
@@ -555,14 +600,14 @@ impl Pool {
 
     /// No more tasks; the workers exit once the queued ones are done (CPython `close`).
     pub fn close(&self) {
-        self.shared.set_state(RunState::Closed);
+        self.core.shared.set_state(RunState::Closed);
     }
 
     /// Kills the workers now; every unfinished result fails with [`Error::PoolTerminated`]
-    /// (CPython `terminate`). Returns at once, where CPython's waits: [`join`](Self::join) (or
-    /// dropping the pool) waits until the workers are gone and reaped.
+    /// (CPython `terminate`), even those that hold the pool. Returns at once, where CPython's
+    /// waits: [`join`](Self::join) waits until the workers are gone and reaped.
     pub fn terminate(&self) {
-        self.shared.set_state(RunState::Terminated);
+        self.core.shared.set_state(RunState::Terminated);
     }
 
     /// Waits for the workers to exit, after [`close`](Self::close) or
@@ -572,10 +617,10 @@ impl Pool {
     ///
     /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
     pub fn join(&self) -> Result<()> {
-        if self.shared.state() == RunState::Running {
+        if self.core.shared.state() == RunState::Running {
             return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
         }
-        let thread = self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = &thread
             && thread.thread().id() == std::thread::current().id()
         {
@@ -592,14 +637,14 @@ impl Pool {
     /// Cancels every task not yet handed to a worker (their results fail with
     /// [`Error::Cancelled`]).
     pub fn cancel_queued(&self) {
-        self.shared.cancel_queued();
+        self.core.shared.cancel_queued();
     }
 
     /// Closes the pool and lets its scheduler finish the queue in the background, without waiting.
-    pub(crate) fn close_detached(mut self) {
+    pub(crate) fn close_detached(self) {
         self.close();
-        // Without its thread handle, dropping `self` neither terminates nor waits.
-        let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        // Without its thread handle, dropping the core neither terminates nor waits.
+        let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(thread);
     }
 
@@ -613,8 +658,9 @@ impl Pool {
         T: DeserializeOwned + Send + 'static,
         I: Serialize,
     {
-        let chunksize = options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.processes));
-        let (result, promise) = result::promise();
+        let chunksize =
+            options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.core.processes));
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let progress = Progress::new(items.len(), options.progress);
         let outcomes: Arc<dyn Outcomes<T>> = Arc::new(Collect::new(promise, items.len(), chunksize, progress));
@@ -640,7 +686,7 @@ impl Pool {
         let outcomes: Arc<dyn Outcomes<T>> = stream.clone();
         let call = CallSettings::new(self, options.timeout, options.retries, chunksize);
         self.submit::<T, I>(entry, items, call, outcomes)?;
-        Ok(Imap::new(stream, chunks))
+        Ok(Imap::new(stream, chunks, Some(self.core.keep_alive())))
     }
 
     /// Cuts `items` into chunks and queues them; a chunk whose arguments do not encode fails at
@@ -676,7 +722,7 @@ impl Pool {
                 Err(e) => unencodable.push((index, e)),
             }
         }
-        self.shared.submit(chunks)?;
+        self.core.shared.submit(chunks)?;
         for (index, e) in unencodable {
             sink.complete(index, Err(e));
         }
@@ -694,20 +740,21 @@ struct CallSettings {
 impl CallSettings {
     fn new(pool: &Pool, timeout: Option<Duration>, retries: Option<u32>, chunksize: usize) -> Self {
         CallSettings {
-            timeout: timeout.or(pool.timeout),
-            retries: retries.unwrap_or(pool.retries),
+            timeout: timeout.or(pool.core.timeout),
+            retries: retries.unwrap_or(pool.core.retries),
             chunksize: chunksize.max(1),
         }
     }
 }
 
-impl Drop for Pool {
-    /// Terminates the pool and waits for its workers, unless it was joined already (or detached
-    /// by an executor's `shutdown(wait = false)`, which lets the queue finish in the background).
+impl Drop for Core {
+    /// Once the pool's handle and every result holding the pool are gone: terminates the pool and
+    /// waits for its workers, unless it was joined already (or detached by an executor's
+    /// `shutdown(wait = false)`, which lets the queue finish in the background).
     fn drop(&mut self) {
         let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
-            self.terminate();
+            self.shared.set_state(RunState::Terminated);
             // The last handle can be dropped by the scheduler itself (a callback holding it):
             // it cannot wait for itself, and it ends on its own after the termination.
             if thread.thread().id() != std::thread::current().id() {
@@ -720,8 +767,8 @@ impl Drop for Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("processes", &self.processes)
-            .field("state", &self.shared.state())
+            .field("processes", &self.core.processes)
+            .field("state", &self.core.shared.state())
             .field("stats", &self.stats())
             .finish()
     }

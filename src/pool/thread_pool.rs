@@ -45,8 +45,11 @@ impl Shared {
 /// state included (CPython `ThreadPool`).
 ///
 /// Tasks share this process: a panic fails only its task (its message comes back in
-/// [`Error::TaskFailed`]), but a task cannot be killed, so there are no task timeouts here. Dropping
-/// the pool fails its queued tasks with [`Error::PoolTerminated`] and waits for the running ones.
+/// [`Error::TaskFailed`]), but a task cannot be killed, so there are no task timeouts here.
+///
+/// Results hold the pool, as with [`Pool`](super::Pool#results-hold-the-pool): once the pool's
+/// handle and every result from it are gone, the queued tasks fail with [`Error::PoolTerminated`]
+/// and the running ones are waited for. [`terminate`](Self::terminate) does the same at once.
 ///
 /// # Examples
 ///
@@ -62,9 +65,43 @@ impl Shared {
 /// ```
 #[doc(alias = "multiprocessing.dummy.Pool")]
 pub struct ThreadPool {
+    core: Arc<Core>,
+}
+
+/// What the pool's handle and its results share (results hold the pool, as with
+/// [`Pool`](super::Pool)): dropped when the last of them goes, which terminates the pool.
+struct Core {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     processes: usize,
+}
+
+impl Core {
+    fn keep_alive(self: &Arc<Self>) -> result::KeepAlive {
+        Arc::clone(self) as result::KeepAlive
+    }
+
+    fn terminate(&self) {
+        let mut queue = self.shared.lock();
+        queue.state = State::Terminated;
+        let queued: Vec<Work> = queue.work.drain(..).collect();
+        drop(queue);
+        self.shared.available.notify_all();
+        for work in queued {
+            work(Some(Error::PoolTerminated));
+        }
+    }
+
+    /// Waits for the threads, except the calling one (the last result can be dropped by a task).
+    fn join_threads(&self) {
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let me = std::thread::current().id();
+        for thread in threads {
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl ThreadPool {
@@ -83,40 +120,40 @@ impl ThreadPool {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
-        let pool = ThreadPool { shared, threads: Mutex::new(Vec::new()), processes: threads };
+        let pool = ThreadPool { core: Arc::new(Core { shared, threads: Mutex::new(Vec::new()), processes: threads }) };
         for n in 0..threads {
-            let shared = Arc::clone(&pool.shared);
+            let shared = Arc::clone(&pool.core.shared);
             let thread = std::thread::Builder::new()
                 .name(format!("multiproc-thread-pool-{n}"))
                 .spawn(move || run_thread(&shared))
                 .map_err(|e| Error::io("start a pool thread", e))?;
-            pool.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
+            pool.core.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
         }
         Ok(pool)
     }
 
     /// The number of threads.
     pub fn processes(&self) -> usize {
-        self.processes
+        self.core.processes
     }
 
     /// Counters of tasks done and failed.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            tasks_done: self.shared.done.load(Ordering::Relaxed),
-            tasks_failed: self.shared.failed.load(Ordering::Relaxed),
+            tasks_done: self.core.shared.done.load(Ordering::Relaxed),
+            tasks_failed: self.core.shared.failed.load(Ordering::Relaxed),
             ..PoolStats::default()
         }
     }
 
     fn push(&self, work: Vec<Work>) -> Result<()> {
-        let mut queue = self.shared.lock();
+        let mut queue = self.core.shared.lock();
         if queue.state != State::Running {
             return Err(Error::InvalidState("Pool not running: it was closed or terminated".into()));
         }
         queue.work.extend(work);
         drop(queue);
-        self.shared.available.notify_all();
+        self.core.shared.available.notify_all();
         Ok(())
     }
 
@@ -160,10 +197,10 @@ impl ThreadPool {
         R: TaskReturn,
         R::Value: Send + 'static,
     {
-        let (result, promise) = result::promise();
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let one = One { promise };
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&self.core.shared);
         self.push(vec![Box::new(move |failure: Option<Error>| {
             if let Some(error) = failure {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -228,8 +265,9 @@ impl ThreadPool {
         R::Value: Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        let chunksize = options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.processes));
-        let (result, promise) = result::promise();
+        let chunksize =
+            options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.core.processes));
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let progress = Progress::new(items.len(), options.progress);
         let outcomes: Arc<dyn Outcomes<R::Value>> = Arc::new(Collect::new(promise, items.len(), chunksize, progress));
@@ -341,7 +379,7 @@ impl ThreadPool {
         let stream = Arc::new(Stream::new(chunks, ordered, Progress::new(items.len(), options.progress)));
         let outcomes: Arc<dyn Outcomes<R::Value>> = stream.clone();
         self.push(self.chunk_work(f, items, chunksize, outcomes))?;
-        Ok(Imap::new(stream, chunks))
+        Ok(Imap::new(stream, chunks, Some(self.core.keep_alive())))
     }
 
     fn chunk_work<F, A, R>(
@@ -366,7 +404,7 @@ impl ThreadPool {
             if chunk.is_empty() {
                 return work;
             }
-            let (f, outcomes, shared) = (Arc::clone(&f), Arc::clone(&outcomes), Arc::clone(&self.shared));
+            let (f, outcomes, shared) = (Arc::clone(&f), Arc::clone(&outcomes), Arc::clone(&self.core.shared));
             work.push(Box::new(move |failure: Option<Error>| {
                 let tasks = chunk.len() as u64;
                 if let Some(error) = failure {
@@ -393,25 +431,18 @@ impl ThreadPool {
 
     /// No more tasks; the threads exit once the queue is empty (CPython `close`).
     pub fn close(&self) {
-        let mut queue = self.shared.lock();
+        let mut queue = self.core.shared.lock();
         if queue.state == State::Running {
             queue.state = State::Closed;
         }
         drop(queue);
-        self.shared.available.notify_all();
+        self.core.shared.available.notify_all();
     }
 
     /// Fails every queued task with [`Error::PoolTerminated`]; running tasks finish (a thread
     /// cannot be killed). CPython `terminate`.
     pub fn terminate(&self) {
-        let mut queue = self.shared.lock();
-        queue.state = State::Terminated;
-        let queued: Vec<Work> = queue.work.drain(..).collect();
-        drop(queue);
-        self.shared.available.notify_all();
-        for work in queued {
-            work(Some(Error::PoolTerminated));
-        }
+        self.core.terminate();
     }
 
     /// Waits for the threads to exit, after [`close`](Self::close) or
@@ -421,13 +452,10 @@ impl ThreadPool {
     ///
     /// [`Error::InvalidState`] while the pool runs.
     pub fn join(&self) -> Result<()> {
-        if self.shared.lock().state == State::Running {
+        if self.core.shared.lock().state == State::Running {
             return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
         }
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        for thread in threads {
-            let _ = thread.join();
-        }
+        self.core.join_threads();
         Ok(())
     }
 }
@@ -457,15 +485,17 @@ fn run_thread(shared: &Shared) {
     }
 }
 
-impl Drop for ThreadPool {
+impl Drop for Core {
+    /// Once the pool's handle and every result holding it are gone: fails the queued tasks and
+    /// waits for the running ones.
     fn drop(&mut self) {
         self.terminate();
-        let _ = self.join();
+        self.join_threads();
     }
 }
 
 impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThreadPool").field("threads", &self.processes).field("stats", &self.stats()).finish()
+        f.debug_struct("ThreadPool").field("threads", &self.core.processes).field("stats", &self.stats()).finish()
     }
 }
