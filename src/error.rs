@@ -267,6 +267,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A task failure with this message (and no error value).
+    pub(crate) fn task_failed(message: impl Into<String>) -> Self {
+        Error::TaskFailed { message: message.into() }
+    }
+
     /// Wraps an I/O error with what the crate was doing.
     pub(crate) fn io(context: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Io { context, source: source.into() }

@@ -92,7 +92,7 @@
 //! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool and every result from it terminates it (results hold the pool) |
 //! | `p.apply(f, args)`, `p.apply_async(f, args, callback, error_callback)` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`] + [`pool::Options`] |
 //! | `p.map(f, it, chunksize)`, `map_async`, `starmap`, `starmap_async` | [`Pool::map`], [`Pool::map_async_with`], [`Pool::starmap`], [`Pool::starmap_async`] |
-//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)) |
+//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)); lazy as CPython's (a feeder thread reads the input, so it must be `Send + 'static`), with a bounded read-ahead ([`Options::buffersize`](pool::Options::buffersize)) |
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
 //! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |

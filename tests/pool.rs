@@ -269,6 +269,139 @@ fn imap_in_order_and_unordered() {
     });
 }
 
+/// An input that reports each item it hands out on `read`, and ends (dropping `read`) with it.
+struct Reported<I> {
+    items: I,
+    read: std::sync::mpsc::Sender<u64>,
+}
+
+impl<I: Iterator<Item = u64>> Iterator for Reported<I> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        let item = self.items.next()?;
+        let _ = self.read.send(item);
+        Some(item)
+    }
+}
+
+#[test]
+fn imap_of_an_endless_input_yields_at_once() {
+    watchdog("imap_of_an_endless_input_yields_at_once", 60, || {
+        let pool = pool(2);
+        let first: Vec<u64> = pool.imap(square, 0..).unwrap().take(5).map(Result::unwrap).collect();
+        assert_eq!(first, [0, 1, 4, 9, 16]);
+        let mut any: Vec<u64> = pool
+            .imap_unordered_with(square, 0.., Options::new().chunksize(3))
+            .unwrap()
+            .take(6)
+            .map(Result::unwrap)
+            .collect();
+        any.sort();
+        assert_eq!(any.len(), 6);
+        let threads = ThreadPool::new(2).unwrap();
+        let first: Vec<u64> = threads.imap(|x: u64| x + 1, 0..).unwrap().take(3).map(Result::unwrap).collect();
+        assert_eq!(first, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn imap_reads_a_slow_input_as_it_comes() {
+    // A request/response exchange: the next input exists only once the previous result was seen
+    // (CPython's imap serves this; reading the whole input first would hang).
+    watchdog("imap_reads_a_slow_input_as_it_comes", 60, || {
+        let pool = pool(2);
+        let (requests, inbox) = std::sync::mpsc::channel::<u64>();
+        let mut results = pool.imap(square, inbox).unwrap();
+        for x in 1..=5u64 {
+            requests.send(x).unwrap();
+            assert_eq!(results.next().unwrap().unwrap(), x * x);
+        }
+        drop(requests);
+        assert!(results.next().is_none());
+    });
+}
+
+#[test]
+fn imap_reads_ahead_a_bounded_number_of_chunks() {
+    watchdog("imap_reads_ahead_a_bounded_number_of_chunks", 60, || {
+        let pool = pool(2);
+        let (read, reads) = std::sync::mpsc::channel();
+        let input = Reported { items: 0.., read };
+        let options = Options::new().chunksize(2).buffersize(3);
+        let mut results = pool.imap_with(square, input, options).unwrap();
+        // Three chunks of two are read ahead of the reader, and no more.
+        for expected in 0..6 {
+            assert_eq!(reads.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+        }
+        assert!(reads.recv_timeout(Duration::from_millis(300)).is_err(), "read past the read-ahead");
+        // Taking values makes room for as many chunks again: the iterator takes every finished
+        // chunk at once, so after the first chunk's values between one and three chunks more.
+        assert_eq!(results.next().unwrap().unwrap(), 0);
+        assert_eq!(results.next().unwrap().unwrap(), 1);
+        for expected in 6..8 {
+            assert_eq!(reads.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+        }
+        let mut last = 7;
+        while let Ok(item) = reads.recv_timeout(Duration::from_millis(300)) {
+            last = item;
+        }
+        assert!(last <= 11, "read up to item {last}, past the read-ahead");
+        // Dropping the iterator stops the reading: the feeder drops the input (and its sender).
+        drop(results);
+        loop {
+            match reads.recv_timeout(Duration::from_secs(10)) {
+                Ok(_) => continue, // at most the chunk being read when the iterator went
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the feeder kept the input"),
+            }
+        }
+    });
+}
+
+#[test]
+fn close_lets_an_unread_imap_run_to_the_end() {
+    // CPython runs every task of an imap started before close(), read or not, and join() waits.
+    watchdog("close_lets_an_unread_imap_run_to_the_end", 60, || {
+        let pool = pool(2);
+        let results = pool.imap_with(square, 0..500u64, Options::new().buffersize(4)).unwrap();
+        pool.close();
+        assert!(matches!(pool.apply(square, (1,)), Err(Error::InvalidState(_))));
+        pool.join().unwrap();
+        assert_eq!(pool.stats().tasks_done, 500);
+        let values: Vec<u64> = results.map(Result::unwrap).collect();
+        assert_eq!(values, (0..500).map(|x| x * x).collect::<Vec<_>>());
+        let threads = ThreadPool::new(2).unwrap();
+        let results = threads.imap_with(|x: u64| x * 2, 0..300u64, Options::new().buffersize(2)).unwrap();
+        threads.close();
+        threads.join().unwrap();
+        assert_eq!(threads.stats().tasks_done, 300);
+        assert_eq!(results.count(), 300);
+    });
+}
+
+#[test]
+fn imap_input_that_panics_or_a_terminated_pool_ends_the_iteration() {
+    watchdog("imap_input_that_panics", 60, || {
+        let pool = pool(2);
+        let input = (0..10u64).map(|x| if x == 4 { panic!("input item {x} is bad") } else { x });
+        let out: Vec<_> = pool.imap(square, input).unwrap().collect();
+        assert_eq!(out.len(), 5, "{out:?}");
+        assert!(out[..4].iter().all(Result::is_ok));
+        match &out[4] {
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("input item 4 is bad"), "{message}"),
+            other => panic!("expected the input's panic, got {other:?}"),
+        }
+        let (requests, inbox) = std::sync::mpsc::channel::<u64>();
+        let mut results = pool.imap(square, inbox).unwrap();
+        requests.send(3).unwrap();
+        assert_eq!(results.next().unwrap().unwrap(), 9);
+        pool.terminate();
+        requests.send(4).unwrap();
+        assert!(matches!(results.next(), Some(Err(Error::PoolTerminated))));
+        assert!(results.next().is_none());
+    });
+}
+
 #[test]
 fn pool_sizes() {
     watchdog("pool_sizes", 60, || {

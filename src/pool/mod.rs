@@ -55,12 +55,14 @@
 //! * `worker`: the worker process's loop;
 //! * `scheduler`: the parent's thread that owns the workers;
 //! * `result`, `collect`: [`AsyncResult`] and where a job's outcomes go ([`Imap`]);
+//! * `feed`: the lazy input of `imap` (a feeder thread with a bounded read-ahead), for every pool;
 //! * `chunking`: CPython's default chunk size;
 //! * `thread_pool`, `executor`, `progress`.
 
 mod chunking;
 mod collect;
 mod executor;
+mod feed;
 mod progress;
 mod protocol;
 mod result;
@@ -133,6 +135,8 @@ pub struct Pool {
 /// terminates the pool.
 struct Core {
     shared: Arc<Shared>,
+    /// Refuses new calls once closed, and closes the scheduler when the imaps' feeds are done.
+    gate: Arc<feed::Gate>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
     processes: usize,
     timeout: Option<Duration>,
@@ -258,6 +262,7 @@ impl PoolBuilder {
             .map_err(|e| Error::io("start the pool's scheduler thread", e))?;
         let core = Core {
             shared,
+            gate: Arc::default(),
             scheduler: Mutex::new(Some(thread)),
             processes,
             timeout: self.timeout,
@@ -298,11 +303,20 @@ pub struct Options<T> {
     callback: Option<Callback<T>>,
     error_callback: Option<ErrorCallback>,
     progress: bool,
+    buffersize: Option<usize>,
 }
 
 impl<T> Default for Options<T> {
     fn default() -> Self {
-        Options { chunksize: None, timeout: None, retries: None, callback: None, error_callback: None, progress: false }
+        Options {
+            chunksize: None,
+            timeout: None,
+            retries: None,
+            callback: None,
+            error_callback: None,
+            progress: false,
+            buffersize: None,
+        }
     }
 }
 
@@ -315,6 +329,7 @@ impl<T> std::fmt::Debug for Options<T> {
             .field("callback", &self.callback.is_some())
             .field("error_callback", &self.error_callback.is_some())
             .field("progress", &self.progress)
+            .field("buffersize", &self.buffersize)
             .finish()
     }
 }
@@ -329,6 +344,15 @@ impl<T> Options<T> {
     /// CPython's `len / (4 * processes)` rounded up, for `imap`: 1).
     pub fn chunksize(mut self, chunksize: usize) -> Self {
         self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    /// How many chunks an `imap` reads ahead of its reader at most (CPython 3.14's
+    /// `Executor.map(buffersize=)`). Default: 512 per worker (at least 1024), and about 64 MiB of
+    /// encoded arguments: enough to keep every worker busy with tiny tasks, while an endless
+    /// input stays bounded in memory. The `map` family reads its whole input first, as CPython's.
+    pub fn buffersize(mut self, chunks: usize) -> Self {
+        self.buffersize = Some(chunks.max(1));
         self
     }
 
@@ -538,18 +562,41 @@ impl Pool {
     }
 
     /// Applies `f` to every item; the values come back in order as they finish (CPython `imap`,
-    /// chunk size 1 by default). The items are read and queued at once, as CPython's task handler
-    /// does; the values are yielded lazily, each as soon as it and those before it are done.
+    /// chunk size 1 by default).
+    ///
+    /// Lazy, as CPython's: it returns at once, and a feeder thread reads the input in the
+    /// background and hands each chunk to the workers as soon as it is read, so an endless or
+    /// slow iterator (`0..`, lines of a socket) yields its first value as soon as that is
+    /// computed. Unlike CPython's, the feeder stays a bounded number of chunks ahead of the
+    /// values you have taken ([`Options::buffersize`]), so an endless input takes bounded memory.
+    /// The input runs on that thread, hence `Send + 'static` (iterate owned items: `vec`, not
+    /// `&vec`; [`map`](Self::map) takes borrowed input). Dropping the [`Imap`] stops reading;
+    /// [`close`](Self::close) lets every started imap read its input to the end and run it all
+    /// (as CPython does), and [`join`](Self::join) waits for that.
+    ///
+    /// ```
+    /// # use multiproc::pool::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// # fn main() -> multiproc::Result<()> {
+    /// let pool = Pool::new(2)?;
+    /// let first = pool.imap(square, 1..)?.next().transpose()?; // an endless input
+    /// assert_eq!(first, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] if the pool is closed or terminated; a task's failure is yielded in
-    /// its place.
-    pub fn imap<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<F::Output>> {
+    /// [`Error::InvalidState`] if the pool is closed or terminated; [`Error::Io`] if the feeder
+    /// thread cannot start. A task's failure is yielded in its place; a panic of the input
+    /// iterator is yielded as [`Error::TaskFailed`] and ends the iteration.
+    pub fn imap<F, A, I>(&self, f: F, items: I) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_with(f, items, Options::new())
     }
 
@@ -559,14 +606,14 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_with<F: Task<(A,)>, A: Serialize>(
-        &self,
-        _f: F,
-        items: impl IntoIterator<Item = A>,
-        options: Options<F::Output>,
-    ) -> Result<Imap<F::Output>> {
-        let items: Vec<A> = items.into_iter().collect();
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, true)
+    pub fn imap_with<F, A, I>(&self, _f: F, items: I, options: Options<F::Output>) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), items.into_iter(), options, true)
     }
 
     /// Like [`imap`](Self::imap), but the values come in the order they finish (CPython
@@ -575,11 +622,13 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_unordered<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<F::Output>> {
+    pub fn imap_unordered<F, A, I>(&self, f: F, items: I) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_unordered_with(f, items, Options::new())
     }
 
@@ -588,19 +637,21 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_unordered_with<F: Task<(A,)>, A: Serialize>(
-        &self,
-        _f: F,
-        items: impl IntoIterator<Item = A>,
-        options: Options<F::Output>,
-    ) -> Result<Imap<F::Output>> {
-        let items: Vec<A> = items.into_iter().collect();
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, false)
+    pub fn imap_unordered_with<F, A, I>(&self, _f: F, items: I, options: Options<F::Output>) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), items.into_iter(), options, false)
     }
 
-    /// No more tasks; the workers exit once the queued ones are done (CPython `close`).
+    /// No more tasks; the workers exit once the queued ones are done (CPython `close`). An
+    /// [`imap`](Self::imap) already started still reads its input to the end and runs it all.
     pub fn close(&self) {
-        self.core.shared.set_state(RunState::Closed);
+        let shared = Arc::clone(&self.core.shared);
+        self.core.gate.close(move || shared.set_state(RunState::Closed));
     }
 
     /// Kills the workers now; every unfinished result fails with [`Error::PoolTerminated`]
@@ -617,7 +668,7 @@ impl Pool {
     ///
     /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
     pub fn join(&self) -> Result<()> {
-        if self.core.shared.state() == RunState::Running {
+        if self.core.shared.state() == RunState::Running && !self.core.gate.closing() {
             return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
         }
         let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -669,24 +720,53 @@ impl Pool {
         Ok(result)
     }
 
-    fn stream_job<T, I>(
+    fn stream_job<T, I, It>(
         &self,
         entry: task::ChunkEntry,
-        items: &[I],
+        items: It,
         options: Options<T>,
         ordered: bool,
     ) -> Result<Imap<T>>
     where
         T: DeserializeOwned + Send + 'static,
-        I: Serialize,
+        I: Serialize + 'static,
+        It: Iterator<Item = I> + Send + 'static,
     {
         let chunksize = options.chunksize.unwrap_or(1);
-        let chunks = items.len().div_ceil(chunksize);
-        let stream = Arc::new(Stream::new(chunks, ordered, Progress::new(items.len(), options.progress)));
+        let known_len = match items.size_hint() {
+            (lower, Some(upper)) if lower == upper => Some(lower),
+            _ => None,
+        };
+        let stream = Arc::new(Stream::new(ordered, known_len, options.progress));
         let outcomes: Arc<dyn Outcomes<T>> = stream.clone();
         let call = CallSettings::new(self, options.timeout, options.retries, chunksize);
-        self.submit::<T, I>(entry, items, call, outcomes)?;
-        Ok(Imap::new(stream, chunks, Some(self.core.keep_alive())))
+        let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
+        let shared = Arc::clone(&self.core.shared);
+        let entry = task::entry_offset(entry);
+        let submit: feed::Submit<I> = Box::new(move |first, batch: Vec<Vec<I>>| {
+            let (mut chunks, mut unencodable, mut bytes) = (Vec::with_capacity(batch.len()), Vec::new(), 0);
+            for (index, items) in (first..).zip(&batch) {
+                match call.chunk(&sink, index, items, entry) {
+                    Ok(chunk) => {
+                        bytes += chunk.args.len();
+                        chunks.push(chunk);
+                    }
+                    Err(e) => unencodable.push((index, e)),
+                }
+            }
+            shared.submit(chunks).map_err(|e| match shared.state() {
+                // Read after the pool was terminated: fails as the chunks read before it.
+                RunState::Terminated => Error::PoolTerminated,
+                _ => e,
+            })?;
+            for (index, e) in unencodable {
+                sink.complete(index, Err(e));
+            }
+            Ok(bytes)
+        });
+        let read_ahead = feed::ReadAhead::new(self.core.processes, options.buffersize);
+        feed::start(&self.core.gate, items, chunksize, read_ahead, Arc::clone(&stream), submit)?;
+        Ok(Imap::new(stream, Some(self.core.keep_alive())))
     }
 
     /// Cuts `items` into chunks and queues them; a chunk whose arguments do not encode fails at
@@ -702,23 +782,14 @@ impl Pool {
         T: DeserializeOwned + Send + 'static,
         I: Serialize,
     {
+        self.core.gate.check_open()?;
         let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
         let entry = task::entry_offset(entry);
         let mut chunks = Vec::with_capacity(items.len().div_ceil(call.chunksize));
         let mut unencodable = Vec::new();
         for (index, range) in chunking::chunk_ranges(items.len(), call.chunksize).enumerate() {
-            let tasks = range.len();
-            match reduction::encode(&items[range]) {
-                Ok(message) => chunks.push(Chunk {
-                    sink: Arc::clone(&sink),
-                    index,
-                    tasks,
-                    entry,
-                    args: message.bytes,
-                    fds: message.fds,
-                    timeout: call.timeout,
-                    retries: call.retries,
-                }),
+            match call.chunk(&sink, index, &items[range], entry) {
+                Ok(chunk) => chunks.push(chunk),
                 Err(e) => unencodable.push((index, e)),
             }
         }
@@ -731,6 +802,7 @@ impl Pool {
 }
 
 /// The settings one call's chunks carry.
+#[derive(Clone, Copy)]
 struct CallSettings {
     timeout: Option<Duration>,
     retries: u32,
@@ -744,6 +816,27 @@ impl CallSettings {
             retries: retries.unwrap_or(pool.core.retries),
             chunksize: chunksize.max(1),
         }
+    }
+
+    /// Chunk `index` of a call: `items`, encoded, for the function at `entry`.
+    fn chunk<I: Serialize>(
+        &self,
+        sink: &Arc<dyn scheduler::Sink>,
+        index: usize,
+        items: &[I],
+        entry: i64,
+    ) -> Result<Chunk> {
+        let message = reduction::encode(items)?;
+        Ok(Chunk {
+            sink: Arc::clone(sink),
+            index,
+            tasks: items.len(),
+            entry,
+            args: message.bytes,
+            fds: message.fds,
+            timeout: self.timeout,
+            retries: self.retries,
+        })
     }
 }
 
