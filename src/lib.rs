@@ -96,6 +96,7 @@
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
 //! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |
+//! | `except ZeroDivisionError:` around `get()` (the task's own exception type) | the task returns `Result<T, Typed<E>>` ([`pool::Typed`]); [`err.task_error::<E>()`](Error::task_error) gives the `E` back (panics and worker deaths stay crate errors) |
 //! | a worker killed mid-task (CPython's `Pool` hangs; `BrokenProcessPool`) | [`Error::WorkerDied`] for that task only; the worker is replaced |
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
@@ -174,7 +175,7 @@ pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, ReturnedError};
 pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).

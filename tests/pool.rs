@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Outbox, channel, send, sigkill, wait_for_exit_of, watchdog};
-use multiproc::pool::{Executor, Options, Pool, ThreadPool};
+use multiproc::pool::{Executor, Options, Pool, ThreadPool, Typed};
 use multiproc::{Error, Handle, StartMethod};
 use serde::{Deserialize, Serialize};
 
@@ -196,14 +196,14 @@ fn task_failures_carry_their_message() {
     watchdog("task_failures_carry_their_message", 60, || {
         let pool = pool(2);
         match pool.apply(panics, (3,)) {
-            Err(Error::TaskFailed { message }) => {
+            Err(Error::TaskFailed { message, .. }) => {
                 assert!(message.contains("task 3 refuses"), "{message}");
                 assert!(message.contains("tests/pool.rs"), "{message}");
             }
             other => panic!("expected a task failure, got {other:?}"),
         }
         match pool.apply(parse, ("x".to_string(),)) {
-            Err(Error::TaskFailed { message }) => assert!(message.contains("invalid digit"), "{message}"),
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("invalid digit"), "{message}"),
             other => panic!("expected a task failure, got {other:?}"),
         }
         // A failing map fails after every task ran (bpo-23992), and close/join still work.
@@ -217,6 +217,71 @@ fn task_failures_carry_their_message() {
         assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
         pool.close();
         pool.join().unwrap();
+    });
+}
+
+/// A task's own error type (CPython: `except ZeroDivisionError`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum MathError {
+    DivisionByZero,
+    Overflow { at: i64 },
+}
+
+impl std::fmt::Display for MathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MathError::DivisionByZero => f.write_str("division by zero"),
+            MathError::Overflow { at } => write!(f, "overflow at {at}"),
+        }
+    }
+}
+
+fn divide(a: i64, b: i64) -> Result<i64, Typed<MathError>> {
+    if b == 0 {
+        return Err(MathError::DivisionByZero.into());
+    }
+    a.checked_div(b).ok_or(Typed(MathError::Overflow { at: a }))
+}
+
+fn reciprocal(x: i64) -> Result<i64, Typed<MathError>> {
+    divide(1000, x)
+}
+
+#[test]
+fn typed_task_errors_come_back_as_values() {
+    watchdog("typed_task_errors_come_back_as_values", 60, || {
+        let pool = pool(2);
+        assert_eq!(pool.apply(divide, (10, 2)).unwrap(), 5);
+        let error = pool.apply(divide, (1, 0)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        assert_eq!(error.to_string(), "a pool task failed: division by zero", "the message stays for display");
+        assert_eq!(error.task_error::<String>(), None, "another type is not this error");
+        let error = pool.apply(divide, (i64::MIN, -1)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::Overflow { at: i64::MIN }));
+        // In a map (the first failure), an imap (in its place), a thread pool and an executor.
+        let error = pool.map(reciprocal, [1, 0, 2]).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let out: Vec<_> = pool.imap(reciprocal, vec![4, 0]).unwrap().collect();
+        assert_eq!(out[0].as_ref().unwrap(), &250);
+        assert_eq!(out[1].as_ref().unwrap_err().task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let threads = ThreadPool::new(1).unwrap();
+        let error = threads.apply(|| divide(3, 0)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let executor = Executor::new(1).unwrap();
+        let error = executor.submit(divide, (3, 0)).unwrap().get().unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        // An untyped error keeps its type's name; panics and deaths have none.
+        match pool.apply(parse, ("x".to_string(),)).unwrap_err() {
+            Error::TaskFailed { returned: Some(returned), .. } => {
+                assert!(returned.type_name().ends_with("ParseIntError"), "{}", returned.type_name());
+                assert!(!returned.has_value());
+            }
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        assert!(matches!(pool.apply(panics, (3,)), Err(Error::TaskFailed { returned: None, .. })));
+        let died = pool.apply(abort_now, ()).unwrap_err();
+        assert!(matches!(died, Error::WorkerDied { .. }));
+        assert_eq!(died.task_error::<MathError>(), None);
     });
 }
 
@@ -478,7 +543,7 @@ fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
     watchdog("failing_initializer", 60, || {
         let pool = Pool::builder().processes(2).initializer(failing_init, ()).build().unwrap();
         match pool.apply(square, (2,)) {
-            Err(Error::TaskFailed { message }) => assert!(message.contains("initializer"), "{message}"),
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("initializer"), "{message}"),
             Err(Error::InvalidState(message)) => assert!(message.contains("initializer"), "{message}"),
             other => panic!("expected the broken pool to say so, got {other:?}"),
         }
@@ -726,14 +791,14 @@ fn thread_pool_runs_capturing_closures() {
         let text = String::from("captured");
         assert_eq!(pool.apply(move || text.len()).unwrap(), 8);
         match pool.apply(|| -> Result<u32, String> { Err("no luck".into()) }) {
-            Err(Error::TaskFailed { message }) => assert_eq!(message, "no luck"),
+            Err(Error::TaskFailed { message, .. }) => assert_eq!(message, "no luck"),
             other => panic!("expected a task failure, got {other:?}"),
         }
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let panicked = pool.apply(|| -> u32 { panic!("thread task panics") });
         std::panic::set_hook(hook);
-        assert!(matches!(panicked, Err(Error::TaskFailed { message }) if message.contains("thread task panics")));
+        assert!(matches!(panicked, Err(Error::TaskFailed { message, .. }) if message.contains("thread task panics")));
         let ordered: Vec<u64> = pool.imap(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
         assert_eq!(ordered, (0..50).map(|x| x * 2).collect::<Vec<_>>());
         let mut unordered: Vec<u64> = pool.imap_unordered(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
@@ -886,7 +951,7 @@ fn unencodable_results_fail_without_losing_workers() {
         let pool = pool(2);
         for _ in 0..20 {
             match pool.apply(unencodable_result, ()) {
-                Err(Error::TaskFailed { message }) => {
+                Err(Error::TaskFailed { message, .. }) => {
                     assert!(message.contains("could not encode the task's result"), "{message}")
                 }
                 other => panic!("expected a task failure, got {other:?}"),
@@ -1042,7 +1107,7 @@ fn apply_async_error_callback_gets_the_error() {
         let result = pool.apply_async_with(key_error, ("missing".to_string(),), options).unwrap();
         let error = result.get().unwrap_err();
         assert!(
-            matches!(&error, Error::TaskFailed { message } if message.contains("KeyError: \"missing\"")),
+            matches!(&error, Error::TaskFailed { message, .. } if message.contains("KeyError: \"missing\"")),
             "{error}"
         );
         let seen = seen.lock().unwrap();

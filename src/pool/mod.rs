@@ -19,7 +19,9 @@
 //! A task is a plain `fn` item or a closure that captures nothing, with serde arguments, exactly
 //! like a [`Process`](crate::Process) target ([`Task`]). It returns a value, or a `Result`: an `Err`
 //! (like a panic) fails the task, and [`AsyncResult::get`] returns [`Error::TaskFailed`] with its
-//! message. [`ThreadPool`] has the same methods and takes capturing closures.
+//! message; a task returning `Result<T, Typed<E>>` gives the caller its `E` back
+//! ([`Error::task_error`], CPython's `except ZeroDivisionError:`; see [`Typed`]). [`ThreadPool`]
+//! has the same methods and takes capturing closures.
 //!
 //! # A pool that never hangs
 //!
@@ -85,7 +87,7 @@ pub use self::executor::Executor;
 use self::progress::Progress;
 pub use self::result::AsyncResult;
 use self::scheduler::{Chunk, Decoding, RunState, Shared, WorkerConfig};
-pub use self::task::{Task, TaskReturn, TaskValue};
+pub use self::task::{Task, TaskReturn, TaskValue, Typed};
 pub use self::thread_pool::ThreadPool;
 use crate::context::{Context, StartMethod};
 use crate::error::{Error, Result};

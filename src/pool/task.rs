@@ -12,13 +12,82 @@
 use std::fmt::Display;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::error::{Error, ReturnedError};
 use crate::reduction::{self, Message};
 
 /// A chunk entry: decodes a chunk of argument tuples, runs the task on each and appends the
-/// encoded `Vec` of results to the buffer; `Err` carries the first failure's message.
-pub(crate) type ChunkEntry = fn(Message, &mut Vec<u8>) -> Result<(), String>;
+/// encoded `Vec` of results to the buffer; `Err` carries the first failure.
+pub(crate) type ChunkEntry = fn(Message, &mut Vec<u8>) -> Result<(), TaskFailure>;
+
+/// Why a task failed, as it travels from a worker: the message, and the error it returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskFailure {
+    pub(crate) message: String,
+    pub(crate) returned: Option<ReturnedError>,
+}
+
+impl TaskFailure {
+    /// A failure known by its message only (a panic, or the worker's own trouble).
+    pub(crate) fn message(message: impl Into<String>) -> Self {
+        TaskFailure { message: message.into(), returned: None }
+    }
+
+    /// The caller's error ([`Error::TaskFailed`]).
+    pub(crate) fn into_error(self) -> Error {
+        Error::TaskFailed { message: self.message, returned: self.returned }
+    }
+}
+
+/// A task's error that travels back to the caller as a value, not only as its message: return
+/// `Result<T, Typed<E>>` from a task, and [`Error::task_error::<E>()`](crate::Error::task_error)
+/// gives the caller its `E` (CPython's `except ZeroDivisionError:` around `get()`). `E` needs
+/// serde (`Serialize` in the worker, `Deserialize` in the caller) and `Display` (the message).
+///
+/// `From<E>` makes `Err(e.into())` and `?` work. A task returning a plain `Result<T, E>` fails
+/// with `E`'s message (and type name) only: Rust cannot ask of an arbitrary error type whether it
+/// can travel (`io::Error` cannot), so the typed form is chosen in the task's signature.
+///
+/// ```
+/// use multiproc::pool::{Pool, Typed};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Rejected { code: u32 }
+///
+/// impl std::fmt::Display for Rejected {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "rejected with code {}", self.code)
+///     }
+/// }
+///
+/// fn check(x: u32) -> Result<u32, Typed<Rejected>> {
+///     if x > 9 { Err(Rejected { code: x }.into()) } else { Ok(x) }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(1)?;
+/// let error = pool.apply(check, (42,)).unwrap_err();
+/// assert_eq!(error.task_error::<Rejected>(), Some(Rejected { code: 42 }));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Typed<E>(pub E);
+
+impl<E> From<E> for Typed<E> {
+    fn from(error: E) -> Self {
+        Typed(error)
+    }
+}
+
+impl<E> Typed<E> {
+    /// The error inside.
+    pub fn into_inner(self) -> E {
+        self.0
+    }
+}
 
 /// The address chunk-entry offsets are measured from.
 #[inline(never)]
@@ -47,7 +116,8 @@ pub(crate) unsafe fn entry_from_offset(offset: i64) -> ChunkEntry {
 /// travel from a worker process).
 ///
 /// `Result` is deliberately not a `TaskValue`: a task returning `Err` fails, and its error's message
-/// comes back from [`AsyncResult::get`](super::AsyncResult::get) as [`Error::TaskFailed`](crate::Error::TaskFailed).
+/// comes back from [`AsyncResult::get`](super::AsyncResult::get) as [`Error::TaskFailed`](crate::Error::TaskFailed)
+/// (with the value itself for [`Typed`] errors).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a task result type",
     label = "return a `TaskValue` or a `Result<T, E>` from the task",
@@ -99,25 +169,38 @@ impl<A, B, C, D> TaskValue for (A, B, C, D) {}
 impl<A, B, C, D, E> TaskValue for (A, B, C, D, E) {}
 
 /// What a task returns: a [`TaskValue`] (the task succeeded with it), or a `Result` whose `Err`
-/// fails the task with the error's message.
+/// fails the task with the error's message ([`Error::TaskFailed`](crate::Error::TaskFailed)), and
+/// with its value for a [`Typed`] error.
 pub trait TaskReturn {
     /// The value a successful task delivers.
     type Value;
-    /// The value, or the failure's message.
-    fn into_task_result(self) -> Result<Self::Value, String>;
+    /// The value, or why the task failed (implemented by this crate only).
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<Self::Value, TaskFailure>;
 }
 
 impl<T: TaskValue> TaskReturn for T {
     type Value = T;
-    fn into_task_result(self) -> Result<T, String> {
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
         Ok(self)
     }
 }
 
 impl<T, E: Display> TaskReturn for Result<T, E> {
     type Value = T;
-    fn into_task_result(self) -> Result<T, String> {
-        self.map_err(|e| e.to_string())
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
+        self.map_err(|e| TaskFailure { message: e.to_string(), returned: Some(ReturnedError::untyped::<E>()) })
+    }
+}
+
+impl<T, E: Serialize + Display> TaskReturn for Result<T, Typed<E>> {
+    type Value = T;
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
+        self.map_err(|Typed(e)| TaskFailure { message: e.to_string(), returned: Some(ReturnedError::typed(&e)) })
     }
 }
 
@@ -149,7 +232,7 @@ pub(crate) mod sealed {
         /// The monomorphic chunk entry for this function and argument types.
         fn entry() -> super::ChunkEntry;
         /// Calls the function.
-        fn call(self, args: Args) -> Result<Self::Value, String>;
+        fn call(self, args: Args) -> Result<Self::Value, super::TaskFailure>;
     }
 }
 
@@ -181,23 +264,25 @@ pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Calls `body`, turning a panic into its message.
-pub(crate) fn call_catching<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// Calls `body`, turning a panic into a failure with its message.
+pub(crate) fn call_catching<T>(body: impl FnOnce() -> Result<T, TaskFailure>) -> Result<T, TaskFailure> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
-        Err(payload) => Err(LAST_PANIC
-            .with(|slot| slot.borrow_mut().take())
-            .unwrap_or_else(|| format!("panicked: {}", payload_text(payload.as_ref())))),
+        Err(payload) => Err(TaskFailure::message(
+            LAST_PANIC
+                .with(|slot| slot.borrow_mut().take())
+                .unwrap_or_else(|| format!("panicked: {}", payload_text(payload.as_ref()))),
+        )),
     }
 }
 
-fn run_chunk<F, Args>(args: Message, out: &mut Vec<u8>) -> Result<(), String>
+fn run_chunk<F, Args>(args: Message, out: &mut Vec<u8>) -> Result<(), TaskFailure>
 where
     F: sealed::TaskFn<Args> + Copy,
     Args: DeserializeOwned,
 {
-    let items: Vec<Args> =
-        reduction::decode(args).map_err(|e| format!("the worker could not decode the task's arguments: {e}"))?;
+    let items: Vec<Args> = reduction::decode(args)
+        .map_err(|e| TaskFailure::message(format!("the worker could not decode the task's arguments: {e}")))?;
     let function = crate::sys::conjure_zst::<F>();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
@@ -206,7 +291,9 @@ where
     // About the encoded size, so that encoding does not grow the buffer step by step.
     out.reserve(8 + results.len() * std::mem::size_of::<<F as sealed::TaskFn<Args>>::Value>());
     *out = postcard::to_extend(&results, std::mem::take(out)).map_err(|e| {
-        format!("the worker could not encode the task's result ({e}); check the result type's Serialize implementation")
+        TaskFailure::message(format!(
+            "the worker could not encode the task's result ({e}); check the result type's Serialize implementation"
+        ))
     })?;
     Ok(())
 }
@@ -226,7 +313,7 @@ macro_rules! impl_task {
                 run_chunk::<F, ($($arg,)*)>
             }
             #[allow(non_snake_case)]
-            fn call(self, args: ($($arg,)*)) -> Result<R::Value, String> {
+            fn call(self, args: ($($arg,)*)) -> Result<R::Value, TaskFailure> {
                 let ($($arg,)*) = args;
                 self($($arg),*).into_task_result()
             }

@@ -231,7 +231,7 @@ impl ThreadPool {
             one.started();
             let outcome = call_catching(|| f().into_task_result());
             count(&shared, outcome.is_ok(), 1);
-            one.deliver(0, outcome.map(|v| vec![v]).map_err(|message| Error::TaskFailed { message }));
+            one.deliver(0, outcome.map(|v| vec![v]).map_err(super::task::TaskFailure::into_error));
         })])?;
         Ok(result)
     }
@@ -507,9 +507,9 @@ where
         for item in chunk {
             match call_catching(|| f(item).into_task_result()) {
                 Ok(value) => values.push(value),
-                Err(message) => {
+                Err(failure) => {
                     count(&shared, false, tasks);
-                    return outcomes.deliver(index, Err(Error::TaskFailed { message }));
+                    return outcomes.deliver(index, Err(failure.into_error()));
                 }
             }
         }
