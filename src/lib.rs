@@ -96,6 +96,7 @@
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
 //! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |
+//! | a function as a value: `(mul, (i, 7))` on a queue, a function passed as an argument, `func.__name__` | [`Function`]: `Function::new(mul)` travels in a [`Queue`], a [`Connection`] or as an argument and is called with [`call`](Function::call) in any process of the same binary (checked on arrival: same program, same executable, same signature); [`name`](Function::name). Example: `examples/mp_workers.rs` |
 //! | `except ZeroDivisionError:` around `get()` (the task's own exception type) | the task returns `Result<T, Typed<E>>` ([`pool::Typed`]); [`err.task_error::<E>()`](Error::task_error) gives the `E` back (panics and worker deaths stay crate errors) |
 //! | a worker killed mid-task (CPython's `Pool` hangs; `BrokenProcessPool`) | [`Error::WorkerDied`] for that task only; the worker is replaced |
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
@@ -184,7 +185,7 @@ pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
-pub use process::{ExitReport, Process, Run, Target};
+pub use process::{ExitReport, Function, IntoFunction, Process, Run, Target};
 #[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;

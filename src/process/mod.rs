@@ -26,6 +26,7 @@
 pub(crate) mod bootstrap;
 pub(crate) mod children;
 pub(crate) mod forkserver;
+pub(crate) mod function;
 pub(crate) mod identity;
 pub(crate) mod launch;
 pub(crate) mod liveness;
@@ -40,6 +41,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 use self::children::ChildRecord;
+pub use self::function::{Function, IntoFunction};
 use self::start::fork::ForkBody;
 use self::target::Job;
 pub use self::target::{ExitReport, Run, Target};

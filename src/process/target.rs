@@ -182,6 +182,16 @@ fn run_object<T: Run>(message: Message) -> i32 {
     }
 }
 
+/// The last path segment of `T`'s type name, as Python names a class or function: `mul` for
+/// `my_crate::tasks::mul`, `Vec<u8>` for `alloc::vec::Vec<u8>`, `{{closure}}` for a closure.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    // Generic arguments hold paths of their own: look for the last `::` before them.
+    let path_end = full.find('<').unwrap_or(full.len());
+    let start = full[..path_end].rfind("::").map_or(0, |at| at + 2);
+    &full[start..]
+}
+
 /// A target ready to travel: its entry and its encoded arguments, plus a readable name for errors.
 pub(crate) struct Job {
     pub(crate) entry: Entry,
