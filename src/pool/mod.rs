@@ -192,7 +192,7 @@ impl PoolBuilder {
     pub fn initializer<F, Args>(mut self, initializer: F, args: Args) -> Self
     where
         F: Target<Args> + Sync,
-        Args: Serialize + DeserializeOwned + Send + Sync + 'static,
+        Args: Serialize + Send + Sync + 'static,
     {
         self.initializer = Some(Box::new(move || Job::from_fn(initializer, &args)));
         self
@@ -473,12 +473,7 @@ impl Pool {
         promise.set_callbacks(options.callback, options.error_callback);
         let outcomes: Arc<dyn Outcomes<F::Output>> = Arc::new(One { promise });
         let call = CallSettings::new(self, options.timeout, options.retries, 1);
-        self.submit::<F::Output, Args>(
-            <F as task::sealed::TaskFn<Args>>::entry(),
-            std::slice::from_ref(&args),
-            call,
-            outcomes,
-        )?;
+        self.submit::<F::Output, Args>(task::entry_of::<F, Args>(), std::slice::from_ref(&args), call, outcomes)?;
         Ok(result)
     }
 
@@ -518,7 +513,7 @@ impl Pool {
         options: Options<Vec<F::Output>>,
     ) -> Result<AsyncResult<Vec<F::Output>>> {
         let items: Vec<A> = items.into_iter().collect();
-        self.collect_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options)
+        self.collect_job(task::entry_of::<F, (A,)>(), &items, options)
     }
 
     /// Like [`map`](Self::map) for a function of several arguments: each item is a tuple of them
@@ -560,7 +555,7 @@ impl Pool {
         options: Options<Vec<F::Output>>,
     ) -> Result<AsyncResult<Vec<F::Output>>> {
         let items: Vec<Args> = items.into_iter().collect();
-        self.collect_job(<F as task::sealed::TaskFn<Args>>::entry(), &items, options)
+        self.collect_job(task::entry_of::<F, Args>(), &items, options)
     }
 
     /// Applies `f` to every item; the values come back in order as they finish (CPython `imap`,
@@ -615,7 +610,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), items.into_iter(), options, true)
+        self.stream_job(task::entry_of::<F, (A,)>(), items.into_iter(), options, true)
     }
 
     /// Like [`imap`](Self::imap), but the values come in the order they finish (CPython
@@ -646,7 +641,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), items.into_iter(), options, false)
+        self.stream_job(task::entry_of::<F, (A,)>(), items.into_iter(), options, false)
     }
 
     /// No more tasks; the workers exit once the queued ones are done (CPython `close`). An

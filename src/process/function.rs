@@ -155,6 +155,15 @@ pub trait IntoFunction<Args, R>: Copy + Send + Sync + 'static {
     fn trampoline() -> fn(Args) -> R;
 }
 
+/// The rule a closure breaks when it captures plain data (see `sys::ZstRule`).
+struct FunctionRule;
+
+impl sys::ZstRule for FunctionRule {
+    const MESSAGE: &'static str = "a Function must be a fn item or a closure that captures nothing: this closure \
+        captures variables (the note below names it), which cannot travel to another process; pass them as \
+        arguments instead";
+}
+
 macro_rules! impl_into_function {
     ($($arg:ident),*) => {
         #[diagnostic::do_not_recommend]
@@ -165,15 +174,9 @@ macro_rules! impl_into_function {
             fn trampoline() -> fn(($($arg,)*)) -> R {
                 #[allow(non_snake_case)]
                 fn call<F: Fn($($arg),*) -> R + Copy, R, $($arg,)*>(args: ($($arg,)*)) -> R {
-                    const {
-                        assert!(
-                            std::mem::size_of::<F>() == 0,
-                            "a Function must be a fn item or a closure that captures nothing: this closure captures \
-                             variables, which cannot travel to another process; pass them as arguments instead"
-                        )
-                    };
+                    let f = sys::conjure_zst_for::<F, FunctionRule>();
                     let ($($arg,)*) = args;
-                    sys::conjure_zst::<F>()($($arg),*)
+                    f($($arg),*)
                 }
                 call::<F, R, $($arg,)*>
             }

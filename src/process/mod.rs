@@ -38,7 +38,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use self::children::ChildRecord;
 pub use self::function::{Function, IntoFunction};
@@ -102,7 +102,7 @@ impl Process {
     /// The arguments are encoded now; an encoding error is reported by [`start`](Self::start).
     #[doc(alias = "target")]
     #[doc(alias = "args")]
-    pub fn new<F: Target<Args>, Args: Serialize + DeserializeOwned>(target: F, args: Args) -> Self {
+    pub fn new<F: Target<Args>, Args: Serialize>(target: F, args: Args) -> Self {
         Self::with_body(Body::Job(Job::from_fn(target, &args)))
     }
 

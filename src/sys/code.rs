@@ -5,11 +5,30 @@
 ///
 /// Used for `fn` items and non-capturing closures, whose behaviour is entirely in their type.
 pub(crate) fn conjure_zst<F: Copy>() -> F {
+    conjure_zst_for::<F, AnyFunction>()
+}
+
+/// Why a function must be zero-sized, as the compile error for a closure that captures says it
+/// (the check runs when the code is generated: `cargo build`, not `cargo check`).
+pub(crate) trait ZstRule {
+    /// The error's text: the rule and what to do instead.
+    const MESSAGE: &'static str;
+}
+
+/// The rule of [`conjure_zst`].
+struct AnyFunction;
+
+impl ZstRule for AnyFunction {
+    const MESSAGE: &'static str =
+        "a function made from its type alone must be zero-sized: a fn item or a closure that captures nothing";
+}
+
+/// [`conjure_zst`], whose compile error for a type that is not zero-sized is `W`'s message.
+pub(crate) fn conjure_zst_for<F: Copy, W: ZstRule>() -> F {
     const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process target must be a fn item or a closure that captures nothing; use Process::fork for a capturing closure"
-        )
+        if std::mem::size_of::<F>() != 0 {
+            panic!("{}", W::MESSAGE)
+        }
     };
     // SAFETY: `F` is zero-sized (checked at compile time above), so there are no bytes to
     // initialize; the callers only use it for fn item and closure types, which are inhabited and
