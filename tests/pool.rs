@@ -482,6 +482,46 @@ fn pool_sizes() {
     });
 }
 
+fn worker_name(_: u32) -> String {
+    multiproc::current_process().name().to_string()
+}
+
+/// `{prefix}-N` (or `{prefix}-N:M` in a child), as CPython names processes.
+fn named(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| n.split(':').all(|part| part.parse::<u32>().is_ok()))
+}
+
+#[test]
+fn defaults_worker_names_and_display_as_cpython() {
+    watchdog("defaults_worker_names_and_display", 60, || {
+        // `Pool()`: cpu_count() workers; `<multiprocessing.pool.Pool state=RUN pool_size=N>`.
+        let pool = Pool::with_cpu_count().unwrap();
+        let n = multiproc::cpu_count();
+        assert_eq!(pool.processes(), n);
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=RUN pool_size={n}>"));
+        let names = pool.map_async_with(worker_name, 0..(8 * n as u32), Options::new().chunksize(1)).unwrap();
+        for name in names.get().unwrap() {
+            assert!(named(&name, "ForkServerPoolWorker"), "{name}");
+        }
+        pool.close();
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=CLOSE pool_size={n}>"));
+        pool.terminate();
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=TERMINATE pool_size={n}>"));
+        let spawned = Pool::builder().processes(1).start_method(StartMethod::Spawn).build().unwrap();
+        let name = spawned.apply(worker_name, (0,)).unwrap();
+        assert!(named(&name, "SpawnPoolWorker"), "{name}");
+        let threads = ThreadPool::with_cpu_count().unwrap();
+        assert_eq!(threads.to_string(), format!("<multiprocessing.pool.ThreadPool state=RUN pool_size={n}>"));
+        threads.close();
+        assert_eq!(threads.to_string(), format!("<multiprocessing.pool.ThreadPool state=CLOSE pool_size={n}>"));
+        let executor = Executor::with_cpu_count().unwrap();
+        assert_eq!(executor.submit(square, (3,)).unwrap().get().unwrap(), 9);
+        assert_eq!(Pool::builder().build().unwrap().processes(), n);
+    });
+}
+
 #[test]
 fn pool_of_200() {
     watchdog("pool_of_200", 120, || {

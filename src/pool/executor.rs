@@ -49,6 +49,17 @@ impl Executor {
         Ok(Executor { pool: Some(Pool::new(max_workers)?) })
     }
 
+    /// An executor with [`cpu_count`](crate::cpu_count) worker processes (CPython
+    /// `ProcessPoolExecutor()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    #[doc(alias = "default")]
+    pub fn with_cpu_count() -> Result<Executor> {
+        Executor::with_builder(Pool::builder())
+    }
+
     /// An executor over a pool configured with [`Pool::builder`] (initializer, start method,
     /// `max_tasks_per_child`, timeouts, retries).
     ///

@@ -153,8 +153,9 @@ impl Core {
 }
 
 /// Configures a [`Pool`] (CPython `Pool(processes, initializer, initargs, maxtasksperchild,
-/// context)`).
+/// context)`); every setting is optional, as in CPython.
 #[must_use = "a builder does nothing until built"]
+#[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
@@ -271,6 +272,16 @@ impl PoolBuilder {
             retries: self.retries,
         };
         Ok(Pool { core: Arc::new(core) })
+    }
+}
+
+/// The prefix of a pool worker's name, as CPython's: `ForkServerPoolWorker-3` (the number is the
+/// process's identity, counted with every other child of this process).
+pub(crate) fn worker_name_prefix(method: StartMethod) -> &'static str {
+    match method {
+        StartMethod::ForkServer => "ForkServerPoolWorker",
+        StartMethod::Spawn => "SpawnPoolWorker",
+        StartMethod::Fork => "ForkPoolWorker",
     }
 }
 
@@ -417,9 +428,25 @@ impl Pool {
         Pool::builder().processes(processes).build()
     }
 
-    /// A builder for the other settings.
+    /// A pool of [`cpu_count`](crate::cpu_count) workers (CPython `Pool()`).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::with_cpu_count()?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    #[doc(alias = "default")]
+    pub fn with_cpu_count() -> Result<Pool> {
+        Pool::builder().build()
+    }
+
+    /// A builder for the other settings (the same as [`PoolBuilder::default`]).
     pub fn builder() -> PoolBuilder {
-        PoolBuilder { processes: None, method: None, max_tasks: None, initializer: None, timeout: None, retries: 0 }
+        PoolBuilder::default()
     }
 
     /// The number of workers.
@@ -851,6 +878,20 @@ impl Drop for Core {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// CPython's `repr`: `<multiprocessing.pool.Pool state=RUN pool_size=4>` (`RUN`, `CLOSE` or
+/// `TERMINATE`).
+impl std::fmt::Display for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.core.shared.state() {
+            RunState::Running if self.core.gate.closing() => "CLOSE",
+            RunState::Running => "RUN",
+            RunState::Closed => "CLOSE",
+            RunState::Terminated | RunState::Broken(_) => "TERMINATE",
+        };
+        write!(f, "<multiprocessing.pool.Pool state={state} pool_size={}>", self.core.processes)
     }
 }
 

@@ -370,11 +370,11 @@ impl Scheduler {
         let mut process = Process::new(worker::worker_main, (theirs, setup))
             .with_daemon(true)
             .with_start_method(self.config.method)
-            .with_name(format!("PoolWorker-{}", self.next_worker));
+            .with_name_prefix(super::worker_name_prefix(self.config.method));
         process.start()?;
         self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
         let pid = process.pid().unwrap_or(0);
-        tracing::debug!(pid, "started a pool worker");
+        tracing::debug!(pid, worker = self.next_worker, "started a pool worker");
         Ok(Worker {
             process,
             running,

@@ -157,6 +157,16 @@ impl ThreadPool {
         Ok(pool)
     }
 
+    /// A pool of [`cpu_count`](crate::cpu_count) threads (CPython `ThreadPool()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    #[doc(alias = "default")]
+    pub fn with_cpu_count() -> Result<ThreadPool> {
+        ThreadPool::new(crate::cpu_count())
+    }
+
     /// The number of threads.
     pub fn processes(&self) -> usize {
         self.core.processes
@@ -549,6 +559,19 @@ impl Drop for Core {
     fn drop(&mut self) {
         self.terminate();
         self.join_threads();
+    }
+}
+
+/// CPython's `repr`: `<multiprocessing.pool.ThreadPool state=RUN pool_size=4>`.
+impl std::fmt::Display for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.core.shared.lock().state {
+            State::Running if self.core.gate.closing() => "CLOSE",
+            State::Running => "RUN",
+            State::Closed => "CLOSE",
+            State::Terminated => "TERMINATE",
+        };
+        write!(f, "<multiprocessing.pool.ThreadPool state={state} pool_size={}>", self.core.processes)
     }
 }
 
