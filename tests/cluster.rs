@@ -144,7 +144,7 @@ fn every_pool_method_works_over_two_local_nodes() {
         unordered.sort_unstable();
         assert_eq!(unordered, ordered);
         let outcomes: Vec<_> = pool.imap(fail_on_odd, 0..4u64).unwrap().collect();
-        assert!(matches!(&outcomes[1], Err(Error::TaskFailed { message }) if message.contains("1 is odd")));
+        assert!(matches!(&outcomes[1], Err(Error::TaskFailed { message, .. }) if message.contains("1 is odd")));
         assert_eq!(outcomes[2].as_ref().unwrap(), &2);
         assert!(matches!(pool.apply(exit_now, (3,)), Err(Error::WorkerDied { how, .. }) if how.contains("on node")));
         let timed =

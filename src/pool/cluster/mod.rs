@@ -228,14 +228,16 @@ impl PoolBuilder {
         };
         let thread = client.start_threads()?;
         let shared = Arc::new(Shared::new(Arc::clone(&client) as Arc<dyn Runner>, stats));
-        Ok(Pool {
+        let core = super::Core {
             shared,
+            gate: Arc::default(),
             scheduler: Mutex::new(Some(thread)),
             processes: slots.max(1),
             timeout: self.timeout,
             retries: self.retries,
             cluster: Some(ClusterHandle { client, url, pool_name }),
-        })
+        };
+        Ok(Pool { core: Arc::new(core) })
     }
 }
 
@@ -415,7 +417,7 @@ pub struct ClusterStats {
 
 impl Pool {
     fn cluster(&self) -> Result<&ClusterHandle> {
-        self.cluster.as_ref().ok_or_else(|| Error::InvalidState("this is a local pool, not a cluster pool".into()))
+        self.core.cluster.as_ref().ok_or_else(|| Error::InvalidState("this is a local pool, not a cluster pool".into()))
     }
 
     /// The live nodes of a cluster pool (heartbeat within three leases), of every build.
@@ -459,7 +461,7 @@ impl Pool {
     /// The broker client's name of this pool (its result list is `{mp:POOL}:res:NAME`).
     #[doc(hidden)]
     pub fn cluster_client_name(&self) -> Option<String> {
-        self.cluster.as_ref().map(|c| c.client.name().to_string())
+        self.core.cluster.as_ref().map(|c| c.client.name().to_string())
     }
 }
 

@@ -455,7 +455,7 @@ impl Node {
                 timeout: message.timeout_ms.map(Duration::from_millis),
                 retries: message.retries - reruns as u32,
             };
-            if let Err(e) = self.pool.shared.submit([chunk]) {
+            if let Err(e) = self.pool.core.shared.submit([chunk]) {
                 lock(&self.held).remove(&id);
                 tracing::error!(error = %e, "the node's local pool refused a chunk");
                 self.request_stop();
@@ -766,7 +766,7 @@ impl Node {
             }
         }
         self.changed.notify_all();
-        self.pool.shared.recheck_running();
+        self.pool.core.shared.recheck_running();
     }
 
     /// Removes nodes silent for three leases that hold nothing.

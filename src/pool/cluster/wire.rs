@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::pool::protocol::Blob;
+use crate::pool::task::TaskFailure;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -81,8 +82,8 @@ pub(crate) struct TaskMessage {
 pub(crate) enum WireOutcome {
     /// The encoded `Vec` of results.
     Done(Blob),
-    /// The task returned `Err` or panicked.
-    Failed(String),
+    /// The task returned `Err` (with the error's type and, for `Typed`, its value) or panicked.
+    Failed(TaskFailure),
     /// The worker process running it died in the node.
     WorkerDied { pid: i32, how: String },
     /// It ran past its time limit.
@@ -98,7 +99,7 @@ impl WireOutcome {
     pub(crate) fn from_local(outcome: Result<Vec<u8>>) -> WireOutcome {
         match outcome {
             Ok(bytes) => WireOutcome::Done(Blob(bytes)),
-            Err(Error::TaskFailed { message }) => WireOutcome::Failed(message),
+            Err(Error::TaskFailed { message, returned }) => WireOutcome::Failed(TaskFailure { message, returned }),
             Err(Error::WorkerDied { pid, how }) => WireOutcome::WorkerDied { pid, how },
             Err(Error::TaskTimedOut(limit)) => WireOutcome::TimedOut { ms: limit.as_millis() as u64 },
             Err(other) => WireOutcome::Refused(other.to_string()),
@@ -109,7 +110,7 @@ impl WireOutcome {
     pub(crate) fn into_result(self, node: &str) -> Result<Vec<u8>> {
         match self {
             WireOutcome::Done(Blob(bytes)) => Ok(bytes),
-            WireOutcome::Failed(message) => Err(Error::TaskFailed { message }),
+            WireOutcome::Failed(failure) => Err(failure.into_error()),
             WireOutcome::WorkerDied { pid, how } => {
                 Err(Error::WorkerDied { pid, how: format!("{how}, on node {node}") })
             }
