@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(open_result(b"key", "jobs", "c2", &signed), None);
         assert_eq!(open_result(b"key", "jobs", "c1", &signed[..20]), None);
         let mut forged = signed.clone();
-        forged[40] ^= 1;
+        forged[MAC_LEN + 1] ^= 1;
         assert_eq!(open_result(b"key", "jobs", "c1", &forged), None);
     }
 
