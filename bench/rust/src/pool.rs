@@ -7,7 +7,7 @@ use multiproc::pool::{Options, Pool};
 
 use crate::{median, sample};
 
-const TASKS: u64 = 100_000;
+pub(crate) const TASKS: u64 = 100_000;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -144,6 +144,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
         ["pool_map_chunk1"] => map_rate(Some(1)),
         ["pool_map_default"] => map_rate(None),
+        ["pool_map_chunksize", chunksize] => map_rate(Some(chunksize.parse().expect("chunksize"))),
         ["pool_apply_async_10k"] => apply_async_rate(),
         ["pool_imap_unordered_chunk1"] => imap_unordered_rate(),
         ["pool_start_first_result"] => start_first_result(),
