@@ -107,6 +107,19 @@ fn rtt_bytes8() -> f64 {
     us
 }
 
+/// The 8-byte round trip over a bare socket pair (`socket_pipe`).
+fn rtt_socket_pipe() -> f64 {
+    let (mut conn, child) = multiproc::socket_pipe().expect("pipe");
+    let mut p = Process::new(echo_bytes, (child,));
+    p.start().expect("start");
+    for _ in 0..1000 {
+        bytes8_op(&mut conn);
+    }
+    let us = median(sample(CONN_BUDGET, 1000, 1_000_000, || bytes8_op(&mut conn))) * 1e6;
+    finish(conn, p);
+    us
+}
+
 /// How many short runs `rtt_runs` makes, and how long each samples.
 const SHORT_RUNS: usize = 20;
 const SHORT_BUDGET: Duration = Duration::from_millis(100);
@@ -226,6 +239,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
             return Some(format!("{ours} {floor}"));
         }
         ["rtt_bytes8_short"] => rtt_bytes8_short(),
+        ["rtt_socket_pipe"] => rtt_socket_pipe(),
         ["rtt_runs"] => {
             let (worst, best) = rtt_runs();
             return Some(format!("{worst} {best}"));

@@ -10,6 +10,7 @@ mod poll;
 mod process;
 mod shm;
 mod socket;
+mod spawn;
 mod thread;
 
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
