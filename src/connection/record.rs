@@ -147,7 +147,10 @@ fn parse_first(record: &[u8]) -> Result<FirstRecord> {
             part.len()
         )));
     }
-    let mut payload = Vec::with_capacity(if part.len() as u64 == len { part.len() } else { RECORD_MAX });
+    // Room for the whole message up front, as `frame::recv_payload` makes it (capacity that no
+    // byte reaches costs no memory): the rest is then read in place, never copied to grow.
+    let room = usize::try_from(len).map_or(frame::ALLOCATION_STEP, |len| len.min(frame::ALLOCATION_STEP));
+    let mut payload = Vec::with_capacity(room.max(part.len()));
     payload.extend_from_slice(part);
     Ok(FirstRecord { len, payload })
 }
