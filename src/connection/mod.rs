@@ -507,9 +507,15 @@ fn send_on_ring(
         return Err((e, 0));
     }
     let check = || direction.check_receiver();
-    let watched = frame::Watched { deadline, check: Some(&check) };
-    frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
-        .map_err(|(e, sent)| (e, sent.max(1)))?;
+    let sent = match deadline.is_bounded() {
+        // Without a deadline, sends block in the kernel (in slices, for the receiver's liveness).
+        false => frame::send_frame_in_slices(socket, Some(ring::SOCKET_MESSAGE), payload, fds, &check),
+        true => {
+            let watched = frame::Watched { deadline, check: Some(&check) };
+            frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
+        }
+    };
+    sent.map_err(|(e, sent)| (e, sent.max(1)))?;
     turn.leave_socket();
     Ok(())
 }

@@ -79,6 +79,14 @@ fn sendmsg_with_fds(
     }
 }
 
+/// Bounds how long a blocking send on `socket` waits for room (`SO_SNDTIMEO`): a send that times
+/// out returns what it sent, or `EAGAIN` when nothing. The setting belongs to the socket, shared
+/// by every descriptor of it. A zero bound is raised to a microsecond (zero would mean none).
+pub(crate) fn set_send_timeout(socket: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    let timeout = timeout.max(std::time::Duration::from_micros(1));
+    rustix::net::sockopt::set_socket_timeout(socket, rustix::net::sockopt::Timeout::Send, Some(timeout))
+}
+
 /// Receives into `buf` with one `recvmsg(2)`, appending any passed descriptors (close-on-exec) to
 /// `fds`. Returns the number of bytes read; 0 means the peer closed the connection.
 ///
