@@ -354,6 +354,23 @@ pub(crate) fn eof_during_message() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_send_in_slices_checks_between_slices_and_stops_on_a_failed_check() {
+        // Nobody reads: the socket fills, the send waits a slice, and the check ends it.
+        let (a, _b) = sys::socketpair_cloexec(sys::SocketKind::Stream).unwrap();
+        let checks = std::cell::Cell::new(0);
+        let check = || {
+            checks.set(checks.get() + 1);
+            Err(Error::Protocol("the receiver died".into()))
+        };
+        let started = std::time::Instant::now();
+        let outcome = send_frame_in_slices(a.as_fd(), Some(b'M'), &vec![0u8; 16 << 20], &[], &check);
+        assert!(matches!(outcome, Err((Error::Protocol(_), sent)) if sent > 0));
+        assert_eq!(checks.get(), 1);
+        assert!(started.elapsed() >= LIVENESS_SLICE / 2, "the send waited a slice in the kernel first");
+    }
 
     #[test]
     fn headers_follow_cpython() {
