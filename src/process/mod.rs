@@ -26,6 +26,7 @@
 pub(crate) mod bootstrap;
 pub(crate) mod children;
 pub(crate) mod forkserver;
+pub(crate) mod function;
 pub(crate) mod identity;
 pub(crate) mod launch;
 pub(crate) mod liveness;
@@ -37,9 +38,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use self::children::ChildRecord;
+pub use self::function::{Function, IntoFunction};
 use self::start::fork::ForkBody;
 use self::target::Job;
 pub use self::target::{ExitReport, Run, Target};
@@ -88,6 +90,9 @@ enum State {
 /// ```
 pub struct Process {
     name: String,
+    /// The default name's prefix (CPython: the class's name, `Process`, a `Run` type's name, or
+    /// `ForkServerPoolWorker` for a pool's worker).
+    name_prefix: &'static str,
     daemon: bool,
     method: Option<StartMethod>,
     creator: u32,
@@ -100,13 +105,16 @@ impl Process {
     /// The arguments are encoded now; an encoding error is reported by [`start`](Self::start).
     #[doc(alias = "target")]
     #[doc(alias = "args")]
-    pub fn new<F: Target<Args>, Args: Serialize + DeserializeOwned>(target: F, args: Args) -> Self {
+    pub fn new<F: Target<Args>, Args: Serialize>(target: F, args: Args) -> Self {
         Self::with_body(Body::Job(Job::from_fn(target, &args)))
     }
 
     /// A process that will run `object.run()` (CPython: a `Process` subclass overriding `run`).
+    /// Its default name is the type's, as CPython names a subclass's instances: `Greeter-1`.
     pub fn from_run<T: Run>(object: T) -> Self {
-        Self::with_body(Body::Job(Job::from_run(&object)))
+        let mut process = Self::with_body(Body::Job(Job::from_run(&object)));
+        process.name_prefix = target::short_type_name::<T>();
+        process
     }
 
     /// A process that will run any closure, captured state included, in a forked child. Its start
@@ -124,6 +132,7 @@ impl Process {
         let me = identity::me();
         Process {
             name: String::new(),
+            name_prefix: "Process",
             daemon: me.daemon,
             method: None,
             creator: std::process::id(),
@@ -131,9 +140,16 @@ impl Process {
         }
     }
 
-    /// Sets the name (default: `Process-N`, or `Process-N:M` in a child).
+    /// Sets the name (default: `Process-N`, or `Process-N:M` in a child; `Greeter-N` for a
+    /// [`Run`] type `Greeter`).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the default name's prefix: the process is named `{prefix}-N` unless named otherwise.
+    pub(crate) fn with_name_prefix(mut self, prefix: &'static str) -> Self {
+        self.name_prefix = prefix;
         self
     }
 
@@ -227,7 +243,7 @@ impl Process {
             }
         };
         // Drop the body on every path but success (the target and its arguments go away, as in CPython).
-        let mut me = identity::next_child(self.daemon);
+        let mut me = identity::next_child(self.daemon, self.name_prefix);
         if self.name.is_empty() {
             self.name = me.name.clone();
         } else {
