@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::pool::Executor;
 ///
 /// fn cube(x: i64) -> i64 { x * x * x }

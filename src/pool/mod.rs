@@ -1,7 +1,7 @@
 //! Process pools (CPython `multiprocessing.Pool`), thread pools (`multiprocessing.pool.ThreadPool`)
 //! and an executor in the manner of `concurrent.futures`.
 //!
-//! ```no_run
+//! ```
 //! use multiproc::pool::Pool;
 //!
 //! fn square(x: u64) -> u64 {
@@ -61,6 +61,9 @@
 //! * `chunking`: CPython's default chunk size;
 //! * `thread_pool`, `executor`, `progress`.
 
+// Every public function that returns a `Result` says when it fails (issue 15.9).
+#![deny(clippy::missing_errors_doc)]
+
 mod chunking;
 #[cfg(feature = "cluster")]
 pub mod cluster;
@@ -98,6 +101,31 @@ use crate::process::target::Job;
 use crate::reduction;
 
 /// A pool of worker processes (CPython `multiprocessing.Pool`). See the [module](self) docs.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::{Options, Pool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// fn add(a: u64, b: u64) -> u64 { a + b }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(4)?; // or Pool::with_cpu_count(), CPython's Pool()
+/// assert_eq!(pool.apply(add, (2, 3))?, 5);
+/// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+/// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+/// let pending = pool.map_async_with(square, 0..1000, Options::new().chunksize(50))?;
+/// for value in pool.imap(square, 0..3)? {
+///     println!("{}", value?); // as each finishes, in order
+/// }
+/// assert_eq!(pending.get()?.len(), 1000);
+/// println!("{pool}"); // <multiprocessing.pool.Pool state=RUN pool_size=4>
+/// pool.close();
+/// pool.join()?;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Results hold the pool
 ///
@@ -305,7 +333,7 @@ type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 /// Per-call options: chunk size, timeout, retries, callbacks, progress bar. `T` is what the call
 /// delivers (`Vec<T>` for a map).
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use multiproc::pool::{Options, Pool};
 ///

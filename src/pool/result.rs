@@ -66,7 +66,7 @@ impl<T> Slot<T> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::pool::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }

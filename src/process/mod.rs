@@ -23,6 +23,9 @@
 //! * a child whose parent had closed standard streams finds `/dev/null` there (spawn and fork
 //!   server), so none of its own descriptors takes the numbers 0-2.
 
+// Every public function that returns a `Result` says when it fails (issue 15.9).
+#![deny(clippy::missing_errors_doc)]
+
 pub(crate) mod bootstrap;
 pub(crate) mod children;
 pub(crate) mod forkserver;
@@ -65,7 +68,7 @@ enum State {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::Process;
 ///
 /// fn greet(name: String, times: u32) {
@@ -225,6 +228,10 @@ impl Process {
     /// will need (the allocator's, stdio's, or one of your own): the child has only the calling
     /// thread, and a lock held by another thread stays held forever. Other start methods are always
     /// safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), except [`Error::ForkWithThreads`], which this does not check.
     pub unsafe fn start_unchecked(&mut self) -> Result<()> {
         self.check_can_start()?;
         let method = self.start_method();

@@ -187,7 +187,7 @@ impl_target!(A1, A2, A3, A4, A5, A6, A7, A8);
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Process, Run};
 /// use serde::{Deserialize, Serialize};
 ///
