@@ -113,6 +113,7 @@ impl Kind {
         KINDS.get(usize::from(byte).checked_sub(1)?).copied()
     }
 
+    #[inline]
     fn width(self) -> usize {
         match self {
             Kind::Bool | Kind::I8 | Kind::U8 => 1,
@@ -127,19 +128,40 @@ impl Kind {
 /// The kinds of one record, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
+    /// Valid kinds (see [`Kind::from_byte`]) up to `len`, zero after.
     kinds: [u8; MAX_SHAPE],
     len: usize,
+    /// Bytes of one record (kept: the readers and writers ask once per value).
+    width: usize,
 }
 
 impl Shape {
-    const EMPTY: Shape = Shape { kinds: [0; MAX_SHAPE], len: 0 };
+    const EMPTY: Shape = Shape { kinds: [0; MAX_SHAPE], len: 0, width: 0 };
+
+    /// Appends a kind; `false` when the shape is full.
+    fn push(&mut self, kind: Kind) -> bool {
+        if self.len == MAX_SHAPE {
+            return false;
+        }
+        self.kinds[self.len] = kind as u8;
+        self.len += 1;
+        self.width += kind.width();
+        true
+    }
 
     fn width(&self) -> usize {
-        self.kinds[..self.len].iter().filter_map(|&k| Kind::from_byte(k)).map(Kind::width).sum()
+        self.width
     }
 
     fn kind(&self, at: usize) -> Option<Kind> {
         self.kinds[..self.len].get(at).copied().and_then(Kind::from_byte)
+    }
+
+    /// Whether primitive `at` is of `kind` (the hot check of every primitive read or written:
+    /// a byte compare; kinds past `len` are zero, which no kind is).
+    #[inline(always)]
+    fn is(&self, at: usize, kind: Kind) -> bool {
+        self.kinds.get(at) == Some(&(kind as u8))
     }
 }
 
@@ -253,6 +275,7 @@ impl<'o> SeqWriter<'o> {
     /// # Errors
     ///
     /// Its `Serialize` failed, or more values than announced.
+    #[inline]
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         if self.written == self.count {
             return Err(pack_error(format!("a sequence of {} values got one more", self.count)));
@@ -314,6 +337,7 @@ impl<'o> SeqWriter<'o> {
     }
 
     /// Appends one more record: `Err` (nothing written) if `value` is not one of this shape.
+    #[inline]
     fn write_record<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         let Form::Records(mut shape) = self.form else {
             return Err(pack_error("not a record sequence"));
@@ -406,6 +430,7 @@ fn transcode_record(mut record: &[u8], shape: &Shape, out: &mut Vec<u8>) -> Resu
 }
 
 /// The first `N` bytes of `bytes` (which the callers size by the kind's width).
+#[inline]
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut array = [0u8; N];
     let n = bytes.len().min(N);
@@ -437,10 +462,11 @@ impl<'a> SeqReader<'a> {
                 if len == 0 || len > MAX_SHAPE || tail.len() < len {
                     return Err(pack_error(format!("a record shape of {len} kinds")));
                 }
-                let mut shape = Shape { kinds: [0; MAX_SHAPE], len };
-                shape.kinds[..len].copy_from_slice(&tail[..len]);
-                if (0..len).any(|at| shape.kind(at).is_none()) {
-                    return Err(pack_error("a record shape with an unknown kind"));
+                let mut shape = Shape::EMPTY;
+                for &byte in &tail[..len] {
+                    let kind =
+                        Kind::from_byte(byte).ok_or_else(|| pack_error("a record shape with an unknown kind"))?;
+                    shape.push(kind);
                 }
                 rest = &tail[len..];
                 Form::Records(shape)
@@ -472,6 +498,7 @@ impl<'a> SeqReader<'a> {
     /// # Errors
     ///
     /// The value does not decode as `T`.
+    #[inline]
     pub(crate) fn next<T: de::Deserialize<'a>>(&mut self) -> Option<Result<T, PackError>> {
         if self.left == 0 {
             return None;
@@ -540,18 +567,18 @@ struct RecordWriter<'a> {
 }
 
 impl RecordWriter<'_> {
-    fn primitive(&mut self, kind: Kind, bytes: &[u8]) -> Result<(), PackError> {
+    #[inline(always)]
+    fn primitive<const N: usize>(&mut self, kind: Kind, bytes: [u8; N]) -> Result<(), PackError> {
         if self.learn {
-            if self.shape.len == MAX_SHAPE {
+            if !self.shape.push(kind) {
                 return Err(not_a_record());
             }
-            self.shape.kinds[self.shape.len] = kind as u8;
-            self.shape.len += 1;
-        } else if self.shape.kind(self.at) != Some(kind) {
+        } else if !self.shape.is(self.at, kind) {
             return Err(not_a_record());
         }
         self.at += 1;
-        self.out.extend_from_slice(bytes);
+        // A constant length: a store, not a call to `memcpy`.
+        self.out.extend_from_slice(&bytes);
         Ok(())
     }
 }
@@ -575,46 +602,46 @@ impl Serializer for &mut RecordWriter<'_> {
         false
     }
     fn serialize_bool(self, v: bool) -> Result<(), PackError> {
-        self.primitive(Kind::Bool, &[u8::from(v)])
+        self.primitive(Kind::Bool, [u8::from(v)])
     }
     fn serialize_i8(self, v: i8) -> Result<(), PackError> {
-        self.primitive(Kind::I8, &v.to_le_bytes())
+        self.primitive(Kind::I8, v.to_le_bytes())
     }
     fn serialize_i16(self, v: i16) -> Result<(), PackError> {
-        self.primitive(Kind::I16, &v.to_le_bytes())
+        self.primitive(Kind::I16, v.to_le_bytes())
     }
     fn serialize_i32(self, v: i32) -> Result<(), PackError> {
-        self.primitive(Kind::I32, &v.to_le_bytes())
+        self.primitive(Kind::I32, v.to_le_bytes())
     }
     fn serialize_i64(self, v: i64) -> Result<(), PackError> {
-        self.primitive(Kind::I64, &v.to_le_bytes())
+        self.primitive(Kind::I64, v.to_le_bytes())
     }
     fn serialize_i128(self, v: i128) -> Result<(), PackError> {
-        self.primitive(Kind::I128, &v.to_le_bytes())
+        self.primitive(Kind::I128, v.to_le_bytes())
     }
     fn serialize_u8(self, v: u8) -> Result<(), PackError> {
-        self.primitive(Kind::U8, &[v])
+        self.primitive(Kind::U8, [v])
     }
     fn serialize_u16(self, v: u16) -> Result<(), PackError> {
-        self.primitive(Kind::U16, &v.to_le_bytes())
+        self.primitive(Kind::U16, v.to_le_bytes())
     }
     fn serialize_u32(self, v: u32) -> Result<(), PackError> {
-        self.primitive(Kind::U32, &v.to_le_bytes())
+        self.primitive(Kind::U32, v.to_le_bytes())
     }
     fn serialize_u64(self, v: u64) -> Result<(), PackError> {
-        self.primitive(Kind::U64, &v.to_le_bytes())
+        self.primitive(Kind::U64, v.to_le_bytes())
     }
     fn serialize_u128(self, v: u128) -> Result<(), PackError> {
-        self.primitive(Kind::U128, &v.to_le_bytes())
+        self.primitive(Kind::U128, v.to_le_bytes())
     }
     fn serialize_f32(self, v: f32) -> Result<(), PackError> {
-        self.primitive(Kind::F32, &v.to_le_bytes())
+        self.primitive(Kind::F32, v.to_le_bytes())
     }
     fn serialize_f64(self, v: f64) -> Result<(), PackError> {
-        self.primitive(Kind::F64, &v.to_le_bytes())
+        self.primitive(Kind::F64, v.to_le_bytes())
     }
     fn serialize_char(self, v: char) -> Result<(), PackError> {
-        self.primitive(Kind::Char, &u32::from(v).to_le_bytes())
+        self.primitive(Kind::Char, u32::from(v).to_le_bytes())
     }
     fn serialize_str(self, _: &str) -> Result<(), PackError> {
         Err(not_a_record())
@@ -737,16 +764,20 @@ struct RecordReader<'r> {
 }
 
 impl RecordReader<'_> {
-    /// The next primitive's bytes, if it is of `kind`.
-    fn take(&mut self, kind: Kind) -> Result<&[u8], PackError> {
-        let found = self.shape.kind(self.at);
-        if found != Some(kind) {
+    /// The next primitive, if it is of `kind`, as an array of its width.
+    #[inline(always)]
+    fn take_array<const N: usize>(&mut self, kind: Kind) -> Result<[u8; N], PackError> {
+        if !self.shape.is(self.at, kind) {
+            let found = self.shape.kind(self.at);
             return Err(pack_error(format!("a record holds {found:?} where the value reads {kind:?}")));
         }
+        // The sequence's reader cut the record to the shape's width, so the bytes are there.
+        let Some((bytes, rest)) = self.record.split_first_chunk::<N>() else {
+            return Err(pack_error("a record shorter than its shape"));
+        };
         self.at += 1;
-        let (bytes, rest) = self.record.split_at(kind.width().min(self.record.len()));
         self.record = rest;
-        Ok(bytes)
+        Ok(*bytes)
     }
 
     fn next_kind(&self) -> Result<Kind, PackError> {
@@ -757,8 +788,7 @@ impl RecordReader<'_> {
 macro_rules! read_primitive {
     ($method:ident, $visit:ident, $t:ty, $kind:expr) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
-            let bytes = self.take($kind)?;
-            visitor.$visit(<$t>::from_le_bytes(array(bytes)))
+            visitor.$visit(<$t>::from_le_bytes(self.take_array($kind)?))
         }
     };
 }
@@ -790,7 +820,7 @@ impl<'de> Deserializer<'de> for &mut RecordReader<'_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
-        match self.take(Kind::Bool)? {
+        match self.take_array::<1>(Kind::Bool)? {
             [0] => visitor.visit_bool(false),
             [1] => visitor.visit_bool(true),
             other => Err(pack_error(format!("a bool of {other:?}"))),
@@ -811,7 +841,7 @@ impl<'de> Deserializer<'de> for &mut RecordReader<'_> {
     read_primitive!(deserialize_f64, visit_f64, f64, Kind::F64);
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
-        let code = u32::from_le_bytes(array(self.take(Kind::Char)?));
+        let code = u32::from_le_bytes(self.take_array(Kind::Char)?);
         match char::from_u32(code) {
             Some(c) => visitor.visit_char(c),
             None => Err(pack_error(format!("a char of {code:#x}, not a Unicode scalar value"))),
