@@ -339,13 +339,14 @@ impl<'o> SeqWriter<'o> {
     /// Appends one more record: `Err` (nothing written) if `value` is not one of this shape.
     #[inline]
     fn write_record<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
-        let Form::Records(mut shape) = self.form else {
+        // The shape is borrowed, not copied: this runs once per value.
+        let Form::Records(shape) = &mut self.form else {
             return Err(pack_error("not a record sequence"));
         };
         let at = self.out.len();
-        let mut writer = RecordWriter { out: self.out, shape: &mut shape, at: 0, learn: false };
+        let mut writer = RecordWriter { out: &mut *self.out, shape, at: 0, learn: false };
         let written = value.serialize(&mut writer);
-        let complete = writer.at == shape.len;
+        let complete = writer.at == writer.shape.len;
         if written.is_err() || !complete {
             self.out.truncate(at);
             return Err(pack_error("a value of another shape"));
@@ -504,11 +505,12 @@ impl<'a> SeqReader<'a> {
             return None;
         }
         self.left -= 1;
-        Some(match self.form {
+        // The shape is borrowed, not copied: this runs once per value.
+        Some(match &self.form {
             Form::Records(shape) => {
                 let (record, rest) = self.rest.split_at(shape.width());
                 self.rest = rest;
-                let mut reader = RecordReader { record, shape: &shape, at: 0 };
+                let mut reader = RecordReader { record, shape, at: 0 };
                 T::deserialize(&mut reader).and_then(|value| match reader.at == shape.len {
                     true => Ok(value),
                     false => Err(pack_error("a value that reads only part of its record")),
@@ -601,45 +603,59 @@ impl Serializer for &mut RecordWriter<'_> {
     fn is_human_readable(&self) -> bool {
         false
     }
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), PackError> {
         self.primitive(Kind::Bool, [u8::from(v)])
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), PackError> {
         self.primitive(Kind::I8, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), PackError> {
         self.primitive(Kind::I16, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), PackError> {
         self.primitive(Kind::I32, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), PackError> {
         self.primitive(Kind::I64, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), PackError> {
         self.primitive(Kind::I128, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), PackError> {
         self.primitive(Kind::U8, [v])
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), PackError> {
         self.primitive(Kind::U16, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), PackError> {
         self.primitive(Kind::U32, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), PackError> {
         self.primitive(Kind::U64, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), PackError> {
         self.primitive(Kind::U128, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), PackError> {
         self.primitive(Kind::F32, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), PackError> {
         self.primitive(Kind::F64, v.to_le_bytes())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), PackError> {
         self.primitive(Kind::Char, u32::from(v).to_le_bytes())
     }
@@ -787,6 +803,7 @@ impl RecordReader<'_> {
 
 macro_rules! read_primitive {
     ($method:ident, $visit:ident, $t:ty, $kind:expr) => {
+        #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
             visitor.$visit(<$t>::from_le_bytes(self.take_array($kind)?))
         }
