@@ -56,12 +56,32 @@ impl<T: Send> Outcomes<T> for One<T> {
         self.promise.fulfil(value);
     }
 
+    fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
+        // One chunk of one task: its value, without a vector of its own.
+        match counts {
+            [_] => self.deliver_value(values),
+            _ => {
+                let mut values = values.into_iter();
+                for (index, &count) in (first..).zip(counts) {
+                    self.deliver(index, Ok(values.by_ref().take(count).collect()));
+                }
+            }
+        }
+    }
+
     fn cancelled(&self) -> bool {
         self.promise.cancelled()
     }
 
     fn started(&self) {
         self.promise.mark_started();
+    }
+}
+
+impl<T: Send> One<T> {
+    fn deliver_value(&self, values: Vec<T>) {
+        let value = values.into_iter().next();
+        self.promise.fulfil(value.ok_or_else(|| Error::Protocol("a worker returned no value for a task".into())));
     }
 }
 

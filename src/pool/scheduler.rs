@@ -47,6 +47,14 @@ pub(crate) trait Sink: Send + Sync {
     }
 }
 
+thread_local! {
+    /// The chunk counts of the run being delivered (`Decoding::complete_run`).
+    static RUN_COUNTS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most counts kept in [`RUN_COUNTS`] between runs.
+const KEEP_COUNTS: usize = 1 << 16;
+
 /// A [`Sink`] that decodes each chunk's results as `Vec<T>` for its [`Outcomes`].
 pub(crate) struct Decoding<T> {
     outcomes: Arc<dyn Outcomes<T>>,
@@ -89,7 +97,10 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
         // The chunks' values go into one vector; a chunk that does not decode is delivered alone,
         // with its error, between the runs before and after it.
         let mut values: Vec<T> = Vec::new();
-        let mut counts: Vec<usize> = Vec::new();
+        // Kept on the thread from run to run: a run of one chunk (an `apply_async`) allocates
+        // only its values.
+        let mut counts = RUN_COUNTS.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
+        counts.clear();
         let mut run_start = first;
         for (index, bytes) in (first..).zip(results) {
             let before = values.len();
@@ -117,6 +128,9 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
         }
         if !counts.is_empty() {
             self.outcomes.deliver_run(run_start, &counts, values);
+        }
+        if counts.capacity() <= KEEP_COUNTS {
+            RUN_COUNTS.with(|kept| *kept.borrow_mut() = counts);
         }
     }
 

@@ -151,6 +151,8 @@ pub(crate) struct Scheduler {
     state: RunState,
     next_id: u64,
     start_failed_at: Option<Instant>,
+    /// Scratch of `settle`: the sinks a reply delivered to (kept, empty, between replies).
+    touched: Vec<Arc<dyn Sink>>,
 }
 
 impl Scheduler {
@@ -170,6 +172,7 @@ impl Scheduler {
             state: RunState::Running,
             next_id: 0,
             start_failed_at: None,
+            touched: Vec::new(),
         };
         for _ in 0..scheduler.config.processes {
             // On failure `scheduler` is dropped, which kills and reaps the workers started so far.
@@ -448,12 +451,12 @@ impl Scheduler {
     /// Reads every message waiting from worker `w`. `Err` when the worker broke the protocol.
     fn read_replies(&mut self, w: usize) -> std::result::Result<(), String> {
         loop {
-            let Scheduler { workers, stats, shared, state, .. } = self;
+            let Scheduler { workers, stats, shared, state, touched, .. } = self;
             let worker = &mut workers[w];
             let Worker { link, in_flight, held, deadline, window, window_entry, .. } = worker;
             match link.recv() {
                 Received::Message(FromWorker::Replies { replies, busy_ns }) => {
-                    let settled = settle(in_flight, held, deadline, stats, replies)?;
+                    let settled = settle(in_flight, held, deadline, stats, replies, touched)?;
                     if settled.chunks > 0 {
                         // Size the window to about WINDOW_TIME of this worker's work. At least
                         // two: the next chunk waits in the worker while it runs one, so a worker
@@ -617,10 +620,11 @@ fn settle(
     deadline: &mut Option<(Instant, Duration)>,
     stats: &Stats,
     replies: Vec<Reply<'_>>,
+    touched: &mut Vec<Arc<dyn Sink>>,
 ) -> std::result::Result<Settled, String> {
     let mut settled = Settled { chunks: 0, entry: 0 };
     // The sinks of this burst, each woken once at the end (consecutive runs share one).
-    let mut touched: Vec<Arc<dyn Sink>> = Vec::new();
+    touched.clear();
     let mut broken = None;
     for reply in replies {
         let (first_id, count) = match &reply {
@@ -673,7 +677,7 @@ fn settle(
         }
     }
     // Every path wakes the readers of what was delivered.
-    for sink in touched {
+    for sink in touched.drain(..) {
         sink.flush();
     }
     match broken {
