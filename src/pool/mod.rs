@@ -896,7 +896,9 @@ impl CallSettings {
             tasks: self.chunksize,
             last_tasks: self.chunksize,
             entry,
-            args: Vec::new(),
+            // Room for a small first chunk (an `apply`'s arguments) without growing step by step;
+            // the first chunk's size then reserves room for the others.
+            args: Vec::with_capacity(64),
             ends: Vec::with_capacity(total),
             fds: Vec::new(),
             fd_ends: Vec::new(),
