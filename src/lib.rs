@@ -212,6 +212,7 @@ pub mod __private {
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
+    pub use crate::pool::fuzz_pool_messages;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;

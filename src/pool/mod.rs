@@ -96,6 +96,8 @@ use self::collect::{Collect, One, Outcomes, Stream};
 pub use self::executor::Executor;
 use self::local::WorkerConfig;
 use self::progress::Progress;
+#[doc(hidden)]
+pub use self::protocol::fuzz_messages as fuzz_pool_messages;
 pub use self::result::AsyncResult;
 use self::scheduler::{Chunks, Decoding, RunState, Shared};
 pub use self::task::{Task, TaskReturn, TaskValue, Typed};

@@ -182,6 +182,37 @@ pub(crate) fn pieces<'a>(ends: &'a [u8], bytes: &'a [u8]) -> Option<impl Iterato
     }))
 }
 
+/// Entry point of the fuzz target `pool_messages` (through `multiproc::__private`): decodes
+/// `input` as each message of the protocol, cuts every group and reply by its ends, and decodes
+/// the pieces as packed sequences of a few value types, as a pool or a worker would. Must never
+/// panic, nor allocate beyond what the input can hold.
+#[doc(hidden)]
+pub fn fuzz_messages(input: &[u8]) {
+    use crate::reduction::packed;
+    fn values(piece: &[u8]) {
+        let _ = packed::decode_into::<u64>(piece, &mut Vec::new());
+        let _ = packed::decode_into::<(u32, bool, char)>(piece, &mut Vec::new());
+        let _ = packed::decode_into::<(String, Option<f64>)>(piece, &mut Vec::new());
+    }
+    if let Ok(ToWorker::Batch(groups)) = postcard::from_bytes::<ToWorker<'_>>(input) {
+        for group in &groups {
+            if let Some(pieces) = pieces(group.ends.0, group.args.0) {
+                pieces.for_each(values);
+            }
+        }
+    }
+    if let Ok(FromWorker::Replies { replies, .. }) = postcard::from_bytes::<FromWorker<'_>>(input) {
+        for reply in &replies {
+            if let Reply::Done { ends, results, .. } = reply
+                && let Some(pieces) = pieces(ends.0, results.0)
+            {
+                pieces.for_each(values);
+            }
+        }
+    }
+    values(input);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +285,8 @@ mod tests {
             let _ = postcard::from_bytes::<ToWorker<'_>>(&bytes);
             let _ = postcard::from_bytes::<FromWorker<'_>>(&bytes);
             let _ = pieces(&bytes[..len / 2], &bytes[len / 2..]).map(Iterator::count);
+            // The fuzz target's short, always-run form.
+            fuzz_messages(&bytes);
         }
     }
 }
