@@ -19,7 +19,7 @@ use support::{join_all, random_in, sleep_ms, start_all};
 
 /// put until full, put_nowait on the full queue, full, get, get_nowait on the empty queue, empty.
 pub fn queue_walkthrough() -> multiproc::Result<()> {
-    let q = Queue::new(3)?;
+    let q = Queue::with_maxsize(3)?;
     q.put(3)?;
     q.put(2)?;
     q.put(1)?;
@@ -54,7 +54,7 @@ fn get_one(q: Queue<String>) {
 /// The parent puts "小鬼", a child puts a greeting, another child takes one item, the parent the
 /// other.
 pub fn child_puts_parent_gets() -> multiproc::Result<()> {
-    let q = Queue::new(0)?;
+    let q = Queue::new()?;
     q.put("小鬼".to_string())?;
     let mut children = [Process::new(put_greeting, (q.clone(),)), Process::new(get_one, (q.clone(),))];
     start_all(&mut children)?;
@@ -77,7 +77,7 @@ fn output_q(q: Queue<String>) {
 
 /// Ten processes put one line each into a Queue(3), ten others take one each.
 pub fn ten_producers_ten_consumers() -> multiproc::Result<()> {
-    let q = Queue::new(3)?;
+    let q = Queue::with_maxsize(3)?;
     let mut producers: Vec<_> = (0..10).map(|_| Process::new(input_q, (q.clone(),))).collect();
     let mut consumers: Vec<_> = (0..10).map(|_| Process::new(output_q, (q.clone(),))).collect();
     start_all(&mut producers)?;
@@ -107,7 +107,7 @@ fn cook(name: String, q: Queue<Option<String>>) {
 
 /// Three producers, two consumers; once the producers are done, one `None` per consumer.
 pub fn sentinels_end_the_consumers() -> multiproc::Result<()> {
-    let q = Queue::new(0)?;
+    let q = Queue::new()?;
     let mut producers: Vec<_> =
         ["包子", "骨头", "泔水"].map(|name| Process::new(cook, (name.to_string(), q.clone()))).into();
     let mut consumers = [Process::new(eat, (q.clone(),)), Process::new(eat, (q.clone(),))];
@@ -147,7 +147,7 @@ fn cook_and_wait(name: String, q: JoinableQueue<String>) {
 /// Three producers wait in `join` until two daemon consumers have handled everything; the main
 /// process joins the producers and ends, taking the daemons with it.
 pub fn joinable_queue_with_daemon_consumers() -> multiproc::Result<()> {
-    let q = JoinableQueue::new(0)?;
+    let q = JoinableQueue::new()?;
     let mut producers: Vec<_> =
         ["包子", "骨头", "泔水"].map(|name| Process::new(cook_and_wait, (name.to_string(), q.clone()))).into();
     let mut consumers: Vec<_> = (0..2).map(|_| Process::new(eat_and_report, (q.clone(),)).with_daemon(true)).collect();
@@ -184,7 +184,7 @@ fn drain(q: Queue<u64>) {
 
 /// The producer runs to its end first, then the consumer takes what it left.
 pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
-    let q = Queue::new(5)?;
+    let q = Queue::with_maxsize(5)?;
     // Even numbers guaranteed past the limit, so that the producer sees the queue full.
     let numbers: Vec<u64> =
         (0..14).map(|i| if i % 2 == 0 { 2 * random_in(1, 50) } else { random_in(1, 100) }).collect();
@@ -205,7 +205,7 @@ pub fn producer_fills_consumer_drains() -> multiproc::Result<()> {
 /// a 10 ms `put_timeout` shows it); `get`, `empty()`, `get` until empty, `get_nowait` refused, and
 /// a last `get` that would wait forever (here a 10 ms `get_timeout`).
 pub fn queue_of_five_walkthrough() -> multiproc::Result<()> {
-    let q = Queue::new(5)?;
+    let q = Queue::with_maxsize(5)?;
     q.put(1)?;
     q.put(2)?;
     println!("  full() = {}", q.full());
@@ -248,7 +248,7 @@ fn print_one(q: Queue<String>) {
 
 /// Seed 004: a producer child puts `'hello baby'`, a consumer child gets and prints it.
 pub fn child_to_child() -> multiproc::Result<()> {
-    let q = Queue::new(0)?;
+    let q = Queue::new()?;
     let mut children = [Process::new(put_hello, (q.clone(),)), Process::new(print_one, (q.clone(),))];
     start_all(&mut children)?;
     join_all(&mut children)
@@ -280,7 +280,7 @@ fn cook_ten(q: Queue<String>) {
 /// Here the main process counts what was eaten, shows the consumer still blocked in `get`, and
 /// terminates it; the next scenario ends consumers with `None`, the one after with daemons.
 pub fn consumer_never_ends() -> multiproc::Result<()> {
-    let q = Queue::new(0)?;
+    let q = Queue::new()?;
     let eaten = multiproc::Semaphore::new(0)?;
     let mut p1 = Process::new(cook_ten, (q.clone(),));
     let mut c1 = Process::new(eat_forever, (q.clone(), eaten.clone()));
@@ -310,7 +310,7 @@ pub fn consumer_never_ends() -> multiproc::Result<()> {
 /// `LifoQueue` and `PriorityQueue` live in the thread-only `queue` module, and across processes
 /// they are a manager's (`manager.lifo_queue()`, `manager.priority_queue()`).
 pub fn queue_kinds() -> multiproc::Result<()> {
-    let fifo = Queue::new(0)?;
+    let fifo = Queue::new()?;
     let simple = multiproc::SimpleQueue::new()?;
     let manager = multiproc::Manager::start()?;
     let lifo = manager.lifo_queue::<i64>()?;
@@ -358,7 +358,7 @@ fn consume(name: String, q: JoinableQueue<String>) {
 /// Seed 004: two producers and two daemon consumers; the main process joins the producers, then
 /// `q.join()` waits until every item is handled, and the daemons end with the main process.
 pub fn joinable_queue_main_joins() -> multiproc::Result<()> {
-    let q = JoinableQueue::new(0)?;
+    let q = JoinableQueue::new()?;
     let mut producers = [
         Process::new(produce, ("zmm".to_string(), "包子".to_string(), q.clone())),
         Process::new(produce, ("yzy".to_string(), "馒头".to_string(), q.clone())),

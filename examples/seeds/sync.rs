@@ -372,7 +372,7 @@ fn joo_b(q: Queue<u64>, ev: Event) -> multiproc::Result<()> {
 /// Seed 003: joo_a waits on an event that joo_b sets once it has put its number in the queue, so
 /// joo_b's number (200-300) always comes out before joo_a's (1-100).
 pub fn joo_a_and_joo_b() -> multiproc::Result<()> {
-    let qu = Queue::new(0)?;
+    let qu = Queue::new()?;
     let ev = Event::new()?;
     let mut sub_a = Process::new(joo_a, (qu.clone(), ev.clone()));
     let mut sub_b = Process::new(joo_b, (qu.clone(), ev));
