@@ -91,30 +91,30 @@ fn an_unbounded_queue_spills_beyond_its_ring() {
     common::watchdog("an_unbounded_queue_spills_beyond_its_ring", 30, || {
         let queue: Queue<(u32, Vec<u8>)> = Queue::with_capacity(0, 4096).unwrap();
         // Inline records, and big items (over a quarter of the ring) that fill the side channel.
-        let item = |i: u32| match i % 40 {
+        let item = |i: u32| match i % 1000 {
             0 => (i, vec![i as u8; 150_000]),
-            _ => (i, vec![i as u8; [100, 7, 900, 5000][i as usize % 4]]),
+            _ => (i, vec![i as u8; [100, 7, 900, 2000][i as usize % 4]]),
         };
         for round in 0..2 {
-            for i in 0..20_000 {
+            for i in 0..6000 {
                 queue.put_nowait(item(i)).unwrap_or_else(|e| panic!("round {round}, item {i}: {e}"));
             }
-            assert_eq!(queue.qsize(), 20_000);
-            for i in 0..20_000 {
+            assert_eq!(queue.qsize(), 6000);
+            for i in 0..6000 {
                 assert_eq!(queue.get_nowait().unwrap(), item(i), "round {round}");
             }
             assert!(queue.empty());
         }
         // Interleaved: a backlog beyond the ring that consumers keep draining while puts go on.
         let mut next = 0;
-        for i in 0..30_000 {
+        for i in 0..9000 {
             queue.put_nowait(item(i)).unwrap();
             if i % 3 == 0 {
                 assert_eq!(queue.get_nowait().unwrap(), item(next));
                 next += 1;
             }
         }
-        while next < 30_000 {
+        while next < 9000 {
             assert_eq!(queue.get_nowait().unwrap(), item(next));
             next += 1;
         }
@@ -123,13 +123,14 @@ fn an_unbounded_queue_spills_beyond_its_ring() {
 }
 
 // A bounded queue blocks exactly at maxsize, however many of its items the ring holds: small items
-// beyond a small ring, and big items beyond what the descriptor side channel holds (some 270).
+// beyond a small ring, and big items (over a quarter of the ring) beyond what the descriptor side
+// channel holds (some 270).
 #[test]
 fn a_bounded_queue_blocks_exactly_at_maxsize() {
     common::watchdog("a_bounded_queue_blocks_exactly_at_maxsize", 30, || {
         let small: Queue<Vec<u8>> = Queue::with_capacity(50, 4096).unwrap();
-        let big: Queue<Vec<u8>> = Queue::with_maxsize(400).unwrap();
-        for (queue, len, maxsize) in [(&small, 1000, 50), (&big, 200 << 10, 400)] {
+        let big: Queue<Vec<u8>> = Queue::with_capacity(400, 64 << 10).unwrap();
+        for (queue, len, maxsize) in [(&small, 1000, 50), (&big, 20 << 10, 400)] {
             for i in 0..maxsize {
                 queue.put_nowait(vec![i as u8; len]).unwrap_or_else(|e| panic!("item {i} of {maxsize}: {e}"));
             }
@@ -153,7 +154,7 @@ fn a_bounded_queue_blocks_exactly_at_maxsize() {
 fn items_holding_descriptors_wait_for_room_in_the_side_channel() {
     common::watchdog("items_holding_descriptors_wait_for_room_in_the_side_channel", 30, || {
         type Item = (u32, Option<multiproc::Handle<std::fs::File>>, Vec<u8>);
-        let queue: Queue<Item> = Queue::new().unwrap();
+        let queue: Queue<Item> = Queue::with_capacity(0, 64 << 10).unwrap();
         let file = || Some(multiproc::Handle::new(std::fs::File::open("/proc/self/exe").unwrap()));
         let mut put = 0;
         let refused = loop {
@@ -166,14 +167,15 @@ fn items_holding_descriptors_wait_for_room_in_the_side_channel() {
         assert!(matches!(refused, Error::Full), "{refused}");
         assert!(refused.to_string().contains("descriptors"), "the error names the limit: {refused}");
         assert!(put >= 100, "only {put} items with descriptors fit");
-        // Big items without descriptors still go in (to the spill): the limit is descriptors only.
+        // Big items (over a quarter of the ring) without descriptors still go in (to the spill):
+        // the limit is descriptors only.
         for i in put..put + 300 {
-            queue.put_nowait((i, None, vec![i as u8; 200 << 10])).unwrap();
+            queue.put_nowait((i, None, vec![i as u8; 20 << 10])).unwrap();
         }
         assert!(matches!(queue.put_timeout((0, file(), Vec::new()), SHORT), Err(Error::Full)));
         for i in 0..put + 300 {
             let (n, handle, bytes) = queue.get_nowait().unwrap();
-            assert_eq!((n, handle.is_some(), bytes.len()), (i, i < put, if i < put { 0 } else { 200 << 10 }));
+            assert_eq!((n, handle.is_some(), bytes.len()), (i, i < put, if i < put { 0 } else { 20 << 10 }));
         }
         queue.put_nowait((0, file(), Vec::new())).unwrap();
     });

@@ -112,7 +112,7 @@ fn task_worker(tasks: Queue<Task>, results: Queue<(u32, u64)>) {
 // queue holds them in the producer until readers come). With 200 KiB tasks, more than the side
 // channel holds of memory files: the queue spills them, and put never waits.
 pub fn every_task_is_put_before_the_workers_start(ctx: Context) {
-    const TASKS: u32 = 400;
+    const TASKS: u32 = 300;
     let tasks = Queue::new().unwrap();
     let results = Queue::new().unwrap();
     for n in 0..TASKS {
@@ -132,10 +132,11 @@ pub fn every_task_is_put_before_the_workers_start(ctx: Context) {
     assert!(tasks.empty() && results.empty());
 }
 
-/// What `spill_and_exit` puts: small items beyond a 4 KiB ring, and every tenth a big one.
+/// What `spill_and_exit` puts: small items beyond a 4 KiB ring, and every tenth a big one (over a
+/// quarter of the ring).
 fn spilled_item(i: u32) -> (u32, Vec<u8>) {
     match i % 10 {
-        0 => (i, vec![i as u8; 150_000]),
+        0 => (i, vec![i as u8; 20_000]),
         _ => (i, vec![i as u8; (i % 50) as usize]),
     }
 }
