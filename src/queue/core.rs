@@ -3,14 +3,13 @@
 //!
 //! # Records
 //!
-//! In the format of `record` (`[len: u32][kind: u32][payload][padding to 8]`):
+//! The records of `shm::record_ring` (the pipes' too), of three kinds:
 //!
 //! ```text
 //! INLINE  payload = the item's encoding
 //! FDS     payload = ticket (u64) + the item's encoding; its descriptors wait on the side channel
 //! BIG     payload = ticket (u64) + encoding length (u64); the side channel carries the item's
 //!         descriptors and, last, a memory file holding the encoding
-//! PAD     the rest of the ring up to its end is unused; the next record starts at offset 0
 //! ```
 //!
 //! A record goes into the ring when it has room and the spill is empty, into the spill (see
@@ -40,12 +39,12 @@ use std::sync::atomic::Ordering;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
+use crate::shm::record_ring::{self, Found, RecordRing, RingBytes};
 use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE};
 use crate::sync::spin::SpinState;
 use crate::sys;
 
-use super::record::{self, HEADER};
 use super::shared::{BigItem, Counters, SharedMemory, State};
 use super::spill::{RELEASE_STEP, Spill};
 use super::wakeup::Sleep;
@@ -72,7 +71,6 @@ const TICKET: usize = 8;
 const INLINE: u32 = 1;
 const FDS: u32 = 2;
 const BIG: u32 = 3;
-const PAD: u32 = 4;
 
 /// What a consumer took out of the queue, to decode outside the lock.
 pub(super) enum Taken {
@@ -259,15 +257,14 @@ impl Core {
             _ => [&ticket, &length],
         };
         let payload_len = parts[0].len() + parts[1].len();
-        let header = record::header(payload_len as u32, kind);
         let fits_ring = kind != INLINE || item.bytes.len() <= self.inline_limit();
         let new = match fits_ring && !counters.spilling() {
-            true => self.write_ring(&counters, &header, parts),
+            true => self.write_ring(&counters, kind, parts),
             false => None,
         };
         let new = match new {
             Some(new) => new,
-            None => self.write_spill(&counters, &header, parts)?,
+            None => self.write_spill(&counters, &record_ring::header(payload_len as u32, kind), parts)?,
         };
         state.commit(Counters { count: counters.count + 1, unfinished: counters.unfinished + 1, ..new });
         state.items_seq.fetch_add(1, Ordering::SeqCst);
@@ -297,33 +294,23 @@ impl Core {
     }
 
     /// Writes a record beyond the ring's tail if it has room: the counters that publish it.
-    fn write_ring(&self, counters: &Counters, header: &[u8; HEADER], parts: [&[u8]; 2]) -> Option<Counters> {
-        let capacity = self.memory.capacity() as u64;
-        let need = record::size(parts[0].len() + parts[1].len()) as u64;
-        let index = counters.tail % capacity;
-        let pad = if need > capacity - index { capacity - index } else { 0 };
-        if counters.tail - counters.head + pad + need > capacity {
+    fn write_ring(&self, counters: &Counters, kind: u32, parts: [&[u8]; 2]) -> Option<Counters> {
+        let ring = RecordRing::new(&self.memory);
+        let placement = ring.place(counters.tail, parts[0].len() + parts[1].len());
+        if counters.tail - counters.head + placement.footprint > self.memory.capacity() as u64 {
             return None;
         }
-        let mut at = index as usize;
-        if pad > 0 {
-            self.memory.write(at, &record::header(0, PAD));
-            at = 0;
-        }
-        self.memory.write(at, header);
-        at += HEADER;
-        for part in parts {
-            self.memory.write(at, part);
-            at += part.len();
-        }
-        Some(Counters { tail: counters.tail + pad + need, ..*counters })
+        // SAFETY: under the queue's lock (the caller's `Locked`), the bytes beyond the tail, up to
+        // the head plus the ring's size, are this holder's: room checked just above.
+        unsafe { ring.write(counters.tail, placement, kind, &parts) };
+        Some(Counters { tail: counters.tail + placement.footprint, ..*counters })
     }
 
     /// Writes a record beyond the spill's tail: the counters that publish it.
-    fn write_spill(&self, counters: &Counters, header: &[u8; HEADER], parts: [&[u8]; 2]) -> Result<Counters> {
+    fn write_spill(&self, counters: &Counters, header: &[u8], parts: [&[u8]; 2]) -> Result<Counters> {
         let state = self.state();
         let at = counters.spill_tail;
-        let end = at + record::size(parts[0].len() + parts[1].len()) as u64;
+        let end = at + record_ring::record_size(parts[0].len() + parts[1].len()) as u64;
         // Noted before the bytes are written: the memory to give back covers them, whatever happens.
         if state.spill_written.load(Ordering::Relaxed) < end {
             state.spill_written.store(end, Ordering::Relaxed);
@@ -409,22 +396,16 @@ impl Core {
 
     /// Reads the record at the ring's head: its kind, its payload and the counters without it.
     fn read_ring(&self, counters: &Counters) -> Result<(u32, Vec<u8>, Counters)> {
-        let capacity = self.memory.capacity() as u64;
-        let mut position = counters.head;
-        let (mut len, mut kind) = self.read_header(position);
-        if kind == PAD {
-            position += capacity - position % capacity;
-            (len, kind) = self.read_header(position);
+        // SAFETY: under the queue's lock (the caller's `Locked`), the committed records between
+        // head and tail are read by this holder alone and written by nobody.
+        match unsafe { RecordRing::new(&self.memory).read(counters.head, counters.tail) } {
+            Found::Record { kind, payload, next } if valid(kind, payload.len()) => {
+                Ok((kind, payload, Counters { head: next, ..*counters }))
+            }
+            Found::Record { kind, payload, .. } => Err(malformed(kind, payload.len())),
+            Found::Malformed { kind, len } => Err(malformed(kind, len)),
+            Found::Empty => Err(malformed(0, 0)),
         }
-        let index = (position % capacity) as usize;
-        let room = self.memory.capacity() - index - HEADER;
-        let published = counters.tail.saturating_sub(position);
-        if !valid(kind, len, room) || record::size(len) as u64 > published {
-            return Err(malformed(kind, len));
-        }
-        let mut payload = vec![0u8; len];
-        self.memory.read(index + HEADER, &mut payload);
-        Ok((kind, payload, Counters { head: position + record::size(len) as u64, ..*counters }))
     }
 
     /// Reads the record at the spill's head: its kind, its payload and the counters without it.
@@ -433,10 +414,10 @@ impl Core {
         let Some((kind, payload)) = self.spill().read(counters.spill_head, available)? else {
             return Err(malformed(0, available as usize));
         };
-        if kind == PAD || !valid(kind, payload.len(), payload.len()) {
+        if !valid(kind, payload.len()) {
             return Err(malformed(kind, payload.len()));
         }
-        let spill_head = counters.spill_head + record::size(payload.len()) as u64;
+        let spill_head = counters.spill_head + record_ring::record_size(payload.len()) as u64;
         Ok((kind, payload, Counters { spill_head, ..*counters }))
     }
 
@@ -454,12 +435,6 @@ impl Core {
             self.spill().release(released, upto);
             state.spill_released.store(upto, Ordering::Relaxed);
         }
-    }
-
-    fn read_header(&self, position: u64) -> (usize, u32) {
-        let mut header = [0u8; HEADER];
-        self.memory.read((position % self.memory.capacity() as u64) as usize, &mut header);
-        record::parse_header(&header).unwrap_or_default()
     }
 
     /// Receives the side channel's message for `ticket`, dropping older ones (left by killed
@@ -549,13 +524,12 @@ fn lock_deadline(deadline: Deadline) -> Deadline {
     }
 }
 
-/// Whether a record of `kind` may have a payload of `len` bytes where `room` bytes follow its
-/// header.
-fn valid(kind: u32, len: usize, room: usize) -> bool {
+/// Whether a record of `kind` may have a payload of `len` bytes.
+fn valid(kind: u32, len: usize) -> bool {
     match kind {
-        INLINE => len <= room,
-        FDS => (TICKET..=room).contains(&len),
-        BIG => len == TICKET + 8 && len <= room,
+        INLINE => true,
+        FDS => len >= TICKET,
+        BIG => len == TICKET + 8,
         _ => false,
     }
 }
@@ -598,10 +572,12 @@ mod tests {
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
         let c = state.counters();
         let at = (c.tail % core.memory.capacity() as u64) as usize;
-        core.memory.write(at, &record::header(1, INLINE));
-        core.memory.write(at + HEADER, &[n]);
+        // SAFETY: this thread holds the lock (forgotten below, as a killed holder would).
+        unsafe { RingBytes::write(&core.memory, at, &record_ring::header(1, INLINE)) };
+        // SAFETY: as above.
+        unsafe { RingBytes::write(&core.memory, at + record_ring::HEADER, &[n]) };
         if armed {
-            state.arm(Counters { tail: c.tail + record::size(1) as u64, count: c.count + 1, ..c });
+            state.arm(Counters { tail: c.tail + record_ring::record_size(1) as u64, count: c.count + 1, ..c });
         }
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
@@ -639,7 +615,12 @@ mod tests {
         let state = core.state();
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
         let c = state.counters();
-        state.arm(Counters { head: c.head + record::size(1) as u64, count: c.count - 1, taken: c.taken + 1, ..c });
+        state.arm(Counters {
+            head: c.head + record_ring::record_size(1) as u64,
+            count: c.count - 1,
+            taken: c.taken + 1,
+            ..c
+        });
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
@@ -692,7 +673,7 @@ mod tests {
         assert!(c.spilling());
         // A record claiming more bytes than the spill holds.
         let at = core.memory.spill_base() + c.spill_head;
-        sys::write_all_at(core.memory.fd().as_fd(), &record::header(u32::MAX, INLINE), at).unwrap();
+        sys::write_all_at(core.memory.fd().as_fd(), &record_ring::header(u32::MAX, INLINE), at).unwrap();
         while core.state().counters().ring_used() {
             core.get(Deadline::NONE).unwrap();
         }

@@ -154,8 +154,6 @@ mod handles;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(not(loom))]
-mod record;
-#[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod spill;

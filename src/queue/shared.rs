@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! offset 0           State    magic, item type tag, sizes, robust lock, positions, journal, wake-up words
-//! offset 4096        ring     `capacity` bytes of records (see `core`), mapped by every handle
+//! offset 4096        ring     `capacity` bytes of records (`shm::record_ring`), mapped by every handle
 //! offset spill_base  spill    records that found the ring full (see `spill`): the file grows as
 //!                             far as it reaches; read and written with `pread`/`pwrite`, never mapped
 //! ```
@@ -15,10 +15,12 @@
 //! holder, through the journal (see [`Journal`]), so that a holder killed at any instruction
 //! leaves either the old state or, once the next holder replays the journal, the new one.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, IoContext, Result};
+use crate::shm::record_ring::RingBytes;
 use crate::sync::lock_state::LockState;
 use crate::sync::spin::SpinState;
 use crate::sys::{self, Mapping};
@@ -288,40 +290,35 @@ impl SharedMemory {
         // long as `self`.
         unsafe { self.mapping.as_ptr().cast::<State>().as_ref() }
     }
+}
 
-    /// The ring's size in bytes.
-    pub(super) fn capacity(&self) -> usize {
+// SAFETY: the ring's size is fixed at creation (a multiple of 8: `Core::create` rounds it, and
+// `attach` refuses any other); `write` and `read` copy exactly the range given and assert that it
+// lies in the ring.
+unsafe impl RingBytes for SharedMemory {
+    fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Copies `bytes` into the ring at `offset` (call under the lock, beyond the tail).
-    ///
-    /// # Panics
-    ///
-    /// If the range leaves the ring (a bug of the caller, which checks the room first).
-    pub(super) fn write(&self, offset: usize, bytes: &[u8]) {
+    unsafe fn write(&self, offset: usize, bytes: &[u8]) {
         assert!(offset.checked_add(bytes.len()).is_some_and(|end| end <= self.capacity));
         // SAFETY: the range lies inside the ring (checked above), which is mapped read-write as
-        // long as `self`; the caller holds the queue's lock, so no other thread or process reads
-        // or writes these bytes meanwhile (the lock's acquire/release order the accesses);
-        // `bytes` is local memory, so the ranges do not overlap.
+        // long as `self`; nobody else reads or writes it meanwhile (the caller's promise: it holds
+        // the queue's lock); `bytes` is local memory, so the ranges do not overlap.
         unsafe {
             let dst = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
         }
     }
 
-    /// Copies `out.len()` bytes of the ring at `offset` into `out` (call under the lock).
-    ///
-    /// # Panics
-    ///
-    /// If the range leaves the ring (a bug of the caller, which validates record lengths first).
-    pub(super) fn read(&self, offset: usize, out: &mut [u8]) {
+    unsafe fn read(&self, offset: usize, out: &mut [MaybeUninit<u8>]) {
         assert!(offset.checked_add(out.len()).is_some_and(|end| end <= self.capacity));
-        // SAFETY: as in `write`: inside the mapped ring, under the queue's lock, into local memory.
+        // SAFETY: as in `write`: inside the mapped ring, nobody writes it meanwhile (the caller
+        // holds the queue's lock), into local memory; any byte may be copied into
+        // `MaybeUninit<u8>`.
         unsafe {
             let src = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
-            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len());
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().cast::<u8>(), out.len());
         }
     }
 }

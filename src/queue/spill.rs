@@ -2,10 +2,11 @@
 //! queue below its `maxsize` never waits for a consumer.
 //!
 //! The spill is the part of the queue's memory file beyond the ring (see `shared`): a log of
-//! records in the ring's format, from `spill_head` to `spill_tail` (positions from the spill's
-//! start, among the journaled counters). The file grows as far as the log reaches; records are
-//! written with `pwrite(2)` and read with `pread(2)` under the queue's lock, never mapped, so a
-//! spill of any size costs no address space and no mapping can outlive its bytes.
+//! records in the ring's format (`shm::record_ring`), from `spill_head` to `spill_tail` (positions
+//! from the spill's start, among the journaled counters). The file grows as far as the log
+//! reaches; records are written with `pwrite(2)` and read with `pread(2)` under the queue's lock,
+//! never mapped, so a spill of any size costs no address space and no mapping can outlive its
+//! bytes.
 //!
 //! Order: the ring's records are older than the spill's. A put goes to the spill when the ring has
 //! no room, or when the spill holds records already; a get takes from the ring while it holds a
@@ -20,8 +21,8 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::record;
 use crate::error::{IoContext, Result};
+use crate::shm::record_ring::{self, HEADER};
 use crate::sys;
 
 /// The spill gives back the memory behind its head in steps of this many bytes.
@@ -53,14 +54,15 @@ impl Spill<'_> {
         let mut first = [0u8; FIRST_READ];
         let want = FIRST_READ.min(usize::try_from(available).unwrap_or(usize::MAX));
         let got = self.read_at(&mut first[..want], at)?;
-        let Some((len, kind)) = first.get(..got).and_then(record::parse_header) else { return Ok(None) };
-        if record::size(len) as u64 > available {
+        let Some(header) = first.get(..got).and_then(|bytes| bytes.first_chunk::<HEADER>()) else { return Ok(None) };
+        let (len, kind) = record_ring::parse_header(*header);
+        if record_ring::record_size(len) as u64 > available {
             return Ok(None);
         }
         let mut payload = vec![0u8; len];
-        let have = len.min(got - record::HEADER);
-        payload[..have].copy_from_slice(&first[record::HEADER..record::HEADER + have]);
-        let rest = at + (record::HEADER + have) as u64;
+        let have = len.min(got - HEADER);
+        payload[..have].copy_from_slice(&first[HEADER..HEADER + have]);
+        let rest = at + (HEADER + have) as u64;
         if have < len && self.read_at(&mut payload[have..], rest)? < len - have {
             return Ok(None);
         }
