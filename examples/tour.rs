@@ -47,6 +47,8 @@ mod manager_maths;
 mod manager_mixed;
 #[path = "manager_steps.rs"]
 mod manager_steps;
+#[path = "mp_workers.rs"]
+mod mp_workers;
 #[path = "my_process.rs"]
 mod my_process;
 #[path = "parent_child_pids.rs"]
@@ -191,6 +193,7 @@ const SCENARIOS: &[Scenario] = &[
     ("Queue: a consumer with `while True: q.get()` never ends", endless_consumer::consumer_never_ends),
     ("Queue, SimpleQueue, LifoQueue, PriorityQueue: put 3, 1, 2", queue_kinds::queue_kinds),
     ("JoinableQueue: the main process waits in q.join()", joinable_queue::joinable_queue_main_joins),
+    ("CPython's mp_workers.py: functions as values on a task queue, four workers", mp_workers::feed_workers),
     ("Manager list, dict, Queue, Lock, Event, Value, Array; SharedMemoryManager blocks", manager_steps::manager_steps),
     ("Threads: Thread(target=task) and a Thread subclass", threads::two_ways_to_start_a_thread),
     ("Threads share the process's memory, processes do not", threads::threads_share_memory),

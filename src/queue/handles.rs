@@ -314,7 +314,7 @@ impl<T> Queue<T> {
     /// others, keep working; items already put stay in the queue.
     ///
     /// ```compile_fail
-    /// let queue: multiproc::Queue<u32> = multiproc::Queue::new(0).unwrap();
+    /// let queue: multiproc::Queue<u32> = multiproc::Queue::new().unwrap();
     /// queue.close();
     /// queue.put(1u32).unwrap(); // a closed queue: does not compile
     /// ```
