@@ -158,6 +158,11 @@ pub mod context;
 mod deadline;
 mod error;
 pub mod manager;
+#[cfg(feature = "pickle")]
+pub mod pickle;
+#[cfg(not(feature = "pickle"))]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod pickle;
 pub mod pool;
 mod process;
 pub mod queue;
@@ -205,6 +210,8 @@ pub mod __private {
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
+    #[cfg(feature = "pickle")]
+    pub use crate::pickle::fuzz_pickle;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;

@@ -23,14 +23,10 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
-#[cfg(feature = "pickle")]
-pub(crate) mod pickle_ops;
 mod ring;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
-#[cfg(feature = "pickle")]
-pub(crate) use pickle::decode_checked as decode_checked_pickle;
 
 use std::fmt;
 use std::marker::PhantomData;

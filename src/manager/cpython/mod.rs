@@ -247,8 +247,7 @@ fn not_a_manager(address: &Address, detail: &str) -> Error {
 
 /// A method's arguments as a Python tuple's items: a Rust tuple, `()` for none, or a `Vec`.
 fn arguments<A: Serialize>(args: &A) -> Result<Vec<PickleValue>> {
-    let value =
-        serde_pickle::to_value(args).map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
+    let value = crate::pickle::to_value(args)?;
     Ok(match value {
         PickleValue::Tuple(items) | PickleValue::List(items) => items,
         PickleValue::None => Vec::new(),
@@ -257,9 +256,7 @@ fn arguments<A: Serialize>(args: &A) -> Result<Vec<PickleValue>> {
 }
 
 fn keywords<K: Serialize>(kwargs: &K) -> Result<PickleValue> {
-    match serde_pickle::to_value(kwargs)
-        .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?
-    {
+    match crate::pickle::to_value(kwargs)? {
         dict @ PickleValue::Dict(_) => Ok(dict),
         PickleValue::None => Ok(PickleValue::Dict(Default::default())),
         other => {
@@ -272,8 +269,7 @@ fn encode_request(ident: Option<&str>, method: &str, args: Vec<PickleValue>, kwa
     let ident = ident.map_or(PickleValue::None, |i| PickleValue::String(i.to_string()));
     let request =
         PickleValue::Tuple(vec![ident, PickleValue::String(method.to_string()), PickleValue::Tuple(args), kwargs]);
-    serde_pickle::value_to_vec(&request, serde_pickle::SerOptions::new())
-        .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })
+    crate::pickle::value_to_vec(&request)
 }
 
 impl Shared {
@@ -452,7 +448,7 @@ impl PyProxy {
     #[doc(alias = "_callmethod")]
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: A) -> Result<R> {
         let value = self.call_value(method, args)?;
-        serde_pickle::from_value(value).map_err(|e| Error::Codec {
+        crate::pickle::from_value(value).map_err(|e| Error::Codec {
             action: "decode",
             detail: format!("the result of {}.{method}: {e}", self.typeid),
         })
@@ -468,7 +464,7 @@ impl PyProxy {
     ) -> Result<R> {
         let reply = self.invoke(method, arguments(&args)?, keywords(kwargs)?)?;
         let value = self.value_of(method, reply)?;
-        serde_pickle::from_value(value).map_err(|e| Error::Codec {
+        crate::pickle::from_value(value).map_err(|e| Error::Codec {
             action: "decode",
             detail: format!("the result of {}.{method}: {e}", self.typeid),
         })
