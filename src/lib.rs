@@ -209,6 +209,7 @@ pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
+    pub use crate::manager::server::fuzz_python_request as fuzz_manager_python_request;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     #[cfg(feature = "pickle")]
     pub use crate::pickle::fuzz_pickle;

@@ -69,6 +69,7 @@ mod objects;
 mod owner;
 pub(crate) mod protocol;
 mod proxy;
+mod python_front;
 mod registry;
 pub(crate) mod server;
 mod shared_memory_manager;
@@ -94,15 +95,13 @@ pub use value::Value;
 pub mod __macro_support {
     pub use serde;
 
-    use super::protocol::{decode, encode};
-
-    /// Decodes a method's arguments for the generated dispatcher.
+    /// Decodes a method's arguments (a pickled tuple) for the generated dispatcher.
     pub fn decode_args<T: serde::de::DeserializeOwned>(method: &str, args: &[u8]) -> Result<T, String> {
-        decode(args).map_err(|e| format!("bad arguments for {method}: {e}"))
+        crate::pickle::from_slice(args).map_err(|e| format!("bad arguments for {method}: {e}"))
     }
 
-    /// Encodes a method's result for the generated dispatcher.
+    /// Encodes a method's result (pickled) for the generated dispatcher.
     pub fn encode_result<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-        encode(value).map_err(|e| e.to_string())
+        crate::pickle::to_vec(value).map_err(|e| e.to_string())
     }
 }
