@@ -130,3 +130,19 @@ fn rust_and_python_clients_share_the_same_objects_at_once() {
         serving.join().unwrap().unwrap();
     });
 }
+
+#[test]
+fn the_script_passes_against_cpythons_own_server_too() {
+    // The script's expectations are CPython's: it passes against CPython's own server.
+    let pythons = pythons();
+    let Some(python) = pythons.first() else {
+        eprintln!("note: python3 not found; skipping the_script_passes_against_cpythons_own_server_too");
+        return;
+    };
+    watchdog("the_script_passes_against_cpythons_own_server_too", 120, || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/manager_client.py");
+        let output = Command::new(python).arg(script).arg("--cpython").stdin(Stdio::null()).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+    });
+}

@@ -303,3 +303,64 @@ pub(crate) fn fuzz(shared: &Shared, bytes: &[u8]) {
     }
     let _ = name;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pickle::Object;
+
+    fn request(
+        ident: PickleValue,
+        name: &str,
+        args: Vec<PickleValue>,
+        kwds: Vec<(PickleValue, PickleValue)>,
+    ) -> Vec<u8> {
+        let value = PickleValue::Tuple(vec![ident, name.into(), PickleValue::Tuple(args), PickleValue::Dict(kwds)]);
+        encode(&value).unwrap()
+    }
+
+    /// Requests of every kind, then their bit flips and truncations: replies or errors, never a
+    /// panic or a wait.
+    #[test]
+    fn requests_and_garbage_never_panic() {
+        let shared = super::super::server::fuzz_shared_for_tests();
+        let slice = PickleValue::from(Object::call("builtins.slice", vec![1.into(), PickleValue::None, 2.into()]));
+        let range = PickleValue::from(Object::call("builtins.range", vec![5.into()]));
+        let mut samples = vec![
+            request(PickleValue::None, "create", vec!["dict".into()], vec![]),
+            request(PickleValue::None, "create", vec!["list".into(), PickleValue::List(vec![1.into()])], vec![]),
+            request(PickleValue::None, "create", vec!["Array".into(), "i".into(), (1i64 << 40).into()], vec![]),
+            request(PickleValue::None, "create", vec!["Queue".into(), 1.into()], vec![]),
+            request(PickleValue::None, "create", vec!["Barrier".into(), 2.into()], vec![]),
+            request(PickleValue::None, "create", vec!["Condition".into()], vec![]),
+            request(PickleValue::None, "incref", vec!["1".into()], vec![]),
+            request(PickleValue::None, "decref", vec!["2".into()], vec![]),
+            request(PickleValue::None, "debug_info", vec![], vec![]),
+            request(PickleValue::None, "number_of_objects", vec![], vec![]),
+            request("1".into(), "__setitem__", vec!["k".into(), 1.into()], vec![]),
+            request("1".into(), "update", vec![PickleValue::Dict(vec![])], vec![("b".into(), 2.into())]),
+            request("2".into(), "__getitem__", vec![slice], vec![]),
+            request("2".into(), "extend", vec![range], vec![]),
+            request("2".into(), "__imul__", vec![(1i64 << 40).into()], vec![]),
+            request("4".into(), "get", vec![], vec![]),
+            request("4".into(), "put", vec![1.into(), true.into(), 0.5.into()], vec![]),
+            request("5".into(), "wait", vec![], vec![]),
+            request("6".into(), "wait", vec![1.0.into()], vec![]),
+            request("1".into(), "#GETVALUE", vec![], vec![]),
+            request("1".into(), "__iter__", vec![], vec![]),
+        ];
+        let originals = samples.clone();
+        for real in &originals {
+            for i in 0..real.len() {
+                let mut copy = real.clone();
+                copy[i] ^= 0x01;
+                samples.push(copy);
+            }
+            samples.push(real[..real.len() / 2].to_vec());
+        }
+        for sample in &samples {
+            fuzz(&shared, sample);
+        }
+        assert!(shared.table().objects.len() > 3, "the requests made objects");
+    }
+}

@@ -54,8 +54,37 @@ pub(crate) fn items_of(value: PickleValue) -> Result<Vec<PickleValue>, Raise> {
         PickleValue::Dict(pairs) => pairs.into_iter().map(|(k, _)| k).collect(),
         PickleValue::String(s) => s.chars().map(|c| PickleValue::String(c.to_string())).collect(),
         PickleValue::Bytes(b) | PickleValue::ByteArray(b) => b.into_iter().map(PickleValue::from).collect(),
+        PickleValue::Object(object) if object.class == "builtins.range" => range_items(object.args())?,
         other => return Err(Raise::type_error(format!("'{}' object is not iterable", other.type_name()))),
     })
+}
+
+/// The most items a `range` argument may give (a short request must not make the server
+/// allocate without bound).
+const MAX_RANGE: i128 = 1 << 24;
+
+/// The integers of `range(start, stop, step)` (CPython pickles a range as that call).
+fn range_items(args: &[PickleValue]) -> Result<Vec<PickleValue>, Raise> {
+    let ints: Vec<i64> = args.iter().map(|a| int(a, "range() arguments")).collect::<Result<_, _>>()?;
+    let (start, stop, step) = match ints[..] {
+        [stop] => (0, stop, 1),
+        [start, stop] => (start, stop, 1),
+        [start, stop, step] => (start, stop, step),
+        _ => return Err(Raise::type_error("range expected 1 to 3 arguments")),
+    };
+    if step == 0 {
+        return Err(Raise::value_error("range() arg 3 must not be zero"));
+    }
+    let count = if step > 0 {
+        (i128::from(stop) - i128::from(start) + i128::from(step) - 1) / i128::from(step)
+    } else {
+        (i128::from(start) - i128::from(stop) - i128::from(step) - 1) / -i128::from(step)
+    }
+    .max(0);
+    if count > MAX_RANGE {
+        return Err(Raise::memory_error(format!("a range of {count} items is more than this server takes at once")));
+    }
+    Ok((0..count).map(|i| PickleValue::I64((i128::from(start) + i * i128::from(step)) as i64)).collect())
 }
 
 /// A `slice` argument (CPython pickles `slice(a, b, c)` as a call of `builtins.slice`).

@@ -188,6 +188,9 @@ impl Typecode {
     }
 }
 
+/// The longest array a `create` request may make from a length alone.
+const MAX_LENGTH: i64 = 1 << 24;
+
 /// A managed `Array(typecode, sequence)`: fixed length, items checked against the typecode.
 pub(crate) struct Array {
     typecode: Typecode,
@@ -199,7 +202,12 @@ impl Array {
         let [typecode, sequence, _lock] = args.bind("Array", ["typecode", "sequence", "lock"], 2)?;
         let typecode = Typecode::of(&typecode.unwrap_or_default())?;
         let items = match sequence.unwrap_or_default() {
-            // Array('i', 10): ten zeros, as sharedctypes does.
+            // Array('i', 10): ten zeros, as sharedctypes does (within what a request may make).
+            PickleValue::I64(n) if n > MAX_LENGTH => {
+                return Err(Raise::memory_error(format!(
+                    "an array of {n} items is more than this server makes at once"
+                )));
+            }
             PickleValue::I64(n) => {
                 vec![typecode.convert(PickleValue::I64(0)).unwrap_or(PickleValue::I64(0)); n.max(0) as usize]
             }
