@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use common::{hex, pythons, watchdog};
 use multiproc::connection::Address;
-use multiproc::manager::{ManagerClient, Server};
+use multiproc::manager::{ManagerClient, Server, Value};
 use multiproc::pickle::PickleValue;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,11 @@ fn start_server() -> (Address, ManagerClient, std::thread::JoinHandle<multiproc:
     owner.named("get_results").queue::<PickleValue>().unwrap();
     owner.named("get_shared").dict::<String, Vec<i64>>().unwrap().insert(&"from_rust".into(), &vec![1, 2, 3]).unwrap();
     owner.named("get_items").list::<i64>(&[]).unwrap();
+    let mixed = owner.named("get_mixed").dict::<Value, Value>().unwrap();
+    mixed.insert(&1.into(), &"1".into()).unwrap();
+    mixed.insert(&"2".into(), &2.into()).unwrap();
+    mixed.insert(&0.25.into(), &Value::None).unwrap();
+    mixed.insert(&"t".into(), &Value::Tuple(vec![1.into(), 2.into()])).unwrap();
     let address = server.address().clone();
     let serving = std::thread::spawn(move || server.serve_forever());
     (address, owner, serving)

@@ -33,6 +33,7 @@ Remote.register("get_queue")
 Remote.register("get_results")
 Remote.register("get_shared", proxytype=DictProxy)
 Remote.register("get_items", proxytype=ListProxy)
+Remote.register("get_mixed", proxytype=DictProxy)
 Remote.register("LifoQueue")
 Remote.register("MathsClass")
 
@@ -307,6 +308,8 @@ def scenario_shared_with_rust(m):
     shared["from_python"] = {"ok": True}
     items = m.get_items()
     items.append(42)
+    # A Rust DictProxy<Value, Value>: plain Python values.
+    assert m.get_mixed().copy() == {1: "1", "2": 2, 0.25: None, "t": (1, 2)}
     lifo = m.LifoQueue()
     lifo.put(1)
     lifo.put(2)
@@ -775,12 +778,14 @@ class MathsClass:
 
 def start_cpython_server(key):
     jobs, results, shared, items = queue.Queue(), queue.Queue(), {"from_rust": [1, 2, 3]}, []
+    mixed = {1: "1", "2": 2, 0.25: None, "t": (1, 2)}
     jobs.put("hello from Rust")
     jobs.put({"n": 1, "tags": {"a", "b"}})
     CPythonServer.register("get_queue", callable=lambda: jobs)
     CPythonServer.register("get_results", callable=lambda: results)
     CPythonServer.register("get_shared", callable=lambda: shared, proxytype=DictProxy)
     CPythonServer.register("get_items", callable=lambda: items, proxytype=ListProxy)
+    CPythonServer.register("get_mixed", callable=lambda: mixed, proxytype=DictProxy)
     CPythonServer.register("LifoQueue", queue.LifoQueue)
     CPythonServer.register("MathsClass", MathsClass)
     server = CPythonServer(address=("127.0.0.1", 0), authkey=key, ctx=multiprocessing.get_context("fork"))
