@@ -233,9 +233,7 @@ fn serve_channel(shared: &Shared, mut conn: Connection) {
                 }
                 Err(e) => failure(&Raise::Remote(format!("the request could not be read: {e}"))),
             },
-            Err(Error::MessageTooLarge { len, limit }) => failure(&Raise::Remote(format!(
-                "the request of {len} bytes exceeds the manager's limit of {limit} bytes and was dropped"
-            ))),
+            Err(Error::MessageTooLarge { len, limit }) => failure(&Raise::Remote(super::server::too_large(len, limit))),
             Err(_) => break,
         };
         if send(&mut conn, &reply).is_err() {

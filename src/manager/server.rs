@@ -331,7 +331,7 @@ pub(crate) fn spawn_client(shared: &Arc<Shared>, conn: Connection, authenticate:
 }
 
 /// The sender's reply to a message over the limit.
-fn too_large(len: u64, limit: u64) -> String {
+pub(crate) fn too_large(len: u64, limit: u64) -> String {
     format!(
         "the request of {len} bytes exceeds the manager's limit of {limit} bytes ({} MiB) and was dropped; send \
          large data another way (shared memory, a file)",
