@@ -24,13 +24,21 @@ use crate::error::Result;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::manager::ManagerClient;
 ///
 /// # fn main() -> multiproc::Result<()> {
-/// let manager = ManagerClient::connect("127.0.0.1:50000".parse()?, Some(b"abracadabra"))?;
+/// # let server = multiproc::manager::Server::bind::<()>("127.0.0.1:0".parse()?, Some(b"abracadabra"))?;
+/// # let address = server.address().clone();
+/// # std::thread::spawn(move || server.serve_forever());
+/// // A server at `address`, started by another process (`Server::bind` and `serve_forever`,
+/// // or `BaseManager::start_at`); a CPython manager's server is reached with
+/// // `manager::cpython::PyManager` instead.
+/// let manager = ManagerClient::connect(address, Some(b"abracadabra"))?;
 /// let jobs = manager.named("jobs").queue::<u32>()?;
 /// jobs.put(&7)?;
+/// assert_eq!(jobs.get()?, 7);
+/// # manager.shutdown()?;
 /// # Ok(())
 /// # }
 /// ```
