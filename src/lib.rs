@@ -89,13 +89,17 @@
 //! | a CPython manager from another language: `BaseManager(address, authkey).connect()`, `m.get_queue()`, `proxy._callmethod(name, args)`; its exceptions | [`manager::cpython::PyManager::connect`], [`create("get_queue", ())`](manager::cpython::PyManager::create), [`PyProxy::call`](manager::cpython::PyProxy::call) ([`PyQueue`](manager::cpython::PyQueue), [`PyDict`](manager::cpython::PyDict)); [`Error::PythonException`] (feature `pickle`) |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
-//! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool terminates it |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool and every result from it terminates it (results hold the pool) |
+//! | `Pool()`, `ThreadPool()`, `ProcessPoolExecutor()` (cpu_count workers); `repr(pool)` | [`Pool::with_cpu_count`], [`ThreadPool::with_cpu_count`], [`Executor::with_cpu_count`] (or `Pool::builder().build()`); `Display`: `<multiprocessing.pool.Pool state=RUN pool_size=4>` |
+//! | a pool worker's name: `ForkPoolWorker-3`, `SpawnPoolWorker-3`, `ForkServerPoolWorker-3`; a `Process` subclass instance's: `MyProcess-1` | the same names from [`current_process().name()`](current_process) in a worker; [`Process::from_run`] names the process after the [`Run`] type (`Greeter-1`) |
 //! | `p.apply(f, args)`, `p.apply_async(f, args, callback, error_callback)` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`] + [`pool::Options`] |
 //! | `p.map(f, it, chunksize)`, `map_async`, `starmap`, `starmap_async` | [`Pool::map`], [`Pool::map_async_with`], [`Pool::starmap`], [`Pool::starmap_async`] |
-//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)) |
+//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)); lazy as CPython's (a feeder thread reads the input, so it must be `Send + 'static`), with a bounded read-ahead ([`Options::buffersize`](pool::Options::buffersize)) |
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
 //! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |
+//! | a function as a value: `(mul, (i, 7))` on a queue, a function passed as an argument, `func.__name__` | [`Function`]: `Function::new(mul)` travels in a [`Queue`], a [`Connection`] or as an argument and is called with [`call`](Function::call) in any process of the same binary (checked on arrival: same program, same executable, same signature); [`name`](Function::name). Example: `examples/mp_workers.rs` |
+//! | `except ZeroDivisionError:` around `get()` (the task's own exception type) | the task returns `Result<T, Typed<E>>` ([`pool::Typed`]); [`err.task_error::<E>()`](Error::task_error) gives the `E` back (panics and worker deaths stay crate errors) |
 //! | a worker killed mid-task (CPython's `Pool` hangs; `BrokenProcessPool`) | [`Error::WorkerDied`] for that task only; the worker is replaced |
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
@@ -179,7 +183,7 @@ pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, ReturnedError};
 pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
@@ -188,7 +192,7 @@ pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
-pub use process::{ExitReport, Process, Run, Target};
+pub use process::{ExitReport, Function, IntoFunction, Process, Run, Target};
 #[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;

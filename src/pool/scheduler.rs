@@ -370,11 +370,11 @@ impl Scheduler {
         let mut process = Process::new(worker::worker_main, (theirs, setup))
             .with_daemon(true)
             .with_start_method(self.config.method)
-            .with_name(format!("PoolWorker-{}", self.next_worker));
+            .with_name_prefix(super::worker_name_prefix(self.config.method));
         process.start()?;
         self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
         let pid = process.pid().unwrap_or(0);
-        tracing::debug!(pid, "started a pool worker");
+        tracing::debug!(pid, worker = self.next_worker, "started a pool worker");
         Ok(Worker {
             process,
             running,
@@ -398,7 +398,7 @@ impl Scheduler {
             match self.state.clone() {
                 RunState::Terminated => return self.terminate_all(Error::PoolTerminated),
                 RunState::Broken(reason) => {
-                    return self.terminate_all(Error::TaskFailed { message: format!("the pool is broken: {reason}") });
+                    return self.terminate_all(Error::task_failed(format!("the pool is broken: {reason}")));
                 }
                 RunState::Closed if self.queue.is_empty() && self.workers.iter().all(|w| w.in_flight.is_empty()) => {
                     return self.stop_all();
@@ -673,7 +673,7 @@ impl Scheduler {
                         touched.push(Arc::clone(&chunk.sink));
                     }
                 }
-                Err(message) => chunk.fail(Error::TaskFailed { message }, &self.shared.stats),
+                Err(failure) => chunk.fail(failure.into_error(), &self.shared.stats),
             }
         }
         // Every path wakes the readers of what was delivered.
@@ -778,7 +778,7 @@ impl Scheduler {
         let message = error.to_string();
         let again = |error: &Error| match error {
             Error::PoolTerminated => Error::PoolTerminated,
-            _ => Error::TaskFailed { message: message.clone() },
+            _ => Error::task_failed(message.clone()),
         };
         for worker in &mut self.workers {
             let _ = worker.process.kill();
