@@ -142,10 +142,36 @@ pub(crate) struct Scan {
     pub(crate) gets: std::collections::HashSet<u64>,
 }
 
+/// Whether a pickle cannot expand nor nest deeply, seen in one pass without building anything:
+/// no object is used twice (no memo `GET`, no `DUP`: each value is built once, so the value is no
+/// larger than the pickle) and there are too few containers to nest past [`MAX_DEPTH`]. Most
+/// messages are so (a manager's requests); the others take the full walk. Malformed ones are
+/// left to the decoder, which reports them.
+fn plainly_small(bytes: &[u8]) -> bool {
+    let mut containers = 0u32;
+    for op in Ops::new(bytes) {
+        let Ok((opcode, _)) = op else { return false };
+        match opcode {
+            b'g' | b'h' | b'j' | b'2' => return false,
+            b']' | b'}' | b')' | b'(' | 0x8f | 0x85..=0x87 | b'R' | 0x81 | 0x92 | b'i' | b'o' | 0x91 => {
+                containers += 1;
+                if containers > MAX_DEPTH {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Refuses a pickle whose decoded value would be much larger than the pickle (shared objects
 /// copied by the decoder), contain itself or nest deeper than [`MAX_DEPTH`], and one whose
 /// opcodes do not fit together. Costs time and memory in proportion to the pickle's length.
 pub(crate) fn check_expansion(bytes: &[u8]) -> Result<Scan, String> {
+    if plainly_small(bytes) {
+        return Ok(Scan::default());
+    }
     let budget = BASE_BUDGET.saturating_add(4u64.saturating_mul(bytes.len() as u64));
     let graph = Graph::of(bytes)?;
     match graph.root {
@@ -457,6 +483,11 @@ mod tests {
     #[test]
     fn malformed_pickles_are_errors() {
         for bytes in [&b""[..], b".", b"a.", b"\xff", b"\x8c\x05ab", b"h\x07.", b"(t"] {
+            let decoded = crate::pickle::decode::decode(bytes, crate::pickle::decode::Mode::Objects);
+            assert!(decoded.is_err(), "{bytes:?}: {decoded:?}");
+        }
+        // Those the walk sees as malformed it refuses itself.
+        for bytes in [&b"\xff"[..], b"\x8c\x05ab", b"h\x07."] {
             assert!(check_expansion(bytes).is_err(), "{bytes:?}");
         }
     }
