@@ -260,6 +260,51 @@ pub enum Error {
     #[error("the task was cancelled before it started")]
     Cancelled,
 
+    /// The cluster node running a task was lost (killed, cut off from the broker or stalled past
+    /// its lease) and the task had no retries left, so it was not run again: with no retries a
+    /// task never starts twice. Give the call `Options::retries` if the task is idempotent.
+    #[error(
+        "the cluster node {node} running this task was lost (it held no lease for {lease:?}) and the task has no \
+         retries left; it may have run in part. Give it retries (Options::retries) if it is idempotent"
+    )]
+    NodeLost {
+        /// The lost node's name (host, pid and a random part).
+        node: String,
+        /// The pool's lease: how long a node may go without renewing before its tasks are lost.
+        lease: std::time::Duration,
+    },
+
+    /// The broker of a cluster pool lost this task: it restarted without its data, it was
+    /// unreachable for longer than the pool's broker timeout, or the task's entry vanished. A task
+    /// with retries left is submitted again instead; this one had none.
+    #[error("the broker lost this task ({reason}); it had no retries left, so it was not submitted again")]
+    BrokerLost {
+        /// What happened.
+        reason: String,
+    },
+
+    /// No node serving the cluster pool runs this program's build: a node runs only tasks of
+    /// the very same binary (they are named by code offsets).
+    #[error(
+        "no node of this build serves the pool: this program is build {ours}, the live nodes run {theirs}; \
+         deploy the same binary to the nodes"
+    )]
+    BuildMismatch {
+        /// This program's build fingerprint.
+        ours: String,
+        /// The builds the live nodes run.
+        theirs: String,
+    },
+
+    /// A cluster pool's broker could not be reached or answered with an error.
+    #[error("the cluster broker {action}: {detail}")]
+    Broker {
+        /// What the crate was doing, for example "could not be reached at redis://10.0.0.5:6379".
+        action: String,
+        /// What the client library reported.
+        detail: String,
+    },
+
     /// A byte string longer than the char array it is stored in (CPython
     /// `ValueError('byte string too long')`); the array keeps its old value.
     #[error("byte string too long: {needed} bytes into a char array of {available}; make the array larger")]

@@ -107,6 +107,7 @@
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
 //! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
+//! | Ray's `ray.util.multiprocessing.Pool`, Celery/RQ workers on other hosts | the same [`Pool`]: `Pool::builder().cluster("redis://...")` (`cluster` feature; see `multiproc::cluster`), nodes run the same binary with `MULTIPROC_WORKER` set |
 //!
 //! ## Start methods
 //!
@@ -202,6 +203,8 @@ pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
 pub use multiproc_derive::managed;
+#[cfg(feature = "cluster")]
+pub use pool::cluster;
 pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};

@@ -65,6 +65,8 @@
 #![deny(clippy::missing_errors_doc)]
 
 mod chunking;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod collect;
 mod executor;
 mod feed;
@@ -171,6 +173,9 @@ struct Core {
     processes: usize,
     timeout: Option<Duration>,
     retries: u32,
+    /// The broker client of a cluster pool (`None` for a local pool).
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterHandle>,
 }
 
 impl Core {
@@ -192,6 +197,8 @@ pub struct PoolBuilder {
     initializer: Option<Box<dyn Fn() -> Result<Job> + Send + Sync>>,
     timeout: Option<Duration>,
     retries: u32,
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterSettings>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -269,7 +276,12 @@ impl PoolBuilder {
     /// [`Error::InvalidState`] for zero processes, `max_tasks_per_child(0)` or the fork method
     /// (CPython raises `ValueError`); any error starting a worker, after the workers already
     /// started are killed and reaped.
-    pub fn build(self) -> Result<Pool> {
+    #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+    pub fn build(mut self) -> Result<Pool> {
+        #[cfg(feature = "cluster")]
+        if let Some(settings) = self.cluster.take() {
+            return self.build_cluster(settings);
+        }
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidState("Number of processes must be at least 1".into()));
@@ -298,6 +310,8 @@ impl PoolBuilder {
             processes,
             timeout: self.timeout,
             retries: self.retries,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         };
         Ok(Pool { core: Arc::new(core) })
     }

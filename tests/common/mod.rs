@@ -1,6 +1,8 @@
 //! Shared test helpers: a watchdog, a message channel children can report on, pid watching.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "cluster")]
+pub mod broker;
 pub mod queue_suite;
 pub mod suite;
 pub mod sync_suite;

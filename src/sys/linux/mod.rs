@@ -3,6 +3,8 @@
 //! Each file owns one area: file descriptors, processes, sockets with descriptor passing, polling,
 //! and the start-up hook that lets a child take over before `main`.
 
+#[cfg(feature = "cluster")]
+mod build_id;
 mod ctor;
 mod fd;
 mod memory;
@@ -13,6 +15,8 @@ mod socket;
 mod spawn;
 mod thread;
 
+#[cfg(feature = "cluster")]
+pub(crate) use build_id::build_identity;
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
