@@ -87,6 +87,9 @@
 //! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
 //! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
+//! | `register('get_queue', callable=lambda: queue)` on a server, the queue filled before `serve_forever()` | [`Server::client`](manager::Server::client) makes and fills it, [`Server::register`](manager::Server::register) names it; Python's `register('get_queue')` and Rust's [`named("get_queue")`](manager::ManagerClient::named) reach it |
+//! | CPython's `BaseManager`/`SyncManager` clients of a server written in Rust | [`manager::Server`] serves them unchanged, on the same address as Rust clients ([`mixing`]) |
+//! | `pickle.dumps(x)`, `pickle.loads(b)`; `int` of any size, `set`, `datetime`, `Decimal`, `UUID` | [`pickle::to_vec`], [`pickle::from_slice`]; [`pickle::PickleValue`] (feature `pickle`) |
 //! | a CPython manager from another language: `BaseManager(address, authkey).connect()`, `m.get_queue()`, `proxy._callmethod(name, args)`; its exceptions | [`manager::cpython::PyManager::connect`], [`create("get_queue", ())`](manager::cpython::PyManager::create), [`PyProxy::call`](manager::cpython::PyProxy::call) ([`PyQueue`](manager::cpython::PyQueue), [`PyDict`](manager::cpython::PyDict)); [`Error::PythonException`] (feature `pickle`) |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
@@ -143,6 +146,15 @@
 //! `SharedMemory` creates, and [`ShareableList`] is CPython's list in its exact layout: a Rust and a
 //! Python process share them by name. A resource tracker unlinks the blocks that crashed creators
 //! left behind. See [`shm`].
+//!
+//! ## Mixing Python and Rust
+//!
+//! Python programs and Rust programs of this crate work together unchanged on both sides:
+//! connections carry CPython's pickles ([`pickle`]: every Python value round-trips, or is refused
+//! naming its class), a manager's [`Server`](manager::Server) serves CPython's `BaseManager`
+//! clients and this crate's proxies on one address with the same objects, and Rust clients use
+//! CPython's managers ([`manager::cpython`]). The guide, with the mapping of types and what
+//! shared memory ownership means when Python attaches: [`mixing`].
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 // Library code does not panic: invariants are proven by construction, failures are `Result`s.
@@ -164,6 +176,13 @@ pub mod context;
 mod deadline;
 mod error;
 pub mod manager;
+#[cfg(feature = "pickle")]
+pub mod mixing;
+#[cfg(feature = "pickle")]
+pub mod pickle;
+#[cfg(not(feature = "pickle"))]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod pickle;
 pub mod pool;
 mod process;
 pub mod queue;
@@ -212,7 +231,10 @@ pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
+    pub use crate::manager::server::fuzz_python_request as fuzz_manager_python_request;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
+    #[cfg(feature = "pickle")]
+    pub use crate::pickle::fuzz_pickle;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;

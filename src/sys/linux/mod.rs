@@ -36,8 +36,9 @@ pub(crate) use shm::{
     shm_unlink,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_seqpacket, is_unix_socket, next_packet_len, prefer_huge_pages,
-    recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds, set_send_timeout,
-    shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds, try_send_with_fds,
+    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
+    prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
+    set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
+    try_send_with_fds,
 };
 pub(crate) use thread::{current_thread, thread_start_time};
