@@ -4,6 +4,17 @@
 //! "broken" and the rest counts generations. The last party to arrive starts a new generation and
 //! wakes the others; a timeout, [`Barrier::abort`] or [`Barrier::reset`] breaks the barrier and
 //! wakes everyone with [`Error::BrokenBarrier`](crate::Error::BrokenBarrier).
+//!
+//! **Parties that die.** Each arrival takes a slot (its index) in a second shared array and writes
+//! its thread id there. A party killed while it waits is withdrawn: the party whose arrival would
+//! complete the generation first checks the slots, frees those of threads that no longer exist,
+//! and if any was freed, the generation is not complete; the dead party's replacement takes the
+//! freed slot (and index). A party killed while it holds the internal state (inside the few lines
+//! of an arrival, or inside the action, which runs under the internal lock) leaves that state
+//! half-updated: the barrier breaks. The sleepers look at the internal lock once per owner-check
+//! interval and, finding its holder dead, break the generation themselves, so every waiter gets
+//! `BrokenBarrier` within about two intervals, instead of waiting for a party that will never
+//! release them.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -14,9 +25,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::futex::{Deadline, Futex, Kernel};
-use super::lock_state::{Acquired, LockState};
+use super::lock_state::{Acquired, LIVENESS_SLICE, LockState};
 use crate::error::{Error, Result};
-use crate::shm::{Shared, ShmSafe};
+use crate::shm::{Shared, SharedCells, ShmSafe};
 use crate::sys;
 
 const BROKEN: u32 = 1;
@@ -29,6 +40,8 @@ pub(crate) struct BarrierState {
     phase: AtomicU32,
     /// Parties waiting in the current generation.
     arrived: AtomicU32,
+    /// Slots below the highest taken one that are free (their parties died and were withdrawn).
+    holes: AtomicU32,
     parties: AtomicU32,
     /// Bumped by every reset: waiters of an earlier count were reset away, not released.
     resets: AtomicU32,
@@ -37,7 +50,11 @@ pub(crate) struct BarrierState {
 }
 
 // SAFETY: atomics (and a `LockState`, itself `ShmSafe`) only; no pointers, no drop glue.
+#[allow(unsafe_code, reason = "the ShmSafe promise for a state of atomics")]
 unsafe impl ShmSafe for BarrierState {}
+
+/// The thread ids of the parties waiting in the current generation, by arrival index (0: free).
+type Slots = [std::sync::atomic::AtomicU32];
 
 impl BarrierState {
     fn locked<R>(&self, body: impl FnOnce() -> R) -> R {
@@ -45,21 +62,28 @@ impl BarrierState {
         if let Acquired::OwnerDied(_) = self.lock.acquire::<Kernel>(sys::current_thread(), None, false) {
             self.phase.fetch_or(BROKEN, Ordering::SeqCst);
             self.lock.recover();
+            Kernel::wake(&self.phase, u32::MAX);
         }
         let result = body();
         self.lock.release::<Kernel>();
         result
     }
 
-    fn wait(&self, timeout: Option<Duration>, action: Option<fn()>) -> Result<u32> {
+    fn wait(&self, slots: &Slots, timeout: Option<Duration>, action: Option<fn()>) -> Result<u32> {
         let deadline = Deadline::after(timeout);
+        let me = sys::current_thread().0;
         let arrival = self.locked(|| {
             let phase = self.phase.load(Ordering::SeqCst);
             if phase & BROKEN != 0 {
                 return Err(Error::BrokenBarrier);
             }
-            let index = self.arrived.fetch_add(1, Ordering::SeqCst);
-            if index + 1 == self.parties.load(Ordering::SeqCst) {
+            let parties = self.parties.load(Ordering::SeqCst);
+            if self.arrived.load(Ordering::SeqCst) + 1 == parties {
+                // Ours would complete the generation: not with the arrival of a dead party.
+                self.withdraw_the_dead(slots);
+            }
+            let index = self.take_slot(slots, me);
+            if self.arrived.fetch_add(1, Ordering::SeqCst) + 1 == parties {
                 // The last party runs the action before anyone is released; if it panics, the
                 // barrier breaks for everyone.
                 let acted = action.is_none_or(|action| std::panic::catch_unwind(action).is_ok());
@@ -68,7 +92,7 @@ impl BarrierState {
                     Kernel::wake(&self.phase, u32::MAX);
                     return Err(Error::BrokenBarrier);
                 }
-                self.arrived.store(0, Ordering::SeqCst);
+                self.clear_slots(slots);
                 self.phase.store(phase.wrapping_add(2), Ordering::SeqCst);
                 Kernel::wake(&self.phase, u32::MAX);
                 return Ok((index, None));
@@ -87,14 +111,54 @@ impl BarrierState {
                     Ok(index)
                 };
             }
-            if deadline.passed() {
-                // Breaks our generation unless the last party released it (or a reset ended it)
-                // since `now` was read: the phase has moved either way; look again.
+            if deadline.passed() || self.lock.holder_died() {
+                // Our time is up, or a party died holding the internal state: breaks our
+                // generation unless the last party released it (or a reset ended it) since `now`
+                // was read; the phase has moved either way: look again.
                 self.break_generation(phase);
                 continue;
             }
-            Kernel::wait(&self.phase, phase, deadline.left());
+            let slice = deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
+            Kernel::wait(&self.phase, phase, Some(slice));
         }
+    }
+
+    /// Under the lock: the first free slot for thread `me`, which it takes.
+    fn take_slot(&self, slots: &Slots, me: u32) -> u32 {
+        let arrived = self.arrived.load(Ordering::SeqCst);
+        let free = if self.holes.load(Ordering::SeqCst) == 0 {
+            arrived as usize
+        } else {
+            self.holes.fetch_sub(1, Ordering::SeqCst);
+            slots.iter().position(|slot| slot.load(Ordering::Relaxed) == 0).unwrap_or(arrived as usize)
+        };
+        if let Some(slot) = slots.get(free) {
+            slot.store(me, Ordering::Relaxed);
+        }
+        free as u32
+    }
+
+    /// Under the lock: frees the slots of waiting parties whose threads no longer exist.
+    fn withdraw_the_dead(&self, slots: &Slots) {
+        let taken = (self.arrived.load(Ordering::SeqCst) + self.holes.load(Ordering::SeqCst)) as usize;
+        for slot in slots.iter().take(taken) {
+            let tid = slot.load(Ordering::Relaxed);
+            if tid != 0 && sys::thread_gone(tid) {
+                slot.store(0, Ordering::Relaxed);
+                self.arrived.fetch_sub(1, Ordering::SeqCst);
+                self.holes.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Under the lock: a new generation (or a reset) starts with no one arrived.
+    fn clear_slots(&self, slots: &Slots) {
+        let taken = (self.arrived.load(Ordering::SeqCst) + self.holes.load(Ordering::SeqCst)) as usize;
+        for slot in slots.iter().take(taken) {
+            slot.store(0, Ordering::Relaxed);
+        }
+        self.arrived.store(0, Ordering::SeqCst);
+        self.holes.store(0, Ordering::SeqCst);
     }
 
     /// Breaks the barrier if it is still in generation `phase`.
@@ -116,9 +180,15 @@ impl BarrierState {
 /// program's authkey, so a process outside the program cannot make a barrier run code of its
 /// choosing.
 ///
-/// A party that dies while waiting does not keep the others waiting for it: it had arrived. A
-/// party that never arrives does; give [`wait_timeout`](Self::wait_timeout) a bound, which breaks
-/// the barrier for everyone when it passes.
+/// **A party that dies** (a process killed with `SIGKILL`, say) while it waits is withdrawn: the
+/// generation is not complete without it, and a replacement that calls [`wait`](Self::wait) takes
+/// its place (and its index), so a restarted party keeps the barrier in step. A party that dies
+/// while it holds the barrier's internal state (inside the action, or inside the few instructions
+/// of an arrival) breaks the barrier: every waiter gets [`Error::BrokenBarrier`] within about two
+/// [`OWNER_CHECK_INTERVAL`](crate::sync::OWNER_CHECK_INTERVAL)s, and [`reset`](Self::reset) makes
+/// it usable again. A party that never arrives keeps the others waiting; give
+/// [`wait_timeout`](Self::wait_timeout) a bound, which breaks the barrier for everyone when it
+/// passes.
 ///
 /// ```
 /// # fn main() -> multiproc::Result<()> {
@@ -134,6 +204,7 @@ impl BarrierState {
 #[derive(Clone)]
 pub struct Barrier {
     state: Shared<BarrierState>,
+    slots: SharedCells<std::sync::atomic::AtomicU32>,
     action: Option<fn()>,
 }
 
@@ -141,6 +212,7 @@ pub struct Barrier {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     state: Shared<BarrierState>,
+    slots: SharedCells<std::sync::atomic::AtomicU32>,
     action: Option<sys::SignedFn>,
 }
 
@@ -148,7 +220,7 @@ impl Serialize for Barrier {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let key = crate::current_process();
         let action = self.action.map(|f| sys::SignedFn::sign(f, key.authkey()));
-        Wire { state: self.state.clone(), action }.serialize(serializer)
+        Wire { state: self.state.clone(), slots: self.slots.clone(), action }.serialize(serializer)
     }
 }
 
@@ -163,7 +235,12 @@ impl<'de> Deserialize<'de> for Barrier {
                 )
             })?),
         };
-        Ok(Barrier { state: wire.state, action })
+        if wire.slots.cells().len() != wire.state.parties.load(Ordering::SeqCst) as usize {
+            return Err(crate::reduction::decode_failure::<D::Error>(
+                "a barrier's arrival slots do not match its parties",
+            ));
+        }
+        Ok(Barrier { state: wire.state, slots: wire.slots, action })
     }
 }
 
@@ -175,7 +252,8 @@ impl Barrier {
         }
         let state: Shared<BarrierState> = Shared::new()?;
         state.parties.store(parties, Ordering::SeqCst);
-        Ok(Barrier { state, action: None })
+        let slots = SharedCells::new(parties as usize)?;
+        Ok(Barrier { state, slots, action: None })
     }
 
     /// A barrier for `parties` parties whose last arrival runs `action` before the others are
@@ -191,7 +269,7 @@ impl Barrier {
     pub fn wait(&self) -> Result<u32> {
         let default = self.state.default_timeout_ns.load(Ordering::Relaxed);
         let timeout = (default != 0).then(|| Duration::from_nanos(default));
-        self.state.wait(timeout, self.action)
+        self.state.wait(self.slots.cells(), timeout, self.action)
     }
 
     /// Gives every [`wait`](Self::wait) on this barrier, in every process, a timeout (CPython
@@ -204,7 +282,7 @@ impl Barrier {
 
     /// Waits at most `timeout`; when it passes the barrier breaks, for every party.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
-        self.state.wait(Some(timeout), self.action)
+        self.state.wait(self.slots.cells(), Some(timeout), self.action)
     }
 
     /// Breaks the barrier: current and future waiters get [`Error::BrokenBarrier`] until
@@ -223,7 +301,7 @@ impl Barrier {
             // Waiters of the current generation see the reset count change and leave broken; the
             // next generation starts clean.
             self.state.resets.fetch_add(1, Ordering::SeqCst);
-            self.state.arrived.store(0, Ordering::SeqCst);
+            self.state.clear_slots(self.slots.cells());
             let phase = self.state.phase.load(Ordering::SeqCst);
             self.state.phase.store((phase & !BROKEN).wrapping_add(2), Ordering::SeqCst);
         });
@@ -325,5 +403,66 @@ mod tests {
         assert!(barrier.broken());
         barrier.reset();
         assert!(!barrier.broken());
+    }
+
+    /// A party died inside the internal critical section (its lock is held by a thread that no
+    /// longer exists): the sleepers do not wait for it, they wake with `BrokenBarrier`.
+    #[test]
+    fn sleepers_wake_broken_when_a_party_died_holding_the_internal_state() {
+        let barrier = Barrier::new(3).unwrap();
+        let sleepers: Vec<_> = (0..2)
+            .map(|_| {
+                let b = barrier.clone();
+                std::thread::spawn(move || b.wait())
+            })
+            .collect();
+        while barrier.n_waiting() < 2 || barrier.state.lock.locked() {
+            std::thread::yield_now();
+        }
+        // No thread has id 0x3fff_fff0 (above any pid_max).
+        barrier.state.lock.abandon_to(0x3fff_fff0, 99);
+        let started = std::time::Instant::now();
+        for sleeper in sleepers {
+            assert!(matches!(sleeper.join().unwrap(), Err(Error::BrokenBarrier)));
+        }
+        assert!(started.elapsed() < 4 * LIVENESS_SLICE, "took {:?}", started.elapsed());
+        assert!(barrier.broken());
+        barrier.reset();
+        assert!(!barrier.broken());
+        let other = barrier.clone();
+        let partner = std::thread::spawn(move || other.wait_timeout(Duration::from_secs(5)));
+        let third = barrier.clone();
+        let partner2 = std::thread::spawn(move || third.wait_timeout(Duration::from_secs(5)));
+        assert!(barrier.wait_timeout(Duration::from_secs(5)).is_ok());
+        assert!(partner.join().unwrap().is_ok() && partner2.join().unwrap().is_ok());
+    }
+
+    /// A waiting party whose thread no longer exists is withdrawn when the generation would
+    /// complete: it completes only when its replacement arrives, which takes its index.
+    #[test]
+    fn a_dead_waiter_is_withdrawn_and_its_replacement_takes_its_index() {
+        let barrier = Barrier::new(3).unwrap();
+        // A party that arrived first (index 0) and died while it waited.
+        barrier.state.locked(|| {
+            barrier.slots.cells()[0].store(0x3fff_fff0, Ordering::Relaxed);
+            barrier.state.arrived.store(1, Ordering::SeqCst);
+        });
+        let other = barrier.clone();
+        let second = std::thread::spawn(move || other.wait_timeout(Duration::from_secs(5)));
+        while barrier.n_waiting() < 2 {
+            std::thread::yield_now();
+        }
+        // Ours would complete the generation with the dead party: it withdraws it and waits.
+        let replacement = barrier.clone();
+        let third = std::thread::spawn(move || replacement.wait_timeout(Duration::from_secs(5)));
+        while !(barrier.n_waiting() == 2 && !third.is_finished() && !barrier.state.lock.locked()) {
+            std::thread::yield_now();
+        }
+        let mine = barrier.wait_timeout(Duration::from_secs(5)).unwrap();
+        let mut indices = vec![mine, second.join().unwrap().unwrap(), third.join().unwrap().unwrap()];
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+        assert!(!barrier.broken());
+        assert_eq!(barrier.n_waiting(), 0);
     }
 }

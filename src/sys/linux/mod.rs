@@ -32,4 +32,4 @@ pub(crate) use socket::{
     recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare,
     try_recv_plain, try_recv_with_fds, try_send_with_fds,
 };
-pub(crate) use thread::{current_thread, thread_start_time};
+pub(crate) use thread::{ThreadLife, current_thread, thread_gone, thread_life};
