@@ -1602,3 +1602,133 @@ fn wrong_authkey_fails_on_both_sides() {
         }
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stalled clients (issue 18): handshakes run side by side in `accept`
+// ---------------------------------------------------------------------------------------------
+
+/// A server thread that accepts until a client sends "stop", reporting each outcome with its time.
+fn serving(
+    mut listener: Listener,
+) -> (std::sync::mpsc::Receiver<(String, Instant)>, std::thread::JoinHandle<Listener>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        loop {
+            let outcome = match listener.accept() {
+                Ok(mut conn) => conn.recv::<String>().unwrap_or_else(|e| format!("recv failed: {e}")),
+                Err(e) => format!("accept failed: {e}"),
+            };
+            let stop = outcome == "stop";
+            let _ = tx.send((outcome, Instant::now()));
+            if stop {
+                return listener;
+            }
+        }
+    });
+    (rx, server)
+}
+
+/// The next outcome that is not a stalled client's error.
+fn next_served(rx: &std::sync::mpsc::Receiver<(String, Instant)>) -> (String, Instant) {
+    loop {
+        let (outcome, at) = rx.recv_timeout(PATIENCE).expect("the server answers");
+        if !outcome.starts_with("accept failed") {
+            return (outcome, at);
+        }
+    }
+}
+
+// 200 clients connect and stop in the middle of the handshake (some before sending anything, some
+// after reading the challenge, some halfway through a message): a client with the key is still
+// served within a second, over TCP and over a Unix socket. (Before issue 18, handshakes ran one at
+// a time in `accept`, and the first stalled client kept everyone out.)
+#[test]
+fn stalled_clients_do_not_keep_a_legitimate_one_out() {
+    common::watchdog("stalled_clients_do_not_keep_a_legitimate_one_out", 60, || {
+        for address in ["127.0.0.1:0".parse::<Address>().unwrap(), Address::temporary().unwrap()] {
+            let mut listener = Listener::bind(address, Some(KEY)).unwrap();
+            listener.set_handshake_timeout(Some(Duration::from_secs(60))); // none gives up during the test
+            let address = listener.address().clone();
+            let (rx, server) = serving(listener);
+            let stalled: Vec<Box<dyn ReadWrite>> = (0..200)
+                .map(|i| {
+                    let mut stream: Box<dyn ReadWrite> = match &address {
+                        Address::Tcp(addr) => Box::new(TcpStream::connect(addr).unwrap()),
+                        Address::Unix(path) => Box::new(UnixStream::connect(path).unwrap()),
+                        Address::Abstract(_) => unreachable!(),
+                    };
+                    if i % 3 > 0 {
+                        assert!(read_frame(&mut stream).starts_with(b"#CHALLENGE#"));
+                    }
+                    if i % 3 == 2 {
+                        stream.write_all(&[0, 0]).unwrap(); // half a length prefix, then nothing
+                    }
+                    stream
+                })
+                .collect();
+            let start = Instant::now();
+            let mut conn = connect_timeout(&address, Some(KEY), PATIENCE).unwrap();
+            conn.send(&"legitimate").unwrap();
+            let (outcome, at) = next_served(&rx);
+            assert_eq!(outcome, "legitimate");
+            let took = at.duration_since(start);
+            assert!(took < Duration::from_secs(1), "{address}: served {took:?} after connecting");
+            connect(&address, Some(KEY)).unwrap().send(&"stop").unwrap();
+            assert_eq!(next_served(&rx).0, "stop");
+            let listener = server.join().unwrap();
+            assert!(format!("{listener:?}").contains("pending_handshakes: 200"), "{listener:?}");
+            drop(stalled);
+        }
+    })
+}
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+// The bound on handshakes under way: at the bound, a newcomer pushes out the oldest unfinished
+// handshake (its client sees the connection close), so stalled clients hold a bounded number of
+// descriptors and cannot keep a newcomer out; a stalled client gives up after the handshake
+// timeout with Error::Timeout from `accept`.
+#[test]
+fn pending_handshakes_are_bounded_in_number_and_time() {
+    common::watchdog("pending_handshakes_are_bounded_in_number_and_time", 30, || {
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), Some(KEY)).unwrap();
+        listener.set_max_pending_handshakes(4);
+        let Address::Tcp(addr) = listener.address().clone() else { unreachable!() };
+        let address = listener.address().clone();
+        let (rx, server) = serving(listener);
+        let mut stalled: Vec<TcpStream> = (0..10)
+            .map(|_| {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                assert!(read_frame(&mut stream).starts_with(b"#CHALLENGE#"));
+                stream
+            })
+            .collect();
+        // The six oldest were pushed out: they read the end of the stream; the four newest wait.
+        for (i, stream) in stalled.iter_mut().enumerate() {
+            stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut byte = [0u8; 1];
+            let got = stream.read(&mut byte);
+            if i < 6 {
+                assert!(matches!(got, Ok(0)), "client {i}: {got:?}");
+            } else {
+                assert!(got.is_err(), "client {i} should still be waiting: {got:?}");
+            }
+        }
+        let mut conn = connect_timeout(&address, Some(KEY), PATIENCE).unwrap();
+        conn.send(&"served").unwrap();
+        assert_eq!(next_served(&rx).0, "served");
+        connect(&address, Some(KEY)).unwrap().send(&"stop").unwrap();
+        assert_eq!(next_served(&rx).0, "stop");
+        let mut listener = server.join().unwrap();
+
+        // In time: a stalled client's handshake ends with Error::Timeout, then others are served.
+        listener.set_handshake_timeout(Some(Duration::from_millis(100)));
+        let _late = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let got = listener.accept_timeout(PATIENCE);
+        assert!(matches!(got, Err(Error::Timeout(_))), "{got:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(stalled);
+    })
+}

@@ -43,7 +43,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use auth::{answer_challenge, deliver_challenge};
 use frame::Deadline;
-pub use listener::{Address, Listener, connect, connect_timeout};
+pub use listener::{
+    Address, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener, connect, connect_timeout,
+};
 
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::{self, Message};

@@ -16,7 +16,9 @@ pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{FutexWait, Mapping, futex_wait, futex_wake, memfd_sealed, sealed_size, write_all_at};
-pub(crate) use poll::{Interest, doorbell, peer_hung_up, poll_one, poll_readable, reset_doorbell, ring_doorbell};
+pub(crate) use poll::{
+    Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
+};
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
     pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
