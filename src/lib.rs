@@ -154,6 +154,9 @@
     )
 )]
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` lives in the platform layer (`sys`) and the shared-memory internals; each module or
+// item that needs it says so with `#[allow(unsafe_code)]` and why (see "Unsafe code" in README.md).
+#![deny(unsafe_code)]
 
 pub mod connection;
 pub mod context;
@@ -166,6 +169,7 @@ pub mod queue;
 pub mod reduction;
 pub mod shm;
 pub mod sync;
+#[allow(unsafe_code, reason = "the platform layer: system calls, mappings, fork")]
 mod sys;
 #[cfg(test)]
 mod test_support;

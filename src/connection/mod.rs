@@ -25,6 +25,7 @@ mod listener;
 mod pickle;
 #[cfg(feature = "pickle")]
 pub(crate) mod pickle_ops;
+#[allow(unsafe_code, reason = "shared-memory internals: the rings of a pipe")]
 mod ring;
 
 #[cfg(feature = "pickle")]

@@ -23,13 +23,16 @@
 //! * a child whose parent had closed standard streams finds `/dev/null` there (spawn and fork
 //!   server), so none of its own descriptors takes the numbers 0-2.
 
+#[allow(unsafe_code, reason = "a spawned child takes its inherited descriptor and entry point")]
 pub(crate) mod bootstrap;
 pub(crate) mod children;
+#[allow(unsafe_code, reason = "the fork server forks")]
 pub(crate) mod forkserver;
 pub(crate) mod identity;
 pub(crate) mod launch;
 pub(crate) mod liveness;
 pub(crate) mod start;
+#[allow(unsafe_code, reason = "entry points travel as offsets from an anchor function")]
 pub(crate) mod target;
 
 use std::fmt;
@@ -193,6 +196,7 @@ impl Process {
     /// * [`Error::Codec`]: the arguments could not be encoded;
     /// * [`Error::StartupHookMissing`], [`Error::BinaryMismatch`], [`Error::ForkServer`],
     ///   [`Error::Io`]: the child could not be launched.
+    #[allow(unsafe_code, reason = "calls start_unchecked after checking its contract")]
     pub fn start(&mut self) -> Result<()> {
         if self.start_method() == StartMethod::Fork {
             start::fork::check_single_threaded()?;
@@ -209,6 +213,7 @@ impl Process {
     /// will need (the allocator's, stdio's, or one of your own): the child has only the calling
     /// thread, and a lock held by another thread stays held forever. Other start methods are always
     /// safe.
+    #[allow(unsafe_code, reason = "the fork start method's contract is the caller's")]
     pub unsafe fn start_unchecked(&mut self) -> Result<()> {
         self.check_can_start()?;
         let method = self.start_method();

@@ -126,6 +126,7 @@ mod handles;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(not(loom))]
+#[allow(unsafe_code, reason = "shared-memory internals: the queue's state and ring")]
 mod shared;
 mod wakeup;
 
