@@ -494,7 +494,7 @@ fn lock_contender(lock: AnyLock, c: Counters, me: usize) {
                 enter(&c, me, 1);
                 stay();
                 leave(&c, me);
-                if me % 2 == 0 {
+                if me.is_multiple_of(2) {
                     g.wait(Some(Duration::from_millis(1)));
                     if g.owner_died() {
                         c.add(REPORTS);
