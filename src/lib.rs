@@ -101,7 +101,7 @@
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
 //! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
 //! | a client that stops halfway through `Listener.accept()`'s handshake (CPython: blocks every later client) | handshakes run side by side: [`set_handshake_timeout`](connection::Listener::set_handshake_timeout) (default [`connection::DEFAULT_HANDSHAKE_TIMEOUT`]), [`set_max_pending_handshakes`](connection::Listener::set_max_pending_handshakes) |
-//! | a barrier party killed while it waits (CPython: threads only) | withdrawn: its restarted replacement takes its place; killed inside the action: every waiter gets [`Error::BrokenBarrier`] promptly |
+//! | a barrier party killed (CPython: threads only) | while it waits or inside the barrier's internal state: withdrawn (the state is repaired), its restarted replacement takes its place; killed inside the action: every waiter gets [`Error::BrokenBarrier`] promptly |
 //!
 //! ## Start methods
 //!

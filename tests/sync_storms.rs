@@ -377,10 +377,12 @@ fn wait_until_stopped(pid: i32) {
     });
 }
 
-/// Four parties wait back to back; 30 times, one of them is killed while it waits (asleep in the
-/// barrier, never inside its internal critical section) and restarted. The barrier never breaks:
-/// each dead party's arrival is withdrawn and its replacement takes its place.
-fn barrier_storm(kills: usize, seed: u64) {
+/// Four parties wait back to back; `kills` times, one of them is killed and restarted: while it
+/// waits (asleep in the barrier, never inside its internal critical section), or with
+/// `any_moment` whatever it is doing (inside the barrier's internal state too). The barrier
+/// never breaks (it has no action): each dead party's arrival is withdrawn, a release cut short
+/// is finished, and the replacement takes the dead party's place.
+fn barrier_storm(kills: usize, seed: u64, any_moment: bool) {
     const PARTIES: usize = 4;
     let barrier = Barrier::new(PARTIES as u32).expect("barrier");
     let counters = RawArray::<u64>::new(8).expect("counters");
@@ -399,12 +401,14 @@ fn barrier_storm(kills: usize, seed: u64) {
         let victim = (rng() % PARTIES as u64) as usize;
         let pid = parties[victim].pid().expect("started");
         let pid_ = rustix::process::Pid::from_raw(pid).expect("pid");
-        rustix::process::kill_process(pid_, rustix::process::Signal::STOP).expect("SIGSTOP");
-        wait_until_stopped(pid);
-        if !stopped_in_futex_wait(pid) {
-            // Running, or inside the internal critical section: not a waiting party; next time.
-            rustix::process::kill_process(pid_, rustix::process::Signal::CONT).expect("SIGCONT");
-            continue;
+        if !any_moment {
+            rustix::process::kill_process(pid_, rustix::process::Signal::STOP).expect("SIGSTOP");
+            wait_until_stopped(pid);
+            if !stopped_in_futex_wait(pid) {
+                // Running, or inside the internal critical section: not a waiting party; next time.
+                rustix::process::kill_process(pid_, rustix::process::Signal::CONT).expect("SIGCONT");
+                continue;
+            }
         }
         common::sigkill(pid);
         assert_eq!(parties[victim].join().expect("join"), -9);
@@ -420,9 +424,8 @@ fn barrier_storm(kills: usize, seed: u64) {
         p.kill().expect("kill a party");
         let _ = p.join();
     }
-    println!(
-        "  Barrier({PARTIES}): {generations} generations, {killed} waiting parties killed and restarted, {broken} broken waits"
-    );
+    let which = if any_moment { "parties killed at any moment" } else { "waiting parties killed" };
+    println!("  Barrier({PARTIES}): {generations} generations, {killed} {which} and restarted, {broken} broken waits");
     assert_eq!(broken, 0, "the barrier broke");
     assert!(!barrier.broken());
 }
@@ -442,6 +445,9 @@ fn main() {
         let make = || Subject::Condition(Condition::with_lock(Lock::new().unwrap()).unwrap());
         storm("Condition(Lock)", make, false, 0x5eed_0004);
     });
-    harness.run("barrier_survives_waiting_parties_killed_and_restarted", || barrier_storm(30, 0x5eed_0005));
+    harness.run("barrier_survives_waiting_parties_killed_and_restarted", || barrier_storm(30, 0x5eed_0005, false));
+    harness.run("barrier_survives_parties_killed_at_any_moment_and_restarted", || {
+        barrier_storm(200, 0x5eed_0006, true);
+    });
     harness.finish();
 }
