@@ -141,11 +141,7 @@ impl Context {
     }
 
     /// A process running `target(args...)` with this context's start method.
-    pub fn process<F: Target<Args>, Args: Serialize + serde::de::DeserializeOwned>(
-        &self,
-        target: F,
-        args: Args,
-    ) -> Process {
+    pub fn process<F: Target<Args>, Args: Serialize>(&self, target: F, args: Args) -> Process {
         Process::new(target, args).with_start_method(self.method)
     }
 

@@ -144,7 +144,13 @@ pub enum Error {
     BrokenBarrier,
 
     /// A queue was full: the caller would not wait, or its timeout passed (CPython `queue.Full`).
-    #[error("the queue is full; wait for a consumer (put with a timeout, or without one), or make the queue larger")]
+    /// Full means a bounded queue holding `maxsize` items, or an item holding descriptors that
+    /// found the queue's side channel full (see [`Queue::put`](crate::Queue::put)).
+    #[error(
+        "the queue is full: it holds its maxsize items (or, for an item holding descriptors, the ~270 such items its \
+         socket buffer holds); wait for a consumer (put without a timeout, or a longer one) or give the queue a \
+         larger maxsize"
+    )]
     Full,
 
     /// A queue was empty: the caller would not wait, or its timeout passed (CPython `queue.Empty`).
@@ -221,11 +227,16 @@ pub enum Error {
     NotInList(String),
 
     /// A pool task panicked or returned `Err`; the message is the panic's (with its location) or
-    /// the error's `Display` (CPython re-raises the task's exception from `get()`).
+    /// the error's `Display` (CPython re-raises the task's exception from `get()`). For an `Err`,
+    /// `returned` names the error's type and, for a task returning
+    /// [`Typed<E>`](crate::pool::Typed), carries the value: get it back with
+    /// [`task_error`](Self::task_error) (CPython's `except ZeroDivisionError:`).
     #[error("a pool task failed: {message}")]
     TaskFailed {
         /// What the task reported.
         message: String,
+        /// The error the task returned (`None` for a panic, or a failure of the pool's own).
+        returned: Option<ReturnedError>,
     },
 
     /// The pool worker running a task died before it finished: killed by a signal, aborted,
@@ -255,6 +266,51 @@ pub enum Error {
     #[error("the task was cancelled before it started")]
     Cancelled,
 
+    /// The cluster node running a task was lost (killed, cut off from the broker or stalled past
+    /// its lease) and the task had no retries left, so it was not run again: with no retries a
+    /// task never starts twice. Give the call `Options::retries` if the task is idempotent.
+    #[error(
+        "the cluster node {node} running this task was lost (it held no lease for {lease:?}) and the task has no \
+         retries left; it may have run in part. Give it retries (Options::retries) if it is idempotent"
+    )]
+    NodeLost {
+        /// The lost node's name (host, pid and a random part).
+        node: String,
+        /// The pool's lease: how long a node may go without renewing before its tasks are lost.
+        lease: std::time::Duration,
+    },
+
+    /// The broker of a cluster pool lost this task: it restarted without its data, it was
+    /// unreachable for longer than the pool's broker timeout, or the task's entry vanished. A task
+    /// with retries left is submitted again instead; this one had none.
+    #[error("the broker lost this task ({reason}); it had no retries left, so it was not submitted again")]
+    BrokerLost {
+        /// What happened.
+        reason: String,
+    },
+
+    /// No node serving the cluster pool runs this program's build: a node runs only tasks of
+    /// the very same binary (they are named by code offsets).
+    #[error(
+        "no node of this build serves the pool: this program is build {ours}, the live nodes run {theirs}; \
+         deploy the same binary to the nodes"
+    )]
+    BuildMismatch {
+        /// This program's build fingerprint.
+        ours: String,
+        /// The builds the live nodes run.
+        theirs: String,
+    },
+
+    /// A cluster pool's broker could not be reached or answered with an error.
+    #[error("the cluster broker {action}: {detail}")]
+    Broker {
+        /// What the crate was doing, for example "could not be reached at redis://10.0.0.5:6379".
+        action: String,
+        /// What the client library reported.
+        detail: String,
+    },
+
     /// A byte string longer than the char array it is stored in (CPython
     /// `ValueError('byte string too long')`); the array keeps its old value.
     #[error("byte string too long: {needed} bytes into a char array of {available}; make the array larger")]
@@ -266,7 +322,101 @@ pub enum Error {
     },
 }
 
+/// The error a pool task returned: its type's name, and its value if the task returned
+/// [`Typed<E>`](crate::pool::Typed) (see [`Error::task_error`]).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReturnedError {
+    type_name: String,
+    /// The value, encoded (postcard), for a `Typed` error.
+    value: Option<Vec<u8>>,
+}
+
+impl ReturnedError {
+    /// An error of type `E` known only by its message.
+    pub(crate) fn untyped<E: ?Sized>() -> Self {
+        ReturnedError { type_name: std::any::type_name::<E>().to_string(), value: None }
+    }
+
+    /// An error of type `E` with its value, if it encodes.
+    pub(crate) fn typed<E: serde::Serialize>(error: &E) -> Self {
+        ReturnedError { type_name: std::any::type_name::<E>().to_string(), value: postcard::to_stdvec(error).ok() }
+    }
+
+    /// The error's type, as [`std::any::type_name`] writes it (`my_crate::MathError`).
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// Whether the value travelled (the task returned [`Typed<E>`](crate::pool::Typed)).
+    pub fn has_value(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The value, if it travelled and is an `E` (checked by the type's name: the task ran in a
+    /// process of the same binary).
+    pub fn value<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        if self.type_name != std::any::type_name::<E>() {
+            return None;
+        }
+        postcard::from_bytes(self.value.as_deref()?).ok()
+    }
+}
+
+impl std::fmt::Debug for ReturnedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReturnedError")
+            .field("type_name", &self.type_name)
+            .field("value_bytes", &self.value.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 impl Error {
+    /// A task failure with this message (a panic, or the pool's own reason).
+    pub(crate) fn task_failed(message: impl Into<String>) -> Self {
+        Error::TaskFailed { message: message.into(), returned: None }
+    }
+
+    /// The error value a pool task returned, if it failed with [`Typed<E>`](crate::pool::Typed)
+    /// of this `E` (CPython's `except ZeroDivisionError:` around `get()`). `None` for any other
+    /// error: a panic, a worker that died, an error of another type, or one returned without
+    /// `Typed` (then only its message and [`type_name`](ReturnedError::type_name) travel).
+    ///
+    /// ```
+    /// use multiproc::pool::{Pool, Typed};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// enum MathError { DivisionByZero }
+    ///
+    /// impl std::fmt::Display for MathError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("division by zero")
+    ///     }
+    /// }
+    ///
+    /// fn divide(a: i64, b: i64) -> Result<i64, Typed<MathError>> {
+    ///     if b == 0 {
+    ///         return Err(MathError::DivisionByZero.into());
+    ///     }
+    ///     Ok(a / b)
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let pool = Pool::new(1)?;
+    /// let error = pool.apply(divide, (1, 0)).unwrap_err();
+    /// assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+    /// assert_eq!(error.to_string(), "a pool task failed: division by zero");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn task_error<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::TaskFailed { returned: Some(returned), .. } => returned.value(),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with what the crate was doing.
     pub(crate) fn io(context: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Io { context, source: source.into() }

@@ -71,7 +71,8 @@
 //! | `class P(Structure): _fields_ = [...]`; `Value(P, ...)`, `RawValue(P, ...)` | [`structure!`] declares it; [`SharedStruct`] ([`get`](SharedStruct::get)/[`set`](SharedStruct::set)/[`update`](SharedStruct::update) whole under the lock), [`RawStruct`] (field by field, atomic) |
 //! | `Array('c', b'hello')`, `arr.value`, `arr.value = b'...'` | [`Array<u8>`](Array): [`value`](Array::value), [`set_value`](Array::set_value) (NUL-terminated; too long is [`Error::StringTooLong`]); the same on [`RawArray<u8>`](RawArray::value) |
 //! | `sharedctypes.copy(obj)` | `copy()`: [`RawValue::copy`], [`RawArray::copy`], [`RawStruct::copy`]; [`Value::copy`], [`Array::copy`], [`SharedStruct::copy`] (with a new lock) |
-//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
+//! | `Queue()`, `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`Queue::with_maxsize`], [`SimpleQueue::new`], [`JoinableQueue::new`], [`JoinableQueue::with_maxsize`] (serde items; see [`queue`]); no `Default` (creating a queue can fail) |
+//! | an unbounded queue buffers every item `put` until readers come (the feeder thread) | the same without a feeder thread: items beyond the shared ring spill into the queue's memory file, and stay there if the producer exits; the one limit left: items holding descriptors, some 270 waiting (the side channel's socket buffer), then `put` waits ([`Queue::put`]) |
 //! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
 //! | `qsize()`, `empty()`, `full()`, `close()`, `join_thread()`, `cancel_join_thread()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full), [`close`](Queue::close) (takes the handle), [`join_thread`](Queue::join_thread) and [`cancel_join_thread`](Queue::cancel_join_thread) (no feeder thread: nothing to wait for) |
@@ -86,22 +87,30 @@
 //! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
 //! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
+//! | `register('get_queue', callable=lambda: queue)` on a server, the queue filled before `serve_forever()` | [`Server::client`](manager::Server::client) makes and fills it, [`Server::register`](manager::Server::register) names it; Python's `register('get_queue')` and Rust's [`named("get_queue")`](manager::ManagerClient::named) reach it |
+//! | CPython's `BaseManager`/`SyncManager` clients of a server written in Rust | [`manager::Server`] serves them unchanged, on the same address as Rust clients ([`mixing`]) |
+//! | `pickle.dumps(x)`, `pickle.loads(b)`; `int` of any size, `set`, `datetime`, `Decimal`, `UUID` | [`pickle::to_vec`], [`pickle::from_slice`]; [`pickle::PickleValue`] (feature `pickle`) |
 //! | a CPython manager from another language: `BaseManager(address, authkey).connect()`, `m.get_queue()`, `proxy._callmethod(name, args)`; its exceptions | [`manager::cpython::PyManager::connect`], [`create("get_queue", ())`](manager::cpython::PyManager::create), [`PyProxy::call`](manager::cpython::PyProxy::call) ([`PyQueue`](manager::cpython::PyQueue), [`PyDict`](manager::cpython::PyDict)); [`Error::PythonException`] (feature `pickle`) |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
-//! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool terminates it |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild, context)`; `with Pool() as p:` | [`Pool::new`], [`Pool::builder`] ([`initializer`](pool::PoolBuilder::initializer), [`max_tasks_per_child`](pool::PoolBuilder::max_tasks_per_child), [`context`](pool::PoolBuilder::context)); dropping the pool and every result from it terminates it (results hold the pool) |
+//! | `Pool()`, `ThreadPool()`, `ProcessPoolExecutor()` (cpu_count workers); `repr(pool)` | [`Pool::with_cpu_count`], [`ThreadPool::with_cpu_count`], [`Executor::with_cpu_count`] (or `Pool::builder().build()`); `Display`: `<multiprocessing.pool.Pool state=RUN pool_size=4>` |
+//! | a pool worker's name: `ForkPoolWorker-3`, `SpawnPoolWorker-3`, `ForkServerPoolWorker-3`; a `Process` subclass instance's: `MyProcess-1` | the same names from [`current_process().name()`](current_process) in a worker; [`Process::from_run`] names the process after the [`Run`] type (`Greeter-1`) |
 //! | `p.apply(f, args)`, `p.apply_async(f, args, callback, error_callback)` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::apply_async_with`] + [`pool::Options`] |
 //! | `p.map(f, it, chunksize)`, `map_async`, `starmap`, `starmap_async` | [`Pool::map`], [`Pool::map_async_with`], [`Pool::starmap`], [`Pool::starmap_async`] |
-//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)) |
+//! | `p.imap(f, it, chunksize)`, `imap_unordered`; `next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`] ([`pool::Imap`], [`next_timeout`](pool::Imap::next_timeout)); lazy as CPython's (a feeder thread reads the input, so it must be `Send + 'static`), with a bounded read-ahead ([`Options::buffersize`](pool::Options::buffersize)) |
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `AsyncResult`: `get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`]: [`get`](AsyncResult::get), [`get_timeout`](AsyncResult::get_timeout), [`wait`](AsyncResult::wait), [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful); `.await` |
 //! | a task's exception re-raised by `get()` | [`Error::TaskFailed`] (a panic's message or an `Err`'s) |
+//! | a function as a value: `(mul, (i, 7))` on a queue, a function passed as an argument, `func.__name__` | [`Function`]: `Function::new(mul)` travels in a [`Queue`], a [`Connection`] or as an argument and is called with [`call`](Function::call) in any process of the same binary (checked on arrival: same program, same executable, same signature); [`name`](Function::name). Example: `examples/mp_workers.rs` |
+//! | `except ZeroDivisionError:` around `get()` (the task's own exception type) | the task returns `Result<T, Typed<E>>` ([`pool::Typed`]); [`err.task_error::<E>()`](Error::task_error) gives the `E` back (panics and worker deaths stay crate errors) |
 //! | a worker killed mid-task (CPython's `Pool` hangs; `BrokenProcessPool`) | [`Error::WorkerDied`] for that task only; the worker is replaced |
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
 //! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
 //! | a client that stops halfway through `Listener.accept()`'s handshake (CPython: blocks every later client) | handshakes run side by side: [`set_handshake_timeout`](connection::Listener::set_handshake_timeout) (default [`connection::DEFAULT_HANDSHAKE_TIMEOUT`]), [`set_max_pending_handshakes`](connection::Listener::set_max_pending_handshakes) |
 //! | a barrier party killed (CPython: threads only) | while it waits or inside the barrier's internal state: withdrawn (the state is repaired), its restarted replacement takes its place; killed inside the action: every waiter gets [`Error::BrokenBarrier`] promptly |
+//! | Ray's `ray.util.multiprocessing.Pool`, Celery/RQ workers on other hosts | the same [`Pool`]: `Pool::builder().cluster("redis://...")` (`cluster` feature; see `multiproc::cluster`), nodes run the same binary with `MULTIPROC_WORKER` set |
 //!
 //! ## Start methods
 //!
@@ -139,6 +148,15 @@
 //! `SharedMemory` creates, and [`ShareableList`] is CPython's list in its exact layout: a Rust and a
 //! Python process share them by name. A resource tracker unlinks the blocks that crashed creators
 //! left behind. See [`shm`].
+//!
+//! ## Mixing Python and Rust
+//!
+//! Python programs and Rust programs of this crate work together unchanged on both sides:
+//! connections carry CPython's pickles ([`pickle`]: every Python value round-trips, or is refused
+//! naming its class), a manager's [`Server`](manager::Server) serves CPython's `BaseManager`
+//! clients and this crate's proxies on one address with the same objects, and Rust clients use
+//! CPython's managers ([`manager::cpython`]). The guide, with the mapping of types and what
+//! shared memory ownership means when Python attaches: [`mixing`].
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 // Library code does not panic: invariants are proven by construction, failures are `Result`s.
@@ -163,6 +181,13 @@ pub mod context;
 mod deadline;
 mod error;
 pub mod manager;
+#[cfg(feature = "pickle")]
+pub mod mixing;
+#[cfg(feature = "pickle")]
+pub mod pickle;
+#[cfg(not(feature = "pickle"))]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod pickle;
 pub mod pool;
 mod process;
 pub mod queue;
@@ -180,16 +205,18 @@ pub use context::{
     Context, StartMethod, cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
     peek_start_method, set_start_method,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, ReturnedError};
 pub use manager::SharedMemoryManager;
 pub use manager::{BaseManager, Manager};
 /// Exposes a type's methods to manager proxies (see [`manager::Managed`]).
 pub use multiproc_derive::managed;
+#[cfg(feature = "cluster")]
+pub use pool::cluster;
 pub use pool::{AsyncResult, Executor, Pool, ThreadPool};
 pub use process::bootstrap::bootstrap;
 pub use process::children::{ActiveChild, active_children};
 pub use process::identity::{CurrentProcess, ParentProcess, current_process, parent_process};
-pub use process::{ExitReport, Process, Run, Target};
+pub use process::{ExitReport, Function, IntoFunction, Process, Run, Target};
 #[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use reduction::Handle;
@@ -210,7 +237,10 @@ pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
+    pub use crate::manager::server::fuzz_python_request as fuzz_manager_python_request;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
+    #[cfg(feature = "pickle")]
+    pub use crate::pickle::fuzz_pickle;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Outbox, channel, send, sigkill, wait_for_exit_of, watchdog};
-use multiproc::pool::{Executor, Options, Pool, ThreadPool};
+use multiproc::pool::{Executor, Options, Pool, ThreadPool, Typed};
 use multiproc::{Error, Handle, StartMethod};
 use serde::{Deserialize, Serialize};
 
@@ -196,14 +196,14 @@ fn task_failures_carry_their_message() {
     watchdog("task_failures_carry_their_message", 60, || {
         let pool = pool(2);
         match pool.apply(panics, (3,)) {
-            Err(Error::TaskFailed { message }) => {
+            Err(Error::TaskFailed { message, .. }) => {
                 assert!(message.contains("task 3 refuses"), "{message}");
                 assert!(message.contains("tests/pool.rs"), "{message}");
             }
             other => panic!("expected a task failure, got {other:?}"),
         }
         match pool.apply(parse, ("x".to_string(),)) {
-            Err(Error::TaskFailed { message }) => assert!(message.contains("invalid digit"), "{message}"),
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("invalid digit"), "{message}"),
             other => panic!("expected a task failure, got {other:?}"),
         }
         // A failing map fails after every task ran (bpo-23992), and close/join still work.
@@ -217,6 +217,71 @@ fn task_failures_carry_their_message() {
         assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
         pool.close();
         pool.join().unwrap();
+    });
+}
+
+/// A task's own error type (CPython: `except ZeroDivisionError`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum MathError {
+    DivisionByZero,
+    Overflow { at: i64 },
+}
+
+impl std::fmt::Display for MathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MathError::DivisionByZero => f.write_str("division by zero"),
+            MathError::Overflow { at } => write!(f, "overflow at {at}"),
+        }
+    }
+}
+
+fn divide(a: i64, b: i64) -> Result<i64, Typed<MathError>> {
+    if b == 0 {
+        return Err(MathError::DivisionByZero.into());
+    }
+    a.checked_div(b).ok_or(Typed(MathError::Overflow { at: a }))
+}
+
+fn reciprocal(x: i64) -> Result<i64, Typed<MathError>> {
+    divide(1000, x)
+}
+
+#[test]
+fn typed_task_errors_come_back_as_values() {
+    watchdog("typed_task_errors_come_back_as_values", 60, || {
+        let pool = pool(2);
+        assert_eq!(pool.apply(divide, (10, 2)).unwrap(), 5);
+        let error = pool.apply(divide, (1, 0)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        assert_eq!(error.to_string(), "a pool task failed: division by zero", "the message stays for display");
+        assert_eq!(error.task_error::<String>(), None, "another type is not this error");
+        let error = pool.apply(divide, (i64::MIN, -1)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::Overflow { at: i64::MIN }));
+        // In a map (the first failure), an imap (in its place), a thread pool and an executor.
+        let error = pool.map(reciprocal, [1, 0, 2]).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let out: Vec<_> = pool.imap(reciprocal, vec![4, 0]).unwrap().collect();
+        assert_eq!(out[0].as_ref().unwrap(), &250);
+        assert_eq!(out[1].as_ref().unwrap_err().task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let threads = ThreadPool::new(1).unwrap();
+        let error = threads.apply(|| divide(3, 0)).unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        let executor = Executor::new(1).unwrap();
+        let error = executor.submit(divide, (3, 0)).unwrap().get().unwrap_err();
+        assert_eq!(error.task_error::<MathError>(), Some(MathError::DivisionByZero));
+        // An untyped error keeps its type's name; panics and deaths have none.
+        match pool.apply(parse, ("x".to_string(),)).unwrap_err() {
+            Error::TaskFailed { returned: Some(returned), .. } => {
+                assert!(returned.type_name().ends_with("ParseIntError"), "{}", returned.type_name());
+                assert!(!returned.has_value());
+            }
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        assert!(matches!(pool.apply(panics, (3,)), Err(Error::TaskFailed { returned: None, .. })));
+        let died = pool.apply(abort_now, ()).unwrap_err();
+        assert!(matches!(died, Error::WorkerDied { .. }));
+        assert_eq!(died.task_error::<MathError>(), None);
     });
 }
 
@@ -269,6 +334,139 @@ fn imap_in_order_and_unordered() {
     });
 }
 
+/// An input that reports each item it hands out on `read`, and ends (dropping `read`) with it.
+struct Reported<I> {
+    items: I,
+    read: std::sync::mpsc::Sender<u64>,
+}
+
+impl<I: Iterator<Item = u64>> Iterator for Reported<I> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        let item = self.items.next()?;
+        let _ = self.read.send(item);
+        Some(item)
+    }
+}
+
+#[test]
+fn imap_of_an_endless_input_yields_at_once() {
+    watchdog("imap_of_an_endless_input_yields_at_once", 60, || {
+        let pool = pool(2);
+        let first: Vec<u64> = pool.imap(square, 0..).unwrap().take(5).map(Result::unwrap).collect();
+        assert_eq!(first, [0, 1, 4, 9, 16]);
+        let mut any: Vec<u64> = pool
+            .imap_unordered_with(square, 0.., Options::new().chunksize(3))
+            .unwrap()
+            .take(6)
+            .map(Result::unwrap)
+            .collect();
+        any.sort();
+        assert_eq!(any.len(), 6);
+        let threads = ThreadPool::new(2).unwrap();
+        let first: Vec<u64> = threads.imap(|x: u64| x + 1, 0..).unwrap().take(3).map(Result::unwrap).collect();
+        assert_eq!(first, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn imap_reads_a_slow_input_as_it_comes() {
+    // A request/response exchange: the next input exists only once the previous result was seen
+    // (CPython's imap serves this; reading the whole input first would hang).
+    watchdog("imap_reads_a_slow_input_as_it_comes", 60, || {
+        let pool = pool(2);
+        let (requests, inbox) = std::sync::mpsc::channel::<u64>();
+        let mut results = pool.imap(square, inbox).unwrap();
+        for x in 1..=5u64 {
+            requests.send(x).unwrap();
+            assert_eq!(results.next().unwrap().unwrap(), x * x);
+        }
+        drop(requests);
+        assert!(results.next().is_none());
+    });
+}
+
+#[test]
+fn imap_reads_ahead_a_bounded_number_of_chunks() {
+    watchdog("imap_reads_ahead_a_bounded_number_of_chunks", 60, || {
+        let pool = pool(2);
+        let (read, reads) = std::sync::mpsc::channel();
+        let input = Reported { items: 0.., read };
+        let options = Options::new().chunksize(2).buffersize(3);
+        let mut results = pool.imap_with(square, input, options).unwrap();
+        // Three chunks of two are read ahead of the reader, and no more.
+        for expected in 0..6 {
+            assert_eq!(reads.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+        }
+        assert!(reads.recv_timeout(Duration::from_millis(300)).is_err(), "read past the read-ahead");
+        // Taking values makes room for as many chunks again: the iterator takes every finished
+        // chunk at once, so after the first chunk's values between one and three chunks more.
+        assert_eq!(results.next().unwrap().unwrap(), 0);
+        assert_eq!(results.next().unwrap().unwrap(), 1);
+        for expected in 6..8 {
+            assert_eq!(reads.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+        }
+        let mut last = 7;
+        while let Ok(item) = reads.recv_timeout(Duration::from_millis(300)) {
+            last = item;
+        }
+        assert!(last <= 11, "read up to item {last}, past the read-ahead");
+        // Dropping the iterator stops the reading: the feeder drops the input (and its sender).
+        drop(results);
+        loop {
+            match reads.recv_timeout(Duration::from_secs(10)) {
+                Ok(_) => continue, // at most the chunk being read when the iterator went
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the feeder kept the input"),
+            }
+        }
+    });
+}
+
+#[test]
+fn close_lets_an_unread_imap_run_to_the_end() {
+    // CPython runs every task of an imap started before close(), read or not, and join() waits.
+    watchdog("close_lets_an_unread_imap_run_to_the_end", 60, || {
+        let pool = pool(2);
+        let results = pool.imap_with(square, 0..500u64, Options::new().buffersize(4)).unwrap();
+        pool.close();
+        assert!(matches!(pool.apply(square, (1,)), Err(Error::InvalidState(_))));
+        pool.join().unwrap();
+        assert_eq!(pool.stats().tasks_done, 500);
+        let values: Vec<u64> = results.map(Result::unwrap).collect();
+        assert_eq!(values, (0..500).map(|x| x * x).collect::<Vec<_>>());
+        let threads = ThreadPool::new(2).unwrap();
+        let results = threads.imap_with(|x: u64| x * 2, 0..300u64, Options::new().buffersize(2)).unwrap();
+        threads.close();
+        threads.join().unwrap();
+        assert_eq!(threads.stats().tasks_done, 300);
+        assert_eq!(results.count(), 300);
+    });
+}
+
+#[test]
+fn imap_input_that_panics_or_a_terminated_pool_ends_the_iteration() {
+    watchdog("imap_input_that_panics", 60, || {
+        let pool = pool(2);
+        let input = (0..10u64).map(|x| if x == 4 { panic!("input item {x} is bad") } else { x });
+        let out: Vec<_> = pool.imap(square, input).unwrap().collect();
+        assert_eq!(out.len(), 5, "{out:?}");
+        assert!(out[..4].iter().all(Result::is_ok));
+        match &out[4] {
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("input item 4 is bad"), "{message}"),
+            other => panic!("expected the input's panic, got {other:?}"),
+        }
+        let (requests, inbox) = std::sync::mpsc::channel::<u64>();
+        let mut results = pool.imap(square, inbox).unwrap();
+        requests.send(3).unwrap();
+        assert_eq!(results.next().unwrap().unwrap(), 9);
+        pool.terminate();
+        requests.send(4).unwrap();
+        assert!(matches!(results.next(), Some(Err(Error::PoolTerminated))));
+        assert!(results.next().is_none());
+    });
+}
+
 #[test]
 fn pool_sizes() {
     watchdog("pool_sizes", 60, || {
@@ -281,6 +479,46 @@ fn pool_sizes() {
         let pool = pool(3);
         assert_eq!(pool.processes(), 3);
         assert_eq!(pool.stats().workers_started, 3);
+    });
+}
+
+fn worker_name(_: u32) -> String {
+    multiproc::current_process().name().to_string()
+}
+
+/// `{prefix}-N` (or `{prefix}-N:M` in a child), as CPython names processes.
+fn named(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| n.split(':').all(|part| part.parse::<u32>().is_ok()))
+}
+
+#[test]
+fn defaults_worker_names_and_display_as_cpython() {
+    watchdog("defaults_worker_names_and_display", 60, || {
+        // `Pool()`: cpu_count() workers; `<multiprocessing.pool.Pool state=RUN pool_size=N>`.
+        let pool = Pool::with_cpu_count().unwrap();
+        let n = multiproc::cpu_count();
+        assert_eq!(pool.processes(), n);
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=RUN pool_size={n}>"));
+        let names = pool.map_async_with(worker_name, 0..(8 * n as u32), Options::new().chunksize(1)).unwrap();
+        for name in names.get().unwrap() {
+            assert!(named(&name, "ForkServerPoolWorker"), "{name}");
+        }
+        pool.close();
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=CLOSE pool_size={n}>"));
+        pool.terminate();
+        assert_eq!(pool.to_string(), format!("<multiprocessing.pool.Pool state=TERMINATE pool_size={n}>"));
+        let spawned = Pool::builder().processes(1).start_method(StartMethod::Spawn).build().unwrap();
+        let name = spawned.apply(worker_name, (0,)).unwrap();
+        assert!(named(&name, "SpawnPoolWorker"), "{name}");
+        let threads = ThreadPool::with_cpu_count().unwrap();
+        assert_eq!(threads.to_string(), format!("<multiprocessing.pool.ThreadPool state=RUN pool_size={n}>"));
+        threads.close();
+        assert_eq!(threads.to_string(), format!("<multiprocessing.pool.ThreadPool state=CLOSE pool_size={n}>"));
+        let executor = Executor::with_cpu_count().unwrap();
+        assert_eq!(executor.submit(square, (3,)).unwrap().get().unwrap(), 9);
+        assert_eq!(Pool::builder().build().unwrap().processes(), n);
     });
 }
 
@@ -345,7 +583,7 @@ fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
     watchdog("failing_initializer", 60, || {
         let pool = Pool::builder().processes(2).initializer(failing_init, ()).build().unwrap();
         match pool.apply(square, (2,)) {
-            Err(Error::TaskFailed { message }) => assert!(message.contains("initializer"), "{message}"),
+            Err(Error::TaskFailed { message, .. }) => assert!(message.contains("initializer"), "{message}"),
             Err(Error::InvalidState(message)) => assert!(message.contains("initializer"), "{message}"),
             other => panic!("expected the broken pool to say so, got {other:?}"),
         }
@@ -468,16 +706,72 @@ fn retries_rerun_a_task_whose_worker_died() {
 }
 
 #[test]
-fn dropping_a_pool_terminates_its_workers() {
+fn dropping_a_pool_and_its_last_result_terminates_its_workers() {
     watchdog("dropping_a_pool_terminates", 60, || {
         let pool = pool(2);
         let pids: Vec<u32> = pool.map_async_with(pid, 0..20, Options::new().chunksize(1)).unwrap().get().unwrap();
         let pending = pool.apply_async(sleep_ms, (30_000,)).unwrap();
         drop(pool);
-        assert!(matches!(pending.get(), Err(Error::PoolTerminated)));
+        // The result holds the pool: the workers still run.
+        assert!(!pending.ready());
+        for &pid in &pids {
+            assert!(!wait_for_exit_of(pid as i32, 0), "worker {pid} ended while a result held the pool");
+        }
+        drop(pending);
         for pid in pids {
             assert!(wait_for_exit_of(pid as i32, 10), "worker {pid} still runs");
         }
+    });
+}
+
+/// The example: the iterator outlives the function that made the pool.
+fn squares() -> multiproc::Result<multiproc::pool::Imap<u64>> {
+    let pool = Pool::new(2)?;
+    pool.imap(square, 0..20)
+}
+
+#[test]
+fn results_outlive_the_pool_handle() {
+    watchdog("results_outlive_the_pool_handle", 60, || {
+        let values: Vec<u64> = squares().unwrap().map(Result::unwrap).collect();
+        assert_eq!(values, (0..20).map(|x| x * x).collect::<Vec<_>>());
+        let (single, mapped) = {
+            let pool = pool(2);
+            (pool.apply_async(sleep_ms, (50,)).unwrap(), pool.map_async(square, 0..10).unwrap())
+        };
+        assert_eq!(single.get().unwrap(), 50);
+        assert_eq!(mapped.get().unwrap()[9], 81);
+        // A future from a dropped executor, awaited later.
+        let future = Executor::new(1).unwrap().submit(square, (6,)).unwrap();
+        assert_eq!(block_on(future).unwrap(), 36);
+        // The thread pool too.
+        let threaded = {
+            let pool = ThreadPool::new(2).unwrap();
+            pool.imap(|x: u64| x + 1, 0..5).unwrap()
+        };
+        assert_eq!(threaded.map(Result::unwrap).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        let late = {
+            let pool = ThreadPool::new(1).unwrap();
+            pool.apply_async(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                7u32
+            })
+            .unwrap()
+        };
+        assert_eq!(late.get().unwrap(), 7);
+    });
+}
+
+#[test]
+fn terminate_fails_results_that_hold_the_pool() {
+    watchdog("terminate_fails_results_that_hold_the_pool", 60, || {
+        let pool = pool(1);
+        let pending = pool.apply_async(sleep_ms, (30_000,)).unwrap();
+        let queued = pool.imap(sleep_ms, vec![30_000, 30_000]).unwrap();
+        pool.terminate();
+        drop(pool);
+        assert!(matches!(pending.get(), Err(Error::PoolTerminated)));
+        assert!(queued.map(|r| r.unwrap_err()).all(|e| matches!(e, Error::PoolTerminated)));
     });
 }
 
@@ -537,14 +831,14 @@ fn thread_pool_runs_capturing_closures() {
         let text = String::from("captured");
         assert_eq!(pool.apply(move || text.len()).unwrap(), 8);
         match pool.apply(|| -> Result<u32, String> { Err("no luck".into()) }) {
-            Err(Error::TaskFailed { message }) => assert_eq!(message, "no luck"),
+            Err(Error::TaskFailed { message, .. }) => assert_eq!(message, "no luck"),
             other => panic!("expected a task failure, got {other:?}"),
         }
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let panicked = pool.apply(|| -> u32 { panic!("thread task panics") });
         std::panic::set_hook(hook);
-        assert!(matches!(panicked, Err(Error::TaskFailed { message }) if message.contains("thread task panics")));
+        assert!(matches!(panicked, Err(Error::TaskFailed { message, .. }) if message.contains("thread task panics")));
         let ordered: Vec<u64> = pool.imap(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
         assert_eq!(ordered, (0..50).map(|x| x * 2).collect::<Vec<_>>());
         let mut unordered: Vec<u64> = pool.imap_unordered(|x: u64| x * 2, 0..50).unwrap().map(Result::unwrap).collect();
@@ -697,7 +991,7 @@ fn unencodable_results_fail_without_losing_workers() {
         let pool = pool(2);
         for _ in 0..20 {
             match pool.apply(unencodable_result, ()) {
-                Err(Error::TaskFailed { message }) => {
+                Err(Error::TaskFailed { message, .. }) => {
                     assert!(message.contains("could not encode the task's result"), "{message}")
                 }
                 other => panic!("expected a task failure, got {other:?}"),
@@ -853,7 +1147,7 @@ fn apply_async_error_callback_gets_the_error() {
         let result = pool.apply_async_with(key_error, ("missing".to_string(),), options).unwrap();
         let error = result.get().unwrap_err();
         assert!(
-            matches!(&error, Error::TaskFailed { message } if message.contains("KeyError: \"missing\"")),
+            matches!(&error, Error::TaskFailed { message, .. } if message.contains("KeyError: \"missing\"")),
             "{error}"
         );
         let seen = seen.lock().unwrap();

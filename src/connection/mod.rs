@@ -23,15 +23,12 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
-#[cfg(feature = "pickle")]
-pub(crate) mod pickle_ops;
+mod record;
 #[allow(unsafe_code, reason = "shared-memory internals: the rings of a pipe")]
 mod ring;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
-#[cfg(feature = "pickle")]
-pub(crate) use pickle::decode_checked as decode_checked_pickle;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -150,6 +147,8 @@ pub struct Connection<D: Direction = Duplex> {
     /// The shared-memory rings of a pipe made by this crate (see `ring`); `None` for connections
     /// that may have a foreign peer (listeners, clients, wrapped sockets).
     ring: Option<RingLink>,
+    /// A `SOCK_SEQPACKET` socket: frames travel as records (see `record`).
+    records: bool,
     direction: PhantomData<fn() -> D>,
 }
 
@@ -264,13 +263,20 @@ pub fn pipe() -> Result<(Connection, Connection)> {
     Ok((Connection::from_socket(a, true).with_ring(ring_a), Connection::from_socket(b, true).with_ring(ring_b)))
 }
 
-/// Creates a pair of duplex connections over a bare Unix stream socket pair, without the
-/// shared-memory rings of [`pipe`]: every message is on the socket, so an outside event loop
-/// (epoll, `tokio::io::unix::AsyncFd`, ...) can watch [`Connection::fd`], and
-/// [`into_fd`](Connection::into_fd) gives the whole connection away. Slower for small messages.
+/// Creates a pair of duplex connections over a bare Unix socket pair, without the shared-memory
+/// rings of [`pipe`]: every message is on the socket, so an outside event loop (epoll,
+/// `tokio::io::unix::AsyncFd`, ...) can watch [`Connection::fd`], which is readable exactly while
+/// a message waits, and [`into_fd`](Connection::into_fd) gives the whole connection away. Slower
+/// for small messages.
+///
+/// The socket is a `SOCK_SEQPACKET` pair: a message of up to 64 KiB is one record (its CPython
+/// frame: a 4-byte big-endian length, then the bytes), received with one system call; longer
+/// messages continue in records of 64 KiB. [`Connection::from_fd`] recognizes such a socket. For a
+/// byte stream framed as CPython frames it, for a Python peer, use a `UnixStream` pair
+/// (`Connection::from`).
 pub fn socket_pipe() -> Result<(Connection, Connection)> {
-    let (a, b) = sys::socketpair_cloexec(SocketKind::Stream).context("create a pipe")?;
-    Ok((Connection::from_socket(a, true), Connection::from_socket(b, true)))
+    let (a, b) = sys::socketpair_cloexec(SocketKind::SeqPacket).context("create a pipe")?;
+    Ok((Connection::from_socket(a, true).with_records(), Connection::from_socket(b, true).with_records()))
 }
 
 /// Creates a one-way pipe (CPython `Pipe(duplex=False)`): returns `(reader, writer)`. Like [`pipe`],
@@ -298,8 +304,14 @@ impl<D: Direction> Connection<D> {
             write_broken: None,
             spin: crate::sync::spin::SpinState::default(),
             ring: None,
+            records: false,
             direction: PhantomData,
         }
+    }
+
+    fn with_records(mut self) -> Self {
+        self.records = true;
+        self
     }
 
     fn with_ring(mut self, ring: RingLink) -> Self {
@@ -314,11 +326,13 @@ impl<D: Direction> Connection<D> {
         }
     }
 
-    /// Wraps a connected stream socket (Unix-domain or TCP). Only Unix-domain sockets can carry
-    /// descriptors.
+    /// Wraps a connected stream socket (Unix-domain or TCP), or a `SOCK_SEQPACKET` socket of a
+    /// [`socket_pipe`]. Only Unix-domain sockets can carry descriptors.
     pub fn from_fd(fd: OwnedFd) -> Self {
         let passes_fds = sys::is_unix_socket(fd.as_fd());
-        Self::from_socket(fd, passes_fds)
+        let records = passes_fds && sys::is_seqpacket(fd.as_fd());
+        let conn = Self::from_socket(fd, passes_fds);
+        if records { conn.with_records() } else { conn }
     }
 
     /// Whether this end can receive (CPython `readable`).
@@ -367,6 +381,7 @@ impl<D: Direction> Connection<D> {
     pub fn try_clone(&self) -> Result<Self> {
         let fd = sys::dup_cloexec(self.fd()?).context("duplicate a connection")?;
         let mut clone = Self::from_socket(fd, self.passes_fds);
+        clone.records = self.records;
         clone.max_message = self.max_message;
         clone.timeout = self.timeout;
         if let Some(link) = &self.ring {
@@ -442,6 +457,7 @@ impl<D: CanSend> Connection<D> {
         let deadline = Deadline::after(self.timeout);
         let sent = match &self.ring {
             Some(link) => send_on_ring(link, fd, payload, fds, deadline),
+            None if self.records => record::send_frame(fd, payload, fds, deadline),
             None => frame::send_frame(fd, None, payload, fds, deadline),
         };
         match sent {
@@ -490,9 +506,15 @@ fn send_on_ring(
         return Err((e, 0));
     }
     let check = || direction.check_receiver();
-    let watched = frame::Watched { deadline, check: Some(&check) };
-    frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
-        .map_err(|(e, sent)| (e, sent.max(1)))?;
+    let sent = match deadline.is_bounded() {
+        // Without a deadline, sends block in the kernel (in slices, for the receiver's liveness).
+        false => frame::send_frame_in_slices(socket, Some(ring::SOCKET_MESSAGE), payload, fds, &check),
+        true => {
+            let watched = frame::Watched { deadline, check: Some(&check) };
+            frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
+        }
+    };
+    sent.map_err(|(e, sent)| (e, sent.max(1)))?;
     turn.leave_socket();
     Ok(())
 }
@@ -529,6 +551,7 @@ impl<D: CanRecv> Connection<D> {
             }
             Next::Whole(message) => return Err(Error::BufferTooShort { capacity: buf.len(), message }),
             Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+            Next::Record { first, deadline, .. } => return self.record_into(buf, first, deadline),
         };
         if len > buf.len() as u64 && len > self.max_message {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit: self.max_message }));
@@ -577,6 +600,14 @@ impl<D: CanRecv> Connection<D> {
         let deadline = Deadline::after(self.timeout);
         let Some(link) = &self.ring else {
             let mut fds = Vec::new();
+            if self.records {
+                return match record::recv_first(fd, &mut fds, deadline, Some(&self.spin)) {
+                    Ok(Some(first)) => Ok(Next::Record { first, fds, deadline }),
+                    Ok(None) => Err(Error::Eof),
+                    Err(e @ Error::Timeout(_)) => Err(e),
+                    Err(e) => Err(self.broke_reading(e)),
+                };
+            }
             return match frame::recv_header(fd, &mut fds, deadline, Some(&self.spin)) {
                 Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: None }),
                 Ok(None) => Err(Error::Eof),
@@ -631,6 +662,7 @@ impl<D: CanRecv> Connection<D> {
 
     pub(crate) fn recv_frame(&mut self, limit: u64) -> Result<Message> {
         let (len, fds, deadline, turn) = match self.next_message()? {
+            Next::Record { first, fds, deadline } => return self.record_message(first, fds, deadline, limit),
             Next::Whole(bytes) if bytes.len() as u64 > limit => {
                 return Err(self.broke_reading(Error::MessageTooLarge { len: bytes.len() as u64, limit }));
             }
@@ -652,6 +684,85 @@ impl<D: CanRecv> Connection<D> {
         }
     }
 
+    /// Like [`recv_bytes`](Self::recv_bytes), but a message over this end's limit is read and
+    /// dropped in pieces (never held whole) instead of breaking the connection: it fails with
+    /// [`Error::MessageTooLarge`] and the connection stays usable, so that a protocol with
+    /// replies (the manager's) can tell the sender.
+    pub(crate) fn recv_bytes_or_skip(&mut self) -> Result<Vec<u8>> {
+        let limit = self.max_message;
+        let (len, _fds, deadline, turn) = match self.next_message()? {
+            // A message in records (a socket pipe): over the limit, it breaks the connection.
+            Next::Record { first, fds, deadline } => {
+                return self.record_message(first, fds, deadline, limit).map(|m| m.bytes);
+            }
+            Next::Whole(bytes) if bytes.len() as u64 > limit => {
+                return Err(Error::MessageTooLarge { len: bytes.len() as u64, limit });
+            }
+            Next::Whole(bytes) => return Ok(bytes),
+            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+        };
+        let fd = self.read_fd()?;
+        let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
+        let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
+        if len <= limit {
+            return match frame::recv_payload(fd, len, watched) {
+                Ok(bytes) => {
+                    finish_socket_read(turn);
+                    Ok(bytes)
+                }
+                Err(e) => Err(self.broke_reading(e)),
+            };
+        }
+        let mut piece = vec![0u8; 64 << 10];
+        let mut left = len;
+        let mut skipped = Ok(());
+        while left > 0 && skipped.is_ok() {
+            let n = left.min(piece.len() as u64) as usize;
+            skipped = frame::recv_exact(fd, &mut piece[..n], watched);
+            left -= n as u64;
+        }
+        match skipped {
+            Ok(()) => {
+                finish_socket_read(turn);
+                Err(Error::MessageTooLarge { len, limit })
+            }
+            Err(e) => Err(self.broke_reading(e)),
+        }
+    }
+
+    /// The rest of a message whose first record was read (`record_message` for [`recv_frame`],
+    /// `record_into` for [`recv_bytes_into`]).
+    fn record_message(
+        &mut self,
+        first: record::FirstRecord,
+        fds: Vec<OwnedFd>,
+        deadline: Deadline,
+        limit: u64,
+    ) -> Result<Message> {
+        if first.len > limit {
+            return Err(self.broke_reading(Error::MessageTooLarge { len: first.len, limit }));
+        }
+        let mut bytes = first.payload;
+        record::recv_rest(self.read_fd()?, &mut bytes, first.len, deadline).map_err(|e| self.broke_reading(e))?;
+        Ok(Message { bytes, fds })
+    }
+
+    fn record_into(&mut self, buf: &mut [u8], first: record::FirstRecord, deadline: Deadline) -> Result<usize> {
+        let fd = self.read_fd()?;
+        if first.len <= buf.len() as u64 {
+            let (len, got) = (first.len as usize, first.payload.len());
+            buf[..got].copy_from_slice(&first.payload);
+            record::recv_rest_into(fd, &mut buf[..len], got, deadline).map_err(|e| self.broke_reading(e))?;
+            return Ok(len);
+        }
+        if first.len > self.max_message {
+            return Err(self.broke_reading(Error::MessageTooLarge { len: first.len, limit: self.max_message }));
+        }
+        let mut message = first.payload;
+        record::recv_rest(fd, &mut message, first.len, deadline).map_err(|e| self.broke_reading(e))?;
+        Err(Error::BufferTooShort { capacity: buf.len(), message })
+    }
+
     /// Marks the receiving side unusable (a message was left half-read) and returns `e`.
     fn broke_reading(&mut self, e: Error) -> Error {
         self.read_broken = Some(format!("an earlier receive stopped in the middle of a message ({e})"));
@@ -666,6 +777,9 @@ enum Next {
     /// A message whose payload waits on the socket: its length, the descriptors sent with it,
     /// the deadline for the rest, and (on a pipe) the readers' turn, held until the payload is in.
     OnSocket { len: u64, fds: Vec<OwnedFd>, deadline: Deadline, turn: Option<SocketRead> },
+    /// The first record of a message on a `SOCK_SEQPACKET` socket (all of it, for most), the
+    /// descriptors sent with it and the deadline for the rest.
+    Record { first: record::FirstRecord, fds: Vec<OwnedFd>, deadline: Deadline },
 }
 
 /// A reader of a pipe in the middle of a message on the socket. The readers' turn is held (in
@@ -773,6 +887,7 @@ struct WireRef<'a> {
     /// A pipe's rings, the side of this end and the doorbells.
     #[allow(clippy::type_complexity)]
     ring: Option<(&'a Shared<Rings>, u8, [Bell<'a>; 2])>,
+    records: bool,
 }
 
 #[derive(Deserialize)]
@@ -783,6 +898,7 @@ struct Wire {
     passes_fds: bool,
     max_message: u64,
     ring: Option<(Shared<Rings>, u8, [OwnedBell; 2])>,
+    records: bool,
 }
 
 /// A doorbell on its way to another process.
@@ -798,8 +914,15 @@ impl<D: Direction> Serialize for Connection<D> {
             self.fd.as_ref().ok_or_else(|| crate::reduction::encode_failure("a closed connection cannot be sent"))?;
         let ring =
             self.ring.as_ref().map(|link| (&link.rings, link.side as u8, [Bell(&link.bells[0]), Bell(&link.bells[1])]));
-        let done = WireRef { fd, direction: D::NAME, passes_fds: self.passes_fds, max_message: self.max_message, ring }
-            .serialize(serializer)?;
+        let done = WireRef {
+            fd,
+            direction: D::NAME,
+            passes_fds: self.passes_fds,
+            max_message: self.max_message,
+            ring,
+            records: self.records,
+        }
+        .serialize(serializer)?;
         // The copy on its way counts as a handle of this side until its receiver adopts it (a copy
         // that is never received leaves the count high: peer checks then rely on the socket).
         if let Some(link) = &self.ring {
@@ -821,6 +944,7 @@ impl<'de, D: Direction> Deserialize<'de> for Connection<D> {
         }
         let mut conn = Self::from_socket(wire.fd, wire.passes_fds);
         conn.max_message = wire.max_message;
+        conn.records = wire.records;
         if let Some((rings, side, [OwnedBell(bell0), OwnedBell(bell1)])) = wire.ring {
             conn.ring = Some(RingLink { rings, side: usize::from(side.min(1)), bells: Arc::new([bell0, bell1]) });
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::progress::Progress;
-use super::result::Promise;
+use super::result::{KeepAlive, Promise};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 
@@ -138,30 +138,121 @@ struct StreamState<T> {
     /// Finished chunks not yet read: by index (ordered) or in finishing order.
     by_index: BTreeMap<usize, Result<Vec<T>>>,
     in_order: VecDeque<Result<Vec<T>>>,
+    /// Chunks taken by the reader (for an ordered stream, the index of the next one).
     next: usize,
-    remaining: usize,
+    /// Chunks delivered.
+    delivered: usize,
+    /// How many chunks there are, once the input has been read to its end.
+    total: Option<usize>,
     /// Readers blocked waiting (a notification costs a system call: only made for them).
     waiters: usize,
+    /// The reader is gone: the feeder stops.
+    abandoned: bool,
+    /// The feeder waits for the reader to take chunks.
+    feeder_waiting: bool,
 }
 
-/// The chunks of an `imap`, readable as they finish.
+/// The chunks of an `imap`, readable as they finish; the input's feeder (see `feed.rs`) keeps a
+/// bounded number of them ahead of the reader.
 pub(crate) struct Stream<T> {
     ordered: bool,
     state: Mutex<StreamState<T>>,
     ready: Condvar,
+    /// The feeder waits here for room.
+    room: Condvar,
     progress: Progress,
+    /// The number of items was not known: the progress bar grows as they are read.
+    grow_progress: bool,
 }
 
 impl<T> Stream<T> {
-    pub(crate) fn new(chunks: usize, ordered: bool, progress: Progress) -> Self {
+    /// A stream of chunks, `ordered` or in finishing order, over `items` items if known.
+    pub(crate) fn new(ordered: bool, items: Option<usize>, progress: bool) -> Self {
         let state = StreamState {
             by_index: BTreeMap::new(),
             in_order: VecDeque::new(),
             next: 0,
-            remaining: chunks,
+            delivered: 0,
+            total: None,
             waiters: 0,
+            abandoned: false,
+            feeder_waiting: false,
         };
-        Stream { ordered, state: Mutex::new(state), ready: Condvar::new(), progress }
+        Stream {
+            ordered,
+            state: Mutex::new(state),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            progress: Progress::new(items.unwrap_or(0), progress),
+            grow_progress: items.is_none(),
+        }
+    }
+
+    /// For the feeder: whether fewer than `limit` of the `submitted` chunks are untaken (or
+    /// `closing()`, when the feeder no longer waits for the reader); if not and `wait`, waits
+    /// until they are. `None` if the reader is gone.
+    pub(crate) fn wait_for_room(
+        &self,
+        submitted: usize,
+        limit: usize,
+        wait: bool,
+        closing: impl Fn() -> bool,
+    ) -> Option<bool> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.abandoned {
+                return None;
+            }
+            if submitted.saturating_sub(state.next) < limit || closing() {
+                return Some(true);
+            }
+            if !wait {
+                return Some(false);
+            }
+            state.feeder_waiting = true;
+            state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.feeder_waiting = false;
+        }
+    }
+
+    /// Wakes the feeder if it waits for room (the pool closed, or chunks were taken).
+    pub(crate) fn wake_feeder(&self) {
+        if lock(&self.state).feeder_waiting {
+            self.room.notify_all();
+        }
+    }
+
+    /// For the feeder: a chunk of `items` items was read.
+    pub(crate) fn reading(&self, items: usize) {
+        if self.grow_progress {
+            self.progress.grow(items);
+        }
+    }
+
+    /// For the feeder: the input ended after `chunks` chunks.
+    pub(crate) fn end(&self, chunks: usize) {
+        let mut state = lock(&self.state);
+        state.total = Some(chunks);
+        let finished = state.delivered >= chunks;
+        let waiters = state.waiters;
+        drop(state);
+        if finished {
+            self.progress.finish();
+        }
+        if waiters > 0 {
+            self.ready.notify_all();
+        }
+    }
+
+    /// The reader is gone: the feeder stops reading.
+    fn abandon(&self) {
+        let mut state = lock(&self.state);
+        state.abandoned = true;
+        let waiting = state.feeder_waiting;
+        drop(state);
+        if waiting {
+            self.room.notify_all();
+        }
     }
 }
 
@@ -187,8 +278,8 @@ impl<T: Send> Outcomes<T> for Stream<T> {
         } else {
             state.in_order.push_back(outcome);
         }
-        state.remaining = state.remaining.saturating_sub(1);
-        if state.remaining == 0 {
+        state.delivered += 1;
+        if state.total == Some(state.delivered) {
             self.progress.finish();
         }
     }
@@ -198,7 +289,28 @@ impl<T: Send> Outcomes<T> for Stream<T> {
 /// [`imap_unordered`](super::Pool::imap_unordered): an iterator that yields each task's value as
 /// soon as it (and, for `imap`, every task before it) has finished (CPython `IMapIterator`).
 ///
-/// A failed task yields its error in its place and the iteration goes on.
+/// The input is read lazily, by a feeder thread, a bounded number of chunks ahead of this
+/// iterator (see [`Pool::imap`](super::Pool::imap)). A failed task yields its error in its place
+/// and the iteration goes on. The iterator holds its pool: the workers run while it lives.
+/// Dropping it stops reading the input (tasks already handed out still run).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(2)?;
+/// // An endless input: only what is consumed (plus a bounded read-ahead) is computed.
+/// let mut squares = pool.imap(square, 0..)?;
+/// assert_eq!(squares.next().transpose()?, Some(0));
+/// let next_three: Vec<u64> = squares.by_ref().take(3).collect::<multiproc::Result<_>>()?;
+/// assert_eq!(next_three, [1, 4, 9]);
+/// # Ok(())
+/// # }
+/// ```
 #[doc(alias = "IMapIterator")]
 #[doc(alias = "IMapUnorderedIterator")]
 pub struct Imap<T> {
@@ -208,12 +320,13 @@ pub struct Imap<T> {
     taken: VecDeque<Result<Vec<T>>>,
     /// Chunks whose outcome was yielded so far (the error of a failed chunk is yielded once).
     chunks_read: usize,
-    chunks: usize,
+    /// The pool, kept running while this iterator lives.
+    _pool: Option<KeepAlive>,
 }
 
 impl<T> Imap<T> {
-    pub(crate) fn new(stream: Arc<Stream<T>>, chunks: usize) -> Self {
-        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, chunks }
+    pub(crate) fn new(stream: Arc<Stream<T>>, pool: Option<KeepAlive>) -> Self {
+        Imap { stream, current: Vec::new().into_iter(), taken: VecDeque::new(), chunks_read: 0, _pool: pool }
     }
 
     /// The next value, waiting up to `timeout` for it (CPython `next(timeout)`): `None` at the
@@ -232,10 +345,7 @@ impl<T> Imap<T> {
             if let Some(value) = self.current.next() {
                 return Some(Ok(value));
             }
-            if self.chunks_read == self.chunks {
-                return None;
-            }
-            match self.wait_chunk(deadline) {
+            match self.wait_chunk(deadline)? {
                 Ok(values) => {
                     self.chunks_read += 1;
                     self.current = values.into_iter();
@@ -249,15 +359,16 @@ impl<T> Imap<T> {
         }
     }
 
-    /// The next chunk's outcome; takes every chunk that is ready in one lock (the scheduler
-    /// delivers them in bursts).
-    fn wait_chunk(&mut self, deadline: Deadline) -> Result<Vec<T>> {
+    /// The next chunk's outcome, `None` at the end; takes every chunk that is ready in one lock
+    /// (the scheduler delivers them in bursts), which makes room for the feeder.
+    fn wait_chunk(&mut self, deadline: Deadline) -> Option<Result<Vec<T>>> {
         if let Some(outcome) = self.taken.pop_front() {
-            return outcome;
+            return Some(outcome);
         }
         let stream = &self.stream;
         let mut state = lock(&stream.state);
         loop {
+            let before = state.next;
             if stream.ordered {
                 loop {
                     let next = state.next;
@@ -271,11 +382,17 @@ impl<T> Imap<T> {
                 self.taken.append(&mut state.in_order);
             }
             if let Some(outcome) = self.taken.pop_front() {
-                return outcome;
+                if state.next > before && state.feeder_waiting {
+                    stream.room.notify_all();
+                }
+                return Some(outcome);
+            }
+            if state.total == Some(state.next) {
+                return None;
             }
             let left = deadline.left();
             if left == Some(Duration::ZERO) {
-                return Err(deadline.timeout_error());
+                return Some(Err(deadline.timeout_error()));
             }
             state.waiters += 1;
             state = match left {
@@ -295,8 +412,14 @@ impl<T> Iterator for Imap<T> {
     }
 }
 
+impl<T> Drop for Imap<T> {
+    fn drop(&mut self) {
+        self.stream.abandon();
+    }
+}
+
 impl<T> std::fmt::Debug for Imap<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap").field("chunks", &self.chunks).field("chunks_read", &self.chunks_read).finish()
+        f.debug_struct("Imap").field("chunks_read", &self.chunks_read).finish()
     }
 }

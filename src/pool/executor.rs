@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::pool::Executor;
 ///
 /// fn cube(x: i64) -> i64 { x * x * x }
@@ -49,6 +49,17 @@ impl Executor {
         Ok(Executor { pool: Some(Pool::new(max_workers)?) })
     }
 
+    /// An executor with [`cpu_count`](crate::cpu_count) worker processes (CPython
+    /// `ProcessPoolExecutor()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    #[doc(alias = "default")]
+    pub fn with_cpu_count() -> Result<Executor> {
+        Executor::with_builder(Pool::builder())
+    }
+
     /// An executor over a pool configured with [`Pool::builder`] (initializer, start method,
     /// `max_tasks_per_child`, timeouts, retries).
     ///
@@ -72,30 +83,38 @@ impl Executor {
         self.pool()?.apply_async(f, args)
     }
 
-    /// The values of `f` over the items, in order (CPython `Executor.map`; `chunksize` 1).
+    /// The values of `f` over the items, in order (CPython `Executor.map`; `chunksize` 1). Lazy,
+    /// as [`Pool::imap`]: the input is read on a feeder thread (hence `Send + 'static`), a bounded
+    /// number of tasks ahead of the values taken (CPython 3.14's `buffersize`:
+    /// [`Options::buffersize`]); [`shutdown`](Self::shutdown) still runs every task of a started
+    /// map, as CPython's does.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] after shutdown; each failed call yields its error in its place.
-    pub fn map<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<F::Output>> {
+    /// [`Error::InvalidState`] after shutdown; [`Error::Io`] if the feeder thread cannot start.
+    /// Each failed call yields its error in its place.
+    pub fn map<F, A, I>(&self, f: F, items: I) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.pool()?.imap(f, items)
     }
 
-    /// [`map`](Self::map) with options (chunk size, timeout, retries).
+    /// [`map`](Self::map) with options (chunk size, read-ahead, timeout, retries).
     ///
     /// # Errors
     ///
     /// As [`map`](Self::map).
-    pub fn map_with<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-        options: Options<F::Output>,
-    ) -> Result<Imap<F::Output>> {
+    pub fn map_with<F, A, I>(&self, f: F, items: I, options: Options<F::Output>) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.pool()?.imap_with(f, items, options)
     }
 

@@ -1,7 +1,7 @@
 //! Process pools (CPython `multiprocessing.Pool`), thread pools (`multiprocessing.pool.ThreadPool`)
 //! and an executor in the manner of `concurrent.futures`.
 //!
-//! ```no_run
+//! ```
 //! use multiproc::pool::Pool;
 //!
 //! fn square(x: u64) -> u64 {
@@ -19,7 +19,9 @@
 //! A task is a plain `fn` item or a closure that captures nothing, with serde arguments, exactly
 //! like a [`Process`](crate::Process) target ([`Task`]). It returns a value, or a `Result`: an `Err`
 //! (like a panic) fails the task, and [`AsyncResult::get`] returns [`Error::TaskFailed`] with its
-//! message. [`ThreadPool`] has the same methods and takes capturing closures.
+//! message; a task returning `Result<T, Typed<E>>` gives the caller its `E` back
+//! ([`Error::task_error`], CPython's `except ZeroDivisionError:`; see [`Typed`]). [`ThreadPool`]
+//! has the same methods and takes capturing closures.
 //!
 //! # A pool that never hangs
 //!
@@ -35,8 +37,10 @@
 //! * a task over its timeout ([`PoolBuilder::task_timeout`], [`Options::timeout`]) is killed with
 //!   its worker and fails with [`Error::TaskTimedOut`];
 //! * a callback that panics is reported and ignored (CPython gh-83371 hangs);
-//! * [`terminate`](Pool::terminate), or dropping the pool, kills the workers and fails every
-//!   unfinished result with [`Error::PoolTerminated`] instead of leaving it waiting.
+//! * [`terminate`](Pool::terminate) kills the workers and fails every unfinished result with
+//!   [`Error::PoolTerminated`] instead of leaving it waiting;
+//! * results hold their pool: a result outliving the `Pool` handle still gets its value (see
+//!   [`Pool`](Pool#results-hold-the-pool)).
 //!
 //! # Observability
 //!
@@ -53,12 +57,19 @@
 //! * `worker`: the worker process's loop;
 //! * `scheduler`: the parent's thread that owns the workers;
 //! * `result`, `collect`: [`AsyncResult`] and where a job's outcomes go ([`Imap`]);
+//! * `feed`: the lazy input of `imap` (a feeder thread with a bounded read-ahead), for every pool;
 //! * `chunking`: CPython's default chunk size;
 //! * `thread_pool`, `executor`, `progress`.
 
+// Every public function that returns a `Result` says when it fails (issue 15.9).
+#![deny(clippy::missing_errors_doc)]
+
 mod chunking;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod collect;
 mod executor;
+mod feed;
 mod progress;
 mod protocol;
 mod result;
@@ -81,7 +92,7 @@ pub use self::executor::Executor;
 use self::progress::Progress;
 pub use self::result::AsyncResult;
 use self::scheduler::{Chunk, Decoding, RunState, Shared, WorkerConfig};
-pub use self::task::{Task, TaskReturn, TaskValue};
+pub use self::task::{Task, TaskReturn, TaskValue, Typed};
 pub use self::thread_pool::ThreadPool;
 use crate::context::{Context, StartMethod};
 use crate::error::{Error, Result};
@@ -91,20 +102,93 @@ use crate::reduction;
 
 /// A pool of worker processes (CPython `multiprocessing.Pool`). See the [module](self) docs.
 ///
-/// Dropping a pool terminates it (CPython's `with Pool() as p:`); call [`close`](Self::close) and
-/// [`join`](Self::join) to let queued work finish first.
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::{Options, Pool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// fn add(a: u64, b: u64) -> u64 { a + b }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(4)?; // or Pool::with_cpu_count(), CPython's Pool()
+/// assert_eq!(pool.apply(add, (2, 3))?, 5);
+/// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+/// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+/// let pending = pool.map_async_with(square, 0..1000, Options::new().chunksize(50))?;
+/// for value in pool.imap(square, 0..3)? {
+///     println!("{}", value?); // as each finishes, in order
+/// }
+/// assert_eq!(pending.get()?.len(), 1000);
+/// println!("{pool}"); // <multiprocessing.pool.Pool state=RUN pool_size=4>
+/// pool.close();
+/// pool.join()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Results hold the pool
+///
+/// Every result ([`AsyncResult`], [`Imap`], a map's result) keeps its pool running: the workers
+/// live until the `Pool` handle *and* every result that came from it are gone, then the pool is
+/// terminated. So a function can return an iterator or a future and drop the pool, as in Python,
+/// where the iterator keeps the pool alive:
+///
+/// ```
+/// use multiproc::pool::{Imap, Pool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn squares() -> multiproc::Result<Imap<u64>> {
+///     let pool = Pool::new(2)?;
+///     pool.imap(square, 0..20) // the pool handle is dropped here; the iterator keeps it running
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let values: Vec<u64> = squares()?.collect::<multiproc::Result<_>>()?;
+/// assert_eq!(values.len(), 20);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// This is the choice a Rust user expects of an owned value: a result is `'static` (a future can
+/// be spawned on any runtime, an iterator returned from a function), and it never fails only
+/// because a handle went out of scope first. A lifetime tying results to the pool would make that
+/// a compile error instead of a working program. [`terminate`](Self::terminate) still ends the
+/// pool at once and fails every unfinished result with [`Error::PoolTerminated`]; dropping the last
+/// handle or result terminates it too (CPython's `with Pool() as p:`), and [`close`](Self::close)
+/// and [`join`](Self::join) let queued work finish first.
 #[doc(alias = "multiprocessing.Pool")]
 pub struct Pool {
+    core: Arc<Core>,
+}
+
+/// What a pool's handle and its results share: dropped when the last of them goes, which
+/// terminates the pool.
+struct Core {
     shared: Arc<Shared>,
+    /// Refuses new calls once closed, and closes the scheduler when the imaps' feeds are done.
+    gate: Arc<feed::Gate>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
     processes: usize,
     timeout: Option<Duration>,
     retries: u32,
+    /// The broker client of a cluster pool (`None` for a local pool).
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterHandle>,
+}
+
+impl Core {
+    /// What a result holds to keep this pool running.
+    fn keep_alive(self: &Arc<Self>) -> result::KeepAlive {
+        Arc::clone(self) as result::KeepAlive
+    }
 }
 
 /// Configures a [`Pool`] (CPython `Pool(processes, initializer, initargs, maxtasksperchild,
-/// context)`).
+/// context)`); every setting is optional, as in CPython.
 #[must_use = "a builder does nothing until built"]
+#[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
@@ -113,6 +197,8 @@ pub struct PoolBuilder {
     initializer: Option<Box<dyn Fn() -> Result<Job> + Send + Sync>>,
     timeout: Option<Duration>,
     retries: u32,
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::ClusterSettings>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -142,7 +228,7 @@ impl PoolBuilder {
     pub fn initializer<F, Args>(mut self, initializer: F, args: Args) -> Self
     where
         F: Target<Args> + Sync,
-        Args: Serialize + DeserializeOwned + Send + Sync + 'static,
+        Args: Serialize + Send + Sync + 'static,
     {
         self.initializer = Some(Box::new(move || Job::from_fn(initializer, &args)));
         self
@@ -190,7 +276,12 @@ impl PoolBuilder {
     /// [`Error::InvalidState`] for zero processes, `max_tasks_per_child(0)` or the fork method
     /// (CPython raises `ValueError`); any error starting a worker, after the workers already
     /// started are killed and reaped.
-    pub fn build(self) -> Result<Pool> {
+    #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+    pub fn build(mut self) -> Result<Pool> {
+        #[cfg(feature = "cluster")]
+        if let Some(settings) = self.cluster.take() {
+            return self.build_cluster(settings);
+        }
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidState("Number of processes must be at least 1".into()));
@@ -212,13 +303,27 @@ impl PoolBuilder {
             .name("multiproc-pool".into())
             .spawn(move || scheduler.run())
             .map_err(|e| Error::io("start the pool's scheduler thread", e))?;
-        Ok(Pool {
+        let core = Core {
             shared,
+            gate: Arc::default(),
             scheduler: Mutex::new(Some(thread)),
             processes,
             timeout: self.timeout,
             retries: self.retries,
-        })
+            #[cfg(feature = "cluster")]
+            cluster: None,
+        };
+        Ok(Pool { core: Arc::new(core) })
+    }
+}
+
+/// The prefix of a pool worker's name, as CPython's: `ForkServerPoolWorker-3` (the number is the
+/// process's identity, counted with every other child of this process).
+pub(crate) fn worker_name_prefix(method: StartMethod) -> &'static str {
+    match method {
+        StartMethod::ForkServer => "ForkServerPoolWorker",
+        StartMethod::Spawn => "SpawnPoolWorker",
+        StartMethod::Fork => "ForkPoolWorker",
     }
 }
 
@@ -228,7 +333,7 @@ type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 /// Per-call options: chunk size, timeout, retries, callbacks, progress bar. `T` is what the call
 /// delivers (`Vec<T>` for a map).
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use multiproc::pool::{Options, Pool};
 ///
@@ -253,11 +358,20 @@ pub struct Options<T> {
     callback: Option<Callback<T>>,
     error_callback: Option<ErrorCallback>,
     progress: bool,
+    buffersize: Option<usize>,
 }
 
 impl<T> Default for Options<T> {
     fn default() -> Self {
-        Options { chunksize: None, timeout: None, retries: None, callback: None, error_callback: None, progress: false }
+        Options {
+            chunksize: None,
+            timeout: None,
+            retries: None,
+            callback: None,
+            error_callback: None,
+            progress: false,
+            buffersize: None,
+        }
     }
 }
 
@@ -270,6 +384,7 @@ impl<T> std::fmt::Debug for Options<T> {
             .field("callback", &self.callback.is_some())
             .field("error_callback", &self.error_callback.is_some())
             .field("progress", &self.progress)
+            .field("buffersize", &self.buffersize)
             .finish()
     }
 }
@@ -284,6 +399,15 @@ impl<T> Options<T> {
     /// CPython's `len / (4 * processes)` rounded up, for `imap`: 1).
     pub fn chunksize(mut self, chunksize: usize) -> Self {
         self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    /// How many chunks an `imap` reads ahead of its reader at most (CPython 3.14's
+    /// `Executor.map(buffersize=)`). Default: 512 per worker (at least 1024), and about 64 MiB of
+    /// encoded arguments: enough to keep every worker busy with tiny tasks, while an endless
+    /// input stays bounded in memory. The `map` family reads its whole input first, as CPython's.
+    pub fn buffersize(mut self, chunks: usize) -> Self {
+        self.buffersize = Some(chunks.max(1));
         self
     }
 
@@ -346,19 +470,35 @@ impl Pool {
         Pool::builder().processes(processes).build()
     }
 
-    /// A builder for the other settings.
+    /// A pool of [`cpu_count`](crate::cpu_count) workers (CPython `Pool()`).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::with_cpu_count()?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    #[doc(alias = "default")]
+    pub fn with_cpu_count() -> Result<Pool> {
+        Pool::builder().build()
+    }
+
+    /// A builder for the other settings (the same as [`PoolBuilder::default`]).
     pub fn builder() -> PoolBuilder {
-        PoolBuilder { processes: None, method: None, max_tasks: None, initializer: None, timeout: None, retries: 0 }
+        PoolBuilder::default()
     }
 
     /// The number of workers.
     pub fn processes(&self) -> usize {
-        self.processes
+        self.core.processes
     }
 
     /// The counters: tasks done and failed, workers restarted and started.
     pub fn stats(&self) -> PoolStats {
-        let stats = &self.shared.stats;
+        let stats = &self.core.shared.stats;
         PoolStats {
             tasks_done: stats.done.load(Ordering::Relaxed),
             tasks_failed: stats.failed.load(Ordering::Relaxed),
@@ -398,16 +538,11 @@ impl Pool {
         args: Args,
         options: Options<F::Output>,
     ) -> Result<AsyncResult<F::Output>> {
-        let (result, promise) = result::promise();
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let outcomes: Arc<dyn Outcomes<F::Output>> = Arc::new(One { promise });
         let call = CallSettings::new(self, options.timeout, options.retries, 1);
-        self.submit::<F::Output, Args>(
-            <F as task::sealed::TaskFn<Args>>::entry(),
-            std::slice::from_ref(&args),
-            call,
-            outcomes,
-        )?;
+        self.submit::<F::Output, Args>(task::entry_of::<F, Args>(), std::slice::from_ref(&args), call, outcomes)?;
         Ok(result)
     }
 
@@ -447,7 +582,7 @@ impl Pool {
         options: Options<Vec<F::Output>>,
     ) -> Result<AsyncResult<Vec<F::Output>>> {
         let items: Vec<A> = items.into_iter().collect();
-        self.collect_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options)
+        self.collect_job(task::entry_of::<F, (A,)>(), &items, options)
     }
 
     /// Like [`map`](Self::map) for a function of several arguments: each item is a tuple of them
@@ -489,22 +624,45 @@ impl Pool {
         options: Options<Vec<F::Output>>,
     ) -> Result<AsyncResult<Vec<F::Output>>> {
         let items: Vec<Args> = items.into_iter().collect();
-        self.collect_job(<F as task::sealed::TaskFn<Args>>::entry(), &items, options)
+        self.collect_job(task::entry_of::<F, Args>(), &items, options)
     }
 
     /// Applies `f` to every item; the values come back in order as they finish (CPython `imap`,
-    /// chunk size 1 by default). The items are read and queued at once, as CPython's task handler
-    /// does; the values are yielded lazily, each as soon as it and those before it are done.
+    /// chunk size 1 by default).
+    ///
+    /// Lazy, as CPython's: it returns at once, and a feeder thread reads the input in the
+    /// background and hands each chunk to the workers as soon as it is read, so an endless or
+    /// slow iterator (`0..`, lines of a socket) yields its first value as soon as that is
+    /// computed. Unlike CPython's, the feeder stays a bounded number of chunks ahead of the
+    /// values you have taken ([`Options::buffersize`]), so an endless input takes bounded memory.
+    /// The input runs on that thread, hence `Send + 'static` (iterate owned items: `vec`, not
+    /// `&vec`; [`map`](Self::map) takes borrowed input). Dropping the [`Imap`] stops reading;
+    /// [`close`](Self::close) lets every started imap read its input to the end and run it all
+    /// (as CPython does), and [`join`](Self::join) waits for that.
+    ///
+    /// ```
+    /// # use multiproc::pool::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// # fn main() -> multiproc::Result<()> {
+    /// let pool = Pool::new(2)?;
+    /// let first = pool.imap(square, 1..)?.next().transpose()?; // an endless input
+    /// assert_eq!(first, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] if the pool is closed or terminated; a task's failure is yielded in
-    /// its place.
-    pub fn imap<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<F::Output>> {
+    /// [`Error::InvalidState`] if the pool is closed or terminated; [`Error::Io`] if the feeder
+    /// thread cannot start. A task's failure is yielded in its place; a panic of the input
+    /// iterator is yielded as [`Error::TaskFailed`] and ends the iteration.
+    pub fn imap<F, A, I>(&self, f: F, items: I) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_with(f, items, Options::new())
     }
 
@@ -514,14 +672,14 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_with<F: Task<(A,)>, A: Serialize>(
-        &self,
-        _f: F,
-        items: impl IntoIterator<Item = A>,
-        options: Options<F::Output>,
-    ) -> Result<Imap<F::Output>> {
-        let items: Vec<A> = items.into_iter().collect();
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, true)
+    pub fn imap_with<F, A, I>(&self, _f: F, items: I, options: Options<F::Output>) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream_job(task::entry_of::<F, (A,)>(), items.into_iter(), options, true)
     }
 
     /// Like [`imap`](Self::imap), but the values come in the order they finish (CPython
@@ -530,11 +688,13 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_unordered<F: Task<(A,)>, A: Serialize>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<F::Output>> {
+    pub fn imap_unordered<F, A, I>(&self, f: F, items: I) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_unordered_with(f, items, Options::new())
     }
 
@@ -543,26 +703,28 @@ impl Pool {
     /// # Errors
     ///
     /// As [`imap`](Self::imap).
-    pub fn imap_unordered_with<F: Task<(A,)>, A: Serialize>(
-        &self,
-        _f: F,
-        items: impl IntoIterator<Item = A>,
-        options: Options<F::Output>,
-    ) -> Result<Imap<F::Output>> {
-        let items: Vec<A> = items.into_iter().collect();
-        self.stream_job(<F as task::sealed::TaskFn<(A,)>>::entry(), &items, options, false)
+    pub fn imap_unordered_with<F, A, I>(&self, _f: F, items: I, options: Options<F::Output>) -> Result<Imap<F::Output>>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream_job(task::entry_of::<F, (A,)>(), items.into_iter(), options, false)
     }
 
-    /// No more tasks; the workers exit once the queued ones are done (CPython `close`).
+    /// No more tasks; the workers exit once the queued ones are done (CPython `close`). An
+    /// [`imap`](Self::imap) already started still reads its input to the end and runs it all.
     pub fn close(&self) {
-        self.shared.set_state(RunState::Closed);
+        let shared = Arc::clone(&self.core.shared);
+        self.core.gate.close(move || shared.set_state(RunState::Closed));
     }
 
     /// Kills the workers now; every unfinished result fails with [`Error::PoolTerminated`]
-    /// (CPython `terminate`). Returns at once, where CPython's waits: [`join`](Self::join) (or
-    /// dropping the pool) waits until the workers are gone and reaped.
+    /// (CPython `terminate`), even those that hold the pool. Returns at once, where CPython's
+    /// waits: [`join`](Self::join) waits until the workers are gone and reaped.
     pub fn terminate(&self) {
-        self.shared.set_state(RunState::Terminated);
+        self.core.shared.set_state(RunState::Terminated);
     }
 
     /// Waits for the workers to exit, after [`close`](Self::close) or
@@ -572,10 +734,10 @@ impl Pool {
     ///
     /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
     pub fn join(&self) -> Result<()> {
-        if self.shared.state() == RunState::Running {
+        if self.core.shared.state() == RunState::Running && !self.core.gate.closing() {
             return Err(Error::InvalidState("Pool is still running: call close() or terminate() before join()".into()));
         }
-        let thread = self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = &thread
             && thread.thread().id() == std::thread::current().id()
         {
@@ -592,14 +754,14 @@ impl Pool {
     /// Cancels every task not yet handed to a worker (their results fail with
     /// [`Error::Cancelled`]).
     pub fn cancel_queued(&self) {
-        self.shared.cancel_queued();
+        self.core.shared.cancel_queued();
     }
 
     /// Closes the pool and lets its scheduler finish the queue in the background, without waiting.
-    pub(crate) fn close_detached(mut self) {
+    pub(crate) fn close_detached(self) {
         self.close();
-        // Without its thread handle, dropping `self` neither terminates nor waits.
-        let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        // Without its thread handle, dropping the core neither terminates nor waits.
+        let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(thread);
     }
 
@@ -613,8 +775,9 @@ impl Pool {
         T: DeserializeOwned + Send + 'static,
         I: Serialize,
     {
-        let chunksize = options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.processes));
-        let (result, promise) = result::promise();
+        let chunksize =
+            options.chunksize.unwrap_or_else(|| chunking::default_chunksize(items.len(), self.core.processes));
+        let (result, promise) = result::promise(Some(self.core.keep_alive()));
         promise.set_callbacks(options.callback, options.error_callback);
         let progress = Progress::new(items.len(), options.progress);
         let outcomes: Arc<dyn Outcomes<T>> = Arc::new(Collect::new(promise, items.len(), chunksize, progress));
@@ -623,24 +786,53 @@ impl Pool {
         Ok(result)
     }
 
-    fn stream_job<T, I>(
+    fn stream_job<T, I, It>(
         &self,
         entry: task::ChunkEntry,
-        items: &[I],
+        items: It,
         options: Options<T>,
         ordered: bool,
     ) -> Result<Imap<T>>
     where
         T: DeserializeOwned + Send + 'static,
-        I: Serialize,
+        I: Serialize + 'static,
+        It: Iterator<Item = I> + Send + 'static,
     {
         let chunksize = options.chunksize.unwrap_or(1);
-        let chunks = items.len().div_ceil(chunksize);
-        let stream = Arc::new(Stream::new(chunks, ordered, Progress::new(items.len(), options.progress)));
+        let known_len = match items.size_hint() {
+            (lower, Some(upper)) if lower == upper => Some(lower),
+            _ => None,
+        };
+        let stream = Arc::new(Stream::new(ordered, known_len, options.progress));
         let outcomes: Arc<dyn Outcomes<T>> = stream.clone();
         let call = CallSettings::new(self, options.timeout, options.retries, chunksize);
-        self.submit::<T, I>(entry, items, call, outcomes)?;
-        Ok(Imap::new(stream, chunks))
+        let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
+        let shared = Arc::clone(&self.core.shared);
+        let entry = task::entry_offset(entry);
+        let submit: feed::Submit<I> = Box::new(move |first, batch: Vec<Vec<I>>| {
+            let (mut chunks, mut unencodable, mut bytes) = (Vec::with_capacity(batch.len()), Vec::new(), 0);
+            for (index, items) in (first..).zip(&batch) {
+                match call.chunk(&sink, index, items, entry) {
+                    Ok(chunk) => {
+                        bytes += chunk.args.len();
+                        chunks.push(chunk);
+                    }
+                    Err(e) => unencodable.push((index, e)),
+                }
+            }
+            shared.submit(chunks).map_err(|e| match shared.state() {
+                // Read after the pool was terminated: fails as the chunks read before it.
+                RunState::Terminated => Error::PoolTerminated,
+                _ => e,
+            })?;
+            for (index, e) in unencodable {
+                sink.complete(index, Err(e));
+            }
+            Ok(bytes)
+        });
+        let read_ahead = feed::ReadAhead::new(self.core.processes, options.buffersize);
+        feed::start(&self.core.gate, items, chunksize, read_ahead, Arc::clone(&stream), submit)?;
+        Ok(Imap::new(stream, Some(self.core.keep_alive())))
     }
 
     /// Cuts `items` into chunks and queues them; a chunk whose arguments do not encode fails at
@@ -656,27 +848,18 @@ impl Pool {
         T: DeserializeOwned + Send + 'static,
         I: Serialize,
     {
+        self.core.gate.check_open()?;
         let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
         let entry = task::entry_offset(entry);
         let mut chunks = Vec::with_capacity(items.len().div_ceil(call.chunksize));
         let mut unencodable = Vec::new();
         for (index, range) in chunking::chunk_ranges(items.len(), call.chunksize).enumerate() {
-            let tasks = range.len();
-            match reduction::encode(&items[range]) {
-                Ok(message) => chunks.push(Chunk {
-                    sink: Arc::clone(&sink),
-                    index,
-                    tasks,
-                    entry,
-                    args: message.bytes,
-                    fds: message.fds,
-                    timeout: call.timeout,
-                    retries: call.retries,
-                }),
+            match call.chunk(&sink, index, &items[range], entry) {
+                Ok(chunk) => chunks.push(chunk),
                 Err(e) => unencodable.push((index, e)),
             }
         }
-        self.shared.submit(chunks)?;
+        self.core.shared.submit(chunks)?;
         for (index, e) in unencodable {
             sink.complete(index, Err(e));
         }
@@ -685,6 +868,7 @@ impl Pool {
 }
 
 /// The settings one call's chunks carry.
+#[derive(Clone, Copy)]
 struct CallSettings {
     timeout: Option<Duration>,
     retries: u32,
@@ -694,20 +878,42 @@ struct CallSettings {
 impl CallSettings {
     fn new(pool: &Pool, timeout: Option<Duration>, retries: Option<u32>, chunksize: usize) -> Self {
         CallSettings {
-            timeout: timeout.or(pool.timeout),
-            retries: retries.unwrap_or(pool.retries),
+            timeout: timeout.or(pool.core.timeout),
+            retries: retries.unwrap_or(pool.core.retries),
             chunksize: chunksize.max(1),
         }
     }
+
+    /// Chunk `index` of a call: `items`, encoded, for the function at `entry`.
+    fn chunk<I: Serialize>(
+        &self,
+        sink: &Arc<dyn scheduler::Sink>,
+        index: usize,
+        items: &[I],
+        entry: i64,
+    ) -> Result<Chunk> {
+        let message = reduction::encode(items)?;
+        Ok(Chunk {
+            sink: Arc::clone(sink),
+            index,
+            tasks: items.len(),
+            entry,
+            args: message.bytes,
+            fds: message.fds,
+            timeout: self.timeout,
+            retries: self.retries,
+        })
+    }
 }
 
-impl Drop for Pool {
-    /// Terminates the pool and waits for its workers, unless it was joined already (or detached
-    /// by an executor's `shutdown(wait = false)`, which lets the queue finish in the background).
+impl Drop for Core {
+    /// Once the pool's handle and every result holding the pool are gone: terminates the pool and
+    /// waits for its workers, unless it was joined already (or detached by an executor's
+    /// `shutdown(wait = false)`, which lets the queue finish in the background).
     fn drop(&mut self) {
         let thread = self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
-            self.terminate();
+            self.shared.set_state(RunState::Terminated);
             // The last handle can be dropped by the scheduler itself (a callback holding it):
             // it cannot wait for itself, and it ends on its own after the termination.
             if thread.thread().id() != std::thread::current().id() {
@@ -717,11 +923,25 @@ impl Drop for Pool {
     }
 }
 
+/// CPython's `repr`: `<multiprocessing.pool.Pool state=RUN pool_size=4>` (`RUN`, `CLOSE` or
+/// `TERMINATE`).
+impl std::fmt::Display for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.core.shared.state() {
+            RunState::Running if self.core.gate.closing() => "CLOSE",
+            RunState::Running => "RUN",
+            RunState::Closed => "CLOSE",
+            RunState::Terminated | RunState::Broken(_) => "TERMINATE",
+        };
+        write!(f, "<multiprocessing.pool.Pool state={state} pool_size={}>", self.core.processes)
+    }
+}
+
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("processes", &self.processes)
-            .field("state", &self.shared.state())
+            .field("processes", &self.core.processes)
+            .field("state", &self.core.shared.state())
             .field("stats", &self.stats())
             .finish()
     }

@@ -38,6 +38,15 @@ impl Progress {
         }
     }
 
+    /// `tasks` more are known to come (an input whose length was not known).
+    #[cfg_attr(not(feature = "progress"), allow(unused_variables))]
+    pub(crate) fn grow(&self, tasks: usize) {
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &self.bar {
+            bar.inc_length(tasks as u64);
+        }
+    }
+
     /// Every task is done.
     pub(crate) fn finish(&self) {
         #[cfg(feature = "progress")]

@@ -30,6 +30,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::task::TaskFailure;
 use crate::Handle;
 
 /// One task (a chunk of calls of one function) as it travels to a worker.
@@ -54,11 +55,11 @@ pub(crate) enum ToWorker {
     Stop,
 }
 
-/// One task's outcome: the encoded `Vec` of results, or the failure's message.
+/// One task's outcome: the encoded `Vec` of results, or why it failed.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireResult {
     pub(crate) id: u64,
-    pub(crate) outcome: Result<Blob, String>,
+    pub(crate) outcome: Result<Blob, TaskFailure>,
 }
 
 /// Worker to pool.
@@ -146,7 +147,7 @@ mod tests {
         let results = FromWorker::Results {
             results: vec![
                 WireResult { id: 1, outcome: Ok(Blob(vec![9])) },
-                WireResult { id: 2, outcome: Err("boom".into()) },
+                WireResult { id: 2, outcome: Err(TaskFailure::message("boom")) },
             ],
             busy_ns: 5,
         };

@@ -25,6 +25,10 @@ pub(crate) fn mark_delivering_thread() {
 }
 type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 
+/// What a result holds to keep its pool running: the pool's workers live until the pool's handle
+/// and every result holding this are gone (see [`Pool`](super::Pool)'s "Results hold the pool").
+pub(crate) type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
+
 struct State<T> {
     outcome: Option<Result<T>>,
     /// The outcome was handed to a caller.
@@ -62,7 +66,7 @@ impl<T> Slot<T> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::pool::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
@@ -80,6 +84,8 @@ impl<T> Slot<T> {
 #[must_use = "a result does nothing unless you get or await it"]
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
+    /// The pool it came from, kept running while this result lives (`None` in unit tests).
+    _pool: Option<KeepAlive>,
 }
 
 /// The fulfilling side of an [`AsyncResult`].
@@ -87,8 +93,8 @@ pub(crate) struct Promise<T> {
     slot: Arc<Slot<T>>,
 }
 
-/// A result and its promise.
-pub(crate) fn promise<T>() -> (AsyncResult<T>, Promise<T>) {
+/// A result that keeps `pool` running, and its promise.
+pub(crate) fn promise<T>(pool: Option<KeepAlive>) -> (AsyncResult<T>, Promise<T>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State {
             outcome: None,
@@ -103,7 +109,7 @@ pub(crate) fn promise<T>() -> (AsyncResult<T>, Promise<T>) {
         started: AtomicBool::new(false),
         delivered: AtomicBool::new(false),
     });
-    (AsyncResult { slot: Arc::clone(&slot) }, Promise { slot })
+    (AsyncResult { slot: Arc::clone(&slot), _pool: pool }, Promise { slot })
 }
 
 impl<T> Promise<T> {
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn get_after_fulfil_and_timeout_before() {
-        let (result, promise) = promise::<u32>();
+        let (result, promise) = promise::<u32>(None);
         assert!(matches!(result.get_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
         assert!(!result.ready());
         assert!(result.successful().is_err());
@@ -315,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_panicking_callback_is_contained() {
-        let (result, promise) = promise::<u32>();
+        let (result, promise) = promise::<u32>(None);
         promise.set_callbacks(Some(Box::new(|_| panic!("callback panics"))), None);
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
@@ -326,11 +332,11 @@ mod tests {
 
     #[test]
     fn cancel_before_start_only() {
-        let (result, promise) = promise::<u32>();
+        let (result, promise) = promise::<u32>(None);
         assert!(result.cancel());
         assert!(promise.cancelled());
         assert!(matches!(result.get(), Err(Error::Cancelled)));
-        let (result, started) = super::promise::<u32>();
+        let (result, started) = super::promise::<u32>(None);
         started.mark_started();
         assert!(!result.cancel());
     }

@@ -60,6 +60,11 @@ pub(crate) trait Sink: Send + Sync {
     fn flush(&self);
     fn cancelled(&self) -> bool;
     fn started(&self);
+    /// The chunk must stop even if it is running (a cluster node that lost the chunk's lease):
+    /// checked after [`Shared::recheck_running`]. A revoked chunk fails with [`Error::Cancelled`].
+    fn revoked(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Sink`] that decodes each chunk's results as `Vec<T>` for its [`Outcomes`].
@@ -158,22 +163,109 @@ pub(crate) enum RunState {
     Broken(String),
 }
 
+/// The seam between the pool's front and what runs its chunks.
+///
+/// The front (`Pool`'s methods) cuts a job into [`Chunk`]s, each carrying the [`Sink`] its outcome
+/// goes to; a runner takes them, decides where and when each runs, and completes every chunk's sink
+/// exactly once (or drops a chunk whose sink reports [`Sink::cancelled`] before it started). Two
+/// runners exist: the local scheduler below (worker processes on this machine, over socket pairs)
+/// and, with the `cluster` feature, a broker client that ships chunks to node agents on other
+/// machines (`pool::cluster`), whose nodes run each chunk in a local scheduler again.
+pub(crate) trait Runner: Send + Sync {
+    /// Takes `chunks` (in order).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the pool no longer takes work, or the chunks cannot be run by
+    /// this runner (for example descriptors, which cannot cross machines).
+    fn submit(&self, chunks: Vec<Chunk>) -> Result<()>;
+    /// Moves to `state` unless already terminated (closing a terminated pool changes nothing).
+    fn set_state(&self, state: RunState);
+    fn state(&self) -> RunState;
+    /// Cancels every chunk not yet started.
+    fn cancel_queued(&self);
+    /// Asks the runner to look for running chunks whose sink is [`Sink::revoked`].
+    fn recheck_running(&self) {}
+}
+
+/// What the pool's handles hold: the runner its chunks go to, and the counters.
+pub(crate) struct Shared {
+    runner: Arc<dyn Runner>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl Shared {
+    pub(crate) fn new(runner: Arc<dyn Runner>, stats: Arc<Stats>) -> Self {
+        Shared { runner, stats }
+    }
+
+    /// Queues `chunks` (in order).
+    pub(crate) fn submit(&self, chunks: impl IntoIterator<Item = Chunk>) -> Result<()> {
+        self.runner.submit(chunks.into_iter().collect())
+    }
+
+    /// Moves to `state` unless already terminated (closing a terminated pool changes nothing).
+    pub(crate) fn set_state(&self, state: RunState) {
+        self.runner.set_state(state);
+    }
+
+    pub(crate) fn state(&self) -> RunState {
+        self.runner.state()
+    }
+
+    /// Cancels every task not yet handed to a worker.
+    pub(crate) fn cancel_queued(&self) {
+        self.runner.cancel_queued();
+    }
+
+    /// Stops the running chunks whose sink is revoked (their workers are killed and replaced).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn recheck_running(&self) {
+        self.runner.recheck_running();
+    }
+}
+
 struct Inner {
     queue: VecDeque<Chunk>,
     state: RunState,
     cancel_queued: bool,
+    /// Look for revoked chunks among the running ones.
+    recheck: bool,
     /// The scheduler is (about to be) blocked in `poll`: a submitter must wake it.
     sleeping: bool,
 }
 
-/// What the pool's handles and its scheduler share.
-pub(crate) struct Shared {
+/// The local runner's front: the queue the pool's handles fill and its scheduler thread drains.
+struct LocalQueue {
     inner: Mutex<Inner>,
     wake: UnixStream,
-    pub(crate) stats: Stats,
 }
 
-impl Shared {
+impl Runner for LocalQueue {
+    fn submit(&self, chunks: Vec<Chunk>) -> Result<()> {
+        LocalQueue::submit(self, chunks)
+    }
+
+    fn set_state(&self, state: RunState) {
+        LocalQueue::set_state(self, state);
+    }
+
+    fn state(&self) -> RunState {
+        LocalQueue::state(self)
+    }
+
+    fn cancel_queued(&self) {
+        LocalQueue::cancel_queued(self);
+    }
+
+    fn recheck_running(&self) {
+        let mut inner = self.lock();
+        inner.recheck = true;
+        self.wake(&mut inner);
+    }
+}
+
+impl LocalQueue {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -186,8 +278,7 @@ impl Shared {
         }
     }
 
-    /// Queues `chunks` (in order).
-    pub(crate) fn submit(&self, chunks: impl IntoIterator<Item = Chunk>) -> Result<()> {
+    fn submit(&self, chunks: Vec<Chunk>) -> Result<()> {
         let mut inner = self.lock();
         match &inner.state {
             RunState::Running => {}
@@ -201,8 +292,7 @@ impl Shared {
         Ok(())
     }
 
-    /// Moves to `state` unless already terminated (closing a terminated pool changes nothing).
-    pub(crate) fn set_state(&self, state: RunState) {
+    fn set_state(&self, state: RunState) {
         let mut inner = self.lock();
         if inner.state == RunState::Running || state == RunState::Terminated {
             inner.state = state;
@@ -210,12 +300,11 @@ impl Shared {
         self.wake(&mut inner);
     }
 
-    pub(crate) fn state(&self) -> RunState {
+    fn state(&self) -> RunState {
         self.lock().state.clone()
     }
 
-    /// Cancels every task not yet handed to a worker.
-    pub(crate) fn cancel_queued(&self) {
+    fn cancel_queued(&self) {
         let mut inner = self.lock();
         inner.cancel_queued = true;
         self.wake(&mut inner);
@@ -265,11 +354,14 @@ enum Ending {
     TimedOut(Duration),
     /// It broke the protocol; it was killed.
     Misbehaved(String),
+    /// It held a revoked chunk; it was killed.
+    Revoked,
 }
 
 /// The pool's scheduler thread and the state it owns.
 pub(crate) struct Scheduler {
-    shared: Arc<Shared>,
+    shared: Arc<LocalQueue>,
+    stats: Arc<Stats>,
     wake: UnixStream,
     config: WorkerConfig,
     workers: Vec<Worker>,
@@ -289,18 +381,21 @@ pub(crate) fn start(config: WorkerConfig) -> Result<(Arc<Shared>, Scheduler)> {
     let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| Error::io("create the pool's wake-up socket", e))?;
     wake_tx.set_nonblocking(true).map_err(|e| Error::io("set up the pool's wake-up socket", e))?;
     wake_rx.set_nonblocking(true).map_err(|e| Error::io("set up the pool's wake-up socket", e))?;
-    let shared = Arc::new(Shared {
+    let queue = Arc::new(LocalQueue {
         inner: Mutex::new(Inner {
             queue: VecDeque::new(),
             state: RunState::Running,
             cancel_queued: false,
+            recheck: false,
             sleeping: false,
         }),
         wake: wake_tx,
-        stats: Stats::default(),
     });
+    let stats = Arc::new(Stats::default());
+    let shared = Arc::new(Shared::new(Arc::clone(&queue) as Arc<dyn Runner>, Arc::clone(&stats)));
     let mut scheduler = Scheduler {
-        shared: Arc::clone(&shared),
+        shared: queue,
+        stats,
         wake: wake_rx,
         config,
         workers: Vec::new(),
@@ -370,11 +465,11 @@ impl Scheduler {
         let mut process = Process::new(worker::worker_main, (theirs, setup))
             .with_daemon(true)
             .with_start_method(self.config.method)
-            .with_name(format!("PoolWorker-{}", self.next_worker));
+            .with_name_prefix(super::worker_name_prefix(self.config.method));
         process.start()?;
-        self.shared.stats.started.fetch_add(1, Ordering::Relaxed);
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
         let pid = process.pid().unwrap_or(0);
-        tracing::debug!(pid, "started a pool worker");
+        tracing::debug!(pid, worker = self.next_worker, "started a pool worker");
         Ok(Worker {
             process,
             running,
@@ -398,7 +493,7 @@ impl Scheduler {
             match self.state.clone() {
                 RunState::Terminated => return self.terminate_all(Error::PoolTerminated),
                 RunState::Broken(reason) => {
-                    return self.terminate_all(Error::TaskFailed { message: format!("the pool is broken: {reason}") });
+                    return self.terminate_all(Error::task_failed(format!("the pool is broken: {reason}")));
                 }
                 RunState::Closed if self.queue.is_empty() && self.workers.iter().all(|w| w.in_flight.is_empty()) => {
                     return self.stop_all();
@@ -416,10 +511,25 @@ impl Scheduler {
         self.queue.append(&mut inner.queue);
         self.state = inner.state.clone();
         let cancel = std::mem::take(&mut inner.cancel_queued);
+        let recheck = std::mem::take(&mut inner.recheck);
         drop(inner);
         if cancel {
             for chunk in self.queue.drain(..) {
                 chunk.sink.complete(chunk.index, Err(Error::Cancelled));
+            }
+        }
+        if recheck {
+            self.stop_revoked();
+        }
+    }
+
+    /// Kills the workers holding a revoked chunk: those chunks fail with [`Error::Cancelled`],
+    /// the others they held run elsewhere.
+    fn stop_revoked(&mut self) {
+        self.queue.retain(|chunk| !chunk.sink.revoked());
+        for i in (0..self.workers.len()).rev() {
+            if self.workers[i].in_flight.iter().any(|f| f.chunk.sink.revoked()) {
+                self.remove_worker(i, Ending::Revoked);
             }
         }
     }
@@ -446,7 +556,7 @@ impl Scheduler {
                         // Nothing can run the queue: fail it rather than wait forever.
                         let message = format!("could not start a pool worker: {e}");
                         for chunk in self.queue.drain(..) {
-                            chunk.fail(Error::InvalidState(message.clone()), &self.shared.stats);
+                            chunk.fail(Error::InvalidState(message.clone()), &self.stats);
                         }
                     }
                     return;
@@ -551,7 +661,7 @@ impl Scheduler {
         }
         {
             let mut inner = self.shared.lock();
-            if !inner.queue.is_empty() || inner.state != self.state || inner.cancel_queued {
+            if !inner.queue.is_empty() || inner.state != self.state || inner.cancel_queued || inner.recheck {
                 return;
             }
             inner.sleeping = true;
@@ -667,13 +777,13 @@ impl Scheduler {
             last_entry = chunk.entry;
             match result.outcome {
                 Ok(Blob(bytes)) => {
-                    self.shared.stats.done.fetch_add(chunk.tasks as u64, Ordering::Relaxed);
+                    self.stats.done.fetch_add(chunk.tasks as u64, Ordering::Relaxed);
                     chunk.sink.complete_quietly(chunk.index, Ok(bytes));
                     if !touched.last().is_some_and(|last| Arc::ptr_eq(last, &chunk.sink)) {
                         touched.push(Arc::clone(&chunk.sink));
                     }
                 }
-                Err(message) => chunk.fail(Error::TaskFailed { message }, &self.shared.stats),
+                Err(failure) => chunk.fail(failure.into_error(), &self.stats),
             }
         }
         // Every path wakes the readers of what was delivered.
@@ -710,7 +820,7 @@ impl Scheduler {
         let how = describe_exit(code);
         let retired = worker.stop_sent && code == 0 && worker.in_flight.is_empty();
         if !retired {
-            self.shared.stats.restarted.fetch_add(1, Ordering::Relaxed);
+            self.stats.restarted.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(pid = worker.pid, %how, retired, "a pool worker ended");
         // The task it died in: the one whose id it wrote last. Tasks before it finished but their
@@ -721,6 +831,7 @@ impl Scheduler {
         for flight in worker.in_flight.drain(..) {
             let culprit = match ending {
                 Ending::Ended => flight.id == running,
+                Ending::Revoked => flight.chunk.sink.revoked(),
                 // A timed task runs alone; a misbehaving worker is blamed on its oldest task.
                 Ending::TimedOut(_) | Ending::Misbehaved(_) => !blamed,
             };
@@ -732,6 +843,7 @@ impl Scheduler {
             let mut chunk = flight.chunk;
             let error = match &ending {
                 Ending::TimedOut(timeout) => Some(Error::TaskTimedOut(*timeout)),
+                Ending::Revoked => Some(Error::Cancelled),
                 Ending::Misbehaved(reason) => {
                     Some(Error::Protocol(format!("pool worker {} broke the protocol: {reason}", worker.pid)))
                 }
@@ -745,7 +857,7 @@ impl Scheduler {
             match error {
                 Some(error) => {
                     tracing::debug!(%error, "pool task failed with its worker");
-                    chunk.fail(error, &self.shared.stats);
+                    chunk.fail(error, &self.stats);
                 }
                 None => {
                     tracing::debug!(retries_left = chunk.retries, "pool task's worker died; retrying it");
@@ -778,7 +890,7 @@ impl Scheduler {
         let message = error.to_string();
         let again = |error: &Error| match error {
             Error::PoolTerminated => Error::PoolTerminated,
-            _ => Error::TaskFailed { message: message.clone() },
+            _ => Error::task_failed(message.clone()),
         };
         for worker in &mut self.workers {
             let _ = worker.process.kill();
@@ -786,14 +898,14 @@ impl Scheduler {
         for mut worker in std::mem::take(&mut self.workers) {
             let _ = worker.process.join();
             for flight in worker.in_flight.drain(..) {
-                flight.chunk.fail(again(&error), &self.shared.stats);
+                flight.chunk.fail(again(&error), &self.stats);
             }
         }
         let mut inner = self.shared.lock();
         self.queue.append(&mut inner.queue);
         drop(inner);
         for chunk in self.queue.drain(..) {
-            chunk.fail(again(&error), &self.shared.stats);
+            chunk.fail(again(&error), &self.stats);
         }
     }
 }

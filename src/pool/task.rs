@@ -12,13 +12,83 @@
 use std::fmt::Display;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::error::{Error, ReturnedError};
+use crate::process::target::ArgumentMustBeOwned_UseStringNotStr;
 use crate::reduction::{self, Message};
 
 /// A chunk entry: decodes a chunk of argument tuples, runs the task on each and appends the
-/// encoded `Vec` of results to the buffer; `Err` carries the first failure's message.
-pub(crate) type ChunkEntry = fn(Message, &mut Vec<u8>) -> Result<(), String>;
+/// encoded `Vec` of results to the buffer; `Err` carries the first failure.
+pub(crate) type ChunkEntry = fn(Message, &mut Vec<u8>) -> Result<(), TaskFailure>;
+
+/// Why a task failed, as it travels from a worker: the message, and the error it returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskFailure {
+    pub(crate) message: String,
+    pub(crate) returned: Option<ReturnedError>,
+}
+
+impl TaskFailure {
+    /// A failure known by its message only (a panic, or the worker's own trouble).
+    pub(crate) fn message(message: impl Into<String>) -> Self {
+        TaskFailure { message: message.into(), returned: None }
+    }
+
+    /// The caller's error ([`Error::TaskFailed`]).
+    pub(crate) fn into_error(self) -> Error {
+        Error::TaskFailed { message: self.message, returned: self.returned }
+    }
+}
+
+/// A task's error that travels back to the caller as a value, not only as its message: return
+/// `Result<T, Typed<E>>` from a task, and [`Error::task_error::<E>()`](crate::Error::task_error)
+/// gives the caller its `E` (CPython's `except ZeroDivisionError:` around `get()`). `E` needs
+/// serde (`Serialize` in the worker, `Deserialize` in the caller) and `Display` (the message).
+///
+/// `From<E>` makes `Err(e.into())` and `?` work. A task returning a plain `Result<T, E>` fails
+/// with `E`'s message (and type name) only: Rust cannot ask of an arbitrary error type whether it
+/// can travel (`io::Error` cannot), so the typed form is chosen in the task's signature.
+///
+/// ```
+/// use multiproc::pool::{Pool, Typed};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Rejected { code: u32 }
+///
+/// impl std::fmt::Display for Rejected {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "rejected with code {}", self.code)
+///     }
+/// }
+///
+/// fn check(x: u32) -> Result<u32, Typed<Rejected>> {
+///     if x > 9 { Err(Rejected { code: x }.into()) } else { Ok(x) }
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let pool = Pool::new(1)?;
+/// let error = pool.apply(check, (42,)).unwrap_err();
+/// assert_eq!(error.task_error::<Rejected>(), Some(Rejected { code: 42 }));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Typed<E>(pub E);
+
+impl<E> From<E> for Typed<E> {
+    fn from(error: E) -> Self {
+        Typed(error)
+    }
+}
+
+impl<E> Typed<E> {
+    /// The error inside.
+    pub fn into_inner(self) -> E {
+        self.0
+    }
+}
 
 /// The address chunk-entry offsets are measured from.
 #[inline(never)]
@@ -48,11 +118,13 @@ pub(crate) unsafe fn entry_from_offset(offset: i64) -> ChunkEntry {
 /// travel from a worker process).
 ///
 /// `Result` is deliberately not a `TaskValue`: a task returning `Err` fails, and its error's message
-/// comes back from [`AsyncResult::get`](super::AsyncResult::get) as [`Error::TaskFailed`](crate::Error::TaskFailed).
+/// comes back from [`AsyncResult::get`](super::AsyncResult::get) as [`Error::TaskFailed`](crate::Error::TaskFailed)
+/// (with the value itself for [`Typed`] errors).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a task result type",
-    label = "return a `TaskValue` or a `Result<T, E>` from the task",
-    note = "for a type of your own, add `impl multiproc::pool::TaskValue for {Self} {{}}`"
+    label = "a task returns a `TaskValue` (numbers, strings, collections, tuples up to 16, ...) or a `Result<T, E>`",
+    note = "for a type of your own, add `impl multiproc::pool::TaskValue for {Self} {{}}` (it also needs serde)",
+    note = "for another crate's type, return `Ok::<_, std::convert::Infallible>(value)`: a `Result`'s value needs only serde"
 )]
 pub trait TaskValue {}
 
@@ -81,53 +153,125 @@ task_values!(
     String,
     &'static str,
     std::time::Duration,
+    std::time::SystemTime,
     std::path::PathBuf,
+    std::ffi::OsString,
+    std::net::IpAddr,
+    std::net::Ipv4Addr,
+    std::net::Ipv6Addr,
+    std::net::SocketAddr,
+    std::net::SocketAddrV4,
+    std::net::SocketAddrV6,
+    std::num::NonZeroU8,
+    std::num::NonZeroU16,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroU128,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI8,
+    std::num::NonZeroI16,
+    std::num::NonZeroI32,
+    std::num::NonZeroI64,
+    std::num::NonZeroI128,
+    std::num::NonZeroIsize,
 );
 
 impl<T> TaskValue for Vec<T> {}
 impl<T> TaskValue for std::collections::VecDeque<T> {}
+impl<T> TaskValue for std::collections::LinkedList<T> {}
+impl<T> TaskValue for std::collections::BinaryHeap<T> {}
 impl<T> TaskValue for Option<T> {}
-impl<T> TaskValue for Box<T> {}
+impl<T: ?Sized> TaskValue for Box<T> {}
+impl<T: ?Sized> TaskValue for std::sync::Arc<T> {}
+impl<T: ?Sized + ToOwned> TaskValue for std::borrow::Cow<'static, T> {}
+impl<T> TaskValue for std::num::Wrapping<T> {}
+impl<T> TaskValue for std::cmp::Reverse<T> {}
+impl<T> TaskValue for std::ops::Range<T> {}
+impl<T> TaskValue for std::ops::RangeInclusive<T> {}
+impl<T> TaskValue for std::ops::Bound<T> {}
+impl<T> TaskValue for std::marker::PhantomData<T> {}
+impl<T> TaskValue for std::cell::Cell<T> {}
+impl<T> TaskValue for std::cell::RefCell<T> {}
+impl<T> TaskValue for std::sync::Mutex<T> {}
+impl<T> TaskValue for std::sync::RwLock<T> {}
 impl<T, const N: usize> TaskValue for [T; N] {}
 impl<K, V, S> TaskValue for std::collections::HashMap<K, V, S> {}
 impl<K, V> TaskValue for std::collections::BTreeMap<K, V> {}
 impl<T, S> TaskValue for std::collections::HashSet<T, S> {}
 impl<T> TaskValue for std::collections::BTreeSet<T> {}
 impl<T> TaskValue for crate::Handle<T> {}
-impl<A, B> TaskValue for (A, B) {}
-impl<A, B, C> TaskValue for (A, B, C) {}
-impl<A, B, C, D> TaskValue for (A, B, C, D) {}
-impl<A, B, C, D, E> TaskValue for (A, B, C, D, E) {}
+
+/// Tuples of 1 to 16 values (serde's limit).
+macro_rules! task_value_tuples {
+    ($($t:ident),+) => { impl<$($t),+> TaskValue for ($($t,)+) {} };
+}
+
+task_value_tuples!(A);
+task_value_tuples!(A, B);
+task_value_tuples!(A, B, C);
+task_value_tuples!(A, B, C, D);
+task_value_tuples!(A, B, C, D, E);
+task_value_tuples!(A, B, C, D, E, F);
+task_value_tuples!(A, B, C, D, E, F, G);
+task_value_tuples!(A, B, C, D, E, F, G, H);
+task_value_tuples!(A, B, C, D, E, F, G, H, I);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K, L);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K, L, M);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
+task_value_tuples!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P);
 
 /// What a task returns: a [`TaskValue`] (the task succeeded with it), or a `Result` whose `Err`
-/// fails the task with the error's message.
+/// fails the task with the error's message ([`Error::TaskFailed`](crate::Error::TaskFailed)), and
+/// with its value for a [`Typed`] error.
 pub trait TaskReturn {
     /// The value a successful task delivers.
     type Value;
-    /// The value, or the failure's message.
-    fn into_task_result(self) -> Result<Self::Value, String>;
+    /// The value, or why the task failed (implemented by this crate only).
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<Self::Value, TaskFailure>;
 }
 
 impl<T: TaskValue> TaskReturn for T {
     type Value = T;
-    fn into_task_result(self) -> Result<T, String> {
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
         Ok(self)
     }
 }
 
 impl<T, E: Display> TaskReturn for Result<T, E> {
     type Value = T;
-    fn into_task_result(self) -> Result<T, String> {
-        self.map_err(|e| e.to_string())
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
+        self.map_err(|e| TaskFailure { message: e.to_string(), returned: Some(ReturnedError::untyped::<E>()) })
+    }
+}
+
+impl<T, E: Serialize + Display> TaskReturn for Result<T, Typed<E>> {
+    type Value = T;
+    #[allow(private_interfaces)]
+    fn into_task_result(self) -> Result<T, TaskFailure> {
+        self.map_err(|Typed(e)| TaskFailure { message: e.to_string(), returned: Some(ReturnedError::typed(&e)) })
     }
 }
 
 /// A function a process pool can run with arguments `Args` (a tuple).
 ///
-/// Implemented for every `fn` item and non-capturing closure of up to six serde arguments returning
-/// a [`TaskReturn`] whose value is serde. A capturing closure does not compile; use
-/// [`ThreadPool`](super::ThreadPool) for those.
-pub trait Task<Args>: sealed::TaskFn<Args> + Copy + Send + Sync + 'static {
+/// Implemented for every `fn` item and non-capturing closure of up to eight serde arguments
+/// returning a [`TaskReturn`] whose value is serde. A capturing closure does not compile; use
+/// [`ThreadPool`](super::ThreadPool) for those. Each argument is decoded into a value of its
+/// own in the worker, so it cannot borrow: take `String`, not `&str` (the compiler then names
+/// the trait `ArgumentMustBeOwned_UseStringNotStr`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a process-pool task with arguments `{Args}`",
+    label = "a task is a `fn` item or a closure that captures nothing, taking `{Args}` (owned serde values)",
+    note = "a closure that captures: pass the captured values as arguments instead, or use `multiproc::pool::ThreadPool`, whose tasks run on threads and may capture"
+)]
+pub trait Task<Args>: sealed::TaskFn<Args> + sealed::PoolTaskCapturesNothing {
     /// What the task delivers when it succeeds.
     type Output: Serialize + DeserializeOwned + Send + 'static;
 }
@@ -135,23 +279,45 @@ pub trait Task<Args>: sealed::TaskFn<Args> + Copy + Send + Sync + 'static {
 #[allow(private_interfaces)]
 impl<F, Args> Task<Args> for F
 where
-    F: sealed::TaskFn<Args> + Copy + Send + Sync + 'static,
+    F: sealed::TaskFn<Args> + sealed::PoolTaskCapturesNothing,
 {
     type Output = <F as sealed::TaskFn<Args>>::Value;
+}
+
+/// The monomorphic chunk entry of task `F` with arguments `Args`.
+pub(crate) fn entry_of<F: Task<Args>, Args>() -> ChunkEntry {
+    run_chunk::<F, Args>
 }
 
 // The sealed half names crate-private types; it cannot be named or implemented outside the crate.
 #[allow(private_interfaces)]
 pub(crate) mod sealed {
-    /// The crate-private half of [`Task`](super::Task).
+    use super::TaskFailure;
+    use crate::reduction::Message;
+
+    /// The crate-private half of [`Task`](super::Task): a function of these arguments.
     pub trait TaskFn<Args> {
         /// The success value.
         type Value: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
-        /// The monomorphic chunk entry for this function and argument types.
-        fn entry() -> super::ChunkEntry;
+        /// Decodes a chunk of argument tuples.
+        fn decode(args: Message) -> Result<Vec<Args>, TaskFailure>;
         /// Calls the function.
-        fn call(self, args: Args) -> Result<Self::Value, String>;
+        fn call(self, args: Args) -> Result<Self::Value, TaskFailure>;
     }
+
+    /// A task that captures nothing: a `fn` item or a non-capturing closure (checked as far as
+    /// traits can see: `Copy + Send + Sync + 'static`; a closure capturing plain data, say an
+    /// integer, passes this and fails when built, at the size check of the task's entry).
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot run in a process pool's worker: a process-pool task must be a `fn` item or a closure that captures nothing",
+        label = "this closure captures variables (a task must be `Copy + Send + Sync + 'static` and capture nothing)",
+        note = "a worker is another process: it gets the task's arguments, not what a closure captured; pass the captured values as arguments instead (`pool.starmap(f, items.map(|x| (x, offset)))`)",
+        note = "or use `multiproc::pool::ThreadPool`, whose tasks run on threads of this process and may capture anything `Send`"
+    )]
+    pub trait PoolTaskCapturesNothing: Copy + Send + Sync + 'static {}
+
+    #[diagnostic::do_not_recommend]
+    impl<F: Copy + Send + Sync + 'static> PoolTaskCapturesNothing for F {}
 }
 
 thread_local! {
@@ -182,32 +348,40 @@ pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Calls `body`, turning a panic into its message.
-pub(crate) fn call_catching<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// Calls `body`, turning a panic into a failure with its message.
+pub(crate) fn call_catching<T>(body: impl FnOnce() -> Result<T, TaskFailure>) -> Result<T, TaskFailure> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
-        Err(payload) => Err(LAST_PANIC
-            .with(|slot| slot.borrow_mut().take())
-            .unwrap_or_else(|| format!("panicked: {}", payload_text(payload.as_ref())))),
+        Err(payload) => Err(TaskFailure::message(
+            LAST_PANIC
+                .with(|slot| slot.borrow_mut().take())
+                .unwrap_or_else(|| format!("panicked: {}", payload_text(payload.as_ref()))),
+        )),
     }
 }
 
-fn run_chunk<F, Args>(args: Message, out: &mut Vec<u8>) -> Result<(), String>
-where
-    F: sealed::TaskFn<Args> + Copy,
-    Args: DeserializeOwned,
-{
-    let items: Vec<Args> =
-        reduction::decode(args).map_err(|e| format!("the worker could not decode the task's arguments: {e}"))?;
-    let function = crate::sys::conjure_zst::<F>();
+/// The rule a pool task's closure breaks when it captures plain data (see `sys::ZstRule`).
+struct PoolTaskRule;
+
+impl crate::sys::ZstRule for PoolTaskRule {
+    const MESSAGE: &'static str = "a process-pool task must be a fn item or a closure that captures nothing: this \
+        closure captures variables (the note below names it), which a worker process cannot receive; pass them as \
+        the task's arguments, or use multiproc::pool::ThreadPool, which runs closures that capture";
+}
+
+fn run_chunk<F: Task<Args>, Args>(args: Message, out: &mut Vec<u8>) -> Result<(), TaskFailure> {
+    let function = crate::sys::conjure_zst_for::<F, PoolTaskRule>();
+    let items = F::decode(args)?;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         results.push(call_catching(|| function.call(item))?);
     }
     // About the encoded size, so that encoding does not grow the buffer step by step.
-    out.reserve(8 + results.len() * std::mem::size_of::<<F as sealed::TaskFn<Args>>::Value>());
+    out.reserve(8 + results.len() * std::mem::size_of::<F::Output>());
     *out = postcard::to_extend(&results, std::mem::take(out)).map_err(|e| {
-        format!("the worker could not encode the task's result ({e}); check the result type's Serialize implementation")
+        TaskFailure::message(format!(
+            "the worker could not encode the task's result ({e}); check the result type's Serialize implementation"
+        ))
     })?;
     Ok(())
 }
@@ -217,17 +391,19 @@ macro_rules! impl_task {
         #[allow(private_interfaces)]
         impl<F, R, $($arg,)*> sealed::TaskFn<($($arg,)*)> for F
         where
-            F: Fn($($arg),*) -> R + Copy + Send + Sync + 'static,
+            F: Fn($($arg),*) -> R,
             R: TaskReturn,
             R::Value: Serialize + DeserializeOwned + Send + 'static,
-            $($arg: Serialize + DeserializeOwned,)*
+            $($arg: Serialize + for<'de> ArgumentMustBeOwned_UseStringNotStr<'de>,)*
         {
             type Value = R::Value;
-            fn entry() -> ChunkEntry {
-                run_chunk::<F, ($($arg,)*)>
+            fn decode(args: Message) -> Result<Vec<($($arg,)*)>, TaskFailure> {
+                reduction::decode(args).map_err(|e| {
+                    TaskFailure::message(format!("the worker could not decode the task's arguments: {e}"))
+                })
             }
             #[allow(non_snake_case)]
-            fn call(self, args: ($($arg,)*)) -> Result<R::Value, String> {
+            fn call(self, args: ($($arg,)*)) -> Result<R::Value, TaskFailure> {
                 let ($($arg,)*) = args;
                 self($($arg),*).into_task_result()
             }
@@ -242,3 +418,5 @@ impl_task!(A1, A2, A3);
 impl_task!(A1, A2, A3, A4);
 impl_task!(A1, A2, A3, A4, A5);
 impl_task!(A1, A2, A3, A4, A5, A6);
+impl_task!(A1, A2, A3, A4, A5, A6, A7);
+impl_task!(A1, A2, A3, A4, A5, A6, A7, A8);

@@ -62,7 +62,7 @@ impl Outbox {
     fn push(&mut self, result: WireResult, busy: Duration) {
         self.bytes += match &result.outcome {
             Ok(blob) => blob.0.len(),
-            Err(message) => message.len(),
+            Err(failure) => failure.message.len(),
         };
         self.oldest.get_or_insert_with(Instant::now);
         self.busy += busy;
@@ -150,8 +150,8 @@ fn run_initializer(init: InitCall) -> i32 {
     // SAFETY: as for task entries: the offset comes from the pool that launched this worker.
     let entry = unsafe { crate::process::target::entry_from_offset(init.entry) };
     let fds = init.fds.into_iter().map(Handle::into_inner).collect();
-    task::call_catching(|| Ok(entry(Message { bytes: init.args.0, fds }))).unwrap_or_else(|message| {
-        eprintln!("multiproc pool worker {}: the initializer {message}", std::process::id());
+    task::call_catching(|| Ok(entry(Message { bytes: init.args.0, fds }))).unwrap_or_else(|failure| {
+        eprintln!("multiproc pool worker {}: the initializer {}", std::process::id(), failure.message);
         1
     })
 }

@@ -30,6 +30,15 @@ pub(crate) fn on_startup() {
     if !sys::mark_hook_ran() {
         return;
     }
+    #[cfg(feature = "cluster")]
+    if let Some(url) = std::env::var_os(crate::pool::cluster::WORKER_VAR) {
+        // A cluster node agent (this same binary on a worker host): its local pool's workers
+        // must not become nodes too.
+        sys::remove_env_before_main(crate::pool::cluster::WORKER_VAR);
+        if std::env::var_os(ROLE_VAR).is_none() {
+            crate::pool::cluster::node_main_from_env(url);
+        }
+    }
     let Some(role) = std::env::var_os(ROLE_VAR) else { return };
     sys::remove_env_before_main(ROLE_VAR);
     sys::open_missing_standard_streams();

@@ -76,12 +76,12 @@ pub(crate) fn me() -> SelfDescription {
 }
 
 /// The description of the next child: its default name and identity, and this process's authkey.
-pub(crate) fn next_child(daemon: bool) -> SelfDescription {
+pub(crate) fn next_child(daemon: bool, name_prefix: &str) -> SelfDescription {
     let me = me();
     let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let mut identity = me.identity.clone();
     identity.push(n);
-    let name = format!("Process-{}", identity.iter().map(u32::to_string).collect::<Vec<_>>().join(":"));
+    let name = format!("{name_prefix}-{}", identity.iter().map(u32::to_string).collect::<Vec<_>>().join(":"));
     SelfDescription { name, daemon, authkey: me.authkey, identity }
 }
 

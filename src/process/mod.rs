@@ -23,11 +23,15 @@
 //! * a child whose parent had closed standard streams finds `/dev/null` there (spawn and fork
 //!   server), so none of its own descriptors takes the numbers 0-2.
 
+// Every public function that returns a `Result` says when it fails (issue 15.9).
+#![deny(clippy::missing_errors_doc)]
+
 #[allow(unsafe_code, reason = "a spawned child takes its inherited descriptor and entry point")]
 pub(crate) mod bootstrap;
 pub(crate) mod children;
 #[allow(unsafe_code, reason = "the fork server forks")]
 pub(crate) mod forkserver;
+pub(crate) mod function;
 pub(crate) mod identity;
 pub(crate) mod launch;
 pub(crate) mod liveness;
@@ -40,9 +44,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use self::children::ChildRecord;
+pub use self::function::{Function, IntoFunction};
 use self::start::fork::ForkBody;
 use self::target::Job;
 pub use self::target::{ExitReport, Run, Target};
@@ -66,7 +71,7 @@ enum State {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::Process;
 ///
 /// fn greet(name: String, times: u32) {
@@ -91,6 +96,9 @@ enum State {
 /// ```
 pub struct Process {
     name: String,
+    /// The default name's prefix (CPython: the class's name, `Process`, a `Run` type's name, or
+    /// `ForkServerPoolWorker` for a pool's worker).
+    name_prefix: &'static str,
     daemon: bool,
     method: Option<StartMethod>,
     creator: u32,
@@ -103,13 +111,16 @@ impl Process {
     /// The arguments are encoded now; an encoding error is reported by [`start`](Self::start).
     #[doc(alias = "target")]
     #[doc(alias = "args")]
-    pub fn new<F: Target<Args>, Args: Serialize + DeserializeOwned>(target: F, args: Args) -> Self {
+    pub fn new<F: Target<Args>, Args: Serialize>(target: F, args: Args) -> Self {
         Self::with_body(Body::Job(Job::from_fn(target, &args)))
     }
 
     /// A process that will run `object.run()` (CPython: a `Process` subclass overriding `run`).
+    /// Its default name is the type's, as CPython names a subclass's instances: `Greeter-1`.
     pub fn from_run<T: Run>(object: T) -> Self {
-        Self::with_body(Body::Job(Job::from_run(&object)))
+        let mut process = Self::with_body(Body::Job(Job::from_run(&object)));
+        process.name_prefix = target::short_type_name::<T>();
+        process
     }
 
     /// A process that will run any closure, captured state included, in a forked child. Its start
@@ -127,6 +138,7 @@ impl Process {
         let me = identity::me();
         Process {
             name: String::new(),
+            name_prefix: "Process",
             daemon: me.daemon,
             method: None,
             creator: std::process::id(),
@@ -134,9 +146,16 @@ impl Process {
         }
     }
 
-    /// Sets the name (default: `Process-N`, or `Process-N:M` in a child).
+    /// Sets the name (default: `Process-N`, or `Process-N:M` in a child; `Greeter-N` for a
+    /// [`Run`] type `Greeter`).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the default name's prefix: the process is named `{prefix}-N` unless named otherwise.
+    pub(crate) fn with_name_prefix(mut self, prefix: &'static str) -> Self {
+        self.name_prefix = prefix;
         self
     }
 
@@ -213,6 +232,10 @@ impl Process {
     /// will need (the allocator's, stdio's, or one of your own): the child has only the calling
     /// thread, and a lock held by another thread stays held forever. Other start methods are always
     /// safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), except [`Error::ForkWithThreads`], which this does not check.
     #[allow(unsafe_code, reason = "the fork start method's contract is the caller's")]
     pub unsafe fn start_unchecked(&mut self) -> Result<()> {
         self.check_can_start()?;
@@ -232,7 +255,7 @@ impl Process {
             }
         };
         // Drop the body on every path but success (the target and its arguments go away, as in CPython).
-        let mut me = identity::next_child(self.daemon);
+        let mut me = identity::next_child(self.daemon, self.name_prefix);
         if self.name.is_empty() {
             self.name = me.name.clone();
         } else {

@@ -11,7 +11,7 @@
 //! Capturing closures cannot be named this way; they run only under the fork start method, where
 //! the child has the parent's memory (`Process::fork`).
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::Result;
 use crate::reduction::{self, Message};
@@ -74,30 +74,74 @@ impl<T: ExitReport, E: std::fmt::Debug> ExitReport for std::result::Result<T, E>
 ///
 /// Implemented for every `fn` item and non-capturing closure of up to eight serde arguments whose
 /// return type is an [`ExitReport`]. A capturing closure fails to compile with a message naming
-/// [`Process::fork`](crate::Process::fork), the one start method that can run it.
-pub trait Target<Args>: sealed::TargetFn<Args> + Copy + Send + 'static {}
+/// [`Process::fork`](crate::Process::fork), the one start method that can run it. Each argument
+/// is decoded into a value of its own in the child, so it cannot borrow: take `String`, not
+/// `&str` (the compiler then names the trait `ArgumentMustBeOwned_UseStringNotStr`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a process target with arguments `{Args}`",
+    label = "a target is a `fn` item or a closure that captures nothing, taking `{Args}` (owned serde values)",
+    note = "a closure that captures: pass the captured values in `args` instead, or use `Process::fork(closure)`, whose child has a copy of this process's memory"
+)]
+pub trait Target<Args>: sealed::TargetFn<Args> + sealed::TargetCapturesNothing {}
 
-impl<F, Args> Target<Args> for F where F: sealed::TargetFn<Args> + Copy + Send + 'static {}
+impl<F, Args> Target<Args> for F where F: sealed::TargetFn<Args> + sealed::TargetCapturesNothing {}
+
+/// An argument of a process target or a pool task: decoded in the other process into a value of
+/// its own, so it cannot borrow. The compiler names this trait ("implementation of
+/// `ArgumentMustBeOwned_UseStringNotStr` is not general enough") for a function that takes a
+/// reference: take the owned type instead, `String` for `&str`, `Vec<u8>` for `&[u8]`, `T` for
+/// `&T`.
+#[allow(non_camel_case_types)]
+pub trait ArgumentMustBeOwned_UseStringNotStr<'de>: Deserialize<'de> {}
+
+impl<'de, T: Deserialize<'de>> ArgumentMustBeOwned_UseStringNotStr<'de> for T {}
 
 // The sealed half names crate-private types; it cannot be named or implemented outside the crate.
 #[allow(private_interfaces)]
 pub(crate) mod sealed {
-    /// The crate-private half of [`Target`](super::Target).
+    use crate::reduction::Message;
+
+    /// The crate-private half of [`Target`](super::Target): a function of these arguments.
     pub trait TargetFn<Args> {
-        /// The monomorphic entry function for this target and argument types.
-        fn entry() -> super::Entry;
+        /// Decodes the arguments.
+        fn decode(message: Message) -> crate::Result<Args>;
         /// Calls the target.
         fn call(self, args: Args) -> i32;
     }
+
+    /// A target that captures nothing: a `fn` item or a non-capturing closure (checked as far as
+    /// traits can see: `Copy + Send + 'static`; a closure capturing plain data, say an integer,
+    /// passes this and fails when built, at the size check of the target's entry).
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a process target: a target must be a `fn` item or a closure that captures nothing",
+        label = "this closure captures variables (a target must be `Copy + Send + 'static` and capture nothing)",
+        note = "the child is another process: it gets the target's arguments, not what a closure captured; pass the captured values in `args` instead",
+        note = "or use `Process::fork(closure)`: a forked child has a copy of this process's memory, captured variables included"
+    )]
+    pub trait TargetCapturesNothing: Copy + Send + 'static {}
+
+    #[diagnostic::do_not_recommend]
+    impl<F: Copy + Send + 'static> TargetCapturesNothing for F {}
 }
 
-fn run_fn<F, Args>(message: Message) -> i32
-where
-    F: Target<Args>,
-    Args: DeserializeOwned,
-{
-    match reduction::decode::<Args>(message) {
-        Ok(args) => sealed::TargetFn::call(crate::sys::conjure_zst::<F>(), args),
+/// The monomorphic entry of target `F` with arguments `Args`.
+pub(crate) fn entry_of<F: Target<Args>, Args>() -> Entry {
+    run_fn::<F, Args>
+}
+
+/// The rule a target's closure breaks when it captures plain data (see `sys::ZstRule`).
+struct TargetRule;
+
+impl crate::sys::ZstRule for TargetRule {
+    const MESSAGE: &'static str = "a process target must be a fn item or a closure that captures nothing: this \
+        closure captures variables (the note below names it), which a child started by spawn or the fork server \
+        cannot receive; pass them in the target's arguments, or use Process::fork, whose child shares this memory";
+}
+
+fn run_fn<F: Target<Args>, Args>(message: Message) -> i32 {
+    let target = crate::sys::conjure_zst_for::<F, TargetRule>();
+    match F::decode(message) {
+        Ok(args) => sealed::TargetFn::call(target, args),
         Err(e) => {
             eprintln!("multiproc: the child could not decode its arguments: {e}");
             1
@@ -110,12 +154,12 @@ macro_rules! impl_target {
         #[allow(private_interfaces)]
         impl<F, R, $($arg,)*> sealed::TargetFn<($($arg,)*)> for F
         where
-            F: Fn($($arg),*) -> R + Copy + Send + 'static,
+            F: Fn($($arg),*) -> R,
             R: ExitReport,
-            $($arg: Serialize + DeserializeOwned,)*
+            $($arg: Serialize + for<'de> ArgumentMustBeOwned_UseStringNotStr<'de>,)*
         {
-            fn entry() -> Entry {
-                run_fn::<F, ($($arg,)*)>
+            fn decode(message: Message) -> Result<($($arg,)*)> {
+                reduction::decode(message)
             }
             #[allow(non_snake_case)]
             fn call(self, args: ($($arg,)*)) -> i32 {
@@ -143,7 +187,7 @@ impl_target!(A1, A2, A3, A4, A5, A6, A7, A8);
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Process, Run};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -182,6 +226,16 @@ fn run_object<T: Run>(message: Message) -> i32 {
     }
 }
 
+/// The last path segment of `T`'s type name, as Python names a class or function: `mul` for
+/// `my_crate::tasks::mul`, `Vec<u8>` for `alloc::vec::Vec<u8>`, `{{closure}}` for a closure.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    // Generic arguments hold paths of their own: look for the last `::` before them.
+    let path_end = full.find('<').unwrap_or(full.len());
+    let start = full[..path_end].rfind("::").map_or(0, |at| at + 2);
+    &full[start..]
+}
+
 /// A target ready to travel: its entry and its encoded arguments, plus a readable name for errors.
 pub(crate) struct Job {
     pub(crate) entry: Entry,
@@ -197,15 +251,8 @@ impl std::fmt::Debug for Job {
 
 impl Job {
     /// A job calling `target` with `args`.
-    pub(crate) fn from_fn<F: Target<Args>, Args: Serialize + DeserializeOwned>(
-        _target: F,
-        args: &Args,
-    ) -> Result<Self> {
-        Ok(Job {
-            entry: <F as sealed::TargetFn<Args>>::entry(),
-            payload: reduction::encode(args)?,
-            name: std::any::type_name::<F>(),
-        })
+    pub(crate) fn from_fn<F: Target<Args>, Args: Serialize>(_target: F, args: &Args) -> Result<Self> {
+        Ok(Job { entry: entry_of::<F, Args>(), payload: reduction::encode(args)?, name: std::any::type_name::<F>() })
     }
 
     /// A job calling `object.run()`.

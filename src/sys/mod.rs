@@ -8,7 +8,9 @@
 //! chosen once, here; a macOS backend will sit beside `linux` and export the same names.
 
 mod code;
-pub(crate) use code::{SignedFn, conjure_zst, function_at, offset_between};
+pub(crate) use code::{
+    Refused, SignedFn, SignedFnPtr, ZstRule, conjure_zst, conjure_zst_for, function_at, offset_between,
+};
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -438,14 +438,22 @@ impl multiproc::Run for Named {
     type Output = ();
     fn run(self) {
         send(&self.out, &format!("{} is piaoing", self.name));
+        send(&self.out, current_process().name());
     }
 }
 
-// A2 / seed 002 MyProcess
+// A2 / seed 002 MyProcess; a `Run` type's process is named after the type, as CPython names an
+// instance of a `Process` subclass (`Named-3`).
 pub fn run_objects_are_process_bodies(ctx: Context) {
     let (inbox, out) = channel();
     let mut p = started(ctx.process_from_run(Named { name: "Jedan".into(), out }));
     assert_eq!(inbox.recv(10), "Jedan is piaoing");
+    let name = p.name().to_string();
+    assert!(
+        name.starts_with("Named-") && name["Named-".len()..].split(':').all(|n| n.parse::<u32>().is_ok()),
+        "{name}"
+    );
+    assert_eq!(inbox.recv(10), name, "the child knows itself by the same name");
     assert_eq!(p.join().unwrap(), 0);
 }
 

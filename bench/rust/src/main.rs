@@ -4,6 +4,7 @@
 mod codec;
 mod connection;
 mod manager;
+mod peers;
 mod pool;
 mod process;
 mod queue;
@@ -50,10 +51,19 @@ const GROUPS: &[(&str, Group)] = &[
     ("queue", queue::run),
     ("manager", manager::run),
     ("pool", pool::run),
+    ("peers", peers::run),
 ];
 
 fn main() {
+    // procspawn's children are this binary run again: its `init` takes them over here (and returns
+    // at once in every other process).
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(peers::EXIT_AT_ONCE) => return,
+        Some(peers::handrolled::WORKER) => return peers::handrolled::worker(),
+        _ => {}
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for (_, run) in GROUPS {
         if let Some(line) = run(&args) {

@@ -7,7 +7,7 @@ use multiproc::pool::{Options, Pool};
 
 use crate::{median, sample};
 
-const TASKS: u64 = 100_000;
+pub(crate) const TASKS: u64 = 100_000;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -139,11 +139,51 @@ fn tiny(workers: usize) -> f64 {
     })
 }
 
+/// Nanoseconds of CPU a thread of this process has run (`/proc/self/task/TID/schedstat`).
+fn thread_cpu_ns(tid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).expect("schedstat");
+    stat.split_whitespace().next().and_then(|v| v.parse().ok()).expect("runtime")
+}
+
+/// The ids of this process's threads named `name`.
+fn threads_named(name: &str) -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
+    tasks
+        .filter_map(|t| t.ok().map(|t| t.file_name().to_string_lossy().into_owned()))
+        .filter(|tid| std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).is_ok_and(|c| c.trim() == name))
+        .collect()
+}
+
+/// Item 5 of issue 17: what the parent spends per task of `map(x*x, chunksize)` over 100k
+/// items, in CPU nanoseconds of its scheduler thread and of the calling thread (median of 5 maps).
+/// Prints "scheduler caller" (ns per task); the parent's ceiling is 1e9 / (their sum) tasks/s.
+fn parent_cpu(chunksize: usize) -> (f64, f64) {
+    let pool = new_pool();
+    let run = || {
+        let values = pool.map_async_with(square, 0..TASKS, Options::new().chunksize(chunksize)).expect("map");
+        assert_eq!(values.get().expect("values").len() as u64, TASKS);
+    };
+    run();
+    let scheduler = threads_named("multiproc-pool");
+    assert_eq!(scheduler.len(), 1, "one scheduler thread: {scheduler:?}");
+    // SAFETY: gettid has no preconditions.
+    let caller = format!("{}", unsafe { libc::gettid() });
+    let (mut sched, mut call) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (s0, c0) = (thread_cpu_ns(&scheduler[0]), thread_cpu_ns(&caller));
+        run();
+        sched.push((thread_cpu_ns(&scheduler[0]) - s0) as f64 / TASKS as f64);
+        call.push((thread_cpu_ns(&caller) - c0) as f64 / TASKS as f64);
+    }
+    (median(sched), median(call))
+}
+
 /// Measures the pool metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
         ["pool_map_chunk1"] => map_rate(Some(1)),
         ["pool_map_default"] => map_rate(None),
+        ["pool_map_chunksize", chunksize] => map_rate(Some(chunksize.parse().expect("chunksize"))),
         ["pool_apply_async_10k"] => apply_async_rate(),
         ["pool_imap_unordered_chunk1"] => imap_unordered_rate(),
         ["pool_start_first_result"] => start_first_result(),
@@ -151,6 +191,10 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["pool_worker_rss"] => worker_rss(),
         ["pool_cpu_bound", workers] => cpu_bound(workers.parse().expect("workers")),
         ["pool_tiny", workers] => tiny(workers.parse().expect("workers")),
+        ["pool_parent_cpu", chunksize] => {
+            let (scheduler, caller) = parent_cpu(chunksize.parse().expect("chunksize"));
+            return Some(format!("{scheduler} {caller}"));
+        }
         _ => return None,
     };
     Some(value.to_string())

@@ -59,6 +59,11 @@ pub(crate) fn launch(job: Job, me: SelfDescription, alive: OwnedFd, keepalive: O
 }
 
 /// The fork server's pid, starting the server if needed (for tests and diagnostics).
+///
+/// # Errors
+///
+/// [`Error::ForkServer`](crate::Error::ForkServer) or [`Error::Io`](crate::Error::Io) if the
+/// server is not running and cannot be started.
 pub fn server_pid() -> Result<i32> {
     let mut guard = server();
     Ok(running(&mut guard)?.pid)

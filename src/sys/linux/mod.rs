@@ -3,6 +3,8 @@
 //! Each file owns one area: file descriptors, processes, sockets with descriptor passing, polling,
 //! and the start-up hook that lets a child take over before `main`.
 
+#[cfg(feature = "cluster")]
+mod build_id;
 mod ctor;
 mod fd;
 mod memory;
@@ -10,12 +12,18 @@ mod poll;
 mod process;
 mod shm;
 mod socket;
+mod spawn;
 mod thread;
 
+#[cfg(feature = "cluster")]
+pub(crate) use build_id::build_identity;
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
-pub(crate) use memory::{FutexWait, Mapping, futex_wait, futex_wake, memfd_sealed, sealed_size, write_all_at};
+pub(crate) use memory::{
+    FutexWait, Mapping, futex_wait, futex_wake, memfd_growable, memfd_sealed, read_at, release_range, sealed_size,
+    unshrinkable_size, write_all_at, write_all_vectored_at,
+};
 pub(crate) use poll::{
     Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
 };
@@ -30,8 +38,9 @@ pub(crate) use shm::{
     shm_unlink,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_unix_socket, next_packet_len, prefer_huge_pages, recv_into_spare,
-    recv_plain, recv_with_fds, send_with_fds, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare,
-    try_recv_plain, try_recv_with_fds, try_send_with_fds,
+    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
+    prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
+    set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
+    try_send_with_fds,
 };
 pub(crate) use thread::{ThreadLife, current_thread, thread_gone, thread_life};

@@ -185,6 +185,11 @@ fn spawn_current_exe_with(
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
+    // posix_spawn where the C library allows it: no copy of this process (see `spawn.rs`). It
+    // cannot start a child with signals ignored; that child takes the fork road below.
+    if !ignore_termination && let Some(spawned) = super::spawn::spawn_current_exe(role_var, role, socket) {
+        return spawned;
+    }
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "multiproc-child".into());
     let mut command = std::process::Command::new("/proc/self/exe");

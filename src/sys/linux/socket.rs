@@ -79,6 +79,14 @@ fn sendmsg_with_fds(
     }
 }
 
+/// Bounds how long a blocking send on `socket` waits for room (`SO_SNDTIMEO`): a send that times
+/// out returns what it sent, or `EAGAIN` when nothing. The setting belongs to the socket, shared
+/// by every descriptor of it. A zero bound is raised to a microsecond (zero would mean none).
+pub(crate) fn set_send_timeout(socket: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    let timeout = timeout.max(std::time::Duration::from_micros(1));
+    rustix::net::sockopt::set_socket_timeout(socket, rustix::net::sockopt::Timeout::Send, Some(timeout))
+}
+
 /// Receives into `buf` with one `recvmsg(2)`, appending any passed descriptors (close-on-exec) to
 /// `fds`. Returns the number of bytes read; 0 means the peer closed the connection.
 ///
@@ -124,6 +132,66 @@ fn recvmsg_with_fds(
         return Err(io::Errno::MSGSIZE);
     }
     Ok(msg.bytes)
+}
+
+/// Receives one record of a `SOCK_SEQPACKET` socket into `buf` with one `recvmsg(2)`, appending
+/// any passed descriptors (close-on-exec) to `fds`. `wait`: block until a record arrives; else
+/// `Ok(None)` when none is waiting. `Ok(Some(0))` at end of file (or for an empty record). A
+/// record longer than `buf` is an error (`EMSGSIZE`); its rest is lost.
+pub(crate) fn recv_record_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    wait: bool,
+) -> io::Result<Option<usize>> {
+    let flags = match wait {
+        true => RecvFlags::CMSG_CLOEXEC,
+        false => RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+    };
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match rustix::net::recvmsg(socket, &mut iov, &mut control, flags) {
+            Err(io::Errno::INTR) => continue,
+            Err(io::Errno::AGAIN) if !wait => return Ok(None),
+            other => break other?,
+        }
+    };
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.intersects(rustix::net::ReturnFlags::CTRUNC | rustix::net::ReturnFlags::TRUNC) {
+        return Err(io::Errno::MSGSIZE);
+    }
+    Ok(Some(msg.bytes))
+}
+
+/// Receives one record of a `SOCK_SEQPACKET` socket into `buf` with plain `recv(2)` (descriptors
+/// attached to it would be discarded: use it for records that carry none). As
+/// [`recv_record_with_fds`] otherwise.
+pub(crate) fn recv_record(socket: BorrowedFd<'_>, buf: &mut [u8], wait: bool) -> io::Result<Option<usize>> {
+    let flags = match wait {
+        true => RecvFlags::TRUNC,
+        false => RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+    };
+    let offered = buf.len();
+    loop {
+        match rustix::net::recv(socket, &mut *buf, flags) {
+            Err(io::Errno::INTR) => continue,
+            Err(io::Errno::AGAIN) if !wait => return Ok(None),
+            // With MSG_TRUNC the call returns the record's real length.
+            Ok((_, len)) if len > offered => return Err(io::Errno::MSGSIZE),
+            other => return other.map(|(_, len)| Some(len)),
+        }
+    }
+}
+
+/// The type of a socket is `SOCK_SEQPACKET`.
+pub(crate) fn is_seqpacket(socket: BorrowedFd<'_>) -> bool {
+    matches!(rustix::net::sockopt::socket_type(socket), Ok(ty) if ty == SocketType::SEQPACKET)
 }
 
 /// The size of the next message waiting on a `SOCK_SEQPACKET` socket, without taking it (blocks
@@ -259,4 +327,12 @@ pub(crate) fn shutdown(socket: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> 
 /// Whether `socket` is a Unix-domain socket (only those can carry descriptors).
 pub(crate) fn is_unix_socket(socket: BorrowedFd<'_>) -> bool {
     matches!(rustix::net::getsockname(socket), Ok(addr) if addr.address_family() == AddressFamily::UNIX)
+}
+
+/// Acknowledges what `socket` (TCP) received at once, instead of after the usual delay (Linux's
+/// `TCP_QUICKACK`, which the kernel turns off again by itself). A peer whose next message waits
+/// for that acknowledgement (Nagle's algorithm: CPython's `Client` sends its first request right
+/// after its last handshake message) is spared up to 40 ms. Not TCP: nothing to do.
+pub(crate) fn ack_now(socket: BorrowedFd<'_>) {
+    let _ = rustix::net::sockopt::set_tcp_quickack(socket, true);
 }

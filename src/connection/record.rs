@@ -1,0 +1,330 @@
+//! Frames over a `SOCK_SEQPACKET` socket (the sockets of [`socket_pipe`](crate::socket_pipe)):
+//! CPython's frame (header, payload) cut into records.
+//!
+//! ```text
+//! frame := record(header payload[..k] + descriptors) record(payload[k..k + R]) ...
+//! ```
+//!
+//! The first record holds the header (as in `frame`) and as much of the payload as fits in
+//! [`RECORD_MAX`] bytes, with the descriptors; the rest follows in records of [`RECORD_MAX`]
+//! bytes. A frame of up to 64 KiB is a single record, sent with one `sendmsg(2)` and received with
+//! one `recvmsg(2)`: on a stream socket the receiver needs two calls (the header, then exactly the
+//! payload, since it must not read into the next frame), and on the 2-vCPU VM of
+//! `bench/README.md` that second call was a third of a small round trip
+//! (`connection.rtt.socket_pipe.floor`). The socket keeps what an outside event loop relies on:
+//! it is readable exactly while a message waits, and nothing of the connection lives anywhere else.
+//!
+//! Reads never take more than one frame, so consecutive readers in several processes each get
+//! whole messages. A record is sent whole or not at all, so a send with a deadline that runs out
+//! leaves the socket aligned on frames unless some records of a multi-record frame already left.
+
+use std::cell::RefCell;
+use std::io::IoSlice;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use super::frame::{self, Waiter};
+use crate::error::{Error, IoContext, Result};
+use crate::sync::spin::SpinState;
+use crate::sys::{self, Interest};
+
+/// The largest record sent, header included.
+pub(crate) const RECORD_MAX: usize = 64 * 1024;
+
+/// The longest frame header (`frame::header`).
+const HEADER_MAX: usize = 12;
+
+thread_local! {
+    /// Where first records land (a thread receives one at a time): their payload is copied out
+    /// into a buffer of the message's size.
+    static FIRST_RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends one frame holding `payload` as records, `fds` attached to the first. Returns how many
+/// bytes left before an error (0: the socket is still aligned on frames).
+pub(crate) fn send_frame(
+    socket: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    deadline: impl Waiter,
+) -> std::result::Result<(), (Error, usize)> {
+    let (header, header_len) = frame::header(payload.len() as u64);
+    let first = payload.len().min(RECORD_MAX - header_len);
+    let mut sent = 0;
+    send_record(socket, &[IoSlice::new(&header[..header_len]), IoSlice::new(&payload[..first])], fds, deadline)
+        .map_err(|e| (e, 0))?;
+    sent += header_len + first;
+    for chunk in payload[first..].chunks(RECORD_MAX) {
+        send_record(socket, &[IoSlice::new(chunk)], &[], deadline).map_err(|e| (e, sent))?;
+        sent += chunk.len();
+    }
+    Ok(())
+}
+
+/// Sends one record: whole, or (an error) not at all.
+fn send_record(
+    socket: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    deadline: impl Waiter,
+) -> Result<()> {
+    let len: usize = iov.iter().map(|part| part.len()).sum();
+    let sent = match deadline.nonblocking() {
+        false => sys::send_with_fds(socket, iov, fds).context("send a message")?,
+        true => loop {
+            match sys::try_send_with_fds(socket, iov, fds).context("send a message")? {
+                0 if len > 0 => deadline.wait(socket, Interest::Write)?,
+                n => break n,
+            }
+        },
+    };
+    match sent == len {
+        true => Ok(()),
+        false => Err(Error::Protocol(format!("a record of {len} bytes left as {sent}: not a SOCK_SEQPACKET socket?"))),
+    }
+}
+
+/// The first record of a frame: the payload's length and the part of it the record held.
+pub(crate) struct FirstRecord {
+    pub(crate) len: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Receives the first record of the next frame, appending its descriptors to `fds`. `Ok(None)`:
+/// the peer closed between frames. [`Error::Timeout`] means that nothing of the frame was read.
+///
+/// With `spin`, a record that is not there yet is first waited for by retrying without blocking
+/// (see `sync::spin`), as `frame::recv_header` does.
+pub(crate) fn recv_first(
+    socket: BorrowedFd<'_>,
+    fds: &mut Vec<OwnedFd>,
+    deadline: impl Waiter,
+    spin: Option<&SpinState>,
+) -> Result<Option<FirstRecord>> {
+    FIRST_RECORD.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < RECORD_MAX {
+            scratch.resize(RECORD_MAX, 0);
+        }
+        let mut got = None;
+        if let Some(spin) = spin {
+            // Each look is a receive that does not block; an error ends the spin too (and is
+            // reported below).
+            spin.spin(deadline.deadline(), || match sys::recv_record_with_fds(socket, &mut scratch, fds, false) {
+                Ok(None) => false,
+                received => {
+                    got = Some(received);
+                    true
+                }
+            });
+        }
+        let n = match got {
+            Some(received) => checked(received)?.unwrap_or(0),
+            None => read_step(socket, deadline, |wait| sys::recv_record_with_fds(socket, &mut scratch, fds, wait))?,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        parse_first(&scratch[..n]).map(Some)
+    })
+}
+
+/// The header and first payload bytes of a first record.
+fn parse_first(record: &[u8]) -> Result<FirstRecord> {
+    let short = record.get(..4).ok_or_else(|| short_record(record.len()))?;
+    let short = i32::from_be_bytes(short.try_into().map_err(|_| short_record(record.len()))?);
+    let (len, header_len) = match short {
+        -1 => {
+            let long = record.get(4..HEADER_MAX).ok_or_else(|| short_record(record.len()))?;
+            (u64::from_be_bytes(long.try_into().map_err(|_| short_record(record.len()))?), HEADER_MAX)
+        }
+        n if n >= 0 => (n as u64, 4),
+        n => return Err(Error::Protocol(format!("negative message length {n} in a frame header"))),
+    };
+    let part = &record[header_len..];
+    if part.len() as u64 > len {
+        return Err(Error::Protocol(format!(
+            "a record holds {} bytes of a message of {len}: not a frame of this crate",
+            part.len()
+        )));
+    }
+    // Room for the whole message up front, as `frame::recv_payload` makes it (capacity that no
+    // byte reaches costs no memory): the rest is then read in place, never copied to grow.
+    let room = usize::try_from(len).map_or(frame::ALLOCATION_STEP, |len| len.min(frame::ALLOCATION_STEP));
+    let mut payload = Vec::with_capacity(room.max(part.len()));
+    payload.extend_from_slice(part);
+    Ok(FirstRecord { len, payload })
+}
+
+fn short_record(len: usize) -> Error {
+    Error::Protocol(format!("a record of {len} bytes is too short for a frame header"))
+}
+
+/// Receives the rest of a frame of `len` bytes into `buf` (which holds its first part), record by
+/// record, growing it as bytes arrive.
+pub(crate) fn recv_rest(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, len: u64, deadline: impl Waiter) -> Result<()> {
+    let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
+    while buf.len() < len {
+        let want = (len - buf.len()).min(RECORD_MAX);
+        if buf.capacity() < buf.len() + want {
+            // Doubling as bytes arrive, never past the frame: a lying length costs at most twice
+            // the bytes really sent.
+            let target = (2 * buf.len()).clamp(buf.len() + want, len);
+            buf.reserve_exact(target - buf.len());
+        }
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let n = read_step(socket, deadline, |wait| sys::recv_record(socket, &mut buf[start..], wait));
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(frame::eof_during_message());
+        }
+    }
+    Ok(())
+}
+
+/// Receives the rest of a frame into `buf`, whose first `got` bytes hold its first part and
+/// whose length is the frame's.
+pub(crate) fn recv_rest_into(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    mut got: usize,
+    deadline: impl Waiter,
+) -> Result<()> {
+    while got < buf.len() {
+        let end = buf.len().min(got + RECORD_MAX);
+        let n = read_step(socket, deadline, |wait| sys::recv_record(socket, &mut buf[got..end], wait))?;
+        if n == 0 {
+            return Err(frame::eof_during_message());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+/// One read of a record: blocking without a deadline; with one, tried first and waited for only
+/// when nothing was there.
+fn read_step(
+    socket: BorrowedFd<'_>,
+    deadline: impl Waiter,
+    mut read: impl FnMut(bool) -> rustix::io::Result<Option<usize>>,
+) -> Result<usize> {
+    if !deadline.nonblocking() {
+        return Ok(checked(read(true))?.unwrap_or(0));
+    }
+    loop {
+        if let Some(n) = checked(read(false))? {
+            return Ok(n);
+        }
+        deadline.wait(socket, Interest::Read)?;
+    }
+}
+
+/// A receive's outcome as this crate reports it.
+fn checked(received: rustix::io::Result<Option<usize>>) -> Result<Option<usize>> {
+    match received {
+        Err(rustix::io::Errno::MSGSIZE) => Err(Error::Protocol(
+            "a record longer than its frame's rest (not a frame of this crate), or more descriptors than one message \
+             carries"
+                .into(),
+        )),
+        received => received.context("receive a message"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::SocketKind;
+    use std::os::fd::AsFd;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        sys::socketpair_cloexec(SocketKind::SeqPacket).unwrap()
+    }
+
+    fn receive(socket: BorrowedFd<'_>) -> Option<Vec<u8>> {
+        let mut fds = Vec::new();
+        let first = recv_first(socket, &mut fds, frame::Deadline::NONE, None).unwrap()?;
+        let mut payload = first.payload;
+        recv_rest(socket, &mut payload, first.len, frame::Deadline::NONE).unwrap();
+        Some(payload)
+    }
+
+    #[test]
+    fn frames_of_every_size_round_trip() {
+        for len in [0, 1, RECORD_MAX - 4, RECORD_MAX - 3, RECORD_MAX, 3 * RECORD_MAX + 17] {
+            let (a, b) = pair();
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sender = std::thread::spawn(move || {
+                send_frame(a.as_fd(), &payload, &[], frame::Deadline::NONE).unwrap();
+                payload
+            });
+            let got = receive(b.as_fd()).unwrap();
+            assert_eq!(got, sender.join().unwrap(), "a frame of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_small_frame_is_one_record() {
+        let (a, b) = pair();
+        send_frame(a.as_fd(), b"01234567", &[], frame::Deadline::NONE).unwrap();
+        assert_eq!(sys::next_packet_len(b.as_fd()).unwrap(), 12);
+    }
+
+    #[test]
+    fn end_of_file_between_and_inside_frames() {
+        let (a, b) = pair();
+        drop(a);
+        assert!(receive(b.as_fd()).is_none());
+        let (a, b) = pair();
+        // A first record that announces more than follows.
+        let mut record = 100u32.to_be_bytes().to_vec();
+        record.extend_from_slice(&[7; 10]);
+        sys::send_with_fds(a.as_fd(), &[IoSlice::new(&record)], &[]).unwrap();
+        drop(a);
+        let mut fds = Vec::new();
+        let first = recv_first(b.as_fd(), &mut fds, frame::Deadline::NONE, None).unwrap().unwrap();
+        assert_eq!((first.len, first.payload.len()), (100, 10));
+        let mut payload = first.payload;
+        assert!(matches!(recv_rest(b.as_fd(), &mut payload, 100, frame::Deadline::NONE), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn foreign_records_are_errors_not_panics() {
+        for record in
+            [&[1u8][..], &[0, 0, 0, 1, 5, 6][..], &[0xff, 0xff, 0xff, 0xfe][..], &[0xff, 0xff, 0xff, 0xff, 0][..]]
+        {
+            let (a, b) = pair();
+            sys::send_with_fds(a.as_fd(), &[IoSlice::new(record)], &[]).unwrap();
+            let mut fds = Vec::new();
+            assert!(
+                matches!(recv_first(b.as_fd(), &mut fds, frame::Deadline::NONE, None), Err(Error::Protocol(_))),
+                "{record:?}"
+            );
+        }
+        // A continuation record longer than the frame's rest.
+        let (a, b) = pair();
+        let mut first = 5u32.to_be_bytes().to_vec();
+        first.push(1);
+        sys::send_with_fds(a.as_fd(), &[IoSlice::new(&first)], &[]).unwrap();
+        sys::send_with_fds(a.as_fd(), &[IoSlice::new(&[2; 9])], &[]).unwrap();
+        let mut fds = Vec::new();
+        let got = recv_first(b.as_fd(), &mut fds, frame::Deadline::NONE, None).unwrap().unwrap();
+        let mut payload = got.payload;
+        assert!(matches!(recv_rest(b.as_fd(), &mut payload, 5, frame::Deadline::NONE), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_timeout_before_a_record_reads_nothing() {
+        let (_a, b) = pair();
+        let mut fds = Vec::new();
+        let deadline = frame::Deadline::after(Some(std::time::Duration::from_millis(1)));
+        assert!(matches!(recv_first(b.as_fd(), &mut fds, deadline, None), Err(Error::Timeout(_))));
+    }
+}

@@ -1,0 +1,822 @@
+//! The node agent: takes chunks from the broker and runs them in an ordinary local pool.
+//!
+//! ```text
+//!  feeder (this thread)          local Pool (unchanged)            completer thread
+//!  XREADGROUP COUNT free  ──►    workers, pidfds, timeouts,  ──►   complete.lua, pipelined:
+//!  reclaim (lease expired)       retries, maxtasksperchild         owner check, XACK, XDEL, RPUSH
+//!                                        ▲
+//!  heartbeat thread: renew.lua every lease/3; a chunk whose lease is gone is revoked (its worker
+//!  killed: its result would be dropped anyway); no renewal for a lease → everything revoked.
+//! ```
+//!
+//! A node takes no more chunks than it has free worker slots (no prefetch: a prefetched chunk is
+//! owned, so it would wait or run twice), and checks each before it runs it: the build (only tasks
+//! of this very binary), the MAC (only holders of the pool's key), the client (alive), and the
+//! delivery count (a chunk that comes back after a node loss runs again only while it has retries;
+//! otherwise it fails with `NodeLost`, so with no retries a chunk never starts twice).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::broker::{self, GROUP, Keys, Link};
+use super::wire::{self, ResultMessage, TaskMessage, WireOutcome};
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::pool::scheduler::{Chunk, Sink};
+
+/// How long a feeder read blocks on the broker.
+const READ_BLOCK: Duration = Duration::from_millis(200);
+/// Lease used until the pool's is known (a client writes it).
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// Pause before retrying an unreachable broker.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Most completions published per pipeline.
+const COMPLETE_BATCH: usize = 256;
+
+/// How a node is set up.
+pub(crate) struct NodeConfig {
+    pub(crate) url: String,
+    pub(crate) pool: String,
+    pub(crate) processes: usize,
+    pub(crate) key: Vec<u8>,
+    pub(crate) name: String,
+    pub(crate) io_timeout: Duration,
+    /// Stop when standard input ends (a node started by `spawn_local`: its client holds the pipe).
+    pub(crate) watch_stdin: bool,
+    pub(crate) builder: crate::pool::PoolBuilder,
+}
+
+/// A chunk this node runs.
+struct NodeSink {
+    id: String,
+    client: String,
+    seq: u64,
+    /// The stats counter the publication bumps (`redelivered` for a reclaimed chunk).
+    counter: &'static str,
+    revoked: AtomicBool,
+    completions: Mutex<Sender<Completion>>,
+    /// The node's worker slots: this chunk holds one until its outcome is in (or it is revoked).
+    slots: Arc<Slots>,
+    /// It still holds its slot.
+    holds_slot: AtomicBool,
+}
+
+impl NodeSink {
+    fn release_slot(&self) {
+        if self.holds_slot.swap(false, Ordering::AcqRel) {
+            self.slots.release();
+        }
+    }
+}
+
+/// The node's worker slots in use: the feeder takes no more chunks than are free.
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn take(&self) {
+        *lock(&self.busy) += 1;
+    }
+
+    fn release(&self) {
+        let mut busy = lock(&self.busy);
+        *busy = busy.saturating_sub(1);
+        self.freed.notify_all();
+    }
+
+    /// Free slots of `total`, waiting up to `wait` for one when none is.
+    fn free(&self, total: usize, wait: Duration) -> usize {
+        let busy = lock(&self.busy);
+        let busy = if *busy >= total {
+            self.freed.wait_timeout(busy, wait).map(|(b, _)| b).unwrap_or_else(|p| p.into_inner().0)
+        } else {
+            busy
+        };
+        total.saturating_sub(*busy)
+    }
+}
+
+impl Sink for NodeSink {
+    fn complete(&self, _index: usize, outcome: Result<Vec<u8>>) {
+        self.release_slot();
+        let completion = Completion {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            seq: self.seq,
+            outcome: WireOutcome::from_local(outcome),
+            counter: self.counter,
+            publish: !self.revoked.load(Ordering::Acquire),
+        };
+        let _ = self.completions.lock().unwrap_or_else(|p| p.into_inner()).send(completion);
+    }
+
+    fn complete_quietly(&self, index: usize, outcome: Result<Vec<u8>>) {
+        self.complete(index, outcome);
+    }
+
+    fn flush(&self) {}
+
+    fn cancelled(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    fn started(&self) {}
+
+    fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+}
+
+/// An outcome to publish.
+struct Completion {
+    id: String,
+    client: String,
+    seq: u64,
+    outcome: WireOutcome,
+    counter: &'static str,
+    /// False for a revoked chunk: only taken off the node's books.
+    publish: bool,
+}
+
+/// Counters of one node (for its log and tests).
+#[derive(Debug, Default)]
+struct NodeCounters {
+    leases_lost: AtomicU64,
+    refused: AtomicU64,
+}
+
+struct Node {
+    config: NodeConfig,
+    keys: Keys,
+    build: &'static str,
+    stream: String,
+    /// Chunks taken and not yet published (renewed by the heartbeat).
+    held: Mutex<HashMap<String, Arc<NodeSink>>>,
+    /// Worker slots in use: a slot is free again as soon as a chunk's outcome is in, while the
+    /// completer publishes it.
+    busy: Arc<Slots>,
+    /// Clients recently seen alive, and when.
+    alive_cache: Mutex<HashMap<String, Instant>>,
+    /// Entries owned and not held at the last heartbeat.
+    orphans: Mutex<HashSet<String>>,
+    changed: Condvar,
+    lease_ms: AtomicU64,
+    stop: AtomicBool,
+    pool: Pool,
+    completions: Sender<Completion>,
+    counters: NodeCounters,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs a node until it is told to stop (standard input closed, for `spawn_local` nodes) or its
+/// local pool breaks.
+///
+/// # Errors
+///
+/// The local pool could not start; the broker URL is invalid.
+pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
+    let build = wire::fingerprint()?;
+    let keys = Keys::new(&config.pool);
+    let stream = keys.tasks(build);
+    let builder = std::mem::replace(&mut config.builder, Pool::builder());
+    let pool = builder.processes(config.processes).build()?;
+    let (tx, rx) = mpsc::channel();
+    let node = Arc::new(Node {
+        keys,
+        build,
+        stream,
+        held: Mutex::new(HashMap::new()),
+        busy: Arc::new(Slots { busy: Mutex::new(0), freed: Condvar::new() }),
+        alive_cache: Mutex::new(HashMap::new()),
+        orphans: Mutex::new(HashSet::new()),
+        changed: Condvar::new(),
+        lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
+        stop: AtomicBool::new(false),
+        pool,
+        completions: tx,
+        counters: NodeCounters::default(),
+        config,
+    });
+    tracing::info!(node = %node.config.name, pool = %node.keys.pool, build, slots = node.config.processes, "cluster node starting");
+    let mut threads = Vec::new();
+    let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(body)
+            .map_err(|e| Error::io("start a cluster node thread", e))
+    };
+    let n = Arc::clone(&node);
+    threads.push(spawn("multiproc-node-completer", Box::new(move || n.complete_loop(rx)))?);
+    let n = Arc::clone(&node);
+    threads.push(spawn("multiproc-node-heartbeat", Box::new(move || n.heartbeat_loop()))?);
+    if node.config.watch_stdin {
+        let n = Arc::clone(&node);
+        // Not joined: it blocks in a read until the pipe closes.
+        spawn("multiproc-node-stdin", Box::new(move || n.watch_stdin()))?;
+    }
+    node.feed_loop();
+    node.pool.terminate();
+    let _ = node.pool.join();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    node.leave();
+    Ok(())
+}
+
+impl Node {
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+    }
+
+    fn slots(&self) -> usize {
+        self.config.processes
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.changed.notify_all();
+        self.busy.freed.notify_all();
+    }
+
+    fn watch_stdin(&self) {
+        use std::io::Read;
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        tracing::info!(node = %self.config.name, "standard input closed: the cluster node stops");
+        self.request_stop();
+    }
+
+    /// Waits up to `pause` (less when the node stops).
+    fn pause(&self, pause: Duration) {
+        let held = lock(&self.held);
+        if !self.stopped() {
+            let _ = self.changed.wait_timeout(held, pause);
+        }
+    }
+
+    // ---- feeder ----
+
+    fn feed_loop(&self) {
+        let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::error!(error = %e, "cluster node cannot use its broker URL");
+                return;
+            }
+        };
+        let mut next_reclaim = Instant::now();
+        let mut group_ready = false;
+        while !self.stopped() {
+            let free = self.busy.free(self.slots(), READ_BLOCK);
+            if free == 0 {
+                continue;
+            }
+            if !group_ready {
+                let stream = self.stream.clone();
+                if link
+                    .run("did not create the task stream", Duration::ZERO, |c| broker::ensure_group(c, &stream))
+                    .is_err()
+                {
+                    self.pause(RETRY_PAUSE);
+                    continue;
+                }
+                group_ready = true;
+            }
+            if Instant::now() >= next_reclaim {
+                next_reclaim = Instant::now() + self.lease() / 4;
+                match self.reclaim(&mut link, free) {
+                    Ok(taken) if taken > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster node: reclaim failed");
+                        group_ready = false;
+                        self.pause(RETRY_PAUSE);
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = self.read_new(&mut link, free) {
+                tracing::debug!(error = %e, "cluster node: read failed");
+                group_ready = false;
+                self.pause(RETRY_PAUSE);
+            }
+        }
+    }
+
+    fn read_new(&self, link: &mut Link, free: usize) -> Result<()> {
+        let (stream, name) = (self.stream.clone(), self.config.name.clone());
+        let reply: Value = link.run("did not hand out tasks", READ_BLOCK, |conn| {
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&name)
+                .arg("COUNT")
+                .arg(free)
+                .arg("BLOCK")
+                .arg(READ_BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query(conn)
+        })?;
+        let entries = match &reply {
+            Value::Array(streams) => match streams.first() {
+                Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
+        self.take(link, batch)
+    }
+
+    /// Claims chunks whose node lost its lease; returns how many.
+    fn reclaim(&self, link: &mut Link, free: usize) -> Result<usize> {
+        let (stream, name, lease) = (self.stream.clone(), self.config.name.clone(), self.lease().as_millis() as u64);
+        let reply: Value = link.run("did not reclaim expired tasks", Duration::ZERO, |conn| {
+            redis::cmd("EVALSHA")
+                .arg(broker::sha(broker::RECLAIM))
+                .arg(1)
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&name)
+                .arg(lease)
+                .arg(free)
+                .query(conn)
+        })?;
+        let Value::Array(items) = reply else { return Ok(0) };
+        let mut batch = Vec::new();
+        for item in &items {
+            let Value::Array(parts) = item else { continue };
+            let (Some(id), Some(fields), Some(count)) = (parts.first(), parts.get(1), parts.get(2)) else { continue };
+            let Some(id) = broker::text(id) else { continue };
+            let fields = broker::entries(&Value::Array(vec![Value::Array(vec![
+                Value::BulkString(id.clone().into_bytes()),
+                fields.clone(),
+            ])]))
+            .pop()
+            .map(|(_, f)| f)
+            .unwrap_or_default();
+            let from = parts.get(3).and_then(broker::text);
+            batch.push((id, fields, broker::int(count).max(1) as u64, from));
+        }
+        let taken = batch.len();
+        if taken > 0 {
+            tracing::info!(node = %self.config.name, chunks = taken, "reclaimed chunks of a lost node");
+        }
+        self.take(link, batch)?;
+        Ok(taken)
+    }
+
+    /// Checks and starts a batch of entries: (id, fields, deliveries, previous owner).
+    #[allow(clippy::type_complexity)]
+    fn take(&self, link: &mut Link, batch: Vec<(String, broker::Fields, u64, Option<String>)>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut valid = Vec::new();
+        let mut drop_ids: Vec<(String, &'static str)> = Vec::new();
+        for (id, fields, deliveries, from) in batch {
+            match self.open(&fields) {
+                Ok(message) => valid.push((id, message, deliveries, from)),
+                Err(why) => {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.config.name, entry = %id, %why, "refused a cluster task entry");
+                    drop_ids.push((id, "refused"));
+                }
+            }
+        }
+        let clients: Vec<String> =
+            valid.iter().map(|(_, m, _, _)| m.client.clone()).collect::<HashSet<_>>().into_iter().collect();
+        // The entries are this node's now (in its pending list): whatever fails from here on,
+        // they must not be forgotten. A failed liveness check counts the clients as alive.
+        let alive = self.alive_clients(link, &clients).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cluster node: client liveness unknown; running their chunks");
+            clients.iter().cloned().collect()
+        });
+        let lease = self.lease();
+        for (id, message, deliveries, from) in valid {
+            if !alive.contains(&message.client) {
+                tracing::debug!(entry = %id, client = %message.client, "skipped a chunk of a client that is gone");
+                drop_ids.push((id, "skipped"));
+                continue;
+            }
+            let reruns = deliveries.saturating_sub(1);
+            let redelivered = reruns > 0;
+            let sink = Arc::new(NodeSink {
+                id: id.clone(),
+                client: message.client.clone(),
+                seq: message.seq,
+                counter: if redelivered { "redelivered" } else { "" },
+                revoked: AtomicBool::new(false),
+                completions: Mutex::new(self.completions.clone()),
+                slots: Arc::clone(&self.busy),
+                holds_slot: AtomicBool::new(false),
+            });
+            lock(&self.held).insert(id.clone(), Arc::clone(&sink));
+            if reruns > u64::from(message.retries) {
+                let lost = from.unwrap_or_else(|| "(unknown)".into());
+                tracing::info!(entry = %id, node = %lost, "a lost node's chunk has no retries left: NodeLost");
+                let _ = self.completions.send(Completion {
+                    id,
+                    client: message.client,
+                    seq: message.seq,
+                    outcome: WireOutcome::NodeLost { node: lost, lease_ms: lease.as_millis() as u64 },
+                    counter: "node_lost",
+                    publish: true,
+                });
+                continue;
+            }
+            self.busy.take();
+            sink.holds_slot.store(true, Ordering::Release);
+            let chunk = Chunk {
+                sink,
+                index: 0,
+                tasks: message.tasks as usize,
+                entry: message.entry,
+                args: message.args.0,
+                fds: Vec::new(),
+                timeout: message.timeout_ms.map(Duration::from_millis),
+                retries: message.retries - reruns as u32,
+            };
+            if let Err(e) = self.pool.core.shared.submit([chunk]) {
+                lock(&self.held).remove(&id);
+                tracing::error!(error = %e, "the node's local pool refused a chunk");
+                self.request_stop();
+            }
+        }
+        if !drop_ids.is_empty() {
+            // Left pending if this fails: the heartbeat adopts them again (see `adopt_orphans`).
+            let (stream, stats) = (self.stream.clone(), self.keys.stats());
+            link.run("did not drop refused tasks", Duration::ZERO, |conn| {
+                let mut pipe = redis::pipe();
+                for (id, counter) in &drop_ids {
+                    pipe.cmd("XACK").arg(&stream).arg(GROUP).arg(id).ignore();
+                    pipe.cmd("XDEL").arg(&stream).arg(id).ignore();
+                    pipe.cmd("HINCRBY").arg(&stats).arg(*counter).arg(1).ignore();
+                }
+                pipe.query::<()>(conn)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks an entry's build and MAC, then decodes it.
+    ///
+    /// Only a message that passes both may name a function: its code offset then comes from a
+    /// holder of the pool's key running this very build (see `wire.rs`), which is what makes the
+    /// local pool's `entry_from_offset` sound for it.
+    fn open(&self, fields: &[(String, Vec<u8>)]) -> std::result::Result<TaskMessage, String> {
+        let build = broker::field(fields, "b").ok_or("no build field")?;
+        if build != self.build.as_bytes() {
+            return Err(format!(
+                "it was made by build {}, this node runs build {}",
+                String::from_utf8_lossy(build),
+                self.build
+            ));
+        }
+        let (Some(body), Some(tag)) = (broker::field(fields, "m"), broker::field(fields, "s")) else {
+            return Err("a field is missing".into());
+        };
+        if !wire::verify_task(&self.config.key, &self.keys.pool, self.build, body, tag) {
+            return Err("its MAC is wrong: forged, or signed with another key (check MULTIPROC_AUTHKEY)".into());
+        }
+        postcard::from_bytes(body).map_err(|e| format!("it does not decode: {e}"))
+    }
+
+    /// Which of `clients` are alive; a client seen alive less than a third of a lease ago is
+    /// not asked about again (the cache is short against the clients' time to live of three leases).
+    fn alive_clients(&self, link: &mut Link, clients: &[String]) -> Result<HashSet<String>> {
+        let fresh = self.lease() / 3;
+        let mut known = HashSet::new();
+        let mut ask = Vec::new();
+        {
+            let mut cache = lock(&self.alive_cache);
+            cache.retain(|_, seen| seen.elapsed() < fresh);
+            for client in clients {
+                if cache.contains_key(client) {
+                    known.insert(client.clone());
+                } else {
+                    ask.push(client.clone());
+                }
+            }
+        }
+        let mut alive = self.ask_alive(link, &ask)?;
+        let mut cache = lock(&self.alive_cache);
+        for client in &alive {
+            cache.insert(client.clone(), Instant::now());
+        }
+        alive.extend(known);
+        Ok(alive)
+    }
+
+    fn ask_alive(&self, link: &mut Link, clients: &[String]) -> Result<HashSet<String>> {
+        if clients.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
+        let key = self.keys.clients();
+        let flags: Vec<i64> = link.run("did not tell which clients are alive", Duration::ZERO, |conn| {
+            redis::cmd("EVALSHA").arg(broker::sha(broker::ALIVE)).arg(1).arg(&key).arg(ttl).arg(clients).query(conn)
+        })?;
+        Ok(clients.iter().zip(flags).filter(|(_, f)| *f == 1).map(|(c, _)| c.clone()).collect())
+    }
+
+    // ---- completer ----
+
+    fn complete_loop(&self, rx: Receiver<Completion>) {
+        let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
+            Ok(link) => link,
+            Err(_) => return,
+        };
+        loop {
+            let first = match rx.recv_timeout(READ_BLOCK) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) if self.stopped() => return,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < COMPLETE_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            batch.retain(|c| {
+                if !c.publish {
+                    self.forget(&c.id);
+                }
+                c.publish
+            });
+            while !batch.is_empty() {
+                match self.publish(&mut link, &batch) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster node: publishing outcomes failed; retrying");
+                        if self.stopped() {
+                            return;
+                        }
+                        let stream = self.stream.clone();
+                        let _ = link.run("did not create the task stream", Duration::ZERO, |c| {
+                            broker::ensure_group(c, &stream)
+                        });
+                        self.pause(RETRY_PAUSE);
+                    }
+                }
+            }
+            for c in &batch {
+                self.forget(&c.id);
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        lock(&self.held).remove(id);
+        self.changed.notify_all();
+    }
+
+    fn publish(&self, link: &mut Link, batch: &[Completion]) -> Result<()> {
+        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
+        let sha = broker::sha(broker::COMPLETE);
+        let replies: Vec<i64> = link.run("did not take the node's results", Duration::ZERO, |conn| {
+            let mut pipe = redis::pipe();
+            for c in batch {
+                let body = postcard::to_stdvec(&ResultMessage {
+                    seq: c.seq,
+                    node: self.config.name.clone(),
+                    outcome: c.outcome.clone(),
+                })
+                .unwrap_or_default();
+                let signed = wire::sign_result(&self.config.key, &self.keys.pool, &c.client, &body);
+                pipe.cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(4)
+                    .arg(&self.stream)
+                    .arg(self.keys.results(&c.client))
+                    .arg(self.keys.clients())
+                    .arg(self.keys.stats())
+                    .arg(GROUP)
+                    .arg(&c.id)
+                    .arg(signed)
+                    .arg(&c.client)
+                    .arg(ttl)
+                    .arg(c.counter)
+                    .arg(&self.config.name);
+            }
+            pipe.query(conn)
+        })?;
+        for (c, reply) in batch.iter().zip(replies) {
+            if reply == 0 {
+                tracing::info!(node = %self.config.name, entry = %c.id, "a late result was dropped: the chunk's lease was lost");
+            }
+        }
+        Ok(())
+    }
+
+    // ---- heartbeat ----
+
+    fn heartbeat_loop(&self) {
+        let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
+            Ok(link) => link,
+            Err(_) => return,
+        };
+        let mut last_renewed = Instant::now();
+        while !self.stopped() {
+            match self.beat(&mut link) {
+                Ok(()) => last_renewed = Instant::now(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster node: renewal failed");
+                    if last_renewed.elapsed() > self.lease() {
+                        // Cut off for a whole lease: other nodes may run these chunks by now.
+                        let ids: Vec<String> = lock(&self.held).keys().cloned().collect();
+                        if !ids.is_empty() {
+                            tracing::warn!(node = %self.config.name, chunks = ids.len(), "no lease renewal for a lease: stopping the chunks held");
+                            self.revoke(&ids);
+                        }
+                    }
+                }
+            }
+            self.pause((self.lease() / 3).max(Duration::from_millis(20)));
+        }
+    }
+
+    fn beat(&self, link: &mut Link) -> Result<()> {
+        let meta = self.keys.meta();
+        let lease: Option<u64> = link.run("did not tell the lease", Duration::ZERO, |c| {
+            redis::cmd("HGET").arg(&meta).arg("lease_ms").query(c)
+        })?;
+        if let Some(ms) = lease.filter(|ms| *ms > 0) {
+            self.lease_ms.store(ms, Ordering::Relaxed);
+        }
+        let snapshot: Vec<String> = lock(&self.held).keys().cloned().collect();
+        let (stream, alive, name) = (self.stream.clone(), self.keys.alive(), self.config.name.clone());
+        // Every entry it holds: running, and finished but not yet published.
+        let max = snapshot.len().clamp(16, 1000);
+        let owned: Vec<String> = link.run("did not renew the node's leases", Duration::ZERO, |conn| {
+            let record = format!("{} {} {} {}", self.build, self.slots(), std::process::id(), broker::host_name());
+            redis::cmd("HSET").arg(self.keys.nodes()).arg(&name).arg(record).query::<Value>(conn)?;
+            match redis::cmd("EVALSHA")
+                .arg(broker::sha(broker::RENEW))
+                .arg(2)
+                .arg(&stream)
+                .arg(&alive)
+                .arg(GROUP)
+                .arg(&name)
+                .arg(max)
+                .query::<Vec<String>>(conn)
+            {
+                Err(e) if e.code() == Some("NOGROUP") => Ok(Vec::new()),
+                other => other,
+            }
+        })?;
+        let owned: HashSet<String> = owned.into_iter().collect();
+        let lost: Vec<String> = {
+            let held = lock(&self.held);
+            snapshot.into_iter().filter(|id| !owned.contains(id) && held.contains_key(id)).collect()
+        };
+        if !lost.is_empty() {
+            tracing::warn!(node = %self.config.name, chunks = lost.len(), "leases lost: stopping those chunks");
+            self.revoke(&lost);
+        }
+        self.adopt_orphans(link, &owned)?;
+        self.reap(link)
+    }
+
+    /// Takes up entries this node owns but does not hold: delivered to it while a read timed out
+    /// (the broker answered too late) or while handling them failed. An entry owned and not held at
+    /// two heartbeats in a row is an orphan (one beat alone could be a read whose entries are
+    /// being taken right now); it never started here, so it is run as it is, its delivery count
+    /// unchanged.
+    fn adopt_orphans(&self, link: &mut Link, owned: &HashSet<String>) -> Result<()> {
+        let now: HashSet<String> = {
+            let held = lock(&self.held);
+            owned.iter().filter(|id| !held.contains_key(*id)).cloned().collect()
+        };
+        let orphans: Vec<String> = {
+            let mut previous = lock(&self.orphans);
+            let orphans = now.iter().filter(|id| previous.contains(*id)).cloned().collect();
+            *previous = now;
+            orphans
+        };
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream.clone();
+        let (ranges, pending): (Vec<Value>, Vec<Value>) =
+            link.run("did not return orphaned entries", Duration::ZERO, |conn| {
+                let mut pipe = redis::pipe();
+                for id in &orphans {
+                    pipe.cmd("XRANGE").arg(&stream).arg(id).arg(id);
+                }
+                let ranges: Vec<Value> = pipe.query(conn)?;
+                let mut pipe = redis::pipe();
+                for id in &orphans {
+                    pipe.cmd("XPENDING").arg(&stream).arg(GROUP).arg(id).arg(id).arg(1);
+                }
+                Ok((ranges, pipe.query(conn)?))
+            })?;
+        let mut batch = Vec::new();
+        for ((id, range), pending) in orphans.iter().zip(&ranges).zip(&pending) {
+            let deliveries = match pending {
+                Value::Array(rows) => match rows.first() {
+                    Some(Value::Array(row)) => row.get(3).map(broker::int).unwrap_or(1).max(1) as u64,
+                    _ => continue, // no longer pending: published or withdrawn meanwhile
+                },
+                _ => continue,
+            };
+            let fields = broker::entries(range).pop().map(|(_, f)| f).unwrap_or_default();
+            batch.push((id.clone(), fields, deliveries, None));
+        }
+        if !batch.is_empty() {
+            tracing::info!(node = %self.config.name, chunks = batch.len(), "took up entries delivered to this node but not handled");
+            lock(&self.orphans).clear();
+            self.take(link, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Stops chunks this node no longer owns: their workers are killed, their results never sent.
+    fn revoke(&self, ids: &[String]) {
+        {
+            let mut held = lock(&self.held);
+            for id in ids {
+                if let Some(sink) = held.remove(id) {
+                    sink.revoked.store(true, Ordering::Release);
+                    // A revoked chunk still queued in the local pool is dropped without an outcome.
+                    sink.release_slot();
+                    self.counters.leases_lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.changed.notify_all();
+        self.pool.core.shared.recheck_running();
+    }
+
+    /// Removes nodes silent for three leases that hold nothing.
+    fn reap(&self, link: &mut Link) -> Result<()> {
+        let ttl = (self.lease() * 3).as_millis() as u64;
+        let (alive, nodes, stream) = (self.keys.alive(), self.keys.nodes(), self.stream.clone());
+        let reaped: Vec<String> = link.run("did not reap silent nodes", Duration::ZERO, |conn| {
+            redis::cmd("EVALSHA")
+                .arg(broker::sha(broker::REAP))
+                .arg(3)
+                .arg(&alive)
+                .arg(&nodes)
+                .arg(&stream)
+                .arg(ttl)
+                .arg(GROUP)
+                .query(conn)
+        })?;
+        for node in reaped {
+            tracing::info!(node = %node, "removed a cluster node that went silent");
+        }
+        Ok(())
+    }
+
+    /// On a clean stop: removes this node's records (and its consumer, if it holds nothing).
+    fn leave(&self) {
+        let Ok(mut link) = Link::new(&self.config.url, self.config.io_timeout) else { return };
+        let (stream, name) = (self.stream.clone(), self.config.name.clone());
+        let _ = link.run("did not remove the node", Duration::ZERO, |conn| {
+            let mine: Value =
+                redis::cmd("XPENDING").arg(&stream).arg(GROUP).arg("-").arg("+").arg(1).arg(&name).query(conn)?;
+            if matches!(&mine, Value::Array(a) if !a.is_empty()) {
+                return Ok(()); // others reclaim what it holds, and reap it later
+            }
+            let _: redis::RedisResult<Value> =
+                redis::cmd("XGROUP").arg("DELCONSUMER").arg(&stream).arg(GROUP).arg(&name).query(conn);
+            redis::pipe()
+                .cmd("ZREM")
+                .arg(self.keys.alive())
+                .arg(&name)
+                .cmd("HDEL")
+                .arg(self.keys.nodes())
+                .arg(&name)
+                .query::<Value>(conn)
+                .map(drop)
+        });
+        tracing::info!(
+            node = %self.config.name,
+            leases_lost = self.counters.leases_lost.load(Ordering::Relaxed),
+            refused = self.counters.refused.load(Ordering::Relaxed),
+            "cluster node stopped"
+        );
+    }
+}
