@@ -327,7 +327,7 @@ fn consumer(queue: Queue<u64>, counters: Counters) {
 
 fn queue_phase(budget: Duration, rng: &mut Rng) -> Tally {
     let mut t = Tally::default();
-    let queue: Queue<u64> = Queue::new(64).expect("queue");
+    let queue: Queue<u64> = Queue::with_maxsize(64).expect("queue");
     let counters = Counters::new(QUEUE_COUNTERS);
     let mut next_producer = 0u64;
     let new_producer = |next: &mut u64| {
