@@ -134,6 +134,7 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
     }
 }
 
+#[allow(unsafe_code, reason = "the task's entry point comes as an offset")]
 fn run_task(wire: WireTask, fds: Vec<OwnedFd>) -> WireResult {
     let _span = tracing::debug_span!("pool.chunk", id = wire.id).entered();
     // SAFETY: the offset comes from the pool that launched this worker (the only other end of this
@@ -144,6 +145,7 @@ fn run_task(wire: WireTask, fds: Vec<OwnedFd>) -> WireResult {
     WireResult { id: wire.id, outcome }
 }
 
+#[allow(unsafe_code, reason = "the initializer's entry point comes as an offset")]
 fn run_initializer(init: InitCall) -> i32 {
     // SAFETY: as for task entries: the offset comes from the pool that launched this worker.
     let entry = unsafe { crate::process::target::entry_from_offset(init.entry) };
