@@ -2,7 +2,7 @@
 //! processes and collect the results" (`mp_workers.py`), ported: the tasks are `(mul, (i, 7))`
 //! and `(plus, (i, 8))` pairs, functions as values ([`Function`]) on a queue.
 //!
-//! Run with `cargo run --example mp_workers`.
+//! Run it with `cargo run --example mp_workers`; the `tour` example runs it too.
 
 use std::time::Duration;
 
@@ -39,14 +39,16 @@ fn plus(a: u64, b: u64) -> u64 {
     a + b
 }
 
-fn main() -> multiproc::Result<()> {
+/// Twenty `mul` tasks on a queue before four workers start, their results, ten `plus` tasks put
+/// while the workers run, their results, then one stop sign per worker.
+pub fn feed_workers() -> multiproc::Result<()> {
     const NUMBER_OF_PROCESSES: usize = 4;
     let tasks1: Vec<Task> = (0..20).map(|i| Some((Function::new(mul), (i, 7)))).collect();
     let tasks2: Vec<Task> = (0..10).map(|i| Some((Function::new(plus), (i, 8)))).collect();
 
     // Create queues
-    let task_queue: Queue<Task> = Queue::new(0)?;
-    let done_queue: Queue<String> = Queue::new(0)?;
+    let task_queue: Queue<Task> = Queue::new()?;
+    let done_queue: Queue<String> = Queue::new()?;
 
     // Submit tasks
     for task in &tasks1 {
@@ -85,4 +87,8 @@ fn main() -> multiproc::Result<()> {
         p.join()?;
     }
     Ok(())
+}
+
+fn main() -> multiproc::Result<()> {
+    feed_workers()
 }

@@ -1,121 +1,204 @@
-//! A walk through every scenario of the seed tutorials that `multiproc` implements so far, printing
-//! what happens. `cargo run --release --example tour`.
+//! A walk through every example, scenario by scenario, printing what happens: `cargo run --release
+//! --example tour`.
+//!
+//! Each scenario lives in its own example file (`examples/NAME.rs`, runnable alone with `cargo run
+//! --example NAME`); the tour includes those files as modules and calls their scenarios, so each
+//! scenario is written once. `examples/README.md` says which Python program each one ports.
 //!
 //! Words after `--` pick the scenarios whose title contains one of them (`cargo run --release
 //! --example tour -- Queue Pool`), `--skip WORD` leaves out those that contain it; other flags are
-//! ignored. `cargo test` runs the
-//! tour too (`test = true`, `harness = false` in `Cargo.toml`), so a scenario that fails or hangs
-//! fails the test suite. `examples/SEEDS.md` maps each seed scenario to its row.
+//! ignored. `cargo test` runs the tour too (`test = true`, `harness = false` in `Cargo.toml`), so a
+//! scenario that fails or hangs fails the test suite.
 
-#[path = "seeds/connections.rs"]
-mod connections;
-#[path = "seeds/managers.rs"]
-mod managers;
-#[path = "seeds/pools.rs"]
-mod pools;
-#[path = "seeds/processes.rs"]
-mod processes;
-#[path = "seeds/queues.rs"]
-mod queues;
-#[path = "seeds/shared_memory.rs"]
-mod shared_memory;
-#[path = "seeds/sync.rs"]
-mod sync;
-#[path = "seeds/threads.rs"]
+// Each example's own `main` is not called here (the tour calls its scenarios one by one).
+#![allow(dead_code)]
+
+#[path = "append_file.rs"]
+mod append_file;
+#[path = "barrier_phases.rs"]
+mod barrier_phases;
+#[path = "condition_stock.rs"]
+mod condition_stock;
+#[path = "daemon.rs"]
+mod daemon;
+#[path = "endless_consumer.rs"]
+mod endless_consumer;
+#[path = "event_result.rs"]
+mod event_result;
+#[path = "executor.rs"]
+mod executor;
+#[path = "grab_ticket.rs"]
+mod grab_ticket;
+#[path = "joinable_queue.rs"]
+mod joinable_queue;
+#[path = "joo_event.rs"]
+mod joo_event;
+#[path = "listener_client.rs"]
+mod listener_client;
+#[path = "lock_print.rs"]
+mod lock_print;
+#[path = "lock_threads.rs"]
+mod lock_threads;
+#[path = "manager_dict_list.rs"]
+mod manager_dict_list;
+#[path = "manager_maths.rs"]
+mod manager_maths;
+#[path = "manager_mixed.rs"]
+mod manager_mixed;
+#[path = "manager_steps.rs"]
+mod manager_steps;
+#[path = "mp_workers.rs"]
+mod mp_workers;
+#[path = "my_process.rs"]
+mod my_process;
+#[path = "parent_child_pids.rs"]
+mod parent_child_pids;
+#[path = "pipe_hello.rs"]
+mod pipe_hello;
+#[path = "pool_apply.rs"]
+mod pool_apply;
+#[path = "pool_apply_results.rs"]
+mod pool_apply_results;
+#[path = "pool_callback.rs"]
+mod pool_callback;
+#[path = "pool_crawler.rs"]
+mod pool_crawler;
+#[path = "pool_echo_server.rs"]
+mod pool_echo_server;
+#[path = "pool_hello.rs"]
+mod pool_hello;
+#[path = "pool_map.rs"]
+mod pool_map;
+#[path = "pool_map_mixed.rs"]
+mod pool_map_mixed;
+#[path = "pool_worker_dies.rs"]
+mod pool_worker_dies;
+#[path = "process_attributes.rs"]
+mod process_attributes;
+#[path = "producer_consumer.rs"]
+mod producer_consumer;
+#[path = "python_listener.rs"]
+mod python_listener;
+#[path = "queue_kinds.rs"]
+mod queue_kinds;
+#[path = "queue_of_five.rs"]
+mod queue_of_five;
+#[path = "queue_walkthrough.rs"]
+mod queue_walkthrough;
+#[path = "remote_manager.rs"]
+mod remote_manager;
+#[path = "semaphore_rooms.rs"]
+mod semaphore_rooms;
+#[path = "shareable_list.rs"]
+mod shareable_list;
+#[path = "shared_memory_blocks.rs"]
+mod shared_memory_blocks;
+#[path = "shared_memory_manager.rs"]
+mod shared_memory_manager;
+#[path = "shared_values.rs"]
+mod shared_values;
+#[path = "simplex_pipe.rs"]
+mod simplex_pipe;
+#[path = "start_ten.rs"]
+mod start_ten;
+#[path = "tcp_echo.rs"]
+mod tcp_echo;
+#[path = "thread_pool.rs"]
+mod thread_pool;
+#[path = "threads.rs"]
 mod threads;
+#[path = "traffic_lights.rs"]
+mod traffic_lights;
+#[path = "upper_server.rs"]
+mod upper_server;
 
 use std::time::Instant;
 
 type Scenario = (&'static str, fn() -> multiproc::Result<()>);
 
 const SCENARIOS: &[Scenario] = &[
-    ("Ten processes started, then all joined (seed 002)", processes::ten_processes),
-    ("A Process subclass: MyProcess with run() (seed 002)", processes::my_process),
-    ("Ten processes append to one file, then count the lines (seed 002)", processes::append_to_one_file),
-    ("A daemon process dies with its parent (seed 002)", processes::daemon_dies_with_parent),
-    ("A process-per-connection TCP echo server (seed 002)", processes::tcp_echo_server),
-    ("Pipe: the main process sends, the child prints (seed 000)", connections::pipe_to_child),
-    ("Pipe: the child sends ['hi!! I am Python'] (seed 003)", connections::pipe_from_child),
-    ("A one-way pipe, Pipe(duplex=False) (seed 003)", connections::simplex_pipe),
-    ("A Process subclass serving requests over a duplex pipe", connections::upper_case_server),
-    ("Listener and Client with an authkey, in two processes", connections::listener_and_client),
-    ("A Rust client and a CPython Listener, pickled values", connections::rust_client_python_listener),
-    ("Five processes work one at a time under a Lock (seed 002)", sync::five_workers_under_lock),
-    ("Ten buyers, one ticket in a JSON file, a Lock (seed 002)", sync::grab_ticket),
-    ("'hello world' printed under a Lock by ten processes (seed 003)", sync::hello_world_under_lock),
-    ("Guests with Semaphore(2) (seed 000), KTV rooms with Semaphore(4) (seed 002)", sync::semaphore_rooms),
-    ("Event: the parent waits for a child's result (seed 000)", sync::event_result),
-    ("Event: a traffic light and ten cars (seed 002)", sync::traffic_lights),
-    ("Event: joo_a waits for joo_b (seed 003)", sync::joo_a_and_joo_b),
-    ("A hundred threads decrement a counter under one Lock (seed 004)", sync::hundred_threads),
-    ("Barrier: four worker processes in three phases", sync::barrier_phases),
-    ("Condition: a producer process and three consumer processes", sync::condition_stock),
-    ("Value('d', 10.0) set to 10.78 by a child (seed 003)", shared_memory::value_set_by_child),
-    ("Array('i', [1, 2, 3, 4, 5]) with num[2] = 9999 set by a child (seed 003)", shared_memory::array_set_by_child),
-    ("SharedMemory: shm_a and shm_b, ending in b'howdy' (seed 003)", shared_memory::shm_a_and_shm_b),
+    ("Ten processes started, then all joined", start_ten::ten_processes),
+    ("A Process subclass: MyProcess with run()", my_process::my_process),
+    ("Ten processes append to one file, then count the lines", append_file::append_to_one_file),
+    ("A daemon process dies with its parent", daemon::daemon_dies_with_parent),
+    ("A process-per-connection TCP echo server", tcp_echo::tcp_echo_server),
+    ("Pipe: the main process sends, the child prints", pipe_hello::pipe_to_child),
+    ("Pipe: the child sends ['hi!! I am Python']", pipe_hello::pipe_from_child),
+    ("A one-way pipe, Pipe(duplex=False)", simplex_pipe::simplex_pipe),
+    ("A Process subclass serving requests over a duplex pipe", upper_server::upper_case_server),
+    ("Listener and Client with an authkey, in two processes", listener_client::listener_and_client),
+    ("A Rust client and a CPython Listener, pickled values", python_listener::rust_client_python_listener),
+    ("Five processes work one at a time under a Lock", lock_print::five_workers_under_lock),
+    ("Ten buyers, one ticket in a JSON file, a Lock", grab_ticket::grab_ticket),
+    ("'hello world' printed under a Lock by ten processes", lock_print::hello_world_under_lock),
+    ("Guests with Semaphore(2), KTV rooms with Semaphore(4)", semaphore_rooms::semaphore_rooms),
+    ("Event: the parent waits for a child's result", event_result::event_result),
+    ("Event: a traffic light and ten cars", traffic_lights::traffic_lights),
+    ("Event: joo_a waits for joo_b", joo_event::joo_a_and_joo_b),
+    ("A hundred threads decrement a counter under one Lock", lock_threads::hundred_threads),
+    ("Barrier: four worker processes in three phases", barrier_phases::barrier_phases),
+    ("Condition: a producer process and three consumer processes", condition_stock::condition_stock),
+    ("Value('d', 10.0) set to 10.78 by a child", shared_values::value_set_by_child),
+    ("Array('i', [1, 2, 3, 4, 5]) with num[2] = 9999 set by a child", shared_values::array_set_by_child),
+    ("SharedMemory: shm_a and shm_b, ending in b'howdy'", shared_memory_blocks::shm_a_and_shm_b),
+    ("ShareableList of mixed items, and a str too long for its slot", shareable_list::shareable_list_walkthrough),
+    ("ShareableList(range(5)) attached by name in a second process", shareable_list::shareable_list_by_name),
+    ("ShareableList(range(2000)) worked on by two processes, then summed", shareable_list::shareable_list_two_halves),
     (
-        "ShareableList of mixed items, and a str too long for its slot (seed 003)",
-        shared_memory::shareable_list_walkthrough,
+        "Queue(3): put, put_nowait when full, full, get, get_nowait when empty, empty",
+        queue_walkthrough::queue_walkthrough,
     ),
-    ("ShareableList(range(5)) attached by name in a second process (seed 003)", shared_memory::shareable_list_by_name),
+    ("Queue: a child puts, another child and the parent get", queue_walkthrough::child_puts_parent_gets),
+    ("Queue(3): ten producer and ten consumer processes", producer_consumer::ten_producers_ten_consumers),
+    ("Queue: three producers, two consumers, None sentinels", producer_consumer::sentinels_end_the_consumers),
     (
-        "ShareableList(range(2000)) worked on by two processes, then summed (seed 003)",
-        shared_memory::shareable_list_two_halves,
+        "JoinableQueue: daemon consumers, producers waiting on join",
+        joinable_queue::joinable_queue_with_daemon_consumers,
+    ),
+    ("Queue(maxsize=5): a producer fills it, a consumer drains it", producer_consumer::producer_fills_consumer_drains),
+    ("Manager: a worker fills a dict and a list", manager_dict_list::worker_fills_dict_and_list),
+    ("Manager: d[1] = '1', d['2'] = 2, d[0.25] = None, l.reverse()", manager_mixed::mixed_dict_and_list),
+    ("A custom manager serving MathsClass: add and mul", manager_maths::maths_class),
+    ("A remote manager on TCP with an authkey: job and result queues", remote_manager::remote_job_queue),
+    (
+        "SharedMemoryManager: ShareableList(range(2000)) summed by two workers, one half each",
+        shared_memory_manager::shared_memory_manager_two_halves,
+    ),
+    ("Pool(4).map over range(100) against 100 processes, timed", pool_map::pool_against_processes),
+    ("Pool(2).apply: one call at a time", pool_apply::apply_in_turn),
+    ("Pool(2).apply_async, then get each", pool_apply::apply_async_then_get),
+    ("hello1..hello9 on Pool(3) with apply_async, then with apply", pool_hello::hello_async_and_sync),
+    ("apply_async, close, join, then get", pool_apply::close_join_then_get),
+    ("A callback runs in the parent", pool_callback::callback_runs_in_the_parent),
+    ("A crawler: pages fetched by workers, parsed in callbacks", pool_crawler::crawler),
+    ("A TCP echo server handing connections to Pool(4) workers", pool_echo_server::echo_server_with_a_pool),
+    ("ThreadPool: capturing closures on threads", thread_pool::thread_pool),
+    ("An executor: submit, map, shutdown (concurrent.futures)", executor::executor),
+    ("A worker dies in a task: that task fails, the others complete", pool_worker_dies::a_worker_dies),
+    ("Parent process and child process pids; two targets; three children", parent_child_pids::parent_and_child_pids),
+    ("Process name, pid, is_alive, join(timeout), terminate, exitcode", process_attributes::process_attributes),
+    ("A daemon may not have children", process_attributes::daemon_cannot_have_children),
+    ("Pool(5).map(func, [(1, 2), 'alex'])", pool_map_mixed::map_over_mixed_items),
+    ("Pool(3) with an initializer: ten apply calls on its workers", pool_apply_results::apply_on_three_workers),
+    (
+        "'msg: hello i' with apply_async, close, join, get; then with apply",
+        pool_apply_results::msg_hello_async_then_sync,
     ),
     (
-        "Queue(3): put, put_nowait when full, full, get, get_nowait when empty, empty (seeds 002, 004)",
-        queues::queue_walkthrough,
+        "Pool(): apply_async, close, join, then the results together, no callback",
+        pool_apply_results::collect_without_callback,
     ),
-    ("Queue: a child puts, another child and the parent get (seed 002)", queues::child_puts_parent_gets),
-    ("Queue(3): ten producer and ten consumer processes (seed 002)", queues::ten_producers_ten_consumers),
-    ("Queue: three producers, two consumers, None sentinels (seed 002)", queues::sentinels_end_the_consumers),
-    (
-        "JoinableQueue: daemon consumers, producers waiting on join (seeds 002, 004)",
-        queues::joinable_queue_with_daemon_consumers,
-    ),
-    ("Queue(maxsize=5): a producer fills it, a consumer drains it (seed 003)", queues::producer_fills_consumer_drains),
-    ("Manager: a worker fills a dict and a list (seed 001)", managers::worker_fills_dict_and_list),
-    ("Manager: d[1] = '1', d['2'] = 2, d[0.25] = None, l.reverse() (seed 003)", managers::mixed_dict_and_list),
-    ("A custom manager serving MathsClass: add and mul (seed 003)", managers::maths_class),
-    ("A remote manager on TCP with an authkey: job and result queues", managers::remote_job_queue),
-    (
-        "SharedMemoryManager: ShareableList(range(2000)) summed by two workers, one half each (seed 003)",
-        managers::shared_memory_manager_two_halves,
-    ),
-    ("Pool(4).map over range(100) against 100 processes, timed (seed 000)", pools::pool_against_processes),
-    ("Pool(2).apply: one call at a time (seed 000)", pools::apply_in_turn),
-    ("Pool(2).apply_async, then get each (seed 000)", pools::apply_async_then_get),
-    ("hello1..hello9 on Pool(3) with apply_async, then with apply (seed 001)", pools::hello_async_and_sync),
-    ("apply_async, close, join, then get (seed 002)", pools::close_join_then_get),
-    ("A callback runs in the parent (seeds 000, 002)", pools::callback_runs_in_the_parent),
-    ("A crawler: pages fetched by workers, parsed in callbacks (seed 002)", pools::crawler),
-    ("A TCP echo server handing connections to Pool(4) workers (seed 002)", pools::echo_server_with_a_pool),
-    ("ThreadPool: capturing closures on threads (seed 004)", pools::thread_pool),
-    ("An executor: submit, map, shutdown (concurrent.futures)", pools::executor),
-    ("A worker dies in a task: that task fails, the others complete", pools::a_worker_dies),
-    ("Parent process and child process pids; two targets; three children (seed 001)", processes::parent_and_child_pids),
-    ("Process name, pid, is_alive, join(timeout), terminate, exitcode (seed 002)", processes::process_attributes),
-    ("A daemon may not have children (seed 002)", processes::daemon_cannot_have_children),
-    ("Pool(5).map(func, [(1, 2), 'alex']) (seed 002)", pools::map_over_mixed_items),
-    ("Pool(3) with an initializer: ten apply calls on its workers (seed 002)", pools::apply_on_three_workers),
-    ("'msg: hello i' with apply_async, close, join, get; then with apply (seed 002)", pools::msg_hello_async_then_sync),
-    (
-        "Pool(): apply_async, close, join, then the results together, no callback (seed 002)",
-        pools::collect_without_callback,
-    ),
-    ("Queue(5): full, put when full, get, empty, get when empty (seed 004)", queues::queue_of_five_walkthrough),
-    ("Queue: a producer child puts 'hello baby', a consumer child gets it (seed 004)", queues::child_to_child),
-    ("Queue: a consumer with `while True: q.get()` never ends (seed 002)", queues::consumer_never_ends),
-    ("Queue, SimpleQueue, LifoQueue, PriorityQueue: put 3, 1, 2 (seed 003)", queues::queue_kinds),
-    ("JoinableQueue: the main process waits in q.join() (seed 004)", queues::joinable_queue_main_joins),
-    (
-        "Manager list, dict, Queue, Lock, Event, Value, Array; SharedMemoryManager blocks (seed 003)",
-        managers::manager_steps,
-    ),
-    ("Threads: Thread(target=task) and a Thread subclass (seed 004)", threads::two_ways_to_start_a_thread),
-    ("Threads share the process's memory, processes do not (seed 004)", threads::threads_share_memory),
-    ("Daemon threads end with their process (seed 004)", threads::daemon_threads),
-    ("current_thread, the pid of threads, active_count (seed 004)", threads::current_thread_and_active_count),
+    ("Queue(5): full, put when full, get, empty, get when empty", queue_of_five::queue_of_five_walkthrough),
+    ("Queue: a producer child puts 'hello baby', a consumer child gets it", queue_of_five::child_to_child),
+    ("Queue: a consumer with `while True: q.get()` never ends", endless_consumer::consumer_never_ends),
+    ("Queue, SimpleQueue, LifoQueue, PriorityQueue: put 3, 1, 2", queue_kinds::queue_kinds),
+    ("JoinableQueue: the main process waits in q.join()", joinable_queue::joinable_queue_main_joins),
+    ("CPython's mp_workers.py: functions as values on a task queue, four workers", mp_workers::feed_workers),
+    ("Manager list, dict, Queue, Lock, Event, Value, Array; SharedMemoryManager blocks", manager_steps::manager_steps),
+    ("Threads: Thread(target=task) and a Thread subclass", threads::two_ways_to_start_a_thread),
+    ("Threads share the process's memory, processes do not", threads::threads_share_memory),
+    ("Daemon threads end with their process", threads::daemon_threads),
+    ("current_thread, the pid of threads, active_count", threads::current_thread_and_active_count),
 ];
 
 fn main() -> multiproc::Result<()> {

@@ -144,7 +144,13 @@ pub enum Error {
     BrokenBarrier,
 
     /// A queue was full: the caller would not wait, or its timeout passed (CPython `queue.Full`).
-    #[error("the queue is full; wait for a consumer (put with a timeout, or without one), or make the queue larger")]
+    /// Full means a bounded queue holding `maxsize` items, or an item holding descriptors that
+    /// found the queue's side channel full (see [`Queue::put`](crate::Queue::put)).
+    #[error(
+        "the queue is full: it holds its maxsize items (or, for an item holding descriptors, the ~270 such items its \
+         socket buffer holds); wait for a consumer (put without a timeout, or a longer one) or give the queue a \
+         larger maxsize"
+    )]
     Full,
 
     /// A queue was empty: the caller would not wait, or its timeout passed (CPython `queue.Empty`).

@@ -71,7 +71,8 @@
 //! | `class P(Structure): _fields_ = [...]`; `Value(P, ...)`, `RawValue(P, ...)` | [`structure!`] declares it; [`SharedStruct`] ([`get`](SharedStruct::get)/[`set`](SharedStruct::set)/[`update`](SharedStruct::update) whole under the lock), [`RawStruct`] (field by field, atomic) |
 //! | `Array('c', b'hello')`, `arr.value`, `arr.value = b'...'` | [`Array<u8>`](Array): [`value`](Array::value), [`set_value`](Array::set_value) (NUL-terminated; too long is [`Error::StringTooLong`]); the same on [`RawArray<u8>`](RawArray::value) |
 //! | `sharedctypes.copy(obj)` | `copy()`: [`RawValue::copy`], [`RawArray::copy`], [`RawStruct::copy`]; [`Value::copy`], [`Array::copy`], [`SharedStruct::copy`] (with a new lock) |
-//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`SimpleQueue::new`], [`JoinableQueue::new`] (serde items; see [`queue`]) |
+//! | `Queue()`, `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue()`, `JoinableQueue(maxsize)` | [`Queue::new`], [`Queue::with_maxsize`], [`SimpleQueue::new`], [`JoinableQueue::new`], [`JoinableQueue::with_maxsize`] (serde items; see [`queue`]); no `Default` (creating a queue can fail) |
+//! | an unbounded queue buffers every item `put` until readers come (the feeder thread) | the same without a feeder thread: items beyond the shared ring spill into the queue's memory file, and stay there if the producer exits; the one limit left: items holding descriptors, some 270 waiting (the side channel's socket buffer), then `put` waits ([`Queue::put`]) |
 //! | `q.put(obj, block, timeout)`, `put_nowait`; `q.get(block, timeout)`, `get_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait); [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`] |
 //! | `qsize()`, `empty()`, `full()`, `close()`, `join_thread()`, `cancel_join_thread()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full), [`close`](Queue::close) (takes the handle), [`join_thread`](Queue::join_thread) and [`cancel_join_thread`](Queue::cancel_join_thread) (no feeder thread: nothing to wait for) |
@@ -86,6 +87,9 @@
 //! | `BaseManager(address, authkey).get_server().serve_forever()` | [`manager::Server::bind`], [`serve_forever`](manager::Server::serve_forever); in a child: [`BaseManager::start_at`] |
 //! | `BaseManager(address, authkey).connect()`, `register('get_queue', callable=...)` | [`manager::ManagerClient::connect`], [`named("queue").queue()`](manager::ManagerClient::named) |
 //! | `RemoteError` (an exception in the manager's server) | [`Error::Remote`] |
+//! | `register('get_queue', callable=lambda: queue)` on a server, the queue filled before `serve_forever()` | [`Server::client`](manager::Server::client) makes and fills it, [`Server::register`](manager::Server::register) names it; Python's `register('get_queue')` and Rust's [`named("get_queue")`](manager::ManagerClient::named) reach it |
+//! | CPython's `BaseManager`/`SyncManager` clients of a server written in Rust | [`manager::Server`] serves them unchanged, on the same address as Rust clients ([`mixing`]) |
+//! | `pickle.dumps(x)`, `pickle.loads(b)`; `int` of any size, `set`, `datetime`, `Decimal`, `UUID` | [`pickle::to_vec`], [`pickle::from_slice`]; [`pickle::PickleValue`] (feature `pickle`) |
 //! | a CPython manager from another language: `BaseManager(address, authkey).connect()`, `m.get_queue()`, `proxy._callmethod(name, args)`; its exceptions | [`manager::cpython::PyManager::connect`], [`create("get_queue", ())`](manager::cpython::PyManager::create), [`PyProxy::call`](manager::cpython::PyProxy::call) ([`PyQueue`](manager::cpython::PyQueue), [`PyDict`](manager::cpython::PyDict)); [`Error::PythonException`] (feature `pickle`) |
 //! | `manager.start(initializer, initargs)` | [`BaseManager::start_with_initializer`] |
 //! | `SharedMemoryManager()`, `smm.SharedMemory(size)`, `smm.ShareableList(seq)`, `smm.shutdown()` | [`SharedMemoryManager::start`], [`shared_memory`](manager::SharedMemoryClient::shared_memory), [`shareable_list`](manager::SharedMemoryClient::shareable_list), [`shutdown`](SharedMemoryManager::shutdown) or dropping it (unlinks every block) |
@@ -142,6 +146,15 @@
 //! `SharedMemory` creates, and [`ShareableList`] is CPython's list in its exact layout: a Rust and a
 //! Python process share them by name. A resource tracker unlinks the blocks that crashed creators
 //! left behind. See [`shm`].
+//!
+//! ## Mixing Python and Rust
+//!
+//! Python programs and Rust programs of this crate work together unchanged on both sides:
+//! connections carry CPython's pickles ([`pickle`]: every Python value round-trips, or is refused
+//! naming its class), a manager's [`Server`](manager::Server) serves CPython's `BaseManager`
+//! clients and this crate's proxies on one address with the same objects, and Rust clients use
+//! CPython's managers ([`manager::cpython`]). The guide, with the mapping of types and what
+//! shared memory ownership means when Python attaches: [`mixing`].
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 // Library code does not panic: invariants are proven by construction, failures are `Result`s.
@@ -163,6 +176,13 @@ pub mod context;
 mod deadline;
 mod error;
 pub mod manager;
+#[cfg(feature = "pickle")]
+pub mod mixing;
+#[cfg(feature = "pickle")]
+pub mod pickle;
+#[cfg(not(feature = "pickle"))]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod pickle;
 pub mod pool;
 mod process;
 pub mod queue;
@@ -211,7 +231,10 @@ pub mod __private {
     pub use crate::connection::fuzz_hooks as fuzz;
     #[cfg(feature = "pickle")]
     pub use crate::manager::cpython::reply::fuzz_reply as fuzz_cpython_manager_reply;
+    pub use crate::manager::server::fuzz_python_request as fuzz_manager_python_request;
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
+    #[cfg(feature = "pickle")]
+    pub use crate::pickle::fuzz_pickle;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;

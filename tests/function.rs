@@ -43,8 +43,8 @@ fn what(line: &str) -> String {
 fn functions_travel_on_a_queue_to_worker_processes() {
     // CPython's mp_workers.py: `(mul, (i, 7))` and `(plus, (i, 8))` on a task queue.
     watchdog("functions_travel_on_a_queue", 60, || {
-        let tasks: Queue<Task> = Queue::new(0).unwrap();
-        let done: Queue<String> = Queue::new(0).unwrap();
+        let tasks: Queue<Task> = Queue::new().unwrap();
+        let done: Queue<String> = Queue::new().unwrap();
         for i in 0..20 {
             tasks.put(Some((Function::new(mul), (i, 7)))).unwrap();
         }
@@ -124,7 +124,7 @@ fn functions_travel_over_a_connection_and_are_checked_on_arrival() {
 #[test]
 fn a_handle_of_another_type_is_refused_instead_of_called() {
     watchdog("a_handle_of_another_type_on_a_queue", 60, || {
-        let queue: Queue<Function<(String,), String>> = Queue::new(0).unwrap();
+        let queue: Queue<Function<(String,), String>> = Queue::new().unwrap();
         queue.put(Function::new(shout)).unwrap();
         assert_eq!(queue.get().unwrap().call(("a".into(),)), "A");
         // The same queue's bytes, read as another function type (a sender of another program

@@ -644,9 +644,12 @@ fn wrong_kind_of_call_is_a_remote_error() {
         let named = manager.named("thing").dict::<u8, u8>().unwrap();
         let e = manager.named("thing").queue::<u8>().unwrap_err();
         assert!(matches!(&e, Error::Remote(m) if m.contains("is a dict")), "{e}");
-        // A call that does not fit the object (through the raw proxy) is refused too.
-        let e = l.object().call_method::<_, ()>("append", &(1u8,)).unwrap_err();
-        assert!(matches!(&e, Error::Remote(m) if m.contains("no method")), "{e}");
+        // Any of the object's methods can be called through the raw proxy, with Python's
+        // arguments; one it does not have is an AttributeError.
+        l.object().call_method::<_, ()>("append", &(1u8,)).unwrap();
+        assert_eq!(l.object().call_method::<_, usize>("__len__", &()).unwrap(), 1);
+        let e = l.object().call_method::<_, ()>("no_such_method", &()).unwrap_err();
+        assert!(matches!(&e, Error::Remote(m) if m.contains("AttributeError") && m.contains("no_such_method")), "{e}");
         drop((l, named));
     });
 }
@@ -711,6 +714,67 @@ fn remote_worker(address: Address, key: Vec<u8>) -> multiproc::Result<()> {
             n => results.put(&(n, n * n))?,
         }
     }
+}
+
+fn take_greetings(address: Address, key: Vec<u8>, out: Outbox) -> multiproc::Result<()> {
+    let manager = ManagerClient::connect(address, Some(&key))?;
+    let queue = manager.named("get_queue").queue::<String>()?;
+    let got = [queue.get()?, queue.get()?];
+    send(&out, &got.join(","));
+    queue.put(&"from the child".to_string())
+}
+
+#[test]
+fn a_server_serves_objects_its_owner_filled_before_serving() {
+    // Issue 15, item 7: CPython's "Using a remote manager" example as it stands:
+    // `queue = Queue(); ...register('get_queue', callable=lambda: queue)`, filled before
+    // `serve_forever`, then used by clients in other processes.
+    watchdog("a_server_serves_objects_its_owner_filled_before_serving", 30, || {
+        let key = b"abracadabra".to_vec();
+        let server = Server::bind::<()>("127.0.0.1:0".parse().unwrap(), Some(&key)).unwrap();
+        let owner = server.client();
+        let queue = owner.queue::<String>().unwrap();
+        queue.put(&"hello".to_string()).unwrap();
+        queue.put(&"world".to_string()).unwrap();
+        server.register("get_queue", queue.object()).unwrap();
+        // A name is taken once; a proxy of another server cannot be named here.
+        let e = server.register("get_queue", queue.object()).unwrap_err();
+        assert!(matches!(&e, Error::InvalidState(m) if m.contains("already registered")), "{e}");
+        let other = Manager::start().unwrap();
+        let foreign = other.list::<u8>(&[]).unwrap();
+        let e = server.register("foreign", foreign.object()).unwrap_err();
+        assert!(matches!(&e, Error::InvalidState(m) if m.contains("belongs to the manager at")), "{e}");
+        let address = server.address().clone();
+        let serving = std::thread::spawn(move || server.serve_forever());
+
+        let (inbox, out) = channel();
+        let mut child = Process::new(take_greetings, (address.clone(), key.clone(), out));
+        child.start().unwrap();
+        assert_eq!(inbox.recv(10), "hello,world");
+        assert_eq!(child.join().unwrap(), 0);
+        // The owner's own proxy sees what the child put, through the same object.
+        assert_eq!(queue.get().unwrap(), "from the child");
+        // Named for the server's life: the owner's proxy may go, the object stays.
+        drop(queue);
+        let again = ManagerClient::connect(address, Some(&key)).unwrap();
+        assert!(again.named("get_queue").queue::<String>().unwrap().is_empty().unwrap());
+        again.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_request_over_the_size_limit_is_refused_and_the_proxy_goes_on() {
+    // Issue 16, 4: the sender is told (before, the server closed the connection silently).
+    watchdog("a_request_over_the_size_limit_is_refused_and_the_proxy_goes_on", 60, || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict::<String, String>().unwrap();
+        let big = "x".repeat(65 << 20);
+        let e = d.insert(&"big".into(), &big).unwrap_err();
+        assert!(matches!(&e, Error::Remote(m) if m.contains("exceeds the manager's limit")), "{e}");
+        d.insert(&"small".into(), &"1".into()).unwrap();
+        assert_eq!(d.items().unwrap(), [("small".to_string(), "1".to_string())]);
+    });
 }
 
 #[test]

@@ -54,7 +54,7 @@ const SHORT: Duration = Duration::from_millis(100);
 #[test]
 fn get_on_an_empty_queue() {
     common::watchdog("get_on_an_empty_queue", 10, || {
-        let queue: Queue<u32> = Queue::new(0).unwrap();
+        let queue: Queue<u32> = Queue::new().unwrap();
         let start = Instant::now();
         assert!(matches!(queue.get_nowait(), Err(Error::Empty)));
         assert!(start.elapsed() < SHORT);
@@ -68,7 +68,7 @@ fn get_on_an_empty_queue() {
 // qsize follows puts and gets.
 #[test]
 fn qsize_follows_puts_and_gets() {
-    let queue: Queue<u32> = Queue::new(0).unwrap();
+    let queue: Queue<u32> = Queue::new().unwrap();
     let mut sizes = vec![queue.qsize()];
     queue.put(5).unwrap();
     sizes.push(queue.qsize());
@@ -83,28 +83,101 @@ fn qsize_follows_puts_and_gets() {
     assert!(!queue.full());
 }
 
-// An unbounded queue whose ring is used up waits like a full one (and a timed put says Full).
+// CPython's unbounded queue buffers every item until readers come. An unbounded queue whose ring
+// is used up spills into its memory file: put never waits, nothing is reordered, and the queue
+// runs through the ring again once drained.
 #[test]
-fn an_unbounded_queue_waits_when_its_ring_is_used_up() {
-    common::watchdog("an_unbounded_queue_waits_when_its_ring_is_used_up", 10, || {
-        let queue: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).unwrap();
-        let mut put = 0;
-        while queue.put_nowait(vec![1u8; 100]).is_ok() {
-            put += 1;
+fn an_unbounded_queue_spills_beyond_its_ring() {
+    common::watchdog("an_unbounded_queue_spills_beyond_its_ring", 30, || {
+        let queue: Queue<(u32, Vec<u8>)> = Queue::with_capacity(0, 4096).unwrap();
+        // Inline records, and big items (over a quarter of the ring) that fill the side channel.
+        let item = |i: u32| match i % 1000 {
+            0 => (i, vec![i as u8; 150_000]),
+            _ => (i, vec![i as u8; [100, 7, 900, 2000][i as usize % 4]]),
+        };
+        for round in 0..2 {
+            for i in 0..6000 {
+                queue.put_nowait(item(i)).unwrap_or_else(|e| panic!("round {round}, item {i}: {e}"));
+            }
+            assert_eq!(queue.qsize(), 6000);
+            for i in 0..6000 {
+                assert_eq!(queue.get_nowait().unwrap(), item(i), "round {round}");
+            }
+            assert!(queue.empty());
         }
-        assert!(put >= 4096 / 120, "only {put} items fit");
-        assert!(matches!(queue.put_timeout(vec![1u8; 100], SHORT), Err(Error::Full)));
-        assert_eq!(queue.get().unwrap(), vec![1u8; 100]);
-        queue.put_nowait(vec![2u8; 100]).unwrap();
-        // Big items take a small record only.
-        queue.get().unwrap();
-        queue.put_nowait(vec![3u8; 5000]).unwrap();
-        for _ in 2..put {
-            assert_eq!(queue.get().unwrap(), vec![1u8; 100]);
+        // Interleaved: a backlog beyond the ring that consumers keep draining while puts go on.
+        let mut next = 0;
+        for i in 0..9000 {
+            queue.put_nowait(item(i)).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(queue.get_nowait().unwrap(), item(next));
+                next += 1;
+            }
         }
-        assert_eq!(queue.get().unwrap(), vec![2u8; 100]);
-        assert_eq!(queue.get().unwrap(), vec![3u8; 5000]);
+        while next < 9000 {
+            assert_eq!(queue.get_nowait().unwrap(), item(next));
+            next += 1;
+        }
         assert!(queue.empty());
+    });
+}
+
+// A bounded queue blocks exactly at maxsize, however many of its items the ring holds: small items
+// beyond a small ring, and big items (over a quarter of the ring) beyond what the descriptor side
+// channel holds (some 270).
+#[test]
+fn a_bounded_queue_blocks_exactly_at_maxsize() {
+    common::watchdog("a_bounded_queue_blocks_exactly_at_maxsize", 30, || {
+        let small: Queue<Vec<u8>> = Queue::with_capacity(50, 4096).unwrap();
+        let big: Queue<Vec<u8>> = Queue::with_capacity(400, 64 << 10).unwrap();
+        for (queue, len, maxsize) in [(&small, 1000, 50), (&big, 20 << 10, 400)] {
+            for i in 0..maxsize {
+                queue.put_nowait(vec![i as u8; len]).unwrap_or_else(|e| panic!("item {i} of {maxsize}: {e}"));
+            }
+            assert!(queue.full());
+            assert!(matches!(queue.put_nowait(vec![0; len]), Err(Error::Full)));
+            assert!(matches!(queue.put_timeout(vec![0; len], SHORT), Err(Error::Full)));
+            assert_eq!(queue.get().unwrap(), vec![0; len]);
+            queue.put_nowait(vec![9; len]).unwrap();
+            for i in 1..maxsize {
+                assert_eq!(queue.get_nowait().unwrap(), vec![i as u8; len]);
+            }
+            assert_eq!(queue.get_nowait().unwrap(), vec![9; len]);
+        }
+    });
+}
+
+// The one limit an unbounded queue keeps: items holding descriptors wait in the side channel's
+// socket buffer (some 270 of them); a put beyond waits for a consumer and says Full when its
+// timeout passes, naming the limit.
+#[test]
+fn items_holding_descriptors_wait_for_room_in_the_side_channel() {
+    common::watchdog("items_holding_descriptors_wait_for_room_in_the_side_channel", 30, || {
+        type Item = (u32, Option<multiproc::Handle<std::fs::File>>, Vec<u8>);
+        let queue: Queue<Item> = Queue::with_capacity(0, 64 << 10).unwrap();
+        let file = || Some(multiproc::Handle::new(std::fs::File::open("/proc/self/exe").unwrap()));
+        let mut put = 0;
+        let refused = loop {
+            match queue.put_nowait((put, file(), Vec::new())) {
+                Ok(()) => put += 1,
+                Err(e) => break e,
+            }
+            assert!(put < 100_000, "no limit reached");
+        };
+        assert!(matches!(refused, Error::Full), "{refused}");
+        assert!(refused.to_string().contains("descriptors"), "the error names the limit: {refused}");
+        assert!(put >= 100, "only {put} items with descriptors fit");
+        // Big items (over a quarter of the ring) without descriptors still go in (to the spill):
+        // the limit is descriptors only.
+        for i in put..put + 300 {
+            queue.put_nowait((i, None, vec![i as u8; 20 << 10])).unwrap();
+        }
+        assert!(matches!(queue.put_timeout((0, file(), Vec::new()), SHORT), Err(Error::Full)));
+        for i in 0..put + 300 {
+            let (n, handle, bytes) = queue.get_nowait().unwrap();
+            assert_eq!((n, handle.is_some(), bytes.len()), (i, i < put, if i < put { 0 } else { 20 << 10 }));
+        }
+        queue.put_nowait((0, file(), Vec::new())).unwrap();
     });
 }
 
@@ -125,7 +198,7 @@ fn the_ring_wraps_with_records_of_every_size() {
 #[test]
 fn threads_share_a_queue() {
     common::watchdog("threads_share_a_queue", 30, || {
-        let queue: Queue<(u32, u32)> = Queue::new(4).unwrap();
+        let queue: Queue<(u32, u32)> = Queue::with_maxsize(4).unwrap();
         let producers: Vec<_> = (0..4)
             .map(|id| {
                 let queue = queue.clone();
@@ -169,7 +242,7 @@ fn threads_share_a_queue() {
 #[test]
 fn a_blocked_get_is_woken_by_a_put() {
     common::watchdog("a_blocked_get_is_woken_by_a_put", 10, || {
-        let queue: Arc<Queue<String>> = Arc::new(Queue::new(1).unwrap());
+        let queue: Arc<Queue<String>> = Arc::new(Queue::with_maxsize(1).unwrap());
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let getter = {
             let queue = Arc::clone(&queue);
@@ -190,7 +263,7 @@ fn a_blocked_get_is_woken_by_a_put() {
 #[test]
 fn task_done_counts_items_taken() {
     common::watchdog("task_done_counts_items_taken", 10, || {
-        let queue: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
+        let queue: JoinableQueue<u32> = JoinableQueue::new().unwrap();
         queue.join().unwrap();
         assert!(matches!(queue.task_done(), Err(Error::InvalidState(_))));
         queue.put(1).unwrap();
@@ -209,7 +282,7 @@ fn task_done_counts_items_taken() {
 // A handle received as another kind of queue, or with another item type, is refused.
 #[test]
 fn a_queue_of_another_kind_is_refused() {
-    let queue: Queue<u32> = Queue::new(0).unwrap();
+    let queue: Queue<u32> = Queue::new().unwrap();
     let (mut a, mut b) = multiproc::pipe().unwrap();
     a.send(&queue).unwrap();
     assert!(b.recv::<Queue<String>>().is_err());
@@ -227,8 +300,8 @@ fn a_queue_of_another_kind_is_refused() {
 // A queue sent through a queue arrives working.
 #[test]
 fn a_queue_travels_through_a_queue() {
-    let outer: Queue<Queue<u32>> = Queue::new(0).unwrap();
-    let inner: Queue<u32> = Queue::new(0).unwrap();
+    let outer: Queue<Queue<u32>> = Queue::new().unwrap();
+    let inner: Queue<u32> = Queue::new().unwrap();
     outer.put(&inner).unwrap();
     let received = outer.get().unwrap();
     received.put(9).unwrap();
@@ -253,7 +326,7 @@ fn count_descriptors_around_puts_and_gets() {
     fn open_fds() -> usize {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
-    let queue: Queue<(Vec<u8>, Option<multiproc::Handle<std::fs::File>>)> = Queue::new(0).unwrap();
+    let queue: Queue<(Vec<u8>, Option<multiproc::Handle<std::fs::File>>)> = Queue::new().unwrap();
     let warm = |queue: &Queue<_>| {
         for _ in 0..3 {
             queue.put((vec![0u8; 200_000], None)).unwrap();
@@ -295,9 +368,9 @@ fn count_resources_around_close() {
     let other = simple.clone();
     simple.put("both ends".to_string()).unwrap();
     assert_eq!(other.get().unwrap(), "both ends");
-    let queue: Queue<u32> = Queue::new(2).unwrap();
+    let queue: Queue<u32> = Queue::with_maxsize(2).unwrap();
     queue.put(1).unwrap();
-    let joinable: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
+    let joinable: JoinableQueue<u32> = JoinableQueue::new().unwrap();
     joinable.put(2).unwrap();
     assert_eq!(joinable.get().unwrap(), 2);
     joinable.task_done().unwrap();
@@ -329,7 +402,7 @@ impl serde::Serialize for Item {
 // it later); it takes no place in the queue, and the queue keeps working.
 #[test]
 fn an_item_that_cannot_be_encoded_is_refused_by_put() {
-    let queue: Queue<Item> = Queue::new(1).unwrap();
+    let queue: Queue<Item> = Queue::with_maxsize(1).unwrap();
     assert!(matches!(queue.put(Item::Broken), Err(Error::Codec { .. })));
     assert!(queue.empty());
     queue.put(Item::Fine(1)).unwrap();
@@ -342,7 +415,7 @@ fn an_item_that_cannot_be_encoded_is_refused_by_put() {
 // beginning when the queue empties, and items keep their order across the restart.
 #[test]
 fn a_large_backlog_drains_and_the_queue_starts_over() {
-    let queue: Queue<(u32, Vec<u8>)> = Queue::new(0).unwrap();
+    let queue: Queue<(u32, Vec<u8>)> = Queue::new().unwrap();
     for round in 0..3u32 {
         for i in 0..20_000 {
             queue.put((i, vec![round as u8; 100])).unwrap();

@@ -297,6 +297,34 @@ use multiproc::ShareableList;
 use multiproc::shm::Item;
 
 #[test]
+fn shareable_list_items_print_as_python_prints_them() {
+    // Issue 15, 8: `print(sl[0])` shows the text; the list's repr shows the items' reprs.
+    let items = [Item::from("howdy"), Item::from(b"HoWdY"), Item::Float(-273.154), Item::Float(1e16), Item::None];
+    let text: Vec<String> = items.iter().map(ToString::to_string).collect();
+    assert_eq!(text, ["howdy", "b'HoWdY'", "-273.154", "1e+16", "None"]);
+    assert_eq!(items[0].repr(), "'howdy'");
+    let sl = ShareableList::new(common::seed_003_items()).unwrap();
+    assert!(
+        format!("{sl:?}").starts_with("ShareableList(['howdy', b'HoWdY', -273.154, 100, None, True, 42]"),
+        "{sl:?}"
+    );
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
+fn a_str_cut_in_the_middle_of_a_character_is_an_error_as_in_cpython() {
+    // Issue 16, 4: CPython decodes strictly (UnicodeDecodeError); this crate gave U+FFFD.
+    let sl = ShareableList::new([Item::from("hé")]).unwrap();
+    // One item: the count, two offsets, then the data: "h", then the two bytes of 'é'.
+    let data = 8 + 8 * 2;
+    sl.shm().write_at(data + 2, &[0]).unwrap();
+    let e = sl.get(0).unwrap_err();
+    assert!(matches!(&e, Error::Codec { detail, .. } if detail.contains("UnicodeDecodeError")), "{e}");
+    assert!(sl.to_vec().is_err());
+    sl.shm().unlink().unwrap();
+}
+
+#[test]
 fn shareable_list_basics() {
     let sl = ShareableList::new(common::seed_003_items()).unwrap();
     let repr = format!("{sl:?}");

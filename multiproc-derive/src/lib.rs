@@ -100,6 +100,7 @@ fn expand(block: &ItemImpl) -> syn::Result<TokenStream2> {
         }
     });
 
+    let method_names = methods.iter().map(|m| m.name.to_string());
     let proxy_doc = format!("A proxy for a [`{type_name_str}`] in a manager's server (made by `#[managed]`).");
     Ok(quote! {
         const _: () = {
@@ -107,6 +108,7 @@ fn expand(block: &ItemImpl) -> syn::Result<TokenStream2> {
 
             impl ::multiproc::manager::Managed for #self_ty {
                 const TYPE_NAME: &'static str = #type_name_str;
+                const METHODS: &'static [&'static str] = &[#(#method_names),*];
                 type Proxy = #proxy;
 
                 fn call_method(&mut self, method: &str, args: &[u8]) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {

@@ -134,7 +134,8 @@ enum Socket {
 ///
 /// With an authkey, every accepted connection goes through CPython's mutual HMAC handshake before
 /// [`accept`](Self::accept) returns it; a client with another key gets
-/// [`Error::Authentication`] and its connection is closed before any message is read.
+/// [`Error::Authentication`] and its connection is closed before any message is read. Accepted
+/// connections take messages up to 1 GiB unless raised (see [`bind`](Self::bind)).
 ///
 /// # Examples
 ///
@@ -171,6 +172,12 @@ impl Listener {
     ///
     /// TCP listeners set `SO_REUSEADDR`; port 0 picks a free port ([`address`](Self::address)
     /// tells which). A filesystem socket is removed when the listener closes.
+    ///
+    /// Accepted connections take messages up to
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE) (1 GiB); raise it per
+    /// connection with [`Connection::set_max_message_size`]. A larger message fails with
+    /// [`Error::MessageTooLarge`] and breaks that connection (the sender, Python or Rust, sees it
+    /// close: the protocol cannot carry the reason back).
     ///
     /// # Errors
     ///
@@ -311,6 +318,11 @@ impl fmt::Debug for Listener {
 
 /// Connects to a [`Listener`] (CPython `multiprocessing.connection.Client`); with `authkey`, the
 /// handshake runs both ways before this returns. Works with CPython listeners.
+///
+/// The connection accepts messages up to [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE)
+/// (1 GiB); raise it with [`Connection::set_max_message_size`]. A larger message fails with
+/// [`Error::MessageTooLarge`] and breaks the connection: the protocol has no way to tell the
+/// sender, who sees the connection close (a Python peer: `BrokenPipeError` or `EOFError`).
 ///
 /// # Errors
 ///

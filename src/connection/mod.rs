@@ -23,15 +23,11 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
-#[cfg(feature = "pickle")]
-pub(crate) mod pickle_ops;
 mod record;
 mod ring;
 
 #[cfg(feature = "pickle")]
 pub use pickle::PickleValue;
-#[cfg(feature = "pickle")]
-pub(crate) use pickle::decode_checked as decode_checked_pickle;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -680,6 +676,52 @@ impl<D: CanRecv> Connection<D> {
             Ok(bytes) => {
                 finish_socket_read(turn);
                 Ok(Message { bytes, fds })
+            }
+            Err(e) => Err(self.broke_reading(e)),
+        }
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes), but a message over this end's limit is read and
+    /// dropped in pieces (never held whole) instead of breaking the connection: it fails with
+    /// [`Error::MessageTooLarge`] and the connection stays usable, so that a protocol with
+    /// replies (the manager's) can tell the sender.
+    pub(crate) fn recv_bytes_or_skip(&mut self) -> Result<Vec<u8>> {
+        let limit = self.max_message;
+        let (len, _fds, deadline, turn) = match self.next_message()? {
+            // A message in records (a socket pipe): over the limit, it breaks the connection.
+            Next::Record { first, fds, deadline } => {
+                return self.record_message(first, fds, deadline, limit).map(|m| m.bytes);
+            }
+            Next::Whole(bytes) if bytes.len() as u64 > limit => {
+                return Err(Error::MessageTooLarge { len: bytes.len() as u64, limit });
+            }
+            Next::Whole(bytes) => return Ok(bytes),
+            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+        };
+        let fd = self.read_fd()?;
+        let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
+        let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
+        if len <= limit {
+            return match frame::recv_payload(fd, len, watched) {
+                Ok(bytes) => {
+                    finish_socket_read(turn);
+                    Ok(bytes)
+                }
+                Err(e) => Err(self.broke_reading(e)),
+            };
+        }
+        let mut piece = vec![0u8; 64 << 10];
+        let mut left = len;
+        let mut skipped = Ok(());
+        while left > 0 && skipped.is_ok() {
+            let n = left.min(piece.len() as u64) as usize;
+            skipped = frame::recv_exact(fd, &mut piece[..n], watched);
+            left -= n as u64;
+        }
+        match skipped {
+            Ok(()) => {
+                finish_socket_read(turn);
+                Err(Error::MessageTooLarge { len, limit })
             }
             Err(e) => Err(self.broke_reading(e)),
         }

@@ -1,89 +1,102 @@
 //! CPython's pickle format on connections, for Python peers (feature `pickle`, on by default).
 //!
 //! CPython's `Connection.send(obj)` pickles `obj`; [`Connection::send_pickle`] and
-//! [`Connection::recv_pickle`] speak that format for plain data: integers, floats, strings, bytes,
-//! `None`, booleans, lists, tuples, dicts and sets, mapped to and from serde types as serde-pickle
-//! maps them (a Rust tuple is a Python tuple, `Option::None` is `None`, a `HashMap` or `BTreeMap` is a
-//! dict; bytes need `serde_bytes` or [`PickleValue::Bytes`]). Values whose type is only known at run
-//! time are received with [`Connection::recv_pickle_value`] and sent with
-//! [`Connection::send_pickle_value`], which keep tuples, sets and integers beyond `i64` as they are
-//! (`recv_pickle::<PickleValue>()` goes through serde: tuples and sets become lists, and integers
-//! beyond `i64` fail; a `PickleValue` is not `Serialize`). Python objects of other classes
-//! (instances, functions) cannot be decoded and give [`Error::Codec`](crate::Error::Codec).
+//! [`Connection::recv_pickle`] speak that format for serde values, mapped to and from Python's
+//! types as [`crate::pickle`] describes (a Rust tuple is a Python tuple, a `HashSet` a `set`,
+//! `Option::None` is `None`, integers of any width, `Duration` a `timedelta`...).
+//! [`Connection::recv_pickle_value`] and [`Connection::send_pickle_value`] carry a
+//! [`PickleValue`]: any Python value, exactly as pickled (tuples, sets, big integers, dates,
+//! decimals, UUIDs). An object of another class (an instance of a Python class, a function, a
+//! `Fraction`) gives [`Error::Codec`](crate::Error::Codec) naming its class, and nothing is
+//! turned silently into something else.
+//!
+//! Messages are framed as CPython frames them, and the receiving end's limit applies (1 GiB by
+//! default, [`Connection::set_max_message_size`]).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{CanRecv, CanSend, Connection};
-use crate::error::{Error, Result};
-
-/// A pickled Python value of any shape (serde-pickle's `Value`).
-pub use serde_pickle::Value as PickleValue;
-
-/// Runs one of serde-pickle's decoders on `bytes` from a peer: the value, or what is wrong with
-/// the bytes, whatever they are.
-///
-/// A pickle that would decode to far more than its size (an object shared many times, which
-/// serde-pickle copies each time) or to a structure holding itself is refused first
-/// ([`check_expansion`](super::pickle_ops::check_expansion)). serde-pickle also panics on some
-/// malformed input (a set mixing NaN, floats and integers: its ordering of values is not total,
-/// and the standard library's sort detects that); the panic becomes an error here. A program
-/// built with `panic = "abort"` cannot catch it: it aborts on such input.
-pub(crate) fn decode_untrusted<T>(
-    bytes: &[u8],
-    decode: impl FnOnce(&[u8]) -> serde_pickle::Result<T>,
-) -> std::result::Result<T, String> {
-    super::pickle_ops::check_expansion(bytes)?;
-    decode_checked(bytes, decode)
-}
-
-/// [`decode_untrusted`] for bytes that already passed
-/// [`check_expansion`](super::pickle_ops::check_expansion) (several decodings of one message).
-pub(crate) fn decode_checked<T>(
-    bytes: &[u8],
-    decode: impl FnOnce(&[u8]) -> serde_pickle::Result<T>,
-) -> std::result::Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes))) {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("the decoder (serde-pickle) failed on this malformed message".into()),
-    }
-}
-
-fn decode_error(detail: String) -> Error {
-    Error::Codec { action: "decode", detail: format!("pickle: {detail}") }
-}
+use crate::error::Result;
+pub use crate::pickle::PickleValue;
 
 impl<D: CanSend> Connection<D> {
     /// Sends `value` pickled, as CPython's `send` does, for a Python peer's `recv()`.
-    pub fn send_pickle<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        let bytes = serde_pickle::to_vec(value, serde_pickle::SerOptions::new())
-            .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
-        self.send_bytes(&bytes)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`](crate::Error::Codec) for a value Python cannot take (see
+    /// [`pickle::to_vec`](crate::pickle::to_vec)); the connection's errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (mut rust, mut python) = multiproc::socket_pipe()?;
+    /// rust.send_pickle(&(HashSet::from([1u8]), u64::MAX))?;
+    /// // What Python's `recv()` would see:
+    /// let value = python.recv_pickle_value()?;
+    /// assert_eq!(value.to_string(), "({1}, 18446744073709551615)");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_pickle<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.send_bytes(&crate::pickle::to_vec(value)?)
     }
 
-    /// Sends a [`PickleValue`] pickled (bytes, sets, big integers and all), for a Python peer's
-    /// `recv()`.
+    /// Sends a [`PickleValue`] pickled (bytes, sets, big integers, dates and all), for a Python
+    /// peer's `recv()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_pickle`](Self::send_pickle).
     pub fn send_pickle_value(&mut self, value: &PickleValue) -> Result<()> {
-        let bytes = serde_pickle::value_to_vec(value, serde_pickle::SerOptions::new())
-            .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
-        self.send_bytes(&bytes)
+        self.send_bytes(&crate::pickle::value_to_vec(value)?)
     }
 }
 
 impl<D: CanRecv> Connection<D> {
-    /// Receives a message a Python peer sent with `send(obj)` and decodes it as `T`. A message that
-    /// is not a pickle of plain data is an error; the connection stays usable.
+    /// Receives a message a Python peer sent with `send(obj)` and decodes it as `T`. The
+    /// connection stays usable after a message that does not decode.
+    ///
+    /// A message longer than this end's limit (1 GiB unless
+    /// [`set_max_message_size`](Connection::set_max_message_size) says otherwise) is refused with
+    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge) and breaks the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`](crate::Error::Codec) when the message is not a pickle, holds an object of
+    /// a class without a Rust counterpart (named in the message), or does not fit `T` (an integer
+    /// out of `T`'s range names both); the connection's errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (mut python, mut rust) = multiproc::socket_pipe()?;
+    /// // CPython 3.11: conn.send((2**64 - 1, {1, 2})), as its bytes.
+    /// python.send_bytes(b"\x80\x04\x95\x16\x00\x00\x00\x00\x00\x00\x00\x8a\t\xff\xff\xff\xff\xff\xff\xff\xff\x00\x8f\x94(K\x01K\x02\x90\x86\x94.")?;
+    /// let (big, set): (u64, std::collections::BTreeSet<i32>) = rust.recv_pickle()?;
+    /// assert_eq!((big, set.len()), (u64::MAX, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv_bytes()?;
-        decode_untrusted(&bytes, |b| serde_pickle::from_slice(b, serde_pickle::DeOptions::new())).map_err(decode_error)
+        crate::pickle::from_slice(&bytes)
     }
 
     /// Receives a message a Python peer sent with `send(obj)` as a [`PickleValue`], exactly as
-    /// pickled: tuples stay tuples, sets stay sets, integers of any size. A message that is not a
-    /// pickle of plain data is an error; the connection stays usable.
+    /// pickled: tuples stay tuples, sets stay sets, integers of any size. The connection stays
+    /// usable after a message that does not decode.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_pickle`](Self::recv_pickle).
     pub fn recv_pickle_value(&mut self) -> Result<PickleValue> {
         let bytes = self.recv_bytes()?;
-        decode_untrusted(&bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()))
-            .map_err(decode_error)
+        crate::pickle::value_from_slice(&bytes)
     }
 }

@@ -39,10 +39,8 @@
 //! are checked against what was published: garbage written into the ring breaks the direction,
 //! it is never read out of bounds.
 //!
-//! ```text
-//! record := u32 len, u32 kind, payload padded to 8 bytes
-//! kind   := DATA (payload follows) | SOCKET (the next frame on the socket) | WRAP (skip to 0)
-//! ```
+//! The records are those of `shm::record_ring` (the queues' too), of two kinds: DATA (the message
+//! is the payload) and SOCKET (no payload: the next frame on the socket).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
@@ -51,6 +49,7 @@ use std::time::Duration;
 use super::frame::Waiter;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
+use crate::shm::record_ring::{self, Found, RecordRing};
 use crate::shm::{SharedBytes, ShmSafe};
 use crate::sync::doorbell::{Bell, Sleepers};
 use crate::sync::futex::Kernel;
@@ -67,8 +66,6 @@ pub(crate) const RING_MESSAGE_MAX: usize = 16 << 10;
 /// The byte that starts a message sent through the socket.
 pub(crate) const SOCKET_MESSAGE: u8 = b'M';
 
-const RECORD_HEADER: usize = 8;
-
 /// How long a sender of a small message waits for room in a full ring before it sends the message
 /// through the socket instead.
 const OVERFLOW_AFTER: Duration = Duration::from_millis(2);
@@ -76,10 +73,9 @@ const OVERFLOW_AFTER: Duration = Duration::from_millis(2);
 /// Room that message records leave for socket records: 512 of them, more than a socket's buffer
 /// holds of the smallest messages (each takes a few hundred bytes of it), so that a pipe holds at
 /// least what its socket alone would.
-const SOCKET_RESERVE: usize = 512 * RECORD_HEADER;
+const SOCKET_RESERVE: usize = 512 * record_ring::record_size(0);
 const KIND_DATA: u32 = 1;
 const KIND_SOCKET: u32 = 2;
-const KIND_WRAP: u32 = 3;
 
 /// One end of a direction: the writers' or the readers' position, and their turn.
 #[derive(Debug, Default)]
@@ -215,11 +211,6 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// The payload length padded to whole records.
-fn record_len(payload: usize) -> usize {
-    RECORD_HEADER + payload.div_ceil(8) * 8
-}
-
 impl Direction {
     /// Whether a record waits to be taken.
     pub(crate) fn has_data(&self) -> bool {
@@ -316,8 +307,8 @@ impl Direction {
         socket: BorrowedFd<'_>,
         deadline: Deadline,
     ) -> Result<bool> {
-        let (start, total) = self.place(payload.len());
-        let need = total + SOCKET_RESERVE;
+        let placement = self.ring().place(self.writers.pos.load(Ordering::Relaxed), payload.len());
+        let need = placement.footprint as usize + SOCKET_RESERVE;
         if self.room() < need {
             let patience =
                 Deadline::after(Some(deadline.left().map_or(OVERFLOW_AFTER, |left| left.min(OVERFLOW_AFTER))));
@@ -328,53 +319,33 @@ impl Direction {
                 Err(e) => return Err(e),
             }
         }
-        self.write_record(start, total, KIND_DATA, payload);
+        self.publish(KIND_DATA, payload);
         Ok(true)
     }
 
     /// Publishes a socket record, waiting for room until `deadline`. The caller holds the writers'
     /// turn. `socket` is this side's socket (to see a peer that left while the ring stays full).
     pub(crate) fn publish_socket_record(&self, socket: BorrowedFd<'_>, deadline: Deadline) -> Result<()> {
-        let (start, total) = self.place(0);
-        self.wait_for_room(total, socket, deadline)?;
-        self.write_record(start, total, KIND_SOCKET, &[]);
+        let placement = self.ring().place(self.writers.pos.load(Ordering::Relaxed), 0);
+        self.wait_for_room(placement.footprint as usize, socket, deadline)?;
+        self.publish(KIND_SOCKET, &[]);
         Ok(())
     }
 
-    /// Where the next record of a `len`-byte payload starts, and how many bytes it takes from the
-    /// ring: a record never wraps, so one that does not fit before the end takes the rest too
-    /// (filled with a WRAP record) and starts at 0.
-    fn place(&self, len: usize) -> (usize, usize) {
-        let need = record_len(len);
-        let offset = (self.writers.pos.load(Ordering::Relaxed) % RING_BYTES as u64) as usize;
-        let to_end = RING_BYTES - offset;
-        match need > to_end {
-            true => (0, to_end + need),
-            false => (offset, need),
-        }
+    fn ring(&self) -> RecordRing<'_, SharedBytes<RING_BYTES>> {
+        RecordRing::new(&self.data)
     }
 
-    /// Writes a record placed by [`place`](Self::place) (room checked) and publishes it.
-    fn write_record(&self, start: usize, total: usize, kind: u32, payload: &[u8]) {
+    /// Writes a record (room checked by the caller, who holds the writers' turn) and publishes it.
+    fn publish(&self, kind: u32, payload: &[u8]) {
+        let ring = self.ring();
         let tail = self.writers.pos.load(Ordering::Relaxed);
-        let offset = (tail % RING_BYTES as u64) as usize;
-        if start != offset {
-            self.write_header(offset, (RING_BYTES - offset - RECORD_HEADER) as u32, KIND_WRAP);
-        }
-        self.write_header(start, payload.len() as u32, kind);
+        let placement = ring.place(tail, payload.len());
         // SAFETY: the bytes past the published end, up to the readers' position plus the ring's
-        // size, belong to the writer holding the turn (its caller checked that `total` of them are
-        // free); the record lies within the ring (records never wrap).
-        unsafe { self.data.write(start + RECORD_HEADER, payload) };
-        self.writers.pos.store(tail + total as u64, Ordering::Release);
-    }
-
-    fn write_header(&self, offset: usize, len: u32, kind: u32) {
-        let mut header = [0u8; RECORD_HEADER];
-        header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&kind.to_le_bytes());
-        // SAFETY: as in `publish`: unpublished bytes owned by the writer holding the turn.
-        unsafe { self.data.write(offset, &header) };
+        // size, belong to the writer holding the turn (its caller checked that the footprint is
+        // free).
+        unsafe { ring.write(tail, placement, kind, &[payload]) };
+        self.writers.pos.store(tail + placement.footprint, Ordering::Release);
     }
 
     /// Wakes sleeping receivers after a publication: rings `bell` (this direction's doorbell) if
@@ -430,49 +401,29 @@ impl Direction {
     /// Takes the record at the head, if any. The caller holds the readers' turn. A message longer
     /// than `limit` is taken too (and reported by the caller).
     pub(crate) fn pop(&self) -> Option<Popped> {
-        loop {
-            let head = self.readers.pos.load(Ordering::Relaxed);
-            let tail = self.writers.pos.load(Ordering::Acquire);
-            if tail == head || self.is_broken() {
-                return None;
-            }
-            let offset = (head % RING_BYTES as u64) as usize;
-            let mut header = [0u8; RECORD_HEADER];
-            // SAFETY: published bytes (below the writers' position, acquired above) that no writer
-            // touches until the readers' position passes them; the turn keeps other readers away.
-            unsafe { self.data.read(offset, &mut header) };
-            let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
-            let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
-            // What the record claims is checked against what was published: a peer that wrote
-            // garbage into the shared memory gets the direction broken, never a read out of
-            // bounds or an endless stream of messages.
-            let published = tail - head;
-            let advance = match kind {
-                KIND_WRAP => RING_BYTES - offset,
-                KIND_SOCKET => RECORD_HEADER,
-                _ => record_len(len),
-            };
-            if advance as u64 > published || offset + advance > RING_BYTES {
+        let head = self.readers.pos.load(Ordering::Relaxed);
+        let tail = self.writers.pos.load(Ordering::Acquire);
+        if tail == head || self.is_broken() {
+            return None;
+        }
+        // SAFETY: published bytes (below the writers' position, acquired above) that no writer
+        // touches until the readers' position passes them; the turn keeps other readers away.
+        // What the records claim is checked against what was published: a peer that wrote garbage
+        // into the shared memory gets the direction broken, never a read out of bounds or an
+        // endless stream of messages.
+        let (popped, next) = match unsafe { self.ring().read(head, tail) } {
+            Found::Record { kind: KIND_SOCKET, payload, next } if payload.is_empty() => (Some(Popped::OnSocket), next),
+            Found::Record { kind: KIND_DATA, payload, next } => (Some(Popped::Message(payload)), next),
+            // Only WRAP records up to the published end.
+            Found::Empty => (None, tail),
+            Found::Record { .. } | Found::Malformed { .. } => {
                 self.break_off();
                 return None;
             }
-            let popped = match kind {
-                KIND_WRAP => None,
-                KIND_SOCKET => Some(Popped::OnSocket),
-                _ => {
-                    let mut message = vec![0u8; len];
-                    // SAFETY: as above; the record lies within the ring and the published bytes
-                    // (checked just above).
-                    unsafe { self.data.read(offset + RECORD_HEADER, &mut message) };
-                    Some(Popped::Message(message))
-                }
-            };
-            self.readers.pos.store(head + advance as u64, Ordering::Release);
-            self.room_appeared();
-            if let Some(popped) = popped {
-                return Some(popped);
-            }
-        }
+        };
+        self.readers.pos.store(next, Ordering::Release);
+        self.room_appeared();
+        popped
     }
 
     /// Puts `bytes` in a fresh ring as if a sender had published them (for the fuzz target of

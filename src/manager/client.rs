@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::protocol::{Kind, QueueOrder, Request, encode};
+use super::protocol::Request;
 use super::proxy::{Endpoint, ObjectProxy, round_trip};
 use super::registry::Managed;
 use super::sync_manager::{
@@ -24,13 +24,21 @@ use crate::error::Result;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::manager::ManagerClient;
 ///
 /// # fn main() -> multiproc::Result<()> {
-/// let manager = ManagerClient::connect("127.0.0.1:50000".parse()?, Some(b"abracadabra"))?;
+/// # let server = multiproc::manager::Server::bind::<()>("127.0.0.1:0".parse()?, Some(b"abracadabra"))?;
+/// # let address = server.address().clone();
+/// # std::thread::spawn(move || server.serve_forever());
+/// // A server at `address`, started by another process (`Server::bind` and `serve_forever`,
+/// // or `BaseManager::start_at`); a CPython manager's server is reached with
+/// // `manager::cpython::PyManager` instead.
+/// let manager = ManagerClient::connect(address, Some(b"abracadabra"))?;
 /// let jobs = manager.named("jobs").queue::<u32>()?;
 /// jobs.put(&7)?;
+/// assert_eq!(jobs.get()?, 7);
+/// # manager.shutdown()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -50,111 +58,115 @@ macro_rules! creators {
         pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
             &self,
         ) -> Result<DictProxy<K, V>> {
-            self.make(Kind::Dict)
+            self.make("dict", &())
         }
 
         /// A new list holding `items` (CPython `manager.list(items)`).
         pub fn list<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ListProxy<T>> {
-            self.make(Kind::List(items.iter().map(encode).collect::<Result<_>>()?))
+            self.make("list", &(items,))
         }
 
-        /// A new empty set (CPython `manager.set()`).
+        /// A new empty set (CPython 3.14 `manager.set()`).
         pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
-            self.make(Kind::Set(Vec::new()))
+            self.make("set", &())
         }
 
         /// A new set holding `items`, duplicates dropped (CPython `manager.set(iterable)`).
         pub fn set_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<SetProxy<T>> {
-            self.make(Kind::Set(items.iter().map(encode).collect::<Result<_>>()?))
+            self.make("set", &(items,))
         }
 
         /// A new namespace (CPython `manager.Namespace()`).
         #[doc(alias = "Namespace")]
         pub fn namespace(&self) -> Result<NamespaceProxy> {
-            self.make(Kind::Namespace)
+            self.make("Namespace", &())
         }
 
-        /// A new FIFO queue; `maxsize` 0 is unbounded (CPython `manager.Queue(maxsize)`).
+        /// A new unbounded FIFO queue (CPython `manager.Queue()`; for CPython's
+        /// `manager.Queue(maxsize)`, see [`bounded_queue`](Self::bounded_queue)).
         #[doc(alias = "Queue")]
         pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
-            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize: 0, joinable: false })
+            self.make("Queue", &())
         }
 
-        /// A new FIFO queue holding at most `maxsize` items.
+        /// A new FIFO queue holding at most `maxsize` items (CPython `manager.Queue(maxsize)`;
+        /// 0 is no limit, as in CPython).
         pub fn bounded_queue<T: Serialize + DeserializeOwned>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize, joinable: false })
+            self.make("Queue", &(maxsize,))
         }
 
         /// A new joinable queue (CPython `manager.JoinableQueue()`).
         #[doc(alias = "JoinableQueue")]
         pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
-            self.make(Kind::Queue { order: QueueOrder::Fifo, maxsize: 0, joinable: true })
+            self.make("JoinableQueue", &())
         }
 
         /// A new last-in first-out queue (CPython `queue.LifoQueue` through a manager).
         #[doc(alias = "LifoQueue")]
         pub fn lifo_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
-            self.make(Kind::Queue { order: QueueOrder::Lifo, maxsize: 0, joinable: false })
+            self.make("LifoQueue", &())
         }
 
         /// A new priority queue (CPython `queue.PriorityQueue` through a manager).
         #[doc(alias = "PriorityQueue")]
         pub fn priority_queue<T: Serialize + DeserializeOwned>(&self) -> Result<PriorityQueueProxy<T>> {
-            self.make(Kind::Queue { order: QueueOrder::Priority, maxsize: 0, joinable: false })
+            self.make("PriorityQueue", &())
         }
 
         /// A new lock (CPython `manager.Lock()`).
         #[doc(alias = "Lock")]
         pub fn lock(&self) -> Result<LockProxy> {
-            self.make(Kind::Lock)
+            self.make("Lock", &())
         }
 
         /// A new re-entrant lock (CPython `manager.RLock()`).
         #[doc(alias = "RLock")]
         pub fn rlock(&self) -> Result<LockProxy> {
-            self.make(Kind::RLock)
+            self.make("RLock", &())
         }
 
         /// A new semaphore with `value` permits (CPython `manager.Semaphore(value)`).
         #[doc(alias = "Semaphore")]
         pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
-            self.make(Kind::Semaphore { value, bounded: false })
+            self.make("Semaphore", &(value,))
         }
 
         /// A new bounded semaphore (CPython `manager.BoundedSemaphore(value)`).
         #[doc(alias = "BoundedSemaphore")]
         pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
-            self.make(Kind::Semaphore { value, bounded: true })
+            self.make("BoundedSemaphore", &(value,))
         }
 
         /// A new condition with its own re-entrant lock (CPython `manager.Condition()`).
         #[doc(alias = "Condition")]
         pub fn condition(&self) -> Result<ConditionProxy> {
-            self.make(Kind::Condition)
+            self.make("Condition", &())
         }
 
         /// A new event (CPython `manager.Event()`).
         #[doc(alias = "Event")]
         pub fn event(&self) -> Result<EventProxy> {
-            self.make(Kind::Event)
+            self.make("Event", &())
         }
 
         /// A new barrier for `parties` (CPython `manager.Barrier(parties, timeout=...)`).
         #[doc(alias = "Barrier")]
         pub fn barrier(&self, parties: u64, timeout: Option<Duration>) -> Result<BarrierProxy> {
-            self.make(Kind::Barrier { parties, timeout })
+            self.make("Barrier", &(parties, (), timeout.map(|t| t.as_secs_f64())))
         }
 
-        /// A new value (CPython `manager.Value(typecode, value)`).
+        /// A new value (CPython `manager.Value(typecode, value)`; the typecode is Python's
+        /// `None` here: the value is any serde value).
         #[doc(alias = "Value")]
         pub fn value<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<ValueProxy<T>> {
-            self.make(Kind::Value(encode(value)?))
+            self.make("Value", &((), value))
         }
 
-        /// A new fixed-length array (CPython `manager.Array(typecode, sequence)`).
+        /// A new fixed-length array (CPython `manager.Array(typecode, sequence)`; without a
+        /// typecode here: the items are any serde values).
         #[doc(alias = "Array")]
         pub fn array<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
-            self.make(Kind::Array(items.iter().map(encode).collect::<Result<_>>()?))
+            self.make("Array", &((), items))
         }
 
         /// A new object of a registered type, starting from `value` (CPython: the method a
@@ -162,7 +174,7 @@ macro_rules! creators {
         /// manager's registry does not list `T`.
         #[doc(alias = "register")]
         pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy> {
-            self.make(Kind::Custom { type_name: T::TYPE_NAME.to_string(), state: encode(&value)? })
+            self.make(T::TYPE_NAME, &(value,))
         }
     };
 }
@@ -175,7 +187,7 @@ impl ManagerClient {
     ///
     /// Nobody listening; [`Error::Authentication`](crate::Error::Authentication) for a wrong key.
     pub fn connect(address: Address, authkey: Option<&[u8]>) -> Result<ManagerClient> {
-        let client = ManagerClient::new(Endpoint { address, authkey: authkey.map(<[u8]>::to_vec) });
+        let client = ManagerClient::new(Endpoint::new(address, authkey.map(<[u8]>::to_vec)));
         client.object_count()?;
         Ok(client)
     }
@@ -221,8 +233,8 @@ impl ManagerClient {
         Named { client: self, name: name.to_string() }
     }
 
-    fn make<P: From<ObjectProxy>>(&self, kind: Kind) -> Result<P> {
-        ObjectProxy::create(&self.endpoint, kind, None).map(P::from)
+    fn make<P: From<ObjectProxy>, A: Serialize + ?Sized>(&self, typeid: &str, args: &A) -> Result<P> {
+        ObjectProxy::create(&self.endpoint, typeid, args, None).map(P::from)
     }
 
     creators!();
@@ -236,8 +248,8 @@ pub struct Named<'a> {
 }
 
 impl Named<'_> {
-    fn make<P: From<ObjectProxy>>(&self, kind: Kind) -> Result<P> {
-        ObjectProxy::create(&self.client.endpoint, kind, Some(self.name.clone())).map(P::from)
+    fn make<P: From<ObjectProxy>, A: Serialize + ?Sized>(&self, typeid: &str, args: &A) -> Result<P> {
+        ObjectProxy::create(&self.client.endpoint, typeid, args, Some(self.name.clone())).map(P::from)
     }
 
     creators!();

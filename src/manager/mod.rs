@@ -11,19 +11,27 @@
 //! * Remote managers: [`Server::bind`] + [`Server::serve_forever`] serve on TCP or a Unix socket
 //!   with an authkey ([`BaseManager::start_at`] does the same in a child process), and
 //!   [`ManagerClient::connect`] reaches it from anywhere; [`ManagerClient::named`] shares objects
-//!   under a name (CPython's `register('get_queue', callable=...)` pattern). A key is required
-//!   to listen on a non-loopback TCP address.
+//!   under a name, and [`Server::register`] names an object the server's owner made and filled
+//!   through [`Server::client`] (CPython's `register('get_queue', callable=lambda: queue)`). A
+//!   key is required to listen on a non-loopback TCP address.
+//! * CPython clients: a `BaseManager`/`SyncManager` of CPython, unchanged, connects to the same
+//!   server (`m.connect()`, `m.dict()`, `m.Queue()`, `register('get_queue')`) and shares its
+//!   objects with Rust clients; see "Mixing Python and Rust" in the crate's documentation.
 //! * [`SharedMemoryManager`] (CPython `SharedMemoryManager`) creates named shared memory blocks
 //!   ([`SharedMemory`](crate::SharedMemory), [`ShareableList`](crate::ShareableList)) in the
 //!   calling process and has its server unlink them all when it stops.
 //!
 //! # Design
 //!
-//! Requests and replies are typed serde enums (`protocol`), sent as postcard in the frames of our
-//! [`Connection`](crate::Connection), after CPython's authkey handshake. The server (`server`)
-//! runs a thread per connection; calls that wait (a queue's `get`, a lock's `acquire`) wait in
-//! the server, and notice a caller that disconnects. Values in containers travel and are stored as
-//! their encoded bytes, so the server needs no type information for them.
+//! Every object in the server, built-in or user type, is an entry of one table of types
+//! ([`TypeTable`]) and answers method calls by name, with Python's arguments, results and
+//! exceptions (`objects`). Values travel pickled ([`crate::pickle`]) and live in the server as
+//! Python values, so both fronts of the server share them: this crate's proxies (requests in
+//! postcard, in the frames of our [`Connection`](crate::Connection)) and CPython's clients
+//! (CPython's protocol, `python_front`). One address serves both: after CPython's authkey
+//! handshake, the first request tells the protocols apart. The server runs a thread per
+//! connection; calls that wait (a queue's `get`, a lock's `acquire`) wait in the server, and
+//! notice a caller that disconnects.
 //!
 //! References belong to connections: every proxy owns one connection, and
 //! whatever it created or adopted is released when that connection closes: a dropped proxy, a
@@ -42,8 +50,10 @@
 //! objects you nest.
 //!
 //! Failures: a method that fails in the server comes back as [`Error::Remote`](crate::Error::Remote)
-//! with the server's message; a malformed request gets an error reply and the connection goes on;
-//! a lock held through a connection that closes is released.
+//! with the exception CPython's server would raise and its message (`"KeyError: 'x'"`), or as the
+//! typed error a proxy method documents ([`Error::Timeout`](crate::Error::Timeout) for a queue's
+//! `get_timeout`); a malformed request, or one over the 64 MiB limit, gets an error reply and the
+//! connection goes on; a lock held through a connection that closes is released.
 //!
 //! # Examples
 //!
@@ -69,6 +79,7 @@ mod objects;
 mod owner;
 pub(crate) mod protocol;
 mod proxy;
+mod python_front;
 mod registry;
 pub(crate) mod server;
 mod shared_memory_manager;
@@ -94,15 +105,13 @@ pub use value::Value;
 pub mod __macro_support {
     pub use serde;
 
-    use super::protocol::{decode, encode};
-
-    /// Decodes a method's arguments for the generated dispatcher.
+    /// Decodes a method's arguments (a pickled tuple) for the generated dispatcher.
     pub fn decode_args<T: serde::de::DeserializeOwned>(method: &str, args: &[u8]) -> Result<T, String> {
-        decode(args).map_err(|e| format!("bad arguments for {method}: {e}"))
+        crate::pickle::from_slice(args).map_err(|e| format!("bad arguments for {method}: {e}"))
     }
 
-    /// Encodes a method's result for the generated dispatcher.
+    /// Encodes a method's result (pickled) for the generated dispatcher.
     pub fn encode_result<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-        encode(value).map_err(|e| e.to_string())
+        crate::pickle::to_vec(value).map_err(|e| e.to_string())
     }
 }

@@ -127,7 +127,7 @@ impl<R: Registry> BaseManager<R> {
                 return Err(e);
             }
         };
-        let client = ManagerClient::new(Endpoint { address, authkey: Some(authkey.to_vec()) });
+        let client = ManagerClient::new(Endpoint::new(address, Some(authkey.to_vec())));
         Ok(BaseManager {
             client,
             server: Mutex::new(Some(server)),

@@ -1,18 +1,19 @@
-//! The manager's wire protocol: one [`Request`] from a proxy, one [`Reply`] from the server, each a
-//! postcard message in one frame of a [`Connection`](crate::Connection).
+//! The wire protocol of this crate's proxies: one [`Request`] from a proxy, one [`Reply`] from the
+//! server, each a postcard message in one frame of a [`Connection`](crate::Connection). (CPython's
+//! clients speak CPython's protocol to the same server: `python_front`.)
 //!
-//! Values inside managed containers travel as their postcard bytes ([`Bytes`]): the server never
-//! needs their type, only equality of the bytes (dict keys, set members, `index`, `remove`). Typed
-//! proxies encode and decode at the edge.
+//! Objects are made and called by name, as CPython's clients make and call them: a typeid
+//! (`"dict"`, `"Queue"`, a user type's name) with the constructor's arguments, a method name with
+//! its arguments. Arguments (a tuple) and results travel pickled ([`crate::pickle`]), so that the
+//! server holds Python values that its Python clients read as they are.
 
 use std::ops::{Bound, RangeBounds};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A value encoded with postcard, as the server stores it.
+/// Bytes of a message: a pickle for arguments and results, postcard for the rest.
 pub(crate) type Bytes = Vec<u8>;
 
 /// The largest request or reply the server and its proxies accept (a bad length cannot make
@@ -22,56 +23,15 @@ pub(crate) const MAX_MESSAGE: u64 = 64 << 20;
 /// An object's number in its server.
 pub(crate) type ObjectId = u64;
 
-/// What kind of object to create in the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Kind {
-    Dict,
-    List(Vec<Bytes>),
-    /// A set holding these items (duplicates are dropped).
-    Set(Vec<Bytes>),
-    Namespace,
-    Queue {
-        order: QueueOrder,
-        maxsize: usize,
-        joinable: bool,
-    },
-    Lock,
-    RLock,
-    Semaphore {
-        value: u64,
-        bounded: bool,
-    },
-    Condition,
-    Event,
-    Barrier {
-        parties: u64,
-        timeout: Option<Duration>,
-    },
-    Value(Bytes),
-    Array(Vec<Bytes>),
-    /// A registered user type: its registered name and its initial value.
-    Custom {
-        type_name: String,
-        state: Bytes,
-    },
-}
-
-/// The order a managed queue hands its items out in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum QueueOrder {
-    Fifo,
-    Lifo,
-    Priority,
-}
-
 /// One request from a proxy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Creates an object, owned by this connection; with a name, returns the object already
-    /// registered under it if there is one (named objects live as long as the server).
-    Create { kind: Kind, name: Option<String> },
-    /// Calls a method on an object.
-    Call { id: ObjectId, call: Call },
+    /// Creates an object of the registered `typeid` from `args` (a pickled tuple), owned by this
+    /// connection; with a name, returns the object already registered under it if there is one
+    /// (named objects live as long as the server). Answers the object's id (postcard).
+    Create { typeid: String, args: Bytes, name: Option<String> },
+    /// Calls `method` of an object with `args` (a pickled tuple); answers the pickled result.
+    Call { id: ObjectId, method: String, args: Bytes },
     /// Takes a reference to `id` for a proxy in transit (serialized or cloned); returns a ticket.
     Lend { id: ObjectId },
     /// The proxy of a ticket takes its reference over: it is owned by this connection from now.
@@ -94,68 +54,6 @@ pub(crate) enum Request {
     ReleaseSegment(String),
     /// The names of the blocks the server holds, oldest first (CPython `list_segments`).
     ListSegments,
-}
-
-/// A method call on a built-in object or a registered type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Call {
-    Dict(DictCall),
-    List(ListCall),
-    Set(SetCall),
-    Queue(QueueCall),
-    Lock(LockCall),
-    Condition(ConditionCall),
-    Event(EventCall),
-    Barrier(BarrierCall),
-    Value(ValueCall),
-    Custom { method: String, args: Bytes },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum DictCall {
-    Get(Bytes),
-    Set(Bytes, Bytes),
-    SetDefault(Bytes, Bytes),
-    Remove(Bytes),
-    Contains(Bytes),
-    Len,
-    Clear,
-    Items,
-    Update(Vec<(Bytes, Bytes)>),
-    /// Removes and returns the pair inserted last (CPython `popitem`).
-    PopItem,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum ListCall {
-    Get(i64),
-    Set(i64, Bytes),
-    Append(Bytes),
-    Extend(Vec<Bytes>),
-    Insert(i64, Bytes),
-    Pop(Option<i64>),
-    Remove(Bytes),
-    Index(Bytes),
-    Count(Bytes),
-    Reverse,
-    Len,
-    Clear,
-    Items,
-    /// The items a slice selects (CPython `l[start:stop:step]`).
-    GetSlice(Slice),
-    /// Replaces the items a slice selects (CPython `l[start:stop:step] = items`); with step 1
-    /// the list grows or shrinks, otherwise the counts must match.
-    SetSlice(Slice, Vec<Bytes>),
-    /// Removes the items a slice selects (CPython `del l[start:stop:step]`).
-    DeleteSlice(Slice),
-    /// Repeats the items in place (CPython `l *= n`; 0 empties the list).
-    Repeat(u64),
-    /// Puts the items in `order` (a permutation of their positions), if the list still holds
-    /// exactly `snapshot`; whether it did. A proxy sorts with its own type's order this way.
-    Reorder {
-        snapshot: Vec<Bytes>,
-        order: Vec<u64>,
-    },
 }
 
 /// A Python slice, `start:stop:step`: bounds may be negative (counted from the end) or absent.
@@ -228,6 +126,11 @@ impl Slice {
         Some(positions)
     }
 
+    /// The slice's `(start, stop, step)`.
+    pub(crate) fn parts(&self) -> (Option<i64>, Option<i64>, i64) {
+        (self.start, self.stop, self.step)
+    }
+
     /// Whether the slice takes every item between its bounds (step 1).
     pub(crate) fn is_contiguous(&self) -> bool {
         self.step == 1
@@ -265,98 +168,7 @@ slice_from_range!(
     std::ops::RangeToInclusive<i64>
 );
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum SetCall {
-    Add(Bytes),
-    Discard(Bytes),
-    Contains(Bytes),
-    Len,
-    Clear,
-    Items,
-    /// Adds every item (CPython `s.update(items)`, `s |= items`).
-    Update(Vec<Bytes>),
-    /// Removes and returns an item, the one added last (CPython `s.pop()`).
-    Pop,
-    /// Keeps only the items also in these (CPython `intersection_update`, `&=`).
-    Retain(Vec<Bytes>),
-    /// Removes these items (CPython `difference_update`, `-=`).
-    RemoveAll(Vec<Bytes>),
-    /// Removes these items where present and adds the others (CPython
-    /// `symmetric_difference_update`, `^=`).
-    Toggle(Vec<Bytes>),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum QueueCall {
-    /// Puts an item (with its priority for a priority queue); waits for room up to the timeout
-    /// (`Some(ZERO)`: not at all).
-    Put {
-        item: Bytes,
-        priority: i64,
-        timeout: Option<Duration>,
-    },
-    /// Takes an item, waiting up to the timeout.
-    Get {
-        timeout: Option<Duration>,
-    },
-    TaskDone,
-    Join {
-        timeout: Option<Duration>,
-    },
-    Len,
-    Empty,
-    Full,
-}
-
-/// Calls on `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` (and a condition's lock).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum LockCall {
-    /// Waits up to the timeout; `Some(ZERO)` tries once.
-    Acquire {
-        timeout: Option<Duration>,
-    },
-    Release,
-    /// Whether it is held (locks) or its value (semaphores).
-    Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum ConditionCall {
-    Lock(LockCall),
-    Wait { timeout: Option<Duration> },
-    Notify(u64),
-    NotifyAll,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum EventCall {
-    Set,
-    Clear,
-    IsSet,
-    Wait { timeout: Option<Duration> },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum BarrierCall {
-    Wait { timeout: Option<Duration> },
-    Abort,
-    Reset,
-    Broken,
-    Waiting,
-    Parties,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum ValueCall {
-    Get,
-    Set(Bytes),
-    GetAt(i64),
-    SetAt(i64, Bytes),
-    Len,
-    Items,
-}
-
-/// The server's answer: the postcard bytes of the method's result, or why it failed.
+/// The server's answer: the result's bytes (a pickle for a call), or why it failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Ok(Bytes),
@@ -366,23 +178,37 @@ pub(crate) enum Reply {
 /// Why a request failed in the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Failure {
-    /// The method ran and failed, or the request made no sense; the server's message.
+    /// The method raised a Python exception: its class as Python names it (`KeyError`,
+    /// `queue.Empty`) and its `str()`.
+    Exception { class: String, message: String },
+    /// The request failed otherwise (no such object or method, bad arguments); the server's
+    /// message.
     Remote(String),
-    /// A wait ran out of time.
-    Timeout(Duration),
-    /// A lock or semaphore was held, or a queue was empty or full, and the caller would not wait.
-    WouldBlock,
-    /// A barrier was broken.
-    BrokenBarrier,
+}
+
+impl Failure {
+    /// Whether this is the Python exception `class`.
+    pub(crate) fn is(&self, class: &str) -> bool {
+        matches!(self, Failure::Exception { class: c, .. } if c == class)
+    }
 }
 
 impl From<Failure> for Error {
+    /// [`Error::Remote`] with the server's message (`"KeyError: 'x'"`).
     fn from(failure: Failure) -> Error {
         match failure {
+            Failure::Exception { class, message } if message.is_empty() => Error::Remote(class),
+            Failure::Exception { class, message } => Error::Remote(format!("{class}: {message}")),
             Failure::Remote(message) => Error::Remote(message),
-            Failure::Timeout(after) => Error::Timeout(after),
-            Failure::WouldBlock => Error::WouldBlock,
-            Failure::BrokenBarrier => Error::BrokenBarrier,
+        }
+    }
+}
+
+impl From<super::objects::Raise> for Failure {
+    fn from(raise: super::objects::Raise) -> Failure {
+        match &raise {
+            super::objects::Raise::Remote(message) => Failure::Remote(message.clone()),
+            _ => Failure::Exception { class: raise.class_name().to_string(), message: raise.text() },
         }
     }
 }

@@ -8,22 +8,35 @@
 //! the last proxy's connection closes, including when a process holding one is killed.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::protocol::{self, Call, Kind, MAX_MESSAGE, ObjectId, Reply, Request};
+use super::protocol::{self, Failure, MAX_MESSAGE, ObjectId, Reply, Request};
+use super::server::Shared;
 use crate::Connection;
 use crate::connection::{Address, connect};
 use crate::error::{Error, Result};
 
 /// Where a manager's server listens, and the key it wants.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Endpoint {
     pub(crate) address: Address,
     pub(crate) authkey: Option<Vec<u8>>,
+    /// The server itself when it runs in this process ([`Server::client`](super::Server::client)),
+    /// with this process's id (a forked child connects to the address instead). Never sent.
+    #[serde(skip)]
+    local: Option<(Arc<Shared>, u32)>,
 }
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Endpoint) -> bool {
+        self.address == other.address && self.authkey == other.authkey
+    }
+}
+
+impl Eq for Endpoint {}
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,9 +46,31 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// A new authenticated connection to the server.
+    pub(crate) fn new(address: Address, authkey: Option<Vec<u8>>) -> Endpoint {
+        Endpoint { address, authkey, local: None }
+    }
+
+    /// The endpoint of a server in this process.
+    pub(crate) fn local(address: Address, authkey: Option<Vec<u8>>, shared: Arc<Shared>) -> Endpoint {
+        Endpoint { address, authkey, local: Some((shared, std::process::id())) }
+    }
+
+    /// The server, if it runs in this process.
+    fn in_process(&self) -> Option<&Arc<Shared>> {
+        self.local.as_ref().filter(|(_, pid)| *pid == std::process::id()).map(|(shared, _)| shared)
+    }
+
+    /// A new authenticated connection to the server (in this process: a pipe to a server thread
+    /// of its own).
     pub(crate) fn connect(&self) -> Result<Connection> {
-        let mut conn = connect(&self.address, self.authkey.as_deref())?;
+        let mut conn = match self.in_process() {
+            Some(shared) => {
+                let (ours, theirs) = crate::pipe()?;
+                super::server::spawn_client(shared, theirs, false);
+                ours
+            }
+            None => connect(&self.address, self.authkey.as_deref())?,
+        };
         conn.set_max_message_size(MAX_MESSAGE);
         Ok(conn)
     }
@@ -45,6 +80,9 @@ impl Endpoint {
     /// both sides keep up).
     pub(crate) fn connect_for_calls(&self) -> Result<Connection> {
         let mut conn = self.connect()?;
+        if self.in_process().is_some() {
+            return Ok(conn);
+        }
         match self.address {
             // A server on this machine: move to a pipe with shared-memory rings, where a call
             // makes no system call while both sides keep up.
@@ -59,12 +97,20 @@ impl Endpoint {
     }
 }
 
-/// Sends one request on `conn` and decodes the reply's value as `R`.
+/// Sends one request on `conn` and decodes the reply's value (postcard) as `R`.
 pub(crate) fn round_trip<R: DeserializeOwned>(conn: &mut Connection, request: &Request) -> Result<R> {
+    match exchange(conn, request)? {
+        Ok(bytes) => protocol::decode(&bytes),
+        Err(failure) => Err(failure.into()),
+    }
+}
+
+/// Sends one request on `conn` and returns the reply: its bytes, or the server's failure.
+fn exchange(conn: &mut Connection, request: &Request) -> Result<std::result::Result<Vec<u8>, Failure>> {
     conn.send_bytes(&protocol::encode(request)?)?;
     match protocol::decode::<Reply>(&conn.recv_bytes()?)? {
-        Reply::Ok(bytes) => protocol::decode(&bytes),
-        Reply::Err(failure) => Err(failure.into()),
+        Reply::Ok(bytes) => Ok(Ok(bytes)),
+        Reply::Err(failure) => Ok(Err(failure)),
     }
 }
 
@@ -97,10 +143,17 @@ impl fmt::Debug for ObjectProxy {
 }
 
 impl ObjectProxy {
-    /// Creates an object in the server; the new proxy's connection owns it.
-    pub(crate) fn create(endpoint: &Endpoint, kind: Kind, name: Option<String>) -> Result<ObjectProxy> {
+    /// Creates an object of `typeid` from `args` (a tuple) in the server; the new proxy's
+    /// connection owns it.
+    pub(crate) fn create<A: Serialize + ?Sized>(
+        endpoint: &Endpoint,
+        typeid: &str,
+        args: &A,
+        name: Option<String>,
+    ) -> Result<ObjectProxy> {
+        let args = crate::pickle::to_vec(args)?;
         let mut conn = endpoint.connect_for_calls()?;
-        let id: ObjectId = round_trip(&mut conn, &Request::Create { kind, name })?;
+        let id: ObjectId = round_trip(&mut conn, &Request::Create { typeid: typeid.to_string(), args, name })?;
         Ok(ObjectProxy { endpoint: endpoint.clone(), id, link: Mutex::new(Link::Open(conn, std::process::id())) })
     }
 
@@ -120,12 +173,21 @@ impl ObjectProxy {
 
     /// Opens the connection if needed (adopting the ticket) and sends one request.
     fn request<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
+        match self.send_request(request)? {
+            Ok(bytes) => protocol::decode(&bytes),
+            Err(failure) => Err(failure.into()),
+        }
+    }
+
+    /// Opens the connection if needed (adopting the ticket), sends one request and returns the
+    /// reply.
+    fn send_request(&self, request: &Request) -> Result<std::result::Result<Vec<u8>, Failure>> {
         let mut link = self.link();
         let me = std::process::id();
         if let Link::Open(conn, owner) = &mut *link
             && *owner == me
         {
-            return round_trip(conn, request);
+            return exchange(conn, request);
         }
         let ticket = match &*link {
             Link::Ticket(ticket) => *ticket,
@@ -134,27 +196,44 @@ impl ObjectProxy {
         };
         let mut conn = adopt(&self.endpoint, ticket, self.id, true)?;
         // An inherited connection is closed here only: the parent's stays open.
-        let result = round_trip(&mut conn, request);
+        let result = exchange(&mut conn, request);
         *link = Link::Open(conn, me);
         result
     }
 
-    /// Calls a built-in object's method.
-    pub(crate) fn call<R: DeserializeOwned>(&self, call: Call) -> Result<R> {
-        self.request(&Request::Call { id: self.id, call })
+    /// Calls `method` with `args` (a tuple): the pickled result, or the server's failure (a
+    /// Python exception the typed proxies turn into this crate's errors).
+    pub(crate) fn invoke<A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<std::result::Result<Vec<u8>, Failure>> {
+        let args = crate::pickle::to_vec(args)?;
+        self.send_request(&Request::Call { id: self.id, method: method.to_string(), args })
     }
 
-    /// Calls `method` of a registered type with `args` (a tuple of its arguments) in the server;
-    /// the proxies generated by `#[multiproc::managed]` do this.
+    /// Calls `method` with `args` (a tuple) and decodes the result as `R`.
+    pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
+        match self.invoke(method, args)? {
+            Ok(bytes) => crate::pickle::from_slice(&bytes),
+            Err(failure) => Err(failure.into()),
+        }
+    }
+
+    /// Calls `method` of the object with `args` (a tuple of its arguments: `()`, `(x,)`,
+    /// `(x, y)`) in the server and decodes its result; the proxies generated by
+    /// `#[multiproc::managed]` do this, and any method of a built-in object can be called so
+    /// (with Python's arguments: `call_method::<_, i64>("__len__", &())`).
     ///
     /// # Errors
     ///
-    /// [`Error::Remote`] with the server's message when the method fails or does not exist; the
-    /// connection's errors when the server is gone.
+    /// [`Error::Remote`] with the server's message (`"KeyError: 'x'"`) when the method fails or
+    /// does not exist; [`Error::Codec`] when the result is not an `R`; the connection's errors
+    /// when the server is gone.
     #[doc(alias = "callmethod")]
+    #[doc(alias = "_callmethod")]
     pub fn call_method<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
-        let args = protocol::encode(args)?;
-        self.call(Call::Custom { method: method.to_string(), args })
+        self.call(method, args)
     }
 
     /// A reference for a copy of this proxy: the ticket it will adopt.

@@ -1,19 +1,26 @@
 //! The manager's server: a listener, a thread per client connection, and the table of objects
-//! with their reference counts.
+//! with their reference counts. One address serves both protocols: after the authkey handshake,
+//! the first request tells them apart (a CPython client's is a pickle, which starts with `0x80`;
+//! this crate's proxies send postcard, whose first byte is a small request number), and the
+//! connection is served by the front that speaks it (`python_front` for CPython's).
 //!
-//! References belong to connections. A proxy owns one connection; the objects it created or
-//! adopted are released when that connection closes, however it closes (the proxy dropped, its
+//! References belong to connections for this crate's proxies: the objects a proxy created or
+//! adopted are released when its connection closes, however it closes (the proxy dropped, its
 //! process killed). A proxy in transit (serialized for another process, or cloned) holds a
-//! *ticket*: a reference the server keeps until the new proxy adopts it on its connection. An
-//! object is freed when its last reference goes; named objects live as long as the server.
+//! *ticket*: a reference the server keeps until the new proxy adopts it on its connection.
+//! CPython's clients count their references with `incref` and `decref` requests instead, as
+//! CPython's server does. An object is freed when its last reference goes; named objects live as
+//! long as the server.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::objects::{Caller, Object};
-use super::protocol::{self, Failure, Kind, MAX_MESSAGE, ObjectId, Reply, Request, encode};
+use super::client::ManagerClient;
+use super::objects::{Args, Caller, Input, Outcome, Raise, Served};
+use super::protocol::{self, Failure, MAX_MESSAGE, ObjectId, Reply, Request, encode};
+use super::proxy::{Endpoint, ObjectProxy};
 use super::registry::{Registry, TypeTable};
 use super::shared_memory_manager::Segments;
 use crate::Connection;
@@ -23,28 +30,31 @@ use crate::error::{Error, Result};
 /// How long a client may take over the authentication handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Entry {
-    object: Arc<Object>,
-    refs: u64,
+/// The stack of a thread serving one connection.
+const CLIENT_STACK: usize = 512 << 10;
+
+pub(crate) struct Entry {
+    pub(crate) object: Arc<dyn Served>,
+    pub(crate) refs: u64,
 }
 
 #[derive(Default)]
-struct Table {
-    objects: HashMap<ObjectId, Entry>,
-    named: HashMap<String, ObjectId>,
+pub(crate) struct Table {
+    pub(crate) objects: HashMap<ObjectId, Entry>,
+    pub(crate) named: HashMap<String, ObjectId>,
     tickets: HashMap<u64, ObjectId>,
     next_id: ObjectId,
     next_ticket: u64,
 }
 
 impl Table {
-    fn add(&mut self, object: Object) -> ObjectId {
+    pub(crate) fn add(&mut self, object: Arc<dyn Served>) -> ObjectId {
         self.next_id += 1;
-        self.objects.insert(self.next_id, Entry { object: Arc::new(object), refs: 1 });
+        self.objects.insert(self.next_id, Entry { object, refs: 1 });
         self.next_id
     }
 
-    fn incref(&mut self, id: ObjectId) -> std::result::Result<(), Failure> {
+    pub(crate) fn incref(&mut self, id: ObjectId) -> std::result::Result<(), Raise> {
         let entry = self.objects.get_mut(&id).ok_or_else(|| no_such_object(id))?;
         entry.refs += 1;
         Ok(())
@@ -52,15 +62,22 @@ impl Table {
 
     /// Drops one reference; returns the object when that was the last (to be dropped outside the
     /// table's lock: a user type's `Drop` may take time).
-    fn decref(&mut self, id: ObjectId) -> Option<Entry> {
+    pub(crate) fn decref(&mut self, id: ObjectId) -> Option<Entry> {
         let entry = self.objects.get_mut(&id)?;
-        entry.refs -= 1;
+        entry.refs = entry.refs.saturating_sub(1);
         if entry.refs == 0 { self.objects.remove(&id) } else { None }
+    }
+
+    pub(crate) fn get(&self, id: ObjectId) -> std::result::Result<Arc<dyn Served>, Raise> {
+        self.objects.get(&id).map(|e| Arc::clone(&e.object)).ok_or_else(|| no_such_object(id))
     }
 }
 
-fn no_such_object(id: ObjectId) -> Failure {
-    Failure::Remote(format!("the manager holds no object {id}: it was freed, or belongs to another manager"))
+/// An object found or made, with its id.
+pub(crate) type Found = (ObjectId, Arc<dyn Served>);
+
+pub(crate) fn no_such_object(id: ObjectId) -> Raise {
+    Raise::Remote(format!("the manager holds no object {id:x}: it was freed, or belongs to another manager"))
 }
 
 /// The state every connection thread shares.
@@ -69,7 +86,7 @@ pub(crate) struct Shared {
     types: TypeTable,
     stopping: AtomicBool,
     next_caller: AtomicU64,
-    address: Address,
+    pub(crate) address: Address,
     authkey: Option<Vec<u8>>,
     /// The blocks of a [`SharedMemoryManager`](super::SharedMemoryManager)'s server; `None` in
     /// other servers.
@@ -77,13 +94,121 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, Table> {
+    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn new_caller(&self) -> u64 {
+        self.next_caller.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Creates an object of `typeid` from `args`, or (with a `name`) finds the one registered
+    /// under that name; its first reference is the caller's. A CPython client asks for a named
+    /// object by using its name as the typeid (`register('get_queue')`).
+    pub(crate) fn create(&self, typeid: &str, args: Args, name: Option<String>) -> std::result::Result<Found, Raise> {
+        let name = match (name, self.types.family(typeid)) {
+            (Some(name), _) => Some(name),
+            (None, None) => {
+                // A CPython client's `register('get_queue')`: the object named so.
+                let mut table = self.table();
+                return match table.named.get(typeid).copied() {
+                    Some(id) => {
+                        table.incref(id)?;
+                        Ok((id, table.get(id)?))
+                    }
+                    None => Err(Raise::Remote(format!(
+                        "KeyError: the type {typeid} is not registered with this manager (list it in the manager's \
+                         registry), and no object is named so (Server::register, ManagerClient::named)"
+                    ))),
+                };
+            }
+            (None, Some(_)) => None,
+        };
+        if let Some(name) = &name
+            && let Some(found) = self.share_named(name, typeid)?
+        {
+            return Ok(found);
+        }
+        let make = self.types.constructor(typeid).ok_or_else(|| {
+            Raise::Remote(format!(
+                "the type {typeid} is not registered with this manager; list it in the manager's registry"
+            ))
+        })?;
+        let object = make(args)?;
+        let mut table = self.table();
+        if let Some(name) = name {
+            // Another client may have created it meanwhile: the first one wins.
+            if let Some(&id) = table.named.get(&name) {
+                drop(table);
+                return self.share_named(&name, typeid)?.ok_or_else(|| no_such_object(id));
+            }
+            let id = table.add(Arc::clone(&object));
+            // The name's own reference keeps it alive for the server's life.
+            table.incref(id)?;
+            table.named.insert(name, id);
+            return Ok((id, object));
+        }
+        Ok((table.add(Arc::clone(&object)), object))
+    }
+
+    /// A new reference to the object named `name`, if there is one, when it is of the family of
+    /// `typeid`.
+    fn share_named(&self, name: &str, typeid: &str) -> std::result::Result<Option<Found>, Raise> {
+        let mut table = self.table();
+        let Some(&id) = table.named.get(name) else { return Ok(None) };
+        let object = table.get(id)?;
+        let wanted = self.types.family(typeid);
+        if wanted.is_some() && wanted != self.types.family(object.typeid()) {
+            return Err(Raise::type_error(format!(
+                "the object named {name:?} is a {}, not a {typeid}",
+                object.typeid()
+            )));
+        }
+        table.incref(id)?;
+        Ok(Some((id, object)))
+    }
+
+    /// Gives the object `id` the name `name` (which keeps it for the server's life).
+    fn register(&self, name: &str, id: ObjectId) -> Result<()> {
+        let mut table = self.table();
+        if table.named.contains_key(name) {
+            return Err(Error::InvalidState(format!("an object is already registered as {name:?}")));
+        }
+        table.incref(id).map_err(|e| Error::InvalidState(e.to_string()))?;
+        table.named.insert(name.to_string(), id);
+        Ok(())
     }
 }
 
-/// A manager server (CPython `BaseManager.get_server()`): listens for proxies and serves them
-/// until [`shutdown`](crate::manager::ManagerClient::shutdown) is requested.
+/// A manager server (CPython `BaseManager.get_server()`): listens for clients, this crate's
+/// proxies and CPython's `BaseManager`/`SyncManager` clients alike, and serves them until
+/// [`shutdown`](crate::manager::ManagerClient::shutdown) is requested.
+///
+/// The process that runs the server may hold objects of its own and name them for clients
+/// (CPython's `register('get_queue', callable=lambda: queue)`):
+///
+/// ```
+/// use multiproc::manager::{ManagerClient, Server};
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let server = Server::bind::<()>("127.0.0.1:0".parse()?, Some(b"abracadabra"))?;
+/// let queue = server.client().queue::<String>()?;
+/// queue.put(&"filled before serving".to_string())?;
+/// server.register("get_queue", queue.object())?;
+/// let address = server.address().clone();
+/// std::thread::spawn(move || server.serve_forever());
+///
+/// // Another process (Python's `QueueManager.register('get_queue')` too):
+/// let remote = ManagerClient::connect(address, Some(b"abracadabra"))?;
+/// let jobs = remote.named("get_queue").queue::<String>()?;
+/// assert_eq!(jobs.get()?, "filled before serving");
+/// remote.shutdown()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Python clients need the server to have an authkey (theirs always authenticate). Messages
+/// larger than 64 MiB are refused (the sender is told, and the connection goes on).
 pub struct Server {
     listener: Listener,
     shared: Arc<Shared>,
@@ -97,7 +222,7 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Listens at `address` for clients holding `authkey` (a TCP port 0 picks a free port), with
-    /// the user types of registry `R` (`()` for none).
+    /// the built-in types and the user types of registry `R` (`()` for none).
     ///
     /// # Errors
     ///
@@ -135,8 +260,42 @@ impl Server {
         &self.shared.address
     }
 
+    /// A client of this server in this process, which works before
+    /// [`serve_forever`](Self::serve_forever) starts and while it runs (its proxies talk to the
+    /// server's threads through pipes of their own; sent to another process, they connect to
+    /// [`address`](Self::address)).
+    pub fn client(&self) -> ManagerClient {
+        ManagerClient::new(Endpoint::local(
+            self.shared.address.clone(),
+            self.shared.authkey.clone(),
+            Arc::clone(&self.shared),
+        ))
+    }
+
+    /// Names `object` (a proxy of this server's) for clients: a CPython client's
+    /// `register(name)` method and [`ManagerClient::named`] give it (CPython's
+    /// `register(name, callable=lambda: obj)`). The name keeps the object for the server's life.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the name is taken, or the proxy is not of this server.
+    pub fn register(&self, name: &str, object: &ObjectProxy) -> Result<()> {
+        if object.address() != &self.shared.address {
+            return Err(Error::InvalidState(format!(
+                "the proxy belongs to the manager at {}, not this one at {}",
+                object.address(),
+                self.shared.address
+            )));
+        }
+        self.shared.register(name, object.id())
+    }
+
     /// Serves clients until a client asks for shutdown (CPython `serve_forever`). Calls in
     /// progress in other threads end with the process, or go on until they finish.
+    ///
+    /// # Errors
+    ///
+    /// The listener's errors other than transient ones (out of descriptors, which it waits out).
     pub fn serve_forever(mut self) -> Result<()> {
         while !self.shared.stopping.load(Ordering::Acquire) {
             let conn = match self.listener.accept() {
@@ -152,58 +311,98 @@ impl Server {
             if self.shared.stopping.load(Ordering::Acquire) {
                 break;
             }
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name("manager-client".into())
-                .stack_size(256 << 10)
-                .spawn(move || serve_client(&shared, conn));
-            if let Err(e) = spawned {
-                tracing::warn!("manager: could not start a thread for a client: {e}");
-            }
+            spawn_client(&self.shared, conn, true);
         }
         Ok(())
     }
 }
 
+/// Serves `conn` in a thread of its own (`authenticate`: a connection from the listener, which
+/// must pass the handshake first).
+pub(crate) fn spawn_client(shared: &Arc<Shared>, conn: Connection, authenticate: bool) {
+    let shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("manager-client".into())
+        .stack_size(CLIENT_STACK)
+        .spawn(move || serve_client(&shared, conn, authenticate));
+    if let Err(e) = spawned {
+        tracing::warn!("manager: could not start a thread for a client: {e}");
+    }
+}
+
+/// The sender's reply to a message over the limit.
+pub(crate) fn too_large(len: u64, limit: u64) -> String {
+    format!(
+        "the request of {len} bytes exceeds the manager's limit of {limit} bytes ({} MiB) and was dropped; send \
+         large data another way (shared memory, a file)",
+        limit >> 20
+    )
+}
+
 /// Serves one connection until it closes, then releases what it held.
-fn serve_client(shared: &Shared, mut conn: Connection) {
-    if let Some(key) = &shared.authkey {
+fn serve_client(shared: &Shared, mut conn: Connection, authenticate: bool) {
+    if authenticate && let Some(key) = &shared.authkey {
         conn.set_timeout(Some(HANDSHAKE_TIMEOUT));
         let authenticated = deliver_challenge(&mut conn, key).and_then(|()| answer_challenge(&mut conn, key));
         if authenticated.is_err() {
             return;
         }
         conn.set_timeout(None);
+        // The client's first request follows its last handshake message at once: acknowledge
+        // that message now, or Nagle's algorithm holds the request back until the delayed ACK.
+        if let Ok(fd) = conn.fd() {
+            crate::sys::ack_now(fd);
+        }
     }
     conn.set_max_message_size(MAX_MESSAGE);
-    let caller_id = shared.next_caller.fetch_add(1, Ordering::Relaxed);
+    let first = match conn.recv_bytes_or_skip() {
+        Ok(bytes) => bytes,
+        Err(Error::MessageTooLarge { len, limit }) => {
+            // Which protocol the sender speaks is unknown: both can read a pickled traceback.
+            let _ = super::python_front::send_traceback(&mut conn, &too_large(len, limit));
+            return;
+        }
+        Err(_) => return,
+    };
+    if first.first() == Some(&0x80) {
+        super::python_front::serve(shared, conn, first);
+        return;
+    }
+    let caller_id = shared.new_caller();
     let mut owned: HashMap<ObjectId, u64> = HashMap::new();
-    while let Ok(bytes) = conn.recv_bytes() {
-        let reply = match protocol::decode_request(&bytes) {
-            Ok(request) => {
-                let gone = || conn.poll(Some(Duration::ZERO)).unwrap_or(true);
-                let caller = Caller { id: caller_id, gone: &gone };
-                if request == Request::Upgrade {
+    let mut next = Ok(first);
+    loop {
+        let reply = match next {
+            Ok(bytes) => match protocol::decode_request(&bytes) {
+                Ok(Request::Upgrade) => {
                     match upgrade(&mut conn) {
                         Ok(pipe_end) => conn = pipe_end,
                         Err(_) => break,
                     }
+                    next = conn.recv_bytes_or_skip();
                     continue;
                 }
-                let stop = request == Request::Shutdown;
-                let reply = handle(shared, request, &caller, &mut owned);
-                if stop {
-                    let _ = send_reply(&mut conn, reply);
-                    stop_serving(shared);
-                    break;
+                Ok(request) => {
+                    let gone = || conn.poll(Some(Duration::ZERO)).unwrap_or(true);
+                    let caller = Caller { id: caller_id, gone: &gone, python: false };
+                    let stop = request == Request::Shutdown;
+                    let reply = handle(shared, request, &caller, &mut owned);
+                    if stop {
+                        let _ = send_reply(&mut conn, reply);
+                        stop_serving(shared);
+                        break;
+                    }
+                    reply
                 }
-                reply
-            }
-            Err(e) => Reply::Err(Failure::Remote(format!("malformed request: {e}"))),
+                Err(e) => Reply::Err(Failure::Remote(format!("malformed request: {e}"))),
+            },
+            Err(Error::MessageTooLarge { len, limit }) => Reply::Err(Failure::Remote(too_large(len, limit))),
+            Err(_) => break,
         };
         if send_reply(&mut conn, reply).is_err() {
             break;
         }
+        next = conn.recv_bytes_or_skip();
     }
     release_all(shared, caller_id, owned);
 }
@@ -225,12 +424,13 @@ fn send_reply(conn: &mut Connection, reply: Reply) -> Result<()> {
 }
 
 /// Stops the accept loop: sets the flag, then wakes `accept` with a connection of our own.
-fn stop_serving(shared: &Shared) {
+pub(crate) fn stop_serving(shared: &Shared) {
     shared.stopping.store(true, Ordering::Release);
     let _ = connect_timeout(&shared.address, None, Duration::from_secs(1));
 }
 
-fn release_all(shared: &Shared, caller_id: u64, owned: HashMap<ObjectId, u64>) {
+/// The references a connection held go; locks it held are released.
+pub(crate) fn release_all(shared: &Shared, caller_id: u64, owned: HashMap<ObjectId, u64>) {
     let mut freed = Vec::new();
     {
         let mut table = shared.table();
@@ -246,19 +446,56 @@ fn release_all(shared: &Shared, caller_id: u64, owned: HashMap<ObjectId, u64>) {
     drop(freed);
 }
 
+/// Calls `method` of `object`, with the methods every object has: CPython's `#GETVALUE` and the
+/// `__repr__`/`__str__` fallbacks.
+pub(crate) fn call_object(
+    object: &Arc<dyn Served>,
+    method: &str,
+    input: Input,
+    caller: &Caller<'_>,
+) -> std::result::Result<Outcome, Raise> {
+    match method {
+        "#GETVALUE" if !object.exposed().contains(&"#GETVALUE") => object.value().map(Outcome::Value),
+        "__repr__" | "__str__" if !object.exposed().contains(&method) => {
+            Ok(Outcome::Value(crate::pickle::PickleValue::String(object.repr())))
+        }
+        _ => object.call(method, input, caller),
+    }
+}
+
+fn to_bytes<T: serde::Serialize>(value: &T) -> std::result::Result<Vec<u8>, Failure> {
+    encode(value).map_err(|e| Failure::Remote(e.to_string()))
+}
+
 fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut HashMap<ObjectId, u64>) -> Reply {
     let answer = match request {
-        Request::Create { kind, name } => create(shared, kind, name, owned).and_then(|id| to_bytes(&id)),
-        Request::Call { id, call } => {
-            let object = shared.table().objects.get(&id).map(|entry| Arc::clone(&entry.object));
-            match object {
-                Some(object) => object.call(call, caller),
-                None => Err(no_such_object(id)),
-            }
+        Request::Create { typeid, args, name } => Input::Pickled(args)
+            .args()
+            .and_then(|args| shared.create(&typeid, args, name))
+            .map_err(Failure::from)
+            .and_then(|(id, _)| {
+                *owned.entry(id).or_default() += 1;
+                to_bytes(&id)
+            }),
+        Request::Call { id, method, args } => {
+            let object = shared.table().get(id);
+            object
+                .and_then(|object| call_object(&object, &method, Input::Pickled(args), caller))
+                .map_err(Failure::from)
+                .and_then(|outcome| match outcome {
+                    Outcome::Value(value) => {
+                        crate::pickle::encode::encode(&value).map_err(|e| Failure::Remote(format!("the result: {e}")))
+                    }
+                    Outcome::Pickled(bytes) => Ok(bytes),
+                    Outcome::Object(object) => Err(Failure::Remote(format!(
+                        "{method} gives a new {} object, which this crate's proxies do not take",
+                        object.typeid()
+                    ))),
+                })
         }
         Request::Lend { id } => {
             let mut table = shared.table();
-            table.incref(id).and_then(|()| {
+            table.incref(id).map_err(Failure::from).and_then(|()| {
                 table.next_ticket += 1;
                 let ticket = table.next_ticket;
                 table.tickets.insert(ticket, id);
@@ -274,7 +511,7 @@ fn handle(shared: &Shared, request: Request, caller: &Caller<'_>, owned: &mut Ha
                 }
                 _ => table.incref(id),
             };
-            adopted.and_then(|()| {
+            adopted.map_err(Failure::from).and_then(|()| {
                 *owned.entry(id).or_default() += 1;
                 to_bytes(&id)
             })
@@ -301,72 +538,6 @@ fn segments(shared: &Shared) -> std::result::Result<&Segments, Failure> {
                 .into(),
         )
     })
-}
-
-fn to_bytes<T: serde::Serialize>(value: &T) -> std::result::Result<Vec<u8>, Failure> {
-    encode(value).map_err(|e| Failure::Remote(e.to_string()))
-}
-
-fn create(
-    shared: &Shared,
-    kind: Kind,
-    name: Option<String>,
-    owned: &mut HashMap<ObjectId, u64>,
-) -> std::result::Result<ObjectId, Failure> {
-    if let Some(name) = &name {
-        let mut table = shared.table();
-        if let Some(&id) = table.named.get(name) {
-            return share_named(&mut table, id, name, &kind, owned);
-        }
-    }
-    let kind_for_check = kind.clone();
-    let object = match kind {
-        Kind::Custom { type_name, state } => {
-            let construct = shared.types.constructor(&type_name).ok_or_else(|| {
-                Failure::Remote(format!(
-                    "the type {type_name} is not registered with this manager; list it in the manager's registry"
-                ))
-            })?;
-            Object::Custom(type_name, Mutex::new(construct(&state).map_err(Failure::Remote)?))
-        }
-        kind => Object::new(kind)?,
-    };
-    let mut table = shared.table();
-    if let Some(name) = name {
-        // Another client may have created it meanwhile: the first one wins.
-        if let Some(&id) = table.named.get(&name) {
-            return share_named(&mut table, id, &name, &kind_for_check, owned);
-        }
-        let id = table.add(object);
-        // The name's own reference keeps it alive for the server's life.
-        table.incref(id)?;
-        table.named.insert(name, id);
-        *owned.entry(id).or_default() += 1;
-        return Ok(id);
-    }
-    let id = table.add(object);
-    *owned.entry(id).or_default() += 1;
-    Ok(id)
-}
-
-/// A new reference to the named object `id`, if it is of the kind asked for.
-fn share_named(
-    table: &mut Table,
-    id: ObjectId,
-    name: &str,
-    kind: &Kind,
-    owned: &mut HashMap<ObjectId, u64>,
-) -> std::result::Result<ObjectId, Failure> {
-    let existing = &table.objects.get(&id).ok_or_else(|| no_such_object(id))?.object;
-    if !existing.is_kind(kind) {
-        return Err(Failure::Remote(format!(
-            "TypeError: the object named {name:?} is {}, not what this proxy is for",
-            existing.kind_name()
-        )));
-    }
-    table.incref(id)?;
-    *owned.entry(id).or_default() += 1;
-    Ok(id)
 }
 
 /// The manager's server process: binds, reports readiness on `ready`, ends when the owner ends.
@@ -453,10 +624,9 @@ fn release_segments(shared: &Shared) {
     }
 }
 
-/// Feeds one request to the server's decoder and handler, as a client would send it (the fuzz
-/// target's entry, reached through `multiproc::__private`). Must never panic or wait.
-pub fn fuzz_request(bytes: &[u8]) {
-    let shared = Shared {
+/// A server state for the fuzz target: no listener, nothing named.
+fn fuzz_shared() -> Shared {
+    Shared {
         table: Mutex::default(),
         types: TypeTable::default(),
         stopping: AtomicBool::new(false),
@@ -464,13 +634,24 @@ pub fn fuzz_request(bytes: &[u8]) {
         address: Address::Abstract(b"multiproc-fuzz-nowhere".to_vec()),
         authkey: None,
         segments: None,
-    };
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn fuzz_shared_for_tests() -> Shared {
+    fuzz_shared()
+}
+
+/// Feeds one request to the server's decoder and handler, as a client would send it (the fuzz
+/// target's entry, reached through `multiproc::__private`). Must never panic or wait.
+pub fn fuzz_request(bytes: &[u8]) {
+    let shared = fuzz_shared();
     // A few requests in a row, so that calls reach the objects created before them.
     let mut rest = bytes;
     let mut owned = HashMap::new();
     // Calls never wait here: a waiting call sees its caller gone at once.
     let gone = || true;
-    let caller = Caller { id: 1, gone: &gone };
+    let caller = Caller { id: 1, gone: &gone, python: false };
     while let Ok((request, tail)) = postcard::take_from_bytes::<Request>(rest) {
         if request != Request::Shutdown {
             let _ = handle(&shared, request, &caller, &mut owned);
@@ -482,4 +663,49 @@ pub fn fuzz_request(bytes: &[u8]) {
     }
     let _ = protocol::decode_request(bytes);
     release_all(&shared, 1, owned);
+}
+
+/// Feeds one request of a CPython client to the server's Python front (the fuzz target
+/// `python_requests`). Must never panic or wait.
+pub fn fuzz_python_request(bytes: &[u8]) {
+    let shared = fuzz_shared();
+    super::python_front::fuzz(&shared, bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz targets' seeds decode and run (requests made by CPython's pickler inside this
+    /// crate's postcard requests, and CPython's own requests).
+    #[test]
+    fn the_fuzz_seeds_run() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        for (target, run) in
+            [("manager_requests", fuzz_request as fn(&[u8])), ("manager_python_requests", fuzz_python_request)]
+        {
+            let mut seen = 0;
+            for entry in std::fs::read_dir(corpus.join(target)).unwrap().flatten() {
+                if entry.file_name().to_string_lossy().starts_with("seed-") {
+                    run(&std::fs::read(entry.path()).unwrap());
+                    seen += 1;
+                }
+            }
+            assert!(seen >= 3, "{target}: {seen} seeds");
+        }
+        // A seed's requests reach their objects: the dict seed sets and reads a key.
+        let shared = fuzz_shared();
+        let gone = || true;
+        let caller = Caller { id: 1, gone: &gone, python: false };
+        let mut owned = HashMap::new();
+        let bytes = std::fs::read(corpus.join("manager_requests/seed-dict")).unwrap();
+        let mut rest = &bytes[..];
+        let mut replies = Vec::new();
+        while let Ok((request, tail)) = postcard::take_from_bytes::<Request>(rest) {
+            replies.push(handle(&shared, request, &caller, &mut owned));
+            rest = tail;
+        }
+        assert_eq!(replies.len(), 5);
+        assert!(replies.iter().all(|r| matches!(r, Reply::Ok(_))), "{replies:?}");
+    }
 }

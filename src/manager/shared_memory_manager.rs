@@ -193,7 +193,7 @@ impl SharedMemoryClient {
     /// Nobody listening; [`Error::Authentication`](crate::Error::Authentication) for a wrong key;
     /// [`Error::Remote`](crate::Error::Remote) if the server is not a shared memory manager's.
     pub fn connect(address: Address, authkey: Option<&[u8]>) -> Result<SharedMemoryClient> {
-        let client = SharedMemoryClient::new(Endpoint { address, authkey: authkey.map(<[u8]>::to_vec) });
+        let client = SharedMemoryClient::new(Endpoint::new(address, authkey.map(<[u8]>::to_vec)));
         client.segments()?;
         Ok(client)
     }

@@ -11,12 +11,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{
-    BarrierCall, Bytes, Call, ConditionCall, DictCall, EventCall, ListCall, LockCall, QueueCall, SetCall, Slice,
-    ValueCall, decode, encode,
-};
+use super::objects::python::key_of;
+use super::objects::slice_value;
+use super::protocol::Slice;
 use super::proxy::ObjectProxy;
 use crate::error::{Error, Result};
+use crate::pickle::PickleValue;
 
 /// Declares a typed proxy: a wrapper of [`ObjectProxy`] with serde, `Clone`, `Debug` and the
 /// conversion the generic code needs.
@@ -59,12 +59,44 @@ macro_rules! typed_proxy {
     };
 }
 
-fn decode_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> {
-    items.iter().map(|b| decode(b)).collect()
+/// Calls `method`; the Python exception `class` becomes `error`, other failures
+/// [`Error::Remote`].
+fn call_or<A: Serialize + ?Sized, R: DeserializeOwned>(
+    proxy: &ObjectProxy,
+    method: &str,
+    args: &A,
+    class: &str,
+    error: impl FnOnce() -> Error,
+) -> Result<R> {
+    match proxy.invoke(method, args)? {
+        Ok(bytes) => crate::pickle::from_slice(&bytes),
+        Err(failure) if failure.is(class) => Err(error()),
+        Err(failure) => Err(failure.into()),
+    }
 }
 
-fn encode_all<'a, T: Serialize + 'a>(items: impl IntoIterator<Item = &'a T>) -> Result<Vec<Bytes>> {
-    items.into_iter().map(encode).collect()
+/// Calls `method`: `Ok(None)` when it raised the Python exception `class`.
+fn call_unless<A: Serialize + ?Sized, R: DeserializeOwned>(
+    proxy: &ObjectProxy,
+    method: &str,
+    args: &A,
+    class: &str,
+) -> Result<Option<R>> {
+    match proxy.invoke(method, args)? {
+        Ok(bytes) => crate::pickle::from_slice(&bytes).map(Some),
+        Err(failure) if failure.is(class) => Ok(None),
+        Err(failure) => Err(Error::from(failure)),
+    }
+}
+
+/// Items as a tuple's one argument (a list for Python).
+fn items_arg<'a, T: Serialize + 'a>(items: impl IntoIterator<Item = &'a T>) -> Vec<&'a T> {
+    items.into_iter().collect()
+}
+
+/// A timeout as Python's seconds.
+fn seconds(timeout: Duration) -> f64 {
+    timeout.as_secs_f64()
 }
 
 typed_proxy!(
@@ -76,47 +108,40 @@ typed_proxy!(
 );
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
-    fn dict<R: DeserializeOwned>(&self, call: DictCall) -> Result<R> {
-        self.proxy.call(Call::Dict(call))
-    }
-
     /// The value for `key` (CPython `d.get(key)`; `d[key]` is `get(..)?.ok_or(..)`).
     #[doc(alias = "__getitem__")]
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let value: Option<Bytes> = self.dict(DictCall::Get(encode(key)?))?;
-        value.map(|b| decode(&b)).transpose()
+        call_unless(&self.proxy, "__getitem__", &(key,), "KeyError")
     }
 
     /// Sets `key` to `value` (CPython `d[key] = value`).
     #[doc(alias = "__setitem__")]
     pub fn insert(&self, key: &K, value: &V) -> Result<()> {
-        self.dict(DictCall::Set(encode(key)?, encode(value)?))
+        self.proxy.call("__setitem__", &(key, value))
     }
 
     /// The value for `key`, inserting `default` first if there is none (CPython `setdefault`).
     #[doc(alias = "setdefault")]
     pub fn set_default(&self, key: &K, default: &V) -> Result<V> {
-        let value: Option<Bytes> = self.dict(DictCall::SetDefault(encode(key)?, encode(default)?))?;
-        decode(&value.unwrap_or_default())
+        self.proxy.call("setdefault", &(key, default))
     }
 
     /// Removes `key`, returning its value (CPython `d.pop(key, None)`; `del d[key]`).
     #[doc(alias = "pop")]
     #[doc(alias = "__delitem__")]
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        let value: Option<Bytes> = self.dict(DictCall::Remove(encode(key)?))?;
-        value.map(|b| decode(&b)).transpose()
+        call_unless(&self.proxy, "pop", &(key,), "KeyError")
     }
 
     /// Whether `key` is present (CPython `key in d`).
     #[doc(alias = "__contains__")]
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        self.dict(DictCall::Contains(encode(key)?))
+        self.proxy.call("__contains__", &(key,))
     }
 
     /// The number of entries (CPython `len(d)`).
     pub fn len(&self) -> Result<usize> {
-        self.dict::<u64>(DictCall::Len).map(|n| n as usize)
+        self.proxy.call("__len__", &())
     }
 
     /// Whether the dict is empty.
@@ -126,24 +151,23 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        self.dict(DictCall::Clear)
+        self.proxy.call("clear", &())
     }
 
     /// The entries in insertion order (CPython `d.items()`; `dict(d)` is `items()?.into_iter().collect()`).
     #[doc(alias = "copy")]
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        let pairs: Vec<(Bytes, Bytes)> = self.dict(DictCall::Items)?;
-        pairs.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
+        self.proxy.call("items", &())
     }
 
     /// The keys in insertion order.
     pub fn keys(&self) -> Result<Vec<K>> {
-        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+        self.proxy.call("keys", &())
     }
 
     /// The values in insertion order.
     pub fn values(&self) -> Result<Vec<V>> {
-        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
+        self.proxy.call("values", &())
     }
 
     /// Inserts every pair, in one round trip (CPython `d.update(pairs)`, `d |= pairs`).
@@ -153,15 +177,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: 'a,
         V: 'a,
     {
-        self.dict(DictCall::Update(encode_pairs(pairs)?))
+        let pairs: Vec<(&K, &V)> = pairs.into_iter().collect();
+        self.proxy.call("update", &(pairs,))
     }
 
     /// Removes and returns the pair inserted last; `None` when the dict is empty (CPython
     /// `d.popitem()`, which raises `KeyError` then).
     #[doc(alias = "popitem")]
     pub fn pop_item(&self) -> Result<Option<(K, V)>> {
-        let pair: Option<(Bytes, Bytes)> = self.dict(DictCall::PopItem)?;
-        pair.map(|(k, v)| Ok((decode(&k)?, decode(&v)?))).transpose()
+        call_unless(&self.proxy, "popitem", &(), "KeyError")
     }
 
     /// The entries with `pairs` merged over them, in insertion order, as a plain `Vec`; the dict
@@ -173,26 +197,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: 'a,
         V: 'a,
     {
-        let mut merged: Vec<(Bytes, Bytes)> = self.dict(DictCall::Items)?;
-        let mut at: std::collections::HashMap<Bytes, usize> =
-            merged.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
-        for (key, value) in encode_pairs(pairs)? {
-            match at.get(&key) {
+        let mut merged: Vec<(PickleValue, PickleValue)> = self.proxy.call("items", &())?;
+        let mut at: std::collections::HashMap<_, usize> =
+            merged.iter().enumerate().map(|(i, (k, _))| (key_of(k), i)).collect();
+        for (key, value) in pairs {
+            let (key, value) = (crate::pickle::to_value(key)?, crate::pickle::to_value(value)?);
+            match at.get(&key_of(&key)) {
                 Some(&i) => merged[i].1 = value,
                 None => {
-                    at.insert(key.clone(), merged.len());
+                    at.insert(key_of(&key), merged.len());
                     merged.push((key, value));
                 }
             }
         }
-        merged.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
+        merged.into_iter().map(|(k, v)| Ok((crate::pickle::from_value(k)?, crate::pickle::from_value(v)?))).collect()
     }
-}
-
-fn encode_pairs<'a, K: Serialize + 'a, V: Serialize + 'a>(
-    pairs: impl IntoIterator<Item = (&'a K, &'a V)>,
-) -> Result<Vec<(Bytes, Bytes)>> {
-    pairs.into_iter().map(|(k, v)| Ok((encode(k)?, encode(v)?))).collect()
 }
 
 typed_proxy!(
@@ -202,26 +221,22 @@ typed_proxy!(
 );
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
-    fn list<R: DeserializeOwned>(&self, call: ListCall) -> Result<R> {
-        self.proxy.call(Call::List(call))
-    }
-
     /// The item at `index` (CPython `l[index]`); [`Error::Remote`] with an `IndexError` when out of range.
     #[doc(alias = "__getitem__")]
     pub fn get(&self, index: i64) -> Result<T> {
-        decode(&self.list::<Bytes>(ListCall::Get(index))?)
+        self.proxy.call("__getitem__", &(index,))
     }
 
     /// Replaces the item at `index` (CPython `l[index] = item`).
     #[doc(alias = "__setitem__")]
     pub fn set(&self, index: i64, item: &T) -> Result<()> {
-        self.list(ListCall::Set(index, encode(item)?))
+        self.proxy.call("__setitem__", &(index, item))
     }
 
     /// Appends an item.
     #[doc(alias = "push")]
     pub fn append(&self, item: &T) -> Result<()> {
-        self.list(ListCall::Append(encode(item)?))
+        self.proxy.call("append", &(item,))
     }
 
     /// Appends every item, in one round trip (CPython `l.extend(items)`, `l += items`).
@@ -230,47 +245,47 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     where
         T: 'a,
     {
-        self.list(ListCall::Extend(items.into_iter().map(encode).collect::<Result<_>>()?))
+        self.proxy.call("extend", &(items_arg(items),))
     }
 
     /// Inserts before `index` (clamped to the list, as in Python).
     pub fn insert(&self, index: i64, item: &T) -> Result<()> {
-        self.list(ListCall::Insert(index, encode(item)?))
+        self.proxy.call("insert", &(index, item))
     }
 
     /// Removes and returns the last item (CPython `l.pop()`).
     pub fn pop(&self) -> Result<T> {
-        decode(&self.list::<Bytes>(ListCall::Pop(None))?)
+        self.proxy.call("pop", &())
     }
 
     /// Removes and returns the item at `index` (CPython `l.pop(index)`).
     pub fn pop_at(&self, index: i64) -> Result<T> {
-        decode(&self.list::<Bytes>(ListCall::Pop(Some(index)))?)
+        self.proxy.call("pop", &(index,))
     }
 
     /// Removes the first item equal to `item`; [`Error::Remote`] with a `ValueError` if none is.
     pub fn remove(&self, item: &T) -> Result<()> {
-        self.list(ListCall::Remove(encode(item)?))
+        self.proxy.call("remove", &(item,))
     }
 
     /// The position of the first item equal to `item`.
     pub fn index(&self, item: &T) -> Result<usize> {
-        self.list::<u64>(ListCall::Index(encode(item)?)).map(|i| i as usize)
+        self.proxy.call("index", &(item,))
     }
 
     /// How many items equal `item`.
     pub fn count(&self, item: &T) -> Result<usize> {
-        self.list::<u64>(ListCall::Count(encode(item)?)).map(|n| n as usize)
+        self.proxy.call("count", &(item,))
     }
 
     /// Reverses the list in place.
     pub fn reverse(&self) -> Result<()> {
-        self.list(ListCall::Reverse)
+        self.proxy.call("reverse", &())
     }
 
     /// The number of items.
     pub fn len(&self) -> Result<usize> {
-        self.list::<u64>(ListCall::Len).map(|n| n as usize)
+        self.proxy.call("__len__", &())
     }
 
     /// Whether the list is empty.
@@ -280,7 +295,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Removes every item.
     pub fn clear(&self) -> Result<()> {
-        self.list(ListCall::Clear)
+        self.proxy.call("__delitem__", &(slice_value(&Slice::from(..)),))
     }
 
     /// A copy of the items (CPython `l[:]`, `list(l)`, `l.copy()`). CPython's `l + other` and
@@ -289,7 +304,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     #[doc(alias = "__add__")]
     #[doc(alias = "__mul__")]
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        decode_all(self.list(ListCall::Items)?)
+        self.proxy.call("#GETVALUE", &())
     }
 
     /// The items a slice selects (CPython `l[2:7]`, `l[-3:]`, `l[::2]`):
@@ -311,7 +326,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     #[doc(alias = "__getitem__")]
     pub fn get_slice(&self, slice: impl Into<Slice>) -> Result<Vec<T>> {
-        decode_all(self.list(ListCall::GetSlice(slice.into()))?)
+        self.proxy.call("__getitem__", &(slice_value(&slice.into()),))
     }
 
     /// Replaces the items a slice selects (CPython `l[a:b] = items`): with step 1 the list grows
@@ -322,19 +337,19 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     where
         T: 'a,
     {
-        self.list(ListCall::SetSlice(slice.into(), encode_all(items)?))
+        self.proxy.call("__setitem__", &(slice_value(&slice.into()), items_arg(items)))
     }
 
     /// Removes the items a slice selects (CPython `del l[a:b]`).
     #[doc(alias = "__delitem__")]
     pub fn delete_slice(&self, slice: impl Into<Slice>) -> Result<()> {
-        self.list(ListCall::DeleteSlice(slice.into()))
+        self.proxy.call("__delitem__", &(slice_value(&slice.into()),))
     }
 
     /// Repeats the items in place, `times` times over (CPython `l *= times`; 0 empties it).
     #[doc(alias = "__imul__")]
     pub fn repeat(&self, times: usize) -> Result<()> {
-        self.list(ListCall::Repeat(times as u64))
+        self.proxy.call::<_, PickleValue>("__imul__", &(times,)).map(drop)
     }
 
     /// Sorts the list in place by `T`'s order (CPython `l.sort()`); stable.
@@ -358,11 +373,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     #[doc(alias = "sort")]
     pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
         for _ in 0..SORT_ATTEMPTS {
-            let snapshot: Vec<Bytes> = self.list(ListCall::Items)?;
-            let items: Vec<T> = decode_all(snapshot.clone())?;
+            let snapshot: PickleValue = self.proxy.call("#GETVALUE", &())?;
+            let items: Vec<T> = crate::pickle::from_value(snapshot.clone())?;
             let mut order: Vec<u64> = (0..items.len() as u64).collect();
             order.sort_by(|&a, &b| compare(&items[a as usize], &items[b as usize]));
-            if self.list(ListCall::Reorder { snapshot, order })? {
+            if self.proxy.call("#reorder", &(snapshot, order))? {
                 return Ok(());
             }
         }
@@ -423,29 +438,25 @@ typed_proxy!(
 );
 
 impl<T: Serialize + DeserializeOwned> SetProxy<T> {
-    fn set<R: DeserializeOwned>(&self, call: SetCall) -> Result<R> {
-        self.proxy.call(Call::Set(call))
-    }
-
     /// Adds an item.
     pub fn add(&self, item: &T) -> Result<()> {
-        self.set(SetCall::Add(encode(item)?))
+        self.proxy.call("add", &(item,))
     }
 
     /// Removes an item; whether it was there.
     #[doc(alias = "remove")]
     pub fn discard(&self, item: &T) -> Result<bool> {
-        self.set(SetCall::Discard(encode(item)?))
+        self.proxy.call("#discard", &(item,))
     }
 
     /// Whether `item` is in the set.
     pub fn contains(&self, item: &T) -> Result<bool> {
-        self.set(SetCall::Contains(encode(item)?))
+        self.proxy.call("__contains__", &(item,))
     }
 
     /// The number of items.
     pub fn len(&self) -> Result<usize> {
-        self.set::<u64>(SetCall::Len).map(|n| n as usize)
+        self.proxy.call("__len__", &())
     }
 
     /// Whether the set is empty.
@@ -455,13 +466,13 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
 
     /// Removes every item.
     pub fn clear(&self) -> Result<()> {
-        self.set(SetCall::Clear)
+        self.proxy.call("clear", &())
     }
 
     /// The items, in the order they were added (CPython `set(s)`, `s.copy()`).
     #[doc(alias = "copy")]
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        decode_all(self.set(SetCall::Items)?)
+        self.proxy.call("copy", &())
     }
 
     /// Adds every item, in one round trip (CPython `s.update(items)`, `s |= items`).
@@ -470,14 +481,13 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        self.set(SetCall::Update(encode_all(items)?))
+        self.proxy.call("update", &(items_arg(items),))
     }
 
     /// Removes and returns an item (the one added last); `None` when the set is empty (CPython
     /// `s.pop()`, which raises `KeyError` then).
     pub fn pop(&self) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.set(SetCall::Pop)?;
-        item.map(|b| decode(&b)).transpose()
+        call_unless(&self.proxy, "pop", &(), "KeyError")
     }
 
     /// Keeps only the items that are also in `items` (CPython `s.intersection_update(items)`,
@@ -487,7 +497,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        self.set(SetCall::Retain(encode_all(items)?))
+        self.proxy.call("intersection_update", &(items_arg(items),))
     }
 
     /// Removes every item of `items` (CPython `s.difference_update(items)`, `s -= items`).
@@ -496,7 +506,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        self.set(SetCall::RemoveAll(encode_all(items)?))
+        self.proxy.call("difference_update", &(items_arg(items),))
     }
 
     /// Removes the items of `items` that are present and adds the others (CPython
@@ -506,7 +516,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        self.set(SetCall::Toggle(encode_all(items)?))
+        self.proxy.call("symmetric_difference_update", &(items_arg(items),))
     }
 
     /// The items of the set, then those of `items` not in it, as a plain `Vec` (CPython
@@ -517,10 +527,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let mut seen: std::collections::HashSet<&Bytes> = mine.iter().collect();
-        let extra: Vec<&Bytes> = others.iter().filter(|b| seen.insert(b)).collect();
-        mine.iter().chain(extra).map(|b| decode(b)).collect()
+        self.proxy.call("union", &(items_arg(items),))
     }
 
     /// The items of the set that are also in `items` (CPython `s & items`, `s.intersection(items)`).
@@ -530,9 +537,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
-        mine.iter().filter(|b| others.contains(b)).map(|b| decode(b)).collect()
+        self.proxy.call("intersection", &(items_arg(items),))
     }
 
     /// The items of the set that are not in `items` (CPython `s - items`, `s.difference(items)`;
@@ -542,9 +547,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
-        mine.iter().filter(|b| !others.contains(b)).map(|b| decode(b)).collect()
+        self.proxy.call("difference", &(items_arg(items),))
     }
 
     /// The items in exactly one of the set and `items` (CPython `s ^ items`,
@@ -555,12 +558,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let in_mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
-        let mut in_others: std::collections::HashSet<&Bytes> = std::collections::HashSet::new();
-        let only_others: Vec<&Bytes> = others.iter().filter(|b| !in_mine.contains(b) && in_others.insert(b)).collect();
-        let all_others: std::collections::HashSet<&Bytes> = others.iter().collect();
-        mine.iter().filter(|b| !all_others.contains(b)).chain(only_others).map(|b| decode(b)).collect()
+        self.proxy.call("symmetric_difference", &(items_arg(items),))
     }
 
     /// Whether the set and `items` have no item in common (CPython `s.isdisjoint(items)`).
@@ -569,9 +567,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
-        Ok(!others.iter().any(|b| mine.contains(b)))
+        self.proxy.call("isdisjoint", &(items_arg(items),))
     }
 
     /// Whether every item of the set is in `items` (CPython `s.issubset(items)`, `s <= items`;
@@ -582,9 +578,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let others: std::collections::HashSet<&Bytes> = others.iter().collect();
-        Ok(mine.iter().all(|b| others.contains(b)))
+        self.proxy.call("issubset", &(items_arg(items),))
     }
 
     /// Whether every item of `items` is in the set (CPython `s.issuperset(items)`, `s >= items`).
@@ -594,18 +588,7 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     where
         T: 'a,
     {
-        let (mine, others) = self.with_others(items)?;
-        let mine: std::collections::HashSet<&Bytes> = mine.iter().collect();
-        Ok(others.iter().all(|b| mine.contains(b)))
-    }
-
-    /// The set's items and `items`, encoded (compared as the server compares them).
-    fn with_others<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<(Vec<Bytes>, Vec<Bytes>)>
-    where
-        T: 'a,
-    {
-        let others = encode_all(items)?;
-        Ok((self.set(SetCall::Items)?, others))
+        self.proxy.call("issuperset", &(items_arg(items),))
     }
 }
 
@@ -620,30 +603,24 @@ impl NamespaceProxy {
     /// Sets attribute `name`.
     #[doc(alias = "__setattr__")]
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.proxy.call(Call::Dict(DictCall::Set(encode(name)?, encode(value)?)))
+        self.proxy.call("__setattr__", &(name, value))
     }
 
     /// Attribute `name`; [`Error::Remote`] with an `AttributeError` if it was never set.
     #[doc(alias = "__getattr__")]
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        let value: Option<Bytes> = self.proxy.call(Call::Dict(DictCall::Get(encode(name)?)))?;
-        match value {
-            Some(bytes) => decode(&bytes),
-            None => Err(Error::Remote(format!("AttributeError: the namespace has no attribute {name:?}"))),
-        }
+        self.proxy.call("__getattribute__", &(name,))
     }
 
     /// Removes attribute `name`; whether it was set.
     #[doc(alias = "__delattr__")]
     pub fn remove(&self, name: &str) -> Result<bool> {
-        let value: Option<Bytes> = self.proxy.call(Call::Dict(DictCall::Remove(encode(name)?)))?;
-        Ok(value.is_some())
+        call_unless::<_, ()>(&self.proxy, "__delattr__", &(name,), "AttributeError").map(|done| done.is_some())
     }
 
     /// The names of the attributes set, in the order they were first set.
     pub fn names(&self) -> Result<Vec<String>> {
-        let pairs: Vec<(Bytes, Bytes)> = self.proxy.call(Call::Dict(DictCall::Items))?;
-        pairs.iter().map(|(k, _)| decode(k)).collect()
+        self.proxy.call("#names", &())
     }
 }
 
@@ -656,28 +633,40 @@ typed_proxy!(
     QueueProxy<T>
 );
 
+/// `get(block, timeout)`: `queue.Empty` is [`Error::WouldBlock`] without blocking,
+/// [`Error::Timeout`] after a timeout.
 fn queue_get<R: DeserializeOwned>(proxy: &ObjectProxy, timeout: Option<Duration>) -> Result<R> {
-    decode(&proxy.call::<Bytes>(Call::Queue(QueueCall::Get { timeout }))?)
+    match timeout {
+        None => proxy.call("get", &()),
+        Some(t) if t.is_zero() => call_or(proxy, "get", &(false,), "queue.Empty", || Error::WouldBlock),
+        Some(t) => call_or(proxy, "get", &(true, seconds(t)), "queue.Empty", || Error::Timeout(t)),
+    }
+}
+
+/// `put(item, block, timeout)`: `queue.Full` is [`Error::WouldBlock`] without blocking,
+/// [`Error::Timeout`] after a timeout.
+fn queue_put<T: Serialize>(proxy: &ObjectProxy, item: &T, timeout: Option<Duration>) -> Result<()> {
+    match timeout {
+        None => proxy.call("put", &(item,)),
+        Some(t) if t.is_zero() => call_or(proxy, "put", &(item, false), "queue.Full", || Error::WouldBlock),
+        Some(t) => call_or(proxy, "put", &(item, true, seconds(t)), "queue.Full", || Error::Timeout(t)),
+    }
 }
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
-    fn put_within(&self, item: &T, timeout: Option<Duration>) -> Result<()> {
-        self.proxy.call(Call::Queue(QueueCall::Put { item: encode(item)?, priority: 0, timeout }))
-    }
-
     /// Puts an item, waiting for room in a bounded queue.
     pub fn put(&self, item: &T) -> Result<()> {
-        self.put_within(item, None)
+        queue_put(&self.proxy, item, None)
     }
 
     /// Puts an item, waiting up to `timeout` for room ([`Error::Timeout`]: CPython `Full`).
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-        self.put_within(item, Some(timeout))
+        queue_put(&self.proxy, item, Some(timeout))
     }
 
     /// Puts an item if there is room now ([`Error::WouldBlock`]: CPython `Full`).
     pub fn put_nowait(&self, item: &T) -> Result<()> {
-        self.put_within(item, Some(Duration::ZERO))
+        queue_put(&self.proxy, item, Some(Duration::ZERO))
     }
 
     /// Takes an item, waiting for one.
@@ -695,44 +684,49 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         queue_get(&self.proxy, Some(Duration::ZERO))
     }
 
-    /// Marks one item taken earlier as processed (joinable queues).
+    /// Marks one item taken earlier as processed ([`Error::Remote`] with a `ValueError` when
+    /// more are marked than were put, as CPython's `queue.Queue` raises).
     pub fn task_done(&self) -> Result<()> {
-        self.proxy.call(Call::Queue(QueueCall::TaskDone))
+        self.proxy.call("task_done", &())
     }
 
-    /// Waits until every item put has been marked done (joinable queues).
+    /// Waits until every item put has been marked done.
     pub fn join(&self) -> Result<()> {
-        self.proxy.call(Call::Queue(QueueCall::Join { timeout: None }))
+        self.proxy.call("join", &())
     }
 
     /// Like [`join`](Self::join), giving up with [`Error::Timeout`] after `timeout`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.proxy.call(Call::Queue(QueueCall::Join { timeout: Some(timeout) }))
+        match self.proxy.call("#join", &(seconds(timeout),))? {
+            true => Ok(()),
+            false => Err(Error::Timeout(timeout)),
+        }
     }
 
     /// The number of items (CPython `qsize`).
     #[doc(alias = "qsize")]
     pub fn len(&self) -> Result<usize> {
-        self.proxy.call::<u64>(Call::Queue(QueueCall::Len)).map(|n| n as usize)
+        self.proxy.call("qsize", &())
     }
 
     /// Whether the queue is empty (CPython `empty`).
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> Result<bool> {
-        self.proxy.call(Call::Queue(QueueCall::Empty))
+        self.proxy.call("empty", &())
     }
 
     /// Whether a bounded queue is full (CPython `full`).
     #[doc(alias = "full")]
     pub fn is_full(&self) -> Result<bool> {
-        self.proxy.call(Call::Queue(QueueCall::Full))
+        self.proxy.call("full", &())
     }
 }
 
 typed_proxy!(
-    /// A priority queue in the manager (CPython `manager.PriorityQueue()`): items come out lowest
-    /// priority first, and in arrival order among equal priorities. CPython orders `(priority,
-    /// item)` tuples; here the priority is given apart, so items need no ordering.
+    /// A priority queue in the manager (CPython `queue.PriorityQueue` through a manager): items
+    /// come out lowest priority first, and in arrival order among equal priorities. Items are
+    /// `(priority, item)` tuples in the server, as Python's are; only the priorities are compared,
+    /// so items need no ordering.
     #[doc(alias = "PriorityQueue")]
     PriorityQueueProxy<T>
 );
@@ -740,8 +734,7 @@ typed_proxy!(
 impl<T: Serialize + DeserializeOwned> PriorityQueueProxy<T> {
     /// Puts `item` with `priority`.
     pub fn put(&self, priority: i64, item: &T) -> Result<()> {
-        let item = encode(&(priority, item))?;
-        self.proxy.call(Call::Queue(QueueCall::Put { item, priority, timeout: None }))
+        queue_put(&self.proxy, &(priority, item), None)
     }
 
     /// Takes the item of lowest priority, waiting for one; returns it with its priority.
@@ -757,12 +750,12 @@ impl<T: Serialize + DeserializeOwned> PriorityQueueProxy<T> {
     /// The number of items.
     #[doc(alias = "qsize")]
     pub fn len(&self) -> Result<usize> {
-        self.proxy.call::<u64>(Call::Queue(QueueCall::Len)).map(|n| n as usize)
+        self.proxy.call("qsize", &())
     }
 
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> Result<bool> {
-        self.proxy.call(Call::Queue(QueueCall::Empty))
+        self.proxy.call("empty", &())
     }
 }
 
@@ -789,9 +782,24 @@ impl Drop for LockProxyGuard<'_> {
     }
 }
 
+/// `acquire(blocking, timeout)`: `False` is [`Error::WouldBlock`] without blocking,
+/// [`Error::Timeout`] after a timeout.
+fn acquire(proxy: &ObjectProxy, timeout: Option<Duration>) -> Result<()> {
+    let taken: bool = match timeout {
+        None => proxy.call("acquire", &())?,
+        Some(t) if t.is_zero() => proxy.call("acquire", &(false,))?,
+        Some(t) => proxy.call("acquire", &(true, seconds(t)))?,
+    };
+    match (taken, timeout) {
+        (true, _) => Ok(()),
+        (false, Some(t)) if !t.is_zero() => Err(Error::Timeout(t)),
+        (false, _) => Err(Error::WouldBlock),
+    }
+}
+
 impl LockProxy {
     fn acquire_within(&self, timeout: Option<Duration>) -> Result<LockProxyGuard<'_>> {
-        self.proxy.call::<()>(Call::Lock(LockCall::Acquire { timeout }))?;
+        acquire(&self.proxy, timeout)?;
         Ok(LockProxyGuard { lock: self })
     }
 
@@ -813,12 +821,12 @@ impl LockProxy {
     /// Releases the lock without a guard (CPython `release()`; for a lock taken by
     /// [`LockProxyGuard`] that was forgotten, or taken through another proxy).
     pub fn release(&self) -> Result<()> {
-        self.proxy.call(Call::Lock(LockCall::Release))
+        self.proxy.call("release", &())
     }
 
     /// Whether a `Lock` is held; an `RLock`'s depth.
     pub fn locked(&self) -> Result<bool> {
-        self.proxy.call::<u64>(Call::Lock(LockCall::Value)).map(|v| v > 0)
+        self.proxy.call::<_, u64>("#value", &()).map(|v| v > 0)
     }
 }
 
@@ -831,35 +839,31 @@ typed_proxy!(
 );
 
 impl SemaphoreProxy {
-    fn acquire_within(&self, timeout: Option<Duration>) -> Result<()> {
-        self.proxy.call(Call::Lock(LockCall::Acquire { timeout }))
-    }
-
     /// Takes a permit, waiting for one.
     pub fn acquire(&self) -> Result<()> {
-        self.acquire_within(None)
+        acquire(&self.proxy, None)
     }
 
     /// Takes a permit if one is free ([`Error::WouldBlock`] otherwise).
     pub fn try_acquire(&self) -> Result<()> {
-        self.acquire_within(Some(Duration::ZERO))
+        acquire(&self.proxy, Some(Duration::ZERO))
     }
 
     /// Waits up to `timeout` for a permit ([`Error::Timeout`]).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
-        self.acquire_within(Some(timeout))
+        acquire(&self.proxy, Some(timeout))
     }
 
     /// Gives a permit back; a bounded semaphore refuses to go above its initial value
     /// ([`Error::Remote`] with a `ValueError`).
     pub fn release(&self) -> Result<()> {
-        self.proxy.call(Call::Lock(LockCall::Release))
+        self.proxy.call("release", &())
     }
 
     /// The number of free permits (CPython `get_value()`).
     #[doc(alias = "get_value")]
     pub fn value(&self) -> Result<u64> {
-        self.proxy.call(Call::Lock(LockCall::Value))
+        self.proxy.call("#value", &())
     }
 }
 
@@ -878,13 +882,9 @@ pub struct ConditionProxyGuard<'a> {
 }
 
 impl ConditionProxy {
-    fn call<R: DeserializeOwned>(&self, call: ConditionCall) -> Result<R> {
-        self.proxy.call(Call::Condition(call))
-    }
-
     /// Takes the condition's lock.
     pub fn acquire(&self) -> Result<ConditionProxyGuard<'_>> {
-        self.call::<()>(ConditionCall::Lock(LockCall::Acquire { timeout: None }))?;
+        acquire(&self.proxy, None)?;
         Ok(ConditionProxyGuard { condition: self })
     }
 }
@@ -892,12 +892,12 @@ impl ConditionProxy {
 impl ConditionProxyGuard<'_> {
     /// Releases the lock, waits for a notification, takes the lock back.
     pub fn wait(&self) -> Result<()> {
-        self.condition.call::<bool>(ConditionCall::Wait { timeout: None }).map(drop)
+        self.condition.proxy.call::<_, bool>("wait", &()).map(drop)
     }
 
     /// Like [`wait`](Self::wait) for at most `timeout`; whether it was notified.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.condition.call(ConditionCall::Wait { timeout: Some(timeout) })
+        self.condition.proxy.call("wait", &(seconds(timeout),))
     }
 
     /// Waits until `predicate` holds (checked with the lock held, after each notification).
@@ -910,18 +910,18 @@ impl ConditionProxyGuard<'_> {
 
     /// Wakes up to `n` waiters.
     pub fn notify(&self, n: u64) -> Result<()> {
-        self.condition.call(ConditionCall::Notify(n))
+        self.condition.proxy.call("notify", &(n,))
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) -> Result<()> {
-        self.condition.call(ConditionCall::NotifyAll)
+        self.condition.proxy.call("notify_all", &())
     }
 }
 
 impl Drop for ConditionProxyGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.condition.call::<()>(ConditionCall::Lock(LockCall::Release));
+        let _ = self.condition.proxy.call::<_, ()>("release", &());
     }
 }
 
@@ -932,33 +932,29 @@ typed_proxy!(
 );
 
 impl EventProxy {
-    fn call<R: DeserializeOwned>(&self, call: EventCall) -> Result<R> {
-        self.proxy.call(Call::Event(call))
-    }
-
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) -> Result<()> {
-        self.call(EventCall::Set)
+        self.proxy.call("set", &())
     }
 
     /// Clears the flag.
     pub fn clear(&self) -> Result<()> {
-        self.call(EventCall::Clear)
+        self.proxy.call("clear", &())
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool> {
-        self.call(EventCall::IsSet)
+        self.proxy.call("is_set", &())
     }
 
     /// Waits until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        self.call::<bool>(EventCall::Wait { timeout: None }).map(drop)
+        self.proxy.call::<_, bool>("wait", &()).map(drop)
     }
 
     /// Waits up to `timeout`; whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.call(EventCall::Wait { timeout: Some(timeout) })
+        self.proxy.call("wait", &(seconds(timeout),))
     }
 }
 
@@ -969,44 +965,44 @@ typed_proxy!(
 );
 
 impl BarrierProxy {
-    fn call<R: DeserializeOwned>(&self, call: BarrierCall) -> Result<R> {
-        self.proxy.call(Call::Barrier(call))
+    fn wait_within<A: Serialize>(&self, args: &A) -> Result<u64> {
+        call_or(&self.proxy, "wait", args, "threading.BrokenBarrierError", || Error::BrokenBarrier)
     }
 
     /// Waits for every party; returns this party's arrival index (`0..parties`).
     /// [`Error::BrokenBarrier`] when the barrier breaks.
     pub fn wait(&self) -> Result<u64> {
-        self.call(BarrierCall::Wait { timeout: None })
+        self.wait_within(&())
     }
 
     /// Like [`wait`](Self::wait); if the others do not come within `timeout`, the barrier breaks.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
-        self.call(BarrierCall::Wait { timeout: Some(timeout) })
+        self.wait_within(&(seconds(timeout),))
     }
 
     /// Breaks the barrier: waiters now and later get [`Error::BrokenBarrier`].
     pub fn abort(&self) -> Result<()> {
-        self.call(BarrierCall::Abort)
+        self.proxy.call("abort", &())
     }
 
     /// Makes the barrier usable again; parties waiting now get [`Error::BrokenBarrier`].
     pub fn reset(&self) -> Result<()> {
-        self.call(BarrierCall::Reset)
+        self.proxy.call("reset", &())
     }
 
     /// Whether the barrier is broken.
     pub fn broken(&self) -> Result<bool> {
-        self.call(BarrierCall::Broken)
+        self.proxy.call("__getattribute__", &("broken",))
     }
 
     /// How many parties wait now.
     pub fn n_waiting(&self) -> Result<u64> {
-        self.call(BarrierCall::Waiting)
+        self.proxy.call("__getattribute__", &("n_waiting",))
     }
 
     /// How many parties the barrier needs.
     pub fn parties(&self) -> Result<u64> {
-        self.call(BarrierCall::Parties)
+        self.proxy.call("__getattribute__", &("parties",))
     }
 }
 
@@ -1021,12 +1017,12 @@ typed_proxy!(
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value.
     pub fn get(&self) -> Result<T> {
-        decode(&self.proxy.call::<Bytes>(Call::Value(ValueCall::Get))?)
+        self.proxy.call("get", &())
     }
 
     /// Replaces the value.
     pub fn set(&self, value: &T) -> Result<()> {
-        self.proxy.call(Call::Value(ValueCall::Set(encode(value)?)))
+        self.proxy.call("set", &(value,))
     }
 }
 
@@ -1039,17 +1035,17 @@ typed_proxy!(
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// The item at `index` (negative counts from the end).
     pub fn get(&self, index: i64) -> Result<T> {
-        decode(&self.proxy.call::<Bytes>(Call::Value(ValueCall::GetAt(index)))?)
+        self.proxy.call("__getitem__", &(index,))
     }
 
     /// Replaces the item at `index`.
     pub fn set(&self, index: i64, value: &T) -> Result<()> {
-        self.proxy.call(Call::Value(ValueCall::SetAt(index, encode(value)?)))
+        self.proxy.call("__setitem__", &(index, value))
     }
 
     /// The length.
     pub fn len(&self) -> Result<usize> {
-        self.proxy.call::<u64>(Call::Value(ValueCall::Len)).map(|n| n as usize)
+        self.proxy.call("__len__", &())
     }
 
     /// Whether the array has no items.
@@ -1059,6 +1055,6 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 
     /// A copy of the items.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        decode_all(self.proxy.call(Call::Value(ValueCall::Items))?)
+        self.proxy.call("#items", &())
     }
 }

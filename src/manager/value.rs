@@ -1,14 +1,17 @@
 //! [`Value`]: a value whose type is known only at run time, for managed containers of mixed
 //! contents.
 //!
-//! Why not [`PickleValue`](crate::connection::PickleValue): it exists only with the `pickle`
-//! feature, is not `Serialize` (it cannot travel as postcard), and has no `Display` in Python's
-//! notation. This enum is plain serde data, so a `DictProxy<Value, Value>` works like a Python dict
-//! with keys and values of any of these kinds.
+//! A `DictProxy<Value, Value>` works like a Python dict with keys and values of any of these
+//! kinds, and Python clients of the manager see them as the Python values they are (`1`, `'1'`,
+//! `(1, 2)`). [`crate::pickle::PickleValue`] holds every Python value (sets, big integers, dates)
+//! but travels only pickled; this enum also travels as postcard (a process's arguments, a
+//! `Connection::send`), in a tagged form.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::pickle::PickleValue;
 
 /// A dynamically typed value, printed in Python's notation.
 ///
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 /// let text: Vec<String> = items.iter().map(ToString::to_string).collect();
 /// assert_eq!(text, ["1", "'1'", "0.25", "None"]);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// Python `None`.
     #[default]
@@ -109,5 +112,137 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 impl<T: Into<Value>> From<Vec<T>> for Value {
     fn from(items: Vec<T>) -> Value {
         Value::List(items.into_iter().map(Into::into).collect())
+    }
+}
+
+/// [`Value`] as compact formats (postcard) carry it: tagged by variant.
+#[derive(Serialize)]
+enum TaggedRef<'a> {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    List(&'a [Value]),
+    Tuple(&'a [Value]),
+    Dict(&'a [(Value, Value)]),
+}
+
+/// [`TaggedRef`], owned, for decoding.
+#[derive(Deserialize)]
+enum Tagged {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+}
+
+impl Serialize for Value {
+    /// The Python value itself for formats that describe themselves (pickle, for the manager and
+    /// its Python clients; JSON); tagged by variant for compact ones (postcard).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
+        if !serializer.is_human_readable() {
+            let tagged = match self {
+                Value::None => TaggedRef::None,
+                Value::Bool(b) => TaggedRef::Bool(*b),
+                Value::Int(i) => TaggedRef::Int(*i),
+                Value::Float(x) => TaggedRef::Float(*x),
+                Value::Str(s) => TaggedRef::Str(s),
+                Value::Bytes(b) => TaggedRef::Bytes(b),
+                Value::List(items) => TaggedRef::List(items),
+                Value::Tuple(items) => TaggedRef::Tuple(items),
+                Value::Dict(pairs) => TaggedRef::Dict(pairs),
+            };
+            return tagged.serialize(serializer);
+        }
+        match self {
+            Value::None => serializer.serialize_none(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Float(x) => serializer.serialize_f64(*x),
+            Value::Str(s) => serializer.serialize_str(s),
+            Value::Bytes(b) => serializer.serialize_bytes(b),
+            Value::List(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Tuple(items) => {
+                let mut tuple = serializer.serialize_tuple(items.len())?;
+                for item in items {
+                    tuple.serialize_element(item)?;
+                }
+                tuple.end()
+            }
+            Value::Dict(pairs) => {
+                let mut map = serializer.serialize_map(Some(pairs.len()))?;
+                for (k, v) in pairs {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        if !deserializer.is_human_readable() {
+            return Ok(match Tagged::deserialize(deserializer)? {
+                Tagged::None => Value::None,
+                Tagged::Bool(b) => Value::Bool(b),
+                Tagged::Int(i) => Value::Int(i),
+                Tagged::Float(x) => Value::Float(x),
+                Tagged::Str(s) => Value::Str(s),
+                Tagged::Bytes(b) => Value::Bytes(b),
+                Tagged::List(items) => Value::List(items),
+                Tagged::Tuple(items) => Value::Tuple(items),
+                Tagged::Dict(pairs) => Value::Dict(pairs),
+            });
+        }
+        Value::try_from(PickleValue::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<PickleValue> for Value {
+    type Error = String;
+
+    /// The value, if it is one of the kinds [`Value`] holds (a set becomes a list); an error
+    /// naming the Python type otherwise.
+    fn try_from(value: PickleValue) -> Result<Value, String> {
+        let all = |items: Vec<PickleValue>| items.into_iter().map(Value::try_from).collect::<Result<Vec<_>, _>>();
+        Ok(match value {
+            PickleValue::None => Value::None,
+            PickleValue::Bool(b) => Value::Bool(b),
+            PickleValue::I64(i) => Value::Int(i),
+            PickleValue::F64(x) => Value::Float(x),
+            PickleValue::String(s) => Value::Str(s),
+            PickleValue::Bytes(b) | PickleValue::ByteArray(b) => Value::Bytes(b),
+            PickleValue::List(items) | PickleValue::Set(items) | PickleValue::FrozenSet(items) => {
+                Value::List(all(items)?)
+            }
+            PickleValue::Tuple(items) => Value::Tuple(all(items)?),
+            PickleValue::Dict(pairs) => Value::Dict(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| Ok((Value::try_from(k)?, Value::try_from(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => {
+                return Err(format!(
+                    "a Python {} has no manager::Value counterpart; receive it as a pickle::PickleValue",
+                    other.type_name()
+                ));
+            }
+        })
     }
 }

@@ -45,8 +45,8 @@ use crate::sys::{self, Refused, SignedFnPtr};
 /// }
 ///
 /// # fn main() -> multiproc::Result<()> {
-/// let tasks: Queue<Task> = Queue::new(0)?;
-/// let done: Queue<String> = Queue::new(0)?;
+/// let tasks: Queue<Task> = Queue::new()?;
+/// let done: Queue<String> = Queue::new()?;
 /// tasks.put(Some((Function::new(mul), (3, 7))))?;
 /// tasks.put(Some((Function::new(plus), (3, 8))))?;
 /// tasks.put(None)?;

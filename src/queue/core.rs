@@ -1,16 +1,20 @@
-//! The untyped queue: records in the shared ring, descriptors on the side channel, waiting and
-//! waking. The typed handles (`handles`) encode and decode items around it.
+//! The untyped queue: records in the shared ring (or the spill), descriptors on the side channel,
+//! waiting and waking. The typed handles (`handles`) encode and decode items around it.
 //!
 //! # Records
 //!
+//! The records of `shm::record_ring` (the pipes' too), of three kinds:
+//!
 //! ```text
-//! [len: u32][kind: u32][payload: len bytes][padding to 8]
 //! INLINE  payload = the item's encoding
 //! FDS     payload = ticket (u64) + the item's encoding; its descriptors wait on the side channel
 //! BIG     payload = ticket (u64) + encoding length (u64); the side channel carries the item's
 //!         descriptors and, last, a memory file holding the encoding
-//! PAD     the rest of the ring up to its end is unused; the next record starts at offset 0
 //! ```
+//!
+//! A record goes into the ring when it has room and the spill is empty, into the spill (see
+//! `spill`) otherwise; an INLINE record longer than the ring's inline limit (a big item that found
+//! the side channel full) always goes into the spill.
 //!
 //! # The side channel
 //!
@@ -22,6 +26,11 @@
 //! read. A message whose record was never committed (its producer killed in between) or whose
 //! record was removed by a consumer killed before receiving it carries an older ticket than any
 //! record still in the ring, and the next consumer to look drops it, closing its descriptors.
+//!
+//! The channel holds what the kernel's socket buffer holds (`net.core.wmem_default`, some 270
+//! messages by default), and the kernel caps the descriptors in flight per user (`RLIMIT_NOFILE`).
+//! A big item without descriptors that finds it full goes into the spill instead; an item holding
+//! descriptors waits for a consumer, as on a full queue: the one limit an unbounded queue keeps.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,12 +39,14 @@ use std::sync::atomic::Ordering;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::Message;
+use crate::shm::record_ring::{self, Found, RecordRing, RingBytes};
 use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE};
 use crate::sync::spin::SpinState;
 use crate::sys;
 
 use super::shared::{BigItem, Counters, SharedMemory, State};
+use super::spill::{RELEASE_STEP, Spill};
 use super::wakeup::Sleep;
 
 /// Items whose encoding is longer than this travel in a memory file of their own instead of
@@ -52,17 +63,14 @@ const RESTART_AFTER: u64 = 1 << 20;
 /// The smallest ring: room for a few inline items of the largest size.
 pub(super) const MIN_CAPACITY: usize = 4096;
 
-const HEADER: usize = 8;
+/// The longest encoding that can be spilled as one record (its length is a `u32`); a longer big
+/// item always travels in a memory file of its own.
+const SPILL_ITEM_MAX: usize = u32::MAX as usize - 64;
+
 const TICKET: usize = 8;
 const INLINE: u32 = 1;
 const FDS: u32 = 2;
 const BIG: u32 = 3;
-const PAD: u32 = 4;
-
-/// A record's size in the ring: header and payload, rounded up to 8 bytes.
-fn record_size(payload: usize) -> usize {
-    HEADER + payload.div_ceil(8) * 8
-}
 
 /// What a consumer took out of the queue, to decode outside the lock.
 pub(super) enum Taken {
@@ -70,6 +78,19 @@ pub(super) enum Taken {
     Inline(Vec<u8>, Vec<OwnedFd>),
     /// A big item: its descriptors and its encoding in a memory file of `len` bytes.
     Big(Vec<OwnedFd>, OwnedFd, usize),
+}
+
+/// An encoded item on its way into the queue.
+struct Outgoing<'a> {
+    /// The record it takes (BIG may still become INLINE: see `spill_whole`).
+    kind: u32,
+    /// Its encoding.
+    bytes: &'a [u8],
+    /// Its descriptors, and last, for a BIG record, the memory file holding `bytes`.
+    fds: &'a [OwnedFd],
+    /// Whether the item may go to the spill whole should the side channel be full (it holds no
+    /// descriptor of its own, and its length fits a record's).
+    spill_whole: bool,
 }
 
 /// Why a push or pop did not happen.
@@ -168,25 +189,31 @@ impl Core {
     /// Puts an encoded item, waiting for room until `deadline` (then [`Error::Full`]).
     pub(super) fn put(&self, message: Message, deadline: Deadline) -> Result<()> {
         let Message { bytes, mut fds } = message;
-        let big = bytes.len() > self.inline_limit();
-        let kind = match (big, fds.is_empty()) {
+        let state = self.state();
+        if fds.len() >= sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::InvalidState(format!(
+                "an item holding {} descriptors cannot be put in a queue: at most {} per item",
+                fds.len(),
+                sys::MAX_FDS_PER_MESSAGE - 1
+            )));
+        }
+        let own_fds = fds.len();
+        // A big item goes in a memory file of its own, unless it holds no descriptor and the side
+        // channel (which would carry that file) was found full: then it goes to the spill.
+        let spill_whole = bytes.len() <= SPILL_ITEM_MAX && own_fds == 0;
+        let kind = match (bytes.len() > self.inline_limit(), own_fds > 0) {
+            (true, _) if spill_whole && state.side_channel_full.load(Ordering::Relaxed) != 0 => INLINE,
             (true, _) => BIG,
-            (false, false) => FDS,
-            (false, true) => INLINE,
+            (false, true) => FDS,
+            (false, false) => INLINE,
         };
-        if big {
+        if kind == BIG {
             fds.push(BigItem::store(&bytes)?);
         }
-        let payload_len = match kind {
-            INLINE => bytes.len(),
-            FDS => TICKET + bytes.len(),
-            _ => TICKET + 8,
-        };
-        let body: &[u8] = if big { &(bytes.len() as u64).to_le_bytes() } else { &bytes };
-        let state = self.state();
+        let item = Outgoing { kind, bytes: &bytes, fds: &fds, spill_whole };
         loop {
             let Some(locked) = self.lock(lock_deadline(deadline))? else { return Err(Error::Full) };
-            match self.push_locked(&locked, kind, payload_len, body, &fds)? {
+            match self.push_locked(&locked, &item)? {
                 Ok(()) => {
                     drop(locked);
                     Sleep { word: &state.items_seq, waiters: &state.get_waiters, need: &state.items_need }
@@ -204,60 +231,96 @@ impl Core {
         }
     }
 
-    /// Writes one record and commits it, or says what to wait for.
-    fn push_locked(
-        &self,
-        _locked: &Locked<'_>,
-        kind: u32,
-        payload_len: usize,
-        body: &[u8],
-        fds: &[OwnedFd],
-    ) -> Result<std::result::Result<(), NotNow>> {
+    /// Writes one record into the ring or the spill and commits it, or says what to wait for: the
+    /// item limit, or room on the side channel for an item holding descriptors.
+    fn push_locked(&self, _locked: &Locked<'_>, item: &Outgoing<'_>) -> Result<std::result::Result<(), NotNow>> {
         let state = self.state();
         let counters = state.counters();
-        let capacity = self.memory.capacity() as u64;
-        let need = record_size(payload_len) as u64;
-        let index = counters.tail % capacity;
-        let pad = if need > capacity - index { capacity - index } else { 0 };
         let maxsize = state.maxsize();
-        let over_limit = maxsize > 0 && counters.count >= maxsize;
-        let used = counters.tail - counters.head;
-        if over_limit || used + pad + need > capacity {
+        if maxsize > 0 && counters.count >= maxsize {
             return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst))));
         }
-        let mut ticket = None;
+        let mut kind = item.kind;
+        let mut ticket = [0u8; TICKET];
         if kind != INLINE {
-            let number = state.next_ticket.load(Ordering::Relaxed);
-            state.next_ticket.store(number + 1, Ordering::Relaxed);
-            let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-            let sent = sys::try_send_with_fds(self.side_tx.as_fd(), &[IoSlice::new(&number.to_le_bytes())], &borrowed)
-                .context("pass an item's descriptors to the queue")?;
-            if sent == 0 {
-                // The side channel is full (consumers lag behind): wait for a get like for room.
-                return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst))));
+            match self.send_descriptors(item.fds)? {
+                Some(number) => ticket = number.to_le_bytes(),
+                // A big item without descriptors goes to the spill whole.
+                None if kind == BIG && item.spill_whole => kind = INLINE,
+                None => return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst)))),
             }
-            ticket = Some(number);
         }
-        let mut at = index as usize;
-        if pad > 0 {
-            self.memory.write(at, &header(0, PAD));
-            at = 0;
-        }
-        self.memory.write(at, &header(payload_len as u32, kind));
-        at += HEADER;
-        if let Some(ticket) = ticket {
-            self.memory.write(at, &ticket.to_le_bytes());
-            at += TICKET;
-        }
-        self.memory.write(at, body);
-        state.commit(Counters {
-            tail: counters.tail + pad + need,
-            count: counters.count + 1,
-            unfinished: counters.unfinished + 1,
-            ..counters
-        });
+        let length = (item.bytes.len() as u64).to_le_bytes();
+        let parts: [&[u8]; 2] = match kind {
+            INLINE => [&[], item.bytes],
+            FDS => [&ticket, item.bytes],
+            _ => [&ticket, &length],
+        };
+        let payload_len = parts[0].len() + parts[1].len();
+        let fits_ring = kind != INLINE || item.bytes.len() <= self.inline_limit();
+        let new = match fits_ring && !counters.spilling() {
+            true => self.write_ring(&counters, kind, parts),
+            false => None,
+        };
+        let new = match new {
+            Some(new) => new,
+            None => self.write_spill(&counters, &record_ring::header(payload_len as u32, kind), parts)?,
+        };
+        state.commit(Counters { count: counters.count + 1, unfinished: counters.unfinished + 1, ..new });
         state.items_seq.fetch_add(1, Ordering::SeqCst);
         Ok(Ok(()))
+    }
+
+    /// Sends an item's descriptors on the side channel under a new ticket (burnt at once);
+    /// `None` if the channel has no room (or the kernel's limit on descriptors in flight is
+    /// reached), noted in the state for the next big items.
+    fn send_descriptors(&self, fds: &[OwnedFd]) -> Result<Option<u64>> {
+        let state = self.state();
+        // Burnt before the send: a producer killed after its message left must not leave its
+        // ticket to the next one (whose consumer would take the orphan's descriptors).
+        let number = state.next_ticket.load(Ordering::Relaxed);
+        state.next_ticket.store(number + 1, Ordering::Relaxed);
+        let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+        let sent = match sys::try_send_with_fds(self.side_tx.as_fd(), &[IoSlice::new(&number.to_le_bytes())], &borrowed)
+        {
+            Err(rustix::io::Errno::TOOMANYREFS) => 0,
+            other => other.context("pass an item's descriptors to the queue")?,
+        };
+        if sent == 0 {
+            state.side_channel_full.store(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(Some(number))
+    }
+
+    /// Writes a record beyond the ring's tail if it has room: the counters that publish it.
+    fn write_ring(&self, counters: &Counters, kind: u32, parts: [&[u8]; 2]) -> Option<Counters> {
+        let ring = RecordRing::new(&self.memory);
+        let placement = ring.place(counters.tail, parts[0].len() + parts[1].len());
+        if counters.tail - counters.head + placement.footprint > self.memory.capacity() as u64 {
+            return None;
+        }
+        // SAFETY: under the queue's lock (the caller's `Locked`), the bytes beyond the tail, up to
+        // the head plus the ring's size, are this holder's: room checked just above.
+        unsafe { ring.write(counters.tail, placement, kind, &parts) };
+        Some(Counters { tail: counters.tail + placement.footprint, ..*counters })
+    }
+
+    /// Writes a record beyond the spill's tail: the counters that publish it.
+    fn write_spill(&self, counters: &Counters, header: &[u8], parts: [&[u8]; 2]) -> Result<Counters> {
+        let state = self.state();
+        let at = counters.spill_tail;
+        let end = at + record_ring::record_size(parts[0].len() + parts[1].len()) as u64;
+        // Noted before the bytes are written: the memory to give back covers them, whatever happens.
+        if state.spill_written.load(Ordering::Relaxed) < end {
+            state.spill_written.store(end, Ordering::Relaxed);
+        }
+        self.spill().write(at, header, &parts)?;
+        Ok(Counters { spill_tail: end, ..*counters })
+    }
+
+    fn spill(&self) -> Spill<'_> {
+        Spill { fd: self.memory.fd().as_fd(), base: self.memory.spill_base() }
     }
 
     /// Takes the oldest item, waiting until `deadline` (then [`Error::Empty`]).
@@ -285,46 +348,36 @@ impl Core {
         }
     }
 
-    /// Removes the oldest record and commits; `Ok(None)` when the record's item was lost.
+    /// Removes the oldest record (from the ring while it holds one, then from the spill) and
+    /// commits; `Ok(None)` when the record's item was lost.
     fn pop_locked(&self, _locked: &Locked<'_>) -> Result<std::result::Result<Option<Taken>, NotNow>> {
         let state = self.state();
         let counters = state.counters();
         if counters.count == 0 {
             return Ok(Err(NotNow::Wait(state.items_seq.load(Ordering::SeqCst))));
         }
-        let capacity = self.memory.capacity() as u64;
-        let mut position = counters.head;
-        let (mut len, mut kind) = self.read_header(position);
-        if kind == PAD {
-            position += capacity - position % capacity;
-            (len, kind) = self.read_header(position);
-        }
-        let index = (position % capacity) as usize;
-        let room = self.memory.capacity() - index - HEADER;
-        let len = len as usize;
-        let valid = match kind {
-            INLINE => len <= room,
-            FDS => (TICKET..=room).contains(&len),
-            BIG => len == TICKET + 8 && len <= room,
-            _ => false,
+        let from_ring = counters.ring_used();
+        let (kind, mut payload, mut new) = match from_ring {
+            true => self.read_ring(&counters)?,
+            false => self.read_spill(&counters)?,
         };
-        if !valid {
-            return Err(Error::Protocol(format!(
-                "a queue's shared memory holds a malformed record (kind {kind}, {len} bytes); the queue is corrupted"
-            )));
-        }
-        let mut payload = vec![0u8; len];
-        self.memory.read(index + HEADER, &mut payload);
-        let head = position + record_size(len) as u64;
-        let count = counters.count - 1;
+        new.count = counters.count - 1;
+        new.taken = counters.taken + 1;
         // Emptied past the first MiB: start again at the beginning, so that the backlog decides
         // how much of the ring's memory is ever touched (at least a MiB, where streams run).
-        let (head, tail) = match count == 0 && head >= RESTART_AFTER {
-            true => (0, 0),
-            false => (head, counters.tail),
-        };
-        state.commit(Counters { head, tail, count, taken: counters.taken + 1, ..counters });
+        if new.count == 0 && new.head >= RESTART_AFTER {
+            (new.head, new.tail) = (0, 0);
+        }
+        // The spill drained (the ring is empty then: it is read first): it starts over at 0.
+        let spill_drained = !from_ring && !new.spilling();
+        if spill_drained {
+            (new.spill_head, new.spill_tail) = (0, 0);
+        }
+        state.commit(new);
         state.space_seq.fetch_add(1, Ordering::SeqCst);
+        if !from_ring {
+            self.release_spill(new.spill_head, spill_drained);
+        }
         if kind == INLINE {
             return Ok(Ok(Some(Taken::Inline(payload, Vec::new()))));
         }
@@ -341,14 +394,47 @@ impl Core {
         Ok(Ok(Some(Taken::Big(fds, memory, encoded_len as usize))))
     }
 
-    fn read_header(&self, position: u64) -> (u32, u32) {
-        let mut header = [0u8; HEADER];
-        self.memory.read((position % self.memory.capacity() as u64) as usize, &mut header);
-        let (len, kind) = header.split_at(4);
-        (
-            u32::from_le_bytes(len.try_into().unwrap_or_default()),
-            u32::from_le_bytes(kind.try_into().unwrap_or_default()),
-        )
+    /// Reads the record at the ring's head: its kind, its payload and the counters without it.
+    fn read_ring(&self, counters: &Counters) -> Result<(u32, Vec<u8>, Counters)> {
+        // SAFETY: under the queue's lock (the caller's `Locked`), the committed records between
+        // head and tail are read by this holder alone and written by nobody.
+        match unsafe { RecordRing::new(&self.memory).read(counters.head, counters.tail) } {
+            Found::Record { kind, payload, next } if valid(kind, payload.len()) => {
+                Ok((kind, payload, Counters { head: next, ..*counters }))
+            }
+            Found::Record { kind, payload, .. } => Err(malformed(kind, payload.len())),
+            Found::Malformed { kind, len } => Err(malformed(kind, len)),
+            Found::Empty => Err(malformed(0, 0)),
+        }
+    }
+
+    /// Reads the record at the spill's head: its kind, its payload and the counters without it.
+    fn read_spill(&self, counters: &Counters) -> Result<(u32, Vec<u8>, Counters)> {
+        let available = counters.spill_tail.saturating_sub(counters.spill_head);
+        let Some((kind, payload)) = self.spill().read(counters.spill_head, available)? else {
+            return Err(malformed(0, available as usize));
+        };
+        if !valid(kind, payload.len()) {
+            return Err(malformed(kind, payload.len()));
+        }
+        let spill_head = counters.spill_head + record_ring::record_size(payload.len()) as u64;
+        Ok((kind, payload, Counters { spill_head, ..*counters }))
+    }
+
+    /// After a record was taken from the spill: gives back the memory behind its head, each
+    /// [`RELEASE_STEP`], or all of it once it `drained`.
+    fn release_spill(&self, head: u64, drained: bool) {
+        let state = self.state();
+        let released = state.spill_released.load(Ordering::Relaxed);
+        if drained {
+            self.spill().release(0, state.spill_written.load(Ordering::Relaxed).next_multiple_of(4096));
+            state.spill_written.store(0, Ordering::Relaxed);
+            state.spill_released.store(0, Ordering::Relaxed);
+        } else if head >= released + RELEASE_STEP {
+            let upto = head - head % 4096;
+            self.spill().release(released, upto);
+            state.spill_released.store(upto, Ordering::Relaxed);
+        }
     }
 
     /// Receives the side channel's message for `ticket`, dropping older ones (left by killed
@@ -359,6 +445,9 @@ impl Core {
             let mut fds = Vec::new();
             let got = sys::try_recv_with_fds(self.side_rx.as_fd(), &mut number, &mut fds)
                 .context("receive an item's descriptors from the queue")?;
+            if got.is_some() && self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
+                self.state().side_channel_full.store(0, Ordering::Relaxed);
+            }
             match got {
                 Some(TICKET) => match u64::from_le_bytes(number).cmp(&ticket) {
                     std::cmp::Ordering::Less => continue, // orphaned: its descriptors close here
@@ -435,11 +524,20 @@ fn lock_deadline(deadline: Deadline) -> Deadline {
     }
 }
 
-fn header(len: u32, kind: u32) -> [u8; HEADER] {
-    let mut header = [0u8; HEADER];
-    header[..4].copy_from_slice(&len.to_le_bytes());
-    header[4..].copy_from_slice(&kind.to_le_bytes());
-    header
+/// Whether a record of `kind` may have a payload of `len` bytes.
+fn valid(kind: u32, len: usize) -> bool {
+    match kind {
+        INLINE => true,
+        FDS => len >= TICKET,
+        BIG => len == TICKET + 8,
+        _ => false,
+    }
+}
+
+fn malformed(kind: u32, len: usize) -> Error {
+    Error::Protocol(format!(
+        "a queue's shared memory holds a malformed record (kind {kind}, {len} bytes); the queue is corrupted"
+    ))
 }
 
 /// Reads a big item's memory file: the item's bytes, mapped.
@@ -474,10 +572,12 @@ mod tests {
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
         let c = state.counters();
         let at = (c.tail % core.memory.capacity() as u64) as usize;
-        core.memory.write(at, &header(1, INLINE));
-        core.memory.write(at + HEADER, &[n]);
+        // SAFETY: this thread holds the lock (forgotten below, as a killed holder would).
+        unsafe { RingBytes::write(&core.memory, at, &record_ring::header(1, INLINE)) };
+        // SAFETY: as above.
+        unsafe { RingBytes::write(&core.memory, at + record_ring::HEADER, &[n]) };
         if armed {
-            state.arm(Counters { tail: c.tail + record_size(1) as u64, count: c.count + 1, ..c });
+            state.arm(Counters { tail: c.tail + record_ring::record_size(1) as u64, count: c.count + 1, ..c });
         }
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
@@ -515,11 +615,69 @@ mod tests {
         let state = core.state();
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
         let c = state.counters();
-        state.arm(Counters { head: c.head + record_size(1) as u64, count: c.count - 1, taken: c.taken + 1, ..c });
+        state.arm(Counters {
+            head: c.head + record_ring::record_size(1) as u64,
+            count: c.count - 1,
+            taken: c.taken + 1,
+            ..c
+        });
         std::mem::forget(locked);
         state.lock.abandon_to(GHOST, 99);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
         assert_eq!(core.len(), 0);
+    }
+
+    /// The memory the queue's file holds now, in bytes.
+    fn memory_held(core: &Core) -> u64 {
+        rustix::fs::fstat(core.memory.fd()).unwrap().st_blocks as u64 * 512
+    }
+
+    #[test]
+    fn the_spill_gives_its_memory_back_as_it_drains() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        let before = memory_held(&core);
+        let item = |n: u8| Message { bytes: vec![n; 1000], fds: Vec::new() };
+        for n in 0..10_000u32 {
+            core.put(item(n as u8), Deadline::NONE).unwrap();
+        }
+        let full = memory_held(&core);
+        assert!(full > before + (9 << 20), "10 MB spilled, {} bytes held", full - before);
+        // Halfway: the memory behind the spill's head is given back.
+        for n in 0..5000u32 {
+            assert!(matches!(core.get(Deadline::NONE).unwrap(), Taken::Inline(b, _) if b == vec![n as u8; 1000]));
+        }
+        let half = memory_held(&core);
+        assert!(half < full - (3 << 20), "{half} bytes held of {full}");
+        for n in 5000..10_000u32 {
+            assert!(matches!(core.get(Deadline::NONE).unwrap(), Taken::Inline(b, _) if b == vec![n as u8; 1000]));
+        }
+        // All given back: what stays is the state and the ring's 4 KiB.
+        assert!(memory_held(&core) <= before + 4096, "{} bytes held", memory_held(&core));
+        // And the queue starts over in the ring.
+        core.put(item(7), Deadline::NONE).unwrap();
+        assert_eq!(state_counters(&core).spill_tail, 0);
+        assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 7);
+    }
+
+    fn state_counters(core: &Core) -> Counters {
+        core.state().counters()
+    }
+
+    #[test]
+    fn a_malformed_spill_record_is_an_error_not_a_crash() {
+        let core = Core::create(1, 0, 4096).unwrap();
+        for n in 0..100 {
+            core.put(Message { bytes: vec![n; 100], fds: Vec::new() }, Deadline::NONE).unwrap();
+        }
+        let c = state_counters(&core);
+        assert!(c.spilling());
+        // A record claiming more bytes than the spill holds.
+        let at = core.memory.spill_base() + c.spill_head;
+        sys::write_all_at(core.memory.fd().as_fd(), &record_ring::header(u32::MAX, INLINE), at).unwrap();
+        while core.state().counters().ring_used() {
+            core.get(Deadline::NONE).unwrap();
+        }
+        assert!(matches!(core.get(Deadline::NONE), Err(Error::Protocol(_))));
     }
 
     #[test]

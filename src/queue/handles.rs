@@ -103,30 +103,70 @@ impl<T> Inner<T> {
     }
 }
 
-/// A first-in, first-out queue of `T` between processes and threads, optionally bounded.
+/// A first-in, first-out queue of `T` between processes and threads, optionally bounded
+/// (Python's `multiprocessing.Queue`).
 ///
 /// Items are serde values (any number of producers and consumers, in any processes that hold a
 /// handle; give a handle to a child as a process argument, or clone it for a thread). Each
 /// producer's items come out in the order it put them. A `put` returns once the item is in the
 /// queue's shared memory: nothing is buffered in the producer, so an item put before a producer
-/// exits (or is killed) is never lost. See [the module documentation](crate::queue) for the
-/// design, the limits and what a killed process can lose.
+/// exits (or is killed) is never lost. An unbounded queue ([`new`](Self::new)) takes every item
+/// without waiting for a consumer, as CPython's does (one exception: items holding descriptors,
+/// see [`put`](Self::put)). See [the module documentation](crate::queue) for the design, the
+/// limits and what a killed process can lose.
+///
+/// There is no `Default`: creating a queue makes a memory file and a socket pair, which can fail.
 ///
 /// # Examples
+///
+/// Python's "put every task, then start the workers" ports as it stands: the queue holds the
+/// tasks until the workers come.
 ///
 /// ```
 /// use multiproc::{Process, Queue};
 ///
-/// fn produce(queue: Queue<String>) {
-///     queue.put("hello from the child".to_string()).unwrap();
+/// fn worker(tasks: Queue<Option<u64>>, results: Queue<u64>) {
+///     while let Some(n) = tasks.get().unwrap() {
+///         results.put(n * n).unwrap();
+///     }
 /// }
 ///
 /// # fn main() -> multiproc::Result<()> {
-/// let queue = Queue::new(3)?;
-/// let mut child = Process::new(produce, (queue.clone(),));
-/// child.start()?;
-/// assert_eq!(queue.get()?, "hello from the child");
-/// child.join()?;
+/// let tasks = Queue::new()?;
+/// let results = Queue::new()?;
+/// for n in 0..100 {
+///     tasks.put(Some(n))?;
+/// }
+/// let mut workers = Vec::new();
+/// for _ in 0..2 {
+///     let mut worker = Process::new(worker, (tasks.clone(), results.clone()));
+///     worker.start()?;
+///     tasks.put(None)?; // one stop sign per worker
+///     workers.push(worker);
+/// }
+/// let total: u64 = (0..100).map(|_| results.get()).sum::<multiproc::Result<u64>>()?;
+/// assert_eq!(total, (0..100).map(|n| n * n).sum());
+/// for mut worker in workers {
+///     worker.join()?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A bounded queue makes a producer wait for its consumer:
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Error, Queue};
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let queue: Queue<u32> = Queue::with_maxsize(2)?;
+/// queue.put(1)?;
+/// queue.put(2)?;
+/// assert!(queue.full());
+/// assert!(matches!(queue.put_timeout(3, Duration::from_millis(10)), Err(Error::Full)));
+/// assert_eq!(queue.get()?, 1);
+/// queue.put_nowait(3)?;
 /// # Ok(())
 /// # }
 /// ```
@@ -136,19 +176,42 @@ pub struct Queue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    /// A queue holding at most `maxsize` items (0: no limit on the count; the shared ring's
-    /// bytes, 64 MiB of address space used only as far as the backlog reaches, still bound what
-    /// waits in it, see [`with_capacity`](Self::with_capacity)).
+    /// An unbounded queue (Python: `Queue()`): [`put`](Self::put) never waits for a consumer.
+    ///
+    /// Items wait in a shared ring (64 MiB of address space, used only as far as the backlog
+    /// reaches) and, beyond it, in the queue's memory file, which grows as far as the backlog
+    /// does: the machine's memory is the limit, as CPython's producer memory is there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the system refuses the queue's memory file or socket pair (out of memory
+    /// or descriptors).
     #[doc(alias = "Queue")]
-    pub fn new(maxsize: usize) -> Result<Self> {
+    pub fn new() -> Result<Self> {
+        Self::with_capacity(0, DEFAULT_CAPACITY)
+    }
+
+    /// A queue holding at most `maxsize` items, 0 for no limit (Python: `Queue(maxsize)`): a put
+    /// on a queue holding `maxsize` items waits for a get.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_maxsize(maxsize: usize) -> Result<Self> {
         Self::with_capacity(maxsize, DEFAULT_CAPACITY)
     }
 
     /// A queue of at most `maxsize` items (0: no limit) whose shared ring has `ring_bytes` bytes
-    /// (rounded up to 8, at least 4 KiB). Each item takes its encoding plus 8 to 23 bytes of the
-    /// ring; items encoded in more than 128 KiB (or a quarter of the ring) take 24 bytes and travel
-    /// in a memory file of their own. A put that finds the ring's bytes used up waits as on a
-    /// full queue.
+    /// (rounded up to 8, at least 4 KiB; [`new`](Self::new) takes 64 MiB). Each item takes its
+    /// encoding plus 8 to 23 bytes of the ring; items encoded in more than 128 KiB (or a quarter
+    /// of the ring) take 24 bytes and travel in a memory file of their own. Items that find the
+    /// ring full go to the queue's memory file beyond it (slower: a system call on each side),
+    /// and so do the items put after them until the queue has been drained: the ring is the fast
+    /// path, not a limit.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
     pub fn with_capacity(maxsize: usize, ring_bytes: usize) -> Result<Self> {
         Ok(Queue { inner: Inner::create(Kind::Queue, maxsize, ring_bytes)? })
     }
@@ -157,36 +220,68 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue { inner: Inner::create(kind, maxsize, DEFAULT_CAPACITY)? })
     }
 
-    /// Puts `item`, waiting as long as the queue is full.
+    /// Puts `item`, waiting as long as the queue holds `maxsize` items (Python: `put(item)`).
+    ///
+    /// An unbounded queue never waits, with one exception: an item holding descriptors (a
+    /// [`Handle`](crate::Handle), a connection, another queue) passes them on the queue's side
+    /// channel, a socket that holds some 270 such items waiting (`net.core.wmem_default`; big
+    /// items without descriptors do not count), and the kernel limits the descriptors in flight
+    /// of a user (`RLIMIT_NOFILE`, not for root); a put beyond waits for a consumer to take some.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the item cannot be encoded (nothing is put); [`Error::InvalidState`]
+    /// for an item holding more than 252 descriptors; [`Error::Io`] if the memory for the item
+    /// ran out.
     pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
         self.inner.put(item.borrow(), Deadline::NONE)
     }
 
-    /// Puts `item`, waiting at most `timeout` for room; [`Error::Full`] if there was none
-    /// (Python: `put(item, True, timeout)`).
+    /// Puts `item`, waiting at most `timeout` for room (Python: `put(item, True, timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] if the queue still held `maxsize` items (or, for an item holding
+    /// descriptors, the side channel was still full, see [`put`](Self::put)) when `timeout`
+    /// passed; otherwise as [`put`](Self::put).
     pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
         self.inner.put(item.borrow(), Deadline::after(Some(timeout)))
     }
 
-    /// Puts `item` if there is room now, or fails with [`Error::Full`] (Python: `put_nowait`,
-    /// `put(item, False)`).
+    /// Puts `item` if there is room now (Python: `put_nowait`, `put(item, False)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] if the queue holds `maxsize` items (or, for an item holding descriptors,
+    /// the side channel is full, see [`put`](Self::put)); otherwise as [`put`](Self::put).
     pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<()> {
         self.inner.put(item.borrow(), Deadline::after(Some(Duration::ZERO)))
     }
 
-    /// Takes the oldest item, waiting as long as the queue is empty.
+    /// Takes the oldest item, waiting as long as the queue is empty (Python: `get()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the item does not decode as a `T`; [`Error::Protocol`] if the queue's
+    /// shared memory was corrupted; [`Error::Io`] if its descriptors or memory could not be read.
     pub fn get(&self) -> Result<T> {
         self.inner.get(Deadline::NONE)
     }
 
-    /// Takes the oldest item, waiting at most `timeout`; [`Error::Empty`] if none came (Python:
-    /// `get(True, timeout)`).
+    /// Takes the oldest item, waiting at most `timeout` (Python: `get(True, timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if no item came within `timeout`; otherwise as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.inner.get(Deadline::after(Some(timeout)))
     }
 
-    /// Takes the oldest item if there is one now, or fails with [`Error::Empty`] (Python:
-    /// `get_nowait`, `get(False)`).
+    /// Takes the oldest item if there is one now (Python: `get_nowait`, `get(False)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if the queue is empty; otherwise as [`get`](Self::get).
     pub fn get_nowait(&self) -> Result<T> {
         self.inner.get(Deadline::after(Some(Duration::ZERO)))
     }
@@ -219,7 +314,7 @@ impl<T> Queue<T> {
     /// others, keep working; items already put stay in the queue.
     ///
     /// ```compile_fail
-    /// let queue: multiproc::Queue<u32> = multiproc::Queue::new(0).unwrap();
+    /// let queue: multiproc::Queue<u32> = multiproc::Queue::new().unwrap();
     /// queue.close();
     /// queue.put(1u32).unwrap(); // a closed queue: does not compile
     /// ```
@@ -281,7 +376,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 /// }
 ///
 /// # fn main() -> multiproc::Result<()> {
-/// let queue = JoinableQueue::new(0)?;
+/// let queue = JoinableQueue::new()?;
 /// let mut consumer = Process::new(consume, (queue.clone(),)).with_daemon(true);
 /// consumer.start()?;
 /// for n in 0..10 {
@@ -297,16 +392,34 @@ pub struct JoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-    /// A queue of at most `maxsize` items (0: no limit), see [`Queue::new`].
+    /// An unbounded queue (Python: `JoinableQueue()`), see [`Queue::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
     #[doc(alias = "JoinableQueue")]
-    pub fn new(maxsize: usize) -> Result<Self> {
+    pub fn new() -> Result<Self> {
+        Self::with_maxsize(0)
+    }
+
+    /// A queue of at most `maxsize` items, 0 for no limit (Python: `JoinableQueue(maxsize)`), see
+    /// [`Queue::with_maxsize`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    pub fn with_maxsize(maxsize: usize) -> Result<Self> {
         Ok(JoinableQueue { queue: Queue::with_kind(Kind::Joinable, maxsize)? })
     }
 }
 
 impl<T> JoinableQueue<T> {
-    /// Marks one item taken from the queue as handled. An error if called more times than items
-    /// were taken (Python: `ValueError`).
+    /// Marks one item taken from the queue as handled (Python: `task_done()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if called more times than items were taken (Python:
+    /// `ValueError`).
     pub fn task_done(&self) -> Result<()> {
         self.queue.inner.core.task_done()
     }
@@ -316,12 +429,20 @@ impl<T> JoinableQueue<T> {
     ///
     /// A consumer killed between its `get` and its `task_done` never marks its item done: use
     /// [`join_timeout`](Self::join_timeout) where that can happen.
+    ///
+    /// # Errors
+    ///
+    /// None today (the `Result` leaves room for a queue that can tell its consumers are gone).
     pub fn join(&self) -> Result<()> {
         self.queue.inner.core.join(Deadline::NONE);
         Ok(())
     }
 
-    /// [`join`](Self::join), giving up after `timeout` with [`Error::Timeout`].
+    /// [`join`](Self::join), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if items were still unfinished when `timeout` passed.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         let deadline = Deadline::after(Some(timeout));
         match self.queue.inner.core.join(deadline) {
@@ -373,25 +494,57 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
 
 /// An unbounded first-in, first-out queue with the smallest API: [`put`](Self::put),
 /// [`get`](Self::get), [`empty`](Self::empty), [`close`](Self::close) (Python's `SimpleQueue`).
-/// Same machinery as [`Queue`].
+/// Same machinery as [`Queue`] (and no `Default`, for the same reason).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, SimpleQueue};
+///
+/// fn greet(queue: SimpleQueue<String>, name: String) {
+///     queue.put(format!("hello, {name}")).unwrap();
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// let queue = SimpleQueue::new()?;
+/// let mut child = Process::new(greet, (queue.clone(), "parent".to_string()));
+/// child.start()?;
+/// assert_eq!(queue.get()?, "hello, parent");
+/// child.join()?;
+/// assert!(queue.empty());
+/// # Ok(())
+/// # }
+/// ```
 #[doc(alias = "multiprocessing.SimpleQueue")]
 pub struct SimpleQueue<T> {
     inner: Inner<T>,
 }
 
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
-    /// A new, empty queue.
+    /// A new, empty queue (Python: `SimpleQueue()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
     #[doc(alias = "SimpleQueue")]
     pub fn new() -> Result<Self> {
         Ok(SimpleQueue { inner: Inner::create(Kind::Simple, 0, DEFAULT_CAPACITY)? })
     }
 
-    /// Puts `item` (waiting only if the ring's bytes are used up, see [`Queue::with_capacity`]).
+    /// Puts `item`, without waiting (except for an item holding descriptors, see [`Queue::put`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
     pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
         self.inner.put(item.borrow(), Deadline::NONE)
     }
 
     /// Takes the oldest item, waiting as long as the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
     pub fn get(&self) -> Result<T> {
         self.inner.get(Deadline::NONE)
     }

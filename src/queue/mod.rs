@@ -1,9 +1,9 @@
 //! Queues between processes: [`Queue`], [`SimpleQueue`], [`JoinableQueue`].
 //!
-//! A queue is an anonymous memory file shared by every handle (a state block and a ring of
-//! records, see below) plus a socket pair that carries descriptors. Handles travel to children as
-//! process arguments (or inside any value sent to another process) and work from any number of
-//! processes and threads at once.
+//! A queue is an anonymous memory file shared by every handle (a state block, a ring of records
+//! and a spill beyond it, see below) plus a socket pair that carries descriptors. Handles travel
+//! to children as process arguments (or inside any value sent to another process) and work from
+//! any number of processes and threads at once.
 //!
 //! # Design
 //!
@@ -29,15 +29,28 @@
 //!   the queue's side channel (a `SOCK_SEQPACKET` pair every handle holds); the ring holds a
 //!   24-byte record. The consumer maps the file and decodes in place. Items holding descriptors
 //!   ([`Handle`](crate::Handle), a connection, another queue) pass those on the same channel.
-//! - `maxsize` counts items; the ring also bounds the bytes waiting. It is 64 MiB of address
-//!   space unless [`Queue::with_capacity`] says otherwise, but memory is used only as far as the
-//!   backlog reaches: the positions go back to the start when the queue empties past its first
-//!   MiB, so a queue whose consumers keep up touches about a MiB. An unbounded queue (`maxsize` 0) whose ring is
-//!   used up makes `put` wait as a full queue does: some 4 million small items wait in a default
-//!   ring, where CPython would grow the producer's memory without bound. Items that travel with
-//!   descriptors (big items, items holding descriptors) also wait in the side channel's socket
-//!   buffer: some 270 of them fit (`net.core.wmem_default`, 208 KiB); a put beyond waits the
-//!   same way.
+//! - **An unbounded queue never makes `put` wait** (CPython's `Queue()` buffers every item in its
+//!   producer until readers come; programs such as CPython's `mp_workers.py` put every task
+//!   before they start the workers). The ring (64 MiB of address space unless
+//!   [`Queue::with_capacity`] says otherwise, used only as far as the backlog reaches: the
+//!   positions go back to the start when the queue empties past its first MiB, so a queue whose
+//!   consumers keep up touches about a MiB) is the fast path, not a limit: a record that finds
+//!   it full goes to the **spill**, the queue's memory file beyond the ring, which grows as far
+//!   as the backlog does. So do the records put after it until the consumers have drained the
+//!   queue (the ring's records are older than the spill's, which keeps the order); the spill then
+//!   gives its memory back and the queue runs through the ring again. A big item that finds the
+//!   side channel full (its socket buffer holds some 270 messages, `net.core.wmem_default`) goes
+//!   to the spill whole, without a memory file of its own. The spill is written with `pwrite`
+//!   and read with `pread` under the lock: a system call on each side, about 300 000 small items
+//!   a second each way in one process under load (the ring: 1.2 to 3 million), still several
+//!   times CPython's rate, and only while the backlog exceeds the ring.
+//! - `maxsize` counts items, wherever they wait: a bounded queue blocks exactly at `maxsize`.
+//! - **What still waits**: an item holding descriptors needs the side channel, which holds some
+//!   270 such items (and the kernel limits a user's descriptors in flight, `RLIMIT_NOFILE`,
+//!   except for root); a put beyond waits for a consumer as on a full queue, and a timed one
+//!   fails with [`Error::Full`](crate::Error::Full), whose message names this limit. Otherwise
+//!   the limit is the machine's memory, as for CPython (a failed `pwrite` is an
+//!   [`Error::Io`](crate::Error::Io) naming the spill).
 //!
 //! # What a killed process can lose
 //!
@@ -45,14 +58,16 @@
 //! queue for the others:
 //!
 //! - The lock is robust: the next operation finds the owner dead (within 100 ms) and takes over.
-//! - Every operation under the lock writes its new counters (head, tail, count, unfinished tasks)
-//!   into a journal, arms it, applies it, disarms it. A record is written beyond the tail before
-//!   the commit, and read before the head moves. So a holder killed before arming changed
+//! - Every operation under the lock writes its new counters (head, tail, count, unfinished tasks,
+//!   the spill's head and tail) into a journal, arms it, applies it, disarms it. A record is
+//!   written beyond the tail (of the ring or the spill) before the commit, and read before the
+//!   head moves. So a holder killed before arming changed
 //!   nothing visible, and one killed after is completed by the next holder, which replays the
 //!   journal. Sleepers wait in slices of 100 ms, so a wake-up lost with a killed process costs at
 //!   most a slice.
 //! - **A producer** killed inside `put` either put its item (the commit happened) or did not;
-//!   every item whose `put` returned stays in the queue.
+//!   every item whose `put` returned stays in the queue, in the ring or in the spill: both live in
+//!   the queue's memory file, which outlives every producer (it goes with the last handle).
 //! - **A consumer** killed inside `get` either left the item in the queue (killed before the
 //!   commit) or took it with it (after): at most that one item is lost. A big item or an item
 //!   with descriptors is lost the same way if its consumer dies between the commit and receiving
@@ -101,6 +116,17 @@
 //!
 //!   A memory file costs its creation, a descriptor passed and a mapping (some 20 µs); it pays
 //!   from about 128 KiB, where copying through the ring (twice) costs more.
+//! - **The spill in the queue's memory file, not in the producer.** CPython's feeder thread keeps
+//!   the backlog in the producer's memory: its items are lost if the producer is killed, and a
+//!   producer that exits first waits for readers (the "joining processes that use queues"
+//!   deadlock). Items spilled into the queue's own memory file stay there whatever becomes of the
+//!   producer, and need no thread. The spill is one file with the ring, not a file per spilled
+//!   item: a new file would have to reach the consumers through the side channel, whose room is
+//!   the very thing that ran out. It is read and written with system calls rather than mapped,
+//!   so that a backlog of any size costs no address space, no process maps bytes that another
+//!   could be writing, and growing needs no remapping in every process. Spilling from the first
+//!   full ring onwards, until the queue drains, keeps the order with one rule (ring before
+//!   spill); a queue that alternated would need a list of runs in the journal.
 //! - **100 MB** go with three copies (encoding, writing the memory file, decoding from the
 //!   mapping) and no pipe: CPython pickles (a copy), writes through a pipe in 64 KiB pieces and
 //!   unpickles (a copy) in its feeder and reader.
@@ -109,7 +135,9 @@
 //!
 //! | Python | Rust |
 //! |---|---|
-//! | `Queue(maxsize)`, `JoinableQueue(maxsize)`, `SimpleQueue()` | [`Queue::new`], [`JoinableQueue::new`], [`SimpleQueue::new`] |
+//! | `Queue()`, `JoinableQueue()`, `SimpleQueue()` | [`Queue::new`], [`JoinableQueue::new`], [`SimpleQueue::new`] (no `Default`: creating a queue can fail) |
+//! | `Queue(maxsize)`, `JoinableQueue(maxsize)` | [`Queue::with_maxsize`], [`JoinableQueue::with_maxsize`] |
+//! | an unbounded queue's `put` never blocks (the feeder thread buffers the items) | the same (items beyond the ring spill into the queue's memory file), except for items holding descriptors beyond some 270 waiting: see [`Queue::put`] |
 //! | `put(obj)`, `put(obj, timeout=t)`, `put_nowait(obj)` / `put(obj, False)` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait) |
 //! | `get()`, `get(timeout=t)`, `get_nowait()` / `get(False)` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`get_nowait`](Queue::get_nowait) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`](crate::Error::Full), [`Error::Empty`](crate::Error::Empty) |
@@ -127,6 +155,8 @@ mod handles;
 mod loom_models;
 #[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
+mod spill;
 mod wakeup;
 
 #[cfg(not(loom))]

@@ -1,18 +1,26 @@
-//! The memory a queue's handles share: a state block and a byte ring, in one anonymous memory file.
+//! The memory a queue's handles share: a state block, a byte ring and the spill, in one anonymous
+//! memory file.
 //!
 //! ```text
-//! offset 0      State    magic, item type tag, sizes, robust lock, positions, journal, wake-up words
-//! offset 4096   ring     `capacity` bytes of records (see `ring`)
+//! offset 0           State    magic, item type tag, sizes, robust lock, positions, journal, wake-up words
+//! offset 4096        ring     `capacity` bytes of records (`shm::record_ring`), mapped by every handle
+//! offset spill_base  spill    records that found the ring full (see `spill`): the file grows as
+//!                             far as it reaches; read and written with `pread`/`pwrite`, never mapped
 //! ```
+//!
+//! The file is sealed against shrinking (never against growing): a mapping of the state and the
+//! ring stays valid whatever a holder does, and the spill extends the file.
 //!
 //! Everything in `State` is an atomic; the fields under the lock are changed only by the lock's
 //! holder, through the journal (see [`Journal`]), so that a holder killed at any instruction
 //! leaves either the old state or, once the next holder replays the journal, the new one.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, IoContext, Result};
+use crate::shm::record_ring::RingBytes;
 use crate::sync::lock_state::LockState;
 use crate::sync::spin::SpinState;
 use crate::sys::{self, Mapping};
@@ -30,12 +38,28 @@ pub(super) struct Counters {
     pub(super) head: u64,
     /// Position just after the newest record.
     pub(super) tail: u64,
-    /// Items in the ring.
+    /// Items in the queue (in the ring and in the spill).
     pub(super) count: u64,
     /// Items put and not yet marked done (`JoinableQueue`).
     pub(super) unfinished: u64,
     /// Items taken and not yet marked done (`JoinableQueue`).
     pub(super) taken: u64,
+    /// Position (bytes from the spill's start) of the oldest record in the spill.
+    pub(super) spill_head: u64,
+    /// Position just after the newest record in the spill.
+    pub(super) spill_tail: u64,
+}
+
+impl Counters {
+    /// Whether the ring holds a record.
+    pub(super) fn ring_used(&self) -> bool {
+        self.head != self.tail
+    }
+
+    /// Whether the spill holds a record.
+    pub(super) fn spilling(&self) -> bool {
+        self.spill_head != self.spill_tail
+    }
 }
 
 /// The journal of the operation in progress: its new counters, written before they are applied.
@@ -53,6 +77,8 @@ struct Journal {
     count: AtomicU64,
     unfinished: AtomicU64,
     taken: AtomicU64,
+    spill_head: AtomicU64,
+    spill_tail: AtomicU64,
 }
 
 /// The state block at the start of the memory file.
@@ -73,9 +99,20 @@ pub(super) struct State {
     count: AtomicU64,
     unfinished: AtomicU64,
     taken: AtomicU64,
+    spill_head: AtomicU64,
+    spill_tail: AtomicU64,
     /// The next ticket of the descriptor side channel (see `core`).
     pub(super) next_ticket: AtomicU64,
     journal: Journal,
+    /// How far into the spill records were ever written since it last emptied (under the lock,
+    /// before the bytes are written): the memory to give back when it empties.
+    pub(super) spill_written: AtomicU64,
+    /// Below this position the spill's memory was given back already (under the lock).
+    pub(super) spill_released: AtomicU64,
+    /// Set by a producer that found the side channel full, cleared by a consumer that received
+    /// from it: a hint that a big item should go to the spill rather than into a memory file of its
+    /// own (which it would find no room to pass).
+    pub(super) side_channel_full: AtomicU32,
     /// Bumped by every put: consumers sleep on it.
     pub(super) items_seq: AtomicU32,
     /// Bumped by every get: producers waiting for room sleep on it.
@@ -108,6 +145,8 @@ impl State {
             count: self.count.load(Ordering::Relaxed),
             unfinished: self.unfinished.load(Ordering::Relaxed),
             taken: self.taken.load(Ordering::Relaxed),
+            spill_head: self.spill_head.load(Ordering::Relaxed),
+            spill_tail: self.spill_tail.load(Ordering::Relaxed),
         }
     }
 
@@ -125,6 +164,8 @@ impl State {
         self.count.store(new.count, Ordering::SeqCst);
         self.unfinished.store(new.unfinished, Ordering::SeqCst);
         self.taken.store(new.taken, Ordering::Relaxed);
+        self.spill_head.store(new.spill_head, Ordering::Relaxed);
+        self.spill_tail.store(new.spill_tail, Ordering::Relaxed);
     }
 
     /// Writes `new` into the journal and arms it: from here on, a holder that dies has its
@@ -137,6 +178,8 @@ impl State {
         journal.count.store(new.count, Ordering::Relaxed);
         journal.unfinished.store(new.unfinished, Ordering::Relaxed);
         journal.taken.store(new.taken, Ordering::Relaxed);
+        journal.spill_head.store(new.spill_head, Ordering::Relaxed);
+        journal.spill_tail.store(new.spill_tail, Ordering::Relaxed);
         journal.armed.store(1, Ordering::Release);
     }
 
@@ -152,6 +195,8 @@ impl State {
             count: journal.count.load(Ordering::Relaxed),
             unfinished: journal.unfinished.load(Ordering::Relaxed),
             taken: journal.taken.load(Ordering::Relaxed),
+            spill_head: journal.spill_head.load(Ordering::Relaxed),
+            spill_tail: journal.spill_tail.load(Ordering::Relaxed),
         });
         journal.armed.store(0, Ordering::Release);
     }
@@ -188,7 +233,7 @@ impl SharedMemory {
     pub(super) fn create(tag: u64, maxsize: u64, capacity: usize) -> Result<Self> {
         debug_assert!(capacity.is_multiple_of(8) && capacity > 0);
         let len = RING_OFFSET + capacity;
-        let fd = sys::memfd_sealed("multiproc-queue", len).context("create a queue's shared memory")?;
+        let fd = sys::memfd_growable("multiproc-queue", len).context("create a queue's shared memory")?;
         let mapping = Mapping::new(fd.as_fd(), len).context("map a queue's shared memory")?;
         let memory = SharedMemory { mapping, fd, capacity };
         let state = memory.state();
@@ -201,12 +246,21 @@ impl SharedMemory {
 
     /// Maps a queue's memory file received from another process, checking what it holds.
     pub(super) fn attach(fd: OwnedFd, tag: u64) -> Result<Self> {
-        let size = sys::sealed_size(fd.as_fd()).context("inspect a queue's shared memory")?;
-        let Some(size) = size.filter(|&size| size > RING_OFFSET && (size - RING_OFFSET).is_multiple_of(8)) else {
-            return Err(not_a_queue("a memory file of another size, or not sealed"));
+        let size = sys::unshrinkable_size(fd.as_fd()).context("inspect a queue's shared memory")?;
+        let Some(size) = size.filter(|&size| size > RING_OFFSET) else {
+            return Err(not_a_queue("a memory file too small, or not sealed against shrinking"));
         };
-        let mapping = Mapping::new(fd.as_fd(), size).context("map a queue's shared memory")?;
-        let memory = SharedMemory { mapping, fd, capacity: size - RING_OFFSET };
+        // The ring's size, from the state block, to map the state and the ring (not the spill).
+        let mut capacity = [0u8; 8];
+        let read = sys::read_at(fd.as_fd(), &mut capacity, std::mem::offset_of!(State, capacity) as u64)
+            .context("inspect a queue's shared memory")?;
+        let capacity = usize::try_from(u64::from_ne_bytes(capacity)).unwrap_or(usize::MAX);
+        let fits = read == 8 && capacity > 0 && capacity.is_multiple_of(8) && capacity <= size - RING_OFFSET;
+        if !fits {
+            return Err(not_a_queue("a ring of another size than its file"));
+        }
+        let mapping = Mapping::new(fd.as_fd(), RING_OFFSET + capacity).context("map a queue's shared memory")?;
+        let memory = SharedMemory { mapping, fd, capacity };
         let state = memory.state();
         if state.magic.load(Ordering::Acquire) != MAGIC {
             return Err(not_a_queue("no queue header"));
@@ -220,6 +274,11 @@ impl SharedMemory {
         Ok(memory)
     }
 
+    /// Where the spill starts in the file: the first page after the ring.
+    pub(super) fn spill_base(&self) -> u64 {
+        (RING_OFFSET + self.capacity).next_multiple_of(4096) as u64
+    }
+
     pub(super) fn fd(&self) -> &OwnedFd {
         &self.fd
     }
@@ -231,40 +290,35 @@ impl SharedMemory {
         // long as `self`.
         unsafe { self.mapping.as_ptr().cast::<State>().as_ref() }
     }
+}
 
-    /// The ring's size in bytes.
-    pub(super) fn capacity(&self) -> usize {
+// SAFETY: the ring's size is fixed at creation (a multiple of 8: `Core::create` rounds it, and
+// `attach` refuses any other); `write` and `read` copy exactly the range given and assert that it
+// lies in the ring.
+unsafe impl RingBytes for SharedMemory {
+    fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Copies `bytes` into the ring at `offset` (call under the lock, beyond the tail).
-    ///
-    /// # Panics
-    ///
-    /// If the range leaves the ring (a bug of the caller, which checks the room first).
-    pub(super) fn write(&self, offset: usize, bytes: &[u8]) {
+    unsafe fn write(&self, offset: usize, bytes: &[u8]) {
         assert!(offset.checked_add(bytes.len()).is_some_and(|end| end <= self.capacity));
         // SAFETY: the range lies inside the ring (checked above), which is mapped read-write as
-        // long as `self`; the caller holds the queue's lock, so no other thread or process reads
-        // or writes these bytes meanwhile (the lock's acquire/release order the accesses);
-        // `bytes` is local memory, so the ranges do not overlap.
+        // long as `self`; nobody else reads or writes it meanwhile (the caller's promise: it holds
+        // the queue's lock); `bytes` is local memory, so the ranges do not overlap.
         unsafe {
             let dst = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
         }
     }
 
-    /// Copies `out.len()` bytes of the ring at `offset` into `out` (call under the lock).
-    ///
-    /// # Panics
-    ///
-    /// If the range leaves the ring (a bug of the caller, which validates record lengths first).
-    pub(super) fn read(&self, offset: usize, out: &mut [u8]) {
+    unsafe fn read(&self, offset: usize, out: &mut [MaybeUninit<u8>]) {
         assert!(offset.checked_add(out.len()).is_some_and(|end| end <= self.capacity));
-        // SAFETY: as in `write`: inside the mapped ring, under the queue's lock, into local memory.
+        // SAFETY: as in `write`: inside the mapped ring, nobody writes it meanwhile (the caller
+        // holds the queue's lock), into local memory; any byte may be copied into
+        // `MaybeUninit<u8>`.
         unsafe {
             let src = self.mapping.as_ptr().as_ptr().add(RING_OFFSET + offset);
-            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len());
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().cast::<u8>(), out.len());
         }
     }
 }

@@ -32,18 +32,32 @@ impl<const N: usize> SharedBytes<N> {
         // overlap the shared region's range, which no reference of this process covers.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.get().cast::<u8>().add(offset), src.len()) };
     }
+}
 
-    /// Copies the bytes at `offset` into `dst`.
-    ///
-    /// # Safety
-    ///
-    /// While the copy runs, no other thread or process may write `offset..offset + dst.len()`
-    /// (the caller acquired the bytes, for example with an acquire load of a ring's published
-    /// end).
-    pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+// SAFETY: `N` never changes and is a multiple of 8 (checked at compile time in `capacity`);
+// `write` and `read` copy exactly the range given and assert that it is in bounds.
+unsafe impl<const N: usize> super::record_ring::RingBytes for SharedBytes<N> {
+    fn capacity(&self) -> usize {
+        const { assert!(N.is_multiple_of(8), "a ring's size is a multiple of 8") };
+        N
+    }
+
+    unsafe fn write(&self, offset: usize, src: &[u8]) {
+        // SAFETY: the trait's contract is `SharedBytes::write`'s.
+        unsafe { SharedBytes::write(self, offset, src) }
+    }
+
+    unsafe fn read(&self, offset: usize, dst: &mut [std::mem::MaybeUninit<u8>]) {
         assert!(offset <= N && dst.len() <= N - offset, "a shared byte range out of bounds");
         // SAFETY: in bounds (checked above); nobody writes the range meanwhile (the caller's
-        // promise); `dst` is this process's own memory, distinct from the region.
-        unsafe { std::ptr::copy_nonoverlapping(self.0.get().cast::<u8>().add(offset), dst.as_mut_ptr(), dst.len()) };
+        // promise); `dst` is this process's own memory, distinct from the region, and any byte
+        // may be copied into `MaybeUninit<u8>`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.0.get().cast::<u8>().add(offset),
+                dst.as_mut_ptr().cast::<u8>(),
+                dst.len(),
+            )
+        };
     }
 }

@@ -11,7 +11,9 @@
 //!   [`structure!`](crate::structure!) (CPython `Value(Structure)`), a field per atomic cell.
 //!
 //! Underneath all of them: [`ShmSafe`], what may live in shared memory, and `Shared<T>`, one `T` in
-//! an anonymous memory file, which the synchronization primitives use too.
+//! an anonymous memory file, which the synchronization primitives use too. And for the crate's
+//! other modules: `record_ring`, the ring of records that the pipes (`connection::ring`) and the
+//! queues (`queue`) copy their messages through.
 //!
 //! ## Anonymous shared objects
 //!
@@ -38,6 +40,7 @@
 //! Only [`ShmSafe`] types may live there.
 
 mod bytes;
+pub(crate) mod record_ring;
 
 pub(crate) use bytes::SharedBytes;
 

@@ -110,27 +110,28 @@ impl Item {
     }
 }
 
+impl Item {
+    /// Python's `repr()` of the item (`'howdy'`, `b'HoWdY'`, `-273.154`), as a list shows its
+    /// items.
+    pub fn repr(&self) -> String {
+        match self {
+            Item::Str(s) => crate::pickle::str_repr(s),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Item {
-    /// Python's `repr`.
+    /// Python's `str()`: `print(sl[0])` shows `howdy`, not `'howdy'` (see [`Item::repr`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Item::Int(v) => write!(f, "{v}"),
-            Item::Float(v) => write!(f, "{v:?}"),
+            Item::Float(v) => f.write_str(&crate::pickle::float_repr(*v)),
             Item::Bool(true) => f.write_str("True"),
             Item::Bool(false) => f.write_str("False"),
             Item::None => f.write_str("None"),
-            Item::Str(s) => write!(f, "'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-            Item::Bytes(b) => {
-                f.write_str("b'")?;
-                for &byte in b {
-                    match byte {
-                        b'\\' | b'\'' => write!(f, "\\{}", byte as char)?,
-                        0x20..=0x7e => write!(f, "{}", byte as char)?,
-                        _ => write!(f, "\\x{byte:02x}")?,
-                    }
-                }
-                f.write_str("'")
-            }
+            Item::Str(s) => f.write_str(s),
+            Item::Bytes(b) => f.write_str(&crate::pickle::bytes_repr(b)),
         }
     }
 }
@@ -354,13 +355,24 @@ impl ShareableList {
         let mut value = vec![0u8; slot_len];
         bytes::copy_out(self.cells(self.data_start() + self.offsets[k], slot_len), &mut value);
         let format = format.split(|&b| b == 0).next().unwrap_or_default();
-        decode(format, code, &value).ok_or_else(|| {
-            Error::InvalidState(format!(
+        match decode(format, code, &value) {
+            Some(Ok(item)) => Ok(item),
+            // CPython decodes strictly too (UnicodeDecodeError).
+            Some(Err(e)) => Err(Error::Codec {
+                action: "decode",
+                detail: format!(
+                    "item {k} of ShareableList {:?} is a str whose bytes are not valid UTF-8 ({e}; CPython raises \
+                     UnicodeDecodeError here: a str cut in the middle of a character by a writer that did not \
+                     check its length in bytes)",
+                    self.name()
+                ),
+            }),
+            None => Err(Error::InvalidState(format!(
                 "item {k} of ShareableList {:?} has the unknown format {:?} (code {code})",
                 self.name(),
                 String::from_utf8_lossy(format)
-            ))
-        })
+            ))),
+        }
     }
 
     /// Replaces item `index` (CPython `sl[index] = value`); any type may replace any other.
@@ -433,34 +445,39 @@ impl ShareableList {
 }
 
 /// Decodes a slot: `None` for a format this crate does not know.
-fn decode(format: &[u8], code: u8, value: &[u8]) -> Option<Item> {
+/// Decodes a slot: `None` for a format this crate does not know, an error for a `str` whose bytes
+/// are not UTF-8.
+fn decode(format: &[u8], code: u8, value: &[u8]) -> Option<std::result::Result<Item, std::str::Utf8Error>> {
     if code == CODE_NONE {
-        return Some(Item::None);
+        return Some(Ok(Item::None));
     }
     let word = || -> Option<[u8; SLOT]> { value.get(..SLOT)?.try_into().ok() };
-    match format {
-        b"q" => Some(Item::Int(i64::from_ne_bytes(word()?))),
-        b"d" => Some(Item::Float(f64::from_ne_bytes(word()?))),
-        b"xxxxxxx?" => Some(Item::Bool(*value.get(7)? != 0)),
-        b"xxxxxx?x" => Some(Item::None),
+    Some(Ok(match format {
+        b"q" => Item::Int(i64::from_ne_bytes(word()?)),
+        b"d" => Item::Float(f64::from_ne_bytes(word()?)),
+        b"xxxxxxx?" => Item::Bool(*value.get(7)? != 0),
+        b"xxxxxx?x" => Item::None,
         _ => {
             let digits = format.strip_suffix(b"s")?;
             let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
             let raw = value.get(..len)?;
             let trimmed = &raw[..raw.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)];
             match code {
-                CODE_STR => Some(Item::Str(String::from_utf8_lossy(trimmed).into_owned())),
-                _ => Some(Item::Bytes(trimmed.to_vec())),
+                CODE_STR => match std::str::from_utf8(trimmed) {
+                    Ok(text) => Item::Str(text.to_string()),
+                    Err(e) => return Some(Err(e)),
+                },
+                _ => Item::Bytes(trimmed.to_vec()),
             }
         }
-    }
+    }))
 }
 
 impl fmt::Debug for ShareableList {
     /// CPython's repr: `ShareableList([...], name='psm_...')`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let items = match self.to_vec() {
-            Ok(items) => items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            Ok(items) => items.iter().map(Item::repr).collect::<Vec<_>>().join(", "),
             Err(e) => format!("<{e}>"),
         };
         write!(f, "ShareableList([{items}], name='{}')", self.name())

@@ -124,17 +124,52 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether `python3` runs on this machine (interop tests skip cleanly without it).
+/// Whether `python3` runs on this machine (interop tests skip cleanly without it). Under CI (the
+/// variable `CI` set, as `.ci/run` sets it) a missing `python3` fails the test instead: CI must
+/// run every interop test.
 pub fn python3_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::process::Command::new("python3")
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    let available = *AVAILABLE.get_or_init(|| runs(std::path::Path::new("python3")));
+    assert!(available || std::env::var_os("CI").is_none(), "python3 is missing, and CI must run the interop tests");
+    available
+}
+
+fn runs(python: &std::path::Path) -> bool {
+    std::process::Command::new(python)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python interpreters to test against: `python3`, and CPython 3.8 to 3.13 from pyenv
+/// (`$PYENV_ROOT`, else `~/.pyenv`) where installed. Empty (after a note) without `python3`.
+pub fn pythons() -> Vec<std::path::PathBuf> {
+    if !python3_available() {
+        return Vec::new();
+    }
+    let mut found = vec![std::path::PathBuf::from("python3")];
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".pyenv")));
+    let Some(versions) = root.map(|r| r.join("versions")) else { return found };
+    let Ok(entries) = std::fs::read_dir(&versions) else { return found };
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let minor = name.strip_prefix("3.").and_then(|rest| rest.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        let python = versions.join(&name).join("bin/python3");
+        if minor.is_some_and(|m| (8..=13).contains(&m)) && runs(&python) {
+            found.push(python);
+        }
+    }
+    found
+}
+
+/// The bytes of a hexadecimal string.
+pub fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex")).collect()
 }
 
 /// A fixed-seed xorshift64 generator: the same "random" bytes on every run, for tests that feed

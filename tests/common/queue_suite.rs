@@ -23,6 +23,9 @@ macro_rules! queue_suite {
         $m!(big_items_and_descriptors_travel);
         $m!(a_child_passes_the_queue_on);
         $m!(killed_producers_and_consumers_do_not_break_the_queue);
+        $m!(every_task_is_put_before_the_workers_start);
+        $m!(items_spilled_by_a_producer_that_exits_are_kept);
+        $m!(killed_producers_and_consumers_do_not_break_a_spilling_queue);
     };
 }
 
@@ -40,7 +43,7 @@ fn put_range(queue: Queue<u32>, from: u32, to: u32) {
 
 // items put by a child come back in order through every form of get; then Empty.
 pub fn items_put_by_a_child_come_out_in_order(ctx: Context) {
-    let queue = Queue::new(0).unwrap();
+    let queue = Queue::new().unwrap();
     let mut child = started(ctx.process(put_range, (queue.clone(), 0, 20)));
     let mut got = Vec::new();
     got.push(queue.get().unwrap());
@@ -62,7 +65,7 @@ fn take_all(queue: Queue<u32>, n: u32, out: Outbox) {
 // put forms until full, Full from the non-blocking ones and after a timeout,
 // then a child takes everything: empty and not full again.
 pub fn a_full_queue_is_drained_by_a_child(ctx: Context) {
-    let queue = Queue::new(6).unwrap();
+    let queue = Queue::with_maxsize(6).unwrap();
     assert!(queue.empty() && !queue.full());
     queue.put(1).unwrap();
     queue.put(2).unwrap();
@@ -86,13 +89,76 @@ pub fn a_full_queue_is_drained_by_a_child(ctx: Context) {
 // The "joining processes that use queues" pitfall of CPython: a producer that put items and
 // exited is joined before anyone takes them, and nothing is lost.
 pub fn items_put_before_a_producer_exits_are_kept(ctx: Context) {
-    let queue = Queue::new(0).unwrap();
+    let queue = Queue::new().unwrap();
     let mut child = started(ctx.process(put_range, (queue.clone(), 0, 5000)));
     assert_eq!(child.join().unwrap(), 0);
     assert_eq!(queue.qsize(), 5000);
     for n in 0..5000 {
         assert_eq!(queue.get_nowait().unwrap(), n);
     }
+}
+
+/// A task of `every_task_is_put_before_the_workers_start`: a number and 200 KiB of data.
+type Task = Option<(u32, Vec<u8>)>;
+
+fn task_worker(tasks: Queue<Task>, results: Queue<(u32, u64)>) {
+    while let Some((n, data)) = tasks.get().unwrap() {
+        assert!(data.iter().all(|&b| b == n as u8));
+        results.put((n, data.iter().map(|&b| u64::from(b)).sum::<u64>())).unwrap();
+    }
+}
+
+// CPython's `mp_workers.py`: every task is put before the workers start (CPython's unbounded
+// queue holds them in the producer until readers come). With 200 KiB tasks, more than the side
+// channel holds of memory files: the queue spills them, and put never waits.
+pub fn every_task_is_put_before_the_workers_start(ctx: Context) {
+    const TASKS: u32 = 300;
+    let tasks = Queue::new().unwrap();
+    let results = Queue::new().unwrap();
+    for n in 0..TASKS {
+        tasks.put(Some((n, vec![n as u8; 200 << 10]))).unwrap();
+    }
+    let mut workers: Vec<_> =
+        (0..4).map(|_| started(ctx.process(task_worker, (tasks.clone(), results.clone())))).collect();
+    let mut done: Vec<(u32, u64)> = (0..TASKS).map(|_| results.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+    done.sort_unstable();
+    assert_eq!(done, (0..TASKS).map(|n| (n, u64::from(n as u8) * (200 << 10))).collect::<Vec<_>>());
+    for _ in &workers {
+        tasks.put(None).unwrap();
+    }
+    for w in &mut workers {
+        assert_eq!(w.join().unwrap(), 0);
+    }
+    assert!(tasks.empty() && results.empty());
+}
+
+/// What `spill_and_exit` puts: small items beyond a 4 KiB ring, and every tenth a big one (over a
+/// quarter of the ring).
+fn spilled_item(i: u32) -> (u32, Vec<u8>) {
+    match i % 10 {
+        0 => (i, vec![i as u8; 20_000]),
+        _ => (i, vec![i as u8; (i % 50) as usize]),
+    }
+}
+
+fn spill_and_exit(queue: Queue<(u32, Vec<u8>)>, n: u32) {
+    for i in 0..n {
+        queue.put_nowait(spilled_item(i)).unwrap();
+    }
+}
+
+// "Nothing lost at exit", beyond the ring: a child puts more than its ring and its side channel
+// hold, nobody reading, and exits; every item is there, in order, after it was joined.
+pub fn items_spilled_by_a_producer_that_exits_are_kept(ctx: Context) {
+    const ITEMS: u32 = 5000;
+    let queue = Queue::with_capacity(0, 4096).unwrap();
+    let mut child = started(ctx.process(spill_and_exit, (queue.clone(), ITEMS)));
+    assert_eq!(child.join().unwrap(), 0);
+    assert_eq!(queue.qsize(), ITEMS as usize);
+    for i in 0..ITEMS {
+        assert_eq!(queue.get_nowait().unwrap(), spilled_item(i));
+    }
+    assert!(queue.empty());
 }
 
 fn joinable_worker(queue: JoinableQueue<Option<u32>>, results: Queue<u32>) {
@@ -105,8 +171,8 @@ fn joinable_worker(queue: JoinableQueue<Option<u32>>, results: Queue<u32>) {
 
 // join returns once 4 workers have marked all 10 items done.
 pub fn joinable_join_returns_once_workers_are_done(ctx: Context) {
-    let queue = JoinableQueue::new(0).unwrap();
-    let results = Queue::new(0).unwrap();
+    let queue = JoinableQueue::new().unwrap();
+    let results = Queue::new().unwrap();
     let mut workers: Vec<_> =
         (0..4).map(|_| started(ctx.process(joinable_worker, (queue.clone(), results.clone())))).collect();
     for n in 0..10 {
@@ -162,8 +228,8 @@ fn collecting_consumer(queue: Queue<Option<(u32, u32)>>, results: Queue<Vec<(u32
 // arrives exactly once, and each consumer sees each producer's items in order.
 pub fn many_producers_and_consumers_keep_per_producer_order(ctx: Context) {
     const PER_PRODUCER: u32 = 2000;
-    let queue = Queue::new(3).unwrap();
-    let results = Queue::new(0).unwrap();
+    let queue = Queue::with_maxsize(3).unwrap();
+    let results = Queue::new().unwrap();
     let mut consumers: Vec<_> =
         (0..2).map(|_| started(ctx.process(collecting_consumer, (queue.clone(), results.clone())))).collect();
     let mut producers: Vec<_> =
@@ -212,7 +278,7 @@ fn send_cargo(queue: Queue<Cargo>, path: String) {
 // all arrive whole, in order.
 pub fn big_items_and_descriptors_travel(ctx: Context) {
     use std::io::Read;
-    let queue = Queue::new(2).unwrap();
+    let queue = Queue::with_maxsize(2).unwrap();
     let path = std::env::temp_dir().join(format!("multiproc-queue-{}.txt", std::process::id()));
     std::fs::write(&path, "sent through a queue").unwrap();
     let mut child = started(ctx.process(send_cargo, (queue.clone(), path.to_string_lossy().into_owned())));
@@ -246,7 +312,7 @@ fn pass_on(queue: Queue<u32>) {
 
 // MISC-03, CTX-07: a child uses the queue and passes it on to its own child.
 pub fn a_child_passes_the_queue_on(ctx: Context) {
-    let queue = Queue::new(0).unwrap();
+    let queue = Queue::new().unwrap();
     // Not a daemon: daemons may not have children.
     let mut child = ctx.process(pass_on, (queue.clone(),));
     child.start().unwrap();
@@ -256,26 +322,28 @@ pub fn a_child_passes_the_queue_on(ctx: Context) {
     assert_eq!(got, vec![1, 100, 101, 102]);
 }
 
-/// (producer id, sequence number, payload): every fifth payload is big (a memory file).
+/// (producer id, sequence number, payload): every fifth payload is big (a memory file, or the
+/// spill when the side channel is full).
 type Tagged = (u32, u32, Vec<u8>);
 
-fn payload(i: u32) -> Vec<u8> {
+/// The payload of item `i` where big items have `big` bytes.
+fn payload(i: u32, big: usize) -> Vec<u8> {
     match i % 5 {
-        0 => vec![i as u8; 150_000],
+        0 => vec![i as u8; big],
         _ => vec![i as u8; (i % 7) as usize],
     }
 }
 
-fn endless_producer(queue: Queue<Tagged>, id: u32) {
+fn endless_producer(queue: Queue<Tagged>, id: u32, big: usize) {
     for i in 0.. {
-        queue.put((id, i, payload(i))).unwrap();
+        queue.put((id, i, payload(i, big))).unwrap();
     }
 }
 
-fn endless_consumer(queue: Queue<Tagged>) {
+fn endless_consumer(queue: Queue<Tagged>, big: usize) {
     loop {
         let (_, i, bytes) = queue.get().unwrap();
-        assert_eq!(bytes, payload(i));
+        assert_eq!(bytes, payload(i, big));
     }
 }
 
@@ -301,19 +369,28 @@ impl Rng {
 // parent also takes items: nobody hangs, every item that comes out is whole, each producer's
 // items come out in order without duplicates, and afterwards the queue works as new.
 pub fn killed_producers_and_consumers_do_not_break_the_queue(ctx: Context) {
+    kill_producers_and_consumers(ctx, Queue::with_maxsize(16).unwrap(), 150_000);
+}
+
+// The same on a queue that spills: a 4 KiB ring, room for 2000 items, big items of 2000 bytes
+// (over a quarter of the ring: memory files, then the spill once the side channel is full).
+pub fn killed_producers_and_consumers_do_not_break_a_spilling_queue(ctx: Context) {
+    kill_producers_and_consumers(ctx, Queue::with_capacity(2000, 4096).unwrap(), 2000);
+}
+
+fn kill_producers_and_consumers(ctx: Context, queue: Queue<Tagged>, big: usize) {
     const ROUNDS: u32 = 12;
-    let queue: Queue<Tagged> = Queue::new(16).unwrap();
     let mut rng = Rng::new();
     let mut last_seen: BTreeMap<u32, u32> = BTreeMap::new();
     let mut check = |(id, i, bytes): Tagged| {
-        assert_eq!(bytes, payload(i), "item ({id}, {i}) damaged");
+        assert_eq!(bytes, payload(i, big), "item ({id}, {i}) damaged");
         if let Some(before) = last_seen.insert(id, i) {
             assert!(i > before, "producer {id}: item {i} after {before}");
         }
     };
     for round in 0..ROUNDS {
-        let mut producer = started(ctx.process(endless_producer, (queue.clone(), round)));
-        let mut consumer = started(ctx.process(endless_consumer, (queue.clone(),)));
+        let mut producer = started(ctx.process(endless_producer, (queue.clone(), round, big)));
+        let mut consumer = started(ctx.process(endless_consumer, (queue.clone(), big)));
         // Let time pass so that the kills land at random points of the children's work.
         for _ in 0..rng.below(20) {
             if let Ok(item) = queue.get_timeout(Duration::from_millis(1)) {
@@ -334,11 +411,11 @@ pub fn killed_producers_and_consumers_do_not_break_the_queue(ctx: Context) {
         }
     }
     // The queue works as new: a whole producer's items arrive in order, none lost.
-    let mut producer = started(ctx.process(endless_producer, (queue.clone(), ROUNDS)));
+    let mut producer = started(ctx.process(endless_producer, (queue.clone(), ROUNDS, big)));
     let mut next = 0;
     while next < 200 {
         let (id, i, bytes) = queue.get_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(bytes, payload(i));
+        assert_eq!(bytes, payload(i, big));
         if id == ROUNDS {
             assert_eq!(i, next);
             next += 1;

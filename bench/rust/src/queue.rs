@@ -57,7 +57,7 @@ fn throughput<Q: Items>(make: impl Fn() -> Q, producers: u64, consumers: usize) 
     let mut rates = Vec::new();
     for _ in 0..TRIALS {
         let queue = make();
-        let results = Queue::new(0).expect("queue");
+        let results = Queue::new().expect("queue");
         let barrier = Barrier::new(producers as u32 + 1).expect("barrier");
         let mut children = Vec::new();
         for _ in 0..consumers {
@@ -99,8 +99,8 @@ fn joinable_consumer(queue: JoinableQueue<u64>) {
 fn joinable_1p1c() -> f64 {
     let mut rates = Vec::new();
     for _ in 0..TRIALS {
-        let queue = JoinableQueue::new(0).expect("queue");
-        let results = Queue::new(0).expect("queue");
+        let queue = JoinableQueue::new().expect("queue");
+        let results = Queue::new().expect("queue");
         let barrier = Barrier::new(2).expect("barrier");
         let mut consumer = Process::new(joinable_consumer, (queue.clone(),)).with_daemon(true);
         let mut producer = Process::new(joinable_producer, (queue.clone(), barrier.clone(), results.clone()));
@@ -158,8 +158,8 @@ fn big_producer(queue: Queue<Bytes>, stamps: Queue<u64>) {
 fn transfer_100mb() -> f64 {
     let mut secs = Vec::new();
     for _ in 0..TRIALS {
-        let queue = Queue::new(0).expect("queue");
-        let stamps = Queue::new(0).expect("queue");
+        let queue = Queue::new().expect("queue");
+        let stamps = Queue::new().expect("queue");
         let mut child = Process::new(big_producer, (queue.clone(), stamps.clone()));
         child.start().expect("start");
         assert_eq!(stamps.get().expect("ready"), 0);
@@ -193,7 +193,7 @@ fn bytes_1p1c(size: usize) -> f64 {
     let mut rates = Vec::new();
     for _ in 0..TRIALS {
         let queue = Queue::with_capacity(0, 4 << 20).expect("queue");
-        let results = Queue::new(0).expect("queue");
+        let results = Queue::new().expect("queue");
         let barrier = Barrier::new(2).expect("barrier");
         let mut children = [
             Process::new(bytes_consumer, (queue.clone(), results.clone())),
@@ -216,8 +216,8 @@ fn bytes_1p1c(size: usize) -> f64 {
 /// Measures the queue metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
-        ["queue_1p1c"] => throughput(|| Queue::new(0).expect("queue"), 1, 1),
-        ["queue_2p2c"] => throughput(|| Queue::new(0).expect("queue"), 2, 2),
+        ["queue_1p1c"] => throughput(|| Queue::new().expect("queue"), 1, 1),
+        ["queue_2p2c"] => throughput(|| Queue::new().expect("queue"), 2, 2),
         ["simple_1p1c"] => throughput(|| SimpleQueue::new().expect("queue"), 1, 1),
         ["joinable_1p1c"] => joinable_1p1c(),
         ["transfer_100mb"] => transfer_100mb(),

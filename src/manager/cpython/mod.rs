@@ -23,11 +23,10 @@
 //! the child's closure (a proxy shared through an `Arc` is never dropped in the child, so its
 //! reference would stay until the server ends).
 //!
-//! Values travel pickled (see [`crate::connection`]'s `pickle` support): plain data (numbers,
-//! strings, bytes, `None`, lists, tuples, dicts, sets) maps to and from serde types; an instance
-//! of a plain Python class arrives as its attributes (its `__dict__`, which a Rust struct with
-//! the same fields can receive); an object pickle rebuilds by a constructor call (a
-//! `decimal.Decimal`, a `datetime`) gives [`Error::Codec`] naming its class.
+//! Values travel pickled ([`crate::pickle`]): serde types map to and from Python's types, and a
+//! [`PickleValue`] is any Python value as it is (a set, a big integer, a `datetime`, a
+//! `Decimal`), arguments and keyword arguments included; an object of a class that has no Rust
+//! counterpart (an instance of a Python class) gives [`Error::Codec`] naming its class.
 //!
 //! Replies: a Python exception raised by the method is [`Error::PythonException`] with its class
 //! (`"KeyError"`, `"queue.Empty"`) and message; a server-side failure (a method not exposed, a
@@ -49,13 +48,19 @@
 //! JobManager(address=('127.0.0.1', 50000), authkey=b'secret').get_server().serve_forever()
 //! ```
 //!
-//! A Rust worker:
+//! A Rust worker (this crate's own [`Server`](crate::manager::Server), which speaks CPython's
+//! protocol too, stands in for the Python service here):
 //!
-//! ```no_run
+//! ```
 //! use multiproc::manager::cpython::PyManager;
 //!
 //! # fn main() -> multiproc::Result<()> {
-//! let manager = PyManager::connect(&"127.0.0.1:50000".parse()?, b"secret")?;
+//! # let server = multiproc::manager::Server::bind::<()>("127.0.0.1:0".parse()?, Some(b"secret"))?;
+//! # let jobs = server.client().queue::<multiproc::pickle::PickleValue>()?;
+//! # server.register("get_jobs", jobs.object())?;
+//! # let address = server.address().clone();
+//! # std::thread::spawn(move || server.serve_forever());
+//! let manager = PyManager::connect(&address, b"secret")?;
 //! let jobs = manager.queue("get_jobs", ())?;
 //! jobs.put(&("resize", 640))?;
 //! let (job, size): (String, i64) = jobs.get()?;
@@ -63,6 +68,7 @@
 //! // Any method, with any arguments:
 //! let n: usize = jobs.proxy().call("qsize", ())?;
 //! assert_eq!(n, 0);
+//! # manager.shutdown()?;
 //! # Ok(())
 //! # }
 //! ```
@@ -247,8 +253,7 @@ fn not_a_manager(address: &Address, detail: &str) -> Error {
 
 /// A method's arguments as a Python tuple's items: a Rust tuple, `()` for none, or a `Vec`.
 fn arguments<A: Serialize>(args: &A) -> Result<Vec<PickleValue>> {
-    let value =
-        serde_pickle::to_value(args).map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?;
+    let value = crate::pickle::to_value(args)?;
     Ok(match value {
         PickleValue::Tuple(items) | PickleValue::List(items) => items,
         PickleValue::None => Vec::new(),
@@ -257,9 +262,7 @@ fn arguments<A: Serialize>(args: &A) -> Result<Vec<PickleValue>> {
 }
 
 fn keywords<K: Serialize>(kwargs: &K) -> Result<PickleValue> {
-    match serde_pickle::to_value(kwargs)
-        .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })?
-    {
+    match crate::pickle::to_value(kwargs)? {
         dict @ PickleValue::Dict(_) => Ok(dict),
         PickleValue::None => Ok(PickleValue::Dict(Default::default())),
         other => {
@@ -272,8 +275,7 @@ fn encode_request(ident: Option<&str>, method: &str, args: Vec<PickleValue>, kwa
     let ident = ident.map_or(PickleValue::None, |i| PickleValue::String(i.to_string()));
     let request =
         PickleValue::Tuple(vec![ident, PickleValue::String(method.to_string()), PickleValue::Tuple(args), kwargs]);
-    serde_pickle::value_to_vec(&request, serde_pickle::SerOptions::new())
-        .map_err(|e| Error::Codec { action: "encode", detail: format!("pickle: {e}") })
+    crate::pickle::value_to_vec(&request)
 }
 
 impl Shared {
@@ -452,7 +454,7 @@ impl PyProxy {
     #[doc(alias = "_callmethod")]
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: A) -> Result<R> {
         let value = self.call_value(method, args)?;
-        serde_pickle::from_value(value).map_err(|e| Error::Codec {
+        crate::pickle::from_value(value).map_err(|e| Error::Codec {
             action: "decode",
             detail: format!("the result of {}.{method}: {e}", self.typeid),
         })
@@ -460,6 +462,32 @@ impl PyProxy {
 
     /// Like [`call`](Self::call), with keyword arguments too (`kwargs` is a map from names to
     /// values, such as a `BTreeMap<&str, PickleValue>`).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call); [`Error::Codec`] when `kwargs` is not a map.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use multiproc::manager::cpython::PyManager;
+    /// use multiproc::pickle::PickleValue;
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// # let server = multiproc::manager::Server::bind::<()>("127.0.0.1:0".parse()?, Some(b"key"))?;
+    /// # let address = server.address().clone();
+    /// # std::thread::spawn(move || server.serve_forever());
+    /// let manager = PyManager::connect(&address, b"key")?;
+    /// let queue = manager.queue("Queue", ())?;
+    /// // queue.put({1, 2}, block=False), a set and a keyword argument:
+    /// let kwargs = BTreeMap::from([("block", PickleValue::Bool(false))]);
+    /// queue.call_with_kwargs::<_, _, ()>("put", (PickleValue::Set(vec![1.into(), 2.into()]),), &kwargs)?;
+    /// assert_eq!(queue.get::<PickleValue>()?.to_string(), "{1, 2}");
+    /// # manager.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn call_with_kwargs<A: Serialize, K: Serialize, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -468,7 +496,7 @@ impl PyProxy {
     ) -> Result<R> {
         let reply = self.invoke(method, arguments(&args)?, keywords(kwargs)?)?;
         let value = self.value_of(method, reply)?;
-        serde_pickle::from_value(value).map_err(|e| Error::Codec {
+        crate::pickle::from_value(value).map_err(|e| Error::Codec {
             action: "decode",
             detail: format!("the result of {}.{method}: {e}", self.typeid),
         })

@@ -2,15 +2,12 @@
 //! `('#TRACEBACK', text)`, `('#UNSERIALIZABLE', text)`, `('#PROXY', (exposed, token))`), decoded
 //! without trusting them: any byte string gives a reply or an error, never a panic.
 //!
-//! serde-pickle decodes plain data; Python objects (an exception, a `Token`) are globals it cannot
-//! resolve. Its lenient options keep an object's constructor arguments (an exception's `args`, a
-//! `Token`'s state) but drop the class, so a small scan of the opcodes ([`first_class`]) finds the
-//! class name, and checks on the way that every length the pickle declares fits in the message.
+//! The decoder keeps Python objects (an exception, a `Token`) as [`Object`]s here; a method's
+//! result (`'#RETURN'`) must be plain data, and an object in it is refused naming its class.
 
-use crate::connection::pickle_ops::check_expansion;
-use crate::connection::pickle_ops::{Ops, little_endian};
-use crate::connection::{PickleValue, decode_checked_pickle};
 use crate::error::{Error, Result};
+use crate::pickle::decode::{Mode, decode};
+use crate::pickle::{Build, Object, PickleValue};
 
 /// What a call on a CPython manager gave back.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,53 +27,15 @@ pub(crate) enum Reply {
 }
 
 /// The fuzz target `cpython_manager_replies`: any bytes decode to a reply or an error.
-///
-/// serde-pickle's own panics are caught and become errors (see `decode_checked_pickle`), but
-/// libFuzzer's panic hook would abort on them first: it is silenced for the call. A panic in this
-/// crate's code still unwinds to libFuzzer, which reports it.
 #[doc(hidden)]
 pub fn fuzz_reply(bytes: &[u8]) {
-    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
-    /// Puts the previous hook back, also when a panic unwinds through.
-    struct Restore(Option<Hook>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(hook) = self.0.take() {
-                std::panic::set_hook(hook);
-            }
-        }
-    }
-    let _restore = Restore(Some(std::panic::take_hook()));
-    std::panic::set_hook(Box::new(|_| {}));
     let _ = decode_reply(bytes);
 }
 
 /// Decodes one reply message.
 pub(crate) fn decode_reply(bytes: &[u8]) -> Result<Reply> {
-    let class = first_class(bytes)?;
-    check_expansion(bytes).map_err(|e| garbage(&e))?;
-    let strict = decode_checked_pickle(bytes, |b| serde_pickle::value_from_slice(b, serde_pickle::DeOptions::new()));
-    let value = match strict {
-        Ok(value) => value,
-        Err(strict_error) => {
-            let lenient = serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals();
-            let value = decode_checked_pickle(bytes, |b| serde_pickle::value_from_slice(b, lenient))
-                .map_err(|e| garbage(&e))?;
-            if tag_of(&value) == Some("#RETURN") {
-                let class = class.unwrap_or_else(|| "an unknown class".into());
-                return Err(Error::Codec {
-                    action: "decode",
-                    detail: format!(
-                        "the Python method returned an object of class {class}, which is not plain data \
-                         ({strict_error}); return plain data (numbers, strings, bytes, lists, tuples, dicts, \
-                         sets), or map the method to a typeid with `method_to_typeid` to get a proxy"
-                    ),
-                });
-            }
-            value
-        }
-    };
-    interpret(value, class)
+    let value = decode(bytes, Mode::Objects).map_err(|e| garbage(&e))?;
+    interpret(value)
 }
 
 fn garbage(detail: &str) -> Error {
@@ -85,17 +44,7 @@ fn garbage(detail: &str) -> Error {
     ))
 }
 
-fn tag_of(value: &PickleValue) -> Option<&str> {
-    match value {
-        PickleValue::Tuple(items) | PickleValue::List(items) => match items.first() {
-            Some(PickleValue::String(tag)) => Some(tag),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn interpret(value: PickleValue, class: Option<String>) -> Result<Reply> {
+fn interpret(value: PickleValue) -> Result<Reply> {
     let (tag, payload) = match value {
         PickleValue::Tuple(items) | PickleValue::List(items) if items.len() == 2 => {
             let mut items = items.into_iter();
@@ -107,15 +56,34 @@ fn interpret(value: PickleValue, class: Option<String>) -> Result<Reply> {
         _ => return Err(garbage("not a (tag, value) pair")),
     };
     match tag.as_str() {
-        "#RETURN" => Ok(Reply::Return(payload)),
-        "#ERROR" => Err(Error::PythonException {
-            exception: class.unwrap_or_else(|| "an exception".into()),
-            message: exception_message(&payload),
-        }),
+        "#RETURN" => match payload.find_object() {
+            None => Ok(Reply::Return(payload)),
+            Some(object) => Err(Error::Codec {
+                action: "decode",
+                detail: format!(
+                    "the Python method returned an object of class {}, which is not plain data; return plain \
+                     data (numbers, strings, bytes, lists, tuples, dicts, sets, dates, decimals, UUIDs), or map the \
+                     method to a typeid with `method_to_typeid` to get a proxy",
+                    object.class
+                ),
+            }),
+        },
+        "#ERROR" => Err(exception_of(payload)),
         "#TRACEBACK" => Err(Error::Remote(text_of(payload))),
         "#UNSERIALIZABLE" => Err(Error::Remote(format!("the result could not be pickled: {}", text_of(payload)))),
         "#PROXY" => proxy_of(payload),
         other => Err(garbage(&format!("unknown reply kind {other:?}"))),
+    }
+}
+
+/// The exception of an `'#ERROR'` reply: its class as Python names it (`KeyError`,
+/// `queue.Empty`) and its message as `str()` shows it.
+fn exception_of(payload: PickleValue) -> Error {
+    match payload {
+        PickleValue::Object(object) => {
+            Error::PythonException { exception: class_name(&object.class), message: exception_message(&object) }
+        }
+        other => Error::PythonException { exception: "an exception".into(), message: other.to_python_str() },
     }
 }
 
@@ -127,16 +95,16 @@ fn text_of(payload: PickleValue) -> String {
 }
 
 /// An exception's message as Python's `str()` shows it: the single argument, or the arguments.
-fn exception_message(payload: &PickleValue) -> String {
-    match payload {
-        PickleValue::Tuple(args) => match args.as_slice() {
-            [] => String::new(),
-            [PickleValue::String(text)] => text.clone(),
-            [single] => single.to_string(),
-            _ => payload.to_string(),
+fn exception_message(object: &Object) -> String {
+    match object.args() {
+        [] => match &object.state {
+            // An exception with attributes only.
+            Some(state) => state.to_string(),
+            None => String::new(),
         },
-        // An exception with attributes comes back as its attribute dict.
-        other => other.to_string(),
+        [PickleValue::String(text)] => text.clone(),
+        [single] => single.to_string(),
+        args => PickleValue::Tuple(args.to_vec()).to_string(),
     }
 }
 
@@ -156,8 +124,13 @@ fn proxy_of(payload: PickleValue) -> Result<Reply> {
         PickleValue::None => Vec::new(),
         _ => return Err(bad()),
     };
-    let PickleValue::Tuple(state) = token else { return Err(bad()) };
-    match state.as_slice() {
+    let PickleValue::Object(token) = token else { return Err(bad()) };
+    let state = match (&token.build, &token.state) {
+        (_, Some(PickleValue::Tuple(state))) => state.as_slice(),
+        (Build::Call(args), None) => args.as_slice(),
+        _ => return Err(bad()),
+    };
+    match state {
         [PickleValue::String(typeid), _address, PickleValue::String(ident)] => {
             Ok(Reply::Proxy { typeid: typeid.clone(), ident: ident.clone(), exposed })
         }
@@ -165,69 +138,14 @@ fn proxy_of(payload: PickleValue) -> Result<Reply> {
     }
 }
 
-/// The first class a pickle refers to (the exception of an `'#ERROR'` reply, the `Token` of a
-/// `'#PROXY'`), skipping `copyreg` helpers: `"KeyError"` for built-ins, `"module.Name"` otherwise.
-/// Fails if an opcode is unknown or an argument runs past the end.
-pub(crate) fn first_class(bytes: &[u8]) -> Result<Option<String>> {
-    let mut found = None;
-    // The strings most recently pushed (for STACK_GLOBAL), and the memo of strings (for GETs).
-    let mut recent: [Option<String>; 2] = [None, None];
-    let mut memo: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
-    let mut memo_next = 0u64;
-    for op in Ops::new(bytes) {
-        let (opcode, data) = op.map_err(|e| garbage(&e))?;
-        let pushed_string = match opcode {
-            0x8c | b'X' | 0x8d => Some(String::from_utf8_lossy(data).into_owned()),
-            b'h' | b'j' => memo.get(&little_endian(data)).cloned(),
-            b'g' => {
-                std::str::from_utf8(data).ok().and_then(|s| s.trim().parse().ok()).and_then(|i| memo.get(&i).cloned())
-            }
-            _ => None,
-        };
-        match opcode {
-            0x94 | b'q' | b'r' | b'p' => {
-                let index = match opcode {
-                    0x94 => memo_next,
-                    b'p' => std::str::from_utf8(data).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u64::MAX),
-                    _ => little_endian(data),
-                };
-                memo_next = memo_next.saturating_add(1);
-                if let Some(top) = &recent[1] {
-                    memo.insert(index, top.clone());
-                }
-            }
-            // Framing and protocol markers leave the stack alone.
-            0x80 | 0x95 => {}
-            0x93 if found.is_none() => {
-                if let [Some(module), Some(name)] = &recent {
-                    found = class_name(module, name);
-                }
-                recent = [None, None];
-            }
-            b'c' | b'i' if found.is_none() => {
-                let text = String::from_utf8_lossy(data);
-                let mut lines = text.lines();
-                if let (Some(module), Some(name)) = (lines.next(), lines.next()) {
-                    found = class_name(module, name);
-                }
-                recent = [None, None];
-            }
-            _ => {
-                let [_, last] = &recent;
-                recent = [last.clone(), pushed_string];
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn class_name(module: &str, name: &str) -> Option<String> {
-    match module {
-        "copyreg" | "copy_reg" | "_codecs" => None,
-        "builtins" | "__builtin__" | "exceptions" => Some(name.to_string()),
+/// A class as Python's traceback names it: `KeyError` for built-ins, `queue.Empty` for the C
+/// module's classes, `module.Name` otherwise.
+fn class_name(class: &str) -> String {
+    match class.rsplit_once('.') {
+        Some(("builtins" | "__builtin__" | "exceptions", name)) => name.to_string(),
         // `queue.Empty` is defined in the C module.
-        "_queue" => Some(format!("queue.{name}")),
-        _ => Some(format!("{module}.{name}")),
+        Some(("_queue", name)) => format!("queue.{name}"),
+        _ => class.to_string(),
     }
 }
 
@@ -254,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_return_of_plain_data_is_its_value() {
-        let bytes = serde_pickle::to_vec(&("#RETURN", vec![1, 2]), serde_pickle::SerOptions::new()).unwrap();
+        let bytes = crate::pickle::to_vec(&("#RETURN", vec![1, 2])).unwrap();
         assert_eq!(
             decode_reply(&bytes).unwrap(),
             Reply::Return(PickleValue::List(vec![PickleValue::I64(1), PickleValue::I64(2)]))
@@ -263,16 +181,13 @@ mod tests {
 
     #[test]
     fn a_traceback_is_a_remote_error() {
-        let bytes =
-            serde_pickle::to_vec(&("#TRACEBACK", "Traceback...\nValueError: no\n"), serde_pickle::SerOptions::new())
-                .unwrap();
+        let bytes = crate::pickle::to_vec(&("#TRACEBACK", "Traceback...\nValueError: no\n")).unwrap();
         assert!(matches!(decode_reply(&bytes), Err(Error::Remote(text)) if text.ends_with("ValueError: no")));
     }
 
     /// A frozenset of falses, small integers, floats and a NaN, found by the fuzz target
-    /// `cpython_manager_replies`: serde-pickle sorts a set's items with an ordering that such
-    /// mixtures break, and the standard library's sort panics on that.
-    fn set_that_breaks_serde_pickle() -> Vec<u8> {
+    /// `cpython_manager_replies`: serde-pickle (the decoder before this crate's own) panicked on it.
+    fn set_that_broke_serde_pickle() -> Vec<u8> {
         b"\x28\x4d\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x87\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\
           \x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x89\x81\x89\x89\x89\x89\x89\x89\x89\x81\x4b\x01\x47\x40\x04\x8c\x73\
           \x94\x88\x47\x47\x47\xff\xff\xff\xff\xff\xff\xff\x0e\x89\x89\x89\x4d\x4d\x4d\x4d\x4d\xcd\x4d\x4d\x86\x8f\x91\x2e\
@@ -281,16 +196,8 @@ mod tests {
     }
 
     #[test]
-    fn a_set_that_breaks_the_decoder_is_an_error() {
-        assert!(
-            std::panic::catch_unwind(|| serde_pickle::value_from_slice(
-                &set_that_breaks_serde_pickle(),
-                serde_pickle::DeOptions::new().keep_restore_state().replace_unresolved_globals()
-            ))
-            .is_err(),
-            "serde-pickle no longer panics here: this test's input no longer covers the guard"
-        );
-        let error = decode_reply(&set_that_breaks_serde_pickle()).unwrap_err().to_string();
+    fn a_set_that_broke_the_old_decoder_is_an_error() {
+        let error = decode_reply(&set_that_broke_serde_pickle()).unwrap_err().to_string();
         assert!(error.contains("could not be decoded"), "{error}");
     }
 

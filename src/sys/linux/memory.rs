@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
 use rustix::io;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
@@ -34,6 +34,74 @@ pub(crate) fn sealed_size(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
     }
     let size = rustix::fs::fstat(fd)?.st_size;
     Ok(usize::try_from(size).ok())
+}
+
+/// Creates an anonymous memory file of `len` bytes (zero-filled) that may grow but never shrink:
+/// mappings of its first `len` bytes stay valid whatever its holders do, and writes beyond them
+/// (`pwrite(2)`) extend it.
+pub(crate) fn memfd_growable(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// Whether `fd` is a memory file that can no longer shrink (so a mapping of its current size stays
+/// valid), and its size now.
+pub(crate) fn unshrinkable_size(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    let seals = rustix::fs::fcntl_get_seals(fd)?;
+    if !seals.contains(SealFlags::SHRINK) {
+        return Ok(None);
+    }
+    let size = rustix::fs::fstat(fd)?.st_size;
+    Ok(usize::try_from(size).ok())
+}
+
+/// Writes all of `parts`, one after the other, into the file `fd` from `offset` on (`pwritev(2)`,
+/// repeated until done).
+pub(crate) fn write_all_vectored_at(fd: BorrowedFd<'_>, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|part| std::io::IoSlice::new(part)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match rustix::io::pwritev(fd, slices, offset) {
+            Ok(0) => return Err(io::Errno::NOSPC),
+            Ok(n) => {
+                std::io::IoSlice::advance_slices(&mut slices, n);
+                offset += n as u64;
+            }
+            Err(io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads from the file `fd` at `offset` into `buf` until it is full or the file ends
+/// (`pread(2)`, repeated): the bytes read.
+pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], mut offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(fd, &mut buf[done..], offset) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Gives the memory behind `len` bytes of the memory file `fd` from `offset` back to the system
+/// (the range reads as zeros afterwards; its size does not change). Pages partly in the range are
+/// zeroed, not freed.
+pub(crate) fn release_range(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    rustix::fs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
 }
 
 /// Writes all of `bytes` into the file `fd` from `offset` on (`pwrite(2)`, repeated until done).

@@ -20,7 +20,10 @@ pub(crate) use build_id::build_identity;
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
-pub(crate) use memory::{FutexWait, Mapping, futex_wait, futex_wake, memfd_sealed, sealed_size, write_all_at};
+pub(crate) use memory::{
+    FutexWait, Mapping, futex_wait, futex_wake, memfd_growable, memfd_sealed, read_at, release_range, sealed_size,
+    unshrinkable_size, write_all_at, write_all_vectored_at,
+};
 pub(crate) use poll::{Interest, doorbell, peer_hung_up, poll_one, poll_readable, reset_doorbell, ring_doorbell};
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
@@ -33,8 +36,9 @@ pub(crate) use shm::{
     shm_unlink,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, is_seqpacket, is_unix_socket, next_packet_len, prefer_huge_pages,
-    recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds, set_send_timeout,
-    shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds, try_send_with_fds,
+    MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
+    prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
+    set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
+    try_send_with_fds,
 };
 pub(crate) use thread::{current_thread, thread_start_time};

@@ -131,14 +131,51 @@ impl<'a> Iterator for Ops<'a> {
 /// strings), plus four per byte of the pickle itself.
 const BASE_BUDGET: u64 = 1 << 22;
 
+/// The deepest nesting of containers a pickle may decode to (CPython's own pickler stops near
+/// 1000, at its recursion limit).
+pub(crate) const MAX_DEPTH: u32 = 1000;
+
+/// What the walk learned about a pickle that passed it.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// The memo indices that some `GET` reads (the decoder keeps only these).
+    pub(crate) gets: std::collections::HashSet<u64>,
+}
+
+/// Whether a pickle cannot expand nor nest deeply, seen in one pass without building anything:
+/// no object is used twice (no memo `GET`, no `DUP`: each value is built once, so the value is no
+/// larger than the pickle) and there are too few containers to nest past [`MAX_DEPTH`]. Most
+/// messages are so (a manager's requests); the others take the full walk. Malformed ones are
+/// left to the decoder, which reports them.
+fn plainly_small(bytes: &[u8]) -> bool {
+    let mut containers = 0u32;
+    for op in Ops::new(bytes) {
+        let Ok((opcode, _)) = op else { return false };
+        match opcode {
+            b'g' | b'h' | b'j' | b'2' => return false,
+            b']' | b'}' | b')' | b'(' | 0x8f | 0x85..=0x87 | b'R' | 0x81 | 0x92 | b'i' | b'o' | 0x91 => {
+                containers += 1;
+                if containers > MAX_DEPTH {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Refuses a pickle whose decoded value would be much larger than the pickle (shared objects
-/// copied by the decoder) or contain itself, and one whose opcodes do not fit together. Costs time
-/// and memory in proportion to the pickle's length.
-pub(crate) fn check_expansion(bytes: &[u8]) -> Result<(), String> {
+/// copied by the decoder), contain itself or nest deeper than [`MAX_DEPTH`], and one whose
+/// opcodes do not fit together. Costs time and memory in proportion to the pickle's length.
+pub(crate) fn check_expansion(bytes: &[u8]) -> Result<Scan, String> {
+    if plainly_small(bytes) {
+        return Ok(Scan::default());
+    }
     let budget = BASE_BUDGET.saturating_add(4u64.saturating_mul(bytes.len() as u64));
     let graph = Graph::of(bytes)?;
     match graph.root {
-        Some(root) => graph.size(root, budget).map(|_| ()),
+        Some(root) => graph.size(root, budget).map(|_| Scan { gets: graph.gets }),
         None => Err("the pickle has no value (no STOP after a value)".into()),
     }
 }
@@ -148,6 +185,7 @@ pub(crate) fn check_expansion(bytes: &[u8]) -> Result<(), String> {
 struct Graph {
     objects: Vec<Object>,
     root: Option<usize>,
+    gets: std::collections::HashSet<u64>,
 }
 
 struct Object {
@@ -167,6 +205,7 @@ struct Machine {
     stack: Vec<Entry>,
     memo: std::collections::HashMap<u64, usize>,
     memo_next: u64,
+    gets: std::collections::HashSet<u64>,
 }
 
 fn underflow() -> String {
@@ -255,6 +294,7 @@ impl Machine {
             b'g' | b'h' | b'j' => {
                 let key = Self::memo_key(opcode, data)?;
                 let id = *self.memo.get(&key).ok_or_else(|| format!("memo index {key} used before it was set"))?;
+                self.gets.insert(key);
                 self.stack.push(Entry::Object(id));
             }
             b'a' | b'b' => {
@@ -305,8 +345,13 @@ impl Machine {
 
 impl Graph {
     fn of(bytes: &[u8]) -> Result<Graph, String> {
-        let mut machine =
-            Machine { objects: Vec::new(), stack: Vec::new(), memo: std::collections::HashMap::new(), memo_next: 0 };
+        let mut machine = Machine {
+            objects: Vec::new(),
+            stack: Vec::new(),
+            memo: std::collections::HashMap::new(),
+            memo_next: 0,
+            gets: std::collections::HashSet::new(),
+        };
         let mut root = None;
         for op in Ops::new(bytes) {
             let (opcode, data) = op?;
@@ -315,7 +360,7 @@ impl Graph {
                 root = Some(machine.top()?);
             }
         }
-        Ok(Graph { objects: machine.objects, root })
+        Ok(Graph { objects: machine.objects, root, gets: machine.gets })
     }
 
     /// The decoded size of `root` (its weight and, recursively, its children's, each as often as
@@ -324,14 +369,24 @@ impl Graph {
         const UNKNOWN: u64 = u64::MAX;
         const VISITING: u64 = u64::MAX - 1;
         let mut sizes = vec![UNKNOWN; self.objects.len()];
+        let mut depths = vec![0u32; self.objects.len()];
         // Depth-first, without recursion: (object, whether its children are done).
         let mut work = vec![(root, false)];
         while let Some((id, children_done)) = work.pop() {
             if children_done {
                 let mut total = self.objects[id].own;
+                let mut depth = 0;
                 for &child in &self.objects[id].children {
                     total = total.saturating_add(sizes[child]);
+                    depth = depth.max(depths[child]);
                 }
+                if !self.objects[id].children.is_empty() {
+                    depth += 1;
+                }
+                if depth > MAX_DEPTH {
+                    return Err(format!("the pickle nests containers more than {MAX_DEPTH} deep"));
+                }
+                depths[id] = depth;
                 if total > budget {
                     return Err(format!(
                         "the pickle would decode to more than {budget} values (it repeats shared objects); \
@@ -371,7 +426,7 @@ mod tests {
     fn plain_pickles_pass() {
         // CPython 3.11: pickle.dumps(('#RETURN', [1, 2.5, 'x', b'y', None, {'k': (1,)}]), 4)
         let bytes = b"\x80\x04\x950\x00\x00\x00\x00\x00\x00\x00\x8c\x07#RETURN\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x8c\x01x\x94C\x01y\x94N}\x94\x8c\x01k\x94K\x01\x85\x94se\x86\x94.";
-        assert_eq!(check_expansion(bytes), Ok(()));
+        assert!(check_expansion(bytes).is_ok());
     }
 
     #[test]
@@ -410,8 +465,29 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused() {
+        let mut bytes = b"\x80\x04N".to_vec();
+        bytes.extend(std::iter::repeat_n(0x85, 1200));
+        bytes.push(b'.');
+        let error = check_expansion(&bytes).unwrap_err();
+        assert!(error.contains("deep"), "{error}");
+    }
+
+    #[test]
+    fn gets_are_reported() {
+        // [x, x] with x = 'a' memoized as 0.
+        let scan = check_expansion(b"\x80\x04]\x94(\x8c\x01a\x94h\x01e.").unwrap();
+        assert_eq!(scan.gets, std::collections::HashSet::from([1]));
+    }
+
+    #[test]
     fn malformed_pickles_are_errors() {
         for bytes in [&b""[..], b".", b"a.", b"\xff", b"\x8c\x05ab", b"h\x07.", b"(t"] {
+            let decoded = crate::pickle::decode::decode(bytes, crate::pickle::decode::Mode::Objects);
+            assert!(decoded.is_err(), "{bytes:?}: {decoded:?}");
+        }
+        // Those the walk sees as malformed it refuses itself.
+        for bytes in [&b"\xff"[..], b"\x8c\x05ab", b"h\x07."] {
             assert!(check_expansion(bytes).is_err(), "{bytes:?}");
         }
     }
