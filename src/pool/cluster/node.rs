@@ -11,9 +11,9 @@
 //!
 //! An outcome that frees the slot the feeder is waiting for is published by the feeder itself, in
 //! the same write as its next read (one thread woken instead of two, one round trip for both);
-//! the completer publishes the others. The feeder looks for chunks of lost nodes when the reclaim
-//! script says the next lease it has seen runs out (and at least every quarter lease), reading
-//! without blocking meanwhile when that is sooner than the broker's timer grain.
+//! the completer publishes the others. The feeder scans for chunks of lost nodes every quarter
+//! lease, and reclaims when the scan said the next lease runs out (reading without blocking when
+//! that is sooner than the broker's timer grain, so the reclaim is on time).
 //!
 //! A node takes no more chunks than it has free worker slots (no prefetch: a prefetched chunk is
 //! owned, so it would wait or run twice), and checks each before it runs it: the build (only tasks
@@ -354,10 +354,10 @@ impl Node {
                 return;
             }
         };
-        // When to look for chunks of lost nodes: when the reclaim script says the next one runs
-        // out of lease, and at least every quarter lease (the script's horizon).
-        let mut next_reclaim = Instant::now();
-        let mut last_reclaim = Instant::now();
+        // When to look for chunks of lost nodes: every quarter lease (a scan, which may start a
+        // little late), and when the last scan said the next lease runs out (on time).
+        let mut next_scan = Instant::now();
+        let mut next_due: Option<Instant> = None;
         let mut group_ready = false;
         while !self.stopped() {
             let free = self.busy.free(self.slots(), READ_BLOCK);
@@ -371,13 +371,14 @@ impl Node {
                     continue;
                 }
                 group_ready = true;
+                next_scan = Instant::now();
             }
-            let due = next_reclaim.min(last_reclaim + self.reclaim_horizon());
-            if Instant::now() >= due {
-                last_reclaim = Instant::now();
+            let now = Instant::now();
+            if now >= next_scan || next_due.is_some_and(|due| now >= due) {
+                next_scan = now + self.scan_interval();
                 match self.reclaim(&mut link, free) {
                     Ok((taken, wait)) => {
-                        next_reclaim = last_reclaim + wait.map_or(self.reclaim_horizon(), |w| w + RECLAIM_SLACK);
+                        next_due = wait.map(|w| now + w + RECLAIM_SLACK);
                         if taken > 0 {
                             continue;
                         }
@@ -390,13 +391,20 @@ impl Node {
                     }
                 }
             }
-            let until =
-                next_reclaim.min(last_reclaim + self.reclaim_horizon()).saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let until_scan = next_scan.saturating_duration_since(now);
+            let until_due = next_due.map(|due| due.saturating_duration_since(now));
             // The broker times out a blocking read only on its own timer (100 ms at its default
-            // `hz`), so a reclaim due sooner is waited for here, reading without blocking.
-            let block = (until >= BROKER_TIMER).then(|| until.min(READ_BLOCK));
+            // `hz`): before a lease runs out, a read blocks for at most what is left once that
+            // grain is taken off, and closer than the grain the feeder reads without blocking.
+            let block = match until_due {
+                Some(until) if until < BROKER_TIMER => None,
+                Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
+                None => Some(until_scan),
+            }
+            .map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK));
             match self.read_new(&mut link, free, block) {
-                Ok(0) if block.is_none() => self.pause(until.min(RECLAIM_POLL)),
+                Ok(0) if block.is_none() => self.pause(until_due.unwrap_or_default().min(RECLAIM_POLL)),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster node: read failed");
@@ -407,9 +415,15 @@ impl Node {
         }
     }
 
-    /// How often a node looks for chunks of lost nodes at least (the reclaim script's horizon).
-    fn reclaim_horizon(&self) -> Duration {
+    /// How often a node scans for chunks of lost nodes (a quarter lease).
+    fn scan_interval(&self) -> Duration {
         self.lease() / 4
+    }
+
+    /// How far ahead a scan looks for leases about to run out: past the next scan, even one that
+    /// starts a broker timer grain late.
+    fn reclaim_horizon(&self) -> Duration {
+        self.scan_interval() + BROKER_TIMER
     }
 
     /// Creates the task stream (if missing) and learns the pool's lease, before the first read.
