@@ -108,6 +108,8 @@
 //! | a task that never returns | [`PoolBuilder::task_timeout`](pool::PoolBuilder::task_timeout), [`Options::timeout`](pool::Options::timeout): [`Error::TaskTimedOut`] |
 //! | `multiprocessing.pool.ThreadPool`, `multiprocessing.dummy.Pool` | [`ThreadPool`] (capturing closures) |
 //! | `concurrent.futures.ProcessPoolExecutor`: `submit`, `map`, `shutdown(wait, cancel_futures)`; `Future.result`, `done`, `cancel` | [`Executor`]; [`AsyncResult`] ([`get_timeout`](AsyncResult::get_timeout), [`ready`](AsyncResult::ready), [`cancel`](AsyncResult::cancel)) |
+//! | a client that stops halfway through `Listener.accept()`'s handshake (CPython: blocks every later client) | handshakes run side by side: [`set_handshake_timeout`](connection::Listener::set_handshake_timeout) (default [`connection::DEFAULT_HANDSHAKE_TIMEOUT`]), [`set_max_pending_handshakes`](connection::Listener::set_max_pending_handshakes) |
+//! | a barrier party killed (CPython: threads only) | while it waits or inside the barrier's internal state: withdrawn (the state is repaired), its restarted replacement takes its place; killed inside the action: every waiter gets [`Error::BrokenBarrier`] promptly |
 //! | Ray's `ray.util.multiprocessing.Pool`, Celery/RQ workers on other hosts | the same [`Pool`]: `Pool::builder().cluster("redis://...")` (`cluster` feature; see `multiproc::cluster`), nodes run the same binary with `MULTIPROC_WORKER` set |
 //!
 //! ## Start methods
@@ -170,6 +172,9 @@
     )
 )]
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` lives in the platform layer (`sys`) and the shared-memory internals; each module or
+// item that needs it says so with `#[allow(unsafe_code)]` and why (see "Unsafe code" in README.md).
+#![deny(unsafe_code)]
 
 pub mod connection;
 pub mod context;
@@ -189,6 +194,7 @@ pub mod queue;
 pub mod reduction;
 pub mod shm;
 pub mod sync;
+#[allow(unsafe_code, reason = "the platform layer: system calls, mappings, fork")]
 mod sys;
 #[cfg(test)]
 mod test_support;

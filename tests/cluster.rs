@@ -300,6 +300,80 @@ fn the_completion_script_publishes_only_for_the_entry_s_owner_and_only_once() {
     assert_eq!(dropped, 2);
 }
 
+/// Runs `reclaim.lua` as node `node`: the entries it took (id, deliveries, previous owner), and
+/// the milliseconds it says to wait before the next lease runs out.
+fn reclaim(
+    c: &mut redis::Connection,
+    stream: &str,
+    node: &str,
+    lease: u64,
+    max: u64,
+) -> (Vec<(String, i64, String)>, i64) {
+    let (taken, wait): (Vec<(String, redis::Value, i64, String)>, i64) = redis::cmd("EVAL")
+        .arg(cluster::__scripts::RECLAIM)
+        .arg(1)
+        .arg(stream)
+        .arg("nodes")
+        .arg(node)
+        .arg(lease)
+        .arg(max)
+        .arg(lease / 4)
+        .query(c)
+        .unwrap();
+    (taken.into_iter().map(|(id, _, deliveries, from)| (id, deliveries, from)).collect(), wait)
+}
+
+#[test]
+fn the_reclaim_script_takes_only_expired_leases_and_says_when_the_next_runs_out() {
+    let _serial = serial();
+    let Some(server) = RedisServer::start() else { return };
+    let mut c = server.conn();
+    let stream = "{mp:r}:tasks:b";
+    let _: () =
+        redis::cmd("XGROUP").arg("CREATE").arg(stream).arg("nodes").arg("0").arg("MKSTREAM").query(&mut c).unwrap();
+    let ids: Vec<String> =
+        (0..3).map(|_| redis::cmd("XADD").arg(stream).arg("*").arg("m").arg("x").query(&mut c).unwrap()).collect();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("nodes")
+        .arg("A")
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query(&mut c)
+        .unwrap();
+    // Idle times set by the broker itself (XCLAIM ... IDLE): no waiting in the test.
+    let set_idle = |c: &mut redis::Connection, owner: &str, id: &str, idle: u64| {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg("nodes")
+            .arg(owner)
+            .arg(0)
+            .arg(id)
+            .arg("IDLE")
+            .arg(idle)
+            .arg("JUSTID")
+            .query(c)
+            .unwrap();
+    };
+    set_idle(&mut c, "A", &ids[0], 5_000); // A's lease on it ran out long ago
+    set_idle(&mut c, "A", &ids[1], 500); // A renewed it half a lease ago
+    set_idle(&mut c, "B", &ids[2], 9_000); // B's own entry is never "reclaimed" by B
+    let (taken, wait) = reclaim(&mut c, stream, "B", 1_000, 10);
+    assert_eq!(taken, vec![(ids[0].clone(), 2, "A".to_string())]);
+    assert_eq!(wait, -1, "no other lease runs out within the horizon (a quarter lease)");
+    set_idle(&mut c, "A", &ids[1], 900);
+    let (taken, wait) = reclaim(&mut c, stream, "B", 1_000, 10);
+    assert!(taken.is_empty(), "a lease not yet run out is never taken: {taken:?}");
+    assert!((1..=100).contains(&wait), "A's lease runs out in at most 100 ms: {wait}");
+    // More expired than it may take: it takes its share and says to look again at once.
+    set_idle(&mut c, "A", &ids[1], 2_000);
+    set_idle(&mut c, "A", &ids[2], 2_000);
+    let (taken, wait) = reclaim(&mut c, stream, "B", 1_000, 1);
+    assert_eq!(taken, vec![(ids[1].clone(), 2, "A".to_string())]);
+    assert_eq!(wait, 0);
+}
+
 #[test]
 fn a_killed_node_s_chunk_runs_again_elsewhere_or_fails_with_node_lost() {
     let _serial = serial();

@@ -15,6 +15,8 @@
 //! accepts a 16- or 20-byte response as HMAC-MD5. Accepted digests: md5, sha256, sha384, sha3_256,
 //! sha3_384.
 
+use std::io;
+
 use hmac::{Hmac, Mac};
 
 use super::Connection;
@@ -185,6 +187,190 @@ pub fn answer_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
         return Err(Error::Authentication("digest sent was rejected: the peer has a different authkey".into()));
     }
     Ok(())
+}
+
+/// The listener's side of the handshake ([`deliver_challenge`] then [`answer_challenge`], the same
+/// messages), as a state machine that never blocks: a listener drives many at once, so that a
+/// client that stops halfway holds up nobody but itself.
+#[derive(Debug)]
+pub(crate) struct ServerHandshake {
+    stage: Stage,
+    /// The challenge this side sent (what the client's response must sign).
+    challenge: Vec<u8>,
+    /// A frame being written, and how much of it is out.
+    out: Vec<u8>,
+    sent: usize,
+    /// A frame being read: its 4-byte length, then its payload.
+    incoming: Vec<u8>,
+    /// The error to report once the `#FAILURE#` verdict is out.
+    failed: Option<Error>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    SendChallenge,
+    ReadResponse,
+    SendVerdict,
+    ReadChallenge,
+    SendAnswer,
+    ReadWelcome,
+    Done,
+}
+
+/// What a [`ServerHandshake`] waits for after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeStep {
+    /// The connection must become ready for this before the next step.
+    Wants(sys::Interest),
+    /// Both sides are authenticated.
+    Done,
+}
+
+/// A message as CPython frames it on a socket (4-byte big-endian length: handshake messages are
+/// short).
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+impl ServerHandshake {
+    /// A handshake whose first message, the challenge, is ready to go.
+    ///
+    /// # Errors
+    ///
+    /// No randomness for the challenge.
+    pub(crate) fn new() -> Result<ServerHandshake> {
+        let random: [u8; CHALLENGE_RANDOM_LEN] = sys::random_bytes().context("draw a random challenge")?;
+        let mut challenge = b"{sha256}".to_vec();
+        challenge.extend_from_slice(&random);
+        let out = frame(&[CHALLENGE, &challenge].concat());
+        Ok(ServerHandshake { stage: Stage::SendChallenge, challenge, out, sent: 0, incoming: Vec::new(), failed: None })
+    }
+
+    /// Goes as far as `io` (a non-blocking socket) allows without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Authentication`] for a wrong key or a protocol error (the client is told
+    /// `#FAILURE#` first where it sent a wrong response), [`Error::MessageTooLarge`] for a message
+    /// over 256 bytes, [`Error::Eof`] when the client leaves, other I/O errors.
+    pub(crate) fn advance(&mut self, key: &[u8], io: &mut (impl io::Read + io::Write)) -> Result<HandshakeStep> {
+        loop {
+            match self.stage {
+                Stage::SendChallenge | Stage::SendVerdict | Stage::SendAnswer => {
+                    if !self.write_some(io)? {
+                        return Ok(HandshakeStep::Wants(sys::Interest::Write));
+                    }
+                    self.stage = match self.stage {
+                        Stage::SendChallenge => Stage::ReadResponse,
+                        Stage::SendVerdict => match self.failed.take() {
+                            Some(e) => return Err(e),
+                            None => Stage::ReadChallenge,
+                        },
+                        _ => Stage::ReadWelcome,
+                    };
+                }
+                Stage::ReadResponse | Stage::ReadChallenge | Stage::ReadWelcome => {
+                    let Some(message) = self.read_frame(io)? else {
+                        return Ok(HandshakeStep::Wants(sys::Interest::Read));
+                    };
+                    self.received(key, &message)?;
+                }
+                Stage::Done => return Ok(HandshakeStep::Done),
+            }
+        }
+    }
+
+    /// Acts on a complete message from the client.
+    fn received(&mut self, key: &[u8], message: &[u8]) -> Result<()> {
+        match self.stage {
+            Stage::ReadResponse => {
+                let verdict = match verify(key, &self.challenge, message) {
+                    Ok(()) => WELCOME,
+                    Err(e) => {
+                        self.failed = Some(e);
+                        FAILURE
+                    }
+                };
+                self.queue(verdict, Stage::SendVerdict);
+            }
+            Stage::ReadChallenge => {
+                let Some(challenge) = message.strip_prefix(CHALLENGE) else {
+                    return Err(Error::Authentication(format!(
+                        "protocol error: expected a challenge, got {:?}",
+                        String::from_utf8_lossy(&message[..message.len().min(32)])
+                    )));
+                };
+                if challenge.len() < MIN_CHALLENGE_LEN {
+                    return Err(Error::Authentication(format!("challenge too short: {} bytes", challenge.len())));
+                }
+                let answer = response_to(key, challenge)?;
+                self.queue(&answer, Stage::SendAnswer);
+            }
+            _ => {
+                if message != WELCOME {
+                    return Err(Error::Authentication(
+                        "digest sent was rejected: the peer has a different authkey".into(),
+                    ));
+                }
+                self.stage = Stage::Done;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, payload: &[u8], stage: Stage) {
+        self.out = frame(payload);
+        self.sent = 0;
+        self.stage = stage;
+    }
+
+    /// Writes what it can of the frame going out; true once all of it is.
+    fn write_some(&mut self, io: &mut impl io::Write) -> Result<bool> {
+        while self.sent < self.out.len() {
+            match io.write(&self.out[self.sent..]) {
+                Ok(0) => return Err(Error::Eof),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("send a handshake message", e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads what it can of the frame coming in; the payload once all of it is there. A length over
+    /// the handshake limit is refused before anything more is read.
+    fn read_frame(&mut self, io: &mut impl io::Read) -> Result<Option<Vec<u8>>> {
+        loop {
+            let need = match self.incoming.get(..4) {
+                None => 4,
+                Some(header) => {
+                    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+                    // -1 announces an 8-byte length: never a handshake message either.
+                    if u64::from(len) > MAX_HANDSHAKE_MESSAGE {
+                        return Err(Error::MessageTooLarge { len: u64::from(len), limit: MAX_HANDSHAKE_MESSAGE });
+                    }
+                    4 + len as usize
+                }
+            };
+            if self.incoming.len() >= 4 && self.incoming.len() == need {
+                let message = self.incoming.split_off(4);
+                self.incoming.clear();
+                return Ok(Some(message));
+            }
+            let mut chunk = [0u8; MAX_HANDSHAKE_MESSAGE as usize + 4];
+            let want = need - self.incoming.len();
+            match io.read(&mut chunk[..want]) {
+                Ok(0) => return Err(Error::Eof),
+                Ok(n) => self.incoming.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("receive a handshake message", e)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@
 //! read with plain `recv(2)`, straight into the message's buffer.
 //!
 //! Reads are exact: a frame is never read past its end, so several processes can read one socket
-//! and each gets whole messages. A length prefix is only a claim: buffers grow as bytes arrive (in
-//! steps of [`ALLOCATION_STEP`]), so a lying prefix costs no more memory than the bytes really sent.
+//! and each gets whole messages. A length prefix is only a claim: buffers grow as bytes arrive
+//! (doubling from [`FIRST_ALLOCATION`], by at most [`ALLOCATION_STEP`] at a time, and asking for huge
+//! pages only after [`HUGE_PAGES_AFTER`] bytes), so a lying prefix costs no more memory than the
+//! bytes really sent.
 //!
 //! Every operation takes a [`Deadline`]; with one, each system call is preceded by a `poll(2)` for
 //! the time left, and running out gives [`Error::Timeout`].
@@ -90,8 +92,14 @@ impl Waiter for Watched<'_> {
 /// Payloads up to this size use the 4-byte header.
 pub(crate) const SHORT_FORM_MAX: u64 = 0x7fff_ffff;
 
-/// How much a receive buffer may grow ahead of the bytes that arrived.
+/// The first allocation of a receive buffer (or the whole message, if smaller).
+pub(crate) const FIRST_ALLOCATION: usize = 64 << 10;
+
+/// The most a receive buffer grows by at once (it doubles up to this step).
 pub(crate) const ALLOCATION_STEP: usize = 64 << 20;
+
+/// A receive buffer asks for huge pages once it holds this many bytes that really arrived.
+pub(crate) const HUGE_PAGES_AFTER: usize = 32 << 20;
 
 /// The header for a payload of `len` bytes, and how many of the 12 bytes it uses.
 pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
@@ -283,15 +291,23 @@ pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: impl 
 }
 
 /// Reads a payload of `len` bytes into a new buffer, growing it as bytes arrive.
+///
+/// The length is only the peer's claim: the buffer starts at [`FIRST_ALLOCATION`] and doubles when
+/// full (by at most [`ALLOCATION_STEP`] at a time), so it never holds more than twice the bytes
+/// that really arrived; huge pages are asked for only once [`HUGE_PAGES_AFTER`] bytes are in (a
+/// huge page is allocated whole at its first byte, so asking earlier would let a claim of 1 GiB
+/// followed by a trickle cost 2 MiB per connection).
 pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: impl Waiter) -> Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(len.min(ALLOCATION_STEP));
-    // Large messages: huge pages, for far fewer page faults (the advice follows the mapping when
-    // it grows).
-    sys::prefer_huge_pages(&mut buf);
+    let mut buf: Vec<u8> = Vec::with_capacity(len.min(FIRST_ALLOCATION));
     while buf.len() < len {
         if buf.len() == buf.capacity() {
-            buf.reserve_exact((len - buf.len()).min(ALLOCATION_STEP));
+            let grow = buf.capacity().clamp(FIRST_ALLOCATION, ALLOCATION_STEP).min(len - buf.len());
+            buf.reserve_exact(grow);
+            // Large messages: huge pages, for far fewer page faults, now that the bytes are here.
+            if buf.len() >= HUGE_PAGES_AFTER {
+                sys::prefer_huge_pages(&mut buf);
+            }
         }
         let want = len - buf.len();
         let n = read_step(socket, deadline, |blocking| match blocking {

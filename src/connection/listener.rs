@@ -2,6 +2,7 @@
 //! were not started together, over Unix-domain sockets (a filesystem path or, on Linux, the
 //! abstract namespace) or TCP, optionally authenticated with a shared key (see `auth`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -10,10 +11,11 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::{HandshakeStep, ServerHandshake};
 use super::{Connection, answer_challenge, deliver_challenge};
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
@@ -161,9 +163,84 @@ pub struct Listener {
     address: Address,
     authkey: Option<Vec<u8>>,
     handshake_timeout: Option<Duration>,
+    max_pending: usize,
+    /// Clients accepted whose handshake is under way, oldest first.
+    pending: VecDeque<Pending>,
     last_accepted: Option<Address>,
     /// The socket file this listener created, removed when it closes.
     owned_path: Option<PathBuf>,
+}
+
+/// How long a client may take over the authentication handshake, unless
+/// [`Listener::set_handshake_timeout`] says otherwise.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many clients may be in the middle of the handshake at once, unless
+/// [`Listener::set_max_pending_handshakes`] says otherwise.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// An accepted stream, of either family.
+#[derive(Debug)]
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_nonblocking(on),
+            Stream::Tcp(s) => s.set_nonblocking(on),
+        }
+    }
+
+    fn into_connection(self) -> Connection {
+        match self {
+            Stream::Unix(s) => Connection::from(s),
+            Stream::Tcp(s) => Connection::from(s),
+        }
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A client in the middle of the handshake.
+#[derive(Debug)]
+struct Pending {
+    stream: Stream,
+    peer: Option<Address>,
+    handshake: ServerHandshake,
+    /// What the handshake waits for.
+    wants: Interest,
+    /// When it gives up (`None`: never).
+    expires: Option<Instant>,
 }
 
 impl Listener {
@@ -205,7 +282,9 @@ impl Listener {
             socket: Some(socket),
             address,
             authkey: authkey.map(<[u8]>::to_vec),
-            handshake_timeout: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
+            pending: VecDeque::new(),
             last_accepted: None,
             owned_path,
         })
@@ -227,51 +306,149 @@ impl Listener {
         self.last_accepted.as_ref()
     }
 
-    /// Bounds the authentication handshake of each [`accept`](Self::accept) (default: none, as in
-    /// CPython; a client that connects and never answers then holds `accept` up).
+    /// Bounds each client's authentication handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
+    /// `None`: no bound, as in CPython, where a client that connects and never answers holds its
+    /// place forever). Applies to clients accepted from now on.
     pub fn set_handshake_timeout(&mut self, timeout: Option<Duration>) {
         self.handshake_timeout = timeout;
     }
 
+    /// Bounds how many clients may be in the middle of the handshake at once (default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`], at least 1). When a new client arrives at the bound, the
+    /// oldest unfinished handshake is dropped (its client sees the connection close): a crowd of
+    /// stalled clients costs a bounded number of descriptors and cannot keep a newcomer out.
+    pub fn set_max_pending_handshakes(&mut self, max: usize) {
+        self.max_pending = max.max(1);
+    }
+
     /// Waits for a client and returns its connection, authenticated if the listener has a key.
+    ///
+    /// With a key, handshakes run side by side: a client that stops halfway (or never answers)
+    /// holds up nobody but itself, and gives up after the handshake timeout. Accepting goes on
+    /// between calls only while a call is in progress; a handshake under way at the end of one call
+    /// continues in the next.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Authentication`] when a client fails the handshake (a wrong key: CPython's
+    /// `AuthenticationError`), [`Error::Timeout`] when a client's handshake outlasts the handshake
+    /// timeout, [`Error::Closed`] after [`close`](Self::close), and system errors. Each error is
+    /// about one client: call `accept` again for the next.
     pub fn accept(&mut self) -> Result<Connection> {
         self.accept_until(Deadline::NONE)
     }
 
     /// Like [`accept`](Self::accept), giving up with [`Error::Timeout`] when no client connected
-    /// and authenticated within `timeout`.
+    /// and authenticated within `timeout` (handshakes under way continue in the next call).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Self::accept), and [`Error::Timeout`] when `timeout` passes.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Connection> {
         self.accept_until(Deadline::after(Some(timeout)))
     }
 
     fn accept_until(&mut self, deadline: Deadline) -> Result<Connection> {
-        let socket = self.socket.as_ref().ok_or(Error::Closed("listener"))?;
-        deadline.wait(socket_fd(socket), Interest::Read)?;
-        let (mut conn, peer) = match socket {
-            Socket::Unix(listener) => {
-                let (stream, addr) = listener.accept().context("accept a connection")?;
-                (Connection::from(stream), unix_address_of(&addr))
-            }
-            Socket::Tcp(listener) => {
-                let (stream, addr) = listener.accept().context("accept a connection")?;
-                let _ = stream.set_nodelay(true);
-                (Connection::from(stream), Some(Address::Tcp(addr)))
-            }
+        let Some(key) = self.authkey.clone() else {
+            let socket = self.socket.as_ref().ok_or(Error::Closed("listener"))?;
+            deadline.wait(socket_fd(socket), Interest::Read)?;
+            let (stream, peer) = accept_one(socket)?;
+            self.last_accepted = peer;
+            return Ok(stream.into_connection());
         };
-        self.last_accepted = peer;
-        if let Some(key) = &self.authkey {
-            let handshake_timeout = if deadline.is_bounded() { deadline.left() } else { self.handshake_timeout };
-            conn.set_timeout(handshake_timeout);
-            deliver_challenge(&mut conn, key)?;
-            answer_challenge(&mut conn, key)?;
-            conn.set_timeout(None);
+        loop {
+            let socket = self.socket.as_ref().ok_or(Error::Closed("listener"))?;
+            let now = Instant::now();
+            if let Some(i) = self.pending.iter().position(|p| p.expires.is_some_and(|at| at <= now)) {
+                self.pending.remove(i);
+                return Err(Error::Timeout(self.handshake_timeout.unwrap_or_default()));
+            }
+            if deadline.passed() {
+                return Err(deadline.timeout_error());
+            }
+            let first_expiry = self.pending.iter().filter_map(|p| p.expires).min();
+            let wait = match (deadline.left(), first_expiry.map(|at| at.saturating_duration_since(now))) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut fds = vec![(socket_fd(socket), Interest::Read)];
+            fds.extend(self.pending.iter().map(|p| (p.stream.fd(), p.wants)));
+            let ready = sys::poll_ready(&fds, wait).context("wait for clients")?;
+            drop(fds);
+            if ready.first() == Some(&true)
+                && let Some(finished) = self.admit(&key)
+            {
+                return finished;
+            }
+            // Drive every handshake that can go on (indices shifted by the listening socket).
+            for i in (0..self.pending.len()).rev() {
+                if !ready.get(i + 1).copied().unwrap_or(false) {
+                    continue;
+                }
+                if let Some(finished) = self.drive(i, &key) {
+                    return finished;
+                }
+            }
         }
-        Ok(conn)
+    }
+
+    /// Accepts one client from the kernel's queue and starts its handshake; at the bound, the
+    /// oldest handshake under way makes room. `Some` when that already ended something: an error
+    /// of the listener, or of this client.
+    fn admit(&mut self, key: &[u8]) -> Option<Result<Connection>> {
+        let socket = self.socket.as_ref()?;
+        let (stream, peer) = match accept_one(socket) {
+            Ok(accepted) => accepted,
+            // The client left before we took it, or nothing was there after all: nothing to do.
+            Err(Error::Io { source, .. })
+                if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionAborted) =>
+            {
+                return None;
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        if let Err(e) = stream.set_nonblocking(true) {
+            return Some(Err(Error::io("make a client's socket non-blocking", e)));
+        }
+        if self.pending.len() >= self.max_pending {
+            self.pending.pop_front();
+        }
+        let expires = self.handshake_timeout.and_then(|t| Instant::now().checked_add(t));
+        let handshake = match ServerHandshake::new() {
+            Ok(handshake) => handshake,
+            Err(e) => return Some(Err(e)),
+        };
+        self.pending.push_back(Pending { stream, peer, handshake, wants: Interest::Write, expires });
+        self.drive(self.pending.len() - 1, key)
+    }
+
+    /// Advances handshake `i`; `Some` when it ended (the connection, or the client's error).
+    fn drive(&mut self, i: usize, key: &[u8]) -> Option<Result<Connection>> {
+        let pending = self.pending.get_mut(i)?;
+        match pending.handshake.advance(key, &mut pending.stream) {
+            Ok(HandshakeStep::Wants(interest)) => {
+                pending.wants = interest;
+                None
+            }
+            Ok(HandshakeStep::Done) => {
+                let pending = self.pending.remove(i)?;
+                if let Err(e) = pending.stream.set_nonblocking(false) {
+                    return Some(Err(Error::io("make a client's socket blocking", e)));
+                }
+                self.last_accepted = pending.peer;
+                Some(Ok(pending.stream.into_connection()))
+            }
+            Err(e) => {
+                self.pending.remove(i);
+                Some(Err(e))
+            }
+        }
     }
 
     /// Stops listening and removes the socket file it created (CPython `close()`); later
     /// [`accept`](Self::accept)s fail with [`Error::Closed`]. Dropping the listener does the same.
     pub fn close(&mut self) {
+        self.pending.clear();
         if self.socket.take().is_some()
             && let Some(path) = self.owned_path.take()
         {
@@ -282,6 +459,21 @@ impl Listener {
     /// Whether [`close`](Self::close) was called.
     pub fn closed(&self) -> bool {
         self.socket.is_none()
+    }
+}
+
+/// Takes one client from the kernel's queue (the caller has seen the socket readable).
+fn accept_one(socket: &Socket) -> Result<(Stream, Option<Address>)> {
+    match socket {
+        Socket::Unix(listener) => {
+            let (stream, addr) = listener.accept().context("accept a connection")?;
+            Ok((Stream::Unix(stream), unix_address_of(&addr)))
+        }
+        Socket::Tcp(listener) => {
+            let (stream, addr) = listener.accept().context("accept a connection")?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), Some(Address::Tcp(addr))))
+        }
     }
 }
 
@@ -311,6 +503,7 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("address", &self.address)
             .field("authenticated", &self.authkey.is_some())
+            .field("pending_handshakes", &self.pending.len())
             .field("closed", &self.closed())
             .finish()
     }

@@ -24,6 +24,7 @@ mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
 pub(crate) mod record;
+#[allow(unsafe_code, reason = "shared-memory internals: the rings of a pipe")]
 mod ring;
 
 #[cfg(feature = "pickle")]
@@ -40,7 +41,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use auth::{answer_challenge, deliver_challenge};
 use frame::Deadline;
-pub use listener::{Address, Listener, connect, connect_timeout};
+pub use listener::{
+    Address, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener, connect, connect_timeout,
+};
 
 use crate::error::{Error, IoContext, Result};
 use crate::reduction::{self, Message};

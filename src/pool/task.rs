@@ -110,6 +110,7 @@ pub(crate) fn entry_offset(entry: ChunkEntry) -> i64 {
 /// `offset` must come from [`entry_offset`] in a process running the same executable file as this
 /// one: the pool's own parent, which launched this worker (the launch protocol checked the
 /// executable) and is the only other end of its task connection.
+#[allow(unsafe_code, reason = "chunk entry points travel as offsets from an anchor function")]
 pub(crate) unsafe fn entry_from_offset(offset: i64) -> ChunkEntry {
     // SAFETY: forwarded from the caller.
     unsafe { crate::sys::function_at::<ChunkEntry>(anchor as fn() as usize, offset) }

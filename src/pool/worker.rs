@@ -228,9 +228,7 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
                 eprintln!("multiproc pool worker {}: a malformed batch from the pool", std::process::id());
                 return 1;
             };
-            // SAFETY: the offset comes from the pool that launched this worker (the only other end
-            // of this connection), which runs the same executable, as the launch protocol checked.
-            let entry = unsafe { task::entry_from_offset(group.entry) };
+            let entry = chunk_entry(group.entry);
             let mut last = Instant::now();
             for (i, args) in pieces.enumerate() {
                 let id = group.first_id + i as u64;
@@ -261,6 +259,15 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
     }
 }
 
+/// The chunk entry at `offset`.
+#[allow(unsafe_code, reason = "the task's entry point comes as an offset")]
+fn chunk_entry(offset: i64) -> ChunkEntry {
+    // SAFETY: the offset comes from the pool that launched this worker (the only other end of this
+    // connection), which runs the same executable, as the launch protocol checked.
+    unsafe { task::entry_from_offset(offset) }
+}
+
+#[allow(unsafe_code, reason = "the initializer's entry point comes as an offset")]
 fn run_initializer(init: InitCall) -> i32 {
     // SAFETY: as for task entries: the offset comes from the pool that launched this worker.
     let entry = unsafe { crate::process::target::entry_from_offset(init.entry) };

@@ -26,14 +26,17 @@
 // Every public function that returns a `Result` says when it fails (issue 15.9).
 #![deny(clippy::missing_errors_doc)]
 
+#[allow(unsafe_code, reason = "a spawned child takes its inherited descriptor and entry point")]
 pub(crate) mod bootstrap;
 pub(crate) mod children;
+#[allow(unsafe_code, reason = "the fork server forks")]
 pub(crate) mod forkserver;
 pub(crate) mod function;
 pub(crate) mod identity;
 pub(crate) mod launch;
 pub(crate) mod liveness;
 pub(crate) mod start;
+#[allow(unsafe_code, reason = "entry points travel as offsets from an anchor function")]
 pub(crate) mod target;
 
 use std::fmt;
@@ -212,6 +215,7 @@ impl Process {
     /// * [`Error::Codec`]: the arguments could not be encoded;
     /// * [`Error::StartupHookMissing`], [`Error::BinaryMismatch`], [`Error::ForkServer`],
     ///   [`Error::Io`]: the child could not be launched.
+    #[allow(unsafe_code, reason = "calls start_unchecked after checking its contract")]
     pub fn start(&mut self) -> Result<()> {
         if self.start_method() == StartMethod::Fork {
             start::fork::check_single_threaded()?;
@@ -232,6 +236,7 @@ impl Process {
     /// # Errors
     ///
     /// As [`start`](Self::start), except [`Error::ForkWithThreads`], which this does not check.
+    #[allow(unsafe_code, reason = "the fork start method's contract is the caller's")]
     pub unsafe fn start_unchecked(&mut self) -> Result<()> {
         self.check_can_start()?;
         let method = self.start_method();

@@ -148,12 +148,14 @@
 //! | passing a queue to `Process(args=(q,))` | the same: [`Process::new(f, (q.clone(),))`](crate::Process::new) |
 
 #[cfg(not(loom))]
+#[allow(unsafe_code, reason = "shared-memory internals: records in the queue's ring")]
 mod core;
 #[cfg(not(loom))]
 mod handles;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(not(loom))]
+#[allow(unsafe_code, reason = "shared-memory internals: the queue's state and ring")]
 mod shared;
 #[cfg(not(loom))]
 mod spill;

@@ -68,6 +68,7 @@ fn tempfile_with(content: &[u8]) -> std::fs::File {
     file
 }
 
+#[allow(unsafe_code, reason = "borrows a raw descriptor number to query it")]
 fn unsafe_borrow(raw: i32) -> BorrowedFd<'static> {
     // SAFETY: only used to query a descriptor number that may be closed; fcntl on a closed number
     // fails with EBADF and touches nothing.

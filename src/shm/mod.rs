@@ -39,7 +39,9 @@
 //!
 //! Only [`ShmSafe`] types may live there.
 
+#[allow(unsafe_code, reason = "shared-memory internals: a byte region handed over by protocol")]
 mod bytes;
+#[allow(unsafe_code, reason = "shared-memory internals: records in a ring of shared bytes")]
 pub(crate) mod record_ring;
 
 pub(crate) use bytes::SharedBytes;
@@ -59,11 +61,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Mapping};
 
+#[allow(unsafe_code, reason = "shared-memory internals: atomic words over shared bytes")]
 mod atomic_bytes;
+#[allow(unsafe_code, reason = "shared-memory internals: the mapping of a named block")]
 mod named;
 mod shareable_list;
 mod sharedctypes;
+#[allow(unsafe_code, reason = "shared-memory internals: atomic cells of a struct's fields")]
 mod structure;
+#[allow(unsafe_code, reason = "shared-memory internals: the tracker's table in shared memory")]
 pub(crate) mod tracker;
 
 pub use named::{CreateOptions, SharedMemory};
@@ -86,10 +92,12 @@ pub use structure::{RawStruct, SharedStruct, StructFields, Structure};
 ///
 /// Layout is checked when a shared object is created: `T` must need no drop and be aligned to
 /// at most 64 bytes.
+#[allow(unsafe_code, reason = "the marker of what may live in shared memory is an unsafe promise")]
 pub unsafe trait ShmSafe: Send + Sync + 'static {}
 
 macro_rules! shm_safe {
     ($($t:ty),*) => { $(
+        #[allow(unsafe_code, reason = "the ShmSafe promise for numbers and atomics")]
         // SAFETY: a plain integer, float or atomic: no pointers, zero is valid, no drop glue,
         // atomics mutate through `&self`, plain numbers are only read through `&T`.
         unsafe impl ShmSafe for $t {}
@@ -100,6 +108,7 @@ shm_safe!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64, usize, isize);
 shm_safe!(AtomicU8, AtomicU32, AtomicU64, AtomicI32, AtomicI64, AtomicUsize);
 shm_safe!(AtomicI8, AtomicU16, AtomicI16, AtomicIsize);
 
+#[allow(unsafe_code, reason = "the ShmSafe promise for arrays")]
 // SAFETY: an array of `ShmSafe` elements keeps every property of its elements.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 
@@ -181,6 +190,7 @@ impl<T: ShmSafe> Shared<T> {
         Ok(shared)
     }
 
+    #[allow(unsafe_code, reason = "the header at the start of the mapping")]
     fn header(&self) -> &Header {
         // SAFETY: the mapping starts with `OBJECT_OFFSET` (≥ size_of::<Header>()) bytes reserved
         // for the header, page-aligned, zero-filled at creation (a valid `Header`: two atomics),
@@ -199,6 +209,7 @@ fn not_a<T: ?Sized>(what: &str) -> Error {
 impl<T: ShmSafe> Deref for Shared<T> {
     type Target = T;
 
+    #[allow(unsafe_code, reason = "the object after the header")]
     fn deref(&self) -> &T {
         // SAFETY: the mapping holds `OBJECT_OFFSET + size_of::<T>()` bytes (checked at creation and
         // attachment); the offset is a multiple of 64 from a page-aligned start, so aligned for `T`
@@ -282,6 +293,7 @@ impl<C: ShmSafe> SharedCells<C> {
         Ok(cells)
     }
 
+    #[allow(unsafe_code, reason = "the header at the start of the mapping")]
     fn header(&self) -> &Header {
         // SAFETY: as in `Shared::header`: the first `OBJECT_OFFSET` bytes are the header, valid
         // when zero, mapped while `self` holds the `Arc<Mapping>`.
@@ -290,6 +302,7 @@ impl<C: ShmSafe> SharedCells<C> {
 
     /// The cells.
     #[inline]
+    #[allow(unsafe_code, reason = "the cells after the header")]
     pub(crate) fn cells(&self) -> &[C] {
         // SAFETY: the mapping holds `OBJECT_OFFSET + len * size_of::<C>()` bytes (checked at
         // creation and attachment), aligned for `C` (page-aligned start, 64-byte offset, checked

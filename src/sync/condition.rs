@@ -25,6 +25,7 @@ pub(crate) struct ConditionState {
 }
 
 // SAFETY: atomics only; zero is a valid state; no pointers, no drop glue.
+#[allow(unsafe_code, reason = "the ShmSafe promise for a state of atomics")]
 unsafe impl ShmSafe for ConditionState {}
 
 /// The lock under a condition.

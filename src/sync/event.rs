@@ -23,6 +23,7 @@ pub(crate) struct EventState {
 }
 
 // SAFETY: atomics only; zero is the cleared state; no pointers, no drop glue.
+#[allow(unsafe_code, reason = "the ShmSafe promise for a state of atomics")]
 unsafe impl ShmSafe for EventState {}
 
 impl EventState {

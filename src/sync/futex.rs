@@ -1,12 +1,14 @@
 //! What the state machines of this module need from the platform: sleeping on a 32-bit word until
-//! it changes, and waking sleepers. The kernel's futex serves processes; tests substitute their
-//! own implementation to drive the state machines on their own.
+//! it changes, waking sleepers, and (for the robust lock) whether a thread still lives. The kernel
+//! serves processes; tests substitute their own implementations to drive the state machines on
+//! their own.
 
 use super::atomic::AtomicU32;
 use std::time::Duration;
 
-#[cfg(not(loom))]
 use crate::sys;
+
+pub(crate) use crate::sys::ThreadLife;
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,12 @@ pub(crate) trait Futex {
     fn wake(word: &AtomicU32, count: u32);
 }
 
+/// Whether threads live: the robust lock's dead-owner check asks it about its owner.
+pub(crate) trait Threads {
+    /// What is known of thread `tid` now.
+    fn life(tid: u32) -> ThreadLife;
+}
+
 /// The kernel's shared futex: works across processes on memory they share.
 #[derive(Debug)]
 pub(crate) enum Kernel {}
@@ -40,6 +48,13 @@ impl Futex for Kernel {
 
     fn wake(word: &AtomicU32, count: u32) {
         sys::futex_wake(word, count);
+    }
+}
+
+/// The threads of this system, as `/proc` shows them.
+impl Threads for Kernel {
+    fn life(tid: u32) -> ThreadLife {
+        sys::thread_life(tid)
     }
 }
 
@@ -64,7 +79,7 @@ pub(crate) mod testing {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use super::{Futex, Waited};
+    use super::{Futex, ThreadLife, Threads, Waited};
 
     pub(crate) static WAITS: AtomicUsize = AtomicUsize::new(0);
 
@@ -86,5 +101,12 @@ pub(crate) mod testing {
         }
 
         fn wake(_word: &AtomicU32, _count: u32) {}
+    }
+
+    /// The real threads of this system.
+    impl Threads for Yielding {
+        fn life(tid: u32) -> ThreadLife {
+            crate::sys::thread_life(tid)
+        }
     }
 }

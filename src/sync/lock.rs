@@ -270,7 +270,7 @@ lock_type!(
 impl RLock {
     /// Whether the calling thread holds the lock (CPython's private `_is_owned()`).
     pub fn is_owned(&self) -> bool {
-        self.state.held_by(sys::current_thread().0)
+        self.state.held_by(sys::current_thread())
     }
 }
 

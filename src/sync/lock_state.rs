@@ -1,40 +1,83 @@
-//! The state machine of [`Lock`](super::Lock) and [`RLock`](super::RLock): a futex word that
-//! holds its owner's thread id, and the way back when an owner dies holding it.
+//! The state machine of [`Lock`](super::Lock) and [`RLock`](super::RLock) (and of the locks inside
+//! `Condition`, `Barrier`, the queues and the pipe rings): one 64-bit word that names the owner and
+//! counts acquisitions, and the way back when an owner dies holding it.
 //!
 //! ```text
-//! word = 0                      free
-//! word = tid                    held by thread `tid`, nobody sleeps
-//! word = tid | WAITERS          held, and someone may sleep on the word
+//! state  = generation (33 bits) | WAITERS (1 bit) | owner thread id (30 bits, 0 = free)
+//! wake   = a counter that sleepers sleep on (futex); a release that sees WAITERS bumps it
+//! record = (generation, start time) of the owner of that generation, written by that owner
 //! ```
 //!
-//! Acquiring is one compare-and-swap from 0 to the caller's thread id. Someone who finds the lock
-//! held first watches the word for a few microseconds (adaptive, see `spin`) and takes it without
-//! `WAITERS` if it comes free; otherwise it sets `WAITERS` and sleeps on the word. Whoever acquires
-//! after sleeping keeps `WAITERS` set (others may still sleep), so that its release wakes the next;
-//! a sleeper woken for a lock that a spinner took sets `WAITERS` again before it sleeps again.
-//! Releasing swaps back to 0 and, if `WAITERS` was set, wakes one sleeper.
+//! **Acquiring** is one compare-and-swap from a free state `(g, 0)` to `(g + 1, me)`: every
+//! acquisition, takeovers included, has a generation of its own. Someone who finds the lock held
+//! first watches the state for a few microseconds (adaptive, see `spin`) and takes it if it comes
+//! free; otherwise it reads the `wake` ticket, sets `WAITERS` (or sees it set) and sleeps on `wake`
+//! while the ticket is unchanged. Whoever acquires after sleeping sets `WAITERS` in its own state
+//! (others may still sleep), so that its release wakes the next. **Releasing** clears the owner and
+//! `WAITERS` (keeping the generation) and, if `WAITERS` was set, bumps `wake` and wakes one sleeper.
+//! The sleeper reads its ticket before it looks at the state, and the releaser changes the state
+//! before it bumps the ticket (SeqCst): a release after the sleeper's look is a bump the sleeper's
+//! futex sees, so no wake-up is lost. A sleeper that gives up (its timeout) after being woken sets
+//! `WAITERS` again if the lock is held without it, so that the others are still woken.
 //!
-//! **An owner that dies** (a process killed while holding the lock) never releases it. Sleepers
-//! wait in slices of [`LIVENESS_SLICE`]; after each, one that still finds the lock held checks that
-//! the owner's thread exists and is the one that acquired it (its start time is recorded next to
-//! the word, which tells a recycled thread id). If not, it takes the lock over with a
-//! compare-and-swap and the flag `owner_died` is set: every acquirer is told, until one of them
-//! declares the protected state consistent again (`recover`). A lock with no sleepers at the
-//! owner's death is taken over by the next acquirer in the same way, within one slice.
+//! **An owner that dies** (a process killed holding the lock) never releases it. Sleepers wait in
+//! slices of [`LIVENESS_SLICE`]; after each, one that finds the lock held by another thread reads
+//! the state `s = (g, tid)`, asks `/proc` about thread `tid`, and reads the record of generation
+//! `g`. It takes the lock over, with one compare-and-swap from exactly `s` to `(g + 1, me)`, only if
+//!
+//! - no thread `tid` exists (or it is a zombie), or
+//! - thread `tid` exists but started at another time than the record of generation `g` says.
+//!
+//! Why this never takes the lock from a live owner: the only thread that can hold generation `g` is
+//! the one whose compare-and-swap created it, which had id `tid` then and wrote the record of `g`
+//! (its start time) before doing anything else. Thread ids are unique among live threads, and a
+//! thread id with a start time is unique for the life of the system. So in the first case, the
+//! owner of `g` is gone; in the second, thread `tid` is a later thread that reuses the id, and the
+//! owner of `g` is gone too. A missing or unreadable record, an unknown start time, or a `/proc`
+//! that cannot be read all count as "alive": the check errs towards waiting, never towards a
+//! takeover. The compare-and-swap then succeeds only if the state is still exactly `(g, tid)`,
+//! that is, if generation `g` was never released; a dead owner never releases, and a new
+//! acquisition would carry a new generation. (Generations wrap after 2^33 acquisitions: a taker
+//! would have to stall between two instructions while some 8.6 billion acquisitions, about a minute
+//! of nothing else at the fastest, end exactly on the generation it read.)
+//!
+//! The earlier design compared the owner id read before a sleep with the start time of whoever
+//! held the lock at the check: when the same owner held the lock again with the same word, its
+//! compare-and-swap succeeded against a live owner (issue 18). The generation in the same word as
+//! the owner id is what rules that out; the kernel's robust futex list (which would mark the word
+//! at the owner's death) was the alternative, but it is a per-thread list that the C library
+//! already owns, and sharing it means writing into glibc's private list layout.
+//!
+//! Every compare-and-swap that acquires is acquire-release: whoever sees an acquisition in the
+//! state also sees what the acquiring thread did before it (that it exists, in the loom models,
+//! where thread lives are atomics; the kernel's `/proc` needs no help). The record is a seqlock: the owner marks it unrecorded, writes the start time, then the
+//! generation (release); a reader takes the start time only if it read the same generation before
+//! and after (acquire). A takeover marks the lock `died` (with the dead thread's id): every
+//! acquirer is told, until one of them declares the protected state consistent again (`recover`).
+//! A lock with no sleepers at the owner's death is taken over by the next acquirer in the same way,
+//! within one slice. A thread that finds its own id as the owner but another start time in the
+//! record is a later thread with a recycled id: it takes over at once.
 
 use std::sync::atomic::Ordering;
-
-use super::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
-use super::futex::{Deadline, Futex, Waited};
+use super::atomic::{AtomicU32, AtomicU64, fence, handshake_fence};
+use super::futex::{Deadline, Futex, Kernel, ThreadLife, Threads, Waited};
 use super::spin::SpinState;
 use crate::shm::ShmSafe;
-use crate::sys;
 
-/// The bit of the word that says sleepers may be waiting.
-pub(crate) const WAITERS: u32 = 1 << 31;
-const TID_MASK: u32 = !WAITERS;
+/// The bits of the state that hold the owner's thread id (the kernel's `FUTEX_TID_MASK`: every
+/// Linux thread id fits).
+const TID_BITS: u32 = 30;
+const TID_MASK: u64 = (1 << TID_BITS) - 1;
+/// The bit of the state that says sleepers may be waiting.
+const WAITERS: u64 = 1 << TID_BITS;
+/// The generation takes the bits above.
+const GENERATION_SHIFT: u32 = TID_BITS + 1;
+/// A generation no state has (they have 33 bits): the record is being written.
+const UNRECORDED: u64 = u64::MAX;
+/// The flag of `died`; the bits below hold the dead thread's id.
+const DIED: u32 = 1 << 31;
 
 /// How long a sleeper waits before it checks that the owner still lives.
 pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(100);
@@ -53,48 +96,74 @@ pub(crate) enum Acquired {
     Deadlock,
 }
 
+/// The owner's thread id in `state`, 0 while free.
+fn owner_of(state: u64) -> u32 {
+    (state & TID_MASK) as u32
+}
+
+/// The generation in `state`.
+fn generation(state: u64) -> u64 {
+    state >> GENERATION_SHIFT
+}
+
+/// The state after `state` when thread `me` acquires: the next generation (wrapping), `me`, and
+/// `WAITERS` if asked.
+fn successor(state: u64, me: u32, waiters: bool) -> u64 {
+    // Bits shifted past the top are dropped: the generation wraps.
+    let next = generation(state).wrapping_add(1) << GENERATION_SHIFT;
+    next | if waiters { WAITERS } else { 0 } | (u64::from(me) & TID_MASK)
+}
+
 /// The shared state of a lock.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct LockState {
-    word: AtomicU32,
+    /// Generation, `WAITERS` and owner (see the module docs).
+    state: AtomicU64,
+    /// The sleepers' futex: bumped by a release that saw `WAITERS`.
+    wake: AtomicU32,
     /// How many times the owner holds it (recursive locks); owner-only.
     depth: AtomicU32,
-    /// The owner's thread start time (0 while unknown), to tell a recycled thread id.
-    owner_start: AtomicU64,
-    /// Set when an owner died holding the lock, until an acquirer recovers.
-    owner_died: AtomicU32,
-    /// The thread id of the owner that died, for the report.
-    dead_owner: AtomicU32,
+    /// The generation whose owner's start time `record_start` holds (`UNRECORDED` while written).
+    record_generation: AtomicU64,
+    /// The start time of that generation's owner (0 while unknown).
+    record_start: AtomicU64,
+    /// 0 while consistent; `DIED | thread` once an owner died holding the lock, until recovered.
+    died: AtomicU32,
     /// How long an acquirer watches a held lock before it sleeps.
     spin: SpinState,
 }
 
-// SAFETY: atomics only; zero is the free state; no pointers, no drop glue.
+// SAFETY: atomics only; zero is the free state (generation 0, whose record says start time 0:
+// unknown); no pointers, no drop glue.
+#[allow(unsafe_code, reason = "the ShmSafe promise for a state of atomics")]
 unsafe impl ShmSafe for LockState {}
 
 impl LockState {
     /// Acquires for thread `me` (started at `start`), waiting up to `timeout` (`Some(ZERO)`: try
     /// once). With `recursive`, the owner acquires again and the depth counts it.
     #[inline]
-    pub(crate) fn acquire<F: Futex>(
+    pub(crate) fn acquire<F: Futex + Threads>(
         &self,
         (me, start): (u32, u64),
         timeout: Option<Duration>,
         recursive: bool,
     ) -> Acquired {
-        match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => self.became_owner(start, None),
-            Err(current) => self.acquire_held::<F>((me, start), current, timeout, recursive),
+        let seen = self.state.load(Ordering::Relaxed);
+        if owner_of(seen) == 0 {
+            let mine = successor(seen, me, false);
+            if self.state.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return self.became_owner(mine, start, None);
+            }
         }
+        self.acquire_held::<F>((me, start), timeout, recursive)
     }
 
-    /// [`acquire`](Self::acquire) of a lock found held (word `current`).
+    /// [`acquire`](Self::acquire) of a lock found held (or lost to another acquirer).
     #[inline(never)]
-    fn acquire_held<F: Futex>(
+    fn acquire_held<F: Futex + Threads>(
         &self,
         (me, start): (u32, u64),
-        mut current: u32,
         timeout: Option<Duration>,
         recursive: bool,
     ) -> Acquired {
@@ -102,89 +171,134 @@ impl LockState {
         // Whether this acquirer has watched the lock spinning, and whether it has slept on it.
         let (mut spun, mut slept) = (false, false);
         loop {
-            if current == 0 {
+            // The ticket first, then the state: a release after this look at the state bumps the
+            // ticket after it, and the futex below then does not sleep (or is woken).
+            let ticket = self.wake.load(Ordering::SeqCst);
+            handshake_fence();
+            let current = self.state.load(Ordering::SeqCst);
+            let owner = owner_of(current);
+            if owner == 0 {
                 // Taken after sleeping: keep WAITERS, others may sleep. Taken after spinning only:
                 // a sleeper that the last release woke sets WAITERS again if it has to sleep again.
-                let mine = if slept { me | WAITERS } else { me };
-                match self.word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed) {
-                    Ok(_) => return self.became_owner(start, None),
-                    Err(now) => current = now,
+                let mine = successor(current, me, slept);
+                if self.state.compare_exchange(current, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    return self.became_owner(mine, start, None);
                 }
                 continue;
             }
-            let owner = current & TID_MASK;
             if owner == me {
-                if !recursive {
-                    return Acquired::Deadlock;
+                if self.recorded_start(generation(current)) == Some(start) {
+                    if !recursive {
+                        return Acquired::Deadlock;
+                    }
+                    self.depth.store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    return Acquired::Clean;
                 }
-                self.depth.store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                return Acquired::Clean;
+                // Our id, but not us: an earlier thread with this id died holding the lock (the
+                // owner records its start time before anything else, and this thread is not in
+                // the middle of acquiring).
+                let mine = successor(current, me, slept || current & WAITERS != 0);
+                if self.state.compare_exchange(current, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    return self.became_owner(mine, start, Some(me));
+                }
+                continue;
             }
             if deadline.passed() {
+                if slept {
+                    self.keep_sleepers_visible(current);
+                }
                 return Acquired::No;
             }
-            // Once per acquisition, watch the word before sleeping: a lock held briefly is taken
+            // Once per acquisition, watch the state before sleeping: a lock held briefly is taken
             // without a sleep, and its release then wakes nobody.
             if !spun {
                 spun = true;
-                self.spin.spin(deadline, || self.word.load(Ordering::Relaxed) == 0);
-                current = self.word.load(Ordering::Relaxed);
+                self.spin.spin(deadline, || owner_of(self.state.load(Ordering::Relaxed)) == 0);
                 continue;
             }
-            if current & WAITERS == 0 {
-                if let Err(now) =
-                    self.word.compare_exchange(current, current | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    current = now;
-                    continue;
-                }
-                current |= WAITERS;
+            if current & WAITERS == 0
+                && self.state.compare_exchange(current, current | WAITERS, Ordering::SeqCst, Ordering::Relaxed).is_err()
+            {
+                continue;
             }
             let slice = deadline.left().map_or(LIVENESS_SLICE, |left| left.min(LIVENESS_SLICE));
             slept = true;
-            if F::wait(&self.word, current, Some(slice)) == Waited::TimedOut && !deadline.passed() {
-                // A whole slice without a release: is the owner still there? Before taking over,
-                // forget the dead owner's start time: until the taker records its own, others
-                // must not judge it by the dead one's (0 means "do not judge").
-                if !self.owner_alive(owner) {
-                    self.owner_start.store(0, Ordering::Relaxed);
-                    if self.word.compare_exchange(current, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                        return self.became_owner(start, Some(owner));
-                    }
-                }
+            if F::wait(&self.wake, ticket, Some(slice)) == Waited::TimedOut
+                && !deadline.passed()
+                && let Some(acquired) = self.take_over_if_dead::<F>(me, start)
+            {
+                return acquired;
             }
-            current = self.word.load(Ordering::Relaxed);
         }
     }
 
-    /// Records the new owner; reports a dead predecessor (now or not yet recovered from).
+    /// After a whole slice without a wake-up: takes the lock over if its owner is dead (see the
+    /// module docs for why a live owner is never judged dead).
+    fn take_over_if_dead<T: Threads>(&self, me: u32, start: u64) -> Option<Acquired> {
+        let current = self.state.load(Ordering::Acquire);
+        let owner = owner_of(current);
+        if owner == 0 || owner == me || self.holder_alive::<T>(current) {
+            return None;
+        }
+        let mine = successor(current, me, true);
+        self.state.compare_exchange(current, mine, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(self.became_owner(mine, start, Some(owner)))
+    }
+
+    /// A waiter that gives up after sleeping may have been the one a release woke: if the lock is
+    /// now held without `WAITERS` (a spinner took it), set it, so that the release wakes the
+    /// sleepers still there. At worst a release then wakes nobody in vain.
+    fn keep_sleepers_visible(&self, current: u64) {
+        if owner_of(current) != 0 && current & WAITERS == 0 {
+            let _ = self.state.compare_exchange(current, current | WAITERS, Ordering::SeqCst, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the new owner of the generation in `state`; reports a dead predecessor (now, or
+    /// one not yet recovered from).
     #[inline]
-    fn became_owner(&self, start: u64, died: Option<u32>) -> Acquired {
-        self.owner_start.store(start, Ordering::Relaxed);
+    fn became_owner(&self, state: u64, start: u64, died: Option<u32>) -> Acquired {
+        self.record_generation.store(UNRECORDED, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.record_start.store(start, Ordering::Relaxed);
+        self.record_generation.store(generation(state), Ordering::Release);
         self.depth.store(1, Ordering::Relaxed);
         if let Some(dead) = died {
-            self.dead_owner.store(dead, Ordering::Relaxed);
-            self.owner_died.store(1, Ordering::Release);
+            self.died.store(DIED | dead, Ordering::Release);
         }
-        match self.owner_died.load(Ordering::Acquire) {
+        match self.died.load(Ordering::Acquire) {
             0 => Acquired::Clean,
-            _ => Acquired::OwnerDied(self.dead_owner.load(Ordering::Relaxed)),
+            died => Acquired::OwnerDied(died & !DIED),
         }
     }
 
-    /// Whether thread `owner` lives and is the thread that acquired (not a recycled id).
-    fn owner_alive(&self, owner: u32) -> bool {
-        let recorded = self.owner_start.load(Ordering::Relaxed);
-        match sys::thread_start_time(owner) {
-            None => false,
-            // Zero: the owner has not recorded its start time yet; give it the benefit of the doubt.
-            Some(started) => recorded == 0 || started == recorded,
+    /// The start time recorded by the owner of `generation`, if that record is complete and still
+    /// there.
+    fn recorded_start(&self, generation: u64) -> Option<u64> {
+        if self.record_generation.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let start = self.record_start.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (self.record_generation.load(Ordering::Relaxed) == generation).then_some(start)
+    }
+
+    /// Whether the owner of the acquisition `state` may still live. Only "certainly dead" is
+    /// false: a thread that is gone, or a later thread with the owner's id.
+    fn holder_alive<T: Threads>(&self, state: u64) -> bool {
+        match T::life(owner_of(state)) {
+            ThreadLife::Gone => false,
+            ThreadLife::Unknown => true,
+            ThreadLife::Alive(started) => match self.recorded_start(generation(state)) {
+                Some(recorded) if recorded != 0 && started != 0 => recorded == started,
+                _ => true,
+            },
         }
     }
 
     /// The owner declares the protected state consistent after a predecessor's death.
     pub(crate) fn recover(&self) {
-        self.owner_died.store(0, Ordering::Release);
+        self.died.store(0, Ordering::Release);
     }
 
     /// Releases once (recursive locks: the last release frees it). Only the owner may call this.
@@ -196,9 +310,20 @@ impl LockState {
             self.depth.store(depth - 1, Ordering::Relaxed);
             return;
         }
-        self.owner_start.store(0, Ordering::Relaxed);
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            F::wake(&self.word, 1);
+        // Free: no owner, no WAITERS, the same generation. Only WAITERS can change meanwhile.
+        let mut current = self.state.load(Ordering::Relaxed);
+        while let Err(now) = self.state.compare_exchange_weak(
+            current,
+            current & !(TID_MASK | WAITERS),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            current = now;
+        }
+        if current & WAITERS != 0 {
+            handshake_fence();
+            self.wake.fetch_add(1, Ordering::SeqCst);
+            F::wake(&self.wake, 1);
         }
     }
 
@@ -218,23 +343,23 @@ impl LockState {
 
     /// Whether an owner died holding the lock and nobody recovered since.
     pub(crate) fn inconsistent(&self) -> bool {
-        self.owner_died.load(Ordering::Acquire) != 0
+        self.died.load(Ordering::Acquire) != 0
     }
 
-    /// Whether the lock is held by a thread that no longer exists (it died holding the lock).
+    /// Whether the lock is held by a thread that certainly died holding it.
     pub(crate) fn holder_died(&self) -> bool {
-        let word = self.word.load(Ordering::Relaxed);
-        word != 0 && !self.owner_alive(word & TID_MASK)
+        let state = self.state.load(Ordering::Acquire);
+        owner_of(state) != 0 && !self.holder_alive::<Kernel>(state)
     }
 
     /// Whether anyone holds the lock.
     pub(crate) fn locked(&self) -> bool {
-        self.word.load(Ordering::Relaxed) != 0
+        owner_of(self.state.load(Ordering::Relaxed)) != 0
     }
 
     /// The thread id of the holder, `None` while the lock is free (for `Debug`).
     pub(crate) fn owner(&self) -> Option<u32> {
-        match self.word.load(Ordering::Relaxed) & TID_MASK {
+        match owner_of(self.state.load(Ordering::Relaxed)) {
             0 => None,
             tid => Some(tid),
         }
@@ -246,16 +371,21 @@ impl LockState {
         if self.locked() { self.depth.load(Ordering::Relaxed).max(1) } else { 0 }
     }
 
-    /// Whether thread `me` holds the lock.
-    pub(crate) fn held_by(&self, me: u32) -> bool {
-        self.word.load(Ordering::Relaxed) & TID_MASK == me
+    /// Whether thread `me` (started at `start`) holds the lock: its id, and its start time in the
+    /// record (not an earlier thread with the same id).
+    pub(crate) fn held_by(&self, (me, start): (u32, u64)) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        owner_of(state) == me && self.recorded_start(generation(state)) == Some(start)
     }
 
-    /// Stands in for an owner that died: sets the word to a thread id that does not exist.
+    /// Stands in for an owner that died: the next generation, owned by thread `ghost` started at
+    /// `start`, recorded as an owner records it.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn abandon_to(&self, ghost: u32, start: u64) {
-        self.word.store(ghost, Ordering::SeqCst);
-        self.owner_start.store(start, Ordering::SeqCst);
+        let state = successor(self.state.load(Ordering::SeqCst), ghost, false);
+        self.state.store(state, Ordering::SeqCst);
+        self.record_start.store(start, Ordering::SeqCst);
+        self.record_generation.store(generation(state), Ordering::SeqCst);
         self.depth.store(1, Ordering::SeqCst);
     }
 }
@@ -266,6 +396,7 @@ mod tests {
 
     use super::*;
     use crate::sync::futex::testing::Yielding;
+    use crate::sys;
 
     const ME: (u32, u64) = (1001, 7);
 
@@ -273,7 +404,7 @@ mod tests {
     fn acquire_release_and_recursion() {
         let lock = LockState::default();
         assert_eq!(lock.acquire::<Yielding>(ME, None, false), Acquired::Clean);
-        assert!(lock.locked() && lock.held_by(ME.0));
+        assert!(lock.locked() && lock.held_by(ME));
         assert_eq!(lock.acquire::<Yielding>(ME, Some(Duration::ZERO), false), Acquired::Deadlock);
         assert_eq!(lock.acquire::<Yielding>((1002, 1), Some(Duration::ZERO), false), Acquired::No);
         lock.release::<Yielding>();
@@ -356,5 +487,63 @@ mod tests {
         });
         let (got, _lock) = other.join().unwrap();
         assert_eq!(got, Acquired::OwnerDied(me));
+    }
+
+    #[test]
+    fn our_own_id_held_by_an_earlier_thread_is_taken_over() {
+        let lock = LockState::default();
+        // Our thread id, another start time: an earlier thread with our id died holding it.
+        let (me, start) = sys::current_thread();
+        lock.abandon_to(me, start + 1);
+        assert!(!lock.held_by((me, start)));
+        assert_eq!(lock.acquire::<Yielding>((me, start), Some(Duration::ZERO), false), Acquired::OwnerDied(me));
+        assert!(lock.held_by((me, start)));
+        lock.recover();
+        assert_eq!(lock.acquire::<Yielding>((me, start), Some(Duration::ZERO), false), Acquired::Deadlock);
+        lock.release::<Yielding>();
+        assert!(!lock.locked());
+    }
+
+    #[test]
+    fn every_acquisition_has_a_generation_of_its_own() {
+        let lock = LockState::default();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            lock.acquire::<Yielding>(ME, None, false);
+            seen.push(lock.state.load(Ordering::Relaxed));
+            lock.release::<Yielding>();
+        }
+        assert!(seen.iter().all(|&s| owner_of(s) == ME.0));
+        assert!(seen.windows(2).all(|w| generation(w[1]) == generation(w[0]) + 1), "{seen:x?}");
+        // The generation wraps without touching the owner bits.
+        let last = (1u64 << (64 - GENERATION_SHIFT)) - 1;
+        assert_eq!(successor(last << GENERATION_SHIFT, 7, true), WAITERS | 7);
+    }
+
+    /// The ABA of issue 18, step by step: a waiter reads the state `(g, X)` held by a live owner;
+    /// then the owner releases, another thread takes the lock, and the owner takes it again. The
+    /// waiter's owner check now sees X alive but a record of another generation: it must not take
+    /// the lock over (the old design compared X's start time with the record of whoever held the
+    /// lock at the check, and took the lock from X).
+    #[test]
+    fn a_live_owner_that_took_the_lock_again_is_not_taken_over() {
+        let lock = LockState::default();
+        let x = sys::current_thread();
+        let other = std::thread::spawn(sys::current_thread).join().unwrap();
+        assert_eq!(lock.acquire::<Yielding>(x, None, false), Acquired::Clean);
+        let seen_by_waiter = lock.state.load(Ordering::SeqCst);
+        lock.release::<Yielding>();
+        assert_eq!(lock.acquire::<Yielding>((other.0, other.1), None, false), Acquired::Clean);
+        // The waiter's check runs now: X is alive and not the owner of this generation.
+        assert!(lock.holder_alive::<Yielding>(seen_by_waiter), "X lives: its acquisition is not judged dead");
+        lock.release::<Yielding>();
+        assert_eq!(lock.acquire::<Yielding>(x, None, false), Acquired::Clean);
+        // X holds the lock again, with the same owner bits, but another generation: the waiter's
+        // compare-and-swap from what it read fails.
+        let now = lock.state.load(Ordering::SeqCst);
+        assert_eq!(owner_of(now), owner_of(seen_by_waiter));
+        assert_ne!(now, seen_by_waiter);
+        assert!(lock.holder_alive::<Yielding>(now), "the live owner of the current generation");
+        lock.release::<Yielding>();
     }
 }

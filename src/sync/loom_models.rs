@@ -5,7 +5,8 @@
 //!
 //! The futex here is faithful: a waiter sleeps (on a loom condition variable) until a wake-up,
 //! unless the word already changed; so a lost wake-up in a state machine shows as a deadlock,
-//! which loom reports.
+//! which loom reports. The robust lock's takeover models use another one, whose every timed wait
+//! may end in a timeout (`TimingOut`), and a table of the model's live threads.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,12 +17,65 @@ use loom::sync::{Arc, Condvar, Mutex};
 use super::atomic::AtomicU32;
 use super::doorbell::{Bell, Sleepers};
 use super::event::EventState;
-use super::futex::{Futex, Waited};
+use super::futex::{Futex, ThreadLife, Threads, Waited};
 use super::lock_state::{Acquired, LockState};
 use super::semaphore::SemaphoreState;
 
 loom::lazy_static! {
     static ref PARK: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+    /// The model's threads by id (0 to 3): their start time, 0 once gone.
+    static ref LIVES: [loom::sync::atomic::AtomicU64; 4] = [(); 4].map(|()| loom::sync::atomic::AtomicU64::new(0));
+}
+
+/// The model's threads, as the lock's dead-owner check sees them.
+fn model_life(tid: u32) -> ThreadLife {
+    match LIVES[tid as usize].load(Ordering::SeqCst) {
+        0 => ThreadLife::Gone,
+        start => ThreadLife::Alive(start),
+    }
+}
+
+/// Thread `tid` of the model starts (or a later thread reuses its id) with start time `start`.
+fn born(tid: u32, start: u64) -> (u32, u64) {
+    LIVES[tid as usize].store(start, Ordering::SeqCst);
+    (tid, start)
+}
+
+/// Thread `tid` of the model dies (whatever it holds, it never releases).
+fn dies(tid: u32) {
+    LIVES[tid as usize].store(0, Ordering::SeqCst);
+}
+
+impl Threads for LoomFutex {
+    fn life(tid: u32) -> ThreadLife {
+        model_life(tid)
+    }
+}
+
+/// A futex whose timed waits may always end in a timeout (after letting the others run): the
+/// robust lock's owner check then runs at every point of every interleaving.
+pub(crate) enum TimingOut {}
+
+impl Futex for TimingOut {
+    fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Waited {
+        match timeout {
+            None => LoomFutex::wait(word, expected, None),
+            Some(_) => {
+                loom::thread::yield_now();
+                if word.load(Ordering::SeqCst) == expected { Waited::TimedOut } else { Waited::Retry }
+            }
+        }
+    }
+
+    fn wake(word: &AtomicU32, count: u32) {
+        LoomFutex::wake(word, count);
+    }
+}
+
+impl Threads for TimingOut {
+    fn life(tid: u32) -> ThreadLife {
+        model_life(tid)
+    }
 }
 
 /// A futex on loom primitives. Timeouts are ignored (waits end only when woken), which is what
@@ -85,6 +139,76 @@ fn recursive_lock_counts_its_depth() {
         assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, true), Acquired::Clean);
         lock.release::<LoomFutex>();
         t.join().unwrap();
+        assert!(!lock.locked());
+    });
+}
+
+/// Takes `lock` as `me`, counting itself inside `inside` (asserting it is alone); returns whether
+/// the acquisition reported a dead owner, and recovers it.
+fn take_and_count(lock: &LockState, me: (u32, u64), inside: &AtomicUsize) -> bool {
+    let acquired = lock.acquire::<TimingOut>(me, None, false);
+    assert!(matches!(acquired, Acquired::Clean | Acquired::OwnerDied(_)), "{acquired:?}");
+    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two live owners at once");
+    if matches!(acquired, Acquired::OwnerDied(_)) {
+        lock.recover();
+    }
+    matches!(acquired, Acquired::OwnerDied(_))
+}
+
+/// Issue 18's ABA: a waiter whose owner checks run at any moment (every wait may time out) while
+/// a live owner releases and takes the lock again never takes the lock over, and nobody is told
+/// of a death that did not happen.
+#[test]
+fn lock_takeover_never_takes_from_a_live_owner() {
+    loom::model(|| {
+        let lock = Arc::new(LockState::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let (other, other_inside) = (lock.clone(), inside.clone());
+        let x = born(1, 10);
+        let t = loom::thread::spawn(move || {
+            let y = born(2, 20);
+            assert!(!take_and_count(&other, y, &other_inside), "OwnerDied with no death");
+            other_inside.fetch_sub(1, Ordering::SeqCst);
+            other.release::<TimingOut>();
+        });
+        for _ in 0..2 {
+            assert!(!take_and_count(&lock, x, &inside), "OwnerDied with no death");
+            inside.fetch_sub(1, Ordering::SeqCst);
+            lock.release::<TimingOut>();
+        }
+        t.join().unwrap();
+        assert!(!lock.locked());
+    });
+}
+
+/// An owner dies holding the lock; its thread id is then reused by a new thread. The survivor and
+/// the newcomer each get the lock, never together, and the death is reported exactly once.
+#[test]
+fn lock_taken_over_from_a_dead_owner_once() {
+    loom::model(|| {
+        let lock = Arc::new(LockState::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let reports = Arc::new(AtomicUsize::new(0));
+        let (other, other_inside, other_reports) = (lock.clone(), inside.clone(), reports.clone());
+        let t = loom::thread::spawn(move || {
+            let doomed = born(1, 10);
+            let died = take_and_count(&other, doomed, &other_inside);
+            other_reports.fetch_add(usize::from(died), Ordering::SeqCst);
+            other_inside.fetch_sub(1, Ordering::SeqCst);
+            dies(1); // holding the lock
+            let newcomer = born(1, 11);
+            let died = take_and_count(&other, newcomer, &other_inside);
+            other_reports.fetch_add(usize::from(died), Ordering::SeqCst);
+            other_inside.fetch_sub(1, Ordering::SeqCst);
+            other.release::<TimingOut>();
+        });
+        let survivor = born(2, 20);
+        let died = take_and_count(&lock, survivor, &inside);
+        reports.fetch_add(usize::from(died), Ordering::SeqCst);
+        inside.fetch_sub(1, Ordering::SeqCst);
+        lock.release::<TimingOut>();
+        t.join().unwrap();
+        assert_eq!(reports.load(Ordering::SeqCst), 1, "one death, one report");
         assert!(!lock.locked());
     });
 }

@@ -27,6 +27,7 @@ pub(crate) struct SemaphoreState {
 }
 
 // SAFETY: atomics only; zero is a valid (empty) state; no pointers, no drop glue.
+#[allow(unsafe_code, reason = "the ShmSafe promise for a state of atomics")]
 unsafe impl ShmSafe for SemaphoreState {}
 
 impl SemaphoreState {

@@ -1,5 +1,8 @@
-//! The platform layer: the only place in the crate that makes system calls or holds `unsafe` code
-//! (besides the shared-memory internals of later modules).
+//! The platform layer: the only place in the crate that makes system calls, and the main holder of
+//! its `unsafe` code. The crate denies `unsafe_code`; besides this module, only the shared-memory
+//! internals (`shm`'s mappings and atomic views, the pipe rings, the queue's shared state, the
+//! `ShmSafe` promises of the synchronization states) and the launch of processes (fork, the entry
+//! points that travel as offsets) are allowed it, each with `#[allow(unsafe_code, reason = ...)]`.
 //!
 //! Everything above this layer speaks in owned file descriptors, pids and durations. The backend is
 //! chosen once, here; a macOS backend will sit beside `linux` and export the same names.

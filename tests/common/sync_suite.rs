@@ -142,7 +142,8 @@ macro_rules! sync_suite {
         $m!(barrier_timeout_breaks_it_for_every_party);
         $m!(barrier_abort_breaks_waiters_and_reset_restores_it);
         $m!(barrier_reset_breaks_waiters_then_works_again);
-        $m!(barrier_party_killed_while_waiting_does_not_hold_the_others);
+        $m!(barrier_party_killed_while_waiting_is_replaced_by_its_restart);
+        $m!(barrier_party_killed_in_the_action_breaks_it_for_the_sleepers_at_once);
         $m!(barrier_thousand_passes_arrive_in_order);
         $m!(barrier_action_runs_once_per_cycle_before_anyone_leaves);
         $m!(barrier_default_timeout_applies_to_waits_in_children);
@@ -984,9 +985,9 @@ pub fn wait_and_report(barrier: Barrier, out: Outbox, id: u32) {
     send(&out, &format!("passed {id} {}", outcome.is_ok()));
 }
 
-// A party killed with SIGKILL while it sleeps in `wait()` had arrived: the others pass once the
-// remaining parties arrive.
-pub fn barrier_party_killed_while_waiting_does_not_hold_the_others(ctx: Context) {
+// A party killed with SIGKILL while it sleeps in `wait()` is withdrawn: the generation waits for
+// its replacement, which takes its place; nobody passes early and the barrier does not break.
+pub fn barrier_party_killed_while_waiting_is_replaced_by_its_restart(ctx: Context) {
     let barrier = Barrier::new(3).unwrap();
     let (inbox, out) = channel();
     let mut doomed = started(ctx.process(wait_and_report, (barrier.clone(), outbox_clone(&out), 0)));
@@ -997,13 +998,65 @@ pub fn barrier_party_killed_while_waiting_does_not_hold_the_others(ctx: Context)
     wait_until_asleep(pid_of(&doomed)); // past the barrier's internal lock, asleep on its phase
     sigkill(pid_of(&doomed));
     assert_eq!(doomed.join().unwrap(), -9);
-    let mut other = started(ctx.process(wait_and_report, (barrier.clone(), out, 1)));
+    let mut other = started(ctx.process(wait_and_report, (barrier.clone(), outbox_clone(&out), 1)));
     assert_eq!(inbox.recv(10), "waiting 1");
-    assert!(barrier.wait_timeout(PATIENCE).is_ok());
-    assert_eq!(inbox.recv(10), "passed 1 true");
+    // Two live parties of three: nobody passes (the dead one's arrival does not count).
+    assert!(next_within(&inbox, SHORT).is_none(), "a party passed with a dead party counted");
+    let mut replacement = started(ctx.process(wait_and_report, (barrier.clone(), out, 0)));
+    assert_eq!(inbox.recv(10), "waiting 0");
+    assert!(barrier.wait_timeout(PATIENCE).is_ok(), "the replacement takes the dead party's place");
+    let mut passed = [inbox.recv(10), inbox.recv(10)];
+    passed.sort();
+    assert_eq!(passed, ["passed 0 true", "passed 1 true"]);
     assert_eq!(other.join().unwrap(), 0);
+    assert_eq!(replacement.join().unwrap(), 0);
     assert!(!barrier.broken());
     assert_eq!(barrier.n_waiting(), 0);
+}
+
+/// A barrier action that never ends (the test kills the party running it).
+pub fn park_in_the_action() {
+    park_forever();
+}
+
+// The last party runs the action inside the barrier's internal lock and is killed there: the two
+// sleepers wake with BrokenBarrier promptly (about two owner-check intervals), not when
+// someone happens to call `abort`.
+pub fn barrier_party_killed_in_the_action_breaks_it_for_the_sleepers_at_once(ctx: Context) {
+    let barrier = Barrier::with_action(3, park_in_the_action).unwrap();
+    let (inbox, out) = channel();
+    let mut sleepers: Vec<Process> = (0..2)
+        .map(|id| {
+            let p = started(ctx.process(wait_and_report, (barrier.clone(), outbox_clone(&out), id)));
+            assert_eq!(inbox.recv(10), format!("waiting {id}"));
+            p
+        })
+        .collect();
+    while barrier.n_waiting() < 2 {
+        std::thread::yield_now();
+    }
+    for p in &sleepers {
+        wait_until_asleep(pid_of(p));
+    }
+    let mut last = started(ctx.process(wait_and_report, (barrier.clone(), out, 2)));
+    assert_eq!(inbox.recv(10), "waiting 2");
+    while barrier.n_waiting() < 3 {
+        std::thread::yield_now();
+    }
+    wait_until_asleep(pid_of(&last)); // parked in the action, holding the internal lock
+    sigkill(pid_of(&last));
+    let killed = Instant::now();
+    let mut outcomes = [inbox.recv(5), inbox.recv(5)];
+    let woke_after = killed.elapsed();
+    outcomes.sort();
+    assert_eq!(outcomes, ["passed 0 false", "passed 1 false"]);
+    assert!(woke_after < Duration::from_secs(2), "the sleepers woke {woke_after:?} after the death");
+    assert_eq!(last.join().unwrap(), -9);
+    join_all(&mut sleepers);
+    assert!(barrier.broken());
+    assert!(matches!(barrier.wait_timeout(SHORT), Err(Error::BrokenBarrier)));
+    barrier.reset();
+    assert!(!barrier.broken());
 }
 
 pub fn pass_and_send(barrier: Barrier, lock: Lock, out: Outbox, passes: u32) {
@@ -1128,8 +1181,9 @@ pub fn check_no_leak(method: StartMethod) {
         Barrier::new(2).unwrap(),
     );
     let ours: BTreeSet<(u64, u64)> = own_memfds().difference(&before).copied().collect();
-    // One memory file per primitive; the condition has two (its lock and its own state).
-    assert_eq!(ours.len(), 8, "memory files of the primitives: {ours:?}");
+    // One memory file per primitive; the condition and the barrier have two (the condition: its lock
+    // and its own state; the barrier: its state and its arrival slots).
+    assert_eq!(ours.len(), 9, "memory files of the primitives: {ours:?}");
     let inodes: BTreeSet<u64> = ours.iter().map(|&(_, ino)| ino).collect();
     let (inbox, out) = channel();
     let mut holder = Process::new(hold_everything, (all.clone(), out)).with_start_method(method).with_daemon(true);
@@ -1138,10 +1192,10 @@ pub fn check_no_leak(method: StartMethod) {
     sigkill(holder.pid().unwrap());
     assert_eq!(holder.join().unwrap(), -9);
     drop(holder);
-    assert_eq!(own_memfds().difference(&before).count(), 8, "the parent's copies are still here");
+    assert_eq!(own_memfds().difference(&before).count(), 9, "the parent's copies are still here");
     // The scan finds a holder while there is one (this process: descriptors and mappings).
     let me = std::process::id().to_string();
-    assert_eq!(holders_of(&inodes).iter().filter(|h| h.starts_with(&format!("{me} "))).count(), 16);
+    assert_eq!(holders_of(&inodes).iter().filter(|h| h.starts_with(&format!("{me} "))).count(), 18);
     drop(all);
     let left: BTreeSet<(u64, u64)> = own_memfds().difference(&before).copied().collect();
     assert!(left.is_empty(), "memory files left after dropping every copy: {left:?}");

@@ -102,25 +102,38 @@ return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids), 'JUSTID')
 ";
 
 /// Takes over entries of other nodes whose lease ran out (idle longer than the lease), and
-/// returns each with the number of times it has now been delivered and the node that held it.
-/// Entries deleted while pending leave the pending list as they are met.
+/// returns each with the number of times it has now been delivered and the node that held it,
+/// and when to look again: the milliseconds until the next entry of another node idle longer
+/// than `lease - horizon` runs out of lease (0: more are due than were taken; -1: none is that
+/// idle, so none runs out within the horizon). Entries deleted while pending leave the pending
+/// list as they are met.
 ///
-/// KEYS: stream. ARGV: group, node, lease ms, max entries. Returns { {id, fields, deliveries, from}... }.
+/// KEYS: stream. ARGV: group, node, lease ms, max entries, horizon ms.
+/// Returns { { {id, fields, deliveries, from}... }, wait ms }.
 pub(crate) const RECLAIM: &str = r"
-local idle = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', tonumber(ARGV[3]), '-', '+', 4 * tonumber(ARGV[4]))
+local lease = tonumber(ARGV[3])
+local max = tonumber(ARGV[4])
+local since = math.max(lease - tonumber(ARGV[5]), 0)
+local idle = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', since, '-', '+', 4 * max)
 local out = {}
+local wait = -1
 for _, p in ipairs(idle) do
-  if #out >= tonumber(ARGV[4]) then break end
   if p[2] ~= ARGV[2] then
-    local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], p[1])
-    if claimed[1] and claimed[1][2] then
-      out[#out + 1] = {claimed[1][1], claimed[1][2], p[4] + 1, p[2]}
+    if p[3] < lease then
+      if wait < 0 or lease - p[3] < wait then wait = lease - p[3] end
+    elseif #out >= max then
+      wait = 0
     else
-      redis.call('XACK', KEYS[1], ARGV[1], p[1])
+      local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], lease, p[1])
+      if claimed[1] and claimed[1][2] then
+        out[#out + 1] = {claimed[1][1], claimed[1][2], p[4] + 1, p[2]}
+      else
+        redis.call('XACK', KEYS[1], ARGV[1], p[1])
+      end
     end
   end
 end
-return out
+return {out, wait}
 ";
 
 /// Touches a client: records its heartbeat (broker clock) and keeps its result list from
@@ -223,10 +236,16 @@ impl Link {
     ///
     /// [`Error::Broker`] for a URL the client cannot parse.
     pub(crate) fn new(url: &str, io_timeout: Duration) -> Result<Link> {
-        let client = redis::Client::open(url).map_err(|e| Error::Broker {
+        use redis::IntoConnectionInfo;
+        let invalid = |e: RedisError| Error::Broker {
             action: format!("URL {url:?} is not valid"),
             detail: format!("{e}; write redis://HOST:PORT/DB"),
-        })?;
+        };
+        // No Nagle delay: a command written while an earlier one is unacknowledged (a pipeline's
+        // tail, a command right after a reply) goes out at once.
+        let info = url.into_connection_info().map_err(invalid)?;
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)?;
         Ok(Link { client, url: url.to_string(), conn: None, io_timeout, dropped: false })
     }
 

@@ -26,6 +26,8 @@ use crate::error::{Error, Result};
 pub mod __scripts {
     /// `complete.lua` (see `broker.rs`).
     pub const COMPLETE: &str = super::broker::COMPLETE;
+    /// `reclaim.lua` (see `broker.rs`).
+    pub const RECLAIM: &str = super::broker::RECLAIM;
 }
 
 /// The environment variable that turns a run of the program into a node agent: the broker's URL,

@@ -9,15 +9,20 @@
 //!  killed: its result would be dropped anyway); no renewal for a lease → everything revoked.
 //! ```
 //!
+//! An outcome that frees the slot the feeder is waiting for is published by the feeder itself, in
+//! the same write as its next read (one thread woken instead of two, one round trip for both);
+//! the completer publishes the others. The feeder scans for chunks of lost nodes every quarter
+//! lease, and reclaims when the scan said the next lease runs out (reading without blocking when
+//! that is sooner than the broker's timer grain, so the reclaim is on time).
+//!
 //! A node takes no more chunks than it has free worker slots (no prefetch: a prefetched chunk is
 //! owned, so it would wait or run twice), and checks each before it runs it: the build (only tasks
 //! of this very binary), the MAC (only holders of the pool's key), the client (alive), and the
 //! delivery count (a chunk that comes back after a node loss runs again only while it has retries;
 //! otherwise it fails with `NodeLost`, so with no retries a chunk never starts twice).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,14 @@ use crate::pool::scheduler::{Chunk, Sink};
 
 /// How long a feeder read blocks on the broker.
 const READ_BLOCK: Duration = Duration::from_millis(200);
+/// The grain of the broker's timer: a blocking read asked to wait less may wait this long (Redis
+/// checks blocked clients' timeouts on its `hz` timer, 10 per second by default).
+const BROKER_TIMER: Duration = Duration::from_millis(100);
+/// How often the feeder reads without blocking while a reclaim is due sooner than `BROKER_TIMER`.
+const RECLAIM_POLL: Duration = Duration::from_millis(10);
+/// Added to the time until a lease runs out before reclaiming (the broker counts idle time in
+/// whole milliseconds).
+const RECLAIM_SLACK: Duration = Duration::from_millis(2);
 /// Lease used until the pool's is known (a client writes it).
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// Pause before retrying an unreachable broker.
@@ -59,7 +72,6 @@ struct NodeSink {
     /// The stats counter the publication bumps (`redelivered` for a reclaimed chunk).
     counter: &'static str,
     revoked: AtomicBool,
-    completions: Mutex<Sender<Completion>>,
     /// The node's worker slots: this chunk holds one until its outcome is in (or it is revoked).
     slots: Arc<Slots>,
     /// It still holds its slot.
@@ -74,38 +86,102 @@ impl NodeSink {
     }
 }
 
-/// The node's worker slots in use: the feeder takes no more chunks than are free.
+/// The node's worker slots in use (the feeder takes no more chunks than are free), and the
+/// outcomes waiting to be published.
+///
+/// An outcome goes to the feeder when it is waiting for the slot this outcome frees: it publishes
+/// it in the same write as its next read (one thread woken, one round trip); otherwise (the
+/// feeder is blocked in a read, or the outcome frees no slot) to the completer thread.
 struct Slots {
-    busy: Mutex<usize>,
+    state: Mutex<SlotState>,
+    /// The feeder waits here for a free slot.
     freed: Condvar,
+    /// The completer waits here for outcomes.
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    busy: usize,
+    outbox: VecDeque<Completion>,
+    feeder_waiting: bool,
 }
 
 impl Slots {
+    fn new() -> Slots {
+        Slots { state: Mutex::new(SlotState::default()), freed: Condvar::new(), ready: Condvar::new() }
+    }
+
     fn take(&self) {
-        *lock(&self.busy) += 1;
+        lock(&self.state).busy += 1;
     }
 
     fn release(&self) {
-        let mut busy = lock(&self.busy);
-        *busy = busy.saturating_sub(1);
+        let mut state = lock(&self.state);
+        state.busy = state.busy.saturating_sub(1);
         self.freed.notify_all();
     }
 
-    /// Free slots of `total`, waiting up to `wait` for one when none is.
-    fn free(&self, total: usize, wait: Duration) -> usize {
-        let busy = lock(&self.busy);
-        let busy = if *busy >= total {
-            self.freed.wait_timeout(busy, wait).map(|(b, _)| b).unwrap_or_else(|p| p.into_inner().0)
+    /// Queues an outcome for publication, freeing its chunk's slot if it holds one.
+    fn deliver(&self, completion: Completion, frees_slot: bool) {
+        let mut state = lock(&self.state);
+        if frees_slot {
+            state.busy = state.busy.saturating_sub(1);
+        }
+        state.outbox.push_back(completion);
+        if frees_slot && state.feeder_waiting {
+            self.freed.notify_all();
         } else {
-            busy
-        };
-        total.saturating_sub(*busy)
+            self.ready.notify_one();
+        }
+    }
+
+    /// Free slots of `total`, waiting up to `wait` for one when none is (the outcomes queued
+    /// meanwhile go to the completer: the feeder may not read soon).
+    fn free(&self, total: usize, wait: Duration) -> usize {
+        let mut state = lock(&self.state);
+        if state.busy >= total {
+            if !state.outbox.is_empty() {
+                self.ready.notify_one();
+            }
+            state.feeder_waiting = true;
+            state = self.freed.wait_timeout(state, wait).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+            state.feeder_waiting = false;
+        }
+        total.saturating_sub(state.busy)
+    }
+
+    /// Up to [`COMPLETE_BATCH`] queued outcomes, waiting up to `wait` for one when none is.
+    fn outcomes(&self, wait: Duration) -> Vec<Completion> {
+        let mut state = lock(&self.state);
+        if state.outbox.is_empty() && !wait.is_zero() {
+            state = self.ready.wait_timeout(state, wait).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+        }
+        let n = state.outbox.len().min(COMPLETE_BATCH);
+        state.outbox.drain(..n).collect()
+    }
+
+    /// Puts outcomes not published back at the head of the queue, for the completer.
+    fn requeue(&self, completions: Vec<Completion>) {
+        if completions.is_empty() {
+            return;
+        }
+        let mut state = lock(&self.state);
+        for completion in completions.into_iter().rev() {
+            state.outbox.push_front(completion);
+        }
+        self.ready.notify_one();
+    }
+
+    fn wake_all(&self) {
+        let _state = lock(&self.state);
+        self.freed.notify_all();
+        self.ready.notify_all();
     }
 }
 
 impl Sink for NodeSink {
     fn complete(&self, _index: usize, outcome: Result<Vec<u8>>) {
-        self.release_slot();
         let completion = Completion {
             id: self.id.clone(),
             client: self.client.clone(),
@@ -114,7 +190,8 @@ impl Sink for NodeSink {
             counter: self.counter,
             publish: !self.revoked.load(Ordering::Acquire),
         };
-        let _ = self.completions.lock().unwrap_or_else(|p| p.into_inner()).send(completion);
+        let frees_slot = self.holds_slot.swap(false, Ordering::AcqRel);
+        self.slots.deliver(completion, frees_slot);
     }
 
     fn complete_quietly(&self, index: usize, outcome: Result<Vec<u8>>) {
@@ -170,7 +247,6 @@ struct Node {
     lease_ms: AtomicU64,
     stop: AtomicBool,
     pool: Pool,
-    completions: Sender<Completion>,
     counters: NodeCounters,
 }
 
@@ -190,20 +266,18 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
     let stream = keys.tasks(build);
     let builder = std::mem::replace(&mut config.builder, Pool::builder());
     let pool = builder.processes(config.processes).build()?;
-    let (tx, rx) = mpsc::channel();
     let node = Arc::new(Node {
         keys,
         build,
         stream,
         held: Mutex::new(HashMap::new()),
-        busy: Arc::new(Slots { busy: Mutex::new(0), freed: Condvar::new() }),
+        busy: Arc::new(Slots::new()),
         alive_cache: Mutex::new(HashMap::new()),
         orphans: Mutex::new(HashSet::new()),
         changed: Condvar::new(),
         lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
         stop: AtomicBool::new(false),
         pool,
-        completions: tx,
         counters: NodeCounters::default(),
         config,
     });
@@ -216,7 +290,7 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
             .map_err(|e| Error::io("start a cluster node thread", e))
     };
     let n = Arc::clone(&node);
-    threads.push(spawn("multiproc-node-completer", Box::new(move || n.complete_loop(rx)))?);
+    threads.push(spawn("multiproc-node-completer", Box::new(move || n.complete_loop()))?);
     let n = Arc::clone(&node);
     threads.push(spawn("multiproc-node-heartbeat", Box::new(move || n.heartbeat_loop()))?);
     if node.config.watch_stdin {
@@ -250,7 +324,7 @@ impl Node {
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.changed.notify_all();
-        self.busy.freed.notify_all();
+        self.busy.wake_all();
     }
 
     fn watch_stdin(&self) {
@@ -280,7 +354,10 @@ impl Node {
                 return;
             }
         };
-        let mut next_reclaim = Instant::now();
+        // When to look for chunks of lost nodes: every quarter lease (a scan, which may start a
+        // little late), and when the last scan said the next lease runs out (on time).
+        let mut next_scan = Instant::now();
+        let mut next_due: Option<Instant> = None;
         let mut group_ready = false;
         while !self.stopped() {
             let free = self.busy.free(self.slots(), READ_BLOCK);
@@ -288,21 +365,24 @@ impl Node {
                 continue;
             }
             if !group_ready {
-                let stream = self.stream.clone();
-                if link
-                    .run("did not create the task stream", Duration::ZERO, |c| broker::ensure_group(c, &stream))
-                    .is_err()
-                {
+                if let Err(e) = self.prepare(&mut link) {
+                    tracing::debug!(error = %e, "cluster node: broker not ready");
                     self.pause(RETRY_PAUSE);
                     continue;
                 }
                 group_ready = true;
+                next_scan = Instant::now();
             }
-            if Instant::now() >= next_reclaim {
-                next_reclaim = Instant::now() + self.lease() / 4;
+            let now = Instant::now();
+            if now >= next_scan || next_due.is_some_and(|due| now >= due) {
+                next_scan = now + self.scan_interval();
                 match self.reclaim(&mut link, free) {
-                    Ok(taken) if taken > 0 => continue,
-                    Ok(_) => {}
+                    Ok((taken, wait)) => {
+                        next_due = wait.map(|w| now + w + RECLAIM_SLACK);
+                        if taken > 0 {
+                            continue;
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "cluster node: reclaim failed");
                         group_ready = false;
@@ -311,30 +391,91 @@ impl Node {
                     }
                 }
             }
-            if let Err(e) = self.read_new(&mut link, free) {
-                tracing::debug!(error = %e, "cluster node: read failed");
-                group_ready = false;
-                self.pause(RETRY_PAUSE);
+            let now = Instant::now();
+            let until_scan = next_scan.saturating_duration_since(now);
+            let until_due = next_due.map(|due| due.saturating_duration_since(now));
+            // The broker times out a blocking read only on its own timer (100 ms at its default
+            // `hz`): before a lease runs out, a read blocks for at most what is left once that
+            // grain is taken off, and closer than the grain the feeder reads without blocking.
+            let block = match until_due {
+                Some(until) if until < BROKER_TIMER => None,
+                Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
+                None => Some(until_scan),
+            }
+            .map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK));
+            match self.read_new(&mut link, free, block) {
+                Ok(0) if block.is_none() => self.pause(until_due.unwrap_or_default().min(RECLAIM_POLL)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster node: read failed");
+                    group_ready = false;
+                    self.pause(RETRY_PAUSE);
+                }
             }
         }
     }
 
-    fn read_new(&self, link: &mut Link, free: usize) -> Result<()> {
-        let (stream, name) = (self.stream.clone(), self.config.name.clone());
-        let reply: Value = link.run("did not hand out tasks", READ_BLOCK, |conn| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&name)
-                .arg("COUNT")
-                .arg(free)
-                .arg("BLOCK")
-                .arg(READ_BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query(conn)
+    /// How often a node scans for chunks of lost nodes (a quarter lease).
+    fn scan_interval(&self) -> Duration {
+        self.lease() / 4
+    }
+
+    /// How far ahead a scan looks for leases about to run out: past the next scan, even one that
+    /// starts a broker timer grain late.
+    fn reclaim_horizon(&self) -> Duration {
+        self.scan_interval() + BROKER_TIMER
+    }
+
+    /// Creates the task stream (if missing) and learns the pool's lease, before the first read.
+    fn prepare(&self, link: &mut Link) -> Result<()> {
+        let (stream, meta) = (self.stream.clone(), self.keys.meta());
+        let lease: Option<u64> = link.run("did not create the task stream", Duration::ZERO, |c| {
+            broker::ensure_group(c, &stream)?;
+            redis::cmd("HGET").arg(&meta).arg("lease_ms").query(c)
         })?;
+        self.learn_lease(lease);
+        Ok(())
+    }
+
+    fn learn_lease(&self, lease_ms: Option<u64>) {
+        if let Some(ms) = lease_ms.filter(|ms| *ms > 0) {
+            self.lease_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads new entries (blocking up to `block` on the broker; not at all without), and
+    /// starts them; returns how many it read. Outcomes waiting to be published go in the same
+    /// write, ahead of the read (their replies come at once, before the read blocks).
+    fn read_new(&self, link: &mut Link, free: usize, block: Option<Duration>) -> Result<usize> {
+        let outcomes = self.publishable(self.busy.outcomes(Duration::ZERO));
+        let (stream, name) = (self.stream.clone(), self.config.name.clone());
+        let mut done = 0;
+        let reply = link.run("did not hand out tasks", block.unwrap_or_default(), |conn| {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP").arg(GROUP).arg(&name).arg("COUNT").arg(free);
+            if let Some(block) = block {
+                read.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+            }
+            read.arg("STREAMS").arg(&stream).arg(">");
+            if outcomes.is_empty() {
+                return read.query::<Value>(conn);
+            }
+            let mut bytes = Vec::new();
+            for c in &outcomes {
+                self.complete_cmd(c).write_packed_command(&mut bytes);
+            }
+            read.write_packed_command(&mut bytes);
+            conn.send_packed_command(&bytes)?;
+            for c in &outcomes {
+                let reply = conn.recv_response()?.extract_error()?;
+                self.published(c, &reply);
+                done += 1;
+            }
+            conn.recv_response()?.extract_error()
+        });
+        // Those without a reply (the connection broke) go to the completer, which retries.
+        self.busy.requeue(outcomes.into_iter().skip(done).collect());
+        let reply = reply?;
         let entries = match &reply {
             Value::Array(streams) => match streams.first() {
                 Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
@@ -342,13 +483,17 @@ impl Node {
             },
             _ => Vec::new(),
         };
+        let read = entries.len();
         let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
-        self.take(link, batch)
+        self.take(link, batch)?;
+        Ok(read)
     }
 
-    /// Claims chunks whose node lost its lease; returns how many.
-    fn reclaim(&self, link: &mut Link, free: usize) -> Result<usize> {
-        let (stream, name, lease) = (self.stream.clone(), self.config.name.clone(), self.lease().as_millis() as u64);
+    /// Claims chunks whose node lost its lease; returns how many, and how long until the next
+    /// one known runs out of lease (`None`: none within the horizon).
+    fn reclaim(&self, link: &mut Link, free: usize) -> Result<(usize, Option<Duration>)> {
+        let (stream, name) = (self.stream.clone(), self.config.name.clone());
+        let (lease, horizon) = (self.lease().as_millis() as u64, self.reclaim_horizon().as_millis() as u64);
         let reply: Value = link.run("did not reclaim expired tasks", Duration::ZERO, |conn| {
             redis::cmd("EVALSHA")
                 .arg(broker::sha(broker::RECLAIM))
@@ -358,11 +503,14 @@ impl Node {
                 .arg(&name)
                 .arg(lease)
                 .arg(free)
+                .arg(horizon)
                 .query(conn)
         })?;
-        let Value::Array(items) = reply else { return Ok(0) };
+        let Value::Array(reply) = reply else { return Ok((0, None)) };
+        let wait = reply.get(1).map(broker::int).and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis);
+        let Some(Value::Array(items)) = reply.first() else { return Ok((0, wait)) };
         let mut batch = Vec::new();
-        for item in &items {
+        for item in items {
             let Value::Array(parts) = item else { continue };
             let (Some(id), Some(fields), Some(count)) = (parts.first(), parts.get(1), parts.get(2)) else { continue };
             let Some(id) = broker::text(id) else { continue };
@@ -381,7 +529,7 @@ impl Node {
             tracing::info!(node = %self.config.name, chunks = taken, "reclaimed chunks of a lost node");
         }
         self.take(link, batch)?;
-        Ok(taken)
+        Ok((taken, wait))
     }
 
     /// Checks and starts a batch of entries: (id, fields, deliveries, previous owner).
@@ -425,7 +573,6 @@ impl Node {
                 seq: message.seq,
                 counter: if redelivered { "redelivered" } else { "" },
                 revoked: AtomicBool::new(false),
-                completions: Mutex::new(self.completions.clone()),
                 slots: Arc::clone(&self.busy),
                 holds_slot: AtomicBool::new(false),
             });
@@ -433,14 +580,15 @@ impl Node {
             if reruns > u64::from(message.retries) {
                 let lost = from.unwrap_or_else(|| "(unknown)".into());
                 tracing::info!(entry = %id, node = %lost, "a lost node's chunk has no retries left: NodeLost");
-                let _ = self.completions.send(Completion {
+                let completion = Completion {
                     id,
                     client: message.client,
                     seq: message.seq,
                     outcome: WireOutcome::NodeLost { node: lost, lease_ms: lease.as_millis() as u64 },
                     counter: "node_lost",
                     publish: true,
-                });
+                };
+                self.busy.deliver(completion, false);
                 continue;
             }
             self.busy.take();
@@ -540,32 +688,20 @@ impl Node {
 
     // ---- completer ----
 
-    fn complete_loop(&self, rx: Receiver<Completion>) {
+    fn complete_loop(&self) {
         let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
             Ok(link) => link,
             Err(_) => return,
         };
         loop {
-            let first = match rx.recv_timeout(READ_BLOCK) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) if self.stopped() => return,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let mut batch = vec![first];
-            while batch.len() < COMPLETE_BATCH {
-                match rx.try_recv() {
-                    Ok(c) => batch.push(c),
-                    Err(_) => break,
+            let batch = self.publishable(self.busy.outcomes(READ_BLOCK));
+            if batch.is_empty() {
+                if self.stopped() {
+                    return;
                 }
+                continue;
             }
-            batch.retain(|c| {
-                if !c.publish {
-                    self.forget(&c.id);
-                }
-                c.publish
-            });
-            while !batch.is_empty() {
+            loop {
                 match self.publish(&mut link, &batch) {
                     Ok(()) => break,
                     Err(e) => {
@@ -581,10 +717,18 @@ impl Node {
                     }
                 }
             }
-            for c in &batch {
+        }
+    }
+
+    /// The outcomes to publish; those of revoked chunks are only taken off the books.
+    fn publishable(&self, mut batch: Vec<Completion>) -> Vec<Completion> {
+        batch.retain(|c| {
+            if !c.publish {
                 self.forget(&c.id);
             }
-        }
+            c.publish
+        });
+        batch
     }
 
     fn forget(&self, id: &str) {
@@ -592,40 +736,52 @@ impl Node {
         self.changed.notify_all();
     }
 
-    fn publish(&self, link: &mut Link, batch: &[Completion]) -> Result<()> {
+    /// The command that publishes one outcome (`complete.lua`).
+    fn complete_cmd(&self, c: &Completion) -> redis::Cmd {
         let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
-        let sha = broker::sha(broker::COMPLETE);
-        let replies: Vec<i64> = link.run("did not take the node's results", Duration::ZERO, |conn| {
+        let body = postcard::to_stdvec(&ResultMessage {
+            seq: c.seq,
+            node: self.config.name.clone(),
+            outcome: c.outcome.clone(),
+        })
+        .unwrap_or_default();
+        let signed = wire::sign_result(&self.config.key, &self.keys.pool, &c.client, &body);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(broker::sha(broker::COMPLETE))
+            .arg(4)
+            .arg(&self.stream)
+            .arg(self.keys.results(&c.client))
+            .arg(self.keys.clients())
+            .arg(self.keys.stats())
+            .arg(GROUP)
+            .arg(&c.id)
+            .arg(signed)
+            .arg(&c.client)
+            .arg(ttl)
+            .arg(c.counter)
+            .arg(&self.config.name);
+        cmd
+    }
+
+    /// Takes a published outcome off the books, given the completion script's reply.
+    fn published(&self, c: &Completion, reply: &Value) {
+        if broker::int(reply) == 0 {
+            tracing::info!(node = %self.config.name, entry = %c.id, "a late result was dropped: the chunk's lease was lost");
+        }
+        self.forget(&c.id);
+    }
+
+    /// Publishes a batch of outcomes in one pipeline.
+    fn publish(&self, link: &mut Link, batch: &[Completion]) -> Result<()> {
+        let replies: Vec<Value> = link.run("did not take the node's results", Duration::ZERO, |conn| {
             let mut pipe = redis::pipe();
             for c in batch {
-                let body = postcard::to_stdvec(&ResultMessage {
-                    seq: c.seq,
-                    node: self.config.name.clone(),
-                    outcome: c.outcome.clone(),
-                })
-                .unwrap_or_default();
-                let signed = wire::sign_result(&self.config.key, &self.keys.pool, &c.client, &body);
-                pipe.cmd("EVALSHA")
-                    .arg(&sha)
-                    .arg(4)
-                    .arg(&self.stream)
-                    .arg(self.keys.results(&c.client))
-                    .arg(self.keys.clients())
-                    .arg(self.keys.stats())
-                    .arg(GROUP)
-                    .arg(&c.id)
-                    .arg(signed)
-                    .arg(&c.client)
-                    .arg(ttl)
-                    .arg(c.counter)
-                    .arg(&self.config.name);
+                pipe.add_command(self.complete_cmd(c));
             }
             pipe.query(conn)
         })?;
-        for (c, reply) in batch.iter().zip(replies) {
-            if reply == 0 {
-                tracing::info!(node = %self.config.name, entry = %c.id, "a late result was dropped: the chunk's lease was lost");
-            }
+        for (c, reply) in batch.iter().zip(&replies) {
+            self.published(c, reply);
         }
         Ok(())
     }
@@ -662,9 +818,7 @@ impl Node {
         let lease: Option<u64> = link.run("did not tell the lease", Duration::ZERO, |c| {
             redis::cmd("HGET").arg(&meta).arg("lease_ms").query(c)
         })?;
-        if let Some(ms) = lease.filter(|ms| *ms > 0) {
-            self.lease_ms.store(ms, Ordering::Relaxed);
-        }
+        self.learn_lease(lease);
         let snapshot: Vec<String> = lock(&self.held).keys().cloned().collect();
         let (stream, alive, name) = (self.stream.clone(), self.keys.alive(), self.config.name.clone());
         // Every entry it holds: running, and finished but not yet published.

@@ -1,6 +1,7 @@
 //! The launchers, one per start method. Each turns a body and a description into a running child
 //! and returns what the handle needs: pid, pidfd and where the exit status comes from.
 
+#[allow(unsafe_code, reason = "the fork start method forks")]
 pub(crate) mod fork;
 pub(crate) mod forkserver;
 pub(crate) mod spawn;

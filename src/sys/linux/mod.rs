@@ -25,7 +25,8 @@ pub(crate) use memory::{
     unshrinkable_size, write_all_at, write_all_vectored_at,
 };
 pub(crate) use poll::{
-    Interest, doorbell, peer_hung_up, poll_interests, poll_one, poll_readable, reset_doorbell, ring_doorbell,
+    Interest, doorbell, peer_hung_up, poll_interests, poll_one, poll_readable, poll_ready, reset_doorbell,
+    ring_doorbell,
 };
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
@@ -43,4 +44,4 @@ pub(crate) use socket::{
     set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
     try_send_with_fds,
 };
-pub(crate) use thread::{current_thread, thread_start_time};
+pub(crate) use thread::{ThreadLife, current_thread, thread_gone, thread_life};

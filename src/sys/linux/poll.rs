@@ -68,6 +68,24 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<D
     Ok(poll_until(&mut pollfd, timeout)? > 0)
 }
 
+/// Waits until at least one of `fds` is ready for its interest (or hung up, or in error: the next
+/// call on it will not block), or `timeout` passes (`None`: no limit). Returns, per descriptor in
+/// order, whether it is ready; all false means the time ran out. Retries on `EINTR`.
+pub(crate) fn poll_ready(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, interest)| {
+            let flags = match interest {
+                Interest::Read => PollFlags::IN,
+                Interest::Write => PollFlags::OUT,
+            };
+            PollFd::new(fd, flags)
+        })
+        .collect();
+    poll_until(&mut pollfds, timeout)?;
+    Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
 /// Whether the peer of the connected socket `fd` has closed every descriptor of its end
 /// (`POLLHUP`, without waiting). A socket shut down in one direction by its own side is not hung up.
 pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {

@@ -41,11 +41,11 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 
 /// Sends signal number `signo` through a pidfd, which cannot hit a recycled pid.
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, signo: i32) -> io::Result<()> {
-    // SAFETY: `Signal::from_raw_unchecked` only requires a valid signal number; we check the range
-    // the kernel accepts for ordinary and real-time signals.
     if !(1..=64).contains(&signo) {
         return Err(io::Errno::INVAL);
     }
+    // SAFETY: `Signal::from_raw_unchecked` only requires a valid signal number; `signo` is in the
+    // range the kernel accepts for ordinary and real-time signals (checked just above).
     let sig = unsafe { Signal::from_raw_unchecked(signo) };
     rustix::process::pidfd_send_signal(pidfd, sig)
 }

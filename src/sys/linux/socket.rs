@@ -245,29 +245,30 @@ fn recv_into_spare_with(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, f
 /// are freed, so the advice never outlives the buffer.
 const HUGE_PAGE_MIN_ROOM: usize = 32 << 20;
 
-/// Asks the kernel to back the spare capacity of a large receive buffer with transparent huge
-/// pages (`madvise(MADV_HUGEPAGE)`), when it has at least [`HUGE_PAGE_MIN_ROOM`] bytes of room.
+/// Asks the kernel to back a large receive buffer with transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`), when it has at least [`HUGE_PAGE_MIN_ROOM`] bytes of room. Callers
+/// ask only once the bytes already received are worth it: a huge page is allocated whole at the
+/// first touch of any of its bytes.
 ///
-/// A fresh buffer of 100 MB otherwise takes 24 000 page faults as the payload is copied in; with
-/// huge pages it takes 50. Pages are still allocated only as bytes arrive. The advised range is
-/// rounded out to whole pages, so that it covers the allocation's whole mapping: advising part of
-/// a mapping splits it, and a later `realloc` could then no longer grow it in place (it would
-/// copy). Best effort: errors (no THP support) are ignored.
+/// A buffer of 100 MB otherwise takes 24 000 page faults as the payload is copied in; with huge
+/// pages it takes 50. The advised range is the whole buffer (the bytes already in it too) rounded
+/// out to whole pages, so that it covers the allocation's whole mapping: advising part of a mapping
+/// splits it, and a later `realloc` could then no longer grow it in place (it would copy). Best
+/// effort: errors (no THP support) are ignored.
 pub(crate) fn prefer_huge_pages(buf: &mut Vec<u8>) {
-    let spare = buf.spare_capacity_mut();
-    if spare.len() < HUGE_PAGE_MIN_ROOM {
+    if buf.capacity() - buf.len() < HUGE_PAGE_MIN_ROOM {
         return;
     }
     let page = rustix::param::page_size();
-    let start = spare.as_mut_ptr() as usize;
-    let end = start + spare.len();
+    let start = buf.as_mut_ptr() as usize;
+    let end = start + buf.capacity();
     let first = start & !(page - 1);
     let last = end.next_multiple_of(page);
-    // SAFETY: `first..last` is the spare capacity of `buf`, which holds no initialized data,
-    // rounded out to the pages it touches, which are mapped since the buffer lies in them.
-    // MADV_HUGEPAGE only changes how the kernel backs pages when they are first touched; it
-    // changes neither the mapping nor any byte in it, so memory outside the buffer in the edge
-    // pages is unaffected.
+    // SAFETY: `first..last` is the allocation of `buf` (its bytes and its spare capacity), rounded
+    // out to the pages it touches, which are mapped since the buffer lies in them. MADV_HUGEPAGE
+    // only changes how the kernel backs pages (on their first touch, or when it collapses them
+    // later); it changes neither the mapping nor any byte in it, so the bytes of the buffer and any
+    // memory outside it in the edge pages are unaffected.
     let _ = unsafe { rustix::mm::madvise(first as *mut _, last - first, rustix::mm::Advice::LinuxHugepage) };
 }
 

@@ -41,17 +41,50 @@ pub(crate) fn current_thread() -> (u32, u64) {
     })
 }
 
-/// The start time of thread `tid` (in clock ticks since boot, `/proc/<tid>/stat` field 22), or
-/// `None` if no such thread exists.
-pub(crate) fn thread_start_time(tid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+/// What `/proc` says of a thread: gone, alive since a start time, or nothing certain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadLife {
+    /// No such thread, or a zombie (it runs no more code and releases nothing).
+    Gone,
+    /// The thread lives; it started at this time (clock ticks since boot, `/proc/<tid>/stat`
+    /// field 22), which tells it from an earlier thread with the same id.
+    Alive(u64),
+    /// `/proc` could not be read (not mounted, out of descriptors, ...): nothing is known.
+    Unknown,
+}
+
+/// Whether thread `tid` lives, and since when.
+pub(crate) fn thread_life(tid: u32) -> ThreadLife {
+    let stat = match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ThreadLife::Gone,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return ThreadLife::Gone,
+        Err(_) => return ThreadLife::Unknown,
+    };
     // The command name (field 2) is in parentheses and may contain spaces: skip past its end.
-    let after_name = &stat[stat.rfind(')')? + 1..];
+    let Some(close) = stat.rfind(')') else { return ThreadLife::Unknown };
     // Field 3 (state) is the first after the name; field 22 is 19 further.
-    let mut fields = after_name.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None; // a zombie holds no lock: it will never release it
+    let mut fields = stat[close + 1..].split_whitespace();
+    match fields.next() {
+        Some("Z" | "X") => ThreadLife::Gone,
+        Some(_) => fields.nth(18).and_then(|f| f.parse().ok()).map_or(ThreadLife::Unknown, ThreadLife::Alive),
+        None => ThreadLife::Unknown,
     }
-    fields.nth(18)?.parse().ok()
+}
+
+/// Whether thread `tid` certainly no longer exists: a cheap test (one `kill(tid, 0)`), for checks
+/// that run often. A zombie, or a later thread with the same id, counts as existing.
+pub(crate) fn thread_gone(tid: u32) -> bool {
+    match i32::try_from(tid).ok().and_then(rustix::process::Pid::from_raw) {
+        Some(pid) => rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH),
+        None => false,
+    }
+}
+
+/// The start time of thread `tid` (see [`ThreadLife::Alive`]), or `None` if it is gone or unknown.
+fn thread_start_time(tid: u32) -> Option<u64> {
+    match thread_life(tid) {
+        ThreadLife::Alive(start) => Some(start),
+        ThreadLife::Gone | ThreadLife::Unknown => None,
+    }
 }
