@@ -23,7 +23,7 @@ pub mod fuzz_hooks;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
-mod record;
+pub(crate) mod record;
 #[allow(unsafe_code, reason = "shared-memory internals: the rings of a pipe")]
 mod ring;
 
@@ -682,6 +682,33 @@ impl<D: CanRecv> Connection<D> {
             }
             Err(e) => Err(self.broke_reading(e)),
         }
+    }
+
+    /// Receives one message into `buf` (cleared first: a caller keeps its capacity from message to
+    /// message, as the pool's scheduler and workers do) and its descriptors into `fds`. Errors as
+    /// [`recv_frame`](Self::recv_frame)'s.
+    pub(crate) fn recv_frame_into(&mut self, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<()> {
+        buf.clear();
+        if !self.records || self.ring.is_some() {
+            let message = self.recv_frame(self.max_message)?;
+            buf.extend_from_slice(&message.bytes);
+            fds.extend(message.fds);
+            return Ok(());
+        }
+        let fd = usable_fd(&self.fd, &self.read_broken, "read")?;
+        let deadline = Deadline::after(self.timeout);
+        let len = match record::recv_first_into(fd, fds, deadline, Some(&self.spin), buf) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Err(Error::Eof),
+            Err(e @ Error::Timeout(_)) => return Err(e),
+            Err(e) => return Err(self.broke_reading(e)),
+        };
+        if len > self.max_message {
+            buf.clear();
+            return Err(self.broke_reading(Error::MessageTooLarge { len, limit: self.max_message }));
+        }
+        let fd = self.read_fd()?;
+        record::recv_rest(fd, buf, len, deadline).map_err(|e| self.broke_reading(e))
     }
 
     /// Like [`recv_bytes`](Self::recv_bytes), but a message over this end's limit is read and

@@ -83,6 +83,55 @@ fn send_record(
     }
 }
 
+/// Room at the front of a buffer for a frame's header, which [`frame_in_place`] writes there.
+pub(crate) const HEADER_ROOM: usize = HEADER_MAX;
+
+/// Writes the header of the frame whose payload is `buf[HEADER_ROOM..]` right before the payload;
+/// returns where the frame starts in `buf` (for [`try_send_frame`]). A `buf` shorter than
+/// [`HEADER_ROOM`] is taken as an empty payload.
+pub(crate) fn frame_in_place(buf: &mut Vec<u8>) -> usize {
+    if buf.len() < HEADER_ROOM {
+        buf.resize(HEADER_ROOM, 0);
+    }
+    let (header, header_len) = frame::header((buf.len() - HEADER_ROOM) as u64);
+    let start = HEADER_ROOM - header_len;
+    buf[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+    start
+}
+
+/// Sends the records of `frame` (a header and its payload, as [`frame_in_place`] makes it) from
+/// byte `sent` on, without blocking: as many whole records as the socket takes now, `fds` attached
+/// to the first. Returns how much of the frame is sent (all of it: `frame.len()`); the caller
+/// calls again from there when the socket has room. Records are cut as [`send_frame`] cuts them,
+/// so the receiver cannot tell the difference.
+///
+/// # Errors
+///
+/// The socket failed (the peer closed: `EPIPE`); some records may have left.
+pub(crate) fn try_send_frame(
+    socket: BorrowedFd<'_>,
+    frame: &[u8],
+    mut sent: usize,
+    fds: &[BorrowedFd<'_>],
+) -> Result<usize> {
+    while sent < frame.len() {
+        let record = &frame[sent..frame.len().min(sent + RECORD_MAX)];
+        let attached = if sent == 0 { fds } else { &[] };
+        let n = sys::try_send_with_fds(socket, &[IoSlice::new(record)], attached).context("send a message")?;
+        if n == 0 {
+            return Ok(sent);
+        }
+        if n != record.len() {
+            return Err(Error::Protocol(format!(
+                "a record of {} bytes left as {n}: not a SOCK_SEQPACKET socket?",
+                record.len()
+            )));
+        }
+        sent += n;
+    }
+    Ok(sent)
+}
+
 /// The first record of a frame: the payload's length and the part of it the record held.
 pub(crate) struct FirstRecord {
     pub(crate) len: u64,
@@ -100,6 +149,34 @@ pub(crate) fn recv_first(
     deadline: impl Waiter,
     spin: Option<&SpinState>,
 ) -> Result<Option<FirstRecord>> {
+    recv_first_with(socket, fds, deadline, spin, parse_first)
+}
+
+/// As [`recv_first`], but the first part of the payload is appended to `buf` (whose capacity a
+/// caller keeps from message to message); returns the payload's whole length.
+pub(crate) fn recv_first_into(
+    socket: BorrowedFd<'_>,
+    fds: &mut Vec<OwnedFd>,
+    deadline: impl Waiter,
+    spin: Option<&SpinState>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<u64>> {
+    recv_first_with(socket, fds, deadline, spin, |record| {
+        let (len, header_len) = parse_header(record)?;
+        buf.extend_from_slice(&record[header_len..]);
+        Ok(len)
+    })
+}
+
+/// Receives the first record of the next frame into this thread's scratch buffer and hands it to
+/// `parse`.
+fn recv_first_with<R>(
+    socket: BorrowedFd<'_>,
+    fds: &mut Vec<OwnedFd>,
+    deadline: impl Waiter,
+    spin: Option<&SpinState>,
+    parse: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<Option<R>> {
     FIRST_RECORD.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         if scratch.len() < RECORD_MAX {
@@ -124,12 +201,24 @@ pub(crate) fn recv_first(
         if n == 0 {
             return Ok(None);
         }
-        parse_first(&scratch[..n]).map(Some)
+        parse(&scratch[..n]).map(Some)
     })
 }
 
 /// The header and first payload bytes of a first record.
 fn parse_first(record: &[u8]) -> Result<FirstRecord> {
+    let (len, header_len) = parse_header(record)?;
+    let part = &record[header_len..];
+    // Room for the whole message up front, as `frame::recv_payload` makes it (capacity that no
+    // byte reaches costs no memory): the rest is then read in place, never copied to grow.
+    let room = usize::try_from(len).map_or(frame::ALLOCATION_STEP, |len| len.min(frame::ALLOCATION_STEP));
+    let mut payload = Vec::with_capacity(room.max(part.len()));
+    payload.extend_from_slice(part);
+    Ok(FirstRecord { len, payload })
+}
+
+/// A first record's payload length and header length, checked against the record.
+fn parse_header(record: &[u8]) -> Result<(u64, usize)> {
     let short = record.get(..4).ok_or_else(|| short_record(record.len()))?;
     let short = i32::from_be_bytes(short.try_into().map_err(|_| short_record(record.len()))?);
     let (len, header_len) = match short {
@@ -147,12 +236,7 @@ fn parse_first(record: &[u8]) -> Result<FirstRecord> {
             part.len()
         )));
     }
-    // Room for the whole message up front, as `frame::recv_payload` makes it (capacity that no
-    // byte reaches costs no memory): the rest is then read in place, never copied to grow.
-    let room = usize::try_from(len).map_or(frame::ALLOCATION_STEP, |len| len.min(frame::ALLOCATION_STEP));
-    let mut payload = Vec::with_capacity(room.max(part.len()));
-    payload.extend_from_slice(part);
-    Ok(FirstRecord { len, payload })
+    Ok((len, header_len))
 }
 
 fn short_record(len: usize) -> Error {

@@ -10,7 +10,7 @@ pub(crate) fn default_chunksize(len: usize, processes: usize) -> usize {
 }
 
 /// The index ranges of the chunks of `len` items, `chunksize` each (the last may be shorter).
-pub(crate) fn chunk_ranges(len: usize, chunksize: usize) -> impl Iterator<Item = Range<usize>> {
+pub(crate) fn chunk_ranges(len: usize, chunksize: usize) -> impl ExactSizeIterator<Item = Range<usize>> {
     let chunksize = chunksize.max(1);
     (0..len.div_ceil(chunksize)).map(move |i| i * chunksize..((i + 1) * chunksize).min(len))
 }

@@ -25,6 +25,16 @@ pub(crate) trait Outcomes<T>: Send + Sync {
     fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
         self.deliver(index, outcome);
     }
+    /// Chunks `first..first + counts.len()` finished with `values`, `counts[i]` of them for chunk
+    /// `first + i`, in order; as [`deliver_quietly`](Self::deliver_quietly), readers may be woken
+    /// only at the next [`flush`](Self::flush). The scheduler delivers a worker's reply this way:
+    /// one vector for many chunks (the default splits it).
+    fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
+        let mut values = values.into_iter();
+        for (index, &count) in (first..).zip(counts) {
+            self.deliver_quietly(index, Ok(values.by_ref().take(count).collect()));
+        }
+    }
     /// Wakes readers for what [`deliver_quietly`](Self::deliver_quietly) delivered.
     fn flush(&self) {}
 }
@@ -46,6 +56,19 @@ impl<T: Send> Outcomes<T> for One<T> {
         self.promise.fulfil(value);
     }
 
+    fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
+        // One chunk of one task: its value, without a vector of its own.
+        match counts {
+            [_] => self.deliver_value(values),
+            _ => {
+                let mut values = values.into_iter();
+                for (index, &count) in (first..).zip(counts) {
+                    self.deliver(index, Ok(values.by_ref().take(count).collect()));
+                }
+            }
+        }
+    }
+
     fn cancelled(&self) -> bool {
         self.promise.cancelled()
     }
@@ -55,9 +78,17 @@ impl<T: Send> Outcomes<T> for One<T> {
     }
 }
 
+impl<T: Send> One<T> {
+    fn deliver_value(&self, values: Vec<T>) {
+        let value = values.into_iter().next();
+        self.promise.fulfil(value.ok_or_else(|| Error::Protocol("a worker returned no value for a task".into())));
+    }
+}
+
 struct CollectState<T> {
-    /// Each chunk's values, by chunk index.
-    chunks: Vec<Option<Vec<T>>>,
+    /// Runs of consecutive chunks' values, each with its first chunk's index and its number of
+    /// chunks, in the order they came.
+    blocks: Vec<(usize, usize, Vec<T>)>,
     remaining: usize,
     error: Option<Error>,
 }
@@ -67,62 +98,80 @@ struct CollectState<T> {
 pub(crate) struct Collect<T> {
     promise: Promise<Vec<T>>,
     len: usize,
+    chunks: usize,
     state: Mutex<CollectState<T>>,
     progress: Progress,
 }
 
 impl<T> Collect<T> {
-    /// The chunks' values in order, checked complete.
-    fn concatenate(&self, chunks: Vec<Option<Vec<T>>>) -> Result<Vec<T>> {
+    /// The blocks' values in chunk order, checked complete: every chunk once, every value there.
+    fn concatenate(&self, mut blocks: Vec<(usize, usize, Vec<T>)>) -> Result<Vec<T>> {
         let short = || Error::Protocol("a worker returned fewer values than its chunk had tasks".into());
-        if chunks.len() == 1 {
-            return chunks.into_iter().flatten().next().filter(|v| v.len() == self.len).ok_or_else(short);
+        blocks.sort_unstable_by_key(|&(first, _, _)| first);
+        let mut next = 0;
+        for &(first, chunks, _) in &blocks {
+            if first != next {
+                return Err(short());
+            }
+            next += chunks;
         }
-        let mut values = Vec::with_capacity(self.len);
-        for chunk in chunks {
-            values.extend(chunk.ok_or_else(short)?);
+        if next != self.chunks || blocks.iter().map(|(_, _, values)| values.len()).sum::<usize>() != self.len {
+            return Err(short());
         }
-        if values.len() == self.len { Ok(values) } else { Err(short()) }
+        let mut blocks = blocks.into_iter().map(|(_, _, values)| values);
+        let mut values = blocks.next().unwrap_or_default();
+        values.reserve(self.len - values.len());
+        for block in blocks {
+            values.extend(block);
+        }
+        Ok(values)
     }
 
     pub(crate) fn new(promise: Promise<Vec<T>>, len: usize, chunksize: usize, progress: Progress) -> Self {
         let chunks = len.div_ceil(chunksize.max(1));
-        let state = CollectState { chunks: (0..chunks).map(|_| None).collect(), remaining: chunks, error: None };
-        let collect = Collect { promise, len, state: Mutex::new(state), progress };
+        let state = CollectState { blocks: Vec::new(), remaining: chunks, error: None };
+        let collect = Collect { promise, len, chunks, state: Mutex::new(state), progress };
         if chunks == 0 {
             collect.promise.fulfil(Ok(Vec::new()));
         }
         collect
     }
-}
 
-impl<T: Send> Outcomes<T> for Collect<T> {
-    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+    /// Keeps what chunks `first..first + chunks` delivered; fulfils the promise after the last.
+    fn keep(&self, first: usize, chunks: usize, outcome: Result<Vec<T>>) {
         let mut state = lock(&self.state);
         match outcome {
             Ok(values) => {
                 self.progress.advance(values.len());
-                if let Some(slot) = state.chunks.get_mut(index) {
-                    *slot = Some(values);
-                }
+                state.blocks.push((first, chunks, values));
             }
             Err(e) => {
                 state.error.get_or_insert(e);
             }
         }
-        state.remaining = state.remaining.saturating_sub(1);
+        state.remaining = state.remaining.saturating_sub(chunks);
         if state.remaining > 0 {
             return;
         }
         self.progress.finish();
-        let chunks = std::mem::take(&mut state.chunks);
+        let blocks = std::mem::take(&mut state.blocks);
         let error = state.error.take();
         drop(state);
         let outcome = match error {
             Some(e) => Err(e),
-            None => self.concatenate(chunks),
+            None => self.concatenate(blocks),
         };
         self.promise.fulfil(outcome);
+    }
+}
+
+impl<T: Send> Outcomes<T> for Collect<T> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.keep(index, 1, outcome);
+    }
+
+    fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
+        self.keep(first, counts.len(), Ok(values));
     }
 
     fn cancelled(&self) -> bool {
@@ -134,10 +183,14 @@ impl<T: Send> Outcomes<T> for Collect<T> {
     }
 }
 
+/// The values of one or more consecutive chunks (how many, and their outcome).
+type Delivered<T> = (usize, Result<Vec<T>>);
+
 struct StreamState<T> {
-    /// Finished chunks not yet read: by index (ordered) or in finishing order.
-    by_index: BTreeMap<usize, Result<Vec<T>>>,
-    in_order: VecDeque<Result<Vec<T>>>,
+    /// Finished runs of chunks not yet read: by their first chunk's index (ordered) or in finishing
+    /// order.
+    by_index: BTreeMap<usize, Delivered<T>>,
+    in_order: VecDeque<Delivered<T>>,
     /// Chunks taken by the reader (for an ordered stream, the index of the next one).
     next: usize,
     /// Chunks delivered.
@@ -269,16 +322,27 @@ impl<T: Send> Outcomes<T> for Stream<T> {
     }
 
     fn deliver_quietly(&self, index: usize, outcome: Result<Vec<T>>) {
+        self.keep(index, 1, outcome);
+    }
+
+    fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
+        self.keep(first, counts.len(), Ok(values));
+    }
+}
+
+impl<T> Stream<T> {
+    /// Keeps what chunks `first..first + chunks` delivered, for the reader.
+    fn keep(&self, first: usize, chunks: usize, outcome: Result<Vec<T>>) {
         if let Ok(values) = &outcome {
             self.progress.advance(values.len());
         }
         let mut state = lock(&self.state);
         if self.ordered {
-            state.by_index.insert(index, outcome);
+            state.by_index.insert(first, (chunks, outcome));
         } else {
-            state.in_order.push_back(outcome);
+            state.in_order.push_back((chunks, outcome));
         }
-        state.delivered += 1;
+        state.delivered += chunks;
         if state.total == Some(state.delivered) {
             self.progress.finish();
         }
@@ -316,8 +380,8 @@ impl<T: Send> Outcomes<T> for Stream<T> {
 pub struct Imap<T> {
     stream: Arc<Stream<T>>,
     current: std::vec::IntoIter<T>,
-    /// Chunks taken from the stream in one go, not yet yielded.
-    taken: VecDeque<Result<Vec<T>>>,
+    /// Runs of chunks taken from the stream in one go, not yet yielded.
+    taken: VecDeque<Delivered<T>>,
     /// Chunks whose outcome was yielded so far (the error of a failed chunk is yielded once).
     chunks_read: usize,
     /// The pool, kept running while this iterator lives.
@@ -346,22 +410,23 @@ impl<T> Imap<T> {
                 return Some(Ok(value));
             }
             match self.wait_chunk(deadline)? {
-                Ok(values) => {
-                    self.chunks_read += 1;
+                (chunks, Ok(values)) => {
+                    self.chunks_read += chunks;
                     self.current = values.into_iter();
                 }
-                Err(e @ Error::Timeout(_)) => return Some(Err(e)),
-                Err(e) => {
-                    self.chunks_read += 1;
+                (_, Err(e @ Error::Timeout(_))) => return Some(Err(e)),
+                (chunks, Err(e)) => {
+                    self.chunks_read += chunks;
                     return Some(Err(e));
                 }
             }
         }
     }
 
-    /// The next chunk's outcome, `None` at the end; takes every chunk that is ready in one lock
-    /// (the scheduler delivers them in bursts), which makes room for the feeder.
-    fn wait_chunk(&mut self, deadline: Deadline) -> Option<Result<Vec<T>>> {
+    /// The next run of chunks and its outcome, `None` at the end (a timeout is an outcome of no
+    /// chunk); takes every run that is ready in one lock (the scheduler delivers them in bursts),
+    /// which makes room for the feeder.
+    fn wait_chunk(&mut self, deadline: Deadline) -> Option<Delivered<T>> {
         if let Some(outcome) = self.taken.pop_front() {
             return Some(outcome);
         }
@@ -372,12 +437,12 @@ impl<T> Imap<T> {
             if stream.ordered {
                 loop {
                     let next = state.next;
-                    let Some(outcome) = state.by_index.remove(&next) else { break };
-                    state.next += 1;
-                    self.taken.push_back(outcome);
+                    let Some(run) = state.by_index.remove(&next) else { break };
+                    state.next += run.0;
+                    self.taken.push_back(run);
                 }
             } else {
-                let ready = state.in_order.len();
+                let ready: usize = state.in_order.iter().map(|(chunks, _)| chunks).sum();
                 state.next += ready;
                 self.taken.append(&mut state.in_order);
             }
@@ -392,7 +457,7 @@ impl<T> Imap<T> {
             }
             let left = deadline.left();
             if left == Some(Duration::ZERO) {
-                return Some(Err(deadline.timeout_error()));
+                return Some((0, Err(deadline.timeout_error())));
             }
             state.waiters += 1;
             state = match left {

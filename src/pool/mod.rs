@@ -55,7 +55,11 @@
 //! * `task`: what a task function is and how a worker is told which one to call;
 //! * `protocol`: the messages between a pool and its workers, apart from their transport;
 //! * `worker`: the worker process's loop;
-//! * `scheduler`: the parent's thread that owns the workers;
+//! * `scheduler`: the seam between the pool's front and what runs its chunks (`Runner`);
+//! * `local`: the runner of worker processes on this machine: its scheduling policy
+//!   (`local::scheduler`, the parent's thread that owns the workers) apart from its transport
+//!   (`local::transport`);
+//! * `cluster` (feature `cluster`): the runner of pools across machines;
 //! * `result`, `collect`: [`AsyncResult`] and where a job's outcomes go ([`Imap`]);
 //! * `feed`: the lazy input of `imap` (a feeder thread with a bounded read-ahead), for every pool;
 //! * `chunking`: CPython's default chunk size;
@@ -70,6 +74,7 @@ pub mod cluster;
 mod collect;
 mod executor;
 mod feed;
+mod local;
 mod progress;
 mod protocol;
 mod result;
@@ -89,9 +94,12 @@ use serde::de::DeserializeOwned;
 pub use self::collect::Imap;
 use self::collect::{Collect, One, Outcomes, Stream};
 pub use self::executor::Executor;
+use self::local::WorkerConfig;
 use self::progress::Progress;
+#[doc(hidden)]
+pub use self::protocol::fuzz_messages as fuzz_pool_messages;
 pub use self::result::AsyncResult;
-use self::scheduler::{Chunk, Decoding, RunState, Shared, WorkerConfig};
+use self::scheduler::{Chunks, Decoding, RunState, Shared};
 pub use self::task::{Task, TaskReturn, TaskValue, Typed};
 pub use self::thread_pool::ThreadPool;
 use crate::context::{Context, StartMethod};
@@ -193,8 +201,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
     max_tasks: Option<u64>,
-    #[allow(clippy::type_complexity)]
-    initializer: Option<Box<dyn Fn() -> Result<Job> + Send + Sync>>,
+    initializer: Option<local::Initializer>,
     timeout: Option<Duration>,
     retries: u32,
     #[cfg(feature = "cluster")]
@@ -298,7 +305,7 @@ impl PoolBuilder {
             ));
         }
         let config = WorkerConfig { processes, method, max_tasks: self.max_tasks, initializer: self.initializer };
-        let (shared, scheduler) = scheduler::start(config)?;
+        let (shared, scheduler) = local::start(config)?;
         let thread = std::thread::Builder::new()
             .name("multiproc-pool".into())
             .spawn(move || scheduler.run())
@@ -810,21 +817,15 @@ impl Pool {
         let shared = Arc::clone(&self.core.shared);
         let entry = task::entry_offset(entry);
         let submit: feed::Submit<I> = Box::new(move |first, batch: Vec<Vec<I>>| {
-            let (mut chunks, mut unencodable, mut bytes) = (Vec::with_capacity(batch.len()), Vec::new(), 0);
-            for (index, items) in (first..).zip(&batch) {
-                match call.chunk(&sink, index, items, entry) {
-                    Ok(chunk) => {
-                        bytes += chunk.args.len();
-                        chunks.push(chunk);
-                    }
-                    Err(e) => unencodable.push((index, e)),
-                }
+            let (runs, unencodable) = call.chunks(&sink, first, batch.iter().map(Vec::as_slice), entry);
+            let bytes = runs.iter().map(|run| run.args.len()).sum();
+            for run in runs {
+                shared.submit_chunks(run).map_err(|e| match shared.state() {
+                    // Read after the pool was terminated: fails as the chunks read before it.
+                    RunState::Terminated => Error::PoolTerminated,
+                    _ => e,
+                })?;
             }
-            shared.submit(chunks).map_err(|e| match shared.state() {
-                // Read after the pool was terminated: fails as the chunks read before it.
-                RunState::Terminated => Error::PoolTerminated,
-                _ => e,
-            })?;
             for (index, e) in unencodable {
                 sink.complete(index, Err(e));
             }
@@ -851,15 +852,11 @@ impl Pool {
         self.core.gate.check_open()?;
         let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
         let entry = task::entry_offset(entry);
-        let mut chunks = Vec::with_capacity(items.len().div_ceil(call.chunksize));
-        let mut unencodable = Vec::new();
-        for (index, range) in chunking::chunk_ranges(items.len(), call.chunksize).enumerate() {
-            match call.chunk(&sink, index, &items[range], entry) {
-                Ok(chunk) => chunks.push(chunk),
-                Err(e) => unencodable.push((index, e)),
-            }
+        let ranges = chunking::chunk_ranges(items.len(), call.chunksize);
+        let (runs, unencodable) = call.chunks(&sink, 0, ranges.map(|range| &items[range]), entry);
+        for run in runs {
+            self.core.shared.submit_chunks(run)?;
         }
-        self.core.shared.submit(chunks)?;
         for (index, e) in unencodable {
             sink.complete(index, Err(e));
         }
@@ -884,25 +881,68 @@ impl CallSettings {
         }
     }
 
-    /// Chunk `index` of a call: `items`, encoded, for the function at `entry`.
-    fn chunk<I: Serialize>(
+    /// Chunks `first..` of a call for the function at `entry`, each the items of one slice of
+    /// `chunks`, encoded back to back into runs of consecutive chunks. A chunk whose items do not
+    /// encode is left out, with its index and error (the chunks around it make separate runs).
+    fn chunks<'a, I: Serialize + 'a>(
         &self,
         sink: &Arc<dyn scheduler::Sink>,
-        index: usize,
-        items: &[I],
+        first: usize,
+        chunks: impl ExactSizeIterator<Item = &'a [I]>,
         entry: i64,
-    ) -> Result<Chunk> {
-        let message = reduction::encode(items)?;
-        Ok(Chunk {
+    ) -> (Vec<Chunks>, Vec<(usize, Error)>) {
+        let total = chunks.len();
+        let new_run = |first: usize| Chunks {
             sink: Arc::clone(sink),
-            index,
-            tasks: items.len(),
+            first,
+            tasks: self.chunksize,
+            last_tasks: self.chunksize,
             entry,
-            args: message.bytes,
-            fds: message.fds,
+            // Room for a small first chunk (an `apply`'s arguments) without growing step by step;
+            // the first chunk's size then reserves room for the others.
+            args: Vec::with_capacity(64),
+            ends: Vec::with_capacity(total),
+            fds: Vec::new(),
+            fd_ends: Vec::new(),
             timeout: self.timeout,
             retries: self.retries,
-        })
+        };
+        let (mut runs, mut unencodable) = (Vec::new(), Vec::new());
+        let mut run = new_run(first);
+        for (index, items) in (first..).zip(chunks) {
+            match reduction::encode_packed(items, &mut run.args) {
+                Ok(fds) => {
+                    if run.ends.is_empty() {
+                        // The first chunk's size sizes the buffer for all of them.
+                        run.args.reserve(run.args.len() * (total - (index - first)));
+                        run.tasks = items.len();
+                    }
+                    run.last_tasks = items.len();
+                    // `fd_ends` has one entry per chunk once any chunk holds a descriptor.
+                    let holds = !fds.is_empty() || !run.fds.is_empty();
+                    if holds {
+                        // The chunks before the first that holds one hold none.
+                        run.fd_ends.resize(run.ends.len(), 0);
+                    }
+                    run.ends.push(run.args.len());
+                    run.fds.extend(fds);
+                    if holds {
+                        run.fd_ends.push(run.fds.len());
+                    }
+                }
+                Err(e) => {
+                    unencodable.push((index, e));
+                    let done = std::mem::replace(&mut run, new_run(index + 1));
+                    if !done.ends.is_empty() {
+                        runs.push(done);
+                    }
+                }
+            }
+        }
+        if !run.ends.is_empty() {
+            runs.push(run);
+        }
+        (runs, unencodable)
     }
 }
 

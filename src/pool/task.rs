@@ -10,17 +10,21 @@
 //! worker; a transport that crosses machines must sign it (as `sys::SignedFn` signs `fn()`s).
 
 use std::fmt::Display;
+use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, ReturnedError};
 use crate::process::target::ArgumentMustBeOwned_UseStringNotStr;
-use crate::reduction::{self, Message};
+use crate::reduction;
+use crate::reduction::packed::{PackError, SeqReader, SeqWriter};
 
-/// A chunk entry: decodes a chunk of argument tuples, runs the task on each and appends the
-/// encoded `Vec` of results to the buffer; `Err` carries the first failure.
-pub(crate) type ChunkEntry = fn(Message, &mut Vec<u8>) -> Result<(), TaskFailure>;
+/// A chunk entry: decodes a chunk's argument tuples (a packed sequence, see `reduction::packed`;
+/// the descriptors they hold come separately), runs the task on each as it is decoded, and appends
+/// the packed sequence of results to the buffer; `Err` carries the first failure, and the buffer
+/// is then as it was.
+pub(crate) type ChunkEntry = fn(&[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Result<(), TaskFailure>;
 
 /// Why a task failed, as it travels from a worker: the message, and the error it returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,15 +296,19 @@ pub(crate) fn entry_of<F: Task<Args>, Args>() -> ChunkEntry {
 // The sealed half names crate-private types; it cannot be named or implemented outside the crate.
 #[allow(private_interfaces)]
 pub(crate) mod sealed {
+    use std::os::fd::OwnedFd;
+
     use super::TaskFailure;
-    use crate::reduction::Message;
+    use crate::reduction::packed::SeqReader;
 
     /// The crate-private half of [`Task`](super::Task): a function of these arguments.
     pub trait TaskFn<Args> {
         /// The success value.
         type Value: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
-        /// Decodes a chunk of argument tuples.
-        fn decode(args: Message) -> Result<Vec<Args>, TaskFailure>;
+        /// Decodes a whole chunk of argument tuples holding descriptors.
+        fn decode_all(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<Args>, TaskFailure>;
+        /// Decodes the next argument tuple of a chunk.
+        fn decode_next(reader: &mut SeqReader<'_>) -> Option<Result<Args, TaskFailure>>;
         /// Calls the function.
         fn call(self, args: Args) -> Result<Self::Value, TaskFailure>;
     }
@@ -369,21 +377,45 @@ impl crate::sys::ZstRule for PoolTaskRule {
         the task's arguments, or use multiproc::pool::ThreadPool, which runs closures that capture";
 }
 
-fn run_chunk<F: Task<Args>, Args>(args: Message, out: &mut Vec<u8>) -> Result<(), TaskFailure> {
-    let function = crate::sys::conjure_zst_for::<F, PoolTaskRule>();
-    let items = F::decode(args)?;
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        results.push(call_catching(|| function.call(item))?);
+fn run_chunk<F: Task<Args>, Args>(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Result<(), TaskFailure> {
+    let start = out.len();
+    let ran = run_calls::<F, Args>(args, fds, out);
+    if ran.is_err() {
+        out.truncate(start);
     }
-    // About the encoded size, so that encoding does not grow the buffer step by step.
-    out.reserve(8 + results.len() * std::mem::size_of::<F::Output>());
-    *out = postcard::to_extend(&results, std::mem::take(out)).map_err(|e| {
-        TaskFailure::message(format!(
-            "the worker could not encode the task's result ({e}); check the result type's Serialize implementation"
-        ))
-    })?;
-    Ok(())
+    ran
+}
+
+/// Runs the chunk's calls, encoding each result as it comes (no vector of arguments or results
+/// is built, but for arguments holding descriptors, which are decoded together as one message).
+fn run_calls<F: Task<Args>, Args>(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Result<(), TaskFailure> {
+    let function = crate::sys::conjure_zst_for::<F, PoolTaskRule>();
+    if !fds.is_empty() {
+        let items = F::decode_all(args, fds)?;
+        let mut results = SeqWriter::new(out, items.len());
+        for item in items {
+            results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
+        }
+        return results.finish().map_err(encode_failed);
+    }
+    let mut items = SeqReader::new(args).map_err(|e| decode_failed(&e))?;
+    let mut results = SeqWriter::new(out, items.len());
+    while let Some(item) = F::decode_next(&mut items) {
+        let item = item?;
+        results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
+    }
+    items.finish().map_err(|e| decode_failed(&e))?;
+    results.finish().map_err(encode_failed)
+}
+
+fn encode_failed(e: PackError) -> TaskFailure {
+    TaskFailure::message(format!(
+        "the worker could not encode the task's result ({e}); check the result type's Serialize implementation"
+    ))
+}
+
+fn decode_failed(e: &dyn Display) -> TaskFailure {
+    TaskFailure::message(format!("the worker could not decode the task's arguments: {e}"))
 }
 
 macro_rules! impl_task {
@@ -397,10 +429,11 @@ macro_rules! impl_task {
             $($arg: Serialize + for<'de> ArgumentMustBeOwned_UseStringNotStr<'de>,)*
         {
             type Value = R::Value;
-            fn decode(args: Message) -> Result<Vec<($($arg,)*)>, TaskFailure> {
-                reduction::decode(args).map_err(|e| {
-                    TaskFailure::message(format!("the worker could not decode the task's arguments: {e}"))
-                })
+            fn decode_all(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<($($arg,)*)>, TaskFailure> {
+                reduction::decode_packed(args, fds).map_err(|e| decode_failed(&e))
+            }
+            fn decode_next(reader: &mut SeqReader<'_>) -> Option<Result<($($arg,)*), TaskFailure>> {
+                reader.next().map(|item| item.map_err(|e| decode_failed(&e)))
             }
             #[allow(non_snake_case)]
             fn call(self, args: ($($arg,)*)) -> Result<R::Value, TaskFailure> {

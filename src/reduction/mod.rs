@@ -32,6 +32,7 @@
 //! `serde_json` fails rather than lying.
 
 pub(crate) mod handle;
+pub(crate) mod packed;
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -121,13 +122,47 @@ pub(crate) fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) 
 }
 
 fn codec_error(action: &'static str, e: postcard::Error) -> Error {
-    let detail = match e {
+    Error::Codec { action, detail: postcard_detail(e) }
+}
+
+/// What a postcard error says to a user.
+pub(crate) fn postcard_detail(e: postcard::Error) -> String {
+    match e {
         postcard::Error::SerdeSerCustom => "a Serialize implementation returned an error; the wire format (postcard) \
              does not keep its message: serialize the value alone with another serde format to see it"
             .to_owned(),
         other => other.to_string(),
-    };
-    Error::Codec { action, detail }
+    }
+}
+
+/// Appends the packed encoding of `items` (see [`packed`]: a pool chunk's arguments) to `out`,
+/// collecting the descriptors they hold. On error `out` is as it was.
+pub(crate) fn encode_packed<T: Serialize>(items: &[T], out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
+    let outer = ENCODING.with(|slot| slot.replace(Some(EncodeScope::default())));
+    // Descriptors registered while trying records are registered again by the postcard pass.
+    let forget_fds = || ENCODING.with(|slot| slot.borrow_mut().as_mut().map(|scope| scope.fds.clear()));
+    let result = packed::encode_slice_then(items, out, || {
+        forget_fds();
+    });
+    let scope = ENCODING.with(|slot| slot.replace(outer)).unwrap_or_default();
+    match result {
+        Ok(()) => Ok(scope.fds),
+        Err(e) => Err(Error::Codec { action: "encode", detail: scope.failure.unwrap_or(e.0) }),
+    }
+}
+
+/// Decodes a whole packed sequence whose values hold the descriptors `fds` (unclaimed ones are
+/// closed).
+pub(crate) fn decode_packed<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<T>> {
+    let scope = DecodeScope { table: fds.into_iter().map(Some).collect(), failure: None };
+    let outer = DECODING.with(|slot| slot.replace(Some(scope)));
+    let mut values = Vec::new();
+    let result = packed::decode_into(bytes, &mut values);
+    let scope = DECODING.with(|slot| slot.replace(outer)).unwrap_or_default();
+    match result {
+        Ok(_) => Ok(values),
+        Err(e) => Err(Error::Codec { action: "decode", detail: scope.failure.unwrap_or(e.0) }),
+    }
 }
 
 /// Called by a descriptor's `Serialize` impl: duplicates `fd` into the current message and returns

@@ -103,3 +103,21 @@ fn foreign_encode_failures_say_where_to_look() {
     let error = encode(&Refuses { ours: false }).unwrap_err().to_string();
     assert!(error.contains("Serialize implementation returned an error"), "{error}");
 }
+
+#[test]
+fn packed_chunks_carry_descriptors_once() {
+    // A descriptor makes the sequence postcard; the attempt at records must not leave a second
+    // copy of it in the message (the index written would then point past the one meant).
+    let file = tempfile_with(b"packed");
+    let items = vec![(Handle::new(file), "text".to_string())];
+    let mut bytes = Vec::new();
+    let fds = encode_packed(&items, &mut bytes).unwrap();
+    assert_eq!(fds.len(), 1);
+    let back: Vec<(Handle<std::fs::File>, String)> = decode_packed(&bytes, fds).unwrap();
+    let (mut file, text) = back.into_iter().next().unwrap();
+    assert_eq!(text, "text");
+    let mut read = String::new();
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut read).unwrap();
+    assert_eq!(read, "packed");
+}

@@ -29,6 +29,25 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
         .collect())
 }
 
+/// Waits until at least one of `fds` is ready for its interest (or hung up), or `timeout` passes
+/// (`None`: no limit). Returns whether each one is ready, in order; all `false` means the time ran
+/// out. Retries on `EINTR` with the remaining time.
+pub(crate) fn poll_interests(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, interest)| {
+            let flags = match interest {
+                Interest::Read => PollFlags::IN,
+                Interest::Write => PollFlags::OUT,
+            };
+            PollFd::new(fd, flags)
+        })
+        .collect();
+    poll_until(&mut pollfds, timeout)?;
+    let any = PollFlags::IN | PollFlags::OUT | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL;
+    Ok(pollfds.iter().map(|p| p.revents().intersects(any)).collect())
+}
+
 /// What [`poll_one`] waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Interest {

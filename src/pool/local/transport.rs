@@ -1,0 +1,436 @@
+//! The local transport: how chunks reach a worker process on this machine, how their outcomes
+//! come back, and how the scheduler learns that a worker ended. The scheduler (`scheduler.rs`)
+//! sees none of the mechanisms below, only [`Link`]s it sends groups of chunks on and reads
+//! replies from, and [`wait`].
+//!
+//! A worker is a child process (the pool's start method) with:
+//! * one end of a socket pair ([`socket_pipe`](crate::socket_pipe): `SOCK_SEQPACKET`, so a
+//!   message of up to 64 KiB is one record, one system call each way), carrying the protocol's
+//!   messages (`protocol.rs`) and the descriptors that arguments hold;
+//! * a shared-memory word where it writes the id of the chunk it starts (no system call), read
+//!   when it dies;
+//! * its pidfd (the process's sentinel), readable once it ended, however it ended.
+//!
+//! The scheduler's thread must never wait for one worker while others need it, so a batch is
+//! sent without blocking: what the socket does not take now stays in the link and goes out when
+//! [`wait`] reports room (the scheduler reads replies meanwhile, so a worker blocked sending its
+//! results to a parent blocked sending it tasks cannot happen). Both directions keep their
+//! buffers from message to message: nothing is allocated per batch or per reply.
+
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::super::protocol::{Blob, Bytes, FromWorker, Group, ToWorker};
+use super::super::scheduler::Chunks;
+use super::super::worker::{self, InitCall, WorkerSetup};
+use crate::connection::{Connection, record};
+use crate::context::StartMethod;
+use crate::error::{Error, Result};
+use crate::process::Process;
+use crate::process::target::Job;
+use crate::shm::Shared as SharedMemory;
+use crate::sys::{self, Interest};
+use crate::{Handle, sys::dup_cloexec};
+
+/// Makes a worker's initializer call (its entry and arguments) for each worker started.
+pub(crate) type Initializer = Box<dyn Fn() -> Result<Job> + Send + Sync>;
+
+/// Consecutive chunks of one call to send as one group: `chunks.ends[range]`, the first with id
+/// `first_id`.
+pub(super) struct Outgoing<'a> {
+    pub(super) first_id: u64,
+    pub(super) chunks: &'a Chunks,
+    pub(super) range: Range<usize>,
+}
+
+/// A frame not yet sent whole.
+struct Sending {
+    /// The frame starts at `start` in the link's outbox; `sent` bytes of it are out.
+    start: usize,
+    sent: usize,
+    /// Copies of the descriptors to attach to its first record, if that is not out yet.
+    fds: Vec<OwnedFd>,
+}
+
+/// The scheduler's end of one worker.
+pub(super) struct Link {
+    process: Process,
+    pid: i32,
+    running: SharedMemory<AtomicU64>,
+    conn: Connection,
+    /// The connection still works (false after end of file or an error).
+    open: bool,
+    /// The frame being sent (header room and payload), kept between batches.
+    outbox: Vec<u8>,
+    sending: Option<Sending>,
+    /// A `Stop` goes out once the frame being sent is.
+    stop_queued: bool,
+    /// Scratch for a batch's group headers.
+    ends: Vec<u8>,
+    fd_counts: Vec<u8>,
+    /// The last message received, kept between messages, and its descriptors.
+    inbox: Vec<u8>,
+    inbox_fds: Vec<OwnedFd>,
+}
+
+/// What [`Link::recv`] got.
+pub(super) enum Received<'a> {
+    Message(FromWorker<'a>),
+    /// End of file or a broken connection: the worker is ending (its pidfd says how).
+    Closed,
+    /// Not a message of the protocol.
+    Malformed(String),
+}
+
+impl Link {
+    /// Starts a worker process.
+    ///
+    /// # Errors
+    ///
+    /// The initializer's arguments did not encode, or the process did not start.
+    pub(super) fn start(method: StartMethod, initializer: Option<&Initializer>) -> Result<Link> {
+        let (ours, theirs) = crate::connection::socket_pipe()?;
+        let init = match initializer {
+            Some(make) => {
+                let job = make()?;
+                Some(InitCall {
+                    entry: crate::process::target::entry_offset(job.entry),
+                    args: Blob(job.payload.bytes),
+                    fds: job.payload.fds.into_iter().map(Handle::new).collect(),
+                })
+            }
+            None => None,
+        };
+        let running = SharedMemory::<AtomicU64>::new()?;
+        let setup = WorkerSetup { init, running: running.clone() };
+        let mut process = Process::new(worker::worker_main, (theirs, setup))
+            .with_daemon(true)
+            .with_start_method(method)
+            .with_name_prefix(super::super::worker_name_prefix(method));
+        process.start()?;
+        let pid = process.pid().unwrap_or(0);
+        Ok(Link {
+            process,
+            pid,
+            running,
+            conn: ours,
+            open: true,
+            outbox: Vec::new(),
+            sending: None,
+            stop_queued: false,
+            ends: Vec::new(),
+            fd_counts: Vec::new(),
+            inbox: Vec::new(),
+            inbox_fds: Vec::new(),
+        })
+    }
+
+    pub(super) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether the connection works and nothing is waiting to go out: a batch can be sent.
+    pub(super) fn ready_to_send(&self) -> bool {
+        self.open && self.sending.is_none()
+    }
+
+    /// The id of the chunk the worker started last (0 before the first).
+    pub(super) fn running(&self) -> u64 {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Sends `groups` as one batch, without blocking (see the module doc). Only when
+    /// [`ready_to_send`](Self::ready_to_send).
+    ///
+    /// # Errors
+    ///
+    /// The connection broke, or a group's arguments are 4 GiB or more; the link is then closed
+    /// (its pidfd will report the worker's end, or the scheduler kills it).
+    pub(super) fn send_batch(&mut self, groups: &[Outgoing<'_>]) -> Result<()> {
+        let sent = self.encode_batch(groups).and_then(|fds| self.start_sending(fds));
+        if sent.is_err() {
+            self.open = false;
+        }
+        sent
+    }
+
+    /// Asks the worker to exit after what it holds (after the frame being sent, if any).
+    ///
+    /// # Errors
+    ///
+    /// The connection broke; the link is then closed.
+    pub(super) fn send_stop(&mut self) -> Result<()> {
+        if self.sending.is_some() {
+            self.stop_queued = true;
+            return Ok(());
+        }
+        let sent = self.encode(&ToWorker::Stop).and_then(|()| self.start_sending(Vec::new()));
+        if sent.is_err() {
+            self.open = false;
+        }
+        sent
+    }
+
+    /// Encodes the batch into the outbox; returns the descriptors to attach.
+    fn encode_batch<'c>(&mut self, groups: &[Outgoing<'c>]) -> Result<Vec<BorrowedFd<'c>>> {
+        let too_large = || Error::InvalidState("a batch of chunks holds 4 GiB of arguments or more".into());
+        self.ends.clear();
+        self.fd_counts.clear();
+        let mut cuts = Vec::with_capacity(groups.len());
+        let mut fds = Vec::new();
+        for group in groups {
+            let (chunks, range) = (group.chunks, group.range.clone());
+            let base = chunks.args_range(range.start).start;
+            let ends_from = self.ends.len();
+            for i in range.clone() {
+                let end = u32::try_from(chunks.ends[i] - base).map_err(|_| too_large())?;
+                self.ends.extend_from_slice(&end.to_le_bytes());
+            }
+            let counts_from = self.fd_counts.len();
+            if !chunks.fd_ends.is_empty() {
+                for i in range.clone() {
+                    self.fd_counts.extend_from_slice(&(chunks.fds_range(i).len() as u32).to_le_bytes());
+                }
+                let held = chunks.fds_range(range.start).start..chunks.fds_range(range.end - 1).end;
+                fds.extend(chunks.fds[held].iter().map(AsFd::as_fd));
+            }
+            cuts.push((
+                ends_from..self.ends.len(),
+                counts_from..self.fd_counts.len(),
+                base..chunks.ends[range.end - 1],
+            ));
+        }
+        let batch = ToWorker::Batch(
+            groups
+                .iter()
+                .zip(&cuts)
+                .map(|(group, (ends, counts, args))| Group {
+                    first_id: group.first_id,
+                    entry: group.chunks.entry,
+                    ends: Bytes(&self.ends[ends.clone()]),
+                    fds: Bytes(&self.fd_counts[counts.clone()]),
+                    args: Bytes(&group.chunks.args[args.clone()]),
+                })
+                .collect(),
+        );
+        let mut outbox = std::mem::take(&mut self.outbox);
+        outbox.clear();
+        outbox.resize(record::HEADER_ROOM, 0);
+        self.outbox = postcard::to_extend(&batch, outbox)
+            .map_err(|e| Error::Codec { action: "encode", detail: format!("a batch of chunks: {e}") })?;
+        Ok(fds)
+    }
+
+    /// Encodes a message into the outbox.
+    fn encode(&mut self, message: &ToWorker<'_>) -> Result<()> {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        outbox.clear();
+        outbox.resize(record::HEADER_ROOM, 0);
+        self.outbox = postcard::to_extend(message, outbox)
+            .map_err(|e| Error::Codec { action: "encode", detail: format!("a message to a worker: {e}") })?;
+        Ok(())
+    }
+
+    /// Frames the outbox and sends what the socket takes now.
+    fn start_sending(&mut self, fds: Vec<BorrowedFd<'_>>) -> Result<()> {
+        let start = record::frame_in_place(&mut self.outbox);
+        let socket = self.conn.fd()?;
+        let sent = record::try_send_frame(socket, &self.outbox[start..], 0, &fds)?;
+        if start + sent == self.outbox.len() {
+            worker::trim(&mut self.outbox);
+            return Ok(());
+        }
+        // The descriptors must outlive the chunks they came from, which a death may fail first.
+        let fds = match sent {
+            0 => fds.iter().map(|fd| dup_cloexec(*fd).map_err(|e| Error::io("keep a descriptor to send", e))).collect(),
+            _ => Ok(Vec::new()),
+        }?;
+        self.sending = Some(Sending { start, sent, fds });
+        Ok(())
+    }
+
+    /// Sends more of the frame being sent (the socket has room).
+    ///
+    /// # Errors
+    ///
+    /// The connection broke; the link is then closed.
+    pub(super) fn resume_sending(&mut self) -> Result<()> {
+        let Some(sending) = self.sending.as_mut() else { return Ok(()) };
+        let fds: Vec<BorrowedFd<'_>> = sending.fds.iter().map(AsFd::as_fd).collect();
+        let socket = match self.conn.fd() {
+            Ok(socket) => socket,
+            Err(e) => {
+                self.open = false;
+                return Err(e);
+            }
+        };
+        match record::try_send_frame(socket, &self.outbox[sending.start..], sending.sent, &fds) {
+            Ok(sent) => sending.sent = sent,
+            Err(e) => {
+                self.open = false;
+                return Err(e);
+            }
+        }
+        if sending.start + sending.sent < self.outbox.len() {
+            return Ok(());
+        }
+        drop(fds);
+        self.sending = None;
+        worker::trim(&mut self.outbox);
+        match std::mem::take(&mut self.stop_queued) {
+            true => self.send_stop(),
+            false => Ok(()),
+        }
+    }
+
+    /// Reads the next message (one is waiting, [`has_more`](Self::has_more)).
+    pub(super) fn recv(&mut self) -> Received<'_> {
+        self.inbox_fds.clear();
+        match self.conn.recv_frame_into(&mut self.inbox, &mut self.inbox_fds) {
+            Ok(()) => {}
+            Err(Error::Protocol(detail)) | Err(Error::Codec { detail, .. }) => {
+                self.open = false;
+                return Received::Malformed(detail);
+            }
+            Err(_) => {
+                self.open = false;
+                return Received::Closed;
+            }
+        }
+        // Workers send no descriptors: any that came are closed here.
+        self.inbox_fds.clear();
+        match postcard::from_bytes::<FromWorker<'_>>(&self.inbox) {
+            Ok(message) => Received::Message(message),
+            Err(e) => Received::Malformed(e.to_string()),
+        }
+    }
+
+    /// Whether another message (or end of file) is waiting.
+    pub(super) fn has_more(&mut self) -> bool {
+        worker::trim(&mut self.inbox);
+        self.open && matches!(self.conn.poll(Some(Duration::ZERO)), Ok(true))
+    }
+
+    /// Kills the worker (`SIGKILL`).
+    pub(super) fn kill(&mut self) {
+        let _ = self.process.kill();
+    }
+
+    /// Waits for the worker to end; its exit code (negative: the signal that killed it).
+    pub(super) fn join(&mut self) -> i32 {
+        self.process.join().unwrap_or(crate::process::children::EXITCODE_UNKNOWN)
+    }
+
+    /// Waits up to `grace` for the worker to end, then kills it; waits for it.
+    pub(super) fn join_or_kill(&mut self, grace: Duration) {
+        if !matches!(self.process.join_timeout(grace), Ok(Some(_))) {
+            self.kill();
+            let _ = self.process.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    /// A worker does not outlive its link: killed and reaped (a no-op for one already joined).
+    fn drop(&mut self) {
+        if self.process.exitcode().is_none() {
+            let _ = self.process.kill();
+            let _ = self.process.join();
+        }
+    }
+}
+
+/// The wake-up socket pair: submitters ring, the scheduler's [`wait`] returns.
+pub(super) struct Wake {
+    ring: UnixStream,
+    listen: UnixStream,
+}
+
+impl Wake {
+    /// # Errors
+    ///
+    /// The socket pair could not be made.
+    pub(super) fn new() -> Result<Wake> {
+        let (ring, listen) = UnixStream::pair().map_err(|e| Error::io("create the pool's wake-up socket", e))?;
+        ring.set_nonblocking(true).map_err(|e| Error::io("set up the pool's wake-up socket", e))?;
+        listen.set_nonblocking(true).map_err(|e| Error::io("set up the pool's wake-up socket", e))?;
+        Ok(Wake { ring, listen })
+    }
+
+    /// Makes the scheduler's [`wait`] return.
+    pub(super) fn ring(&self) {
+        // The socket is non-blocking: if it is full, the scheduler has wake-ups pending anyway.
+        let _ = (&self.ring).write(&[1]);
+    }
+
+    fn drain(&self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.listen).read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+/// What [`wait`] saw.
+#[derive(Debug, Default)]
+pub(super) struct Events {
+    /// Links with a message (or end of file) waiting.
+    pub(super) readable: Vec<usize>,
+    /// Links with room to send more of their frame.
+    pub(super) writable: Vec<usize>,
+    /// Links whose worker ended.
+    pub(super) ended: Vec<usize>,
+}
+
+/// Waits until a link has a message or room for its frame, a worker ends, the wake-up socket
+/// rings, or `timeout` passes. Link `i` of the result is the `i`th of `links`.
+///
+/// # Errors
+///
+/// `poll` failed.
+pub(super) fn wait<'a>(
+    wake: &Wake,
+    links: impl Iterator<Item = &'a Link>,
+    timeout: Option<Duration>,
+) -> Result<Events> {
+    // What each polled descriptor is: the wake-up socket, or a link's connection or pidfd.
+    #[derive(Clone, Copy)]
+    enum Polled {
+        Wake,
+        Readable(usize),
+        Writable(usize),
+        Ended(usize),
+    }
+    let mut polled = vec![Polled::Wake];
+    let mut fds: Vec<(BorrowedFd<'_>, Interest)> = vec![(wake.listen.as_fd(), Interest::Read)];
+    for (i, link) in links.enumerate() {
+        if link.open
+            && let Ok(fd) = link.conn.fd()
+        {
+            fds.push((fd, Interest::Read));
+            polled.push(Polled::Readable(i));
+            if link.sending.is_some() {
+                fds.push((fd, Interest::Write));
+                polled.push(Polled::Writable(i));
+            }
+        }
+        if let Ok(fd) = link.process.sentinel() {
+            fds.push((fd, Interest::Read));
+            polled.push(Polled::Ended(i));
+        }
+    }
+    let ready = sys::poll_interests(&fds, timeout).map_err(|e| Error::io("wait for the pool's workers", e))?;
+    let mut events = Events::default();
+    for (ready, what) in ready.into_iter().zip(polled) {
+        match (ready, what) {
+            (false, _) => {}
+            (true, Polled::Wake) => wake.drain(),
+            (true, Polled::Readable(i)) => events.readable.push(i),
+            (true, Polled::Writable(i)) => events.writable.push(i),
+            (true, Polled::Ended(i)) => events.ended.push(i),
+        }
+    }
+    Ok(events)
+}
