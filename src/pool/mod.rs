@@ -33,7 +33,8 @@
 //!   [`Error::WorkerDied`], which says how it ended; a new worker takes its place and every other
 //!   task completes. With [`Options::retries`] the task runs again instead. (Workers send the
 //!   outcomes of tiny tasks in batches, within about a millisecond: tiny tasks a dying worker had
-//!   finished but not yet reported run again on another worker);
+//!   finished but not yet reported run again on another worker; a task never runs again after a
+//!   run that its worker's death cut short, unless retries allow it);
 //! * a task over its timeout ([`PoolBuilder::task_timeout`], [`Options::timeout`]) is killed with
 //!   its worker and fails with [`Error::TaskTimedOut`];
 //! * a callback that panics is reported and ignored (CPython gh-83371 hangs);

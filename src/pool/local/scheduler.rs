@@ -485,9 +485,10 @@ impl Scheduler {
     /// Takes worker `w` out: reads its last outcomes, reaps it (killing it first unless it ended),
     /// fails or requeues what it held, and counts a restart unless it retired normally.
     fn remove_worker(&mut self, w: usize, ending: Ending) {
-        if matches!(ending, Ending::Ended) && self.workers[w].link.ready_to_send() {
-            // Outcomes it sent before it ended count; one that breaks the protocol now is
-            // already dying.
+        if matches!(ending, Ending::Ended) && self.workers[w].link.is_open() {
+            // Outcomes it sent before it ended count, also when a batch to it was half sent
+            // (they would otherwise run again); one that breaks the protocol now is already
+            // dying.
             let _ = self.read_replies(w);
         }
         let mut worker = self.workers.swap_remove(w);

@@ -133,6 +133,12 @@ impl Link {
         self.pid
     }
 
+    /// Whether the connection works (replies may still wait in it after the worker ended, whatever
+    /// was left to send).
+    pub(super) fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Whether the connection works and nothing is waiting to go out: a batch can be sent.
     pub(super) fn ready_to_send(&self) -> bool {
         self.open && self.sending.is_none()
