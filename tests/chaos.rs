@@ -355,7 +355,9 @@ fn queue_phase(budget: Duration, rng: &mut Rng) -> Tally {
         (0..2).map(|_| start(Process::new(consumer, (queue.clone(), counters.clone())))).collect();
     let mut consumer_kills = 0;
     let end = Instant::now() + budget;
-    while Instant::now() < end && (next_producer as usize) < MAX_PRODUCERS {
+    // A round starts at most three producers (one for a killed one, two for ones that ended):
+    // stop while every id still fits the counters.
+    while Instant::now() < end && next_producer as usize + 3 <= MAX_PRODUCERS {
         let target = counters.get(TOTAL_SEEN) + 50 + below(rng, 500);
         let finished = |p: &Vec<Process>| p.iter().all(|p| !p.is_alive());
         if !within(HANG_SECS, || counters.get(TOTAL_SEEN) >= target || finished(&producers)) {
