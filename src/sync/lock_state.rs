@@ -61,7 +61,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::atomic::{AtomicU32, AtomicU64, fence, handshake_fence};
+use super::atomic::{AtomicU32, AtomicU64, handshake_fence};
 use super::futex::{Deadline, Futex, Kernel, ThreadLife, Threads, Waited};
 use super::spin::SpinState;
 use crate::shm::ShmSafe;
@@ -74,8 +74,12 @@ const TID_MASK: u64 = (1 << TID_BITS) - 1;
 const WAITERS: u64 = 1 << TID_BITS;
 /// The generation takes the bits above.
 const GENERATION_SHIFT: u32 = TID_BITS + 1;
-/// A generation no state has (they have 33 bits): the record is being written.
-const UNRECORDED: u64 = u64::MAX;
+/// The record keeps the low bits of the generation above the owner's start time.
+const RECORD_START_BITS: u32 = 40;
+const RECORD_START_MASK: u64 = (1 << RECORD_START_BITS) - 1;
+/// The bits of `held` above the owner's thread id: the depth.
+const DEPTH_SHIFT: u32 = 32;
+const ONE_DEEP: u64 = 1 << DEPTH_SHIFT;
 /// The flag of `died`; the bits below hold the dead thread's id.
 const DIED: u32 = 1 << 31;
 
@@ -114,6 +118,25 @@ fn successor(state: u64, me: u32, waiters: bool) -> u64 {
     next | if waiters { WAITERS } else { 0 } | (u64::from(me) & TID_MASK)
 }
 
+/// The record of the acquisition `state` by a thread started at `start`: the low 24 bits of the
+/// generation, and the start time (0, unknown, if it needs more than 40 bits: 348 years of clock
+/// ticks).
+fn record(state: u64, start: u64) -> u64 {
+    let start = if start > RECORD_START_MASK { 0 } else { start };
+    (generation(state) << RECORD_START_BITS) | start
+}
+
+/// Whether `record` is the record of generation `generation` (its low 24 bits; see the module docs
+/// for why they suffice).
+fn records(record: u64, generation: u64) -> bool {
+    record >> RECORD_START_BITS == generation & (u64::MAX >> RECORD_START_BITS)
+}
+
+/// The owner's `held` word: depth `depth`, thread id `me`.
+fn held(depth: u32, me: u32) -> u64 {
+    (u64::from(depth) << DEPTH_SHIFT) | u64::from(me)
+}
+
 /// The shared state of a lock.
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -122,14 +145,14 @@ pub(crate) struct LockState {
     state: AtomicU64,
     /// The sleepers' futex: bumped by a release that saw `WAITERS`.
     wake: AtomicU32,
-    /// How many times the owner holds it (recursive locks); owner-only.
-    depth: AtomicU32,
-    /// The generation whose owner's start time `record_start` holds (`UNRECORDED` while written).
-    record_generation: AtomicU64,
-    /// The start time of that generation's owner (0 while unknown).
-    record_start: AtomicU64,
     /// 0 while consistent; `DIED | thread` once an owner died holding the lock, until recovered.
     died: AtomicU32,
+    /// Owner-only: how many times the owner holds it (recursive locks) and its thread id, so that
+    /// a release needs no look at `state` (see [`held`]).
+    held: AtomicU64,
+    /// The record of the latest recorded acquisition: its generation (low bits) and its owner's
+    /// start time (see [`record`]).
+    record: AtomicU64,
     /// How long an acquirer watches a held lock before it sleeps.
     spin: SpinState,
 }
@@ -191,7 +214,7 @@ impl LockState {
                     if !recursive {
                         return Acquired::Deadlock;
                     }
-                    self.depth.store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    self.held.store(self.held.load(Ordering::Relaxed) + ONE_DEEP, Ordering::Relaxed);
                     return Acquired::Clean;
                 }
                 // Our id, but not us: an earlier thread with this id died holding the lock (the
@@ -258,11 +281,8 @@ impl LockState {
     /// one not yet recovered from).
     #[inline]
     fn became_owner(&self, state: u64, start: u64, died: Option<u32>) -> Acquired {
-        self.record_generation.store(UNRECORDED, Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.record_start.store(start, Ordering::Relaxed);
-        self.record_generation.store(generation(state), Ordering::Release);
-        self.depth.store(1, Ordering::Relaxed);
+        self.record.store(record(state, start), Ordering::Release);
+        self.held.store(held(1, owner_of(state)), Ordering::Relaxed);
         if let Some(dead) = died {
             self.died.store(DIED | dead, Ordering::Release);
         }
@@ -275,12 +295,8 @@ impl LockState {
     /// The start time recorded by the owner of `generation`, if that record is complete and still
     /// there.
     fn recorded_start(&self, generation: u64) -> Option<u64> {
-        if self.record_generation.load(Ordering::Acquire) != generation {
-            return None;
-        }
-        let start = self.record_start.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        (self.record_generation.load(Ordering::Relaxed) == generation).then_some(start)
+        let record = self.record.load(Ordering::Acquire);
+        records(record, generation).then_some(record & RECORD_START_MASK)
     }
 
     /// Whether the owner of the acquisition `state` may still live. Only "certainly dead" is
@@ -304,23 +320,17 @@ impl LockState {
     /// Releases once (recursive locks: the last release frees it). Only the owner may call this.
     #[inline]
     pub(crate) fn release<F: Futex>(&self) {
-        // Only the owner touches the depth: no read-modify-write needed.
-        let depth = self.depth.load(Ordering::Relaxed);
-        if depth > 1 {
-            self.depth.store(depth - 1, Ordering::Relaxed);
+        // Only the owner touches `held`: no read-modify-write needed.
+        let held = self.held.load(Ordering::Relaxed);
+        if held >= 2 * ONE_DEEP {
+            self.held.store(held - ONE_DEEP, Ordering::Relaxed);
             return;
         }
-        // Free: no owner, no WAITERS, the same generation. Only WAITERS can change meanwhile.
-        let mut current = self.state.load(Ordering::Relaxed);
-        while let Err(now) = self.state.compare_exchange_weak(
-            current,
-            current & !(TID_MASK | WAITERS),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            current = now;
-        }
-        if current & WAITERS != 0 {
+        // Free: the owner bits are exactly ours, and only WAITERS can change meanwhile, so one
+        // subtraction clears them and keeps the generation (and WAITERS: the next acquisition
+        // decides its own, see the module docs).
+        let before = self.state.fetch_sub(held & TID_MASK, Ordering::SeqCst);
+        if before & WAITERS != 0 {
             handshake_fence();
             self.wake.fetch_add(1, Ordering::SeqCst);
             F::wake(&self.wake, 1);
@@ -330,15 +340,16 @@ impl LockState {
     /// Fully releases a recursive lock held by the caller, returning its depth (for a condition
     /// wait), and [`restore`](Self::restore) takes it back.
     pub(crate) fn release_all<F: Futex>(&self) -> u32 {
-        let depth = self.depth.load(Ordering::Relaxed);
-        self.depth.store(1, Ordering::Relaxed);
+        let held = self.held.load(Ordering::Relaxed);
+        self.held.store(held & TID_MASK | ONE_DEEP, Ordering::Relaxed);
         self.release::<F>();
-        depth
+        (held >> DEPTH_SHIFT) as u32
     }
 
     /// After a re-acquisition: sets the depth saved by [`release_all`](Self::release_all).
     pub(crate) fn restore(&self, depth: u32) {
-        self.depth.store(depth, Ordering::Relaxed);
+        let held = self.held.load(Ordering::Relaxed);
+        self.held.store(held & TID_MASK | u64::from(depth) << DEPTH_SHIFT, Ordering::Relaxed);
     }
 
     /// Whether an owner died holding the lock and nobody recovered since.
@@ -368,7 +379,7 @@ impl LockState {
     /// How many times the holder holds the lock, 0 while it is free (for `Debug`: read by any
     /// thread, it is a snapshot).
     pub(crate) fn depth(&self) -> u32 {
-        if self.locked() { self.depth.load(Ordering::Relaxed).max(1) } else { 0 }
+        if self.locked() { ((self.held.load(Ordering::Relaxed) >> DEPTH_SHIFT) as u32).max(1) } else { 0 }
     }
 
     /// Whether thread `me` (started at `start`) holds the lock: its id, and its start time in the
@@ -384,9 +395,8 @@ impl LockState {
     pub(crate) fn abandon_to(&self, ghost: u32, start: u64) {
         let state = successor(self.state.load(Ordering::SeqCst), ghost, false);
         self.state.store(state, Ordering::SeqCst);
-        self.record_start.store(start, Ordering::SeqCst);
-        self.record_generation.store(generation(state), Ordering::SeqCst);
-        self.depth.store(1, Ordering::SeqCst);
+        self.record.store(record(state, start), Ordering::SeqCst);
+        self.held.store(held(1, ghost), Ordering::SeqCst);
     }
 }
 
