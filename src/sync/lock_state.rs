@@ -77,9 +77,6 @@ const GENERATION_SHIFT: u32 = TID_BITS + 1;
 /// The record keeps the low bits of the generation above the owner's start time.
 const RECORD_START_BITS: u32 = 40;
 const RECORD_START_MASK: u64 = (1 << RECORD_START_BITS) - 1;
-/// The bits of `held` above the owner's thread id: the depth.
-const DEPTH_SHIFT: u32 = 32;
-const ONE_DEEP: u64 = 1 << DEPTH_SHIFT;
 /// The flag of `died`; the bits below hold the dead thread's id.
 const DIED: u32 = 1 << 31;
 
@@ -132,11 +129,6 @@ fn records(record: u64, generation: u64) -> bool {
     record >> RECORD_START_BITS == generation & (u64::MAX >> RECORD_START_BITS)
 }
 
-/// The owner's `held` word: depth `depth`, thread id `me`.
-fn held(depth: u32, me: u32) -> u64 {
-    (u64::from(depth) << DEPTH_SHIFT) | u64::from(me)
-}
-
 /// The shared state of a lock.
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -147,12 +139,11 @@ pub(crate) struct LockState {
     wake: AtomicU32,
     /// 0 while consistent; `DIED | thread` once an owner died holding the lock, until recovered.
     died: AtomicU32,
-    /// Owner-only: how many times the owner holds it (recursive locks) and its thread id, so that
-    /// a release needs no look at `state` (see [`held`]).
-    held: AtomicU64,
     /// The record of the latest recorded acquisition: its generation (low bits) and its owner's
     /// start time (see [`record`]).
     record: AtomicU64,
+    /// How many times the owner holds it (recursive locks); owner-only.
+    depth: AtomicU32,
     /// How long an acquirer watches a held lock before it sleeps.
     spin: SpinState,
 }
@@ -214,7 +205,7 @@ impl LockState {
                     if !recursive {
                         return Acquired::Deadlock;
                     }
-                    self.held.store(self.held.load(Ordering::Relaxed) + ONE_DEEP, Ordering::Relaxed);
+                    self.depth.store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     return Acquired::Clean;
                 }
                 // Our id, but not us: an earlier thread with this id died holding the lock (the
@@ -282,7 +273,7 @@ impl LockState {
     #[inline]
     fn became_owner(&self, state: u64, start: u64, died: Option<u32>) -> Acquired {
         self.record.store(record(state, start), Ordering::Release);
-        self.held.store(held(1, owner_of(state)), Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
         if let Some(dead) = died {
             self.died.store(DIED | dead, Ordering::Release);
         }
@@ -320,16 +311,18 @@ impl LockState {
     /// Releases once (recursive locks: the last release frees it). Only the owner may call this.
     #[inline]
     pub(crate) fn release<F: Futex>(&self) {
-        // Only the owner touches `held`: no read-modify-write needed.
-        let held = self.held.load(Ordering::Relaxed);
-        if held >= 2 * ONE_DEEP {
-            self.held.store(held - ONE_DEEP, Ordering::Relaxed);
+        // Only the owner touches the depth: no read-modify-write needed.
+        let depth = self.depth.load(Ordering::Relaxed);
+        if depth > 1 {
+            self.depth.store(depth - 1, Ordering::Relaxed);
             return;
         }
-        // Free: the owner bits are exactly ours, and only WAITERS can change meanwhile, so one
-        // subtraction clears them and keeps the generation (and WAITERS: the next acquisition
-        // decides its own, see the module docs).
-        let before = self.state.fetch_sub(held & TID_MASK, Ordering::SeqCst);
+        // Free: the owner bits are ours and stay so while we hold the lock (only WAITERS can
+        // change meanwhile), so one subtraction clears them and keeps the generation (and WAITERS:
+        // the next acquisition decides its own, see the module docs). The line is ours already:
+        // reading the owner bits first costs no transfer.
+        let owner = self.state.load(Ordering::Relaxed) & TID_MASK;
+        let before = self.state.fetch_sub(owner, Ordering::SeqCst);
         if before & WAITERS != 0 {
             handshake_fence();
             self.wake.fetch_add(1, Ordering::SeqCst);
@@ -340,16 +333,15 @@ impl LockState {
     /// Fully releases a recursive lock held by the caller, returning its depth (for a condition
     /// wait), and [`restore`](Self::restore) takes it back.
     pub(crate) fn release_all<F: Futex>(&self) -> u32 {
-        let held = self.held.load(Ordering::Relaxed);
-        self.held.store(held & TID_MASK | ONE_DEEP, Ordering::Relaxed);
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
         self.release::<F>();
-        (held >> DEPTH_SHIFT) as u32
+        depth
     }
 
     /// After a re-acquisition: sets the depth saved by [`release_all`](Self::release_all).
     pub(crate) fn restore(&self, depth: u32) {
-        let held = self.held.load(Ordering::Relaxed);
-        self.held.store(held & TID_MASK | u64::from(depth) << DEPTH_SHIFT, Ordering::Relaxed);
+        self.depth.store(depth, Ordering::Relaxed);
     }
 
     /// Whether an owner died holding the lock and nobody recovered since.
@@ -379,7 +371,7 @@ impl LockState {
     /// How many times the holder holds the lock, 0 while it is free (for `Debug`: read by any
     /// thread, it is a snapshot).
     pub(crate) fn depth(&self) -> u32 {
-        if self.locked() { ((self.held.load(Ordering::Relaxed) >> DEPTH_SHIFT) as u32).max(1) } else { 0 }
+        if self.locked() { self.depth.load(Ordering::Relaxed).max(1) } else { 0 }
     }
 
     /// Whether thread `me` (started at `start`) holds the lock: its id, and its start time in the
@@ -396,7 +388,7 @@ impl LockState {
         let state = successor(self.state.load(Ordering::SeqCst), ghost, false);
         self.state.store(state, Ordering::SeqCst);
         self.record.store(record(state, start), Ordering::SeqCst);
-        self.held.store(held(1, ghost), Ordering::SeqCst);
+        self.depth.store(1, Ordering::SeqCst);
     }
 }
 
