@@ -5,16 +5,25 @@
 //! ```text
 //! state  = generation (33 bits) | WAITERS (1 bit) | owner thread id (30 bits, 0 = free)
 //! wake   = a counter that sleepers sleep on (futex); a release that sees WAITERS bumps it
-//! record = (generation, start time) of the owner of that generation, written by that owner
+//! record = (generation, low 24 bits | start time, 40 bits) of the latest recorded acquisition,
+//!          written by its owner in one store
+//! depth  = how many times the owner holds it (owner-only)
 //! ```
+//!
+//! The whole state is 32 bytes, one cache line wherever it lies at a multiple of 32 (a queue's
+//! lock shares no line with the queue's counters); the contended paths move that one line.
 //!
 //! **Acquiring** is one compare-and-swap from a free state `(g, 0)` to `(g + 1, me)`: every
 //! acquisition, takeovers included, has a generation of its own. Someone who finds the lock held
 //! first watches the state for a few microseconds (adaptive, see `spin`) and takes it if it comes
 //! free; otherwise it reads the `wake` ticket, sets `WAITERS` (or sees it set) and sleeps on `wake`
 //! while the ticket is unchanged. Whoever acquires after sleeping sets `WAITERS` in its own state
-//! (others may still sleep), so that its release wakes the next. **Releasing** clears the owner and
-//! `WAITERS` (keeping the generation) and, if `WAITERS` was set, bumps `wake` and wakes one sleeper.
+//! (others may still sleep), so that its release wakes the next. **Releasing** is one atomic
+//! subtraction of the owner's id (the owner bits are the owner's own while it holds the lock; only
+//! `WAITERS` may change meanwhile): it keeps the generation, and `WAITERS` too, which a free state
+//! may carry; the next acquisition decides `WAITERS` for its own state, as above (nobody looks at
+//! `WAITERS` while the lock is free). If `WAITERS` was set, the release bumps `wake` and wakes one
+//! sleeper.
 //! The sleeper reads its ticket before it looks at the state, and the releaser changes the state
 //! before it bumps the ticket (SeqCst): a release after the sleeper's look is a bump the sleeper's
 //! futex sees, so no wake-up is lost. A sleeper that gives up (its timeout) after being woken sets
@@ -50,9 +59,17 @@
 //!
 //! Every compare-and-swap that acquires is acquire-release: whoever sees an acquisition in the
 //! state also sees what the acquiring thread did before it (that it exists, in the loom models,
-//! where thread lives are atomics; the kernel's `/proc` needs no help). The record is a seqlock: the owner marks it unrecorded, writes the start time, then the
-//! generation (release); a reader takes the start time only if it read the same generation before
-//! and after (acquire). A takeover marks the lock `died` (with the dead thread's id): every
+//! where thread lives are atomics; the kernel's `/proc` needs no help). The record is one word,
+//! stored by the owner right after its compare-and-swap (release) and read whole (acquire), so it
+//! is never seen half written. It keeps only the low 24 bits of the generation: a reader that finds
+//! them equal to those of `g` holds the record of `g` itself. While the state is `(g, tid)`, no other
+//! acquisition can happen, so the record is that of `g`, or (before the owner of `g` has written
+//! it) of the latest acquisition before `g` whose owner lived to write one; to look like the record
+//! of `g`, that one would have to lie 2^24 generations back, which takes some 16 million owners in
+//! a row dying between their compare-and-swap and their record. A record read after the state has
+//! moved on may be that of a later generation `g + k·2^24`, but then the takeover's
+//! compare-and-swap from `(g, tid)` fails. A start time that needs more than 40 bits (348 years of
+//! clock ticks) is recorded as 0, unknown. A takeover marks the lock `died` (with the dead thread's id): every
 //! acquirer is told, until one of them declares the protected state consistent again (`recover`).
 //! A lock with no sleepers at the owner's death is taken over by the next acquirer in the same way,
 //! within one slice. A thread that finds its own id as the owner but another start time in the
@@ -520,6 +537,36 @@ mod tests {
         // The generation wraps without touching the owner bits.
         let last = (1u64 << (64 - GENERATION_SHIFT)) - 1;
         assert_eq!(successor(last << GENERATION_SHIFT, 7, true), WAITERS | 7);
+    }
+
+    #[test]
+    fn the_record_names_its_generation_by_its_low_bits() {
+        let g = (1u64 << 24) + 5;
+        let state = g << GENERATION_SHIFT | 7;
+        let r = record(state, 1234);
+        assert!(records(r, g) && records(r, 5), "the low 24 bits");
+        assert!(!records(r, g + 1));
+        assert_eq!(r & RECORD_START_MASK, 1234);
+        assert_eq!(record(state, 1 << 41) & RECORD_START_MASK, 0, "a start time too big is unknown");
+    }
+
+    /// A release subtracts the owner's id: the free state keeps `WAITERS` (and the generation); the
+    /// next acquirer, which did not sleep, takes the lock without it.
+    #[test]
+    fn a_release_leaves_waiters_to_the_next_acquisition() {
+        let lock = LockState::default();
+        assert_eq!(lock.acquire::<Yielding>(ME, None, false), Acquired::Clean);
+        let held = lock.state.fetch_or(WAITERS, Ordering::SeqCst) | WAITERS;
+        lock.release::<Yielding>();
+        let free = lock.state.load(Ordering::SeqCst);
+        assert_eq!(free, held & !TID_MASK, "{held:x} -> {free:x}");
+        assert!(!lock.locked());
+        assert_eq!(lock.wake.load(Ordering::SeqCst), 1, "the release saw WAITERS and bumped the ticket");
+        assert_eq!(lock.acquire::<Yielding>(ME, None, false), Acquired::Clean);
+        let now = lock.state.load(Ordering::SeqCst);
+        assert_eq!(now, successor(free, ME.0, false));
+        assert_eq!(now & WAITERS, 0);
+        lock.release::<Yielding>();
     }
 
     /// The ABA of issue 18, step by step: a waiter reads the state `(g, X)` held by a live owner;
