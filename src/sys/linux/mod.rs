@@ -25,8 +25,7 @@ pub(crate) use memory::{
     unshrinkable_size, write_all_at, write_all_vectored_at,
 };
 pub(crate) use poll::{
-    Interest, doorbell, peer_hung_up, poll_interests, poll_one, poll_readable, poll_ready, reset_doorbell,
-    ring_doorbell,
+    Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
 };
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
