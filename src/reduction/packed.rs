@@ -35,6 +35,8 @@ use serde::ser::{self, Serialize, Serializer};
 const POSTCARD: u8 = 0;
 /// The first byte of a record sequence.
 const RECORDS: u8 = 1;
+/// Most bytes a writer reserves ahead of the records it was told will come.
+const RESERVE_LIMIT: usize = 64 << 20;
 /// Most primitives in one record.
 pub(crate) const MAX_SHAPE: usize = 16;
 
@@ -275,8 +277,28 @@ impl<'o> SeqWriter<'o> {
     /// # Errors
     ///
     /// Its `Serialize` failed, or more values than announced.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
+        // The hot case, inlined into the caller's loop: one more record of the shape.
+        if self.written < self.count && matches!(self.form, Form::Records(_)) {
+            return match self.write_record(value) {
+                Ok(()) => Ok(()),
+                Err(_) => self.push_after_another_shape(value),
+            };
+        }
+        self.push_first_or_postcard(value)
+    }
+
+    /// `value` is not a record of the sequence's shape: the sequence becomes postcard.
+    #[inline(never)]
+    fn push_after_another_shape<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
+        self.rewrite_as_postcard()?;
+        self.write_postcard(value)
+    }
+
+    /// Every push but one more record: the first value, one too many, or a postcard sequence.
+    #[inline(never)]
+    fn push_first_or_postcard<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         if self.written == self.count {
             return Err(pack_error(format!("a sequence of {} values got one more", self.count)));
         }
@@ -288,13 +310,7 @@ impl<'o> SeqWriter<'o> {
                 }
                 Ok(())
             }
-            Form::Records(_) => {
-                if self.write_record(value).is_err() {
-                    self.rewrite_as_postcard()?;
-                    self.write_postcard(value)?;
-                }
-                Ok(())
-            }
+            Form::Records(_) => self.push_after_another_shape(value),
             Form::Postcard => self.write_postcard(value),
         }
     }
@@ -331,13 +347,18 @@ impl<'o> SeqWriter<'o> {
         self.out.extend_from_slice(&shape.kinds[..shape.len]);
         push_varint(self.out, self.count as u64);
         self.out[at..].rotate_left(value_len);
+        // Room for every record at once: no growth (copy, fresh pages) while the values come. At
+        // most RESERVE_LIMIT: `count` can come from a peer (a worker writes as many results as
+        // the arguments' sequence announces), and past that the vector grows as it is filled.
+        let records = self.count.saturating_sub(1).min(RESERVE_LIMIT / shape.width().max(1));
+        self.out.reserve(records * shape.width());
         self.form = Form::Records(shape);
         self.written = 1;
         Ok(true)
     }
 
     /// Appends one more record: `Err` (nothing written) if `value` is not one of this shape.
-    #[inline]
+    #[inline(always)]
     fn write_record<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         // The shape is borrowed, not copied: this runs once per value.
         let Form::Records(shape) = &mut self.form else {
@@ -499,13 +520,14 @@ impl<'a> SeqReader<'a> {
     /// # Errors
     ///
     /// The value does not decode as `T`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next<T: de::Deserialize<'a>>(&mut self) -> Option<Result<T, PackError>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        // The shape is borrowed, not copied: this runs once per value.
+        // The shape is borrowed, not copied: this runs once per value, inlined into the caller's
+        // loop.
         Some(match &self.form {
             Form::Records(shape) => {
                 let (record, rest) = self.rest.split_at(shape.width());
@@ -516,17 +538,22 @@ impl<'a> SeqReader<'a> {
                     false => Err(pack_error("a value that reads only part of its record")),
                 })
             }
-            _ => match postcard::take_from_bytes::<T>(self.rest) {
-                Ok((value, rest)) => {
-                    self.rest = rest;
-                    Ok(value)
-                }
-                Err(e) => {
-                    self.left = 0;
-                    Err(e.into())
-                }
-            },
+            _ => self.next_postcard(),
         })
+    }
+
+    #[inline(never)]
+    fn next_postcard<T: de::Deserialize<'a>>(&mut self) -> Result<T, PackError> {
+        match postcard::take_from_bytes::<T>(self.rest) {
+            Ok((value, rest)) => {
+                self.rest = rest;
+                Ok(value)
+            }
+            Err(e) => {
+                self.left = 0;
+                Err(e.into())
+            }
+        }
     }
 
     /// Checks that the sequence was read to its end (no trailing bytes).
@@ -784,8 +811,7 @@ impl RecordReader<'_> {
     #[inline(always)]
     fn take_array<const N: usize>(&mut self, kind: Kind) -> Result<[u8; N], PackError> {
         if !self.shape.is(self.at, kind) {
-            let found = self.shape.kind(self.at);
-            return Err(pack_error(format!("a record holds {found:?} where the value reads {kind:?}")));
+            return Err(self.wrong_kind(kind));
         }
         // The sequence's reader cut the record to the shape's width, so the bytes are there.
         let Some((bytes, rest)) = self.record.split_first_chunk::<N>() else {
@@ -794,6 +820,12 @@ impl RecordReader<'_> {
         self.at += 1;
         self.record = rest;
         Ok(*bytes)
+    }
+
+    #[cold]
+    fn wrong_kind(&self, kind: Kind) -> PackError {
+        let found = self.shape.kind(self.at);
+        pack_error(format!("a record holds {found:?} where the value reads {kind:?}"))
     }
 
     fn next_kind(&self) -> Result<Kind, PackError> {
@@ -1042,6 +1074,20 @@ mod tests {
         assert!(writer.finish().is_err(), "fewer values than announced");
         let mut writer = SeqWriter::new(&mut out, 0);
         assert!(writer.push(&1u8).is_err(), "more values than announced");
+    }
+
+    #[test]
+    fn a_huge_announced_count_reserves_no_more_than_the_limit() {
+        // A worker writes as many results as the arguments' sequence announces; a postcard
+        // sequence of unit values holds no bytes per value, so nothing bounds its count.
+        let mut bytes = vec![POSTCARD];
+        push_varint(&mut bytes, u64::MAX >> 1);
+        let reader = SeqReader::new(&bytes).unwrap();
+        let mut out = Vec::new();
+        let mut writer = SeqWriter::new(&mut out, reader.len());
+        writer.push(&7u64).unwrap();
+        writer.push(&8u64).unwrap();
+        assert!(out.capacity() <= RESERVE_LIMIT + 64, "reserved {} bytes", out.capacity());
     }
 
     #[test]
