@@ -20,6 +20,11 @@
 //! descriptor) makes the sequence postcard, as a whole. The form is in the sequence's first byte,
 //! so the reader never guesses.
 //!
+//! Sequences whose records are one number each (the commonest chunk: a `map` over numbers) are
+//! encoded and decoded in a loop made for that kind ([`numbers`]): the same bytes, without the
+//! per-primitive bookkeeping of a general record; anything that loop does not expect hands the
+//! sequence back to the general path.
+//!
 //! Values are still checked on arrival. A record sequence's length must be exactly `count`
 //! records; each value is deserialized by its own type's `Deserialize`, which must ask for exactly
 //! the shape's kinds in order (a type that asks for something else is an error, not a
@@ -30,6 +35,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, Serializer};
+
+mod numbers;
 
 /// The first byte of a postcard sequence.
 const POSTCARD: u8 = 0;
@@ -211,6 +218,7 @@ pub(crate) fn encode_slice_then<T: Serialize>(
     if let Some(first) = items.first() {
         let mut writer = SeqWriter::new(out, items.len());
         match writer.try_records(first) {
+            Ok(true) if writer.encode_rest_as_numbers(&items[1..]) => return Ok(()),
             Ok(true) => {
                 let mut ok = true;
                 for item in &items[1..] {
@@ -355,6 +363,20 @@ impl<'o> SeqWriter<'o> {
         self.form = Form::Records(shape);
         self.written = 1;
         Ok(true)
+    }
+
+    /// Appends `rest` (all values after the first) on the fast path of one-number records (see
+    /// [`numbers`]): `false`, nothing written, where that path does not apply.
+    fn encode_rest_as_numbers<T: Serialize>(&mut self, rest: &[T]) -> bool {
+        let Form::Records(shape) = &self.form else { return false };
+        let single = (shape.len == 1).then(|| shape.kind(0)).flatten();
+        match single {
+            Some(kind) if self.written + rest.len() == self.count && numbers::encode(kind, rest, self.out) => {
+                self.written = self.count;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Appends one more record: `Err` (nothing written) if `value` is not one of this shape.
@@ -577,6 +599,12 @@ impl<'a> SeqReader<'a> {
 pub(crate) fn decode_into<T: de::DeserializeOwned>(bytes: &[u8], values: &mut Vec<T>) -> Result<usize, PackError> {
     let mut reader = SeqReader::new(bytes)?;
     let count = reader.len();
+    if let Form::Records(shape) = &reader.form
+        && let (1, Some(kind)) = (shape.len, shape.kind(0))
+        && numbers::decode(kind, reader.rest, values)
+    {
+        return Ok(count);
+    }
     // Never more than the bytes could hold (one byte per value, but zero-sized values).
     values.reserve(count.min(bytes.len()));
     while let Some(value) = reader.next::<T>() {
@@ -1074,6 +1102,54 @@ mod tests {
         assert!(writer.finish().is_err(), "fewer values than announced");
         let mut writer = SeqWriter::new(&mut out, 0);
         assert!(writer.push(&1u8).is_err(), "more values than announced");
+    }
+
+    #[test]
+    fn one_number_records_take_the_fast_path_with_the_general_bytes() {
+        // Every numeric kind, a newtype around one, and bit patterns that must survive.
+        assert_eq!(round_trip(&[0u8, 7, u8::MAX]), RECORDS);
+        assert_eq!(round_trip(&[i16::MIN, -1, 3]), RECORDS);
+        assert_eq!(round_trip(&[u32::MAX, 0]), RECORDS);
+        assert_eq!(round_trip(&[i64::MIN, i64::MAX]), RECORDS);
+        assert_eq!(round_trip(&[u128::MAX, 1]), RECORDS);
+        assert_eq!(round_trip(&[f32::MIN_POSITIVE, -0.0]), RECORDS);
+        assert_eq!(round_trip(&[Meters(3), Meters(4)]), RECORDS);
+        let nan = f64::from_bits(0x7ff8_dead_beef_0001);
+        let mut out = Vec::new();
+        encode_slice(&[1.5f64, nan], &mut out).unwrap();
+        let mut back = Vec::<f64>::new();
+        decode_into(&out, &mut back).unwrap();
+        assert_eq!(back[1].to_bits(), nan.to_bits());
+        // A type that reads the number some other way gets the general reader's answer.
+        let mut out = Vec::new();
+        encode_slice(&[5u64, 6], &mut out).unwrap();
+        let mut tuples = vec![(1u64,)];
+        assert_eq!(decode_into::<(u64,)>(&out, &mut tuples).unwrap(), 2);
+        assert_eq!(tuples, [(1,), (5,), (6,)], "appends after what was there");
+        assert!(decode_into::<u32>(&out, &mut Vec::new()).is_err(), "another width is an error");
+    }
+
+    #[test]
+    fn a_value_that_stops_being_a_number_falls_back_to_postcard() {
+        let items = [Either::Number(1), Either::Number(2), Either::Text("three".into())];
+        assert_eq!(round_trip(&items), POSTCARD);
+        // Numbers after the first that serialize as another kind.
+        #[derive(Debug)]
+        enum Mixed {
+            Small(u8),
+            Big(u64),
+        }
+        impl Serialize for Mixed {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    Mixed::Small(v) => s.serialize_u8(*v),
+                    Mixed::Big(v) => s.serialize_u64(*v),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        encode_slice(&[Mixed::Small(1), Mixed::Big(300)], &mut out).unwrap();
+        assert_eq!(out, [POSTCARD, 2, 1, 0xac, 0x02], "postcard's varints of 1 and 300");
     }
 
     #[test]
