@@ -178,7 +178,7 @@ impl ChannelSpin {
 
     /// Calls `attempt` (a receive that does not block: `None` when nothing came) until it gives
     /// something or the spin ends, and learns from how it ended.
-    fn spin(&mut self, activity: &Activity, mut attempt: impl FnMut() -> Option<rustix::io::Result<usize>>) -> Spun {
+    fn spin(&mut self, activity: &Activity, attempt: impl FnMut() -> Option<rustix::io::Result<usize>>) -> Spun {
         let Some(budget) = self.budget() else { return Spun::Skipped };
         if activity.requests() != self.seen || !cpus_have_room() {
             // Another client made a request meanwhile, or another program runs.
@@ -187,23 +187,34 @@ impl ChannelSpin {
         }
         let Some(_place) = activity.enter() else { return Spun::Skipped };
         let switches = sys::involuntary_switches();
-        let start = Instant::now();
-        let spun = loop {
-            if let Some(result) = attempt() {
-                break Spun::Ready(result);
-            }
-            if activity.requests() != self.seen {
-                break Spun::Crowded;
-            }
-            if start.elapsed() >= budget {
-                break Spun::Late;
-            }
-            std::hint::spin_loop();
-        };
+        let spun = self.spin_for(budget, activity, attempt);
         // The scheduler wanted this CPU for another task meanwhile: others want the CPUs.
         let preempted = sys::involuntary_switches() != switches;
         self.learn(if preempted { &Spun::Crowded } else { &spun });
         spun
+    }
+
+    /// The spin itself: `attempt` until it gives something, another client's request comes, or
+    /// `budget` passes.
+    fn spin_for(
+        &self,
+        budget: Duration,
+        activity: &Activity,
+        mut attempt: impl FnMut() -> Option<rustix::io::Result<usize>>,
+    ) -> Spun {
+        let start = Instant::now();
+        loop {
+            if let Some(result) = attempt() {
+                return Spun::Ready(result);
+            }
+            if activity.requests() != self.seen {
+                return Spun::Crowded;
+            }
+            if start.elapsed() >= budget {
+                return Spun::Late;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// Updates the budget after a spin.
@@ -489,6 +500,36 @@ mod tests {
         assert!(matches!(spun, Spun::Crowded));
         assert_eq!(attempts, 0);
         assert!(spin.pause >= REPROBE_EVERY);
+    }
+
+    /// A spin ends when the client closes its end (the receive gives end of file), however long
+    /// its budget.
+    #[test]
+    fn a_spin_ends_when_the_client_closes() {
+        use std::os::fd::AsFd;
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let closer = std::thread::spawn(move || drop(theirs));
+        let activity = Activity::default();
+        let spin = ChannelSpin::default();
+        let mut buf = Vec::with_capacity(16);
+        let spun = spin.spin_for(Duration::from_secs(600), &activity, || {
+            sys::try_recv_into_spare(ours.as_fd(), &mut buf, 16).transpose()
+        });
+        assert!(matches!(spun, Spun::Ready(Ok(0))), "the spin did not end with end of file");
+        closer.join().unwrap();
+    }
+
+    /// Another client's request while a channel spins ends the spin.
+    #[test]
+    fn another_clients_request_ends_a_spin() {
+        let activity = std::sync::Arc::new(Activity::default());
+        let mut spin = ChannelSpin::default();
+        spin.received(&activity);
+        let other = std::sync::Arc::clone(&activity);
+        let client = std::thread::spawn(move || other.request());
+        let spun = spin.spin_for(Duration::from_secs(600), &activity, || None);
+        assert!(matches!(spun, Spun::Crowded));
+        client.join().unwrap();
     }
 
     /// Spinners hold places, at most one fewer than the CPUs.
