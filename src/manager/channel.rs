@@ -21,7 +21,7 @@
 //!   was switched out involuntarily while spinning; then not for [`REPROBE_EVERY`] waits or more
 //!   (doubling while it lasts). At most one thread per CPU but one spins at a time; on a single
 //!   CPU none does. (Measured under load, spinning there only took the CPU from the client: a
-//!   call took 2-5x longer.)
+//!   call took 1.5-4x longer.)
 //!
 //! Reads: the client writes a small request's header and payload at once (CPython's
 //! `_send_bytes`), so one receive into a buffer that the channel keeps takes both, where reading
