@@ -243,7 +243,8 @@ struct Node {
     alive_cache: Mutex<HashMap<String, Instant>>,
     /// Entries owned and not held at the last heartbeat.
     orphans: Mutex<HashSet<String>>,
-    changed: Condvar,
+    /// Signalled (with `held` locked) when the node is told to stop: ends every `pause`.
+    stopping: Condvar,
     lease_ms: AtomicU64,
     stop: AtomicBool,
     pool: Pool,
@@ -274,7 +275,7 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
         busy: Arc::new(Slots::new()),
         alive_cache: Mutex::new(HashMap::new()),
         orphans: Mutex::new(HashSet::new()),
-        changed: Condvar::new(),
+        stopping: Condvar::new(),
         lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
         stop: AtomicBool::new(false),
         pool,
@@ -323,7 +324,9 @@ impl Node {
 
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
-        self.changed.notify_all();
+        // Under the lock `pause` checks `stop` with: a pause about to wait cannot miss this.
+        drop(lock(&self.held));
+        self.stopping.notify_all();
         self.busy.wake_all();
     }
 
@@ -336,11 +339,17 @@ impl Node {
         self.request_stop();
     }
 
-    /// Waits up to `pause` (less when the node stops).
+    /// Waits `pause` (less when the node stops). Only a stop ends it early: a heartbeat woken by
+    /// every published outcome would renew (several broker round trips) once per chunk.
     fn pause(&self, pause: Duration) {
-        let held = lock(&self.held);
-        if !self.stopped() {
-            let _ = self.changed.wait_timeout(held, pause);
+        let deadline = Instant::now() + pause;
+        let mut held = lock(&self.held);
+        while !self.stopped() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = self.stopping.wait_timeout(held, left).map(|(h, _)| h).unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
@@ -733,7 +742,6 @@ impl Node {
 
     fn forget(&self, id: &str) {
         lock(&self.held).remove(id);
-        self.changed.notify_all();
     }
 
     /// The command that publishes one outcome (`complete.lua`).
@@ -919,7 +927,6 @@ impl Node {
                 }
             }
         }
-        self.changed.notify_all();
         self.pool.core.shared.recheck_running();
     }
 
