@@ -5,6 +5,7 @@
 
 mod broker;
 mod client;
+mod direct;
 mod node;
 mod wire;
 

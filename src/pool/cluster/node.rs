@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::broker::{self, GROUP, Keys, Link};
+use super::direct;
 use super::wire::{self, ResultMessage, TaskMessage, WireOutcome};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -86,69 +87,275 @@ impl NodeSink {
     }
 }
 
-/// The node's worker slots in use (the feeder takes no more chunks than are free), and the
-/// outcomes waiting to be published.
+/// The node's worker slots in use (the feeder takes no more chunks than are free), the outcomes
+/// waiting for the completer, and the writing half of the feed connection.
 ///
-/// An outcome goes to the feeder when it is waiting for the slot this outcome frees: it publishes
-/// it in the same write as its next read (one thread woken, one round trip); otherwise (the
-/// feeder is blocked in a read, or the outcome frees no slot) to the completer thread.
+/// The feeder sleeps in a read of the feed connection, not on a lock: when an outcome comes in
+/// (on the local pool's scheduler thread) and no read is outstanding, the sink writes the
+/// outcome's publication and the node's next read there itself, and the feeder wakes up to the
+/// replies. One thread is woken per chunk instead of two, and the result goes out without
+/// waiting for a thread to be scheduled. An outcome that cannot go that way (a read is
+/// outstanding and may be blocked in the broker, the result is large, the connection is down)
+/// goes to the completer thread.
 struct Slots {
     state: Mutex<SlotState>,
-    /// The feeder waits here for a free slot.
-    freed: Condvar,
     /// The completer waits here for outcomes.
     ready: Condvar,
+    /// What a sink needs to write commands.
+    publisher: Publisher,
 }
 
 #[derive(Default)]
 struct SlotState {
     busy: usize,
     outbox: VecDeque<Completion>,
-    feeder_waiting: bool,
+    /// The feed connection's writing half (none while it is down).
+    feed: Option<direct::Writer>,
+    /// The replies the feeder will read, in order.
+    expect: VecDeque<Expect>,
+    /// A read is among them.
+    reading: bool,
+    /// When the feeder's next scan for lost nodes' chunks is due, and a reclaim (a read sent
+    /// by a sink returns by then).
+    next_scan: Option<Instant>,
+    next_due: Option<Instant>,
 }
 
+/// A reply the feeder waits for on the feed connection.
+enum Expect {
+    /// A publication (`complete.lua`).
+    Complete(Completion),
+    /// `XREADGROUP`; `blocking` unless it was sent without `BLOCK`.
+    Read { blocking: bool },
+    /// A `PING` that wakes the feeder.
+    Wake,
+}
+
+/// Identity and keys a node writes commands with (from any thread).
+struct Publisher {
+    key: Vec<u8>,
+    keys: Keys,
+    stream: String,
+    name: String,
+    slots: usize,
+    lease_ms: AtomicU64,
+}
+
+impl Publisher {
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+    }
+
+    /// The command that publishes one outcome (`complete.lua`).
+    fn complete_cmd(&self, c: &Completion) -> redis::Cmd {
+        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
+        let body =
+            postcard::to_stdvec(&ResultMessage { seq: c.seq, node: self.name.clone(), outcome: c.outcome.clone() })
+                .unwrap_or_default();
+        let signed = wire::sign_result(&self.key, &self.keys.pool, &c.client, &body);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(broker::sha(broker::COMPLETE))
+            .arg(4)
+            .arg(&self.stream)
+            .arg(self.keys.results(&c.client))
+            .arg(self.keys.clients())
+            .arg(self.keys.stats())
+            .arg(GROUP)
+            .arg(&c.id)
+            .arg(signed)
+            .arg(&c.client)
+            .arg(ttl)
+            .arg(c.counter)
+            .arg(&self.name);
+        cmd
+    }
+
+    /// `XREADGROUP` of up to `count` new entries, blocking up to `block` (not at all without).
+    fn read_cmd(&self, count: usize, block: Option<Duration>) -> redis::Cmd {
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP").arg(GROUP).arg(&self.name).arg("COUNT").arg(count);
+        if let Some(block) = block {
+            read.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        read.arg("STREAMS").arg(&self.stream).arg(">");
+        read
+    }
+}
+
+/// How long a read sent at `now` may block on the broker, given the next scan and reclaim: it
+/// returns before them. The broker times out a blocking read only on its own timer (100 ms at
+/// its default `hz`): closer to a reclaim than that grain, a read does not block (`None`).
+fn read_block(now: Instant, next_scan: Instant, next_due: Option<Instant>) -> Option<Duration> {
+    let until_scan = next_scan.saturating_duration_since(now);
+    let block = match next_due.map(|due| due.saturating_duration_since(now)) {
+        Some(until) if until < BROKER_TIMER => None,
+        Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
+        None => Some(until_scan),
+    };
+    block.map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK))
+}
+
+/// Largest publication a sink writes on the feed connection itself, and most replies
+/// outstanding there when it does: together far below any socket buffer, so that the write never
+/// waits (it runs on the local pool's scheduler thread).
+const DIRECT_MAX_BYTES: usize = 4096;
+const DIRECT_MAX_EXPECTED: usize = 2;
+
 impl Slots {
-    fn new() -> Slots {
-        Slots { state: Mutex::new(SlotState::default()), freed: Condvar::new(), ready: Condvar::new() }
+    fn new(publisher: Publisher) -> Slots {
+        Slots { state: Mutex::new(SlotState::default()), ready: Condvar::new(), publisher }
     }
 
     fn take(&self) {
         lock(&self.state).busy += 1;
     }
 
+    /// A slot freed without an outcome (a revoked chunk).
     fn release(&self) {
         let mut state = lock(&self.state);
         state.busy = state.busy.saturating_sub(1);
-        self.freed.notify_all();
+        let mut bytes = Vec::new();
+        self.next_read(&mut state, &mut bytes);
+        self.send(&mut state, &bytes);
     }
 
-    /// Queues an outcome for publication, freeing its chunk's slot if it holds one.
+    /// Queues an outcome for publication, freeing its chunk's slot if it holds one: on the feed
+    /// connection with the node's next read when no read is outstanding there, otherwise by the
+    /// completer.
     fn deliver(&self, completion: Completion, frees_slot: bool) {
         let mut state = lock(&self.state);
         if frees_slot {
             state.busy = state.busy.saturating_sub(1);
         }
-        state.outbox.push_back(completion);
-        if frees_slot && state.feeder_waiting {
-            self.freed.notify_all();
+        let mut bytes = Vec::new();
+        if state.feed.is_some() && !state.reading && state.expect.len() < DIRECT_MAX_EXPECTED && completion.publish {
+            self.publisher.complete_cmd(&completion).write_packed_command(&mut bytes);
+        }
+        if bytes.is_empty() || bytes.len() > DIRECT_MAX_BYTES {
+            bytes.clear();
+            state.outbox.push_back(completion);
+            self.ready.notify_one();
         } else {
+            state.expect.push_back(Expect::Complete(completion));
+        }
+        if frees_slot {
+            self.next_read(&mut state, &mut bytes);
+        }
+        self.send(&mut state, &bytes);
+    }
+
+    /// Adds the node's next read to `bytes` when slots are free, no read is outstanding, and no
+    /// scan is due; otherwise a `PING` when `bytes` is empty (the feeder wakes up and decides).
+    fn next_read(&self, state: &mut SlotState, bytes: &mut Vec<u8>) {
+        if state.feed.is_none() || state.reading {
+            return;
+        }
+        let free = self.publisher.slots.saturating_sub(state.busy);
+        let now = Instant::now();
+        let block = match (state.next_scan, free) {
+            (Some(scan), 1..) if now < scan && state.next_due.is_none_or(|due| now < due) => {
+                read_block(now, scan, state.next_due)
+            }
+            _ => {
+                if bytes.is_empty() {
+                    redis::cmd("PING").write_packed_command(bytes);
+                    state.expect.push_back(Expect::Wake);
+                }
+                return;
+            }
+        };
+        self.publisher.read_cmd(free, block).write_packed_command(bytes);
+        state.expect.push_back(Expect::Read { blocking: block.is_some() });
+        state.reading = true;
+    }
+
+    /// Writes `bytes` on the feed connection (a failed write shuts it down: the feeder notices,
+    /// and hands what it expected to the completer).
+    fn send(&self, state: &mut SlotState, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(feed) = &mut state.feed
+            && feed.send(bytes).is_err()
+        {
+            state.feed = None;
+        }
+    }
+
+    /// Wakes the feeder (a `PING` on its connection, unless replies are coming anyway).
+    fn wake_feeder(&self) {
+        let mut state = lock(&self.state);
+        if state.expect.is_empty() {
+            let mut bytes = Vec::new();
+            redis::cmd("PING").write_packed_command(&mut bytes);
+            state.expect.push_back(Expect::Wake);
+            self.send(&mut state, &bytes);
+        }
+    }
+
+    /// Installs a fresh feed connection's writing half.
+    fn attach(&self, feed: direct::Writer) {
+        let mut state = lock(&self.state);
+        state.feed = Some(feed);
+        state.expect.clear();
+        state.reading = false;
+    }
+
+    /// Takes the feed connection down: the publications it carried go to the completer (a
+    /// publication that did reach the broker is dropped there as a duplicate), the entries of a
+    /// read whose reply is lost are this node's orphans (see `adopt_orphans`).
+    fn detach(&self) {
+        let mut state = lock(&self.state);
+        if let Some(feed) = state.feed.take() {
+            feed.close();
+        }
+        state.reading = false;
+        let mut moved = false;
+        while let Some(expect) = state.expect.pop_front() {
+            if let Expect::Complete(completion) = expect {
+                state.outbox.push_back(completion);
+                moved = true;
+            }
+        }
+        if moved {
             self.ready.notify_one();
         }
     }
 
-    /// Free slots of `total`, waiting up to `wait` for one when none is (the outcomes queued
-    /// meanwhile go to the completer: the feeder may not read soon).
-    fn free(&self, total: usize, wait: Duration) -> usize {
+    /// The reply the feeder just read was to this.
+    fn answered(&self) -> Option<Expect> {
         let mut state = lock(&self.state);
-        if state.busy >= total {
-            if !state.outbox.is_empty() {
-                self.ready.notify_one();
-            }
-            state.feeder_waiting = true;
-            state = self.freed.wait_timeout(state, wait).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
-            state.feeder_waiting = false;
+        let expect = state.expect.pop_front();
+        if matches!(expect, Some(Expect::Read { .. })) {
+            state.reading = false;
         }
-        total.saturating_sub(state.busy)
+        expect
+    }
+
+    /// Free slots, whether a read is outstanding, and whether any reply is.
+    fn feed_state(&self) -> (usize, bool, bool) {
+        let state = lock(&self.state);
+        (self.publisher.slots.saturating_sub(state.busy), state.reading, !state.expect.is_empty())
+    }
+
+    /// Records when the feeder scans and reclaims next (reads sent by sinks return before).
+    fn plan(&self, next_scan: Instant, next_due: Option<Instant>) {
+        let mut state = lock(&self.state);
+        state.next_scan = Some(next_scan);
+        state.next_due = next_due;
+    }
+
+    /// Sends the node's read from the feeder (when no sink did).
+    fn send_read(&self, count: usize, block: Option<Duration>) {
+        let mut state = lock(&self.state);
+        if state.feed.is_none() || state.reading {
+            return;
+        }
+        let mut bytes = Vec::new();
+        self.publisher.read_cmd(count, block).write_packed_command(&mut bytes);
+        state.expect.push_back(Expect::Read { blocking: block.is_some() });
+        state.reading = true;
+        self.send(&mut state, &bytes);
     }
 
     /// Up to [`COMPLETE_BATCH`] queued outcomes, waiting up to `wait` for one when none is.
@@ -161,21 +368,14 @@ impl Slots {
         state.outbox.drain(..n).collect()
     }
 
-    /// Puts outcomes not published back at the head of the queue, for the completer.
-    fn requeue(&self, completions: Vec<Completion>) {
-        if completions.is_empty() {
-            return;
-        }
-        let mut state = lock(&self.state);
-        for completion in completions.into_iter().rev() {
-            state.outbox.push_front(completion);
-        }
+    /// Hands an outcome to the completer.
+    fn to_completer(&self, completion: Completion) {
+        lock(&self.state).outbox.push_back(completion);
         self.ready.notify_one();
     }
 
     fn wake_all(&self) {
         let _state = lock(&self.state);
-        self.freed.notify_all();
         self.ready.notify_all();
     }
 }
@@ -245,7 +445,6 @@ struct Node {
     orphans: Mutex<HashSet<String>>,
     /// Signalled (with `held` locked) when the node is told to stop: ends every `pause`.
     stopping: Condvar,
-    lease_ms: AtomicU64,
     stop: AtomicBool,
     pool: Pool,
     counters: NodeCounters,
@@ -267,16 +466,23 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
     let stream = keys.tasks(build);
     let builder = std::mem::replace(&mut config.builder, Pool::builder());
     let pool = builder.processes(config.processes).build()?;
+    let publisher = Publisher {
+        key: config.key.clone(),
+        keys: keys.clone(),
+        stream: stream.clone(),
+        name: config.name.clone(),
+        slots: config.processes,
+        lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
+    };
     let node = Arc::new(Node {
         keys,
         build,
         stream,
         held: Mutex::new(HashMap::new()),
-        busy: Arc::new(Slots::new()),
+        busy: Arc::new(Slots::new(publisher)),
         alive_cache: Mutex::new(HashMap::new()),
         orphans: Mutex::new(HashSet::new()),
         stopping: Condvar::new(),
-        lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
         stop: AtomicBool::new(false),
         pool,
         counters: NodeCounters::default(),
@@ -311,7 +517,7 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
 
 impl Node {
     fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+        self.busy.publisher.lease()
     }
 
     fn slots(&self) -> usize {
@@ -328,6 +534,7 @@ impl Node {
         drop(lock(&self.held));
         self.stopping.notify_all();
         self.busy.wake_all();
+        self.busy.wake_feeder();
     }
 
     fn watch_stdin(&self) {
@@ -356,6 +563,8 @@ impl Node {
     // ---- feeder ----
 
     fn feed_loop(&self) {
+        // The side link: set-up, reclaims, liveness checks, drops. Reads and the publications
+        // that go with them travel on the feed connection (see `Slots`).
         let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
             Ok(link) => link,
             Err(e) => {
@@ -363,63 +572,137 @@ impl Node {
                 return;
             }
         };
+        let mut feed: Option<direct::Reader> = None;
         // When to look for chunks of lost nodes: every quarter lease (a scan, which may start a
         // little late), and when the last scan said the next lease runs out (on time).
         let mut next_scan = Instant::now();
         let mut next_due: Option<Instant> = None;
-        let mut group_ready = false;
+        // After a read that did not block and found nothing: no new read before this.
+        let mut quiet_until: Option<Instant> = None;
         while !self.stopped() {
-            let free = self.busy.free(self.slots(), READ_BLOCK);
-            if free == 0 {
-                continue;
-            }
-            if !group_ready {
-                if let Err(e) = self.prepare(&mut link) {
-                    tracing::debug!(error = %e, "cluster node: broker not ready");
-                    self.pause(RETRY_PAUSE);
-                    continue;
-                }
-                group_ready = true;
-                next_scan = Instant::now();
-            }
-            let now = Instant::now();
-            if now >= next_scan || next_due.is_some_and(|due| now >= due) {
-                next_scan = now + self.scan_interval();
-                match self.reclaim(&mut link, free) {
-                    Ok((taken, wait)) => {
-                        next_due = wait.map(|w| now + w + RECLAIM_SLACK);
-                        if taken > 0 {
-                            continue;
-                        }
+            let Some(reader) = feed.as_mut() else {
+                match self.open_feed(&mut link) {
+                    Ok(reader) => {
+                        feed = Some(reader);
+                        next_scan = Instant::now();
+                        next_due = None;
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "cluster node: reclaim failed");
-                        group_ready = false;
+                        tracing::debug!(error = %e, "cluster node: broker not ready");
                         self.pause(RETRY_PAUSE);
-                        continue;
                     }
                 }
-            }
+                continue;
+            };
+            let (free, reading, _) = self.busy.feed_state();
             let now = Instant::now();
-            let until_scan = next_scan.saturating_duration_since(now);
-            let until_due = next_due.map(|due| due.saturating_duration_since(now));
-            // The broker times out a blocking read only on its own timer (100 ms at its default
-            // `hz`): before a lease runs out, a read blocks for at most what is left once that
-            // grain is taken off, and closer than the grain the feeder reads without blocking.
-            let block = match until_due {
-                Some(until) if until < BROKER_TIMER => None,
-                Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
-                None => Some(until_scan),
+            if !reading && free > 0 && (now >= next_scan || next_due.is_some_and(|due| now >= due)) {
+                next_scan = now + self.scan_interval();
+                match self.reclaim(&mut link, free) {
+                    Ok((_, wait)) => next_due = wait.map(|w| now + w + RECLAIM_SLACK),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster node: reclaim failed");
+                        self.close_feed(&mut feed);
+                        self.pause(RETRY_PAUSE);
+                    }
+                }
+                continue;
             }
-            .map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK));
-            match self.read_new(&mut link, free, block) {
-                Ok(0) if block.is_none() => self.pause(until_due.unwrap_or_default().min(RECLAIM_POLL)),
-                Ok(_) => {}
+            self.busy.plan(next_scan, next_due);
+            if !reading && free > 0 && quiet_until.is_none_or(|t| now >= t) {
+                quiet_until = None;
+                self.busy.send_read(free, read_block(now, next_scan, next_due));
+            }
+            // Wait for a reply: one that is expected, or one a sink's write brings; when none is
+            // expected, only until the next scan (or the end of a quiet spell).
+            let (_, _, expecting) = self.busy.feed_state();
+            let wait = if expecting {
+                self.config.io_timeout + READ_BLOCK
+            } else {
+                let mut until = next_scan.min(now + READ_BLOCK);
+                if let Some(due) = next_due {
+                    until = until.min(due);
+                }
+                if let Some(quiet) = quiet_until {
+                    until = until.min(quiet);
+                }
+                until.saturating_duration_since(Instant::now())
+            };
+            match reader.reply(wait, self.config.io_timeout) {
+                Ok(Some(reply)) => match self.answer(&mut link, reply) {
+                    Ok(Some(0)) => {
+                        // A read that did not block found nothing: a reclaim is due within the
+                        // broker's timer grain; look again shortly rather than at once.
+                        let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
+                        quiet_until = Some(Instant::now() + until_due.unwrap_or_default().min(RECLAIM_POLL));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster node: read failed");
+                        self.close_feed(&mut feed);
+                        self.pause(RETRY_PAUSE);
+                    }
+                },
+                Ok(None) if !expecting => {}
+                Ok(None) => {
+                    tracing::debug!("cluster node: the broker did not answer in time");
+                    self.close_feed(&mut feed);
+                }
                 Err(e) => {
-                    tracing::debug!(error = %e, "cluster node: read failed");
-                    group_ready = false;
+                    tracing::debug!(error = %e, "cluster node: the feed connection broke");
+                    self.close_feed(&mut feed);
                     self.pause(RETRY_PAUSE);
                 }
+            }
+        }
+        self.close_feed(&mut feed);
+    }
+
+    /// Prepares the stream (see `prepare`) and opens the feed connection.
+    fn open_feed(&self, link: &mut Link) -> Result<direct::Reader> {
+        self.prepare(link)?;
+        let (reader, writer) = direct::connect(&self.config.url, self.config.io_timeout, &[broker::COMPLETE])?;
+        self.busy.attach(writer);
+        Ok(reader)
+    }
+
+    /// Takes the feed connection down (what it carried goes to the completer).
+    fn close_feed(&self, feed: &mut Option<direct::Reader>) {
+        *feed = None;
+        self.busy.detach();
+    }
+
+    /// Handles one reply of the feed connection; for a read that did not block, how many entries
+    /// it brought.
+    fn answer(&self, link: &mut Link, reply: Value) -> Result<Option<usize>> {
+        let unexpected = || Error::Broker { action: "sent a reply to no command".into(), detail: String::new() };
+        match self.busy.answered() {
+            None => Err(unexpected()),
+            Some(Expect::Wake) => Ok(None),
+            Some(Expect::Complete(completion)) => {
+                if let Value::ServerError(e) = &reply {
+                    // A broker that lost its scripts (restarted), say: the completer retries
+                    // on a link that loads them.
+                    tracing::debug!(error = ?e, "cluster node: a publication failed; the completer retries it");
+                    self.busy.to_completer(completion);
+                } else {
+                    self.published(&completion, &reply);
+                }
+                Ok(None)
+            }
+            Some(Expect::Read { blocking }) => {
+                let reply = reply.extract_error().map_err(|e| broker::broker_error("did not hand out tasks", &e))?;
+                let entries = match &reply {
+                    Value::Array(streams) => match streams.first() {
+                        Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                let read = entries.len();
+                let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
+                self.take(link, batch)?;
+                Ok((!blocking).then_some(read))
             }
         }
     }
@@ -448,54 +731,8 @@ impl Node {
 
     fn learn_lease(&self, lease_ms: Option<u64>) {
         if let Some(ms) = lease_ms.filter(|ms| *ms > 0) {
-            self.lease_ms.store(ms, Ordering::Relaxed);
+            self.busy.publisher.lease_ms.store(ms, Ordering::Relaxed);
         }
-    }
-
-    /// Reads new entries (blocking up to `block` on the broker; not at all without), and
-    /// starts them; returns how many it read. Outcomes waiting to be published go in the same
-    /// write, ahead of the read (their replies come at once, before the read blocks).
-    fn read_new(&self, link: &mut Link, free: usize, block: Option<Duration>) -> Result<usize> {
-        let outcomes = self.publishable(self.busy.outcomes(Duration::ZERO));
-        let (stream, name) = (self.stream.clone(), self.config.name.clone());
-        let mut done = 0;
-        let reply = link.run("did not hand out tasks", block.unwrap_or_default(), |conn| {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP").arg(GROUP).arg(&name).arg("COUNT").arg(free);
-            if let Some(block) = block {
-                read.arg("BLOCK").arg(block.as_millis().max(1) as u64);
-            }
-            read.arg("STREAMS").arg(&stream).arg(">");
-            if outcomes.is_empty() {
-                return read.query::<Value>(conn);
-            }
-            let mut bytes = Vec::new();
-            for c in &outcomes {
-                self.complete_cmd(c).write_packed_command(&mut bytes);
-            }
-            read.write_packed_command(&mut bytes);
-            conn.send_packed_command(&bytes)?;
-            for c in &outcomes {
-                let reply = conn.recv_response()?.extract_error()?;
-                self.published(c, &reply);
-                done += 1;
-            }
-            conn.recv_response()?.extract_error()
-        });
-        // Those without a reply (the connection broke) go to the completer, which retries.
-        self.busy.requeue(outcomes.into_iter().skip(done).collect());
-        let reply = reply?;
-        let entries = match &reply {
-            Value::Array(streams) => match streams.first() {
-                Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        let read = entries.len();
-        let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
-        self.take(link, batch)?;
-        Ok(read)
     }
 
     /// Claims chunks whose node lost its lease; returns how many, and how long until the next
@@ -746,29 +983,7 @@ impl Node {
 
     /// The command that publishes one outcome (`complete.lua`).
     fn complete_cmd(&self, c: &Completion) -> redis::Cmd {
-        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
-        let body = postcard::to_stdvec(&ResultMessage {
-            seq: c.seq,
-            node: self.config.name.clone(),
-            outcome: c.outcome.clone(),
-        })
-        .unwrap_or_default();
-        let signed = wire::sign_result(&self.config.key, &self.keys.pool, &c.client, &body);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(broker::sha(broker::COMPLETE))
-            .arg(4)
-            .arg(&self.stream)
-            .arg(self.keys.results(&c.client))
-            .arg(self.keys.clients())
-            .arg(self.keys.stats())
-            .arg(GROUP)
-            .arg(&c.id)
-            .arg(signed)
-            .arg(&c.client)
-            .arg(ttl)
-            .arg(c.counter)
-            .arg(&self.config.name);
-        cmd
+        self.busy.publisher.complete_cmd(c)
     }
 
     /// Takes a published outcome off the books, given the completion script's reply.
