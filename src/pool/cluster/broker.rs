@@ -10,6 +10,7 @@
 //! | `{mp:P}:meta` | hash | `epoch` (random, set by the first client; gone = the broker lost its data), `lease_ms` |
 //! | `{mp:P}:tasks:<build>` | stream, group `nodes` | one entry per chunk: `m` message, `s` MAC; deleted when its outcome is published, so its length is the work queued and running |
 //! | `{mp:P}:res:<client>` | list | signed results for one client; expires unless the client's heartbeat refreshes it |
+//! | `{mp:P}:res:<client>:<seq>` | list | the signed result of one chunk whose caller waits for it in person (a synchronous `apply`); popped by that caller, expires like the above |
 //! | `{mp:P}:clients` | sorted set | client → last heartbeat (broker clock, ms) |
 //! | `{mp:P}:nodes` | hash | node → `build slots pid host` |
 //! | `{mp:P}:alive` | sorted set | node → last heartbeat (broker clock, ms) |
@@ -43,6 +44,10 @@ impl Keys {
     }
     pub(crate) fn results(&self, client: &str) -> String {
         format!("{}:res:{client}", self.prefix)
+    }
+    /// The result list of one chunk whose caller waits for it in person (see `TaskMessage`).
+    pub(crate) fn waiting(&self, client: &str, seq: u64) -> String {
+        format!("{}:res:{client}:{seq}", self.prefix)
     }
     pub(crate) fn clients(&self) -> String {
         format!("{}:clients", self.prefix)

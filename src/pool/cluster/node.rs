@@ -70,6 +70,8 @@ struct NodeSink {
     id: String,
     client: String,
     seq: u64,
+    /// The list its result goes to.
+    results: String,
     /// The stats counter the publication bumps (`redelivered` for a reclaimed chunk).
     counter: &'static str,
     revoked: AtomicBool,
@@ -157,7 +159,7 @@ impl Publisher {
         cmd.arg(broker::sha(broker::COMPLETE))
             .arg(4)
             .arg(&self.stream)
-            .arg(self.keys.results(&c.client))
+            .arg(&c.results)
             .arg(self.keys.clients())
             .arg(self.keys.stats())
             .arg(GROUP)
@@ -386,6 +388,7 @@ impl Sink for NodeSink {
             id: self.id.clone(),
             client: self.client.clone(),
             seq: self.seq,
+            results: self.results.clone(),
             outcome: WireOutcome::from_local(outcome),
             counter: self.counter,
             publish: !self.revoked.load(Ordering::Acquire),
@@ -416,6 +419,8 @@ struct Completion {
     id: String,
     client: String,
     seq: u64,
+    /// The list the result goes to.
+    results: String,
     outcome: WireOutcome,
     counter: &'static str,
     /// False for a revoked chunk: only taken off the node's books.
@@ -813,10 +818,15 @@ impl Node {
             }
             let reruns = deliveries.saturating_sub(1);
             let redelivered = reruns > 0;
+            let results = match message.waiting {
+                true => self.keys.waiting(&message.client, message.seq),
+                false => self.keys.results(&message.client),
+            };
             let sink = Arc::new(NodeSink {
                 id: id.clone(),
                 client: message.client.clone(),
                 seq: message.seq,
+                results: results.clone(),
                 counter: if redelivered { "redelivered" } else { "" },
                 revoked: AtomicBool::new(false),
                 slots: Arc::clone(&self.busy),
@@ -830,6 +840,7 @@ impl Node {
                     id,
                     client: message.client,
                     seq: message.seq,
+                    results,
                     outcome: WireOutcome::NodeLost { node: lost, lease_ms: lease.as_millis() as u64 },
                     counter: "node_lost",
                     publish: true,
