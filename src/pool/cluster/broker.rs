@@ -218,7 +218,13 @@ const ALL: [&str; 7] = [COMPLETE, RENEW, RECLAIM, TOUCH, ALIVE, WITHDRAW, REAP];
 
 /// The SHA-1 of a script, as `EVALSHA` names it.
 pub(crate) fn sha(script: &str) -> String {
-    redis::Script::new(script).get_hash().to_string()
+    // Hashed once: a publication names its script per chunk.
+    static SHAS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let table = SHAS.get_or_init(|| ALL.iter().map(|s| (*s, redis::Script::new(s).get_hash().to_string())).collect());
+    match table.iter().find(|(s, _)| *s == script) {
+        Some((_, sha)) => sha.clone(),
+        None => redis::Script::new(script).get_hash().to_string(),
+    }
 }
 
 /// A `redis` error as this crate's.
