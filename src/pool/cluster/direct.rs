@@ -10,12 +10,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
 
 use crate::error::{Error, Result};
+use crate::sys::{self, Interest};
 
 /// The socket under a connection.
 enum Stream {
@@ -44,6 +46,13 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(timeout),
             Stream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 
@@ -103,15 +112,65 @@ impl Writer {
     }
 }
 
-/// The reading half: whole replies, in order, on one thread.
+/// The reading half: whole replies, in order, on one thread at a time.
 pub(crate) struct Reader {
     stream: Stream,
     buf: Vec<u8>,
     /// Where the next reply starts in `buf`.
     start: usize,
+    /// How long the rest of a reply that began may take.
+    rest: Duration,
 }
 
 impl Reader {
+    /// A descriptor of the connection, to watch for readability.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor could not be duplicated.
+    pub(crate) fn watch_fd(&self) -> io::Result<OwnedFd> {
+        self.stream.as_fd().try_clone_to_owned()
+    }
+
+    /// The next reply if it is all there, reading only what has arrived (never waiting for more).
+    ///
+    /// # Errors
+    ///
+    /// As [`reply`](Self::reply).
+    pub(crate) fn try_reply(&mut self) -> io::Result<Option<Value>> {
+        loop {
+            if frame_end(&self.buf[self.start..])?.is_some() {
+                return self.reply(self.rest, self.rest);
+            }
+            let ready = sys::poll_interests(&[(self.stream.as_fd(), Interest::Read)], Some(Duration::ZERO))?;
+            if !ready.first().copied().unwrap_or(false) {
+                return Ok(None);
+            }
+            self.fill(self.rest)?;
+        }
+    }
+
+    /// Reads what has arrived (waiting up to `wait` for something); false when nothing came.
+    fn fill(&mut self, wait: Duration) -> io::Result<bool> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.stream.set_read_timeout(wait)?;
+        self.buf.resize(len + 16 * 1024, 0);
+        let read = self.stream.read(&mut self.buf[len..]);
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The next reply, waiting up to `wait` for it to begin and then up to `rest` for each
     /// further part; `Ok(None)` when none began (nothing was consumed, so a later call reads it
     /// whole).
@@ -133,23 +192,12 @@ impl Reader {
                 }
                 return Ok(Some(value));
             }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            let len = self.buf.len();
-            self.stream.set_read_timeout(if len == 0 { wait } else { rest })?;
-            self.buf.resize(len + 16 * 1024, 0);
-            let read = self.stream.read(&mut self.buf[len..]);
-            self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && len == 0 => {
-                    return Ok(None);
+            let began = self.start < self.buf.len();
+            if !self.fill(if began { rest } else { wait })? {
+                if began {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "a reply from the broker stalled"));
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                return Ok(None);
             }
         }
     }
@@ -218,7 +266,8 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
     };
     stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
-    let mut reader = Reader { stream: stream.try_clone().map_err(|e| failed(e.to_string()))?, buf: Vec::new(), start: 0 };
+    let mut reader =
+        Reader { stream: stream.try_clone().map_err(|e| failed(e.to_string()))?, buf: Vec::new(), start: 0, rest: io_timeout };
     let mut writer = Writer { stream };
     let settings = info.redis_settings();
     let mut hello = Vec::new();

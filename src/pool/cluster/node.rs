@@ -105,6 +105,9 @@ struct Slots {
     ready: Condvar,
     /// What a sink needs to write commands.
     publisher: Publisher,
+    /// The feeder sleeps here between its rounds (scans, reclaims, reads nobody else sent).
+    kick: Mutex<bool>,
+    kicked: Condvar,
 }
 
 #[derive(Default)]
@@ -121,6 +124,19 @@ struct SlotState {
     /// by a sink returns by then).
     next_scan: Option<Instant>,
     next_due: Option<Instant>,
+    /// Since when the oldest reply expected has been awaited (the feeder's watchdog).
+    expect_since: Option<Instant>,
+    /// After a read that did not block and found nothing: no new read before this.
+    quiet_until: Option<Instant>,
+}
+
+impl SlotState {
+    fn expect(&mut self, expect: Expect) {
+        if self.expect.is_empty() {
+            self.expect_since = Some(Instant::now());
+        }
+        self.expect.push_back(expect);
+    }
 }
 
 /// A reply the feeder waits for on the feed connection.
@@ -129,8 +145,6 @@ enum Expect {
     Complete(Completion),
     /// `XREADGROUP`; `blocking` unless it was sent without `BLOCK`.
     Read { blocking: bool },
-    /// A `PING` that wakes the feeder.
-    Wake,
 }
 
 /// Identity and keys a node writes commands with (from any thread).
@@ -205,7 +219,13 @@ const DIRECT_MAX_EXPECTED: usize = 2;
 
 impl Slots {
     fn new(publisher: Publisher) -> Slots {
-        Slots { state: Mutex::new(SlotState::default()), ready: Condvar::new(), publisher }
+        Slots {
+            state: Mutex::new(SlotState::default()),
+            ready: Condvar::new(),
+            publisher,
+            kick: Mutex::new(false),
+            kicked: Condvar::new(),
+        }
     }
 
     fn take(&self) {
@@ -238,7 +258,7 @@ impl Slots {
             state.outbox.push_back(completion);
             self.ready.notify_one();
         } else {
-            state.expect.push_back(Expect::Complete(completion));
+            state.expect(Expect::Complete(completion));
         }
         if frees_slot {
             self.next_read(&mut state, &mut bytes);
@@ -247,28 +267,65 @@ impl Slots {
     }
 
     /// Adds the node's next read to `bytes` when slots are free, no read is outstanding, and no
-    /// scan is due; otherwise a `PING` when `bytes` is empty (the feeder wakes up and decides).
+    /// scan, reclaim or quiet spell is due; when one is, wakes the feeder (it decides).
     fn next_read(&self, state: &mut SlotState, bytes: &mut Vec<u8>) {
-        if state.feed.is_none() || state.reading {
+        let free = self.publisher.slots.saturating_sub(state.busy);
+        if state.feed.is_none() || state.reading || free == 0 {
             return;
         }
-        let free = self.publisher.slots.saturating_sub(state.busy);
         let now = Instant::now();
-        let block = match (state.next_scan, free) {
-            (Some(scan), 1..) if now < scan && state.next_due.is_none_or(|due| now < due) => {
+        let block = match state.next_scan {
+            Some(scan)
+                if now < scan
+                    && state.next_due.is_none_or(|due| now < due)
+                    && state.quiet_until.is_none_or(|quiet| now >= quiet) =>
+            {
                 read_block(now, scan, state.next_due)
             }
-            _ => {
-                if bytes.is_empty() {
-                    redis::cmd("PING").write_packed_command(bytes);
-                    state.expect.push_back(Expect::Wake);
-                }
-                return;
-            }
+            _ => return self.kick_feeder(),
         };
+        state.quiet_until = None;
         self.publisher.read_cmd(free, block).write_packed_command(bytes);
-        state.expect.push_back(Expect::Read { blocking: block.is_some() });
+        state.expect(Expect::Read { blocking: block.is_some() });
         state.reading = true;
+    }
+
+    /// Sends the node's next read if one is due (after a reply was handled).
+    fn read_if_idle(&self) {
+        let mut state = lock(&self.state);
+        let mut bytes = Vec::new();
+        self.next_read(&mut state, &mut bytes);
+        self.send(&mut state, &bytes);
+    }
+
+    fn kick_feeder(&self) {
+        *lock(&self.kick) = true;
+        self.kicked.notify_one();
+    }
+
+    /// The feeder's sleep: up to `wait`, or until kicked.
+    fn feeder_sleep(&self, wait: Duration) {
+        let mut kicked = lock(&self.kick);
+        if !*kicked && !wait.is_zero() {
+            kicked = self.kicked.wait_timeout(kicked, wait).map(|(k, _)| k).unwrap_or_else(|p| p.into_inner().0);
+        }
+        *kicked = false;
+    }
+
+    /// No new read before `until` (a read that did not block found nothing).
+    fn quiet(&self, until: Instant) {
+        lock(&self.state).quiet_until = Some(until);
+        self.kick_feeder();
+    }
+
+    /// Whether a reply has been awaited for longer than `limit`.
+    fn overdue(&self, limit: Duration) -> bool {
+        lock(&self.state).expect_since.is_some_and(|since| since.elapsed() > limit)
+    }
+
+    /// The end of the current quiet spell, if any.
+    fn quiet_until(&self) -> Option<Instant> {
+        lock(&self.state).quiet_until
     }
 
     /// Writes `bytes` on the feed connection (a failed write shuts it down: the feeder notices,
@@ -284,22 +341,12 @@ impl Slots {
         }
     }
 
-    /// Wakes the feeder (a `PING` on its connection, unless replies are coming anyway).
-    fn wake_feeder(&self) {
-        let mut state = lock(&self.state);
-        if state.expect.is_empty() {
-            let mut bytes = Vec::new();
-            redis::cmd("PING").write_packed_command(&mut bytes);
-            state.expect.push_back(Expect::Wake);
-            self.send(&mut state, &bytes);
-        }
-    }
-
     /// Installs a fresh feed connection's writing half.
     fn attach(&self, feed: direct::Writer) {
         let mut state = lock(&self.state);
         state.feed = Some(feed);
         state.expect.clear();
+        state.expect_since = None;
         state.reading = false;
     }
 
@@ -312,6 +359,7 @@ impl Slots {
             feed.close();
         }
         state.reading = false;
+        state.expect_since = None;
         let mut moved = false;
         while let Some(expect) = state.expect.pop_front() {
             if let Expect::Complete(completion) = expect {
@@ -331,6 +379,7 @@ impl Slots {
         if matches!(expect, Some(Expect::Read { .. })) {
             state.reading = false;
         }
+        state.expect_since = (!state.expect.is_empty()).then(Instant::now);
         expect
     }
 
@@ -355,8 +404,9 @@ impl Slots {
         }
         let mut bytes = Vec::new();
         self.publisher.read_cmd(count, block).write_packed_command(&mut bytes);
-        state.expect.push_back(Expect::Read { blocking: block.is_some() });
+        state.expect(Expect::Read { blocking: block.is_some() });
         state.reading = true;
+        state.quiet_until = None;
         self.send(&mut state, &bytes);
     }
 
@@ -414,6 +464,33 @@ impl Sink for NodeSink {
     }
 }
 
+/// The feed connection as the local pool's scheduler thread watches it: a reply that arrives is
+/// read and handled there (a chunk read goes straight to the local queue, whose scheduler is the
+/// thread already running), so that no feeder thread is woken per chunk.
+struct FeedWatch {
+    fd: std::os::fd::OwnedFd,
+    /// False once this feed is closed (the descriptor is then no longer watched).
+    active: Arc<AtomicBool>,
+    node: std::sync::Weak<Node>,
+}
+
+impl crate::pool::scheduler::Watch for FeedWatch {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.active.load(Ordering::Acquire).then(|| self.fd.as_fd())
+    }
+
+    fn readable(&self) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        match self.node.upgrade() {
+            Some(node) => node.read_feed(),
+            None => self.active.store(false, Ordering::Release),
+        }
+    }
+}
+
 /// An outcome to publish.
 struct Completion {
     id: String,
@@ -450,6 +527,15 @@ struct Node {
     orphans: Mutex<HashSet<String>>,
     /// Signalled (with `held` locked) when the node is told to stop: ends every `pause`.
     stopping: Condvar,
+    /// The feeder's link for everything but reads and publications: set-up, reclaims,
+    /// liveness checks, drops (shared with the local pool's thread that reads the feed).
+    side: Mutex<Link>,
+    /// The feed connection's reading half (none while it is down).
+    reader: Mutex<Option<direct::Reader>>,
+    /// Whether the current feed's watch is live (false once the feed is closed).
+    feed_active: Mutex<Arc<AtomicBool>>,
+    /// This node (for the watch the local pool holds).
+    me: std::sync::Weak<Node>,
     stop: AtomicBool,
     pool: Pool,
     counters: NodeCounters,
@@ -479,7 +565,12 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
         slots: config.processes,
         lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
     };
-    let node = Arc::new(Node {
+    let side = Link::new(&config.url, config.io_timeout)?;
+    let node = Arc::new_cyclic(|me| Node {
+        side: Mutex::new(side),
+        reader: Mutex::new(None),
+        feed_active: Mutex::new(Arc::new(AtomicBool::new(false))),
+        me: me.clone(),
         keys,
         build,
         stream,
@@ -539,7 +630,7 @@ impl Node {
         drop(lock(&self.held));
         self.stopping.notify_all();
         self.busy.wake_all();
-        self.busy.wake_feeder();
+        self.busy.kick_feeder();
     }
 
     fn watch_stdin(&self) {
@@ -568,27 +659,14 @@ impl Node {
     // ---- feeder ----
 
     fn feed_loop(&self) {
-        // The side link: set-up, reclaims, liveness checks, drops. Reads and the publications
-        // that go with them travel on the feed connection (see `Slots`).
-        let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::error!(error = %e, "cluster node cannot use its broker URL");
-                return;
-            }
-        };
-        let mut feed: Option<direct::Reader> = None;
         // When to look for chunks of lost nodes: every quarter lease (a scan, which may start a
         // little late), and when the last scan said the next lease runs out (on time).
         let mut next_scan = Instant::now();
         let mut next_due: Option<Instant> = None;
-        // After a read that did not block and found nothing: no new read before this.
-        let mut quiet_until: Option<Instant> = None;
         while !self.stopped() {
-            let Some(reader) = feed.as_mut() else {
-                match self.open_feed(&mut link) {
-                    Ok(reader) => {
-                        feed = Some(reader);
+            if lock(&self.reader).is_none() {
+                match self.open_feed() {
+                    Ok(()) => {
                         next_scan = Instant::now();
                         next_due = None;
                     }
@@ -598,83 +676,100 @@ impl Node {
                     }
                 }
                 continue;
-            };
+            }
             let (free, reading, _) = self.busy.feed_state();
             let now = Instant::now();
             if !reading && free > 0 && (now >= next_scan || next_due.is_some_and(|due| now >= due)) {
                 next_scan = now + self.scan_interval();
-                match self.reclaim(&mut link, free) {
+                let reclaimed = self.reclaim(&mut lock(&self.side), free);
+                match reclaimed {
                     Ok((_, wait)) => next_due = wait.map(|w| now + w + RECLAIM_SLACK),
                     Err(e) => {
                         tracing::debug!(error = %e, "cluster node: reclaim failed");
-                        self.close_feed(&mut feed);
+                        self.close_feed(&mut lock(&self.reader));
                         self.pause(RETRY_PAUSE);
                     }
                 }
                 continue;
             }
             self.busy.plan(next_scan, next_due);
-            if !reading && free > 0 && quiet_until.is_none_or(|t| now >= t) {
-                quiet_until = None;
+            let quiet = self.busy.quiet_until();
+            if !reading && free > 0 && quiet.is_none_or(|t| now >= t) {
                 self.busy.send_read(free, read_block(now, next_scan, next_due));
             }
-            // Wait for a reply: one that is expected, or one a sink's write brings; when none is
-            // expected, only until the next scan (or the end of a quiet spell).
-            let (_, _, expecting) = self.busy.feed_state();
-            let wait = if expecting {
-                self.config.io_timeout + READ_BLOCK
-            } else {
-                let mut until = next_scan.min(now + READ_BLOCK);
-                if let Some(due) = next_due {
-                    until = until.min(due);
-                }
-                if let Some(quiet) = quiet_until {
-                    until = until.min(quiet);
-                }
-                until.saturating_duration_since(Instant::now())
-            };
-            match reader.reply(wait, self.config.io_timeout) {
-                Ok(Some(reply)) => match self.answer(&mut link, reply) {
+            if self.busy.overdue(self.config.io_timeout + READ_BLOCK) {
+                tracing::debug!("cluster node: the broker did not answer in time");
+                self.close_feed(&mut lock(&self.reader));
+                continue;
+            }
+            // Replies are read on the local pool's thread (see `FeedWatch`); this thread wakes
+            // for the next scan or reclaim, the end of a quiet spell, or when kicked.
+            let mut until = next_scan.min(now + READ_BLOCK);
+            if let Some(due) = next_due {
+                until = until.min(due);
+            }
+            if let Some(quiet) = quiet.filter(|q| *q > now) {
+                until = until.min(quiet);
+            }
+            self.busy.feeder_sleep(until.saturating_duration_since(Instant::now()));
+        }
+        self.close_feed(&mut lock(&self.reader));
+    }
+
+    /// Prepares the stream (see `prepare`), opens the feed connection, and has the local pool's
+    /// thread watch it.
+    fn open_feed(&self) -> Result<()> {
+        self.prepare(&mut lock(&self.side))?;
+        let (reader, writer) = direct::connect(&self.config.url, self.config.io_timeout, &[broker::COMPLETE])?;
+        let fd = reader.watch_fd().map_err(|e| Error::io("watch the cluster node's broker connection", e))?;
+        let active = Arc::new(AtomicBool::new(true));
+        let watch = FeedWatch { fd, active: Arc::clone(&active), node: self.me.clone() };
+        *lock(&self.reader) = Some(reader);
+        *lock(&self.feed_active) = active;
+        self.busy.attach(writer);
+        if !self.pool.core.shared.watch(Arc::new(watch)) {
+            return Err(Error::InvalidState("a cluster node's local pool cannot watch its broker connection".into()));
+        }
+        Ok(())
+    }
+
+    /// Takes the feed connection down (what it carried goes to the completer); the feeder opens
+    /// another.
+    fn close_feed(&self, reader: &mut Option<direct::Reader>) {
+        lock(&self.feed_active).store(false, Ordering::Release);
+        *reader = None;
+        self.busy.detach();
+        self.busy.kick_feeder();
+    }
+
+    /// Reads and handles the feed connection's replies that have arrived (on the local pool's
+    /// scheduler thread, see `FeedWatch`), then sends the node's next read if one is due.
+    fn read_feed(&self) {
+        let mut guard = lock(&self.reader);
+        let Some(reader) = guard.as_mut() else { return };
+        loop {
+            let failed = match reader.try_reply() {
+                Ok(Some(reply)) => match self.answer(&mut lock(&self.side), reply) {
                     Ok(Some(0)) => {
                         // A read that did not block found nothing: a reclaim is due within the
                         // broker's timer grain; look again shortly rather than at once.
-                        let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
-                        quiet_until = Some(Instant::now() + until_due.unwrap_or_default().min(RECLAIM_POLL));
+                        let state = lock(&self.busy.state);
+                        let until_due = state.next_due.map(|due| due.saturating_duration_since(Instant::now()));
+                        drop(state);
+                        self.busy.quiet(Instant::now() + until_due.unwrap_or_default().min(RECLAIM_POLL));
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "cluster node: read failed");
-                        self.close_feed(&mut feed);
-                        self.pause(RETRY_PAUSE);
-                    }
+                    Ok(_) => continue,
+                    Err(e) => e.to_string(),
                 },
-                Ok(None) if !expecting => {}
-                Ok(None) => {
-                    tracing::debug!("cluster node: the broker did not answer in time");
-                    self.close_feed(&mut feed);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cluster node: the feed connection broke");
-                    self.close_feed(&mut feed);
-                    self.pause(RETRY_PAUSE);
-                }
-            }
+                Ok(None) => break,
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(error = %failed, "cluster node: the feed connection failed");
+            return self.close_feed(&mut guard);
         }
-        self.close_feed(&mut feed);
-    }
-
-    /// Prepares the stream (see `prepare`) and opens the feed connection.
-    fn open_feed(&self, link: &mut Link) -> Result<direct::Reader> {
-        self.prepare(link)?;
-        let (reader, writer) = direct::connect(&self.config.url, self.config.io_timeout, &[broker::COMPLETE])?;
-        self.busy.attach(writer);
-        Ok(reader)
-    }
-
-    /// Takes the feed connection down (what it carried goes to the completer).
-    fn close_feed(&self, feed: &mut Option<direct::Reader>) {
-        *feed = None;
-        self.busy.detach();
+        drop(guard);
+        self.busy.read_if_idle();
     }
 
     /// Handles one reply of the feed connection; for a read that did not block, how many entries
@@ -683,7 +778,6 @@ impl Node {
         let unexpected = || Error::Broker { action: "sent a reply to no command".into(), detail: String::new() };
         match self.busy.answered() {
             None => Err(unexpected()),
-            Some(Expect::Wake) => Ok(None),
             Some(Expect::Complete(completion)) => {
                 if let Value::ServerError(e) = &reply {
                     // A broker that lost its scripts (restarted), say: the completer retries
