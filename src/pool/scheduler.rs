@@ -327,6 +327,7 @@ pub(crate) trait Runner: Send + Sync {
     fn recheck_running(&self) {}
     /// Has the runner's own thread watch a descriptor and call `watch` when it is readable
     /// (replacing any watch set before); false when this runner cannot. See [`Watch`].
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn watch(&self, _watch: Arc<dyn Watch>) -> bool {
         false
     }
@@ -388,6 +389,7 @@ impl Shared {
     }
 
     /// Has the runner's thread watch a descriptor (see [`Watch`]); false when it cannot.
+    #[cfg(feature = "cluster")]
     pub(crate) fn watch(&self, watch: Arc<dyn Watch>) -> bool {
         self.runner.watch(watch)
     }

@@ -164,7 +164,12 @@ impl Reader {
         match read {
             Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
             Ok(_) => Ok(true),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -266,8 +271,12 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
     };
     stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
-    let mut reader =
-        Reader { stream: stream.try_clone().map_err(|e| failed(e.to_string()))?, buf: Vec::new(), start: 0, rest: io_timeout };
+    let mut reader = Reader {
+        stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
+        buf: Vec::new(),
+        start: 0,
+        rest: io_timeout,
+    };
     let mut writer = Writer { stream };
     let settings = info.redis_settings();
     let mut hello = Vec::new();
