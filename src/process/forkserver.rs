@@ -34,6 +34,9 @@
 //! does: it checks its launch packet and runs its target. A spare whose order socket reaches end of
 //! file (its owner exited, or dropped it) exits at once.
 //!
+//! The server ignores `SIGINT` (Ctrl-C reaches the whole process group), as CPython's does; its
+//! spares get back the disposition it started with.
+//!
 //! When the control socket reaches end of file (the owner exited or was killed), the server exits;
 //! children it forked keep running (daemon children are killed by their own liveness pipe). If the
 //! server dies, the owner starts a new one on its next request; status pipes of children in flight
@@ -138,6 +141,10 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
     // Where the kernel can report exit codes through pidfds, let it reap children at once: then
     // a child's exit code never waits for this loop, which may be busy forking the next spare.
     let reports_exits = !status_pipes && kernel_reports_exit_codes();
+    // Ctrl-C reaches the whole process group: the server outlives it, as CPython's does, so that
+    // processes can still be started (and no spare is orphaned by its server's death); each spare
+    // gets back the disposition the server started with.
+    let interrupt_was_ignored = sys::ignore_interrupt();
     let hello = match super::launch::own_exe() {
         Ok(exe) => {
             Hello { version: env!("CARGO_PKG_VERSION").into(), exe, pid: std::process::id() as i32, reports_exits }
@@ -166,7 +173,9 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
         // 3. Serve the request.
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
-                Ok(Some((Request::Spare, _))) => hand_over_spare(&control, &mut tracked, !reports_exits),
+                Ok(Some((Request::Spare, _))) => {
+                    hand_over_spare(&control, &mut tracked, !reports_exits, interrupt_was_ignored)
+                }
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
             }
@@ -198,8 +207,8 @@ fn kernel_reports_exit_codes() -> bool {
 }
 
 /// Forks a spare and sends it to the owner (with a status pipe when `track`).
-fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool) {
-    let reply = fork_spare(tracked).and_then(|(pid, pidfd, orders)| {
+fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool, interrupt_was_ignored: bool) {
+    let reply = fork_spare(tracked, interrupt_was_ignored).and_then(|(pid, pidfd, orders)| {
         let status = if track { Some(sys::pipe_cloexec()?) } else { None };
         let mut fds = vec![pidfd.as_fd(), orders.as_fd()];
         fds.extend(status.as_ref().map(|(read, _)| read.as_fd()));
@@ -215,7 +224,7 @@ fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool) {
 }
 
 /// Forks a spare child: its pid, pidfd and the server's end of its order socket.
-fn fork_spare(tracked: &mut Vec<Tracked>) -> std::io::Result<(i32, OwnedFd, OwnedFd)> {
+fn fork_spare(tracked: &mut Vec<Tracked>, interrupt_was_ignored: bool) -> std::io::Result<(i32, OwnedFd, OwnedFd)> {
     let (ours, theirs) = sys::socketpair_cloexec(sys::SocketKind::SeqPacket)?;
     // SAFETY: the server is single-threaded, so no lock can be held by another thread at fork.
     match unsafe { sys::fork() }? {
@@ -226,6 +235,7 @@ fn fork_spare(tracked: &mut Vec<Tracked>) -> std::io::Result<(i32, OwnedFd, Owne
             sys::close_inherited_fd();
             // Children must not inherit the server's automatic reaping.
             sys::reap_children_automatically(false);
+            sys::restore_interrupt(interrupt_was_ignored);
             run_spare(theirs)
         }
         ForkResult::Parent(pid) => {

@@ -435,7 +435,7 @@ pub(super) fn wait<'a>(
             polled.push(Polled::Ended(i));
         }
     }
-    let ready = sys::poll_interests(&fds, timeout).map_err(|e| Error::io("wait for the pool's workers", e))?;
+    let ready = sys::poll_ready(&fds, timeout).map_err(|e| Error::io("wait for the pool's workers", e))?;
     let mut events = Events::default();
     for (ready, what) in ready.into_iter().zip(polled) {
         match (ready, what) {

@@ -25,8 +25,7 @@ pub(crate) use memory::{
     unshrinkable_size, write_all_at, write_all_vectored_at,
 };
 pub(crate) use poll::{
-    Interest, doorbell, peer_hung_up, poll_interests, poll_one, poll_readable, poll_ready, reset_doorbell,
-    ring_doorbell,
+    Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
 };
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
@@ -35,8 +34,8 @@ pub(crate) use process::{
     wait_pidfd,
 };
 pub(crate) use shm::{
-    ignore_interrupt, ignore_termination_signals, on_fork_child, prefault, segment_size, shm_attach, shm_create,
-    shm_unlink,
+    ignore_interrupt, ignore_termination_signals, on_fork_child, prefault, restore_interrupt, segment_size, shm_attach,
+    shm_create, shm_unlink,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,

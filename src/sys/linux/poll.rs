@@ -29,25 +29,6 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
         .collect())
 }
 
-/// Waits until at least one of `fds` is ready for its interest (or hung up), or `timeout` passes
-/// (`None`: no limit). Returns whether each one is ready, in order; all `false` means the time ran
-/// out. Retries on `EINTR` with the remaining time.
-pub(crate) fn poll_interests(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pollfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|(fd, interest)| {
-            let flags = match interest {
-                Interest::Read => PollFlags::IN,
-                Interest::Write => PollFlags::OUT,
-            };
-            PollFd::new(fd, flags)
-        })
-        .collect();
-    poll_until(&mut pollfds, timeout)?;
-    let any = PollFlags::IN | PollFlags::OUT | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL;
-    Ok(pollfds.iter().map(|p| p.revents().intersects(any)).collect())
-}
-
 /// What [`poll_one`] waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Interest {
@@ -57,14 +38,20 @@ pub(crate) enum Interest {
     Write,
 }
 
+impl Interest {
+    /// The poll flag that asks for this interest.
+    fn flag(self) -> PollFlags {
+        match self {
+            Interest::Read => PollFlags::IN,
+            Interest::Write => PollFlags::OUT,
+        }
+    }
+}
+
 /// Waits until `fd` is ready for `interest` or `timeout` passes (`None`: no limit). Returns whether
 /// it became ready. Retries on `EINTR` with the remaining time.
 pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io::Result<bool> {
-    let flags = match interest {
-        Interest::Read => PollFlags::IN,
-        Interest::Write => PollFlags::OUT,
-    };
-    let mut pollfd = [PollFd::new(&fd, flags)];
+    let mut pollfd = [PollFd::new(&fd, interest.flag())];
     Ok(poll_until(&mut pollfd, timeout)? > 0)
 }
 
@@ -72,16 +59,7 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<D
 /// call on it will not block), or `timeout` passes (`None`: no limit). Returns, per descriptor in
 /// order, whether it is ready; all false means the time ran out. Retries on `EINTR`.
 pub(crate) fn poll_ready(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pollfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|(fd, interest)| {
-            let flags = match interest {
-                Interest::Read => PollFlags::IN,
-                Interest::Write => PollFlags::OUT,
-            };
-            PollFd::new(fd, flags)
-        })
-        .collect();
+    let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|(fd, interest)| PollFd::new(fd, interest.flag())).collect();
     poll_until(&mut pollfds, timeout)?;
     Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
 }

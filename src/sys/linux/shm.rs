@@ -108,10 +108,21 @@ pub(crate) fn ignore_termination_signals() {
 }
 
 /// Makes `SIGINT` (Ctrl-C in the terminal, sent to the whole process group) leave this process
-/// alone, as CPython's manager servers do (bpo-36368): the program decides when they stop.
-pub(crate) fn ignore_interrupt() {
+/// alone, as CPython's manager servers (bpo-36368) and fork server do: the program decides when
+/// they stop. Returns whether `SIGINT` was ignored already (what [`restore_interrupt`] restores).
+pub(crate) fn ignore_interrupt() -> bool {
     // SAFETY: installing SIG_IGN is async-signal-safe and has no memory-safety impact.
+    let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    previous == libc::SIG_IGN
+}
+
+/// Undoes [`ignore_interrupt`] in a child of a process that called it: `SIGINT` ignored again if
+/// `was_ignored` (as inherited before), otherwise its default action (the process ends).
+pub(crate) fn restore_interrupt(was_ignored: bool) {
+    let action = if was_ignored { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: installing a standard disposition is async-signal-safe and has no memory-safety
+    // impact.
     unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, action);
     }
 }

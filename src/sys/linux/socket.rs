@@ -6,8 +6,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::io;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD` is 253).
@@ -108,11 +108,24 @@ pub(crate) fn try_recv_with_fds(
     }
 }
 
+/// One `recvmsg(2)` into `buf` (retried on `EINTR`), appending passed descriptors to `fds`; a
+/// stream's receive, where only descriptors can be cut short.
 fn recvmsg_with_fds(
     socket: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     flags: RecvFlags,
+) -> io::Result<usize> {
+    recvmsg_with_fds_checking(socket, buf, fds, flags, ReturnFlags::CTRUNC)
+}
+
+/// As [`recvmsg_with_fds`], with `EMSGSIZE` when the kernel reports any of `cut_short`.
+fn recvmsg_with_fds_checking(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: RecvFlags,
+    cut_short: ReturnFlags,
 ) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -128,7 +141,7 @@ fn recvmsg_with_fds(
             fds.extend(received);
         }
     }
-    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+    if msg.flags.intersects(cut_short) {
         return Err(io::Errno::MSGSIZE);
     }
     Ok(msg.bytes)
@@ -148,25 +161,11 @@ pub(crate) fn recv_record_with_fds(
         true => RecvFlags::CMSG_CLOEXEC,
         false => RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
     };
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = loop {
-        match rustix::net::recvmsg(socket, &mut iov, &mut control, flags) {
-            Err(io::Errno::INTR) => continue,
-            Err(io::Errno::AGAIN) if !wait => return Ok(None),
-            other => break other?,
-        }
-    };
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
-        }
+    // A record cut short (TRUNC) is an error as descriptors cut short are.
+    match recvmsg_with_fds_checking(socket, buf, fds, flags, ReturnFlags::CTRUNC | ReturnFlags::TRUNC) {
+        Err(io::Errno::AGAIN) if !wait => Ok(None),
+        other => other.map(Some),
     }
-    if msg.flags.intersects(rustix::net::ReturnFlags::CTRUNC | rustix::net::ReturnFlags::TRUNC) {
-        return Err(io::Errno::MSGSIZE);
-    }
-    Ok(Some(msg.bytes))
 }
 
 /// Receives one record of a `SOCK_SEQPACKET` socket into `buf` with plain `recv(2)` (descriptors
