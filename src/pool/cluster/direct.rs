@@ -142,8 +142,7 @@ impl Reader {
             if frame_end(&self.buf[self.start..])?.is_some() {
                 return self.reply(self.rest, self.rest);
             }
-            let ready = sys::poll_interests(&[(self.stream.as_fd(), Interest::Read)], Some(Duration::ZERO))?;
-            if !ready.first().copied().unwrap_or(false) {
+            if !sys::poll_one(self.stream.as_fd(), Interest::Read, Some(Duration::ZERO))? {
                 return Ok(None);
             }
             self.fill(self.rest)?;
