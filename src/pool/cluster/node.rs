@@ -1,19 +1,28 @@
 //! The node agent: takes chunks from the broker and runs them in an ordinary local pool.
 //!
 //! ```text
-//!  feeder (this thread)          local Pool (unchanged)            completer thread
-//!  XREADGROUP COUNT free  ──►    workers, pidfds, timeouts,  ──►   complete.lua, pipelined:
-//!  reclaim (lease expired)       retries, maxtasksperchild         owner check, XACK, XDEL, RPUSH
-//!                                        ▲
+//!  feed connection (direct.rs)              local Pool (unchanged but for one seam)
+//!  replies read on the local scheduler's  ─►  workers, pidfds, timeouts, retries,
+//!  thread (Runner::watch): XREADGROUP         maxtasksperchild; a chunk's sink writes its
+//!  entries → checked → its own queue          publication + the next XREADGROUP on the feed
+//!                                                      │ (result too large, a read outstanding,
+//!  feeder thread: scans/reclaims (side link),          ▼  the feed down)
+//!  reads nobody else sent, the feed's watchdog   completer thread: complete.lua, pipelined
 //!  heartbeat thread: renew.lua every lease/3; a chunk whose lease is gone is revoked (its worker
 //!  killed: its result would be dropped anyway); no renewal for a lease → everything revoked.
 //! ```
 //!
-//! An outcome that frees the slot the feeder is waiting for is published by the feeder itself, in
-//! the same write as its next read (one thread woken instead of two, one round trip for both);
-//! the completer publishes the others. The feeder scans for chunks of lost nodes every quarter
-//! lease, and reclaims when the scan said the next lease runs out (reading without blocking when
-//! that is sooner than the broker's timer grain, so the reclaim is on time).
+//! Per chunk, one thread is woken in the node besides the worker: the local pool's scheduler
+//! thread, which reads the broker's reply (`FeedWatch`), hands the chunk to a worker, and, when
+//! the outcome is in, writes its publication (`complete.lua`) and the node's next read in one
+//! write (`Slots::deliver`). Only one read is outstanding on the feed at a time, and a
+//! publication is written there only when none is (a blocked read would hold it back in the
+//! broker); the others go to the completer. The feeder thread sleeps between scans: it scans for
+//! chunks of lost nodes every quarter lease, reclaims when the scan said the next lease runs out
+//! (reads sent meanwhile block no longer than that, and not at all closer than the broker's timer
+//! grain, so the reclaim is on time), sends the reads nobody else sent, and drops a feed whose
+//! replies are overdue (its publications go to the completer, the entries of a lost read are
+//! adopted as orphans).
 //!
 //! A node takes no more chunks than it has free worker slots (no prefetch: a prefetched chunk is
 //! owned, so it would wait or run twice), and checks each before it runs it: the build (only tasks
