@@ -9,6 +9,8 @@
 //!   1024 more (one round trip);
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
 //!   in the scheduler thread of a local pool);
+//! * a caller of a synchronous `apply` reads its own chunk's result list on a link of its own
+//!   (kept between calls; see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
