@@ -191,6 +191,7 @@ pub fn fuzz_messages(input: &[u8]) {
     use crate::reduction::packed;
     fn values(piece: &[u8]) {
         let _ = packed::decode_into::<u64>(piece, &mut Vec::new());
+        let _ = packed::decode_into::<f32>(piece, &mut Vec::new());
         let _ = packed::decode_into::<(u32, bool, char)>(piece, &mut Vec::new());
         let _ = packed::decode_into::<(String, Option<f64>)>(piece, &mut Vec::new());
     }

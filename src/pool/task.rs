@@ -432,6 +432,7 @@ macro_rules! impl_task {
             fn decode_all(args: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<($($arg,)*)>, TaskFailure> {
                 reduction::decode_packed(args, fds).map_err(|e| decode_failed(&e))
             }
+            #[inline(always)]
             fn decode_next(reader: &mut SeqReader<'_>) -> Option<Result<($($arg,)*), TaskFailure>> {
                 reader.next().map(|item| item.map_err(|e| decode_failed(&e)))
             }

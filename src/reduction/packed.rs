@@ -20,6 +20,11 @@
 //! descriptor) makes the sequence postcard, as a whole. The form is in the sequence's first byte,
 //! so the reader never guesses.
 //!
+//! Sequences whose records are one number each (the commonest chunk: a `map` over numbers) are
+//! encoded and decoded in a loop made for that kind ([`numbers`]): the same bytes, without the
+//! per-primitive bookkeeping of a general record; anything that loop does not expect hands the
+//! sequence back to the general path.
+//!
 //! Values are still checked on arrival. A record sequence's length must be exactly `count`
 //! records; each value is deserialized by its own type's `Deserialize`, which must ask for exactly
 //! the shape's kinds in order (a type that asks for something else is an error, not a
@@ -31,10 +36,14 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, Serializer};
 
+mod numbers;
+
 /// The first byte of a postcard sequence.
 const POSTCARD: u8 = 0;
 /// The first byte of a record sequence.
 const RECORDS: u8 = 1;
+/// Most bytes a writer reserves ahead of the records it was told will come.
+const RESERVE_LIMIT: usize = 64 << 20;
 /// Most primitives in one record.
 pub(crate) const MAX_SHAPE: usize = 16;
 
@@ -209,6 +218,7 @@ pub(crate) fn encode_slice_then<T: Serialize>(
     if let Some(first) = items.first() {
         let mut writer = SeqWriter::new(out, items.len());
         match writer.try_records(first) {
+            Ok(true) if writer.encode_rest_as_numbers(&items[1..]) => return Ok(()),
             Ok(true) => {
                 let mut ok = true;
                 for item in &items[1..] {
@@ -275,8 +285,28 @@ impl<'o> SeqWriter<'o> {
     /// # Errors
     ///
     /// Its `Serialize` failed, or more values than announced.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
+        // The hot case, inlined into the caller's loop: one more record of the shape.
+        if self.written < self.count && matches!(self.form, Form::Records(_)) {
+            return match self.write_record(value) {
+                Ok(()) => Ok(()),
+                Err(_) => self.push_after_another_shape(value),
+            };
+        }
+        self.push_first_or_postcard(value)
+    }
+
+    /// `value` is not a record of the sequence's shape: the sequence becomes postcard.
+    #[inline(never)]
+    fn push_after_another_shape<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
+        self.rewrite_as_postcard()?;
+        self.write_postcard(value)
+    }
+
+    /// Every push but one more record: the first value, one too many, or a postcard sequence.
+    #[inline(never)]
+    fn push_first_or_postcard<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         if self.written == self.count {
             return Err(pack_error(format!("a sequence of {} values got one more", self.count)));
         }
@@ -288,13 +318,7 @@ impl<'o> SeqWriter<'o> {
                 }
                 Ok(())
             }
-            Form::Records(_) => {
-                if self.write_record(value).is_err() {
-                    self.rewrite_as_postcard()?;
-                    self.write_postcard(value)?;
-                }
-                Ok(())
-            }
+            Form::Records(_) => self.push_after_another_shape(value),
             Form::Postcard => self.write_postcard(value),
         }
     }
@@ -331,13 +355,32 @@ impl<'o> SeqWriter<'o> {
         self.out.extend_from_slice(&shape.kinds[..shape.len]);
         push_varint(self.out, self.count as u64);
         self.out[at..].rotate_left(value_len);
+        // Room for every record at once: no growth (copy, fresh pages) while the values come. At
+        // most RESERVE_LIMIT: `count` can come from a peer (a worker writes as many results as
+        // the arguments' sequence announces), and past that the vector grows as it is filled.
+        let records = self.count.saturating_sub(1).min(RESERVE_LIMIT / shape.width().max(1));
+        self.out.reserve(records * shape.width());
         self.form = Form::Records(shape);
         self.written = 1;
         Ok(true)
     }
 
+    /// Appends `rest` (all values after the first) on the fast path of one-number records (see
+    /// [`numbers`]): `false`, nothing written, where that path does not apply.
+    fn encode_rest_as_numbers<T: Serialize>(&mut self, rest: &[T]) -> bool {
+        let Form::Records(shape) = &self.form else { return false };
+        let single = (shape.len == 1).then(|| shape.kind(0)).flatten();
+        match single {
+            Some(kind) if self.written + rest.len() == self.count && numbers::encode(kind, rest, self.out) => {
+                self.written = self.count;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Appends one more record: `Err` (nothing written) if `value` is not one of this shape.
-    #[inline]
+    #[inline(always)]
     fn write_record<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PackError> {
         // The shape is borrowed, not copied: this runs once per value.
         let Form::Records(shape) = &mut self.form else {
@@ -499,13 +542,14 @@ impl<'a> SeqReader<'a> {
     /// # Errors
     ///
     /// The value does not decode as `T`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next<T: de::Deserialize<'a>>(&mut self) -> Option<Result<T, PackError>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        // The shape is borrowed, not copied: this runs once per value.
+        // The shape is borrowed, not copied: this runs once per value, inlined into the caller's
+        // loop.
         Some(match &self.form {
             Form::Records(shape) => {
                 let (record, rest) = self.rest.split_at(shape.width());
@@ -516,17 +560,22 @@ impl<'a> SeqReader<'a> {
                     false => Err(pack_error("a value that reads only part of its record")),
                 })
             }
-            _ => match postcard::take_from_bytes::<T>(self.rest) {
-                Ok((value, rest)) => {
-                    self.rest = rest;
-                    Ok(value)
-                }
-                Err(e) => {
-                    self.left = 0;
-                    Err(e.into())
-                }
-            },
+            _ => self.next_postcard(),
         })
+    }
+
+    #[inline(never)]
+    fn next_postcard<T: de::Deserialize<'a>>(&mut self) -> Result<T, PackError> {
+        match postcard::take_from_bytes::<T>(self.rest) {
+            Ok((value, rest)) => {
+                self.rest = rest;
+                Ok(value)
+            }
+            Err(e) => {
+                self.left = 0;
+                Err(e.into())
+            }
+        }
     }
 
     /// Checks that the sequence was read to its end (no trailing bytes).
@@ -550,6 +599,12 @@ impl<'a> SeqReader<'a> {
 pub(crate) fn decode_into<T: de::DeserializeOwned>(bytes: &[u8], values: &mut Vec<T>) -> Result<usize, PackError> {
     let mut reader = SeqReader::new(bytes)?;
     let count = reader.len();
+    if let Form::Records(shape) = &reader.form
+        && let (1, Some(kind)) = (shape.len, shape.kind(0))
+        && numbers::decode(kind, reader.rest, values)
+    {
+        return Ok(count);
+    }
     // Never more than the bytes could hold (one byte per value, but zero-sized values).
     values.reserve(count.min(bytes.len()));
     while let Some(value) = reader.next::<T>() {
@@ -784,8 +839,7 @@ impl RecordReader<'_> {
     #[inline(always)]
     fn take_array<const N: usize>(&mut self, kind: Kind) -> Result<[u8; N], PackError> {
         if !self.shape.is(self.at, kind) {
-            let found = self.shape.kind(self.at);
-            return Err(pack_error(format!("a record holds {found:?} where the value reads {kind:?}")));
+            return Err(self.wrong_kind(kind));
         }
         // The sequence's reader cut the record to the shape's width, so the bytes are there.
         let Some((bytes, rest)) = self.record.split_first_chunk::<N>() else {
@@ -794,6 +848,12 @@ impl RecordReader<'_> {
         self.at += 1;
         self.record = rest;
         Ok(*bytes)
+    }
+
+    #[cold]
+    fn wrong_kind(&self, kind: Kind) -> PackError {
+        let found = self.shape.kind(self.at);
+        pack_error(format!("a record holds {found:?} where the value reads {kind:?}"))
     }
 
     fn next_kind(&self) -> Result<Kind, PackError> {
@@ -1042,6 +1102,68 @@ mod tests {
         assert!(writer.finish().is_err(), "fewer values than announced");
         let mut writer = SeqWriter::new(&mut out, 0);
         assert!(writer.push(&1u8).is_err(), "more values than announced");
+    }
+
+    #[test]
+    fn one_number_records_take_the_fast_path_with_the_general_bytes() {
+        // Every numeric kind, a newtype around one, and bit patterns that must survive.
+        assert_eq!(round_trip(&[0u8, 7, u8::MAX]), RECORDS);
+        assert_eq!(round_trip(&[i16::MIN, -1, 3]), RECORDS);
+        assert_eq!(round_trip(&[u32::MAX, 0]), RECORDS);
+        assert_eq!(round_trip(&[i64::MIN, i64::MAX]), RECORDS);
+        assert_eq!(round_trip(&[u128::MAX, 1]), RECORDS);
+        assert_eq!(round_trip(&[f32::MIN_POSITIVE, -0.0]), RECORDS);
+        assert_eq!(round_trip(&[Meters(3), Meters(4)]), RECORDS);
+        let nan = f64::from_bits(0x7ff8_dead_beef_0001);
+        let mut out = Vec::new();
+        encode_slice(&[1.5f64, nan], &mut out).unwrap();
+        let mut back = Vec::<f64>::new();
+        decode_into(&out, &mut back).unwrap();
+        assert_eq!(back[1].to_bits(), nan.to_bits());
+        // A type that reads the number some other way gets the general reader's answer.
+        let mut out = Vec::new();
+        encode_slice(&[5u64, 6], &mut out).unwrap();
+        let mut tuples = vec![(1u64,)];
+        assert_eq!(decode_into::<(u64,)>(&out, &mut tuples).unwrap(), 2);
+        assert_eq!(tuples, [(1,), (5,), (6,)], "appends after what was there");
+        assert!(decode_into::<u32>(&out, &mut Vec::new()).is_err(), "another width is an error");
+    }
+
+    #[test]
+    fn a_value_that_stops_being_a_number_falls_back_to_postcard() {
+        let items = [Either::Number(1), Either::Number(2), Either::Text("three".into())];
+        assert_eq!(round_trip(&items), POSTCARD);
+        // Numbers after the first that serialize as another kind.
+        #[derive(Debug)]
+        enum Mixed {
+            Small(u8),
+            Big(u64),
+        }
+        impl Serialize for Mixed {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    Mixed::Small(v) => s.serialize_u8(*v),
+                    Mixed::Big(v) => s.serialize_u64(*v),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        encode_slice(&[Mixed::Small(1), Mixed::Big(300)], &mut out).unwrap();
+        assert_eq!(out, [POSTCARD, 2, 1, 0xac, 0x02], "postcard's varints of 1 and 300");
+    }
+
+    #[test]
+    fn a_huge_announced_count_reserves_no_more_than_the_limit() {
+        // A worker writes as many results as the arguments' sequence announces; a postcard
+        // sequence of unit values holds no bytes per value, so nothing bounds its count.
+        let mut bytes = vec![POSTCARD];
+        push_varint(&mut bytes, u64::MAX >> 1);
+        let reader = SeqReader::new(&bytes).unwrap();
+        let mut out = Vec::new();
+        let mut writer = SeqWriter::new(&mut out, reader.len());
+        writer.push(&7u64).unwrap();
+        writer.push(&8u64).unwrap();
+        assert!(out.capacity() <= RESERVE_LIMIT + 64, "reserved {} bytes", out.capacity());
     }
 
     #[test]

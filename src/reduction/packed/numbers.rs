@@ -1,0 +1,360 @@
+//! The fast path of record sequences whose records are one number each (a `map` over `u64`s or
+//! `f64`s, the commonest chunk there is).
+//!
+//! The general record reader and writer track where they are in the record's shape and check
+//! each primitive against it; for a record of one number that bookkeeping is most of the cost.
+//! Here the kind is a constant (`K`, a [`Kind`] as `u8`): one loop per kind, whose (de)serializer
+//! offers exactly that number (or a newtype around it) and refuses everything else.
+//!
+//! This path only accelerates; it never decides. The bytes are the general writer's, and a value
+//! whose `Serialize` or `Deserialize` asks for anything else makes these functions give up
+//! (`false`, the output as it was), so that the general path runs and reports what it reports.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::ser::{self, Serialize, Serializer};
+
+use super::{Kind, PackError, array, pack_error};
+
+/// Runs `$body` with `$k` bound to the const generic of `$kind` for the numeric kinds; `$other`
+/// for the rest (`bool` and `char`, whose bytes need checking, stay on the general path).
+macro_rules! with_number_kind {
+    ($kind:expr, $k:ident => $body:expr, _ => $other:expr) => {
+        match $kind {
+            Kind::I8 => {
+                const $k: u8 = Kind::I8 as u8;
+                $body
+            }
+            Kind::I16 => {
+                const $k: u8 = Kind::I16 as u8;
+                $body
+            }
+            Kind::I32 => {
+                const $k: u8 = Kind::I32 as u8;
+                $body
+            }
+            Kind::I64 => {
+                const $k: u8 = Kind::I64 as u8;
+                $body
+            }
+            Kind::I128 => {
+                const $k: u8 = Kind::I128 as u8;
+                $body
+            }
+            Kind::U8 => {
+                const $k: u8 = Kind::U8 as u8;
+                $body
+            }
+            Kind::U16 => {
+                const $k: u8 = Kind::U16 as u8;
+                $body
+            }
+            Kind::U32 => {
+                const $k: u8 = Kind::U32 as u8;
+                $body
+            }
+            Kind::U64 => {
+                const $k: u8 = Kind::U64 as u8;
+                $body
+            }
+            Kind::U128 => {
+                const $k: u8 = Kind::U128 as u8;
+                $body
+            }
+            Kind::F32 => {
+                const $k: u8 = Kind::F32 as u8;
+                $body
+            }
+            Kind::F64 => {
+                const $k: u8 = Kind::F64 as u8;
+                $body
+            }
+            Kind::Bool | Kind::Char => $other,
+        }
+    };
+}
+
+/// Decodes `records`, each one number of `kind`, appending them to `values`. `false` (and
+/// `values` as it was) if `T` asks for anything else, or `kind` is not a number.
+pub(super) fn decode<T: de::DeserializeOwned>(kind: Kind, records: &[u8], values: &mut Vec<T>) -> bool {
+    with_number_kind!(kind, K => decode_all::<T, K>(records, values), _ => false)
+}
+
+fn decode_all<T: de::DeserializeOwned, const K: u8>(records: &[u8], values: &mut Vec<T>) -> bool {
+    let start = values.len();
+    values.reserve(records.len() / width(K));
+    for record in records.chunks_exact(width(K)) {
+        match T::deserialize(NumberReader::<K> { record }) {
+            Ok(value) => values.push(value),
+            Err(_) => {
+                values.truncate(start);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Appends the records of `items`, each one number of `kind`. `false` (and `out` as it was) if
+/// a value serializes as anything else, or `kind` is not a number.
+pub(super) fn encode<T: Serialize>(kind: Kind, items: &[T], out: &mut Vec<u8>) -> bool {
+    with_number_kind!(kind, K => encode_all::<T, K>(items, out), _ => false)
+}
+
+fn encode_all<T: Serialize, const K: u8>(items: &[T], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let Some(bytes) = items.len().checked_mul(width(K)) else { return false };
+    out.resize(start + bytes, 0);
+    for (item, record) in items.iter().zip(out[start..].chunks_exact_mut(width(K))) {
+        if item.serialize(NumberWriter::<K> { record }).is_err() {
+            out.truncate(start);
+            return false;
+        }
+    }
+    true
+}
+
+/// The width of kind `kind` (a constant where it is called: the functions fold).
+#[inline(always)]
+fn width(kind: u8) -> usize {
+    Kind::from_byte(kind).map_or(1, Kind::width)
+}
+
+fn other_than_the_number() -> PackError {
+    pack_error("not one number")
+}
+
+/// A deserializer over one record holding one number of kind `K`.
+struct NumberReader<'r, const K: u8> {
+    /// Exactly the kind's width (the records are cut with `chunks_exact`).
+    record: &'r [u8],
+}
+
+macro_rules! read_number {
+    ($method:ident, $visit:ident, $t:ty, $kind:ident) => {
+        #[inline(always)]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
+            if K == Kind::$kind as u8 {
+                visitor.$visit(<$t>::from_le_bytes(array(self.record)))
+            } else {
+                Err(other_than_the_number())
+            }
+        }
+    };
+}
+
+macro_rules! refuse_to_read {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, _: V) -> Result<V::Value, PackError> {
+                Err(other_than_the_number())
+            }
+        )*
+    };
+}
+
+impl<'de, const K: u8> Deserializer<'de> for NumberReader<'_, K> {
+    type Error = PackError;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    // As the general reader: `any` reads the number that is there.
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PackError> {
+        match Kind::from_byte(K) {
+            Some(Kind::I8) => self.deserialize_i8(visitor),
+            Some(Kind::I16) => self.deserialize_i16(visitor),
+            Some(Kind::I32) => self.deserialize_i32(visitor),
+            Some(Kind::I64) => self.deserialize_i64(visitor),
+            Some(Kind::I128) => self.deserialize_i128(visitor),
+            Some(Kind::U8) => self.deserialize_u8(visitor),
+            Some(Kind::U16) => self.deserialize_u16(visitor),
+            Some(Kind::U32) => self.deserialize_u32(visitor),
+            Some(Kind::U64) => self.deserialize_u64(visitor),
+            Some(Kind::U128) => self.deserialize_u128(visitor),
+            Some(Kind::F32) => self.deserialize_f32(visitor),
+            Some(Kind::F64) => self.deserialize_f64(visitor),
+            Some(Kind::Bool | Kind::Char) | None => Err(other_than_the_number()),
+        }
+    }
+
+    read_number!(deserialize_i8, visit_i8, i8, I8);
+    read_number!(deserialize_i16, visit_i16, i16, I16);
+    read_number!(deserialize_i32, visit_i32, i32, I32);
+    read_number!(deserialize_i64, visit_i64, i64, I64);
+    read_number!(deserialize_i128, visit_i128, i128, I128);
+    read_number!(deserialize_u8, visit_u8, u8, U8);
+    read_number!(deserialize_u16, visit_u16, u16, U16);
+    read_number!(deserialize_u32, visit_u32, u32, U32);
+    read_number!(deserialize_u64, visit_u64, u64, U64);
+    read_number!(deserialize_u128, visit_u128, u128, U128);
+    read_number!(deserialize_f32, visit_f32, f32, F32);
+    read_number!(deserialize_f64, visit_f64, f64, F64);
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, PackError> {
+        // A descriptor's index is left to the general path, as everything not a plain number.
+        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
+            return Err(other_than_the_number());
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    refuse_to_read! {
+        deserialize_bool deserialize_char deserialize_str deserialize_string deserialize_bytes
+        deserialize_byte_buf deserialize_option deserialize_unit deserialize_seq deserialize_map
+        deserialize_identifier deserialize_ignored_any
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, _: V) -> Result<V::Value, PackError> {
+        Err(other_than_the_number())
+    }
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, PackError> {
+        Err(other_than_the_number())
+    }
+    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, _: usize, _: V) -> Result<V::Value, PackError> {
+        Err(other_than_the_number())
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, PackError> {
+        Err(other_than_the_number())
+    }
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, PackError> {
+        Err(other_than_the_number())
+    }
+}
+
+/// A serializer that writes one number of kind `K` into `record`.
+struct NumberWriter<'r, const K: u8> {
+    /// Exactly the kind's width.
+    record: &'r mut [u8],
+}
+
+macro_rules! write_number {
+    ($method:ident, $t:ty, $kind:ident) => {
+        #[inline(always)]
+        fn $method(self, v: $t) -> Result<(), PackError> {
+            if K == Kind::$kind as u8 {
+                self.record.copy_from_slice(&v.to_le_bytes());
+                Ok(())
+            } else {
+                Err(other_than_the_number())
+            }
+        }
+    };
+}
+
+type Refused = ser::Impossible<(), PackError>;
+
+impl<const K: u8> Serializer for NumberWriter<'_, K> {
+    type Ok = ();
+    type Error = PackError;
+    type SerializeSeq = Refused;
+    type SerializeTuple = Refused;
+    type SerializeTupleStruct = Refused;
+    type SerializeTupleVariant = Refused;
+    type SerializeMap = Refused;
+    type SerializeStruct = Refused;
+    type SerializeStructVariant = Refused;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    write_number!(serialize_i8, i8, I8);
+    write_number!(serialize_i16, i16, I16);
+    write_number!(serialize_i32, i32, I32);
+    write_number!(serialize_i64, i64, I64);
+    write_number!(serialize_i128, i128, I128);
+    write_number!(serialize_u8, u8, U8);
+    write_number!(serialize_u16, u16, U16);
+    write_number!(serialize_u32, u32, U32);
+    write_number!(serialize_u64, u64, U64);
+    write_number!(serialize_u128, u128, U128);
+    write_number!(serialize_f32, f32, F32);
+    write_number!(serialize_f64, f64, F64);
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), PackError> {
+        // A descriptor travels with postcard (see the general writer).
+        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
+            return Err(other_than_the_number());
+        }
+        value.serialize(self)
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_char(self, _: char) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_str(self, _: &str) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_none(self) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_unit(self) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Refused, PackError> {
+        Err(other_than_the_number())
+    }
+}
