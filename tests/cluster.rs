@@ -655,17 +655,21 @@ fn a_synchronous_apply_waiting_in_person_sees_node_loss_and_terminate() {
         let url = server.url();
         let lease = Duration::from_secs(1);
         let mut conn = server.conn();
-        let mut first = TestNode::start(&url, "person", 1, KEY, &[]);
+        // Both nodes first: whichever takes the chunk is killed (a task far longer than any
+        // start-up, so it cannot end before the kill).
+        let mut nodes =
+            vec![TestNode::start(&url, "person", 1, KEY, &[]), TestNode::start(&url, "person", 1, KEY, &[])];
         let pool = builder(&server, "person").lease(lease).build().unwrap();
+        wait_until("both nodes report", 30, || pool.nodes().unwrap().len() == 2);
         assert_eq!(pool.apply(add, (20u64, 22u64)).unwrap(), 42);
         std::thread::scope(|scope| {
-            let waiting = scope.spawn(|| pool.apply(sleep_ms, (1_500u64,)));
-            wait_until("the node takes the chunk", 30, || pending_owner(&mut conn, "person").is_some());
+            let waiting = scope.spawn(|| pool.apply(sleep_ms, (60_000u64,)));
+            wait_until("a node takes the chunk", 30, || pending_owner(&mut conn, "person").is_some());
             let owner = pending_owner(&mut conn, "person").unwrap();
-            let _second = TestNode::start(&url, "person", 1, KEY, &[]);
-            wait_until("the second node reports", 30, || pool.nodes().unwrap().len() == 2);
-            first.child.kill().unwrap();
-            first.child.wait().unwrap();
+            let at = nodes.iter().position(|n| n.pid() == pid_of(&owner)).unwrap();
+            let mut killed = nodes.remove(at);
+            killed.child.kill().unwrap();
+            killed.child.wait().unwrap();
             match waiting.join().unwrap() {
                 Err(Error::NodeLost { node, .. }) => assert_eq!(node, owner),
                 other => panic!("expected NodeLost, got {other:?}"),
@@ -675,7 +679,7 @@ fn a_synchronous_apply_waiting_in_person_sees_node_loss_and_terminate() {
             let terminated_at = Instant::now();
             pool.terminate();
             assert!(matches!(waiting.join().unwrap(), Err(Error::PoolTerminated)));
-            assert!(terminated_at.elapsed() < Duration::from_secs(5), "terminate took {:?}", terminated_at.elapsed());
+            assert!(terminated_at.elapsed() < Duration::from_secs(10), "terminate took {:?}", terminated_at.elapsed());
         });
         pool.join().unwrap();
         wait_until("the terminated chunk's node lets it go", 30, || pending_owner(&mut conn, "person").is_none());
