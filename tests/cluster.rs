@@ -643,3 +643,47 @@ fn churn_soak_every_outcome_once_and_nothing_left_in_the_broker() {
         assert_eq!(alive, 0, "node records left");
     });
 }
+
+/// A synchronous `apply` reads its result in person (a result list of its own): a node lost
+/// under it still fails it with `NodeLost`, a terminate from another thread still ends it, and
+/// nothing of it is left in the broker.
+#[test]
+fn a_synchronous_apply_waiting_in_person_sees_node_loss_and_terminate() {
+    let _serial = serial();
+    let Some(server) = RedisServer::start() else { return };
+    watchdog("a_synchronous_apply_waiting_in_person", 120, || {
+        let url = server.url();
+        let lease = Duration::from_secs(1);
+        let mut conn = server.conn();
+        // Both nodes first: whichever takes the chunk is killed (a task far longer than any
+        // start-up, so it cannot end before the kill).
+        let mut nodes =
+            vec![TestNode::start(&url, "person", 1, KEY, &[]), TestNode::start(&url, "person", 1, KEY, &[])];
+        let pool = builder(&server, "person").lease(lease).build().unwrap();
+        wait_until("both nodes report", 30, || pool.nodes().unwrap().len() == 2);
+        assert_eq!(pool.apply(add, (20u64, 22u64)).unwrap(), 42);
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| pool.apply(sleep_ms, (60_000u64,)));
+            wait_until("a node takes the chunk", 30, || pending_owner(&mut conn, "person").is_some());
+            let owner = pending_owner(&mut conn, "person").unwrap();
+            let at = nodes.iter().position(|n| n.pid() == pid_of(&owner)).unwrap();
+            let mut killed = nodes.remove(at);
+            killed.child.kill().unwrap();
+            killed.child.wait().unwrap();
+            match waiting.join().unwrap() {
+                Err(Error::NodeLost { node, .. }) => assert_eq!(node, owner),
+                other => panic!("expected NodeLost, got {other:?}"),
+            }
+            let waiting = scope.spawn(|| pool.apply(sleep_ms, (20_000u64,)));
+            wait_until("a node takes the chunk", 30, || pending_owner(&mut conn, "person").is_some());
+            let terminated_at = Instant::now();
+            pool.terminate();
+            assert!(matches!(waiting.join().unwrap(), Err(Error::PoolTerminated)));
+            assert!(terminated_at.elapsed() < Duration::from_secs(10), "terminate took {:?}", terminated_at.elapsed());
+        });
+        pool.join().unwrap();
+        wait_until("the terminated chunk's node lets it go", 30, || pending_owner(&mut conn, "person").is_none());
+        let results: Vec<String> = redis::cmd("KEYS").arg("{mp:person}:res:*").query(&mut conn).unwrap();
+        assert!(results.is_empty(), "result lists left: {results:?}");
+    });
+}

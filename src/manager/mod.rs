@@ -72,6 +72,7 @@
 //! # }
 //! ```
 
+mod channel;
 mod client;
 #[cfg(feature = "pickle")]
 pub mod cpython;

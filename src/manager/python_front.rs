@@ -16,12 +16,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::channel::{Next, RequestReader};
 use super::objects::{Args, Caller, Input, Outcome, Raise, Served};
-use super::protocol::ObjectId;
+use super::protocol::{MAX_MESSAGE, ObjectId};
 use super::server::{Shared, call_object, no_such_object, stop_serving};
 use crate::Connection;
 use crate::connection::Address;
-use crate::error::Error;
 use crate::pickle::decode::{Mode, decode};
 use crate::pickle::encode::encode;
 use crate::pickle::{Build, Object, PickleValue};
@@ -218,14 +218,20 @@ fn server_request(shared: &Shared, request: Request) -> Result<PickleValue, Rais
     }
 }
 
-/// Serves the method calls of one client thread's channel until it closes.
+/// Serves the method calls of one client thread's channel until it closes. Requests are read
+/// whole with one receive each, and the next one met by a short spin when that pays
+/// ([`super::channel`]).
 fn serve_channel(shared: &Shared, mut conn: Connection) {
     let caller_id = shared.new_caller();
     // The objects this channel called (a lock it holds is released when it closes).
     let mut touched: HashSet<ObjectId> = HashSet::new();
+    let mut reader = RequestReader::new(MAX_MESSAGE);
     loop {
-        let reply = match conn.recv_bytes_or_skip() {
-            Ok(bytes) => match request_of(&bytes) {
+        // The reader owns the channel's reads from here on (`conn` read nothing past the
+        // `accept_connection` request).
+        let next = conn.fd().and_then(|socket| reader.next(socket, &shared.activity));
+        let reply = match next {
+            Ok(Next::Request(bytes)) => match request_of(bytes) {
                 Ok(request) => {
                     let gone = || conn.poll(Some(Duration::ZERO)).unwrap_or(true);
                     let caller = Caller { id: caller_id, gone: &gone, python: true };
@@ -233,8 +239,8 @@ fn serve_channel(shared: &Shared, mut conn: Connection) {
                 }
                 Err(e) => failure(&Raise::Remote(format!("the request could not be read: {e}"))),
             },
-            Err(Error::MessageTooLarge { len, limit }) => failure(&Raise::Remote(super::server::too_large(len, limit))),
-            Err(_) => break,
+            Ok(Next::TooLarge { len, limit }) => failure(&Raise::Remote(super::server::too_large(len, limit))),
+            Ok(Next::Closed) | Err(_) => break,
         };
         if send(&mut conn, &reply).is_err() {
             break;

@@ -523,6 +523,12 @@ impl Pool {
     /// [`Error::InvalidState`] if the pool is closed; [`Error::Codec`] if the arguments do not
     /// encode.
     pub fn apply<F: Task<Args>, Args: Serialize>(&self, f: F, args: Args) -> Result<F::Output> {
+        // A cluster pool brings a synchronous call's result to this thread in person (no
+        // collector thread to wake on the way back).
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.core.cluster {
+            return cluster.in_person(|| self.apply_async(f, args))?.get();
+        }
         self.apply_async(f, args)?.get()
     }
 

@@ -325,6 +325,25 @@ pub(crate) trait Runner: Send + Sync {
     fn cancel_queued(&self);
     /// Asks the runner to look for running chunks whose sink is [`Sink::revoked`].
     fn recheck_running(&self) {}
+    /// Has the runner's own thread watch a descriptor and call `watch` when it is readable
+    /// (replacing any watch set before); false when this runner cannot. See [`Watch`].
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn watch(&self, _watch: Arc<dyn Watch>) -> bool {
+        false
+    }
+}
+
+/// A descriptor a runner's thread watches for someone else (the seam a cluster node uses to
+/// read its broker connection on the local scheduler's thread: a chunk read from the broker then
+/// goes to a worker with no other thread to wake on the way).
+///
+/// [`readable`](Self::readable) runs on the runner's thread, which runs no chunk while it does:
+/// it should read what is there without blocking, submit what it read, and return.
+pub(crate) trait Watch: Send + Sync {
+    /// The descriptor to watch now (none: nothing to watch until the next wake-up).
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>>;
+    /// Called when the descriptor is readable (or broken).
+    fn readable(&self);
 }
 
 /// What the pool's handles hold: the runner its chunks go to, and the counters.
@@ -367,5 +386,11 @@ impl Shared {
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn recheck_running(&self) {
         self.runner.recheck_running();
+    }
+
+    /// Has the runner's thread watch a descriptor (see [`Watch`]); false when it cannot.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn watch(&self, watch: Arc<dyn Watch>) -> bool {
+        self.runner.watch(watch)
     }
 }

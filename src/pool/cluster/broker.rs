@@ -10,6 +10,7 @@
 //! | `{mp:P}:meta` | hash | `epoch` (random, set by the first client; gone = the broker lost its data), `lease_ms` |
 //! | `{mp:P}:tasks:<build>` | stream, group `nodes` | one entry per chunk: `m` message, `s` MAC; deleted when its outcome is published, so its length is the work queued and running |
 //! | `{mp:P}:res:<client>` | list | signed results for one client; expires unless the client's heartbeat refreshes it |
+//! | `{mp:P}:res:<client>:<seq>` | list | the signed result of one chunk whose caller waits for it in person (a synchronous `apply`); popped by that caller, expires like the above |
 //! | `{mp:P}:clients` | sorted set | client → last heartbeat (broker clock, ms) |
 //! | `{mp:P}:nodes` | hash | node → `build slots pid host` |
 //! | `{mp:P}:alive` | sorted set | node → last heartbeat (broker clock, ms) |
@@ -43,6 +44,10 @@ impl Keys {
     }
     pub(crate) fn results(&self, client: &str) -> String {
         format!("{}:res:{client}", self.prefix)
+    }
+    /// The result list of one chunk whose caller waits for it in person (see `TaskMessage`).
+    pub(crate) fn waiting(&self, client: &str, seq: u64) -> String {
+        format!("{}:res:{client}:{seq}", self.prefix)
     }
     pub(crate) fn clients(&self) -> String {
         format!("{}:clients", self.prefix)
@@ -204,13 +209,22 @@ end
 return out
 ";
 
+/// How much longer than a command needs a connection's read timeout may stay (see [`Link::run`]).
+const READ_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
+
 /// The scripts, loaded once per connection (a restarted broker has none, and `EVALSHA` in a
 /// pipeline does not fall back to `EVAL`).
 const ALL: [&str; 7] = [COMPLETE, RENEW, RECLAIM, TOUCH, ALIVE, WITHDRAW, REAP];
 
 /// The SHA-1 of a script, as `EVALSHA` names it.
 pub(crate) fn sha(script: &str) -> String {
-    redis::Script::new(script).get_hash().to_string()
+    // Hashed once: a publication names its script per chunk.
+    static SHAS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let table = SHAS.get_or_init(|| ALL.iter().map(|s| (*s, redis::Script::new(s).get_hash().to_string())).collect());
+    match table.iter().find(|(s, _)| *s == script) {
+        Some((_, sha)) => sha.clone(),
+        None => redis::Script::new(script).get_hash().to_string(),
+    }
 }
 
 /// A `redis` error as this crate's.
@@ -225,6 +239,9 @@ pub(crate) struct Link {
     url: String,
     conn: Option<Connection>,
     io_timeout: Duration,
+    /// The read timeout set on `conn` (set again only when a command needs more, or far less:
+    /// one `setsockopt` per command adds up at thousands of round trips a second).
+    read_timeout: Duration,
     /// The last error was a broken or refused connection (not a server's answer).
     dropped: bool,
 }
@@ -246,7 +263,7 @@ impl Link {
         let info = url.into_connection_info().map_err(invalid)?;
         let tcp = info.tcp_settings().clone().set_nodelay(true);
         let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)?;
-        Ok(Link { client, url: url.to_string(), conn: None, io_timeout, dropped: false })
+        Ok(Link { client, url: url.to_string(), conn: None, io_timeout, read_timeout: io_timeout, dropped: false })
     }
 
     /// Runs `f` on the connection, connecting first if needed; `block` is how long a blocking
@@ -265,10 +282,21 @@ impl Link {
         self.dropped = false;
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.connect()?),
+            None => {
+                self.read_timeout = self.io_timeout;
+                self.conn.insert(self.connect()?)
+            }
         };
-        let timeout = Some(self.io_timeout + block);
-        let outcome = conn.set_read_timeout(timeout).and_then(|()| f(conn)).map_err(|e| {
+        // The read timeout only bounds how long a dead broker goes unnoticed: one up to a
+        // second longer than this command needs is kept rather than set again.
+        let needed = self.io_timeout + block;
+        let set = if needed > self.read_timeout || needed + READ_TIMEOUT_SLACK < self.read_timeout {
+            self.read_timeout = needed;
+            conn.set_read_timeout(Some(needed))
+        } else {
+            Ok(())
+        };
+        let outcome = set.and_then(|()| f(conn)).map_err(|e| {
             self.dropped = e.is_connection_dropped() || e.is_connection_refusal();
             broker_error(action, &e)
         });

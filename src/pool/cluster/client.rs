@@ -9,6 +9,8 @@
 //!   1024 more (one round trip);
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
 //!   in the scheduler thread of a local pool);
+//! * a caller of a synchronous `apply` reads its own chunk's result list on a link of its own
+//!   (kept between calls; see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
@@ -38,6 +40,22 @@ const COLLECT_BATCH: usize = 1024;
 const SUBMIT_BATCH: usize = 256;
 /// Pause before retrying an unreachable broker.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long a caller waiting in person blocks on its result list before it looks whether its
+/// chunk ended otherwise (terminated, failed, submitted again).
+const IN_PERSON_BLOCK: Duration = Duration::from_millis(100);
+
+/// Whether this thread's next chunk comes back in person (see [`Client::in_person`]), for the
+/// client at that address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InPerson {
+    Off,
+    Armed(usize),
+    Submitted(usize, u64),
+}
+
+thread_local! {
+    static IN_PERSON: std::cell::Cell<InPerson> = const { std::cell::Cell::new(InPerson::Off) };
+}
 
 /// One item of a result list.
 type Item = Vec<u8>;
@@ -95,6 +113,8 @@ pub(crate) struct Client {
     results: String,
     state: Mutex<State>,
     submit_link: Mutex<Link>,
+    /// Links of callers waiting in person, kept between calls.
+    waiting_links: Mutex<Vec<Link>>,
     stats: Arc<Stats>,
     pub(crate) counters: ClientCounters,
     /// Full collector cycles (a `BLPOP` that started and ended).
@@ -137,6 +157,7 @@ impl Client {
                 suspicion: String::new(),
             }),
             submit_link: Mutex::new(Link::new(&config.url, config.io_timeout)?),
+            waiting_links: Mutex::new(Vec::new()),
             stats,
             counters: ClientCounters::default(),
             drains: AtomicU64::new(0),
@@ -239,43 +260,122 @@ impl Client {
                     if chunk.sink.cancelled() {
                         continue;
                     }
-                    chunk.sink.started();
-                    state.next_seq += 1;
-                    let seq = state.next_seq;
-                    let message = TaskMessage {
-                        client: self.name.clone(),
-                        seq,
-                        tasks: chunk.tasks as u32,
-                        entry: chunk.entry,
-                        args: Blob(chunk.args.clone()),
-                        timeout_ms: chunk.timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-                        retries: chunk.retries,
-                    };
-                    batch.push((seq, self.entry_fields(&message)));
-                    state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now() });
+                    batch.push(self.launch(&mut state, chunk, false));
                 }
             }
             if batch.is_empty() {
                 return;
             }
-            let ids = self.add_entries(&batch);
-            let mut state = lock(&self.state);
-            match ids {
-                Ok(ids) => {
-                    for ((seq, _), id) in batch.iter().zip(ids) {
-                        if let Some(flight) = state.flights.get_mut(seq) {
-                            flight.id = Some(id);
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Whether they were added is unknown: the heartbeat's check decides (a chunk
-                    // without an entry counts as lost by the broker).
-                    tracing::warn!(error = %e, "could not add chunks to the cluster broker");
-                    return;
-                }
+            if !self.add_and_record(&batch) {
+                return;
             }
         }
+    }
+
+    /// Makes a chunk a flight: its number, its entry's fields.
+    fn launch(&self, state: &mut State, chunk: Chunk, waiting: bool) -> (u64, EntryFields) {
+        chunk.sink.started();
+        state.next_seq += 1;
+        let seq = state.next_seq;
+        let message = TaskMessage {
+            client: self.name.clone(),
+            seq,
+            tasks: chunk.tasks as u32,
+            entry: chunk.entry,
+            args: Blob(chunk.args.clone()),
+            timeout_ms: chunk.timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+            retries: chunk.retries,
+            waiting,
+        };
+        let fields = self.entry_fields(&message);
+        state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now() });
+        (seq, fields)
+    }
+
+    /// Adds entries to the broker and records their ids; false when that failed.
+    fn add_and_record(&self, batch: &[(u64, EntryFields)]) -> bool {
+        let ids = self.add_entries(batch);
+        let mut state = lock(&self.state);
+        match ids {
+            Ok(ids) => {
+                for ((seq, _), id) in batch.iter().zip(ids) {
+                    if let Some(flight) = state.flights.get_mut(seq) {
+                        flight.id = Some(id);
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                // Whether they were added is unknown: the heartbeat's check decides (a chunk
+                // without an entry counts as lost by the broker).
+                tracing::warn!(error = %e, "could not add chunks to the cluster broker");
+                false
+            }
+        }
+    }
+
+    /// Runs `submit` (a synchronous `apply`'s submission, on this thread) so that its chunk's
+    /// result comes to this thread in person: the chunk names a result list of its own, which
+    /// this thread reads until the result is in (or the chunk ended otherwise: failed, withdrawn,
+    /// submitted again under another number). The outcome is then in the call's result before
+    /// the caller waits for it, with no other thread to wake on the way.
+    ///
+    /// A chunk that has to queue (the window of chunks in the broker is full) goes the ordinary
+    /// way.
+    ///
+    /// # Errors
+    ///
+    /// Those of `submit`.
+    pub(crate) fn in_person<R>(&self, submit: impl FnOnce() -> Result<R>) -> Result<R> {
+        /// Disarms the thread's mark however `submit` ends.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                IN_PERSON.set(InPerson::Off);
+            }
+        }
+        let _disarm = Disarm;
+        IN_PERSON.set(InPerson::Armed(self.identity()));
+        let submitted = submit()?;
+        if let InPerson::Submitted(_, seq) = IN_PERSON.replace(InPerson::Off) {
+            self.collect_in_person(seq);
+        }
+        Ok(submitted)
+    }
+
+    fn identity(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Reads the result list of flight `seq` until its result is in, or the flight ended
+    /// otherwise (see [`in_person`](Self::in_person)).
+    fn collect_in_person(&self, seq: u64) {
+        let key = self.config.keys.waiting(&self.name, seq);
+        let taken = lock(&self.waiting_links).pop();
+        let mut link = match taken.map_or_else(|| Link::new(&self.config.url, self.config.io_timeout), Ok) {
+            Ok(link) => link,
+            Err(_) => return, // not a URL the other links could use either; they report it
+        };
+        let block = IN_PERSON_BLOCK;
+        loop {
+            if !lock(&self.state).flights.contains_key(&seq) {
+                break;
+            }
+            let popped = link.run("did not deliver results", block, |conn| {
+                redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
+            });
+            match popped {
+                Ok(Some((_, item))) => {
+                    self.broker_up();
+                    self.deliver(vec![item]);
+                    break;
+                }
+                Ok(None) => {}
+                // The heartbeat and the collector judge the broker; this thread only waits.
+                Err(_) => self.pause(RETRY_PAUSE),
+            }
+        }
+        lock(&self.waiting_links).push(link);
     }
 
     fn entry_fields(&self, message: &TaskMessage) -> EntryFields {
@@ -637,7 +737,7 @@ pub(crate) fn client_ttl(lease: Duration) -> Duration {
 }
 
 impl Runner for Client {
-    fn submit(&self, chunks: Vec<Chunk>) -> Result<()> {
+    fn submit(&self, mut chunks: Vec<Chunk>) -> Result<()> {
         if chunks.iter().any(|c| !c.fds.is_empty()) {
             return Err(Error::InvalidState(
                 "a file descriptor cannot cross machines: a cluster pool's task arguments cannot hold open files, \
@@ -653,6 +753,17 @@ impl Runner for Client {
                     return Err(Error::InvalidState(format!("Pool not running: it is broken ({reason})")));
                 }
                 _ => return Err(Error::InvalidState("Pool not running: it was closed or terminated".into())),
+            }
+            let in_person = IN_PERSON.get() == InPerson::Armed(self.identity())
+                && chunks.len() == 1
+                && state.queue.is_empty()
+                && state.flights.len() < self.config.max_in_flight;
+            if in_person && let Some(chunk) = chunks.pop() {
+                let launched = self.launch(&mut state, chunk, true);
+                IN_PERSON.set(InPerson::Submitted(self.identity(), launched.0));
+                drop(state);
+                self.add_and_record(std::slice::from_ref(&launched));
+                return Ok(());
             }
             state.queue.extend(chunks);
         }

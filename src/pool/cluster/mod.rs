@@ -5,6 +5,7 @@
 
 mod broker;
 mod client;
+mod direct;
 mod node;
 mod wire;
 
@@ -248,6 +249,18 @@ pub(crate) struct ClusterHandle {
     client: Arc<Client>,
     url: String,
     pool_name: String,
+}
+
+impl ClusterHandle {
+    /// Runs a synchronous call's submission so that its result comes back to the calling
+    /// thread in person (see `Client::in_person`).
+    ///
+    /// # Errors
+    ///
+    /// Those of `submit`.
+    pub(crate) fn in_person<R>(&self, submit: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.client.in_person(submit)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

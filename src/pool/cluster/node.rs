@@ -1,19 +1,28 @@
 //! The node agent: takes chunks from the broker and runs them in an ordinary local pool.
 //!
 //! ```text
-//!  feeder (this thread)          local Pool (unchanged)            completer thread
-//!  XREADGROUP COUNT free  ──►    workers, pidfds, timeouts,  ──►   complete.lua, pipelined:
-//!  reclaim (lease expired)       retries, maxtasksperchild         owner check, XACK, XDEL, RPUSH
-//!                                        ▲
+//!  feed connection (direct.rs)              local Pool (unchanged but for one seam)
+//!  replies read on the local scheduler's  ─►  workers, pidfds, timeouts, retries,
+//!  thread (Runner::watch): XREADGROUP         maxtasksperchild; a chunk's sink writes its
+//!  entries → checked → its own queue          publication + the next XREADGROUP on the feed
+//!                                                      │ (result too large, a read outstanding,
+//!  feeder thread: scans/reclaims (side link),          ▼  the feed down)
+//!  reads nobody else sent, the feed's watchdog   completer thread: complete.lua, pipelined
 //!  heartbeat thread: renew.lua every lease/3; a chunk whose lease is gone is revoked (its worker
 //!  killed: its result would be dropped anyway); no renewal for a lease → everything revoked.
 //! ```
 //!
-//! An outcome that frees the slot the feeder is waiting for is published by the feeder itself, in
-//! the same write as its next read (one thread woken instead of two, one round trip for both);
-//! the completer publishes the others. The feeder scans for chunks of lost nodes every quarter
-//! lease, and reclaims when the scan said the next lease runs out (reading without blocking when
-//! that is sooner than the broker's timer grain, so the reclaim is on time).
+//! Per chunk, one thread is woken in the node besides the worker: the local pool's scheduler
+//! thread, which reads the broker's reply (`FeedWatch`), hands the chunk to a worker, and, when
+//! the outcome is in, writes its publication (`complete.lua`) and the node's next read in one
+//! write (`Slots::deliver`). Only one read is outstanding on the feed at a time, and a
+//! publication is written there only when none is (a blocked read would hold it back in the
+//! broker); the others go to the completer. The feeder thread sleeps between scans: it scans for
+//! chunks of lost nodes every quarter lease, reclaims when the scan said the next lease runs out
+//! (reads sent meanwhile block no longer than that, and not at all closer than the broker's timer
+//! grain, so the reclaim is on time), sends the reads nobody else sent, and drops a feed whose
+//! replies are overdue (its publications go to the completer, the entries of a lost read are
+//! adopted as orphans).
 //!
 //! A node takes no more chunks than it has free worker slots (no prefetch: a prefetched chunk is
 //! owned, so it would wait or run twice), and checks each before it runs it: the build (only tasks
@@ -29,6 +38,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::broker::{self, GROUP, Keys, Link};
+use super::direct;
 use super::wire::{self, ResultMessage, TaskMessage, WireOutcome};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -69,6 +79,8 @@ struct NodeSink {
     id: String,
     client: String,
     seq: u64,
+    /// The list its result goes to.
+    results: String,
     /// The stats counter the publication bumps (`redelivered` for a reclaimed chunk).
     counter: &'static str,
     revoked: AtomicBool,
@@ -86,69 +98,325 @@ impl NodeSink {
     }
 }
 
-/// The node's worker slots in use (the feeder takes no more chunks than are free), and the
-/// outcomes waiting to be published.
+/// The node's worker slots in use (the feeder takes no more chunks than are free), the outcomes
+/// waiting for the completer, and the writing half of the feed connection.
 ///
-/// An outcome goes to the feeder when it is waiting for the slot this outcome frees: it publishes
-/// it in the same write as its next read (one thread woken, one round trip); otherwise (the
-/// feeder is blocked in a read, or the outcome frees no slot) to the completer thread.
+/// The feeder sleeps in a read of the feed connection, not on a lock: when an outcome comes in
+/// (on the local pool's scheduler thread) and no read is outstanding, the sink writes the
+/// outcome's publication and the node's next read there itself, and the feeder wakes up to the
+/// replies. One thread is woken per chunk instead of two, and the result goes out without
+/// waiting for a thread to be scheduled. An outcome that cannot go that way (a read is
+/// outstanding and may be blocked in the broker, the result is large, the connection is down)
+/// goes to the completer thread.
 struct Slots {
     state: Mutex<SlotState>,
-    /// The feeder waits here for a free slot.
-    freed: Condvar,
     /// The completer waits here for outcomes.
     ready: Condvar,
+    /// What a sink needs to write commands.
+    publisher: Publisher,
+    /// The feeder sleeps here between its rounds (scans, reclaims, reads nobody else sent).
+    kick: Mutex<bool>,
+    kicked: Condvar,
 }
 
 #[derive(Default)]
 struct SlotState {
     busy: usize,
     outbox: VecDeque<Completion>,
-    feeder_waiting: bool,
+    /// The feed connection's writing half (none while it is down).
+    feed: Option<direct::Writer>,
+    /// The replies the feeder will read, in order.
+    expect: VecDeque<Expect>,
+    /// A read is among them.
+    reading: bool,
+    /// When the feeder's next scan for lost nodes' chunks is due, and a reclaim (a read sent
+    /// by a sink returns by then).
+    next_scan: Option<Instant>,
+    next_due: Option<Instant>,
+    /// Since when the oldest reply expected has been awaited (the feeder's watchdog).
+    expect_since: Option<Instant>,
+    /// After a read that did not block and found nothing: no new read before this.
+    quiet_until: Option<Instant>,
 }
 
+impl SlotState {
+    fn expect(&mut self, expect: Expect) {
+        if self.expect.is_empty() {
+            self.expect_since = Some(Instant::now());
+        }
+        self.expect.push_back(expect);
+    }
+}
+
+/// A reply the feeder waits for on the feed connection.
+enum Expect {
+    /// A publication (`complete.lua`).
+    Complete(Completion),
+    /// `XREADGROUP`; `blocking` unless it was sent without `BLOCK`.
+    Read { blocking: bool },
+}
+
+/// Identity and keys a node writes commands with (from any thread).
+struct Publisher {
+    key: Vec<u8>,
+    keys: Keys,
+    stream: String,
+    name: String,
+    slots: usize,
+    lease_ms: AtomicU64,
+}
+
+impl Publisher {
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+    }
+
+    /// The command that publishes one outcome (`complete.lua`).
+    fn complete_cmd(&self, c: &Completion) -> redis::Cmd {
+        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
+        let body =
+            postcard::to_stdvec(&ResultMessage { seq: c.seq, node: self.name.clone(), outcome: c.outcome.clone() })
+                .unwrap_or_default();
+        let signed = wire::sign_result(&self.key, &self.keys.pool, &c.client, &body);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(broker::sha(broker::COMPLETE))
+            .arg(4)
+            .arg(&self.stream)
+            .arg(&c.results)
+            .arg(self.keys.clients())
+            .arg(self.keys.stats())
+            .arg(GROUP)
+            .arg(&c.id)
+            .arg(signed)
+            .arg(&c.client)
+            .arg(ttl)
+            .arg(c.counter)
+            .arg(&self.name);
+        cmd
+    }
+
+    /// `XREADGROUP` of up to `count` new entries, blocking up to `block` (not at all without).
+    fn read_cmd(&self, count: usize, block: Option<Duration>) -> redis::Cmd {
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP").arg(GROUP).arg(&self.name).arg("COUNT").arg(count);
+        if let Some(block) = block {
+            read.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        read.arg("STREAMS").arg(&self.stream).arg(">");
+        read
+    }
+}
+
+/// How long a read sent at `now` may block on the broker, given the next scan and reclaim: it
+/// returns before them. The broker times out a blocking read only on its own timer (100 ms at
+/// its default `hz`): closer to a reclaim than that grain, a read does not block (`None`).
+fn read_block(now: Instant, next_scan: Instant, next_due: Option<Instant>) -> Option<Duration> {
+    let until_scan = next_scan.saturating_duration_since(now);
+    let block = match next_due.map(|due| due.saturating_duration_since(now)) {
+        Some(until) if until < BROKER_TIMER => None,
+        Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
+        None => Some(until_scan),
+    };
+    block.map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK))
+}
+
+/// Largest publication a sink writes on the feed connection itself, and most replies
+/// outstanding there when it does: together far below any socket buffer, so that the write never
+/// waits (it runs on the local pool's scheduler thread).
+const DIRECT_MAX_BYTES: usize = 4096;
+const DIRECT_MAX_EXPECTED: usize = 2;
+
 impl Slots {
-    fn new() -> Slots {
-        Slots { state: Mutex::new(SlotState::default()), freed: Condvar::new(), ready: Condvar::new() }
+    fn new(publisher: Publisher) -> Slots {
+        Slots {
+            state: Mutex::new(SlotState::default()),
+            ready: Condvar::new(),
+            publisher,
+            kick: Mutex::new(false),
+            kicked: Condvar::new(),
+        }
     }
 
     fn take(&self) {
         lock(&self.state).busy += 1;
     }
 
+    /// A slot freed without an outcome (a revoked chunk).
     fn release(&self) {
         let mut state = lock(&self.state);
         state.busy = state.busy.saturating_sub(1);
-        self.freed.notify_all();
+        let mut bytes = Vec::new();
+        self.next_read(&mut state, &mut bytes);
+        self.send(&mut state, &bytes);
     }
 
-    /// Queues an outcome for publication, freeing its chunk's slot if it holds one.
+    /// Queues an outcome for publication, freeing its chunk's slot if it holds one: on the feed
+    /// connection with the node's next read when no read is outstanding there, otherwise by the
+    /// completer.
     fn deliver(&self, completion: Completion, frees_slot: bool) {
         let mut state = lock(&self.state);
         if frees_slot {
             state.busy = state.busy.saturating_sub(1);
         }
-        state.outbox.push_back(completion);
-        if frees_slot && state.feeder_waiting {
-            self.freed.notify_all();
+        let mut bytes = Vec::new();
+        if state.feed.is_some() && !state.reading && state.expect.len() < DIRECT_MAX_EXPECTED && completion.publish {
+            self.publisher.complete_cmd(&completion).write_packed_command(&mut bytes);
+        }
+        if bytes.is_empty() || bytes.len() > DIRECT_MAX_BYTES {
+            bytes.clear();
+            state.outbox.push_back(completion);
+            self.ready.notify_one();
         } else {
+            state.expect(Expect::Complete(completion));
+        }
+        if frees_slot {
+            self.next_read(&mut state, &mut bytes);
+        }
+        self.send(&mut state, &bytes);
+    }
+
+    /// Adds the node's next read to `bytes` when slots are free, no read is outstanding, and no
+    /// scan, reclaim or quiet spell is due; when one is, wakes the feeder (it decides).
+    fn next_read(&self, state: &mut SlotState, bytes: &mut Vec<u8>) {
+        let free = self.publisher.slots.saturating_sub(state.busy);
+        if state.feed.is_none() || state.reading || free == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let block = match state.next_scan {
+            Some(scan)
+                if now < scan
+                    && state.next_due.is_none_or(|due| now < due)
+                    && state.quiet_until.is_none_or(|quiet| now >= quiet) =>
+            {
+                read_block(now, scan, state.next_due)
+            }
+            _ => return self.kick_feeder(),
+        };
+        state.quiet_until = None;
+        self.publisher.read_cmd(free, block).write_packed_command(bytes);
+        state.expect(Expect::Read { blocking: block.is_some() });
+        state.reading = true;
+    }
+
+    /// Sends the node's next read if one is due (after a reply was handled).
+    fn read_if_idle(&self) {
+        let mut state = lock(&self.state);
+        let mut bytes = Vec::new();
+        self.next_read(&mut state, &mut bytes);
+        self.send(&mut state, &bytes);
+    }
+
+    fn kick_feeder(&self) {
+        *lock(&self.kick) = true;
+        self.kicked.notify_one();
+    }
+
+    /// The feeder's sleep: up to `wait`, or until kicked.
+    fn feeder_sleep(&self, wait: Duration) {
+        let mut kicked = lock(&self.kick);
+        if !*kicked && !wait.is_zero() {
+            kicked = self.kicked.wait_timeout(kicked, wait).map(|(k, _)| k).unwrap_or_else(|p| p.into_inner().0);
+        }
+        *kicked = false;
+    }
+
+    /// No new read before `until` (a read that did not block found nothing).
+    fn quiet(&self, until: Instant) {
+        lock(&self.state).quiet_until = Some(until);
+        self.kick_feeder();
+    }
+
+    /// Whether a reply has been awaited for longer than `limit`.
+    fn overdue(&self, limit: Duration) -> bool {
+        lock(&self.state).expect_since.is_some_and(|since| since.elapsed() > limit)
+    }
+
+    /// The end of the current quiet spell, if any.
+    fn quiet_until(&self) -> Option<Instant> {
+        lock(&self.state).quiet_until
+    }
+
+    /// Writes `bytes` on the feed connection (a failed write shuts it down: the feeder notices,
+    /// and hands what it expected to the completer).
+    fn send(&self, state: &mut SlotState, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(feed) = &mut state.feed
+            && feed.send(bytes).is_err()
+        {
+            state.feed = None;
+        }
+    }
+
+    /// Installs a fresh feed connection's writing half.
+    fn attach(&self, feed: direct::Writer) {
+        let mut state = lock(&self.state);
+        state.feed = Some(feed);
+        state.expect.clear();
+        state.expect_since = None;
+        state.reading = false;
+    }
+
+    /// Takes the feed connection down: the publications it carried go to the completer (a
+    /// publication that did reach the broker is dropped there as a duplicate), the entries of a
+    /// read whose reply is lost are this node's orphans (see `adopt_orphans`).
+    fn detach(&self) {
+        let mut state = lock(&self.state);
+        if let Some(feed) = state.feed.take() {
+            feed.close();
+        }
+        state.reading = false;
+        state.expect_since = None;
+        let mut moved = false;
+        while let Some(expect) = state.expect.pop_front() {
+            if let Expect::Complete(completion) = expect {
+                state.outbox.push_back(completion);
+                moved = true;
+            }
+        }
+        if moved {
             self.ready.notify_one();
         }
     }
 
-    /// Free slots of `total`, waiting up to `wait` for one when none is (the outcomes queued
-    /// meanwhile go to the completer: the feeder may not read soon).
-    fn free(&self, total: usize, wait: Duration) -> usize {
+    /// The reply the feeder just read was to this.
+    fn answered(&self) -> Option<Expect> {
         let mut state = lock(&self.state);
-        if state.busy >= total {
-            if !state.outbox.is_empty() {
-                self.ready.notify_one();
-            }
-            state.feeder_waiting = true;
-            state = self.freed.wait_timeout(state, wait).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
-            state.feeder_waiting = false;
+        let expect = state.expect.pop_front();
+        if matches!(expect, Some(Expect::Read { .. })) {
+            state.reading = false;
         }
-        total.saturating_sub(state.busy)
+        state.expect_since = (!state.expect.is_empty()).then(Instant::now);
+        expect
+    }
+
+    /// Free slots, whether a read is outstanding, and whether any reply is.
+    fn feed_state(&self) -> (usize, bool, bool) {
+        let state = lock(&self.state);
+        (self.publisher.slots.saturating_sub(state.busy), state.reading, !state.expect.is_empty())
+    }
+
+    /// Records when the feeder scans and reclaims next (reads sent by sinks return before).
+    fn plan(&self, next_scan: Instant, next_due: Option<Instant>) {
+        let mut state = lock(&self.state);
+        state.next_scan = Some(next_scan);
+        state.next_due = next_due;
+    }
+
+    /// Sends the node's read from the feeder (when no sink did).
+    fn send_read(&self, count: usize, block: Option<Duration>) {
+        let mut state = lock(&self.state);
+        if state.feed.is_none() || state.reading {
+            return;
+        }
+        let mut bytes = Vec::new();
+        self.publisher.read_cmd(count, block).write_packed_command(&mut bytes);
+        state.expect(Expect::Read { blocking: block.is_some() });
+        state.reading = true;
+        state.quiet_until = None;
+        self.send(&mut state, &bytes);
     }
 
     /// Up to [`COMPLETE_BATCH`] queued outcomes, waiting up to `wait` for one when none is.
@@ -161,21 +429,14 @@ impl Slots {
         state.outbox.drain(..n).collect()
     }
 
-    /// Puts outcomes not published back at the head of the queue, for the completer.
-    fn requeue(&self, completions: Vec<Completion>) {
-        if completions.is_empty() {
-            return;
-        }
-        let mut state = lock(&self.state);
-        for completion in completions.into_iter().rev() {
-            state.outbox.push_front(completion);
-        }
+    /// Hands an outcome to the completer.
+    fn to_completer(&self, completion: Completion) {
+        lock(&self.state).outbox.push_back(completion);
         self.ready.notify_one();
     }
 
     fn wake_all(&self) {
         let _state = lock(&self.state);
-        self.freed.notify_all();
         self.ready.notify_all();
     }
 }
@@ -186,6 +447,7 @@ impl Sink for NodeSink {
             id: self.id.clone(),
             client: self.client.clone(),
             seq: self.seq,
+            results: self.results.clone(),
             outcome: WireOutcome::from_local(outcome),
             counter: self.counter,
             publish: !self.revoked.load(Ordering::Acquire),
@@ -211,11 +473,40 @@ impl Sink for NodeSink {
     }
 }
 
+/// The feed connection as the local pool's scheduler thread watches it: a reply that arrives is
+/// read and handled there (a chunk read goes straight to the local queue, whose scheduler is the
+/// thread already running), so that no feeder thread is woken per chunk.
+struct FeedWatch {
+    fd: std::os::fd::OwnedFd,
+    /// False once this feed is closed (the descriptor is then no longer watched).
+    active: Arc<AtomicBool>,
+    node: std::sync::Weak<Node>,
+}
+
+impl crate::pool::scheduler::Watch for FeedWatch {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.active.load(Ordering::Acquire).then(|| self.fd.as_fd())
+    }
+
+    fn readable(&self) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        match self.node.upgrade() {
+            Some(node) => node.read_feed(),
+            None => self.active.store(false, Ordering::Release),
+        }
+    }
+}
+
 /// An outcome to publish.
 struct Completion {
     id: String,
     client: String,
     seq: u64,
+    /// The list the result goes to.
+    results: String,
     outcome: WireOutcome,
     counter: &'static str,
     /// False for a revoked chunk: only taken off the node's books.
@@ -243,8 +534,17 @@ struct Node {
     alive_cache: Mutex<HashMap<String, Instant>>,
     /// Entries owned and not held at the last heartbeat.
     orphans: Mutex<HashSet<String>>,
-    changed: Condvar,
-    lease_ms: AtomicU64,
+    /// Signalled (with `held` locked) when the node is told to stop: ends every `pause`.
+    stopping: Condvar,
+    /// The feeder's link for everything but reads and publications: set-up, reclaims,
+    /// liveness checks, drops (shared with the local pool's thread that reads the feed).
+    side: Mutex<Link>,
+    /// The feed connection's reading half (none while it is down).
+    reader: Mutex<Option<direct::Reader>>,
+    /// Whether the current feed's watch is live (false once the feed is closed).
+    feed_active: Mutex<Arc<AtomicBool>>,
+    /// This node (for the watch the local pool holds).
+    me: std::sync::Weak<Node>,
     stop: AtomicBool,
     pool: Pool,
     counters: NodeCounters,
@@ -266,16 +566,28 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
     let stream = keys.tasks(build);
     let builder = std::mem::replace(&mut config.builder, Pool::builder());
     let pool = builder.processes(config.processes).build()?;
-    let node = Arc::new(Node {
+    let publisher = Publisher {
+        key: config.key.clone(),
+        keys: keys.clone(),
+        stream: stream.clone(),
+        name: config.name.clone(),
+        slots: config.processes,
+        lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
+    };
+    let side = Link::new(&config.url, config.io_timeout)?;
+    let node = Arc::new_cyclic(|me| Node {
+        side: Mutex::new(side),
+        reader: Mutex::new(None),
+        feed_active: Mutex::new(Arc::new(AtomicBool::new(false))),
+        me: me.clone(),
         keys,
         build,
         stream,
         held: Mutex::new(HashMap::new()),
-        busy: Arc::new(Slots::new()),
+        busy: Arc::new(Slots::new(publisher)),
         alive_cache: Mutex::new(HashMap::new()),
         orphans: Mutex::new(HashSet::new()),
-        changed: Condvar::new(),
-        lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
+        stopping: Condvar::new(),
         stop: AtomicBool::new(false),
         pool,
         counters: NodeCounters::default(),
@@ -310,7 +622,7 @@ pub(crate) fn run(mut config: NodeConfig) -> Result<()> {
 
 impl Node {
     fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+        self.busy.publisher.lease()
     }
 
     fn slots(&self) -> usize {
@@ -323,8 +635,11 @@ impl Node {
 
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
-        self.changed.notify_all();
+        // Under the lock `pause` checks `stop` with: a pause about to wait cannot miss this.
+        drop(lock(&self.held));
+        self.stopping.notify_all();
         self.busy.wake_all();
+        self.busy.kick_feeder();
     }
 
     fn watch_stdin(&self) {
@@ -336,81 +651,166 @@ impl Node {
         self.request_stop();
     }
 
-    /// Waits up to `pause` (less when the node stops).
+    /// Waits `pause` (less when the node stops). Only a stop ends it early: a heartbeat woken by
+    /// every published outcome would renew (several broker round trips) once per chunk.
     fn pause(&self, pause: Duration) {
-        let held = lock(&self.held);
-        if !self.stopped() {
-            let _ = self.changed.wait_timeout(held, pause);
+        let deadline = Instant::now() + pause;
+        let mut held = lock(&self.held);
+        while !self.stopped() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = self.stopping.wait_timeout(held, left).map(|(h, _)| h).unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
     // ---- feeder ----
 
     fn feed_loop(&self) {
-        let mut link = match Link::new(&self.config.url, self.config.io_timeout) {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::error!(error = %e, "cluster node cannot use its broker URL");
-                return;
-            }
-        };
         // When to look for chunks of lost nodes: every quarter lease (a scan, which may start a
         // little late), and when the last scan said the next lease runs out (on time).
         let mut next_scan = Instant::now();
         let mut next_due: Option<Instant> = None;
-        let mut group_ready = false;
         while !self.stopped() {
-            let free = self.busy.free(self.slots(), READ_BLOCK);
-            if free == 0 {
-                continue;
-            }
-            if !group_ready {
-                if let Err(e) = self.prepare(&mut link) {
-                    tracing::debug!(error = %e, "cluster node: broker not ready");
-                    self.pause(RETRY_PAUSE);
-                    continue;
-                }
-                group_ready = true;
-                next_scan = Instant::now();
-            }
-            let now = Instant::now();
-            if now >= next_scan || next_due.is_some_and(|due| now >= due) {
-                next_scan = now + self.scan_interval();
-                match self.reclaim(&mut link, free) {
-                    Ok((taken, wait)) => {
-                        next_due = wait.map(|w| now + w + RECLAIM_SLACK);
-                        if taken > 0 {
-                            continue;
-                        }
+            if lock(&self.reader).is_none() {
+                match self.open_feed() {
+                    Ok(()) => {
+                        next_scan = Instant::now();
+                        next_due = None;
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "cluster node: reclaim failed");
-                        group_ready = false;
+                        tracing::debug!(error = %e, "cluster node: broker not ready");
                         self.pause(RETRY_PAUSE);
-                        continue;
                     }
                 }
+                continue;
             }
+            let (free, reading, _) = self.busy.feed_state();
             let now = Instant::now();
-            let until_scan = next_scan.saturating_duration_since(now);
-            let until_due = next_due.map(|due| due.saturating_duration_since(now));
-            // The broker times out a blocking read only on its own timer (100 ms at its default
-            // `hz`): before a lease runs out, a read blocks for at most what is left once that
-            // grain is taken off, and closer than the grain the feeder reads without blocking.
-            let block = match until_due {
-                Some(until) if until < BROKER_TIMER => None,
-                Some(until) => Some((until - BROKER_TIMER).min(until_scan)),
-                None => Some(until_scan),
-            }
-            .map(|block| block.clamp(Duration::from_millis(1), READ_BLOCK));
-            match self.read_new(&mut link, free, block) {
-                Ok(0) if block.is_none() => self.pause(until_due.unwrap_or_default().min(RECLAIM_POLL)),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "cluster node: read failed");
-                    group_ready = false;
-                    self.pause(RETRY_PAUSE);
+            if !reading && free > 0 && (now >= next_scan || next_due.is_some_and(|due| now >= due)) {
+                next_scan = now + self.scan_interval();
+                let reclaimed = self.reclaim(&mut lock(&self.side), free);
+                match reclaimed {
+                    Ok((_, wait)) => next_due = wait.map(|w| now + w + RECLAIM_SLACK),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster node: reclaim failed");
+                        self.close_feed(&mut lock(&self.reader));
+                        self.pause(RETRY_PAUSE);
+                    }
                 }
+                continue;
+            }
+            self.busy.plan(next_scan, next_due);
+            let quiet = self.busy.quiet_until();
+            if !reading && free > 0 && quiet.is_none_or(|t| now >= t) {
+                self.busy.send_read(free, read_block(now, next_scan, next_due));
+            }
+            if self.busy.overdue(self.config.io_timeout + READ_BLOCK) {
+                tracing::debug!("cluster node: the broker did not answer in time");
+                self.close_feed(&mut lock(&self.reader));
+                continue;
+            }
+            // Replies are read on the local pool's thread (see `FeedWatch`); this thread wakes
+            // for the next scan or reclaim, the end of a quiet spell, or when kicked.
+            let mut until = next_scan.min(now + READ_BLOCK);
+            if let Some(due) = next_due {
+                until = until.min(due);
+            }
+            if let Some(quiet) = quiet.filter(|q| *q > now) {
+                until = until.min(quiet);
+            }
+            self.busy.feeder_sleep(until.saturating_duration_since(Instant::now()));
+        }
+        self.close_feed(&mut lock(&self.reader));
+    }
+
+    /// Prepares the stream (see `prepare`), opens the feed connection, and has the local pool's
+    /// thread watch it.
+    fn open_feed(&self) -> Result<()> {
+        self.prepare(&mut lock(&self.side))?;
+        let (reader, writer) = direct::connect(&self.config.url, self.config.io_timeout, &[broker::COMPLETE])?;
+        let fd = reader.watch_fd().map_err(|e| Error::io("watch the cluster node's broker connection", e))?;
+        let active = Arc::new(AtomicBool::new(true));
+        let watch = FeedWatch { fd, active: Arc::clone(&active), node: self.me.clone() };
+        *lock(&self.reader) = Some(reader);
+        *lock(&self.feed_active) = active;
+        self.busy.attach(writer);
+        if !self.pool.core.shared.watch(Arc::new(watch)) {
+            return Err(Error::InvalidState("a cluster node's local pool cannot watch its broker connection".into()));
+        }
+        Ok(())
+    }
+
+    /// Takes the feed connection down (what it carried goes to the completer); the feeder opens
+    /// another.
+    fn close_feed(&self, reader: &mut Option<direct::Reader>) {
+        lock(&self.feed_active).store(false, Ordering::Release);
+        *reader = None;
+        self.busy.detach();
+        self.busy.kick_feeder();
+    }
+
+    /// Reads and handles the feed connection's replies that have arrived (on the local pool's
+    /// scheduler thread, see `FeedWatch`), then sends the node's next read if one is due.
+    fn read_feed(&self) {
+        let mut guard = lock(&self.reader);
+        let Some(reader) = guard.as_mut() else { return };
+        loop {
+            let failed = match reader.try_reply() {
+                Ok(Some(reply)) => match self.answer(&mut lock(&self.side), reply) {
+                    Ok(Some(0)) => {
+                        // A read that did not block found nothing: a reclaim is due within the
+                        // broker's timer grain; look again shortly rather than at once.
+                        let state = lock(&self.busy.state);
+                        let until_due = state.next_due.map(|due| due.saturating_duration_since(Instant::now()));
+                        drop(state);
+                        self.busy.quiet(Instant::now() + until_due.unwrap_or_default().min(RECLAIM_POLL));
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => e.to_string(),
+                },
+                Ok(None) => break,
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(error = %failed, "cluster node: the feed connection failed");
+            return self.close_feed(&mut guard);
+        }
+        drop(guard);
+        self.busy.read_if_idle();
+    }
+
+    /// Handles one reply of the feed connection; for a read that did not block, how many entries
+    /// it brought.
+    fn answer(&self, link: &mut Link, reply: Value) -> Result<Option<usize>> {
+        let unexpected = || Error::Broker { action: "sent a reply to no command".into(), detail: String::new() };
+        match self.busy.answered() {
+            None => Err(unexpected()),
+            Some(Expect::Complete(completion)) => {
+                if let Value::ServerError(e) = &reply {
+                    // A broker that lost its scripts (restarted), say: the completer retries
+                    // on a link that loads them.
+                    tracing::debug!(error = ?e, "cluster node: a publication failed; the completer retries it");
+                    self.busy.to_completer(completion);
+                } else {
+                    self.published(&completion, &reply);
+                }
+                Ok(None)
+            }
+            Some(Expect::Read { blocking }) => {
+                let reply = reply.extract_error().map_err(|e| broker::broker_error("did not hand out tasks", &e))?;
+                let entries = match &reply {
+                    Value::Array(streams) => match streams.first() {
+                        Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                let read = entries.len();
+                let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
+                self.take(link, batch)?;
+                Ok((!blocking).then_some(read))
             }
         }
     }
@@ -439,54 +839,8 @@ impl Node {
 
     fn learn_lease(&self, lease_ms: Option<u64>) {
         if let Some(ms) = lease_ms.filter(|ms| *ms > 0) {
-            self.lease_ms.store(ms, Ordering::Relaxed);
+            self.busy.publisher.lease_ms.store(ms, Ordering::Relaxed);
         }
-    }
-
-    /// Reads new entries (blocking up to `block` on the broker; not at all without), and
-    /// starts them; returns how many it read. Outcomes waiting to be published go in the same
-    /// write, ahead of the read (their replies come at once, before the read blocks).
-    fn read_new(&self, link: &mut Link, free: usize, block: Option<Duration>) -> Result<usize> {
-        let outcomes = self.publishable(self.busy.outcomes(Duration::ZERO));
-        let (stream, name) = (self.stream.clone(), self.config.name.clone());
-        let mut done = 0;
-        let reply = link.run("did not hand out tasks", block.unwrap_or_default(), |conn| {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP").arg(GROUP).arg(&name).arg("COUNT").arg(free);
-            if let Some(block) = block {
-                read.arg("BLOCK").arg(block.as_millis().max(1) as u64);
-            }
-            read.arg("STREAMS").arg(&stream).arg(">");
-            if outcomes.is_empty() {
-                return read.query::<Value>(conn);
-            }
-            let mut bytes = Vec::new();
-            for c in &outcomes {
-                self.complete_cmd(c).write_packed_command(&mut bytes);
-            }
-            read.write_packed_command(&mut bytes);
-            conn.send_packed_command(&bytes)?;
-            for c in &outcomes {
-                let reply = conn.recv_response()?.extract_error()?;
-                self.published(c, &reply);
-                done += 1;
-            }
-            conn.recv_response()?.extract_error()
-        });
-        // Those without a reply (the connection broke) go to the completer, which retries.
-        self.busy.requeue(outcomes.into_iter().skip(done).collect());
-        let reply = reply?;
-        let entries = match &reply {
-            Value::Array(streams) => match streams.first() {
-                Some(Value::Array(parts)) => parts.get(1).map(broker::entries).unwrap_or_default(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        let read = entries.len();
-        let batch = entries.into_iter().map(|(id, fields)| (id, fields, 1, None)).collect();
-        self.take(link, batch)?;
-        Ok(read)
     }
 
     /// Claims chunks whose node lost its lease; returns how many, and how long until the next
@@ -567,10 +921,15 @@ impl Node {
             }
             let reruns = deliveries.saturating_sub(1);
             let redelivered = reruns > 0;
+            let results = match message.waiting {
+                true => self.keys.waiting(&message.client, message.seq),
+                false => self.keys.results(&message.client),
+            };
             let sink = Arc::new(NodeSink {
                 id: id.clone(),
                 client: message.client.clone(),
                 seq: message.seq,
+                results: results.clone(),
                 counter: if redelivered { "redelivered" } else { "" },
                 revoked: AtomicBool::new(false),
                 slots: Arc::clone(&self.busy),
@@ -584,6 +943,7 @@ impl Node {
                     id,
                     client: message.client,
                     seq: message.seq,
+                    results,
                     outcome: WireOutcome::NodeLost { node: lost, lease_ms: lease.as_millis() as u64 },
                     counter: "node_lost",
                     publish: true,
@@ -733,34 +1093,11 @@ impl Node {
 
     fn forget(&self, id: &str) {
         lock(&self.held).remove(id);
-        self.changed.notify_all();
     }
 
     /// The command that publishes one outcome (`complete.lua`).
     fn complete_cmd(&self, c: &Completion) -> redis::Cmd {
-        let ttl = super::client::client_ttl(self.lease()).as_millis() as u64;
-        let body = postcard::to_stdvec(&ResultMessage {
-            seq: c.seq,
-            node: self.config.name.clone(),
-            outcome: c.outcome.clone(),
-        })
-        .unwrap_or_default();
-        let signed = wire::sign_result(&self.config.key, &self.keys.pool, &c.client, &body);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(broker::sha(broker::COMPLETE))
-            .arg(4)
-            .arg(&self.stream)
-            .arg(self.keys.results(&c.client))
-            .arg(self.keys.clients())
-            .arg(self.keys.stats())
-            .arg(GROUP)
-            .arg(&c.id)
-            .arg(signed)
-            .arg(&c.client)
-            .arg(ttl)
-            .arg(c.counter)
-            .arg(&self.config.name);
-        cmd
+        self.busy.publisher.complete_cmd(c)
     }
 
     /// Takes a published outcome off the books, given the completion script's reply.
@@ -919,7 +1256,6 @@ impl Node {
                 }
             }
         }
-        self.changed.notify_all();
         self.pool.core.shared.recheck_running();
     }
 

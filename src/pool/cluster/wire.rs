@@ -75,6 +75,9 @@ pub(crate) struct TaskMessage {
     pub(crate) timeout_ms: Option<u64>,
     /// Runs left after this one: shared by worker deaths in the node and node losses.
     pub(crate) retries: u32,
+    /// The result goes to a list of its own (`Keys::waiting`), which the calling thread itself
+    /// reads (a synchronous `apply`), instead of the client's result list.
+    pub(crate) waiting: bool,
 }
 
 /// A chunk's outcome as a node reports it.

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
-use super::super::scheduler::{Chunk, Chunks, RunState, Runner};
+use std::sync::Arc;
+
+use super::super::scheduler::{Chunk, Chunks, RunState, Runner, Watch};
 use super::transport::Wake;
 use crate::error::{Error, Result};
 
@@ -18,6 +20,8 @@ pub(super) struct Inner {
     pub(super) recheck: bool,
     /// The scheduler is (about to be) blocked in `wait`: a submitter must wake it.
     pub(super) sleeping: bool,
+    /// A descriptor the scheduler watches for someone else ([`Runner::watch`]).
+    pub(super) watch: Option<Arc<dyn Watch>>,
 }
 
 pub(super) struct LocalQueue {
@@ -33,6 +37,7 @@ impl LocalQueue {
             cancel_queued: false,
             recheck: false,
             sleeping: false,
+            watch: None,
         };
         LocalQueue { inner: Mutex::new(inner), wake }
     }
@@ -103,5 +108,12 @@ impl Runner for LocalQueue {
         let mut inner = self.lock();
         inner.recheck = true;
         self.wake_scheduler(&mut inner);
+    }
+
+    fn watch(&self, watch: Arc<dyn Watch>) -> bool {
+        let mut inner = self.lock();
+        inner.watch = Some(watch);
+        self.wake_scheduler(&mut inner);
+        true
     }
 }

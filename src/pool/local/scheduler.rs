@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::super::protocol::{self, FromWorker, Reply};
-use super::super::scheduler::{Chunks, RunState, Sink, Stats};
+use super::super::scheduler::{Chunks, RunState, Sink, Stats, Watch};
 use super::queue::LocalQueue;
 use super::transport::{self, Link, Outgoing, Received};
 use super::{WorkerConfig, describe_exit};
@@ -153,6 +153,8 @@ pub(crate) struct Scheduler {
     start_failed_at: Option<Instant>,
     /// Scratch of `settle`: the sinks a reply delivered to (kept, empty, between replies).
     touched: Vec<Arc<dyn Sink>>,
+    /// A descriptor watched for someone else ([`Runner::watch`](super::super::scheduler::Runner::watch)).
+    watch: Option<Arc<dyn Watch>>,
 }
 
 impl Scheduler {
@@ -173,6 +175,7 @@ impl Scheduler {
             next_id: 0,
             start_failed_at: None,
             touched: Vec::new(),
+            watch: None,
         };
         for _ in 0..scheduler.config.processes {
             // On failure `scheduler` is dropped, which kills and reaps the workers started so far.
@@ -225,6 +228,9 @@ impl Scheduler {
         self.state = inner.state.clone();
         let cancel = std::mem::take(&mut inner.cancel_queued);
         let recheck = std::mem::take(&mut inner.recheck);
+        if let Some(watch) = inner.watch.take() {
+            self.watch = Some(watch);
+        }
         drop(inner);
         for chunks in submitted {
             let (len, retries) = (chunks.len(), chunks.retries);
@@ -409,7 +415,9 @@ impl Scheduler {
             }
             inner.sleeping = true;
         }
-        let events = transport::wait(self.shared.wake(), self.workers.iter().map(|w| &w.link), timeout);
+        let watch = self.watch.clone();
+        let watched = watch.as_ref().and_then(|w| w.fd());
+        let events = transport::wait(self.shared.wake(), watched, self.workers.iter().map(|w| &w.link), timeout);
         self.shared.lock().sleeping = false;
         let events = match events {
             Ok(events) => events,
@@ -445,6 +453,11 @@ impl Scheduler {
         ended.dedup_by_key(|(w, _)| *w);
         for (w, ending) in ended {
             self.remove_worker(w, ending);
+        }
+        if events.watched
+            && let Some(watch) = watch
+        {
+            watch.readable();
         }
     }
 

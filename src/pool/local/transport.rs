@@ -388,6 +388,8 @@ pub(super) struct Events {
     pub(super) writable: Vec<usize>,
     /// Links whose worker ended.
     pub(super) ended: Vec<usize>,
+    /// The watched descriptor is readable (see [`Runner::watch`](super::super::scheduler::Runner::watch)).
+    pub(super) watched: bool,
 }
 
 /// Waits until a link has a message or room for its frame, a worker ends, the wake-up socket
@@ -398,6 +400,7 @@ pub(super) struct Events {
 /// `poll` failed.
 pub(super) fn wait<'a>(
     wake: &Wake,
+    watched: Option<BorrowedFd<'_>>,
     links: impl Iterator<Item = &'a Link>,
     timeout: Option<Duration>,
 ) -> Result<Events> {
@@ -405,12 +408,17 @@ pub(super) fn wait<'a>(
     #[derive(Clone, Copy)]
     enum Polled {
         Wake,
+        Watched,
         Readable(usize),
         Writable(usize),
         Ended(usize),
     }
     let mut polled = vec![Polled::Wake];
     let mut fds: Vec<(BorrowedFd<'_>, Interest)> = vec![(wake.listen.as_fd(), Interest::Read)];
+    if let Some(fd) = watched {
+        fds.push((fd, Interest::Read));
+        polled.push(Polled::Watched);
+    }
     for (i, link) in links.enumerate() {
         if link.open
             && let Ok(fd) = link.conn.fd()
@@ -433,6 +441,7 @@ pub(super) fn wait<'a>(
         match (ready, what) {
             (false, _) => {}
             (true, Polled::Wake) => wake.drain(),
+            (true, Polled::Watched) => events.watched = true,
             (true, Polled::Readable(i)) => events.readable.push(i),
             (true, Polled::Writable(i)) => events.writable.push(i),
             (true, Polled::Ended(i)) => events.ended.push(i),

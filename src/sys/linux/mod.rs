@@ -14,6 +14,7 @@ mod shm;
 mod socket;
 mod spawn;
 mod thread;
+mod usage;
 
 #[cfg(feature = "cluster")]
 pub(crate) use build_id::build_identity;
@@ -44,3 +45,4 @@ pub(crate) use socket::{
     try_send_with_fds,
 };
 pub(crate) use thread::{ThreadLife, current_thread, thread_gone, thread_life};
+pub(crate) use usage::{involuntary_switches, runnable_tasks};

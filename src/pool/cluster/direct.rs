@@ -1,0 +1,327 @@
+//! A broker connection split in two, for a node's feed: one thread (the feeder) reads the replies
+//! in order, any thread writes commands (a chunk's sink, on the local pool's scheduler thread,
+//! writes its chunk's publication and the node's next read the moment the outcome is in).
+//!
+//! The synchronous `redis` client owns its socket, so a thread blocked reading its replies keeps
+//! every other thread from writing; this connection is the socket itself, with the client's RESP
+//! encoder ([`redis::Cmd::write_packed_command`]) and parser ([`redis::parse_redis_value`]) on
+//! whole replies, which this module cuts out of the byte stream. Every read and write has a
+//! timeout; a connection that failed once is shut down (both halves see it) and replaced.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, IntoConnectionInfo, Value};
+
+use crate::error::{Error, Result};
+use crate::sys::{self, Interest};
+
+/// The socket under a connection.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
+            Stream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The writing half: commands, from any thread (behind the caller's lock).
+pub(crate) struct Writer {
+    stream: Stream,
+}
+
+impl Writer {
+    /// Writes packed commands, whole. After a failure the connection is shut down (a command
+    /// may be half written), so the reader fails too and the connection is replaced.
+    ///
+    /// # Errors
+    ///
+    /// The broker is gone, or took nothing for the write timeout.
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let sent = self.stream.write_all(bytes);
+        if sent.is_err() {
+            self.stream.shutdown();
+        }
+        sent
+    }
+
+    /// Shuts the connection down (the reader's next read fails at once).
+    pub(crate) fn close(&self) {
+        self.stream.shutdown();
+    }
+}
+
+/// The reading half: whole replies, in order, on one thread at a time.
+pub(crate) struct Reader {
+    stream: Stream,
+    buf: Vec<u8>,
+    /// Where the next reply starts in `buf`.
+    start: usize,
+    /// How long the rest of a reply that began may take.
+    rest: Duration,
+}
+
+impl Reader {
+    /// A descriptor of the connection, to watch for readability.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor could not be duplicated.
+    pub(crate) fn watch_fd(&self) -> io::Result<OwnedFd> {
+        self.stream.as_fd().try_clone_to_owned()
+    }
+
+    /// The next reply if it is all there, reading only what has arrived (never waiting for more).
+    ///
+    /// # Errors
+    ///
+    /// As [`reply`](Self::reply).
+    pub(crate) fn try_reply(&mut self) -> io::Result<Option<Value>> {
+        loop {
+            if frame_end(&self.buf[self.start..])?.is_some() {
+                return self.reply(self.rest, self.rest);
+            }
+            if !sys::poll_one(self.stream.as_fd(), Interest::Read, Some(Duration::ZERO))? {
+                return Ok(None);
+            }
+            self.fill(self.rest)?;
+        }
+    }
+
+    /// Reads what has arrived (waiting up to `wait` for something); false when nothing came.
+    fn fill(&mut self, wait: Duration) -> io::Result<bool> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.stream.set_read_timeout(wait)?;
+        self.buf.resize(len + 16 * 1024, 0);
+        let read = self.stream.read(&mut self.buf[len..]);
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next reply, waiting up to `wait` for it to begin and then up to `rest` for each
+    /// further part; `Ok(None)` when none began (nothing was consumed, so a later call reads it
+    /// whole).
+    ///
+    /// # Errors
+    ///
+    /// The connection broke or closed, a reply began and stalled for `rest`, or the bytes are not
+    /// RESP.
+    pub(crate) fn reply(&mut self, wait: Duration, rest: Duration) -> io::Result<Option<Value>> {
+        loop {
+            if let Some(end) = frame_end(&self.buf[self.start..])? {
+                let frame = &self.buf[self.start..self.start + end];
+                let value = redis::parse_redis_value(frame)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                self.start += end;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                return Ok(Some(value));
+            }
+            let began = self.start < self.buf.len();
+            if !self.fill(if began { rest } else { wait })? {
+                if began {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "a reply from the broker stalled"));
+                }
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The length of the first whole RESP value in `bytes`, if it is all there.
+fn frame_end(bytes: &[u8]) -> io::Result<Option<usize>> {
+    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "the broker sent a malformed reply");
+    let Some(&kind) = bytes.first() else { return Ok(None) };
+    let Some(line) = bytes.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
+    let after_line = line + 2;
+    let number = || -> io::Result<i64> {
+        std::str::from_utf8(&bytes[1..line]).ok().and_then(|s| s.parse().ok()).ok_or_else(malformed)
+    };
+    match kind {
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Ok(Some(after_line)),
+        b'$' | b'!' | b'=' => {
+            let Ok(len) = usize::try_from(number()?) else { return Ok(Some(after_line)) };
+            let end = after_line + len + 2;
+            Ok((bytes.len() >= end).then_some(end))
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let Ok(mut items) = usize::try_from(number()?) else { return Ok(Some(after_line)) };
+            if matches!(kind, b'%' | b'|') {
+                items *= 2;
+            }
+            let mut at = after_line;
+            for _ in 0..items {
+                match frame_end(&bytes[at..])? {
+                    Some(len) => at += len,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(at))
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// Opens a connection to `url` (authenticated, its database selected, `scripts` loaded), split.
+///
+/// # Errors
+///
+/// [`Error::Broker`] when the URL is not valid or the broker cannot be reached or refuses.
+pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Result<(Reader, Writer)> {
+    let failed = |detail: String| Error::Broker { action: format!("could not be reached at {url}"), detail };
+    let info = url.into_connection_info().map_err(|e| failed(e.to_string()))?;
+    let stream = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            let mut last = None;
+            let mut connected = None;
+            for addr in (host.as_str(), *port).to_socket_addrs().map_err(|e| failed(e.to_string()))? {
+                match TcpStream::connect_timeout(&addr, io_timeout) {
+                    Ok(stream) => {
+                        connected = Some(stream);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let stream = connected.ok_or_else(|| failed(last.map_or("no address".into(), |e| e.to_string())))?;
+            stream.set_nodelay(true).map_err(|e| failed(e.to_string()))?;
+            Stream::Tcp(stream)
+        }
+        ConnectionAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).map_err(|e| failed(e.to_string()))?),
+        other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
+    };
+    stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
+    let mut reader = Reader {
+        stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
+        buf: Vec::new(),
+        start: 0,
+        rest: io_timeout,
+    };
+    let mut writer = Writer { stream };
+    let settings = info.redis_settings();
+    let mut hello = Vec::new();
+    if let Some(password) = settings.password() {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
+        }
+        auth.arg(password).write_packed_command(&mut hello);
+    }
+    if settings.db() != 0 {
+        redis::cmd("SELECT").arg(settings.db()).write_packed_command(&mut hello);
+    }
+    for script in scripts {
+        redis::cmd("SCRIPT").arg("LOAD").arg(*script).write_packed_command(&mut hello);
+    }
+    if hello.is_empty() {
+        return Ok((reader, writer));
+    }
+    let replies = (settings.password().is_some() as usize) + (settings.db() != 0) as usize + scripts.len();
+    writer.send(&hello).map_err(|e| failed(e.to_string()))?;
+    for _ in 0..replies {
+        match reader.reply(io_timeout, io_timeout) {
+            Ok(Some(Value::ServerError(e))) => return Err(failed(format!("{e:?}"))),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(failed("no answer to the connection's set-up".into())),
+            Err(e) => return Err(failed(e.to_string())),
+        }
+    }
+    Ok((reader, writer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_end;
+
+    #[test]
+    fn frames_are_cut_whole_or_not_at_all() {
+        let whole: &[u8] = b"*2\r\n$3\r\nabc\r\n*1\r\n:5\r\n+OK\r\n";
+        assert_eq!(frame_end(whole).ok().flatten(), Some(whole.len() - 5));
+        for cut in 0..whole.len() - 5 {
+            assert_eq!(frame_end(&whole[..cut]).ok().flatten(), None, "cut at {cut}");
+        }
+        assert_eq!(frame_end(b"*-1\r\n").ok().flatten(), Some(5));
+        assert_eq!(frame_end(b"$-1\r\n").ok().flatten(), Some(5));
+        assert_eq!(frame_end(b"-ERR x\r\n").ok().flatten(), Some(8));
+        assert!(frame_end(b"?what\r\n").is_err());
+    }
+}
