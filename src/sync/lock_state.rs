@@ -5,16 +5,25 @@
 //! ```text
 //! state  = generation (33 bits) | WAITERS (1 bit) | owner thread id (30 bits, 0 = free)
 //! wake   = a counter that sleepers sleep on (futex); a release that sees WAITERS bumps it
-//! record = (generation, start time) of the owner of that generation, written by that owner
+//! record = (generation, low 24 bits | start time, 40 bits) of the latest recorded acquisition,
+//!          written by its owner in one store
+//! depth  = how many times the owner holds it (owner-only)
 //! ```
+//!
+//! The whole state is 32 bytes, one cache line wherever it lies at a multiple of 32 (a queue's
+//! lock shares no line with the queue's counters); the contended paths move that one line.
 //!
 //! **Acquiring** is one compare-and-swap from a free state `(g, 0)` to `(g + 1, me)`: every
 //! acquisition, takeovers included, has a generation of its own. Someone who finds the lock held
 //! first watches the state for a few microseconds (adaptive, see `spin`) and takes it if it comes
 //! free; otherwise it reads the `wake` ticket, sets `WAITERS` (or sees it set) and sleeps on `wake`
 //! while the ticket is unchanged. Whoever acquires after sleeping sets `WAITERS` in its own state
-//! (others may still sleep), so that its release wakes the next. **Releasing** clears the owner and
-//! `WAITERS` (keeping the generation) and, if `WAITERS` was set, bumps `wake` and wakes one sleeper.
+//! (others may still sleep), so that its release wakes the next. **Releasing** is one atomic
+//! subtraction of the owner's id (the owner bits are the owner's own while it holds the lock; only
+//! `WAITERS` may change meanwhile): it keeps the generation, and `WAITERS` too, which a free state
+//! may carry; the next acquisition decides `WAITERS` for its own state, as above (nobody looks at
+//! `WAITERS` while the lock is free). If `WAITERS` was set, the release bumps `wake` and wakes one
+//! sleeper.
 //! The sleeper reads its ticket before it looks at the state, and the releaser changes the state
 //! before it bumps the ticket (SeqCst): a release after the sleeper's look is a bump the sleeper's
 //! futex sees, so no wake-up is lost. A sleeper that gives up (its timeout) after being woken sets
@@ -50,9 +59,17 @@
 //!
 //! Every compare-and-swap that acquires is acquire-release: whoever sees an acquisition in the
 //! state also sees what the acquiring thread did before it (that it exists, in the loom models,
-//! where thread lives are atomics; the kernel's `/proc` needs no help). The record is a seqlock: the owner marks it unrecorded, writes the start time, then the
-//! generation (release); a reader takes the start time only if it read the same generation before
-//! and after (acquire). A takeover marks the lock `died` (with the dead thread's id): every
+//! where thread lives are atomics; the kernel's `/proc` needs no help). The record is one word,
+//! stored by the owner right after its compare-and-swap (release) and read whole (acquire), so it
+//! is never seen half written. It keeps only the low 24 bits of the generation: a reader that finds
+//! them equal to those of `g` holds the record of `g` itself. While the state is `(g, tid)`, no other
+//! acquisition can happen, so the record is that of `g`, or (before the owner of `g` has written
+//! it) of the latest acquisition before `g` whose owner lived to write one; to look like the record
+//! of `g`, that one would have to lie 2^24 generations back, which takes some 16 million owners in
+//! a row dying between their compare-and-swap and their record. A record read after the state has
+//! moved on may be that of a later generation `g + k·2^24`, but then the takeover's
+//! compare-and-swap from `(g, tid)` fails. A start time that needs more than 40 bits (348 years of
+//! clock ticks) is recorded as 0, unknown. A takeover marks the lock `died` (with the dead thread's id): every
 //! acquirer is told, until one of them declares the protected state consistent again (`recover`).
 //! A lock with no sleepers at the owner's death is taken over by the next acquirer in the same way,
 //! within one slice. A thread that finds its own id as the owner but another start time in the
@@ -61,7 +78,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::atomic::{AtomicU32, AtomicU64, fence, handshake_fence};
+use super::atomic::{AtomicU32, AtomicU64, handshake_fence};
 use super::futex::{Deadline, Futex, Kernel, ThreadLife, Threads, Waited};
 use super::spin::SpinState;
 use crate::shm::ShmSafe;
@@ -74,8 +91,9 @@ const TID_MASK: u64 = (1 << TID_BITS) - 1;
 const WAITERS: u64 = 1 << TID_BITS;
 /// The generation takes the bits above.
 const GENERATION_SHIFT: u32 = TID_BITS + 1;
-/// A generation no state has (they have 33 bits): the record is being written.
-const UNRECORDED: u64 = u64::MAX;
+/// The record keeps the low bits of the generation above the owner's start time.
+const RECORD_START_BITS: u32 = 40;
+const RECORD_START_MASK: u64 = (1 << RECORD_START_BITS) - 1;
 /// The flag of `died`; the bits below hold the dead thread's id.
 const DIED: u32 = 1 << 31;
 
@@ -114,6 +132,20 @@ fn successor(state: u64, me: u32, waiters: bool) -> u64 {
     next | if waiters { WAITERS } else { 0 } | (u64::from(me) & TID_MASK)
 }
 
+/// The record of the acquisition `state` by a thread started at `start`: the low 24 bits of the
+/// generation, and the start time (0, unknown, if it needs more than 40 bits: 348 years of clock
+/// ticks).
+fn record(state: u64, start: u64) -> u64 {
+    let start = if start > RECORD_START_MASK { 0 } else { start };
+    (generation(state) << RECORD_START_BITS) | start
+}
+
+/// Whether `record` is the record of generation `generation` (its low 24 bits; see the module docs
+/// for why they suffice).
+fn records(record: u64, generation: u64) -> bool {
+    record >> RECORD_START_BITS == generation & (u64::MAX >> RECORD_START_BITS)
+}
+
 /// The shared state of a lock.
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -122,14 +154,13 @@ pub(crate) struct LockState {
     state: AtomicU64,
     /// The sleepers' futex: bumped by a release that saw `WAITERS`.
     wake: AtomicU32,
-    /// How many times the owner holds it (recursive locks); owner-only.
-    depth: AtomicU32,
-    /// The generation whose owner's start time `record_start` holds (`UNRECORDED` while written).
-    record_generation: AtomicU64,
-    /// The start time of that generation's owner (0 while unknown).
-    record_start: AtomicU64,
     /// 0 while consistent; `DIED | thread` once an owner died holding the lock, until recovered.
     died: AtomicU32,
+    /// The record of the latest recorded acquisition: its generation (low bits) and its owner's
+    /// start time (see [`record`]).
+    record: AtomicU64,
+    /// How many times the owner holds it (recursive locks); owner-only.
+    depth: AtomicU32,
     /// How long an acquirer watches a held lock before it sleeps.
     spin: SpinState,
 }
@@ -258,10 +289,7 @@ impl LockState {
     /// one not yet recovered from).
     #[inline]
     fn became_owner(&self, state: u64, start: u64, died: Option<u32>) -> Acquired {
-        self.record_generation.store(UNRECORDED, Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.record_start.store(start, Ordering::Relaxed);
-        self.record_generation.store(generation(state), Ordering::Release);
+        self.record.store(record(state, start), Ordering::Release);
         self.depth.store(1, Ordering::Relaxed);
         if let Some(dead) = died {
             self.died.store(DIED | dead, Ordering::Release);
@@ -275,12 +303,8 @@ impl LockState {
     /// The start time recorded by the owner of `generation`, if that record is complete and still
     /// there.
     fn recorded_start(&self, generation: u64) -> Option<u64> {
-        if self.record_generation.load(Ordering::Acquire) != generation {
-            return None;
-        }
-        let start = self.record_start.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        (self.record_generation.load(Ordering::Relaxed) == generation).then_some(start)
+        let record = self.record.load(Ordering::Acquire);
+        records(record, generation).then_some(record & RECORD_START_MASK)
     }
 
     /// Whether the owner of the acquisition `state` may still live. Only "certainly dead" is
@@ -310,17 +334,13 @@ impl LockState {
             self.depth.store(depth - 1, Ordering::Relaxed);
             return;
         }
-        // Free: no owner, no WAITERS, the same generation. Only WAITERS can change meanwhile.
-        let mut current = self.state.load(Ordering::Relaxed);
-        while let Err(now) = self.state.compare_exchange_weak(
-            current,
-            current & !(TID_MASK | WAITERS),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            current = now;
-        }
-        if current & WAITERS != 0 {
+        // Free: the owner bits are ours and stay so while we hold the lock (only WAITERS can
+        // change meanwhile), so one subtraction clears them and keeps the generation (and WAITERS:
+        // the next acquisition decides its own, see the module docs). The line is ours already:
+        // reading the owner bits first costs no transfer.
+        let owner = self.state.load(Ordering::Relaxed) & TID_MASK;
+        let before = self.state.fetch_sub(owner, Ordering::SeqCst);
+        if before & WAITERS != 0 {
             handshake_fence();
             self.wake.fetch_add(1, Ordering::SeqCst);
             F::wake(&self.wake, 1);
@@ -384,8 +404,7 @@ impl LockState {
     pub(crate) fn abandon_to(&self, ghost: u32, start: u64) {
         let state = successor(self.state.load(Ordering::SeqCst), ghost, false);
         self.state.store(state, Ordering::SeqCst);
-        self.record_start.store(start, Ordering::SeqCst);
-        self.record_generation.store(generation(state), Ordering::SeqCst);
+        self.record.store(record(state, start), Ordering::SeqCst);
         self.depth.store(1, Ordering::SeqCst);
     }
 }
@@ -518,6 +537,36 @@ mod tests {
         // The generation wraps without touching the owner bits.
         let last = (1u64 << (64 - GENERATION_SHIFT)) - 1;
         assert_eq!(successor(last << GENERATION_SHIFT, 7, true), WAITERS | 7);
+    }
+
+    #[test]
+    fn the_record_names_its_generation_by_its_low_bits() {
+        let g = (1u64 << 24) + 5;
+        let state = g << GENERATION_SHIFT | 7;
+        let r = record(state, 1234);
+        assert!(records(r, g) && records(r, 5), "the low 24 bits");
+        assert!(!records(r, g + 1));
+        assert_eq!(r & RECORD_START_MASK, 1234);
+        assert_eq!(record(state, 1 << 41) & RECORD_START_MASK, 0, "a start time too big is unknown");
+    }
+
+    /// A release subtracts the owner's id: the free state keeps `WAITERS` (and the generation); the
+    /// next acquirer, which did not sleep, takes the lock without it.
+    #[test]
+    fn a_release_leaves_waiters_to_the_next_acquisition() {
+        let lock = LockState::default();
+        assert_eq!(lock.acquire::<Yielding>(ME, None, false), Acquired::Clean);
+        let held = lock.state.fetch_or(WAITERS, Ordering::SeqCst) | WAITERS;
+        lock.release::<Yielding>();
+        let free = lock.state.load(Ordering::SeqCst);
+        assert_eq!(free, held & !TID_MASK, "{held:x} -> {free:x}");
+        assert!(!lock.locked());
+        assert_eq!(lock.wake.load(Ordering::SeqCst), 1, "the release saw WAITERS and bumped the ticket");
+        assert_eq!(lock.acquire::<Yielding>(ME, None, false), Acquired::Clean);
+        let now = lock.state.load(Ordering::SeqCst);
+        assert_eq!(now, successor(free, ME.0, false));
+        assert_eq!(now & WAITERS, 0);
+        lock.release::<Yielding>();
     }
 
     /// The ABA of issue 18, step by step: a waiter reads the state `(g, X)` held by a live owner;

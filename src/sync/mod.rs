@@ -62,7 +62,7 @@ const _: () = {
     shared_and_sent::<Condition>();
     shared_and_sent::<Barrier>();
     #[cfg(not(loom))]
-    assert!(std::mem::size_of::<lock_state::LockState>() == 48);
+    assert!(std::mem::size_of::<lock_state::LockState>() == 32);
     #[cfg(not(loom))]
     assert!(std::mem::align_of::<lock_state::LockState>() == 8);
 };

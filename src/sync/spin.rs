@@ -67,17 +67,21 @@ const MAX_PROBE_BACKOFF: u32 = 6;
 /// How many pauses between two looks at the clock (a pause takes some 10 to 40 ns).
 const PAUSES_PER_CLOCK: u32 = 4;
 
-/// The spinning state of one primitive, in its shared memory. All zeros (fresh memory) is the full
-/// budget.
+/// The spinning state of one primitive, in its shared memory: one word (so that it costs a lock
+/// or a queue 4 bytes), the halvings in the high half, the sleeping waits in the low one. All zeros
+/// (fresh memory) is the full budget.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct SpinState {
-    /// How many times the budget was halved since a spin last paid; past [`NO_BUDGET_HALVINGS`],
-    /// how many probes missed since.
-    halvings: AtomicU32,
-    /// Sleeping waits since the last probe (while the budget is nothing).
-    blocked_since_probe: AtomicU32,
+    /// High half: how many times the budget was halved since a spin last paid; past
+    /// [`NO_BUDGET_HALVINGS`], how many probes missed since. Low half: sleeping waits since the
+    /// last probe (while the budget is nothing; at most `REPROBE_EVERY << MAX_PROBE_BACKOFF`).
+    word: AtomicU32,
 }
+
+/// The bits of [`SpinState`]'s word that count sleeping waits.
+const BLOCKED_MASK: u32 = 0xffff;
+const _: () = assert!(REPROBE_EVERY << MAX_PROBE_BACKOFF <= BLOCKED_MASK);
 
 /// Whether spinning can pay at all: more than one CPU to run on.
 fn several_cpus() -> bool {
@@ -108,7 +112,7 @@ impl SpinState {
         if deadline.passed() {
             return false; // a try, or the time is up: nothing to wait for
         }
-        let halvings = self.halvings.load(Ordering::Relaxed);
+        let halvings = self.halvings();
         let Some(budget_ns) = self.budget_now(halvings) else { return false };
         let mut budget = Duration::from_nanos(u64::from(budget_ns));
         if let Some(left) = deadline.left() {
@@ -120,7 +124,7 @@ impl SpinState {
         }
         // A miss: half the budget, or (with none left) one more missed probe.
         if halvings < NO_BUDGET_HALVINGS + MAX_PROBE_BACKOFF {
-            self.halvings.store(halvings + 1, Ordering::Relaxed);
+            self.set_halvings(halvings + 1);
         }
         false
     }
@@ -132,29 +136,38 @@ impl SpinState {
             return Some(MAX_BUDGET_NS >> halvings);
         }
         let missed_probes = halvings - NO_BUDGET_HALVINGS;
-        let blocked = self.blocked_since_probe.load(Ordering::Relaxed);
+        let word = self.word.load(Ordering::Relaxed);
+        let blocked = word & BLOCKED_MASK;
         if blocked + 1 < REPROBE_EVERY << missed_probes.min(MAX_PROBE_BACKOFF) {
-            self.blocked_since_probe.store(blocked + 1, Ordering::Relaxed);
+            self.word.store(word + 1, Ordering::Relaxed);
             return None;
         }
-        self.blocked_since_probe.store(0, Ordering::Relaxed);
+        self.word.store(word & !BLOCKED_MASK, Ordering::Relaxed);
         Some(MAX_BUDGET_NS)
     }
 
     /// The state became ready while spinning: spinning pays here.
     fn arrived(&self) {
-        if self.halvings.load(Ordering::Relaxed) != 0 {
-            self.halvings.store(0, Ordering::Relaxed);
+        if self.word.load(Ordering::Relaxed) != 0 {
+            self.word.store(0, Ordering::Relaxed);
         }
-        if self.blocked_since_probe.load(Ordering::Relaxed) != 0 {
-            self.blocked_since_probe.store(0, Ordering::Relaxed);
-        }
+    }
+
+    /// The halvings (or missed probes) in the word.
+    fn halvings(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) >> 16
+    }
+
+    /// Sets the halvings, keeping the count of sleeping waits.
+    fn set_halvings(&self, halvings: u32) {
+        let word = self.word.load(Ordering::Relaxed);
+        self.word.store(halvings << 16 | (word & BLOCKED_MASK), Ordering::Relaxed);
     }
 
     /// The current budget in nanoseconds (0: none).
     #[cfg(all(test, not(loom)))]
     fn budget(&self) -> u32 {
-        let halvings = self.halvings.load(Ordering::Relaxed);
+        let halvings = self.halvings();
         if halvings < NO_BUDGET_HALVINGS { MAX_BUDGET_NS >> halvings } else { 0 }
     }
 }
