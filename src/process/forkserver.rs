@@ -35,7 +35,7 @@
 //! file (its owner exited, or dropped it) exits at once.
 //!
 //! The server ignores `SIGINT` (Ctrl-C reaches the whole process group), as CPython's does; its
-//! spares get back the disposition it started with.
+//! spares get back the disposition it started with (a `SIGINT` sent to one before that waits).
 //!
 //! When the control socket reaches end of file (the owner exited or was killed), the server exits;
 //! children it forked keep running (daemon children are killed by their own liveness pipe). If the
@@ -143,8 +143,9 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
     let reports_exits = !status_pipes && kernel_reports_exit_codes();
     // Ctrl-C reaches the whole process group: the server outlives it, as CPython's does, so that
     // processes can still be started (and no spare is orphaned by its server's death); each spare
-    // gets back the disposition the server started with.
-    let interrupt_was_ignored = sys::ignore_interrupt();
+    // gets back what the server started with. Held (ignored and blocked), not only ignored: a
+    // SIGINT sent to a spare before it undoes that waits for it instead of being discarded.
+    let interrupt_before = sys::hold_interrupt();
     let hello = match super::launch::own_exe() {
         Ok(exe) => {
             Hello { version: env!("CARGO_PKG_VERSION").into(), exe, pid: std::process::id() as i32, reports_exits }
@@ -174,7 +175,7 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
         if request_ready {
             match recv_packet::<Request>(control.as_fd()) {
                 Ok(Some((Request::Spare, _))) => {
-                    hand_over_spare(&control, &mut tracked, !reports_exits, interrupt_was_ignored)
+                    hand_over_spare(&control, &mut tracked, !reports_exits, interrupt_before)
                 }
                 // End of file or a broken socket: the owner is gone.
                 Ok(None) | Err(_) => sys::raw_exit(0),
@@ -207,8 +208,8 @@ fn kernel_reports_exit_codes() -> bool {
 }
 
 /// Forks a spare and sends it to the owner (with a status pipe when `track`).
-fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool, interrupt_was_ignored: bool) {
-    let reply = fork_spare(tracked, interrupt_was_ignored).and_then(|(pid, pidfd, orders)| {
+fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool, interrupt_before: sys::InterruptBefore) {
+    let reply = fork_spare(tracked, interrupt_before).and_then(|(pid, pidfd, orders)| {
         let status = if track { Some(sys::pipe_cloexec()?) } else { None };
         let mut fds = vec![pidfd.as_fd(), orders.as_fd()];
         fds.extend(status.as_ref().map(|(read, _)| read.as_fd()));
@@ -224,7 +225,10 @@ fn hand_over_spare(control: &OwnedFd, tracked: &mut Vec<Tracked>, track: bool, i
 }
 
 /// Forks a spare child: its pid, pidfd and the server's end of its order socket.
-fn fork_spare(tracked: &mut Vec<Tracked>, interrupt_was_ignored: bool) -> std::io::Result<(i32, OwnedFd, OwnedFd)> {
+fn fork_spare(
+    tracked: &mut Vec<Tracked>,
+    interrupt_before: sys::InterruptBefore,
+) -> std::io::Result<(i32, OwnedFd, OwnedFd)> {
     let (ours, theirs) = sys::socketpair_cloexec(sys::SocketKind::SeqPacket)?;
     // SAFETY: the server is single-threaded, so no lock can be held by another thread at fork.
     match unsafe { sys::fork() }? {
@@ -235,7 +239,7 @@ fn fork_spare(tracked: &mut Vec<Tracked>, interrupt_was_ignored: bool) -> std::i
             sys::close_inherited_fd();
             // Children must not inherit the server's automatic reaping.
             sys::reap_children_automatically(false);
-            sys::restore_interrupt(interrupt_was_ignored);
+            sys::release_interrupt(interrupt_before);
             run_spare(theirs)
         }
         ForkResult::Parent(pid) => {

@@ -35,8 +35,8 @@ pub(crate) use process::{
     wait_pidfd,
 };
 pub(crate) use shm::{
-    ignore_interrupt, ignore_termination_signals, on_fork_child, prefault, restore_interrupt, segment_size, shm_attach,
-    shm_create, shm_unlink,
+    InterruptBefore, hold_interrupt, ignore_interrupt, ignore_termination_signals, on_fork_child, prefault,
+    release_interrupt, segment_size, shm_attach, shm_create, shm_unlink,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
