@@ -36,6 +36,67 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, Serializer};
 
+/// The `Serializer` methods that a record's writers refuse alike, for what no record holds
+/// (strings, bytes, options, units, variants, sequences, maps): each returns `Err($refuse)`.
+macro_rules! refuse_what_no_record_holds {
+    ($refuse:expr) => {
+        fn serialize_str(self, _: &str) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_bytes(self, _: &[u8]) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_none(self) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_unit(self) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), PackError> {
+            Err($refuse)
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, PackError> {
+            Err($refuse)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, PackError> {
+            Err($refuse)
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, PackError> {
+            Err($refuse)
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, PackError> {
+            Err($refuse)
+        }
+        fn collect_str<T: ::std::fmt::Display + ?Sized>(self, _: &T) -> Result<(), PackError> {
+            Err($refuse)
+        }
+    };
+}
+
 mod numbers;
 
 /// The first byte of a postcard sequence.
@@ -714,26 +775,8 @@ impl Serializer for &mut RecordWriter<'_> {
     fn serialize_char(self, v: char) -> Result<(), PackError> {
         self.primitive(Kind::Char, u32::from(v).to_le_bytes())
     }
-    fn serialize_str(self, _: &str) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_none(self) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_unit(self) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
         Ok(())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), PackError> {
-        Err(not_a_record())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), PackError> {
         // A descriptor is an index into the message's table: it travels with postcard.
@@ -742,51 +785,16 @@ impl Serializer for &mut RecordWriter<'_> {
         }
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, PackError> {
-        Err(not_a_record())
-    }
     fn serialize_tuple(self, _: usize) -> Result<Self, PackError> {
         Ok(self)
     }
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, PackError> {
         Ok(self)
     }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, PackError> {
-        Err(not_a_record())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, PackError> {
-        Err(not_a_record())
-    }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, PackError> {
         Ok(self)
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, PackError> {
-        Err(not_a_record())
-    }
-    fn collect_str<T: fmt::Display + ?Sized>(self, _: &T) -> Result<(), PackError> {
-        Err(not_a_record())
-    }
+    refuse_what_no_record_holds!(not_a_record());
 }
 
 impl ser::SerializeTuple for &mut RecordWriter<'_> {

@@ -300,37 +300,7 @@ impl<const K: u8> Serializer for NumberWriter<'_, K> {
     fn serialize_char(self, _: char) -> Result<(), PackError> {
         Err(other_than_the_number())
     }
-    fn serialize_str(self, _: &str) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_none(self) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_unit(self) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Refused, PackError> {
         Err(other_than_the_number())
     }
     fn serialize_tuple(self, _: usize) -> Result<Refused, PackError> {
@@ -339,22 +309,9 @@ impl<const K: u8> Serializer for NumberWriter<'_, K> {
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
         Err(other_than_the_number())
     }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
         Err(other_than_the_number())
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
+
+    refuse_what_no_record_holds!(other_than_the_number());
 }
