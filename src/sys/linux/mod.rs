@@ -6,6 +6,7 @@
 #[cfg(feature = "cluster")]
 mod build_id;
 mod ctor;
+mod dispositions;
 mod fd;
 mod memory;
 mod poll;
@@ -19,6 +20,9 @@ mod usage;
 #[cfg(feature = "cluster")]
 pub(crate) use build_id::build_identity;
 pub(crate) use ctor::{keep_startup_hook, mark_hook_ran, startup_hook_ran};
+pub(crate) use dispositions::{
+    InterruptBefore, hold_interrupt, ignore_interrupt, ignore_termination_signals, release_interrupt,
+};
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{
@@ -34,10 +38,7 @@ pub(crate) use process::{
     remove_env_before_main, signals, spawn_current_exe, spawn_current_exe_ignoring_termination, take_inherited_fd,
     wait_pidfd,
 };
-pub(crate) use shm::{
-    InterruptBefore, hold_interrupt, ignore_interrupt, ignore_termination_signals, on_fork_child, prefault,
-    release_interrupt, segment_size, shm_attach, shm_create, shm_unlink,
-};
+pub(crate) use shm::{on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink};
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
     prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
