@@ -17,7 +17,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
 
 use crate::error::{Error, Result};
-use crate::sys::{self, Interest};
+use crate::sys;
 
 /// The socket under a connection.
 enum Stream {
@@ -86,6 +86,9 @@ impl Write for Stream {
     }
 }
 
+/// How much one read of the connection takes in at most.
+const RECEIVE_SIZE: usize = 16 * 1024;
+
 /// The writing half: commands, from any thread (behind the caller's lock).
 pub(crate) struct Writer {
     stream: Stream,
@@ -118,8 +121,6 @@ pub(crate) struct Reader {
     buf: Vec<u8>,
     /// Where the next reply starts in `buf`.
     start: usize,
-    /// How long the rest of a reply that began may take.
-    rest: Duration,
 }
 
 impl Reader {
@@ -132,32 +133,60 @@ impl Reader {
         self.stream.as_fd().try_clone_to_owned()
     }
 
-    /// The next reply if it is all there, reading only what has arrived (never waiting for more).
+    /// Takes in what has arrived, with one read that never waits (the caller was told the
+    /// connection is readable); false when nothing had. Whole replies are then taken with
+    /// [`buffered_reply`](Self::buffered_reply); a reply cut short waits in the buffer for the
+    /// next readable event.
     ///
     /// # Errors
     ///
-    /// As [`reply`](Self::reply).
-    pub(crate) fn try_reply(&mut self) -> io::Result<Option<Value>> {
-        loop {
-            if frame_end(&self.buf[self.start..])?.is_some() {
-                return self.reply(self.rest, self.rest);
-            }
-            if !sys::poll_one(self.stream.as_fd(), Interest::Read, Some(Duration::ZERO))? {
-                return Ok(None);
-            }
-            self.fill(self.rest)?;
+    /// The connection broke, or the broker closed it.
+    pub(crate) fn receive(&mut self) -> io::Result<bool> {
+        self.compact();
+        let len = self.buf.len();
+        self.buf.resize(len + RECEIVE_SIZE, 0);
+        let read = sys::try_recv_plain(self.stream.as_fd(), &mut self.buf[len..]);
+        self.buf.truncate(len + read.as_ref().map_or(0, |n| n.unwrap_or(0)));
+        match read {
+            Ok(Some(0)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(io::Error::from(e)),
+        }
+    }
+
+    /// The next reply if it is whole in the buffer (never reads).
+    ///
+    /// # Errors
+    ///
+    /// The bytes are not RESP.
+    pub(crate) fn buffered_reply(&mut self) -> io::Result<Option<Value>> {
+        let Some(end) = frame_end(&self.buf[self.start..])? else { return Ok(None) };
+        let frame = &self.buf[self.start..self.start + end];
+        let value =
+            redis::parse_redis_value(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        self.start += end;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        Ok(Some(value))
+    }
+
+    /// Drops the replies already taken from the front of the buffer.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
     }
 
     /// Reads what has arrived (waiting up to `wait` for something); false when nothing came.
     fn fill(&mut self, wait: Duration) -> io::Result<bool> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
+        self.compact();
         let len = self.buf.len();
         self.stream.set_read_timeout(wait)?;
-        self.buf.resize(len + 16 * 1024, 0);
+        self.buf.resize(len + RECEIVE_SIZE, 0);
         let read = self.stream.read(&mut self.buf[len..]);
         self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
         match read {
@@ -185,15 +214,7 @@ impl Reader {
     /// RESP.
     pub(crate) fn reply(&mut self, wait: Duration, rest: Duration) -> io::Result<Option<Value>> {
         loop {
-            if let Some(end) = frame_end(&self.buf[self.start..])? {
-                let frame = &self.buf[self.start..self.start + end];
-                let value = redis::parse_redis_value(frame)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                self.start += end;
-                if self.start == self.buf.len() {
-                    self.buf.clear();
-                    self.start = 0;
-                }
+            if let Some(value) = self.buffered_reply()? {
                 return Ok(Some(value));
             }
             let began = self.start < self.buf.len();
@@ -274,7 +295,6 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
         buf: Vec::new(),
         start: 0,
-        rest: io_timeout,
     };
     let mut writer = Writer { stream };
     let settings = info.redis_settings();

@@ -756,8 +756,13 @@ impl Node {
     fn read_feed(&self) {
         let mut guard = lock(&self.reader);
         let Some(reader) = guard.as_mut() else { return };
+        // One read of what has arrived: the local pool's poll calls again while more is there.
+        if let Err(e) = reader.receive() {
+            tracing::debug!(error = %e, "cluster node: the feed connection failed");
+            return self.close_feed(&mut guard);
+        }
         loop {
-            let failed = match reader.try_reply() {
+            let failed = match reader.buffered_reply() {
                 Ok(Some(reply)) => match self.answer(&mut lock(&self.side), reply) {
                     Ok(Some(0)) => {
                         // A read that did not block found nothing: a reclaim is due within the
