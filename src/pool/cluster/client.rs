@@ -255,6 +255,13 @@ impl Client {
                 if state.run == RunState::Terminated {
                     return;
                 }
+                // Refilled in batches: while all but a refill's worth of the window is in the
+                // broker, every node has work queued there, and topping it up as each chunk
+                // comes back would cost a broker round trip per chunk.
+                let room = self.config.max_in_flight.saturating_sub(state.flights.len());
+                if room < refill_step(self.config.max_in_flight) {
+                    return;
+                }
                 while state.flights.len() < self.config.max_in_flight && batch.len() < SUBMIT_BATCH {
                     let Some(chunk) = state.queue.pop_front() else { break };
                     if chunk.sink.cancelled() {
@@ -729,6 +736,12 @@ fn clone_error(error: &Error) -> Error {
         Error::PoolTerminated => Error::PoolTerminated,
         _ => Error::Cancelled,
     }
+}
+
+/// The fewest free places in a window of `max_in_flight` chunks worth a refill (an eighth of
+/// it, at most 64: the broker then still holds 7/8 of the window for the nodes).
+fn refill_step(max_in_flight: usize) -> usize {
+    (max_in_flight / 8).clamp(1, 64)
 }
 
 /// How long a silent client counts as alive: three leases (its heartbeat beats every third).
