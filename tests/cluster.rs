@@ -255,10 +255,9 @@ fn the_completion_script_publishes_only_for_the_entry_s_owner_and_only_once() {
     let _serial = serial();
     let Some(server) = RedisServer::start() else { return };
     let mut c = server.conn();
-    let (stream, results, clients, stats) = ("{mp:s}:tasks:b", "{mp:s}:res:c", "{mp:s}:clients", "{mp:s}:stats");
+    let (stream, results, stats) = ("{mp:s}:tasks:b", "{mp:s}:res:c", "{mp:s}:stats");
     let _: () =
         redis::cmd("XGROUP").arg("CREATE").arg(stream).arg("nodes").arg("0").arg("MKSTREAM").query(&mut c).unwrap();
-    let _: () = redis::cmd("ZADD").arg(clients).arg(1).arg("c").query(&mut c).unwrap();
     let id: String = redis::cmd("XADD").arg(stream).arg("*").arg("m").arg("x").query(&mut c).unwrap();
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
@@ -274,15 +273,13 @@ fn the_completion_script_publishes_only_for_the_entry_s_owner_and_only_once() {
     let complete = |c: &mut redis::Connection, node: &str| -> i64 {
         redis::cmd("EVAL")
             .arg(cluster::__scripts::COMPLETE)
-            .arg(4)
+            .arg(3)
             .arg(stream)
             .arg(results)
-            .arg(clients)
             .arg(stats)
             .arg("nodes")
             .arg(&id)
             .arg(format!("result from {node}"))
-            .arg("c")
             .arg(60_000)
             .arg("")
             .arg(node)
@@ -294,6 +291,8 @@ fn the_completion_script_publishes_only_for_the_entry_s_owner_and_only_once() {
     assert_eq!(complete(&mut c, "B"), 0, "a second completion is dropped");
     let published: Vec<String> = redis::cmd("LRANGE").arg(results).arg(0).arg(-1).query(&mut c).unwrap();
     assert_eq!(published, vec!["result from B".to_string()]);
+    let ttl: i64 = redis::cmd("PTTL").arg(results).query(&mut c).unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "the result list expires (PTTL {ttl})");
     let len: u64 = redis::cmd("XLEN").arg(stream).query(&mut c).unwrap();
     assert_eq!(len, 0);
     let dropped: u64 = redis::cmd("HGET").arg(stats).arg("dropped_late").query(&mut c).unwrap();

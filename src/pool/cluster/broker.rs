@@ -9,12 +9,12 @@
 //! |---|---|---|
 //! | `{mp:P}:meta` | hash | `epoch` (random, set by the first client; gone = the broker lost its data), `lease_ms` |
 //! | `{mp:P}:tasks:<build>` | stream, group `nodes` | one entry per chunk: `m` message, `s` MAC; deleted when its outcome is published, so its length is the work queued and running |
-//! | `{mp:P}:res:<client>` | list | signed results for one client; expires unless the client's heartbeat refreshes it |
+//! | `{mp:P}:res:<client>` | list | signed results for one client; expires unless the client's heartbeat refreshes it (the push that creates it, and the client's wake-up, give it its time to live) |
 //! | `{mp:P}:res:<client>:<seq>` | list | the signed result of one chunk whose caller waits for it in person (a synchronous `apply`); popped by that caller, expires like the above |
 //! | `{mp:P}:clients` | sorted set | client → last heartbeat (broker clock, ms) |
 //! | `{mp:P}:nodes` | hash | node → `build slots pid host` |
 //! | `{mp:P}:alive` | sorted set | node → last heartbeat (broker clock, ms) |
-//! | `{mp:P}:stats` | hash | counters the scripts keep: `published`, `dropped_late`, `orphaned`, `redelivered`, `node_lost`, `refused`, `skipped` |
+//! | `{mp:P}:stats` | hash | counters the scripts keep: `published`, `dropped_late`, `redelivered`, `node_lost`, `refused`, `skipped` |
 
 use std::time::Duration;
 
@@ -65,29 +65,30 @@ impl Keys {
 
 /// Publishes one outcome, once: the first completer of an entry (the one whose `XACK` removes it
 /// from the pending list) deletes the entry and pushes the result; a late duplicate (the entry was
-/// reclaimed, cancelled, or the broker forgot it) gets 0 and is dropped. A result for a client
-/// that is gone is not pushed (2).
+/// reclaimed, cancelled, or the broker forgot it) gets 0 and is dropped.
 ///
 /// Only the entry's owner may publish: `XACK` takes no consumer name, so without the owner check a
 /// stalled node that wakes up after its entry was reclaimed could publish over the new owner.
 ///
-/// KEYS: stream, result list, clients, stats. ARGV: group, entry id, signed result, client,
-/// result ttl ms, counter to bump, node.
+/// The result list gets its time to live when this push creates it (the client's heartbeat
+/// renews it while the client lives); a result for a client that is gone is pushed all the same
+/// and expires with the list. Every call of the script costs the broker a few microseconds on
+/// the round trip of every chunk, so it makes no more than it must: no liveness check of the
+/// client (a client that closed has withdrawn its entries, so its chunks' results are dropped as
+/// late above; one that died leaves a list that expires), no `PEXPIRE` on a list that has one.
+///
+/// KEYS: stream, result list, stats. ARGV: group, entry id, signed result, result ttl ms,
+/// counter to bump besides `published` (or empty), node.
 pub(crate) const COMPLETE: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if p[1] and p[1][2] == ARGV[7] and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+if p[1] and p[1][2] == ARGV[6] and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('XDEL', KEYS[1], ARGV[2])
-  if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
-  if redis.call('ZSCORE', KEYS[3], ARGV[4]) then
-    redis.call('RPUSH', KEYS[2], ARGV[3])
-    redis.call('PEXPIRE', KEYS[2], ARGV[5])
-    redis.call('HINCRBY', KEYS[4], 'published', 1)
-    return 1
-  end
-  redis.call('HINCRBY', KEYS[4], 'orphaned', 1)
-  return 2
+  if redis.call('RPUSH', KEYS[2], ARGV[3]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[5], 1) end
+  redis.call('HINCRBY', KEYS[3], 'published', 1)
+  return 1
 end
-redis.call('HINCRBY', KEYS[4], 'dropped_late', 1)
+redis.call('HINCRBY', KEYS[3], 'dropped_late', 1)
 return 0
 ";
 

@@ -305,10 +305,18 @@ impl Client {
         let mut state = lock(&self.state);
         match ids {
             Ok(ids) => {
+                let mut orphans = Vec::new();
                 for ((seq, _), id) in batch.iter().zip(ids) {
-                    if let Some(flight) = state.flights.get_mut(seq) {
-                        flight.id = Some(id);
+                    match state.flights.get_mut(seq) {
+                        Some(flight) => flight.id = Some(id),
+                        None => orphans.push(id),
                     }
+                }
+                // Terminated while these were being added: their withdrawal did not know their
+                // entries, so they are withdrawn here (a node holding one stops it).
+                if state.run == RunState::Terminated && !orphans.is_empty() {
+                    drop(state);
+                    self.withdraw(&orphans, "all");
                 }
                 true
             }
@@ -415,11 +423,30 @@ impl Client {
         }
     }
 
-    /// Wakes the collector (an empty item on its own result list).
+    /// Withdraws entries (`mode`: see `withdraw.lua`), best effort.
+    fn withdraw(&self, ids: &[String], mode: &str) {
+        let mut link = lock(&self.submit_link);
+        for part in ids.chunks(256) {
+            let _ = link.run("did not withdraw the pool's tasks", Duration::ZERO, |conn| {
+                redis::cmd("EVALSHA")
+                    .arg(broker::sha(broker::WITHDRAW))
+                    .arg(1)
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(mode)
+                    .arg(part)
+                    .query::<Value>(conn)
+                    .map(drop)
+            });
+        }
+    }
+
+    /// Wakes the collector (an empty item on its own result list, which expires like any).
     fn wake_collector(&self) {
         let results = self.results.clone();
+        let ttl = self.client_ttl().as_millis() as u64;
         let _ = lock(&self.submit_link).run("did not wake the collector", Duration::ZERO, |conn| {
-            redis::cmd("RPUSH").arg(&results).arg("").query::<Value>(conn).map(drop)
+            redis::pipe().cmd("RPUSH").arg(&results).arg("").cmd("PEXPIRE").arg(&results).arg(ttl).query::<Value>(conn).map(drop)
         });
     }
 
@@ -704,20 +731,8 @@ impl Client {
         for chunk in queue.into_iter().chain(flights.into_values().map(|f| f.chunk)) {
             self.finish(chunk, Err(clone_error(&error)));
         }
+        self.withdraw(&ids, "all");
         let mut link = lock(&self.submit_link);
-        for part in ids.chunks(256) {
-            let _ = link.run("did not withdraw the pool's tasks", Duration::ZERO, |conn| {
-                redis::cmd("EVALSHA")
-                    .arg(broker::sha(broker::WITHDRAW))
-                    .arg(1)
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg("all")
-                    .arg(part)
-                    .query::<Value>(conn)
-                    .map(drop)
-            });
-        }
         let (clients, results, name) = (self.config.keys.clients(), self.results.clone(), self.name.clone());
         let _ = link.run("did not remove the client", Duration::ZERO, |conn| {
             redis::pipe().cmd("ZREM").arg(&clients).arg(&name).cmd("DEL").arg(&results).query::<Value>(conn).map(drop)
@@ -802,20 +817,7 @@ impl Runner for Client {
             for chunk in queue.into_iter().chain(flights.into_values().map(|f| f.chunk)) {
                 self.finish(chunk, Err(Error::PoolTerminated));
             }
-            let mut link = lock(&self.submit_link);
-            for part in ids.chunks(256) {
-                let _ = link.run("did not withdraw the pool's tasks", Duration::ZERO, |conn| {
-                    redis::cmd("EVALSHA")
-                        .arg(broker::sha(broker::WITHDRAW))
-                        .arg(1)
-                        .arg(&self.stream)
-                        .arg(GROUP)
-                        .arg("all")
-                        .arg(part)
-                        .query::<Value>(conn)
-                        .map(drop)
-                });
-            }
+            self.withdraw(&ids, "all");
         }
         if !self.finished.load(Ordering::Acquire) {
             self.wake_collector();

@@ -180,15 +180,13 @@ impl Publisher {
         let signed = wire::sign_result(&self.key, &self.keys.pool, &c.client, &body);
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(broker::sha(broker::COMPLETE))
-            .arg(4)
+            .arg(3)
             .arg(&self.stream)
             .arg(&c.results)
-            .arg(self.keys.clients())
             .arg(self.keys.stats())
             .arg(GROUP)
             .arg(&c.id)
             .arg(signed)
-            .arg(&c.client)
             .arg(ttl)
             .arg(c.counter)
             .arg(&self.name);
