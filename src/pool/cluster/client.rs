@@ -9,8 +9,9 @@
 //!   1024 more (one round trip);
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
 //!   in the scheduler thread of a local pool);
-//! * a caller of a synchronous `apply` reads its own chunk's result list on a link of its own
-//!   (kept between calls; see [`Client::in_person`]);
+//! * a caller of a synchronous `apply` adds its chunk's entry and reads the chunk's own result
+//!   list itself, the `XADD` and the first `BLPOP` in one write, on a link of its own (kept
+//!   between calls; see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
@@ -80,6 +81,11 @@ struct Flight {
     id: Option<String>,
     /// When it was handed to the broker.
     sent: Instant,
+    /// The fields of an entry its caller adds in person, not sent yet (see `collect_in_person`).
+    unsent: Option<EntryFields>,
+    /// Its caller adds it in person and has not read the broker's answer yet: no id is no sign
+    /// of a lost entry until then.
+    adding: bool,
 }
 
 struct State {
@@ -295,29 +301,16 @@ impl Client {
             waiting,
         };
         let fields = self.entry_fields(&message);
-        state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now() });
+        state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now(), unsent: None, adding: false });
         (seq, fields)
     }
 
     /// Adds entries to the broker and records their ids; false when that failed.
     fn add_and_record(&self, batch: &[(u64, EntryFields)]) -> bool {
-        let ids = self.add_entries(batch);
-        let mut state = lock(&self.state);
-        match ids {
+        match self.add_entries(batch) {
             Ok(ids) => {
-                let mut orphans = Vec::new();
-                for ((seq, _), id) in batch.iter().zip(ids) {
-                    match state.flights.get_mut(seq) {
-                        Some(flight) => flight.id = Some(id),
-                        None => orphans.push(id),
-                    }
-                }
-                // Terminated while these were being added: their withdrawal did not know their
-                // entries, so they are withdrawn here (a node holding one stops it).
-                if state.run == RunState::Terminated && !orphans.is_empty() {
-                    drop(state);
-                    self.withdraw(&orphans, "all");
-                }
+                let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
+                self.record_ids(&seqs, ids);
                 true
             }
             Err(e) => {
@@ -326,6 +319,27 @@ impl Client {
                 tracing::warn!(error = %e, "could not add chunks to the cluster broker");
                 false
             }
+        }
+    }
+
+    /// Records the entry ids of flights just added.
+    fn record_ids(&self, seqs: &[u64], ids: Vec<String>) {
+        let mut state = lock(&self.state);
+        let mut orphans = Vec::new();
+        for (seq, id) in seqs.iter().zip(ids) {
+            match state.flights.get_mut(seq) {
+                Some(flight) => {
+                    flight.id = Some(id);
+                    flight.adding = false;
+                }
+                None => orphans.push(id),
+            }
+        }
+        // Terminated while these were being added: their withdrawal did not know their entries,
+        // so they are withdrawn here (a node holding one stops it).
+        if state.run == RunState::Terminated && !orphans.is_empty() {
+            drop(state);
+            self.withdraw(&orphans, "all");
         }
     }
 
@@ -351,43 +365,93 @@ impl Client {
         }
         let _disarm = Disarm;
         IN_PERSON.set(InPerson::Armed(self.identity()));
-        let submitted = submit()?;
+        let submitted = submit();
+        // Even when `submit` failed after the chunk was submitted: its entry is added here.
         if let InPerson::Submitted(_, seq) = IN_PERSON.replace(InPerson::Off) {
             self.collect_in_person(seq);
         }
-        Ok(submitted)
+        submitted
     }
 
     fn identity(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
-    /// Reads the result list of flight `seq` until its result is in, or the flight ended
-    /// otherwise (see [`in_person`](Self::in_person)).
+    /// Adds the entry of flight `seq` and reads its result list until its result is in, or the
+    /// flight ended otherwise (see [`in_person`](Self::in_person)). The entry's `XADD` and the
+    /// first `BLPOP` go in one write and come back in one read: the caller sleeps once, where an
+    /// add and then a wait would wake it (and the broker) twice. The entry's id is known when
+    /// that read returns (the `BLPOP` waits [`IN_PERSON_BLOCK`] at most); until then the
+    /// watchdog does not count the missing id against the flight.
     fn collect_in_person(&self, seq: u64) {
         let key = self.config.keys.waiting(&self.name, seq);
+        let unsent = lock(&self.state).flights.get_mut(&seq).and_then(|f| f.unsent.take());
         let taken = lock(&self.waiting_links).pop();
         let mut link = match taken.map_or_else(|| Link::new(&self.config.url, self.config.io_timeout), Ok) {
             Ok(link) => link,
-            Err(_) => return, // not a URL the other links could use either; they report it
+            Err(_) => {
+                // Not a URL the other links could use either: the ordinary way, which reports it.
+                if let Some(fields) = unsent {
+                    self.add_and_record(&[(seq, fields)]);
+                }
+                return;
+            }
         };
         let block = IN_PERSON_BLOCK;
+        let mut unsent = unsent;
         loop {
-            if !lock(&self.state).flights.contains_key(&seq) {
+            let adding = unsent.is_some();
+            if !adding && !lock(&self.state).flights.contains_key(&seq) {
                 break;
             }
-            let popped = link.run("did not deliver results", block, |conn| {
-                redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
-            });
-            match popped {
-                Ok(Some((_, item))) => {
-                    self.broker_up();
-                    self.deliver(vec![item]);
-                    break;
+            let popped = match &unsent {
+                Some(fields) => {
+                    let run = |link: &mut Link| {
+                        link.run("did not take the pool's tasks", block, |conn| {
+                            let (id, popped): (String, Option<(String, Item)>) = redis::pipe()
+                                .add_command(self.xadd_cmd(fields))
+                                .cmd("BLPOP")
+                                .arg(&key)
+                                .arg(block.as_secs_f64())
+                                .query(conn)?;
+                            Ok((Some(id), popped))
+                        })
+                    };
+                    match run(&mut link) {
+                        // A link idle across a broker restart reached no live server: once more.
+                        Err(_) if link.was_dropped() => run(&mut link),
+                        other => other,
+                    }
                 }
-                Ok(None) => {}
-                // The heartbeat and the collector judge the broker; this thread only waits.
-                Err(_) => self.pause(RETRY_PAUSE),
+                None => link
+                    .run("did not deliver results", block, |conn| {
+                        redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
+                    })
+                    .map(|popped| (None, popped)),
+            };
+            unsent = None;
+            match popped {
+                Ok((id, popped)) => {
+                    if let Some(id) = id {
+                        self.record_ids(&[seq], vec![id]);
+                    }
+                    if let Some((_, item)) = popped {
+                        self.broker_up();
+                        self.deliver(vec![item]);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if adding {
+                        // Whether it was added is unknown: the watchdog decides, as for any add.
+                        tracing::warn!(error = %e, "could not add a chunk to the cluster broker");
+                        if let Some(flight) = lock(&self.state).flights.get_mut(&seq) {
+                            flight.adding = false;
+                        }
+                    }
+                    // The heartbeat and the collector judge the broker; this thread only waits.
+                    self.pause(RETRY_PAUSE);
+                }
             }
         }
         lock(&self.waiting_links).push(link);
@@ -399,18 +463,23 @@ impl Client {
         vec![("b", self.build.as_bytes().to_vec()), ("m", body), ("s", tag.to_vec())]
     }
 
+    /// The `XADD` of one entry.
+    fn xadd_cmd(&self, fields: &EntryFields) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream).arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(value.as_slice());
+        }
+        cmd
+    }
+
     fn add_entries(&self, batch: &[(u64, EntryFields)]) -> Result<Vec<String>> {
         let mut link = lock(&self.submit_link);
         let add = |link: &mut Link| {
             link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
                 let mut pipe = redis::pipe();
                 for (_, fields) in batch {
-                    let mut cmd = redis::cmd("XADD");
-                    cmd.arg(&self.stream).arg("*");
-                    for (name, value) in fields {
-                        cmd.arg(*name).arg(value.as_slice());
-                    }
-                    pipe.add_command(cmd);
+                    pipe.add_command(self.xadd_cmd(fields));
                 }
                 pipe.query::<Vec<String>>(conn)
             })
@@ -638,7 +707,7 @@ impl Client {
             state
                 .flights
                 .iter()
-                .filter(|(_, f)| f.id.is_some() || f.sent.elapsed() > lease)
+                .filter(|(_, f)| f.id.is_some() || (!f.adding && f.sent.elapsed() > lease))
                 .map(|(seq, f)| (*seq, f.id.clone()))
                 .collect()
         };
@@ -787,10 +856,13 @@ impl Runner for Client {
                 && state.queue.is_empty()
                 && state.flights.len() < self.config.max_in_flight;
             if in_person && let Some(chunk) = chunks.pop() {
-                let launched = self.launch(&mut state, chunk, true);
-                IN_PERSON.set(InPerson::Submitted(self.identity(), launched.0));
-                drop(state);
-                self.add_and_record(std::slice::from_ref(&launched));
+                // Added by this thread with its first wait for the result (`collect_in_person`).
+                let (seq, fields) = self.launch(&mut state, chunk, true);
+                if let Some(flight) = state.flights.get_mut(&seq) {
+                    flight.unsent = Some(fields);
+                    flight.adding = true;
+                }
+                IN_PERSON.set(InPerson::Submitted(self.identity(), seq));
                 return Ok(());
             }
             state.queue.extend(chunks);
