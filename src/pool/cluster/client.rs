@@ -8,7 +8,8 @@
 //! * the collector thread: `BLPOP` on this client's result list pipelined with an `LPOP` of up to
 //!   1024 more (one round trip);
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
-//!   in the scheduler thread of a local pool);
+//!   in the scheduler thread of a local pool); with a deep backlog in the broker it paces its
+//!   reads (`PACE_WAIT`), so that results come in batches rather than one wake-up each;
 //! * a caller of a synchronous `apply` adds its chunk's entry and reads the chunk's own result
 //!   list itself, the `XADD` and the first `BLPOP` in one write, on a link of its own (kept
 //!   between calls; see [`Client::in_person`]);
@@ -37,6 +38,15 @@ use crate::pool::scheduler::{Chunk, RunState, Runner, Stats};
 const COLLECT_BLOCK: Duration = Duration::from_secs(1);
 /// Most results taken per `LPOP`.
 const COLLECT_BATCH: usize = 1024;
+/// With at least this many chunks in the broker, a drain that brought fewer than `PACE_BATCH`
+/// results is followed by a pause of `PACE_WAIT` before the next: the results that come in
+/// meanwhile are then taken in one round trip and delivered in one go, instead of the collector,
+/// the broker and the caller waking up once per result or two. A result then reaches its caller
+/// up to `PACE_WAIT` later, which is small beside the wait of a chunk that had that many ahead of
+/// it; with fewer chunks out (an `apply`, a short `map`), results are taken as they come.
+const PACE_BACKLOG: usize = 64;
+const PACE_BATCH: usize = 16;
+const PACE_WAIT: Duration = Duration::from_millis(1);
 /// Most entries added per pipeline.
 const SUBMIT_BATCH: usize = 256;
 /// Pause before retrying an unreachable broker.
@@ -554,10 +564,14 @@ impl Client {
             });
             match popped {
                 Ok(items) => {
+                    let few = items.len() < PACE_BATCH;
                     self.broker_up();
                     self.deliver(items);
                     self.drains.fetch_add(1, Ordering::AcqRel);
                     self.pump();
+                    if few && lock(&self.state).flights.len() >= PACE_BACKLOG {
+                        self.pause(PACE_WAIT);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster collector: broker unreachable");
