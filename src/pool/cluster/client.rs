@@ -525,7 +525,15 @@ impl Client {
         let results = self.results.clone();
         let ttl = self.client_ttl().as_millis() as u64;
         let _ = lock(&self.submit_link).run("did not wake the collector", Duration::ZERO, |conn| {
-            redis::pipe().cmd("RPUSH").arg(&results).arg("").cmd("PEXPIRE").arg(&results).arg(ttl).query::<Value>(conn).map(drop)
+            redis::pipe()
+                .cmd("RPUSH")
+                .arg(&results)
+                .arg("")
+                .cmd("PEXPIRE")
+                .arg(&results)
+                .arg(ttl)
+                .query::<Value>(conn)
+                .map(drop)
         });
     }
 

@@ -291,11 +291,8 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
     };
     stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
-    let mut reader = Reader {
-        stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
-        buf: Vec::new(),
-        start: 0,
-    };
+    let mut reader =
+        Reader { stream: stream.try_clone().map_err(|e| failed(e.to_string()))?, buf: Vec::new(), start: 0 };
     let mut writer = Writer { stream };
     let settings = info.redis_settings();
     let mut hello = Vec::new();
