@@ -11,8 +11,8 @@
 //!   in the scheduler thread of a local pool); with a deep backlog in the broker it paces its
 //!   reads (`PACE_WAIT`), so that results come in batches rather than one wake-up each;
 //! * a caller of a synchronous `apply` adds its chunk's entry and reads the chunk's own result
-//!   list itself, the `XADD` and the first `BLPOP` in one write, on a link of its own (kept
-//!   between calls; see [`Client::in_person`]);
+//!   list itself, on two links of its own (kept between calls): the `XADD`'s reply is read only
+//!   after the first `BLPOP` is back (see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
@@ -129,8 +129,8 @@ pub(crate) struct Client {
     results: String,
     state: Mutex<State>,
     submit_link: Mutex<Link>,
-    /// Links of callers waiting in person, kept between calls.
-    waiting_links: Mutex<Vec<Link>>,
+    /// Links of callers waiting in person (the wait's and the add's), kept between calls.
+    waiting_links: Mutex<Vec<(Link, Link)>>,
     stats: Arc<Stats>,
     pub(crate) counters: ClientCounters,
     /// Full collector cycles (a `BLPOP` that started and ended).
@@ -388,83 +388,88 @@ impl Client {
     }
 
     /// Adds the entry of flight `seq` and reads its result list until its result is in, or the
-    /// flight ended otherwise (see [`in_person`](Self::in_person)). The entry's `XADD` and the
-    /// first `BLPOP` go in one write and come back in one read: the caller sleeps once, where an
-    /// add and then a wait would wake it (and the broker) twice. The entry's id is known when
-    /// that read returns (the `BLPOP` waits [`IN_PERSON_BLOCK`] at most); until then the
-    /// watchdog does not count the missing id against the flight.
+    /// flight ended otherwise (see [`in_person`](Self::in_person)).
+    ///
+    /// The `XADD` goes out on a link of its own and its reply is read only after the first
+    /// `BLPOP` is back: the caller sleeps once, until the result (or the `BLPOP`'s
+    /// [`IN_PERSON_BLOCK`]), instead of waking up for the entry's id while the node starts the
+    /// task. Until the id is read the watchdog does not count its absence against the flight.
     fn collect_in_person(&self, seq: u64) {
         let key = self.config.keys.waiting(&self.name, seq);
         let unsent = lock(&self.state).flights.get_mut(&seq).and_then(|f| f.unsent.take());
         let taken = lock(&self.waiting_links).pop();
-        let mut link = match taken.map_or_else(|| Link::new(&self.config.url, self.config.io_timeout), Ok) {
-            Ok(link) => link,
-            Err(_) => {
-                // Not a URL the other links could use either: the ordinary way, which reports it.
-                if let Some(fields) = unsent {
-                    self.add_and_record(&[(seq, fields)]);
-                }
-                return;
+        let new_link = || Link::new(&self.config.url, self.config.io_timeout);
+        let links: Result<(Link, Link)> = taken.map_or_else(|| Ok((new_link()?, new_link()?)), Ok);
+        let Ok((mut link, mut add_link)) = links else {
+            // Not a URL the other links could use either: the ordinary way, which reports it.
+            if let Some(fields) = unsent {
+                self.add_and_record(&[(seq, fields)]);
             }
+            return;
         };
+        let mut adding = unsent.is_some_and(|fields| self.send_add(&mut add_link, seq, &fields));
         let block = IN_PERSON_BLOCK;
-        let mut unsent = unsent;
         loop {
-            let adding = unsent.is_some();
             if !adding && !lock(&self.state).flights.contains_key(&seq) {
                 break;
             }
-            let popped = match &unsent {
-                Some(fields) => {
-                    let run = |link: &mut Link| {
-                        link.run("did not take the pool's tasks", block, |conn| {
-                            let (id, popped): (String, Option<(String, Item)>) = redis::pipe()
-                                .add_command(self.xadd_cmd(fields))
-                                .cmd("BLPOP")
-                                .arg(&key)
-                                .arg(block.as_secs_f64())
-                                .query(conn)?;
-                            Ok((Some(id), popped))
-                        })
-                    };
-                    match run(&mut link) {
-                        // A link idle across a broker restart reached no live server: once more.
-                        Err(_) if link.was_dropped() => run(&mut link),
-                        other => other,
-                    }
-                }
-                None => link
-                    .run("did not deliver results", block, |conn| {
-                        redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
-                    })
-                    .map(|popped| (None, popped)),
-            };
-            unsent = None;
+            let popped = link.run("did not deliver results", block, |conn| {
+                redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
+            });
+            if adding {
+                adding = false;
+                self.read_add(&mut add_link, seq);
+            }
             match popped {
-                Ok((id, popped)) => {
-                    if let Some(id) = id {
-                        self.record_ids(&[seq], vec![id]);
-                    }
-                    if let Some((_, item)) = popped {
-                        self.broker_up();
-                        self.deliver(vec![item]);
-                        break;
-                    }
+                Ok(Some((_, item))) => {
+                    self.broker_up();
+                    self.deliver(vec![item]);
+                    break;
                 }
-                Err(e) => {
-                    if adding {
-                        // Whether it was added is unknown: the watchdog decides, as for any add.
-                        tracing::warn!(error = %e, "could not add a chunk to the cluster broker");
-                        if let Some(flight) = lock(&self.state).flights.get_mut(&seq) {
-                            flight.adding = false;
-                        }
-                    }
-                    // The heartbeat and the collector judge the broker; this thread only waits.
-                    self.pause(RETRY_PAUSE);
-                }
+                Ok(None) => {}
+                // The heartbeat and the collector judge the broker; this thread only waits.
+                Err(_) => self.pause(RETRY_PAUSE),
             }
         }
-        lock(&self.waiting_links).push(link);
+        lock(&self.waiting_links).push((link, add_link));
+    }
+
+    /// Sends the `XADD` of an in-person flight without reading its reply (see
+    /// [`read_add`](Self::read_add)); false when it could not be sent.
+    fn send_add(&self, link: &mut Link, seq: u64, fields: &EntryFields) -> bool {
+        let bytes = self.xadd_cmd(fields).get_packed_command();
+        let send = |link: &mut Link| {
+            link.run("did not take the pool's tasks", Duration::ZERO, |conn| conn.send_packed_command(&bytes))
+        };
+        let sent = match send(link) {
+            // A link idle across a broker restart reached no live server: once more.
+            Err(_) if link.was_dropped() => send(link),
+            other => other,
+        };
+        if let Err(e) = sent {
+            self.add_failed(seq, &e);
+            return false;
+        }
+        true
+    }
+
+    /// Reads the reply to [`send_add`](Self::send_add) and records the entry's id.
+    fn read_add(&self, link: &mut Link, seq: u64) {
+        let reply = link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
+            conn.recv_response().and_then(|value| redis::from_redis_value::<String>(value).map_err(Into::into))
+        });
+        match reply {
+            Ok(id) => self.record_ids(&[seq], vec![id]),
+            Err(e) => self.add_failed(seq, &e),
+        }
+    }
+
+    /// An in-person add whose outcome is unknown: the watchdog decides, as for any add.
+    fn add_failed(&self, seq: u64, error: &Error) {
+        tracing::warn!(error = %error, "could not add a chunk to the cluster broker");
+        if let Some(flight) = lock(&self.state).flights.get_mut(&seq) {
+            flight.adding = false;
+        }
     }
 
     fn entry_fields(&self, message: &TaskMessage) -> EntryFields {
