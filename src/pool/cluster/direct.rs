@@ -143,11 +143,9 @@ impl Reader {
     /// The connection broke, or the broker closed it.
     pub(crate) fn receive(&mut self) -> io::Result<bool> {
         self.compact();
-        let len = self.buf.len();
-        self.buf.resize(len + RECEIVE_SIZE, 0);
-        let read = sys::try_recv_plain(self.stream.as_fd(), &mut self.buf[len..]);
-        self.buf.truncate(len + read.as_ref().map_or(0, |n| n.unwrap_or(0)));
-        match read {
+        // Into the buffer's spare room: no 16 KiB of zeroes written per reply.
+        self.buf.reserve(RECEIVE_SIZE);
+        match sys::try_recv_into_spare(self.stream.as_fd(), &mut self.buf, RECEIVE_SIZE) {
             Ok(Some(0)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
