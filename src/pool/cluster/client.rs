@@ -10,9 +10,8 @@
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
 //!   in the scheduler thread of a local pool); with a deep backlog in the broker it paces its
 //!   reads (`PACE_WAIT`), so that results come in batches rather than one wake-up each;
-//! * a caller of a synchronous `apply` adds its chunk's entry and reads the chunk's own result
-//!   list itself, on two links of its own (kept between calls): the `XADD`'s reply is read only
-//!   after the first `BLPOP` is back (see [`Client::in_person`]);
+//! * a caller of a synchronous `apply` reads its own chunk's result list on a link of its own
+//!   (kept between calls; see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
@@ -91,11 +90,6 @@ struct Flight {
     id: Option<String>,
     /// When it was handed to the broker.
     sent: Instant,
-    /// The fields of an entry its caller adds in person, not sent yet (see `collect_in_person`).
-    unsent: Option<EntryFields>,
-    /// Its caller adds it in person and has not read the broker's answer yet: no id is no sign
-    /// of a lost entry until then.
-    adding: bool,
 }
 
 struct State {
@@ -129,8 +123,8 @@ pub(crate) struct Client {
     results: String,
     state: Mutex<State>,
     submit_link: Mutex<Link>,
-    /// Links of callers waiting in person (the wait's and the add's), kept between calls.
-    waiting_links: Mutex<Vec<(Link, Link)>>,
+    /// Links of callers waiting in person, kept between calls.
+    waiting_links: Mutex<Vec<Link>>,
     stats: Arc<Stats>,
     pub(crate) counters: ClientCounters,
     /// Full collector cycles (a `BLPOP` that started and ended).
@@ -311,16 +305,29 @@ impl Client {
             waiting,
         };
         let fields = self.entry_fields(&message);
-        state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now(), unsent: None, adding: false });
+        state.flights.insert(seq, Flight { chunk, id: None, sent: Instant::now() });
         (seq, fields)
     }
 
     /// Adds entries to the broker and records their ids; false when that failed.
     fn add_and_record(&self, batch: &[(u64, EntryFields)]) -> bool {
-        match self.add_entries(batch) {
+        let ids = self.add_entries(batch);
+        let mut state = lock(&self.state);
+        match ids {
             Ok(ids) => {
-                let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
-                self.record_ids(&seqs, ids);
+                let mut orphans = Vec::new();
+                for ((seq, _), id) in batch.iter().zip(ids) {
+                    match state.flights.get_mut(seq) {
+                        Some(flight) => flight.id = Some(id),
+                        None => orphans.push(id),
+                    }
+                }
+                // Terminated while these were being added: their withdrawal did not know their
+                // entries, so they are withdrawn here (a node holding one stops it).
+                if state.run == RunState::Terminated && !orphans.is_empty() {
+                    drop(state);
+                    self.withdraw(&orphans, "all");
+                }
                 true
             }
             Err(e) => {
@@ -329,27 +336,6 @@ impl Client {
                 tracing::warn!(error = %e, "could not add chunks to the cluster broker");
                 false
             }
-        }
-    }
-
-    /// Records the entry ids of flights just added.
-    fn record_ids(&self, seqs: &[u64], ids: Vec<String>) {
-        let mut state = lock(&self.state);
-        let mut orphans = Vec::new();
-        for (seq, id) in seqs.iter().zip(ids) {
-            match state.flights.get_mut(seq) {
-                Some(flight) => {
-                    flight.id = Some(id);
-                    flight.adding = false;
-                }
-                None => orphans.push(id),
-            }
-        }
-        // Terminated while these were being added: their withdrawal did not know their entries,
-        // so they are withdrawn here (a node holding one stops it).
-        if state.run == RunState::Terminated && !orphans.is_empty() {
-            drop(state);
-            self.withdraw(&orphans, "all");
         }
     }
 
@@ -375,51 +361,34 @@ impl Client {
         }
         let _disarm = Disarm;
         IN_PERSON.set(InPerson::Armed(self.identity()));
-        let submitted = submit();
-        // Even when `submit` failed after the chunk was submitted: its entry is added here.
+        let submitted = submit()?;
         if let InPerson::Submitted(_, seq) = IN_PERSON.replace(InPerson::Off) {
             self.collect_in_person(seq);
         }
-        submitted
+        Ok(submitted)
     }
 
     fn identity(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
-    /// Adds the entry of flight `seq` and reads its result list until its result is in, or the
-    /// flight ended otherwise (see [`in_person`](Self::in_person)).
-    ///
-    /// The `XADD` goes out on a link of its own and its reply is read only after the first
-    /// `BLPOP` is back: the caller sleeps once, until the result (or the `BLPOP`'s
-    /// [`IN_PERSON_BLOCK`]), instead of waking up for the entry's id while the node starts the
-    /// task. Until the id is read the watchdog does not count its absence against the flight.
+    /// Reads the result list of flight `seq` until its result is in, or the flight ended
+    /// otherwise (see [`in_person`](Self::in_person)).
     fn collect_in_person(&self, seq: u64) {
         let key = self.config.keys.waiting(&self.name, seq);
-        let unsent = lock(&self.state).flights.get_mut(&seq).and_then(|f| f.unsent.take());
         let taken = lock(&self.waiting_links).pop();
-        let new_link = || Link::new(&self.config.url, self.config.io_timeout);
-        let links: Result<(Link, Link)> = taken.map_or_else(|| Ok((new_link()?, new_link()?)), Ok);
-        let Ok((mut link, mut add_link)) = links else {
-            // Not a URL the other links could use either: the ordinary way, which reports it.
-            if let Some(fields) = unsent {
-                self.add_and_record(&[(seq, fields)]);
-            }
-            return;
+        let mut link = match taken.map_or_else(|| Link::new(&self.config.url, self.config.io_timeout), Ok) {
+            Ok(link) => link,
+            Err(_) => return, // not a URL the other links could use either; they report it
         };
-        let mut adding = unsent.is_some_and(|fields| self.send_add(&mut add_link, seq, &fields));
         let block = IN_PERSON_BLOCK;
         loop {
-            if !adding && !lock(&self.state).flights.contains_key(&seq) {
+            if !lock(&self.state).flights.contains_key(&seq) {
                 break;
             }
             let popped = link.run("did not deliver results", block, |conn| {
                 redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
             });
-            if adding {
-                adding = false;
-                self.read_add(&mut add_link, seq);
-            }
             match popped {
                 Ok(Some((_, item))) => {
                     self.broker_up();
@@ -431,45 +400,7 @@ impl Client {
                 Err(_) => self.pause(RETRY_PAUSE),
             }
         }
-        lock(&self.waiting_links).push((link, add_link));
-    }
-
-    /// Sends the `XADD` of an in-person flight without reading its reply (see
-    /// [`read_add`](Self::read_add)); false when it could not be sent.
-    fn send_add(&self, link: &mut Link, seq: u64, fields: &EntryFields) -> bool {
-        let bytes = self.xadd_cmd(fields).get_packed_command();
-        let send = |link: &mut Link| {
-            link.run("did not take the pool's tasks", Duration::ZERO, |conn| conn.send_packed_command(&bytes))
-        };
-        let sent = match send(link) {
-            // A link idle across a broker restart reached no live server: once more.
-            Err(_) if link.was_dropped() => send(link),
-            other => other,
-        };
-        if let Err(e) = sent {
-            self.add_failed(seq, &e);
-            return false;
-        }
-        true
-    }
-
-    /// Reads the reply to [`send_add`](Self::send_add) and records the entry's id.
-    fn read_add(&self, link: &mut Link, seq: u64) {
-        let reply = link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
-            conn.recv_response().and_then(|value| redis::from_redis_value::<String>(value).map_err(Into::into))
-        });
-        match reply {
-            Ok(id) => self.record_ids(&[seq], vec![id]),
-            Err(e) => self.add_failed(seq, &e),
-        }
-    }
-
-    /// An in-person add whose outcome is unknown: the watchdog decides, as for any add.
-    fn add_failed(&self, seq: u64, error: &Error) {
-        tracing::warn!(error = %error, "could not add a chunk to the cluster broker");
-        if let Some(flight) = lock(&self.state).flights.get_mut(&seq) {
-            flight.adding = false;
-        }
+        lock(&self.waiting_links).push(link);
     }
 
     fn entry_fields(&self, message: &TaskMessage) -> EntryFields {
@@ -478,23 +409,18 @@ impl Client {
         vec![("b", self.build.as_bytes().to_vec()), ("m", body), ("s", tag.to_vec())]
     }
 
-    /// The `XADD` of one entry.
-    fn xadd_cmd(&self, fields: &EntryFields) -> redis::Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.stream).arg("*");
-        for (name, value) in fields {
-            cmd.arg(*name).arg(value.as_slice());
-        }
-        cmd
-    }
-
     fn add_entries(&self, batch: &[(u64, EntryFields)]) -> Result<Vec<String>> {
         let mut link = lock(&self.submit_link);
         let add = |link: &mut Link| {
             link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
                 let mut pipe = redis::pipe();
                 for (_, fields) in batch {
-                    pipe.add_command(self.xadd_cmd(fields));
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(&self.stream).arg("*");
+                    for (name, value) in fields {
+                        cmd.arg(*name).arg(value.as_slice());
+                    }
+                    pipe.add_command(cmd);
                 }
                 pipe.query::<Vec<String>>(conn)
             })
@@ -734,7 +660,7 @@ impl Client {
             state
                 .flights
                 .iter()
-                .filter(|(_, f)| f.id.is_some() || (!f.adding && f.sent.elapsed() > lease))
+                .filter(|(_, f)| f.id.is_some() || f.sent.elapsed() > lease)
                 .map(|(seq, f)| (*seq, f.id.clone()))
                 .collect()
         };
@@ -883,13 +809,10 @@ impl Runner for Client {
                 && state.queue.is_empty()
                 && state.flights.len() < self.config.max_in_flight;
             if in_person && let Some(chunk) = chunks.pop() {
-                // Added by this thread with its first wait for the result (`collect_in_person`).
-                let (seq, fields) = self.launch(&mut state, chunk, true);
-                if let Some(flight) = state.flights.get_mut(&seq) {
-                    flight.unsent = Some(fields);
-                    flight.adding = true;
-                }
-                IN_PERSON.set(InPerson::Submitted(self.identity(), seq));
+                let launched = self.launch(&mut state, chunk, true);
+                IN_PERSON.set(InPerson::Submitted(self.identity(), launched.0));
+                drop(state);
+                self.add_and_record(std::slice::from_ref(&launched));
                 return Ok(());
             }
             state.queue.extend(chunks);
