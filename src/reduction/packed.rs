@@ -99,6 +99,8 @@ macro_rules! refuse_what_no_record_holds {
 
 mod numbers;
 
+pub(crate) use numbers::map_numbers;
+
 /// The first byte of a postcard sequence.
 const POSTCARD: u8 = 0;
 /// The first byte of a record sequence.
