@@ -103,15 +103,25 @@ pub(super) fn encode<T: Serialize>(kind: Kind, items: &[T], out: &mut Vec<u8>) -
 fn encode_all<T: Serialize, const K: u8>(items: &[T], out: &mut Vec<u8>) -> bool {
     let start = out.len();
     let Some(bytes) = items.len().checked_mul(width(K)) else { return false };
-    out.resize(start + bytes, 0);
-    for (item, record) in items.iter().zip(out[start..].chunks_exact_mut(width(K))) {
-        if item.serialize(NumberWriter::<K> { record }).is_err() {
-            out.truncate(start);
-            return false;
+    out.reserve(bytes);
+    let mut block = [0u8; BLOCK];
+    for items in items.chunks(BLOCK / width(K)) {
+        let block = &mut block[..items.len() * width(K)];
+        for (item, record) in items.iter().zip(block.chunks_exact_mut(width(K))) {
+            if item.serialize(NumberWriter::<K> { record }).is_err() {
+                out.truncate(start);
+                return false;
+            }
         }
+        out.extend_from_slice(block);
     }
     true
 }
+
+/// Bytes of records written on the stack before they are appended to the output: each output
+/// byte is written once (resizing the output first, then writing the records into it, wrote
+/// each twice, and the zeros to memory that was not in the cache).
+const BLOCK: usize = 4096;
 
 /// The width of kind `kind` (a constant where it is called: the functions fold).
 #[inline(always)]
@@ -353,32 +363,42 @@ where
     }
     let (in_width, out_width) = (in_kind.width(), out_kind.width());
     let records: &'a [u8] = items.rest;
-    let start = results.out.len();
-    // Every slot at once (`n` is bounded by the records there: `rest` is `n` records long, as
-    // `SeqReader::new` checked), filled in place, cut back to what was written.
-    results.out.resize(start + n * out_width, 0);
     let (mut read, mut written) = (0, 0);
-    let mut stop = Ok(None);
-    for (record, slot) in records.chunks_exact(in_width).zip(results.out[start..].chunks_exact_mut(out_width)) {
-        let Ok(item) = A::deserialize(AnyNumberReader { kind: in_kind, record }) else { break };
-        read += 1;
-        match f(item) {
-            Ok(value) if value.serialize(AnyNumberWriter { kind: out_kind, record: slot }).is_ok() => written += 1,
-            Ok(value) => {
-                stop = Ok(Some(value));
+    let mut stop = None;
+    let mut block = [0u8; BLOCK];
+    let per_block = BLOCK / out_width;
+    for group in records.chunks(per_block * in_width) {
+        let mut filled = 0;
+        for (record, slot) in group.chunks_exact(in_width).zip(block.chunks_exact_mut(out_width)) {
+            let Ok(item) = A::deserialize(AnyNumberReader { kind: in_kind, record }) else {
+                stop = Some(Ok(None));
                 break;
-            }
-            Err(e) => {
-                stop = Err(e);
-                break;
+            };
+            read += 1;
+            match f(item) {
+                Ok(value) if value.serialize(AnyNumberWriter { kind: out_kind, record: slot }).is_ok() => {
+                    filled += out_width;
+                }
+                Ok(value) => {
+                    stop = Some(Ok(Some(value)));
+                    break;
+                }
+                Err(e) => {
+                    stop = Some(Err(e));
+                    break;
+                }
             }
         }
+        results.out.extend_from_slice(&block[..filled]);
+        written += filled / out_width;
+        if stop.is_some() {
+            break;
+        }
     }
-    results.out.truncate(start + written * out_width);
     results.written += written;
     items.rest = &records[read * in_width..];
     items.left -= read;
-    stop
+    stop.unwrap_or(Ok(None))
 }
 
 /// A deserializer over one record holding one number of kind `kind` (known at run time: one
