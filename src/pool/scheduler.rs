@@ -94,9 +94,12 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
     }
 
     fn complete_run(&self, first: usize, results: &mut dyn Iterator<Item = &[u8]>) {
-        // The chunks' values go into one vector; a chunk that does not decode is delivered alone,
-        // with its error, between the runs before and after it.
-        let mut values: Vec<T> = Vec::new();
+        // The chunks' values go into one vector (the outcomes' own when they take the run in
+        // place); a chunk that does not decode is delivered alone, with its error, between the
+        // runs before and after it.
+        let mut values: Vec<T> = self.outcomes.vector_for(first);
+        // A lent vector goes back to the outcomes even with no chunk of the run in it.
+        let mut lent = values.capacity() > 0;
         // Kept on the thread from run to run: a run of one chunk (an `apply_async`) allocates
         // only its values.
         let mut counts = RUN_COUNTS.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
@@ -119,14 +122,14 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
                 }
             };
             values.truncate(before);
-            if !counts.is_empty() {
+            if !counts.is_empty() || std::mem::take(&mut lent) {
                 self.outcomes.deliver_run(run_start, &counts, std::mem::take(&mut values));
                 counts.clear();
             }
             self.outcomes.deliver_quietly(index, Err(failure));
             run_start = index + 1;
         }
-        if !counts.is_empty() {
+        if !counts.is_empty() || lent {
             self.outcomes.deliver_run(run_start, &counts, values);
         }
         if counts.capacity() <= KEEP_COUNTS {
