@@ -1,6 +1,7 @@
 //! Where the outcomes of a job's chunks go: one value ([`One`]), a whole `map` ([`Collect`]), or a
 //! stream read by [`Imap`] in order or as they finish. Shared by the process and thread pools.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -100,9 +101,9 @@ struct CollectState<T> {
     in_order: usize,
     /// `values` is lent out for the next run to be decoded onto.
     lent: bool,
-    /// Runs of consecutive chunks' values that came out of order, each with its first chunk's
-    /// index and its number of chunks.
-    blocks: Vec<(usize, usize, Vec<T>)>,
+    /// Runs of consecutive chunks' values that came out of order, by their first chunk's index:
+    /// their number of chunks and their values.
+    blocks: BTreeMap<usize, (usize, Vec<T>)>,
     remaining: usize,
     error: Option<Error>,
 }
@@ -147,7 +148,7 @@ impl<T> Collect<T> {
             values: Vec::new(),
             in_order: 0,
             lent: false,
-            blocks: Vec::new(),
+            blocks: BTreeMap::new(),
             remaining: chunks,
             error: None,
         };
@@ -170,6 +171,7 @@ impl<T> Collect<T> {
                 state.in_order += chunks;
                 Self::take_blocks_in_order(&mut state);
             }
+            Ok(values) if chunks == 0 && values.is_empty() => {}
             Ok(values) => {
                 self.progress.advance(values.len());
                 if !state.lent && first == state.in_order {
@@ -177,7 +179,17 @@ impl<T> Collect<T> {
                     state.in_order += chunks;
                     Self::take_blocks_in_order(&mut state);
                 } else {
-                    state.blocks.push((first, chunks, values));
+                    match state.blocks.entry(first) {
+                        Entry::Vacant(slot) => {
+                            slot.insert((chunks, values));
+                        }
+                        // The same chunk twice: the protocol's broken promise, reported below.
+                        Entry::Occupied(_) => {
+                            state
+                                .error
+                                .get_or_insert(Error::Protocol(format!("chunk {first} of a map was delivered twice")));
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -189,7 +201,7 @@ impl<T> Collect<T> {
             return;
         }
         self.progress.finish();
-        let mut blocks = std::mem::take(&mut state.blocks);
+        let blocks = std::mem::take(&mut state.blocks);
         let (values, in_order) = (std::mem::take(&mut state.values), state.in_order);
         let error = state.error.take();
         drop(state);
@@ -197,10 +209,10 @@ impl<T> Collect<T> {
             Some(e) => Err(e),
             None if blocks.is_empty() && in_order == self.chunks && values.len() == self.len => Ok(values),
             None => {
-                if in_order > 0 {
-                    blocks.push((0, in_order, values));
-                }
-                self.concatenate(blocks)
+                let before = (in_order > 0).then_some((0, in_order, values));
+                self.concatenate(
+                    before.into_iter().chain(blocks.into_iter().map(|(first, (n, v))| (first, n, v))).collect(),
+                )
             }
         };
         self.promise.fulfil(outcome);
@@ -208,8 +220,7 @@ impl<T> Collect<T> {
 
     /// Appends the blocks that now follow the values in order.
     fn take_blocks_in_order(state: &mut CollectState<T>) {
-        while let Some(at) = state.blocks.iter().position(|&(first, _, _)| first == state.in_order) {
-            let (_, chunks, values) = state.blocks.swap_remove(at);
+        while let Some((chunks, values)) = state.blocks.remove(&state.in_order) {
             state.values.extend(values);
             state.in_order += chunks;
         }

@@ -414,7 +414,9 @@ fn run_calls<F: Task<Args>, Args>(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<
     while let Some(item) = F::decode_next(&mut items) {
         let item = item?;
         results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
+        // (A chunk of one task, the commonest, has no rest to run.)
         if std::mem::take(&mut first)
+            && items.len() > 0
             && let Some(value) = map_numbers(function, &mut items, &mut results)?
         {
             results.push(&value).map_err(encode_failed)?;
