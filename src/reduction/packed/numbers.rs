@@ -6,9 +6,16 @@
 //! Here the kind is a constant (`K`, a [`Kind`] as `u8`): one loop per kind, whose (de)serializer
 //! offers exactly that number (or a newtype around it) and refuses everything else.
 //!
+//! A worker's chunk of numbers mapped to numbers runs in one loop too ([`map_numbers`]): each
+//! argument read, the task called and its result written as a record, with the kinds known only
+//! at run time (one loop per task type, not per pair of kinds) and checked once per value, a
+//! predictable branch. Records are written through a block on the stack and appended a block at
+//! a time, so each output byte is written once.
+//!
 //! This path only accelerates; it never decides. The bytes are the general writer's, and a value
 //! whose `Serialize` or `Deserialize` asks for anything else makes these functions give up
-//! (`false`, the output as it was), so that the general path runs and reports what it reports.
+//! (`false`, the output as it was; for `map_numbers`, the value it stopped at handed back), so
+//! that the general path runs and reports what it reports.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::{self, Serialize, Serializer};
