@@ -42,9 +42,9 @@ pub(crate) trait Outcomes<T>: Send + Sync {
     /// that run is delivered with it ([`deliver_run`](Self::deliver_run)): where the outcomes are
     /// kept in one vector in chunk order and `first` is the next chunk due, that vector itself
     /// (holding the chunks before `first`), so that the run's values are decoded into place
-    /// rather than into a vector of their own and copied; empty otherwise.
-    fn vector_for(&self, _first: usize) -> Vec<T> {
-        Vec::new()
+    /// rather than into a vector of their own and copied; `None` otherwise.
+    fn vector_for(&self, _first: usize) -> Option<Vec<T>> {
+        None
     }
 }
 
@@ -236,17 +236,15 @@ impl<T: Send> Outcomes<T> for Collect<T> {
         self.keep(first, counts.len(), Ok(values));
     }
 
-    fn vector_for(&self, first: usize) -> Vec<T> {
+    fn vector_for(&self, first: usize) -> Option<Vec<T>> {
         let mut state = lock(&self.state);
         if state.lent || first != state.in_order || state.error.is_some() {
-            return Vec::new();
+            return None;
         }
         state.lent = true;
         let mut values = std::mem::take(&mut state.values);
-        if values.capacity() == 0 {
-            values.reserve_exact(self.len);
-        }
-        values
+        values.reserve_exact(self.len - values.len().min(self.len));
+        Some(values)
     }
 
     fn cancelled(&self) -> bool {
@@ -579,18 +577,18 @@ mod tests {
         // Six chunks of two values, the last of one.
         let (result, collect) = map_of(11, 2);
         collect.deliver_run(2, &[2, 2], vec![4, 5, 6, 7]);
-        assert!(collect.vector_for(2).capacity() == 0, "chunk 2 is not the next due");
+        assert!(collect.vector_for(2).is_none(), "chunk 2 is not the next due");
         // The next run due is decoded into the map's own vector, lent once at a time.
-        let mut lent = collect.vector_for(0);
+        let mut lent = collect.vector_for(0).unwrap();
         assert!(lent.capacity() >= 11);
-        assert_eq!(collect.vector_for(0).capacity(), 0);
+        assert!(collect.vector_for(0).is_none());
         lent.extend([0, 1]);
         collect.deliver_run(0, &[2], lent);
         // Lent and given back without a chunk (its first chunk did not decode).
-        let lent = collect.vector_for(1);
+        let lent = collect.vector_for(1).unwrap();
         assert_eq!(lent, [0, 1]);
         collect.deliver_run(1, &[], lent);
-        let mut lent = collect.vector_for(1);
+        let mut lent = collect.vector_for(1).unwrap();
         lent.extend([2, 3]);
         collect.deliver_run(1, &[2], lent);
         collect.deliver(5, Ok(vec![10]));
@@ -601,11 +599,11 @@ mod tests {
     #[test]
     fn a_failed_chunk_fails_the_map_after_the_last() {
         let (result, collect) = map_of(4, 1);
-        let mut lent = collect.vector_for(0);
+        let mut lent = collect.vector_for(0).unwrap();
         lent.push(0);
         collect.deliver_run(0, &[1], lent);
         collect.deliver(1, Err(Error::Protocol("chunk 1".into())));
-        assert_eq!(collect.vector_for(2).capacity(), 0, "no vector lent once failed");
+        assert!(collect.vector_for(2).is_none(), "no vector lent once failed");
         collect.deliver_run(2, &[1, 1], vec![2, 3]);
         assert!(matches!(result.get(), Err(Error::Protocol(m)) if m == "chunk 1"));
         // Short runs are caught, in order or not.

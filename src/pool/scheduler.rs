@@ -97,9 +97,11 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
         // The chunks' values go into one vector (the outcomes' own when they take the run in
         // place); a chunk that does not decode is delivered alone, with its error, between the
         // runs before and after it.
-        let mut values: Vec<T> = self.outcomes.vector_for(first);
-        // A lent vector goes back to the outcomes even with no chunk of the run in it.
-        let mut lent = values.capacity() > 0;
+        let (mut values, mut lent) = match self.outcomes.vector_for(first) {
+            Some(values) => (values, true),
+            None => (Vec::new(), false),
+        };
+        // (A lent vector goes back to the outcomes even with no chunk of the run in it.)
         // Kept on the thread from run to run: a run of one chunk (an `apply_async`) allocates
         // only its values.
         let mut counts = RUN_COUNTS.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
