@@ -447,4 +447,206 @@ fn garbage_in_a_ring_is_refused_not_read_out_of_bounds() {
     claims_too_much[..4].copy_from_slice(&1000u32.to_le_bytes());
     claims_too_much[4..8].copy_from_slice(&1u32.to_le_bytes());
     multiproc::__private::fuzz::ring_records(&claims_too_much);
+    // Streamed messages (kind 3: the length; kind 4: a piece): pieces beyond the claimed length,
+    // beyond what was published, of another kind midway, or none at all.
+    let record = |kind: u32, payload: &[u8]| {
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&kind.to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.resize(8 + payload.len().div_ceil(8) * 8, 0);
+        bytes
+    };
+    let start = |len: u64| record(3, &len.to_le_bytes());
+    let cases: Vec<Vec<u8>> = vec![
+        [start(10), record(4, &[1; 24])].concat(),
+        [start(100), record(4, &[1; 24]), record(1, &[2; 8])].concat(),
+        [start(u64::MAX), record(4, &[1; 64]), record(4, &[1; 64])].concat(),
+        [start(16), record(4, &[])].concat(),
+        [start(16), record(4, &[1; 16])[..12].to_vec()].concat(),
+        [start(16), record(3, &[1; 8])].concat(),
+        [record(4, &[1; 16]), start(16)].concat(),
+        record(3, &[1; 4]),
+    ];
+    for case in cases {
+        multiproc::__private::fuzz::ring_records(&case);
+    }
+}
+
+/// A message of `len` bytes whose content says where it is (so a piece out of place shows).
+fn patterned(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (i >> 12) as u8)).collect()
+}
+
+/// Whether bytes wait on the socket under `conn` (through a clone's descriptor; a byte found is
+/// taken, so a connection for which this says yes is spoilt, which fails its test anyway).
+fn socket_holds_bytes(conn: &Connection) -> bool {
+    let fd = conn.try_clone().unwrap().into_fd().unwrap();
+    let mut raw = std::os::unix::net::UnixStream::from(fd);
+    raw.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(raw.read(&mut byte), Ok(n) if n > 0)
+}
+
+#[test]
+fn a_large_message_that_fits_streams_through_the_ring_not_the_socket() {
+    common::watchdog("large message in the ring", WATCHDOG_SECS, || {
+        let (mut a, mut b) = pipe().unwrap();
+        let message = patterned(40_000, 1);
+        a.send_bytes(&message).unwrap();
+        assert!(!socket_holds_bytes(&b), "a 40 000-byte message went through the socket");
+        assert_eq!(b.recv_bytes().unwrap(), message);
+        let mut into = vec![0u8; 50_000];
+        a.send_bytes(&message).unwrap();
+        assert_eq!(b.recv_bytes_into(&mut into).unwrap(), message.len());
+        assert_eq!(&into[..message.len()], &message[..]);
+        assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    });
+}
+
+#[test]
+fn a_large_message_to_this_very_thread_overflows_into_the_socket_without_blocking() {
+    // More than the ring holds, received later by the sending thread itself: the ring takes what
+    // it can, the rest goes on the socket (a pipe holds at least what its socket alone would).
+    common::watchdog("large message to itself", WATCHDOG_SECS, || {
+        let (mut a, mut b) = pipe().unwrap();
+        let large = patterned(150_000, 2);
+        a.send_bytes(&large).unwrap();
+        a.send(&7u32).unwrap();
+        a.send_bytes(&large[..30_000]).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), large);
+        assert_eq!(b.recv::<u32>().unwrap(), 7);
+        let mut short = vec![0u8; 100];
+        match b.recv_bytes_into(&mut short) {
+            Err(Error::BufferTooShort { message, .. }) => assert_eq!(message, &large[..30_000]),
+            other => panic!("expected BufferTooShort, got {other:?}"),
+        }
+        a.send_bytes(&large).unwrap();
+        let mut into = vec![0u8; 150_000];
+        assert_eq!(b.recv_bytes_into(&mut into).unwrap(), 150_000);
+        assert_eq!(into, large);
+    });
+}
+
+fn send_patterned(mut conn: Connection<WriteOnly>, sizes: Vec<usize>) {
+    for (i, size) in sizes.into_iter().enumerate() {
+        conn.send_bytes(&patterned(size, i as u8)).unwrap();
+        conn.send(&(i as u64)).unwrap();
+    }
+}
+
+#[test]
+fn large_messages_of_every_size_stream_between_processes_whole_and_in_order() {
+    common::watchdog("streamed sizes between processes", WATCHDOG_SECS, || {
+        let (mut r, w) = simplex_pipe().unwrap();
+        // Around the piece and ring sizes, and a few MiB.
+        let sizes: Vec<usize> = vec![
+            16 << 10,
+            (16 << 10) + 1,
+            16_376,
+            16_377,
+            32_752,
+            49_128,
+            65_536,
+            65_537,
+            1 << 20,
+            (3 << 20) + 5,
+            200_000,
+        ];
+        let mut p = started(Process::new(send_patterned, (w, sizes.clone())));
+        for (i, &size) in sizes.iter().enumerate() {
+            let got = r.recv_bytes().unwrap();
+            assert_eq!(got.len(), size, "message {i}");
+            assert!(got == patterned(size, i as u8), "message {i} of {size} bytes differs");
+            assert_eq!(r.recv::<u64>().unwrap(), i as u64);
+        }
+        assert!(matches!(r.recv_bytes(), Err(Error::Eof)));
+        assert_eq!(p.join().unwrap(), 0);
+    });
+}
+
+fn receive_large_until_killed(mut conn: Connection<ReadOnly>, mut report: Connection<WriteOnly>) {
+    while let Ok(bytes) = conn.recv_bytes() {
+        let _ = report.send(&bytes.len());
+    }
+}
+
+#[test]
+fn a_receiver_killed_inside_a_streamed_message_never_hangs_the_sender_or_the_other_readers() {
+    common::watchdog("receiver killed inside a stream", WATCHDOG_SECS, || {
+        let (mut r, mut w) = simplex_pipe().unwrap();
+        let (mut reports, report_w) = simplex_pipe().unwrap();
+        let mut victim = started(Process::new(receive_large_until_killed, (r.try_clone().unwrap(), report_w)));
+        let message = patterned(4 << 20, 3);
+        let sender = {
+            let message = message.clone();
+            std::thread::spawn(move || {
+                // Until the pipe breaks (the victim died inside a message) or 40 messages went.
+                for _ in 0..40 {
+                    if let Err(e) = w.send_bytes(&message) {
+                        assert!(matches!(e, Error::Protocol(_)), "{e}");
+                        return;
+                    }
+                }
+            })
+        };
+        // The victim is receiving the next message as soon as it reported one.
+        assert_eq!(reports.recv::<usize>().unwrap(), 4 << 20);
+        victim.kill().unwrap();
+        assert_eq!(victim.join().unwrap(), -9);
+        // This process's reader gets whole messages, or the error of a broken direction.
+        loop {
+            match r.recv_bytes() {
+                Ok(bytes) => assert!(bytes == message, "a corrupted message"),
+                Err(Error::Protocol(_)) | Err(Error::Eof) => break,
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        sender.join().unwrap();
+    });
+}
+
+fn endless_large(mut conn: Connection<WriteOnly>) {
+    let message = patterned(1 << 20, 9);
+    while conn.send_bytes(&message).is_ok() {}
+}
+
+#[test]
+fn a_sender_killed_inside_a_streamed_message_fails_the_reader_instead_of_hanging_it() {
+    // The reader keeps up (the messages stream through the ring) and holds a writer end of its
+    // own, so no end of file comes. The sender spends its time in the middle of messages, so its
+    // death almost always lands inside one, which the reader must see; one that lands between two
+    // messages leaves the reader waiting for the next until its timeout. Never a corrupted message.
+    common::watchdog("sender killed inside a stream", WATCHDOG_SECS, || {
+        let message = patterned(1 << 20, 9);
+        let mut inside = 0;
+        for round in 0..4 {
+            let (mut r, w) = simplex_pipe().unwrap();
+            r.set_timeout(Some(Duration::from_secs(3)));
+            let _writer = w.try_clone().unwrap();
+            let mut p = started(Process::new(endless_large, (w,)));
+            let mut received = 0;
+            let ended = loop {
+                match r.recv_bytes() {
+                    Ok(bytes) => {
+                        assert!(bytes == message, "round {round}: message {received} differs");
+                        received += 1;
+                        if received == 3 + round * 5 {
+                            p.kill().unwrap();
+                        }
+                    }
+                    Err(e) => break e,
+                }
+            };
+            match ended {
+                Error::Protocol(_) => {
+                    inside += 1;
+                    assert!(matches!(r.recv_bytes(), Err(Error::Protocol(_))));
+                }
+                Error::Timeout(_) => {}
+                e => panic!("round {round}: {e}"),
+            }
+            assert_eq!(p.join().unwrap(), -9);
+        }
+        assert!(inside > 0, "no kill landed inside a message in 4 rounds");
+    });
 }

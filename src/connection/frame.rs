@@ -92,8 +92,13 @@ impl Waiter for Watched<'_> {
 /// Payloads up to this size use the 4-byte header.
 pub(crate) const SHORT_FORM_MAX: u64 = 0x7fff_ffff;
 
-/// The first allocation of a receive buffer (or the whole message, if smaller).
-pub(crate) const FIRST_ALLOCATION: usize = 64 << 10;
+/// The first allocation of a receive buffer (or the whole message, if smaller). Capacity that no
+/// byte has reached costs address space, not memory (only the pages bytes land in are backed), so
+/// a lying prefix still costs only the bytes sent; starting at 1 MiB spares a message of that
+/// size four reallocations (and their copies) of doubling from 64 KiB. Not more: a region of 2 MiB
+/// or more may be backed by a huge page at its first byte where transparent huge pages are on for
+/// every mapping.
+pub(crate) const FIRST_ALLOCATION: usize = 1 << 20;
 
 /// The most a receive buffer grows by at once (it doubles up to this step).
 pub(crate) const ALLOCATION_STEP: usize = 64 << 20;
@@ -300,25 +305,37 @@ pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8], deadline: impl 
 pub(crate) fn recv_payload(socket: BorrowedFd<'_>, len: u64, deadline: impl Waiter) -> Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
     let mut buf: Vec<u8> = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    recv_payload_into(socket, &mut buf, len, deadline)?;
+    Ok(buf)
+}
+
+/// [`recv_payload`] appended to `buf` until it holds `len` bytes (those already there count: the
+/// start of a payload that came another way), growing it as [`recv_payload`] does.
+pub(crate) fn recv_payload_into(
+    socket: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    len: usize,
+    deadline: impl Waiter,
+) -> Result<()> {
     while buf.len() < len {
         if buf.len() == buf.capacity() {
             let grow = buf.capacity().clamp(FIRST_ALLOCATION, ALLOCATION_STEP).min(len - buf.len());
             buf.reserve_exact(grow);
             // Large messages: huge pages, for far fewer page faults, now that the bytes are here.
             if buf.len() >= HUGE_PAGES_AFTER {
-                sys::prefer_huge_pages(&mut buf);
+                sys::prefer_huge_pages(buf);
             }
         }
         let want = len - buf.len();
         let n = read_step(socket, deadline, |blocking| match blocking {
-            true => sys::recv_into_spare(socket, &mut buf, want).map(Some),
-            false => sys::try_recv_into_spare(socket, &mut buf, want),
+            true => sys::recv_into_spare(socket, buf, want).map(Some),
+            false => sys::try_recv_into_spare(socket, buf, want),
         })?;
         if n == 0 {
             return Err(eof_during_message());
         }
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// One read of a frame's bytes: `read(true)` blocks, `read(false)` does not (`None`: nothing

@@ -69,8 +69,26 @@ pub fn ring_records(input: &[u8]) {
     while let Some(popped) = direction.pop() {
         taken += 1;
         assert!(taken <= input.len() / 8, "more records than the input holds");
-        if let super::ring::Popped::Message(message) = popped {
-            assert!(message.len() <= input.len(), "a message longer than the input");
+        match popped {
+            super::ring::Popped::Message(message) => {
+                assert!(message.len() <= input.len(), "a message longer than the input");
+            }
+            // The pieces of a streamed message, taken as a receiver takes them (into a buffer of
+            // at most a piece's size: the claimed length is not trusted).
+            super::ring::Popped::Streamed { len } => {
+                let mut left = usize::try_from(len).unwrap_or(usize::MAX);
+                let mut buf = Vec::new();
+                while let Ok(super::ring::Piece::Ready(n)) = direction.next_piece(left) {
+                    taken += 1;
+                    assert!(taken <= input.len() / 8, "more records than the input holds");
+                    assert!(n <= left && n <= input.len(), "a piece beyond the message or the input");
+                    if direction.take_piece_into(&mut buf, n).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+            super::ring::Popped::OnSocket => {}
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
 mod listener;
+mod payload;
 #[cfg(feature = "pickle")]
 mod pickle;
 pub(crate) mod record;
@@ -49,6 +50,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::reduction::{self, Message};
 use crate::shm::Shared;
 use crate::sys::{self, Interest, Shutdown, SocketKind};
+use payload::Payload;
 use ring::{Popped, Rings};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB. A larger length prefix
@@ -223,9 +225,10 @@ impl RingLink {
 /// The pair is a Unix stream socket pair plus a ring of shared memory per direction (see the
 /// module `ring` in the sources): a message of at most 16 KiB without descriptors is copied
 /// through the ring, without a system call while the receiver keeps up (tens of times CPython's
-/// rate for small messages, see `bench/README.md`); larger messages and those carrying
-/// descriptors go through the socket, in order with the others. Either end works in any process
-/// it is given to, shared by several processes and threads if need be.
+/// rate for small messages, see `bench/README.md`); a larger one streams through the ring in
+/// pieces while the receiver keeps up, and its rest goes through the socket when the receiver
+/// falls behind; messages carrying descriptors go through the socket. All stay in order. Either
+/// end works in any process it is given to, shared by several processes and threads if need be.
 ///
 /// Each end holds four descriptors (the socket, the rings' memory file, a doorbell per direction)
 /// where [`socket_pipe`] holds one: mind the descriptor limit when making thousands of pipes.
@@ -494,24 +497,36 @@ fn send_on_ring(
         direction.wake_receivers(link.outgoing_bell());
         return Ok(());
     }
-    // Large, with descriptors, or the ring stays full (a receiver that does not keep up, or that
-    // runs later in this very thread): through the socket. Wait for room on the socket first, so
-    // that a timeout leaves nothing half-sent (the first send then takes at least the marker).
-    frame::Waiter::wait(deadline, socket, Interest::Write).map_err(|e| (e, 0))?;
-    // While the turn is marked, a failure (or the death of this process) leaves the direction
-    // broken: the turn's drop, or the next taker, marks it.
-    turn.enter_socket();
-    if let Err(e) = direction.publish_socket_record(socket, deadline) {
-        turn.leave_socket();
-        return Err((e, 0));
+    // Large and without descriptors: streamed through the ring while the receiver keeps up.
+    let mut rest = payload;
+    if fds.is_empty() && payload.len() > ring::RING_MESSAGE_MAX {
+        let streamed = direction.stream_message(&turn, payload, socket, link.outgoing_bell(), deadline);
+        match streamed.map_err(|e| (e, usize::from(turn.in_message())))? {
+            ring::Streamed::Whole => return Ok(()),
+            ring::Streamed::NotStarted => {}
+            ring::Streamed::RestOnSocket(at) => rest = &payload[at..],
+        }
+    }
+    // With descriptors, or the ring stays full (a receiver that does not keep up, or that runs
+    // later in this very thread): through the socket. Wait for room on the socket first, so that
+    // a timeout leaves nothing half-sent (the first send then takes at least the marker).
+    if !turn.in_message() {
+        frame::Waiter::wait(deadline, socket, Interest::Write).map_err(|e| (e, 0))?;
+        // While the turn is marked, a failure (or the death of this process) leaves the direction
+        // broken: the turn's drop, or the next taker, marks it.
+        turn.enter_socket();
+        if let Err(e) = direction.publish_socket_record(socket, deadline) {
+            turn.leave_socket();
+            return Err((e, 0));
+        }
     }
     let check = || direction.check_receiver();
     let sent = match deadline.is_bounded() {
         // Without a deadline, sends block in the kernel (in slices, for the receiver's liveness).
-        false => frame::send_frame_in_slices(socket, Some(ring::SOCKET_MESSAGE), payload, fds, &check),
+        false => frame::send_frame_in_slices(socket, Some(ring::SOCKET_MESSAGE), rest, fds, &check),
         true => {
             let watched = frame::Watched { deadline, check: Some(&check) };
-            frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), payload, fds, watched)
+            frame::send_frame(socket, Some(ring::SOCKET_MESSAGE), rest, fds, watched)
         }
     };
     sent.map_err(|(e, sent)| (e, sent.max(1)))?;
@@ -544,13 +559,13 @@ impl<D: CanRecv> Connection<D> {
     /// `offset`, pass `&mut buf[offset..]`). If the message does not fit, it is read whole and
     /// returned in [`Error::BufferTooShort`]; the connection stays usable.
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let (len, _fds, deadline, turn) = match self.next_message()? {
+        let (len, _fds, deadline, turn, streamed) = match self.next_message()? {
             Next::Whole(message) if message.len() <= buf.len() => {
                 buf[..message.len()].copy_from_slice(&message);
                 return Ok(message.len());
             }
             Next::Whole(message) => return Err(Error::BufferTooShort { capacity: buf.len(), message }),
-            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+            Next::OnSocket { len, fds, deadline, turn, streamed } => (len, fds, deadline, turn, streamed),
             Next::Record { first, deadline, .. } => return self.record_into(buf, first, deadline),
         };
         if len > buf.len() as u64 && len > self.max_message {
@@ -559,13 +574,14 @@ impl<D: CanRecv> Connection<D> {
         let fd = self.read_fd()?;
         let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
         let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
+        let mut payload = Payload::new(fd, watched, streamed_through(&turn, streamed), len);
         if len <= buf.len() as u64 {
             let len = len as usize;
-            frame::recv_exact(fd, &mut buf[..len], watched).map_err(|e| self.broke_reading(e))?;
+            payload.read_exact(&mut buf[..len]).map_err(|e| self.broke_reading(e))?;
             finish_socket_read(turn);
             return Ok(len);
         }
-        let message = frame::recv_payload(fd, len, watched).map_err(|e| self.broke_reading(e))?;
+        let message = payload.read_all().map_err(|e| self.broke_reading(e))?;
         finish_socket_read(turn);
         Err(Error::BufferTooShort { capacity: buf.len(), message })
     }
@@ -609,7 +625,7 @@ impl<D: CanRecv> Connection<D> {
                 };
             }
             return match frame::recv_header(fd, &mut fds, deadline, Some(&self.spin)) {
-                Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: None }),
+                Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: None, streamed: false }),
                 Ok(None) => Err(Error::Eof),
                 // Nothing of a message was read: the connection is intact.
                 Err(e @ Error::Timeout(_)) => Err(e),
@@ -627,6 +643,13 @@ impl<D: CanRecv> Connection<D> {
                     turn.keep();
                     let link = link.clone();
                     return self.socket_message_header(link, deadline);
+                }
+                Some(Popped::Streamed { len }) => {
+                    // As for a socket message: the turn stays taken until the payload is read.
+                    turn.enter_socket();
+                    turn.keep();
+                    let turn = Some(SocketRead { link: link.clone(), done: false });
+                    return Ok(Next::OnSocket { len, fds: Vec::new(), deadline, turn, streamed: true });
                 }
                 None => drop(turn),
             }
@@ -648,7 +671,9 @@ impl<D: CanRecv> Connection<D> {
         let mut fds = Vec::new();
         let check = || link.incoming().check_sender();
         match ring::read_socket_header(fd, &mut fds, frame::Watched { deadline, check: Some(&check) }) {
-            Ok(Some(len)) => Ok(Next::OnSocket { len, fds, deadline, turn: Some(SocketRead { link, done: false }) }),
+            Ok(Some(len)) => {
+                Ok(Next::OnSocket { len, fds, deadline, turn: Some(SocketRead { link, done: false }), streamed: false })
+            }
             Ok(None) => {
                 link.incoming().finish_socket_read();
                 Err(Error::Eof)
@@ -661,13 +686,13 @@ impl<D: CanRecv> Connection<D> {
     }
 
     pub(crate) fn recv_frame(&mut self, limit: u64) -> Result<Message> {
-        let (len, fds, deadline, turn) = match self.next_message()? {
+        let (len, fds, deadline, turn, streamed) = match self.next_message()? {
             Next::Record { first, fds, deadline } => return self.record_message(first, fds, deadline, limit),
             Next::Whole(bytes) if bytes.len() as u64 > limit => {
                 return Err(self.broke_reading(Error::MessageTooLarge { len: bytes.len() as u64, limit }));
             }
             Next::Whole(bytes) => return Ok(Message { bytes, fds: Vec::new() }),
-            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+            Next::OnSocket { len, fds, deadline, turn, streamed } => (len, fds, deadline, turn, streamed),
         };
         if len > limit {
             return Err(self.broke_reading(Error::MessageTooLarge { len, limit }));
@@ -675,7 +700,7 @@ impl<D: CanRecv> Connection<D> {
         let fd = self.read_fd()?;
         let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
         let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
-        match frame::recv_payload(fd, len, watched) {
+        match Payload::new(fd, watched, streamed_through(&turn, streamed), len).read_all() {
             Ok(bytes) => {
                 finish_socket_read(turn);
                 Ok(Message { bytes, fds })
@@ -717,7 +742,7 @@ impl<D: CanRecv> Connection<D> {
     /// replies (the manager's) can tell the sender.
     pub(crate) fn recv_bytes_or_skip(&mut self) -> Result<Vec<u8>> {
         let limit = self.max_message;
-        let (len, _fds, deadline, turn) = match self.next_message()? {
+        let (len, _fds, deadline, turn, streamed) = match self.next_message()? {
             // A message in records (a socket pipe): over the limit, it breaks the connection.
             Next::Record { first, fds, deadline } => {
                 return self.record_message(first, fds, deadline, limit).map(|m| m.bytes);
@@ -726,13 +751,14 @@ impl<D: CanRecv> Connection<D> {
                 return Err(Error::MessageTooLarge { len: bytes.len() as u64, limit });
             }
             Next::Whole(bytes) => return Ok(bytes),
-            Next::OnSocket { len, fds, deadline, turn } => (len, fds, deadline, turn),
+            Next::OnSocket { len, fds, deadline, turn, streamed } => (len, fds, deadline, turn, streamed),
         };
         let fd = self.read_fd()?;
         let check = || turn.as_ref().map_or(Ok(()), SocketRead::check_sender);
         let watched = frame::Watched { deadline, check: turn.is_some().then_some(&check) };
+        let mut payload = Payload::new(fd, watched, streamed_through(&turn, streamed), len);
         if len <= limit {
-            return match frame::recv_payload(fd, len, watched) {
+            return match payload.read_all() {
                 Ok(bytes) => {
                     finish_socket_read(turn);
                     Ok(bytes)
@@ -745,7 +771,7 @@ impl<D: CanRecv> Connection<D> {
         let mut skipped = Ok(());
         while left > 0 && skipped.is_ok() {
             let n = left.min(piece.len() as u64) as usize;
-            skipped = frame::recv_exact(fd, &mut piece[..n], watched);
+            skipped = payload.read_exact(&mut piece[..n]);
             left -= n as u64;
         }
         match skipped {
@@ -803,7 +829,8 @@ enum Next {
     Whole(Vec<u8>),
     /// A message whose payload waits on the socket: its length, the descriptors sent with it,
     /// the deadline for the rest, and (on a pipe) the readers' turn, held until the payload is in.
-    OnSocket { len: u64, fds: Vec<OwnedFd>, deadline: Deadline, turn: Option<SocketRead> },
+    /// `streamed`: the payload comes in pieces through the ring instead (see `ring`).
+    OnSocket { len: u64, fds: Vec<OwnedFd>, deadline: Deadline, turn: Option<SocketRead>, streamed: bool },
     /// The first record of a message on a `SOCK_SEQPACKET` socket (all of it, for most), the
     /// descriptors sent with it and the deadline for the rest.
     Record { first: record::FirstRecord, fds: Vec<OwnedFd>, deadline: Deadline },
@@ -830,6 +857,11 @@ impl Drop for SocketRead {
             self.link.incoming().abandon_socket_read();
         }
     }
+}
+
+/// The rings a message's payload streams through, for [`Payload`] (`None`: on the socket).
+fn streamed_through(turn: &Option<SocketRead>, streamed: bool) -> Option<&RingLink> {
+    turn.as_ref().filter(|_| streamed).map(|read| &read.link)
 }
 
 /// The payload of a socket message was read whole: the readers' turn passes on.

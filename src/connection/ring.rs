@@ -19,9 +19,17 @@
 //!   sleepers the same way, so they see ring messages.
 //! - **End of file.** When every descriptor of the peer's end is closed (however its processes
 //!   ended), the socket reports it; a receiver reports [`Error::Eof`] once the ring is empty too.
-//! - **Large messages and descriptors** go through the socket, in order with the rest: the sender
-//!   publishes a *socket record* in the ring, then writes [`SOCKET_MESSAGE`] and the frame (with
-//!   its descriptors) to the socket. A receiver that reaches the record reads the frame there.
+//! - **Descriptors** go through the socket, in order with the rest: the sender publishes a
+//!   *socket record* in the ring, then writes [`SOCKET_MESSAGE`] and the frame (with its
+//!   descriptors) to the socket. A receiver that reaches the record reads the frame there.
+//! - **Large messages** stream through the ring: a STREAM record with the length, then PIECE
+//!   records of at most [`STREAM_PIECE_MAX`] bytes, each published as soon as it is written, so
+//!   that the receiver copies one piece out while the sender copies the next in. Both hold their
+//!   turn for the whole message, marked as for a socket message (a death in the middle breaks
+//!   the direction). The sender never sleeps for room in the middle: when the receiver falls
+//!   behind a spin, the sender publishes a socket record and sends the rest of the message as a
+//!   frame on the socket, whose buffer lets both sides run in larger steps; with no room for a
+//!   start, the whole message goes through the socket.
 //! - **A full ring** (a receiver that does not keep up, or that runs later in the sender's own
 //!   thread): the sender waits up to [`OVERFLOW_AFTER`] for room, then sends through the socket as
 //!   above; message records leave room for [`SOCKET_RESERVE`] bytes of socket records, so a pipe
@@ -39,9 +47,11 @@
 //! are checked against what was published: garbage written into the ring breaks the direction,
 //! it is never read out of bounds.
 //!
-//! The records are those of `shm::record_ring` (the queues' too), of two kinds: DATA (the message
-//! is the payload) and SOCKET (no payload: the next frame on the socket).
+//! The records are those of `shm::record_ring` (the queues' too), of four kinds: DATA (the message
+//! is the payload), SOCKET (no payload: the next frame on the socket), STREAM (the length of a
+//! message whose bytes follow) and PIECE (some of those bytes).
 
+use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
@@ -49,7 +59,7 @@ use std::time::Duration;
 use super::frame::Waiter;
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
-use crate::shm::record_ring::{self, Found, RecordRing};
+use crate::shm::record_ring::{self, Found, Located, RecordRing};
 use crate::shm::{SharedBytes, ShmSafe};
 use crate::sync::doorbell::{Bell, Sleepers};
 use crate::sync::futex::Kernel;
@@ -60,7 +70,7 @@ use crate::sys::{self, Interest};
 /// The bytes of one direction's ring.
 pub(crate) const RING_BYTES: usize = 64 << 10;
 
-/// The largest message that travels through a ring; larger ones go through the socket.
+/// The largest message that travels through a ring in one record; larger ones stream in pieces.
 pub(crate) const RING_MESSAGE_MAX: usize = 16 << 10;
 
 /// The byte that starts a message sent through the socket.
@@ -76,6 +86,16 @@ const OVERFLOW_AFTER: Duration = Duration::from_millis(2);
 const SOCKET_RESERVE: usize = 512 * record_ring::record_size(0);
 const KIND_DATA: u32 = 1;
 const KIND_SOCKET: u32 = 2;
+/// The start of a message streamed through the ring: its length (`u64`, little-endian); its bytes
+/// follow in [`KIND_PIECE`] records (and, if the ring stays full, a [`KIND_SOCKET`] record and the
+/// rest on the socket).
+const KIND_STREAM: u32 = 3;
+/// A piece of a streamed message.
+const KIND_PIECE: u32 = 4;
+
+/// The largest piece of a streamed message: a quarter of the ring, record header included, so
+/// that the sender fills one piece while the receiver empties another.
+pub(crate) const STREAM_PIECE_MAX: usize = RING_BYTES / 4 - record_ring::HEADER;
 
 /// One end of a direction: the writers' or the readers' position, and their turn.
 #[derive(Debug, Default)]
@@ -83,7 +103,8 @@ const KIND_SOCKET: u32 = 2;
 struct End {
     /// Bytes published (writers) or consumed (readers) since the start, ever growing.
     pos: AtomicU64,
-    /// Set while the turn's holder moves a message through the socket.
+    /// Set while the turn's holder is in the middle of a message that moves in several steps
+    /// (through the socket, or streamed in pieces through the ring).
     in_socket: AtomicU32,
     /// Whose turn it is; robust, so a holder that died is noticed.
     turn: LockState,
@@ -173,6 +194,32 @@ pub(crate) enum Popped {
     Message(Vec<u8>),
     /// The next message waits on the socket; the caller holds the readers' turn to read it.
     OnSocket,
+    /// A message of `len` bytes streamed in pieces ([`Direction::take_piece`]); the caller holds
+    /// the readers' turn to read them.
+    Streamed { len: u64 },
+}
+
+/// What a receiver of a streamed message found at the head of its ring.
+pub(crate) enum Piece {
+    /// A piece of this many bytes, to take with [`Direction::take_piece`] or
+    /// [`Direction::take_piece_into`].
+    Ready(usize),
+    /// Nothing yet: the sender is still writing.
+    Wait,
+    /// The rest of the message waits on the socket (the ring stayed full, see
+    /// [`Direction::stream_message`]).
+    RestOnSocket,
+}
+
+/// How far [`Direction::stream_message`] got.
+pub(crate) enum Streamed {
+    /// The whole message is in the ring.
+    Whole,
+    /// The ring had no room for a start: nothing was published, send the message another way.
+    NotStarted,
+    /// The bytes before this offset are in the ring, and a socket record says the rest follows on
+    /// the socket: the sender must send it there now.
+    RestOnSocket(usize),
 }
 
 /// A turn of the writers or the readers: released on drop. Dropped while moving a message through
@@ -192,6 +239,11 @@ impl Turn<'_> {
     /// The message went through the socket whole.
     pub(crate) fn leave_socket(&self) {
         self.end.in_socket.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the holder is in the middle of a message ([`enter_socket`](Self::enter_socket)).
+    pub(crate) fn in_message(&self) -> bool {
+        self.end.in_socket.load(Ordering::Relaxed) != 0
     }
 
     /// Keeps the turn beyond this guard: [`Direction::finish_socket_read`] or
@@ -308,19 +360,177 @@ impl Direction {
         deadline: Deadline,
     ) -> Result<bool> {
         let placement = self.ring().place(self.writers.pos.load(Ordering::Relaxed), payload.len());
-        let need = placement.footprint as usize + SOCKET_RESERVE;
-        if self.room() < need {
-            let patience =
-                Deadline::after(Some(deadline.left().map_or(OVERFLOW_AFTER, |left| left.min(OVERFLOW_AFTER))));
-            match self.wait_for_room(need, socket, patience) {
-                Ok(()) => {}
-                Err(Error::Timeout(_)) if deadline.passed() => return Err(deadline.timeout_error()),
-                Err(Error::Timeout(_)) => return Ok(false),
-                Err(e) => return Err(e),
-            }
+        if !self.wait_patiently(placement.footprint as usize + SOCKET_RESERVE, socket, deadline)? {
+            return Ok(false);
         }
         self.publish(KIND_DATA, payload);
         Ok(true)
+    }
+
+    /// Streams `payload` through the ring in pieces, for a large message: a [`KIND_STREAM`] record
+    /// with its length, then [`KIND_PIECE`] records as the receiver makes room, each published
+    /// (and the receivers woken through `bell`) as soon as it is written. Two copies in user space
+    /// and no system call while the receiver keeps up, where the socket costs two copies in the
+    /// kernel, a buffer allocated per 32 KiB and a system call on each side for each.
+    ///
+    /// The caller holds the writers' turn and has marked it ([`Turn::enter_socket`]) unless this
+    /// returns [`Streamed::NotStarted`]: a sender that dies or fails in the middle leaves the
+    /// direction broken, as in the middle of a socket message. The ring gives up as the small
+    /// messages do: with no room for [`OVERFLOW_AFTER`] at the start, nothing is published
+    /// ([`Streamed::NotStarted`]); later, a socket record tells the receiver that the rest
+    /// follows on the socket ([`Streamed::RestOnSocket`]). So a pipe still holds at least what
+    /// its socket alone would, for a receiver that runs later in the sender's own thread.
+    ///
+    /// # Errors
+    ///
+    /// The deadline passed, the receiver's end closed ([`peer_gone`]), or the direction broke.
+    pub(crate) fn stream_message(
+        &self,
+        turn: &Turn<'_>,
+        payload: &[u8],
+        socket: BorrowedFd<'_>,
+        bell: BorrowedFd<'_>,
+        deadline: Deadline,
+    ) -> Result<Streamed> {
+        let start = self.ring().place(self.writers.pos.load(Ordering::Relaxed), 8).footprint as usize;
+        let first = record_ring::record_size(payload.len().min(STREAM_PIECE_MAX));
+        if !self.room_soon(start + first + SOCKET_RESERVE, deadline) {
+            return Ok(Streamed::NotStarted);
+        }
+        turn.enter_socket();
+        self.publish(KIND_STREAM, &(payload.len() as u64).to_le_bytes());
+        self.wake_receivers(bell);
+        let mut at = 0;
+        while at < payload.len() {
+            let piece = &payload[at..payload.len().min(at + STREAM_PIECE_MAX)];
+            let need = self.ring().place(self.writers.pos.load(Ordering::Relaxed), piece.len()).footprint as usize;
+            if !self.room_soon(need + SOCKET_RESERVE, deadline) {
+                // The reserve keeps room for this record whatever the receiver does.
+                self.publish_socket_record(socket, deadline)?;
+                self.wake_receivers(bell);
+                return Ok(Streamed::RestOnSocket(at));
+            }
+            self.publish(KIND_PIECE, piece);
+            self.wake_receivers(bell);
+            at += piece.len();
+        }
+        turn.leave_socket();
+        Ok(Streamed::Whole)
+    }
+
+    /// Whether `need` bytes of room are there, or appear within a spin. A streaming sender never
+    /// sleeps for room: a receiver that does not keep up without it gets the rest on the socket,
+    /// whose buffer lets both sides run in larger steps (sleeping for each piece of a 64 KiB ring
+    /// made a sender and a receiver that share the CPUs with other work ping-pong, at a third of
+    /// the socket's rate).
+    fn room_soon(&self, need: usize, deadline: Deadline) -> bool {
+        self.room() >= need || self.signals.spin.spin(deadline, || self.room() >= need)
+    }
+
+    /// Waits up to [`OVERFLOW_AFTER`] (or the deadline, if sooner) for `need` bytes of room: false
+    /// if the ring stayed too full.
+    fn wait_patiently(&self, need: usize, socket: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
+        if self.room() >= need {
+            return Ok(true);
+        }
+        let patience = Deadline::after(Some(deadline.left().map_or(OVERFLOW_AFTER, |left| left.min(OVERFLOW_AFTER))));
+        match self.wait_for_room(need, socket, patience) {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout(_)) if deadline.passed() => Err(deadline.timeout_error()),
+            Err(Error::Timeout(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks at the head for the next piece of a streamed message ([`Popped::Streamed`]), of
+    /// which `left` bytes are left. A socket record there is taken at once
+    /// ([`Piece::RestOnSocket`]). The caller holds the readers' turn (kept since the message's
+    /// start).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the direction is broken, or when the head is neither a piece of
+    /// 1 to `left` bytes nor a socket record (garbage in the ring: the direction is broken then).
+    pub(crate) fn next_piece(&self, left: usize) -> Result<Piece> {
+        let record = match self.head_piece(left)? {
+            None => return Ok(Piece::Wait),
+            Some(record) => record,
+        };
+        if record.kind == KIND_SOCKET {
+            self.consumed(record.next);
+            return Ok(Piece::RestOnSocket);
+        }
+        Ok(Piece::Ready(record.len))
+    }
+
+    /// Takes the piece [`next_piece`](Self::next_piece) found into `dst`, which is exactly as
+    /// long.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_piece`](Self::next_piece)'s, and [`Error::Protocol`] when the head is not a piece
+    /// of `dst.len()` bytes.
+    pub(crate) fn take_piece(&self, dst: &mut [u8]) -> Result<()> {
+        // SAFETY: the piece's copy writes initialized bytes only (`RingBytes::read` initializes
+        // what it is given), so `dst` holds initialized bytes throughout.
+        let dst = unsafe { &mut *(std::ptr::from_mut::<[u8]>(dst) as *mut [MaybeUninit<u8>]) };
+        self.take_piece_raw(dst)
+    }
+
+    /// Takes the piece [`next_piece`](Self::next_piece) found (of `len` bytes) and appends it to
+    /// `buf`, growing it if need be.
+    ///
+    /// # Errors
+    ///
+    /// As [`take_piece`](Self::take_piece)'s.
+    pub(crate) fn take_piece_into(&self, buf: &mut Vec<u8>, len: usize) -> Result<()> {
+        buf.reserve(len);
+        self.take_piece_raw(&mut buf.spare_capacity_mut()[..len])?;
+        // SAFETY: `take_piece_raw` initialized the first `len` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + len) };
+        Ok(())
+    }
+
+    /// Copies the piece at the head, of exactly `dst.len()` bytes, into `dst`, and moves on.
+    fn take_piece_raw(&self, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
+        let record = match self.head_piece(dst.len())? {
+            Some(record) if record.kind == KIND_PIECE && record.len == dst.len() => record,
+            _ => return Err(self.malformed_piece()),
+        };
+        // SAFETY: located by `head_piece` in what was published to this reader (who holds the
+        // readers' turn), head not moved yet; `dst` is exactly the record's length.
+        unsafe { self.ring().copy_payload(record, dst) };
+        self.consumed(record.next);
+        Ok(())
+    }
+
+    /// The record at the head, if any, when it is a piece of 1 to `left` bytes or a socket
+    /// record; anything else breaks the direction.
+    fn head_piece(&self, left: usize) -> Result<Option<record_ring::RecordAt>> {
+        self.check()?;
+        let head = self.readers.pos.load(Ordering::Relaxed);
+        let tail = self.writers.pos.load(Ordering::Acquire);
+        // SAFETY: as in `pop`: published bytes, which no writer touches until the readers'
+        // position passes them, and the turn keeps other readers away.
+        match unsafe { self.ring().locate(head, tail) } {
+            Located::Empty => Ok(None),
+            Located::Record(record) if record.kind == KIND_SOCKET && record.len == 0 => Ok(Some(record)),
+            Located::Record(record) if record.kind == KIND_PIECE && record.len > 0 && record.len <= left => {
+                Ok(Some(record))
+            }
+            Located::Record(_) | Located::Malformed { .. } => Err(self.malformed_piece()),
+        }
+    }
+
+    fn malformed_piece(&self) -> Error {
+        self.break_off();
+        Error::Protocol("a piece of a large message in a pipe's ring was malformed".into())
+    }
+
+    /// The readers moved past a record: the room is the writers' again.
+    fn consumed(&self, next: u64) {
+        self.readers.pos.store(next, Ordering::Release);
+        self.room_appeared();
     }
 
     /// Publishes a socket record, waiting for room until `deadline`. The caller holds the writers'
@@ -414,6 +624,10 @@ impl Direction {
         let (popped, next) = match unsafe { self.ring().read(head, tail) } {
             Found::Record { kind: KIND_SOCKET, payload, next } if payload.is_empty() => (Some(Popped::OnSocket), next),
             Found::Record { kind: KIND_DATA, payload, next } => (Some(Popped::Message(payload)), next),
+            Found::Record { kind: KIND_STREAM, payload, next } if payload.len() == 8 => {
+                let len = u64::from_le_bytes(payload.try_into().unwrap_or_default());
+                (Some(Popped::Streamed { len }), next)
+            }
             // Only WRAP records up to the published end.
             Found::Empty => (None, tail),
             Found::Record { .. } | Found::Malformed { .. } => {

@@ -143,17 +143,40 @@ impl<'a, B: RingBytes + ?Sized> RecordRing<'a, B> {
     ///
     /// Positions `head..tail` were published to the caller (its acquire of `tail`, or a lock), and
     /// nobody writes them until the caller has moved `head` past them.
-    pub(crate) unsafe fn read(&self, mut head: u64, tail: u64) -> Found {
+    pub(crate) unsafe fn read(&self, head: u64, tail: u64) -> Found {
+        // SAFETY: the caller's guarantee, passed on.
+        match unsafe { self.locate(head, tail) } {
+            Located::Empty => Found::Empty,
+            Located::Malformed { kind, len } => Found::Malformed { kind, len },
+            Located::Record(record) => {
+                let mut payload = Vec::with_capacity(record.len);
+                // SAFETY: the record was located in what was published (the caller's guarantee);
+                // the destination is `len` bytes of spare capacity.
+                unsafe { self.copy_payload(record, &mut payload.spare_capacity_mut()[..record.len]) };
+                // SAFETY: `copy_payload` initialized the first `len` bytes of the spare capacity.
+                unsafe { payload.set_len(record.len) };
+                Found::Record { kind: record.kind, payload, next: record.next }
+            }
+        }
+    }
+
+    /// Finds the record at `head` (WRAPs skipped) and checks it against what was published,
+    /// without copying its payload: [`copy_payload`](Self::copy_payload) does that.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read).
+    pub(crate) unsafe fn locate(&self, mut head: u64, tail: u64) -> Located {
         let capacity = self.bytes.capacity();
         loop {
             let published = tail.wrapping_sub(head);
             if published == 0 {
-                return Found::Empty;
+                return Located::Empty;
             }
             let offset = self.offset(head);
             // Records start at multiples of 8 (so do WRAPs' ends): a header never crosses the end.
             if published < HEADER as u64 || !offset.is_multiple_of(8) {
-                return Found::Malformed { kind: 0, len: 0 };
+                return Located::Malformed { kind: 0, len: 0 };
             }
             let mut raw = [MaybeUninit::uninit(); HEADER];
             // SAFETY: published bytes (checked just above), in the ring (the offset and the
@@ -167,20 +190,49 @@ impl<'a, B: RingBytes + ?Sized> RecordRing<'a, B> {
                 _ => record_size(len),
             };
             if advance as u64 > published || offset + advance > capacity {
-                return Found::Malformed { kind, len };
+                return Located::Malformed { kind, len };
             }
             if kind == WRAP {
                 head += advance as u64;
                 continue;
             }
-            let mut payload = Vec::with_capacity(len);
-            // SAFETY: the payload lies in published bytes within the ring (checked above).
-            unsafe { self.bytes.read(offset + HEADER, &mut payload.spare_capacity_mut()[..len]) };
-            // SAFETY: `read` initialized the first `len` bytes of the spare capacity.
-            unsafe { payload.set_len(len) };
-            return Found::Record { kind, payload, next: head + advance as u64 };
+            return Located::Record(RecordAt { kind, len, at: offset + HEADER, next: head + advance as u64 });
         }
     }
+
+    /// Copies the payload of `record` (or its first `dst.len()` bytes) into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `record` came from [`locate`](Self::locate) on this ring, and its positions are still the
+    /// caller's (published to it, not yet given back by moving `head` past them).
+    pub(crate) unsafe fn copy_payload(&self, record: RecordAt, dst: &mut [MaybeUninit<u8>]) {
+        let len = dst.len().min(record.len);
+        // SAFETY: the payload lies in published bytes within the ring (`locate` checked it), and
+        // `len` is at most its length.
+        unsafe { self.bytes.read(record.at, &mut dst[..len]) };
+    }
+}
+
+/// A record found by [`RecordRing::locate`]: its kind, the length and offset of its payload, and
+/// the position after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordAt {
+    pub(crate) kind: u32,
+    pub(crate) len: usize,
+    at: usize,
+    pub(crate) next: u64,
+}
+
+/// What [`RecordRing::locate`] found at `head`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// Nothing published.
+    Empty,
+    /// A record (WRAPs skipped), checked against what was published.
+    Record(RecordAt),
+    /// A record that claims more than was published, or more than the ring holds: garbage.
+    Malformed { kind: u32, len: usize },
 }
 
 /// A record's header (for records kept elsewhere in the same format, such as a queue's spill).

@@ -83,8 +83,10 @@ pub(crate) struct SpinState {
 const BLOCKED_MASK: u32 = 0xffff;
 const _: () = assert!(REPROBE_EVERY << MAX_PROBE_BACKOFF <= BLOCKED_MASK);
 
-/// Whether spinning can pay at all: more than one CPU to run on.
-fn several_cpus() -> bool {
+/// Whether spinning can pay at all: more than one CPU to run on. Learnt once per process (it reads
+/// the cgroup's CPU quota: a dozen system calls); the fork server learns it before it forks, so
+/// that no worker pays for it on the way to its first task.
+pub(crate) fn several_cpus() -> bool {
     #[cfg(not(loom))]
     {
         static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
