@@ -1,6 +1,7 @@
 //! Where the outcomes of a job's chunks go: one value ([`One`]), a whole `map` ([`Collect`]), or a
 //! stream read by [`Imap`] in order or as they finish. Shared by the process and thread pools.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -37,6 +38,14 @@ pub(crate) trait Outcomes<T>: Send + Sync {
     }
     /// Wakes readers for what [`deliver_quietly`](Self::deliver_quietly) delivered.
     fn flush(&self) {}
+    /// A vector for the values of the run of chunks starting at `first` to be appended to, before
+    /// that run is delivered with it ([`deliver_run`](Self::deliver_run)): where the outcomes are
+    /// kept in one vector in chunk order and `first` is the next chunk due, that vector itself
+    /// (holding the chunks before `first`), so that the run's values are decoded into place
+    /// rather than into a vector of their own and copied; `None` otherwise.
+    fn vector_for(&self, _first: usize) -> Option<Vec<T>> {
+        None
+    }
 }
 
 fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
@@ -86,9 +95,15 @@ impl<T: Send> One<T> {
 }
 
 struct CollectState<T> {
-    /// Runs of consecutive chunks' values, each with its first chunk's index and its number of
-    /// chunks, in the order they came.
-    blocks: Vec<(usize, usize, Vec<T>)>,
+    /// The values of chunks `0..in_order`, in order: runs that come in order are appended here
+    /// (or decoded into place, see [`Outcomes::vector_for`]).
+    values: Vec<T>,
+    in_order: usize,
+    /// `values` is lent out for the next run to be decoded onto.
+    lent: bool,
+    /// Runs of consecutive chunks' values that came out of order, by their first chunk's index:
+    /// their number of chunks and their values.
+    blocks: BTreeMap<usize, (usize, Vec<T>)>,
     remaining: usize,
     error: Option<Error>,
 }
@@ -129,7 +144,14 @@ impl<T> Collect<T> {
 
     pub(crate) fn new(promise: Promise<Vec<T>>, len: usize, chunksize: usize, progress: Progress) -> Self {
         let chunks = len.div_ceil(chunksize.max(1));
-        let state = CollectState { blocks: Vec::new(), remaining: chunks, error: None };
+        let state = CollectState {
+            values: Vec::new(),
+            in_order: 0,
+            lent: false,
+            blocks: BTreeMap::new(),
+            remaining: chunks,
+            error: None,
+        };
         let collect = Collect { promise, len, chunks, state: Mutex::new(state), progress };
         if chunks == 0 {
             collect.promise.fulfil(Ok(Vec::new()));
@@ -141,9 +163,34 @@ impl<T> Collect<T> {
     fn keep(&self, first: usize, chunks: usize, outcome: Result<Vec<T>>) {
         let mut state = lock(&self.state);
         match outcome {
+            // The vector lent for this run, back with the run's values after the chunks before.
+            Ok(values) if state.lent && first == state.in_order => {
+                self.progress.advance(values.len().saturating_sub(state.values.len()));
+                state.lent = false;
+                state.values = values;
+                state.in_order += chunks;
+                Self::take_blocks_in_order(&mut state);
+            }
+            Ok(values) if chunks == 0 && values.is_empty() => {}
             Ok(values) => {
                 self.progress.advance(values.len());
-                state.blocks.push((first, chunks, values));
+                if !state.lent && first == state.in_order {
+                    state.values.extend(values);
+                    state.in_order += chunks;
+                    Self::take_blocks_in_order(&mut state);
+                } else {
+                    match state.blocks.entry(first) {
+                        Entry::Vacant(slot) => {
+                            slot.insert((chunks, values));
+                        }
+                        // The same chunk twice: the protocol's broken promise, reported below.
+                        Entry::Occupied(_) => {
+                            state
+                                .error
+                                .get_or_insert(Error::Protocol(format!("chunk {first} of a map was delivered twice")));
+                        }
+                    }
+                }
             }
             Err(e) => {
                 state.error.get_or_insert(e);
@@ -155,13 +202,28 @@ impl<T> Collect<T> {
         }
         self.progress.finish();
         let blocks = std::mem::take(&mut state.blocks);
+        let (values, in_order) = (std::mem::take(&mut state.values), state.in_order);
         let error = state.error.take();
         drop(state);
         let outcome = match error {
             Some(e) => Err(e),
-            None => self.concatenate(blocks),
+            None if blocks.is_empty() && in_order == self.chunks && values.len() == self.len => Ok(values),
+            None => {
+                let before = (in_order > 0).then_some((0, in_order, values));
+                self.concatenate(
+                    before.into_iter().chain(blocks.into_iter().map(|(first, (n, v))| (first, n, v))).collect(),
+                )
+            }
         };
         self.promise.fulfil(outcome);
+    }
+
+    /// Appends the blocks that now follow the values in order.
+    fn take_blocks_in_order(state: &mut CollectState<T>) {
+        while let Some((chunks, values)) = state.blocks.remove(&state.in_order) {
+            state.values.extend(values);
+            state.in_order += chunks;
+        }
     }
 }
 
@@ -172,6 +234,17 @@ impl<T: Send> Outcomes<T> for Collect<T> {
 
     fn deliver_run(&self, first: usize, counts: &[usize], values: Vec<T>) {
         self.keep(first, counts.len(), Ok(values));
+    }
+
+    fn vector_for(&self, first: usize) -> Option<Vec<T>> {
+        let mut state = lock(&self.state);
+        if state.lent || first != state.in_order || state.error.is_some() {
+            return None;
+        }
+        state.lent = true;
+        let mut values = std::mem::take(&mut state.values);
+        values.reserve_exact(self.len - values.len().min(self.len));
+        Some(values)
     }
 
     fn cancelled(&self) -> bool {
@@ -486,5 +559,57 @@ impl<T> Drop for Imap<T> {
 impl<T> std::fmt::Debug for Imap<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap").field("chunks_read", &self.chunks_read).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::result;
+
+    fn map_of(len: usize, chunksize: usize) -> (result::AsyncResult<Vec<u32>>, Collect<u32>) {
+        let (result, promise) = result::promise(None);
+        (result, Collect::new(promise, len, chunksize, Progress::new(len, false)))
+    }
+
+    #[test]
+    fn a_map_has_its_values_in_order_however_its_runs_come() {
+        // Six chunks of two values, the last of one.
+        let (result, collect) = map_of(11, 2);
+        collect.deliver_run(2, &[2, 2], vec![4, 5, 6, 7]);
+        assert!(collect.vector_for(2).is_none(), "chunk 2 is not the next due");
+        // The next run due is decoded into the map's own vector, lent once at a time.
+        let mut lent = collect.vector_for(0).unwrap();
+        assert!(lent.capacity() >= 11);
+        assert!(collect.vector_for(0).is_none());
+        lent.extend([0, 1]);
+        collect.deliver_run(0, &[2], lent);
+        // Lent and given back without a chunk (its first chunk did not decode).
+        let lent = collect.vector_for(1).unwrap();
+        assert_eq!(lent, [0, 1]);
+        collect.deliver_run(1, &[], lent);
+        let mut lent = collect.vector_for(1).unwrap();
+        lent.extend([2, 3]);
+        collect.deliver_run(1, &[2], lent);
+        collect.deliver(5, Ok(vec![10]));
+        collect.deliver(4, Ok(vec![8, 9]));
+        assert_eq!(result.get().unwrap(), (0..11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_chunk_fails_the_map_after_the_last() {
+        let (result, collect) = map_of(4, 1);
+        let mut lent = collect.vector_for(0).unwrap();
+        lent.push(0);
+        collect.deliver_run(0, &[1], lent);
+        collect.deliver(1, Err(Error::Protocol("chunk 1".into())));
+        assert!(collect.vector_for(2).is_none(), "no vector lent once failed");
+        collect.deliver_run(2, &[1, 1], vec![2, 3]);
+        assert!(matches!(result.get(), Err(Error::Protocol(m)) if m == "chunk 1"));
+        // Short runs are caught, in order or not.
+        let (result, collect) = map_of(4, 2);
+        collect.deliver_run(0, &[2], vec![0, 1, 2]);
+        collect.deliver(1, Ok(vec![3, 4]));
+        assert!(matches!(result.get(), Err(Error::Protocol(_))));
     }
 }

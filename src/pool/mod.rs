@@ -824,7 +824,8 @@ impl Pool {
         let shared = Arc::clone(&self.core.shared);
         let entry = task::entry_offset(entry);
         let submit: feed::Submit<I> = Box::new(move |first, batch: Vec<Vec<I>>| {
-            let (runs, unencodable) = call.chunks(&sink, first, batch.iter().map(Vec::as_slice), entry);
+            let (runs, unencodable) =
+                call.chunks(&shared.spare_args, &sink, first, batch.iter().map(Vec::as_slice), entry);
             let bytes = runs.iter().map(|run| run.args.len()).sum();
             for run in runs {
                 shared.submit_chunks(run).map_err(|e| match shared.state() {
@@ -860,7 +861,8 @@ impl Pool {
         let sink: Arc<dyn scheduler::Sink> = Arc::new(Decoding::new(outcomes));
         let entry = task::entry_offset(entry);
         let ranges = chunking::chunk_ranges(items.len(), call.chunksize);
-        let (runs, unencodable) = call.chunks(&sink, 0, ranges.map(|range| &items[range]), entry);
+        let (runs, unencodable) =
+            call.chunks(&self.core.shared.spare_args, &sink, 0, ranges.map(|range| &items[range]), entry);
         for run in runs {
             self.core.shared.submit_chunks(run)?;
         }
@@ -893,6 +895,7 @@ impl CallSettings {
     /// encode is left out, with its index and error (the chunks around it make separate runs).
     fn chunks<'a, I: Serialize + 'a>(
         &self,
+        spare: &Arc<scheduler::SpareArgs>,
         sink: &Arc<dyn scheduler::Sink>,
         first: usize,
         chunks: impl ExactSizeIterator<Item = &'a [I]>,
@@ -905,9 +908,13 @@ impl CallSettings {
             tasks: self.chunksize,
             last_tasks: self.chunksize,
             entry,
-            // Room for a small first chunk (an `apply`'s arguments) without growing step by step;
-            // the first chunk's size then reserves room for the others.
-            args: Vec::with_capacity(64),
+            // A large call takes the pool's spare buffer (mapped already) when no other call
+            // holds it; a small one room for its first chunk (an `apply`'s arguments) without
+            // growing step by step. The first chunk's size then reserves room for the others.
+            args: match total.saturating_mul(self.chunksize) >= scheduler::SPARE_ARGS_FROM {
+                true => spare.take(),
+                false => Vec::with_capacity(64).into(),
+            },
             ends: Vec::with_capacity(total),
             fds: Vec::new(),
             fd_ends: Vec::new(),
@@ -921,7 +928,8 @@ impl CallSettings {
                 Ok(fds) => {
                     if run.ends.is_empty() {
                         // The first chunk's size sizes the buffer for all of them.
-                        run.args.reserve(run.args.len() * (total - (index - first)));
+                        let room = run.args.len() * (total - (index - first));
+                        run.args.reserve(room);
                         run.tasks = items.len();
                     }
                     run.last_tasks = items.len();

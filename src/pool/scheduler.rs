@@ -94,9 +94,14 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
     }
 
     fn complete_run(&self, first: usize, results: &mut dyn Iterator<Item = &[u8]>) {
-        // The chunks' values go into one vector; a chunk that does not decode is delivered alone,
-        // with its error, between the runs before and after it.
-        let mut values: Vec<T> = Vec::new();
+        // The chunks' values go into one vector (the outcomes' own when they take the run in
+        // place); a chunk that does not decode is delivered alone, with its error, between the
+        // runs before and after it.
+        let (mut values, mut lent) = match self.outcomes.vector_for(first) {
+            Some(values) => (values, true),
+            None => (Vec::new(), false),
+        };
+        // (A lent vector goes back to the outcomes even with no chunk of the run in it.)
         // Kept on the thread from run to run: a run of one chunk (an `apply_async`) allocates
         // only its values.
         let mut counts = RUN_COUNTS.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
@@ -119,14 +124,14 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
                 }
             };
             values.truncate(before);
-            if !counts.is_empty() {
+            if !counts.is_empty() || std::mem::take(&mut lent) {
                 self.outcomes.deliver_run(run_start, &counts, std::mem::take(&mut values));
                 counts.clear();
             }
             self.outcomes.deliver_quietly(index, Err(failure));
             run_start = index + 1;
         }
-        if !counts.is_empty() {
+        if !counts.is_empty() || lent {
             self.outcomes.deliver_run(run_start, &counts, values);
         }
         if counts.capacity() <= KEEP_COUNTS {
@@ -175,7 +180,7 @@ pub(crate) struct Chunks {
     /// The chunk entry's offset.
     pub(crate) entry: i64,
     /// The chunks' packed argument tuples, back to back.
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: ArgsBuffer,
     /// Where each chunk's arguments end in `args`: one per chunk.
     pub(crate) ends: Vec<usize>,
     /// Descriptors the arguments hold, in order.
@@ -255,12 +260,83 @@ impl Chunks {
             last_tasks: chunk.tasks,
             entry: chunk.entry,
             ends: vec![chunk.args.len()],
-            args: chunk.args,
+            args: chunk.args.into(),
             fds: chunk.fds,
             fd_ends,
             timeout: chunk.timeout,
             retries: chunk.retries,
         }
+    }
+}
+
+/// The buffer of a call's encoded arguments ([`Chunks::args`]): given back to the pool's
+/// [`SpareArgs`] when the runner is done with the chunks, if it came from there.
+pub(crate) struct ArgsBuffer {
+    bytes: Vec<u8>,
+    spare: Option<Arc<SpareArgs>>,
+}
+
+impl From<Vec<u8>> for ArgsBuffer {
+    fn from(bytes: Vec<u8>) -> Self {
+        ArgsBuffer { bytes, spare: None }
+    }
+}
+
+impl std::ops::Deref for ArgsBuffer {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for ArgsBuffer {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+}
+
+impl Drop for ArgsBuffer {
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.give_back(std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
+/// Calls of fewer tasks than this encode into a buffer of their own (the spare's lock would cost
+/// more than the few bytes).
+pub(crate) const SPARE_ARGS_FROM: usize = 4096;
+
+/// The arguments buffer of a pool's last large call, kept for its next one (one per pool). A `map`
+/// of a hundred thousand numbers encodes about a megabyte of arguments: in a buffer freshly
+/// allocated, each of its pages faults on first touch, which cost as much as the encoding, and
+/// when (the allocator's trimming depends on the order of frees) the process gives the pages back
+/// after each call, every call pays that again. A buffer kept is mapped already.
+#[derive(Debug, Default)]
+pub(crate) struct SpareArgs(std::sync::Mutex<Vec<u8>>);
+
+impl SpareArgs {
+    /// The spare buffer, emptied (an empty one when another call holds it), to be given back here
+    /// when dropped.
+    pub(crate) fn take(self: &Arc<Self>) -> ArgsBuffer {
+        let mut bytes = std::mem::take(&mut *self.lock());
+        bytes.clear();
+        ArgsBuffer { bytes, spare: Some(Arc::clone(self)) }
+    }
+
+    /// Keeps `bytes` if larger than the buffer kept, and not past [`KEEP_BUFFER`](super::worker::KEEP_BUFFER).
+    fn give_back(&self, bytes: Vec<u8>) {
+        if bytes.capacity() > super::worker::KEEP_BUFFER {
+            return;
+        }
+        let mut kept = self.lock();
+        if bytes.capacity() > kept.capacity() {
+            *kept = bytes;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -350,11 +426,13 @@ pub(crate) trait Watch: Send + Sync {
 pub(crate) struct Shared {
     runner: Arc<dyn Runner>,
     pub(crate) stats: Arc<Stats>,
+    /// Where calls encode their arguments.
+    pub(crate) spare_args: Arc<SpareArgs>,
 }
 
 impl Shared {
     pub(crate) fn new(runner: Arc<dyn Runner>, stats: Arc<Stats>) -> Self {
-        Shared { runner, stats }
+        Shared { runner, stats, spare_args: Arc::default() }
     }
 
     /// Queues `chunks` (in order).
@@ -392,5 +470,34 @@ impl Shared {
     #[cfg(feature = "cluster")]
     pub(crate) fn watch(&self, watch: Arc<dyn Watch>) -> bool {
         self.runner.watch(watch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_calls_arguments_buffer_goes_back_to_the_spare() {
+        let spare = Arc::new(SpareArgs::default());
+        let mut first = spare.take();
+        first.extend_from_slice(&[1; 1000]);
+        let at = first.as_ptr();
+        // Another call while the first holds the spare: a buffer of its own, kept if larger.
+        let mut second = spare.take();
+        second.push(2);
+        drop(first);
+        drop(second);
+        let again = spare.take();
+        assert!(again.is_empty() && again.capacity() >= 1000);
+        assert_eq!(again.as_ptr(), at, "the larger buffer was kept, not the later one");
+        drop(again);
+        // A buffer past KEEP_BUFFER is freed, not kept; a buffer from elsewhere goes nowhere.
+        let mut huge = spare.take();
+        huge.reserve(super::super::worker::KEEP_BUFFER + 1);
+        drop(huge);
+        assert!(spare.take().capacity() < super::super::worker::KEEP_BUFFER);
+        drop(ArgsBuffer::from(vec![0u8; 1 << 20]));
+        assert!(spare.take().capacity() < 1 << 20);
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::error::{Error, ReturnedError};
 use crate::process::target::ArgumentMustBeOwned_UseStringNotStr;
 use crate::reduction;
-use crate::reduction::packed::{PackError, SeqReader, SeqWriter};
+use crate::reduction::packed::{self, PackError, SeqReader, SeqWriter};
 
 /// A chunk entry: decodes a chunk's argument tuples (a packed sequence, see `reduction::packed`;
 /// the descriptors they hold come separately), runs the task on each as it is decoded, and appends
@@ -299,7 +299,7 @@ pub(crate) mod sealed {
     use std::os::fd::OwnedFd;
 
     use super::TaskFailure;
-    use crate::reduction::packed::SeqReader;
+    use crate::reduction::packed::{SeqReader, SeqWriter};
 
     /// The crate-private half of [`Task`](super::Task): a function of these arguments.
     pub trait TaskFn<Args> {
@@ -311,6 +311,14 @@ pub(crate) mod sealed {
         fn decode_next(reader: &mut SeqReader<'_>) -> Option<Result<Args, TaskFailure>>;
         /// Calls the function.
         fn call(self, args: Args) -> Result<Self::Value, TaskFailure>;
+        /// Calls the function on the values of a chunk of numbers while they take the path of
+        /// `packed::map_numbers`, with `calling` set while a call runs (see `task::map_numbers`).
+        fn map_numbers(
+            self,
+            items: &mut SeqReader<'_>,
+            results: &mut SeqWriter<'_>,
+            calling: &std::cell::Cell<bool>,
+        ) -> Result<Option<Self::Value>, TaskFailure>;
     }
 
     /// A task that captures nothing: a `fn` item or a non-capturing closure (checked as far as
@@ -358,14 +366,16 @@ pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Calls `body`, turning a panic into a failure with its message.
 pub(crate) fn call_catching<T>(body: impl FnOnce() -> Result<T, TaskFailure>) -> Result<T, TaskFailure> {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => result,
-        Err(payload) => Err(TaskFailure::message(
-            LAST_PANIC
-                .with(|slot| slot.borrow_mut().take())
-                .unwrap_or_else(|| format!("panicked: {}", payload_text(payload.as_ref()))),
-        )),
-    }
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| Err(panic_failure(payload.as_ref())))
+}
+
+/// The failure of a task that panicked with `payload`.
+fn panic_failure(payload: &(dyn std::any::Any + Send)) -> TaskFailure {
+    TaskFailure::message(
+        LAST_PANIC
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or_else(|| format!("panicked: {}", payload_text(payload))),
+    )
 }
 
 /// The rule a pool task's closure breaks when it captures plain data (see `sys::ZstRule`).
@@ -400,12 +410,40 @@ fn run_calls<F: Task<Args>, Args>(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<
     }
     let mut items = SeqReader::new(args).map_err(|e| decode_failed(&e))?;
     let mut results = SeqWriter::new(out, items.len());
+    let mut first = true;
     while let Some(item) = F::decode_next(&mut items) {
         let item = item?;
         results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
+        // (A chunk of one task, the commonest, has no rest to run.)
+        if std::mem::take(&mut first)
+            && items.len() > 0
+            && let Some(value) = map_numbers(function, &mut items, &mut results)?
+        {
+            results.push(&value).map_err(encode_failed)?;
+        }
     }
     items.finish().map_err(|e| decode_failed(&e))?;
     results.finish().map_err(encode_failed)
+}
+
+/// The calls of a chunk of numbers to numbers after the first (whose result gave the results'
+/// shape), in one loop under one `catch_unwind` (`packed::map_numbers`); what that loop leaves
+/// is the general loop's (a result it could not write comes back to be pushed). The outcome is
+/// the general loop's: the chunk fails with the first task that fails or panics (with the panic's
+/// message), and a panic outside the task's call (in a value's `Deserialize` or `Serialize`)
+/// unwinds on, as it does from the general loop.
+fn map_numbers<F: Task<Args>, Args>(
+    function: F,
+    items: &mut SeqReader<'_>,
+    results: &mut SeqWriter<'_>,
+) -> Result<Option<<F as sealed::TaskFn<Args>>::Value>, TaskFailure> {
+    let calling = std::cell::Cell::new(false);
+    let mapped = catch_unwind(AssertUnwindSafe(|| function.map_numbers(items, results, &calling)));
+    match mapped {
+        Ok(outcome) => outcome,
+        Err(payload) if calling.get() => Err(panic_failure(payload.as_ref())),
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
 }
 
 fn encode_failed(e: PackError) -> TaskFailure {
@@ -441,6 +479,21 @@ macro_rules! impl_task {
                 let ($($arg,)*) = args;
                 self($($arg),*).into_task_result()
             }
+            #[allow(non_snake_case)]
+            #[inline(always)]
+            fn map_numbers(
+                self,
+                items: &mut SeqReader<'_>,
+                results: &mut SeqWriter<'_>,
+                calling: &std::cell::Cell<bool>,
+            ) -> Result<Option<R::Value>, TaskFailure> {
+                packed::map_numbers(items, results, |($($arg,)*): ($($arg,)*)| {
+                    calling.set(true);
+                    let value = self($($arg),*).into_task_result();
+                    calling.set(false);
+                    value
+                })
+            }
         }
     };
 }
@@ -454,3 +507,142 @@ impl_task!(A1, A2, A3, A4, A5);
 impl_task!(A1, A2, A3, A4, A5, A6);
 impl_task!(A1, A2, A3, A4, A5, A6, A7);
 impl_task!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{ChunkEntry, Task, TaskValue, entry_of};
+    use crate::reduction::packed::encode_slice;
+
+    fn entry<F: Task<(A,)>, A>(_: F) -> ChunkEntry {
+        entry_of::<F, (A,)>()
+    }
+
+    fn packed<T: Serialize>(items: &[T]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_slice(items, &mut out).unwrap();
+        out
+    }
+
+    /// Runs `entry` on `args` as a worker does, after a byte that must stay.
+    fn run(entry: ChunkEntry, args: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = vec![0xaa];
+        let ran = entry(args, Vec::new(), &mut out);
+        assert_eq!(out[0], 0xaa);
+        match ran {
+            Ok(()) => Ok(out[1..].to_vec()),
+            Err(failure) => {
+                assert_eq!(out, [0xaa], "a failed chunk leaves the buffer as it was");
+                Err(failure.message)
+            }
+        }
+    }
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    fn half(x: i32) -> f32 {
+        x as f32 / 2.0
+    }
+
+    #[test]
+    fn chunks_of_numbers_give_the_general_paths_bytes() {
+        let items: Vec<u64> = (0..1000).collect();
+        let squares: Vec<u64> = items.iter().map(|x| x * x).collect();
+        assert_eq!(run(entry(square), &packed(&items)).unwrap(), packed(&squares));
+        let items: Vec<i32> = (-500..500).collect();
+        let halves: Vec<f32> = items.iter().map(|&x| half(x)).collect();
+        assert_eq!(run(entry(half), &packed(&items)).unwrap(), packed(&halves));
+        assert_eq!(run(entry(square), &packed(&[7u64])).unwrap(), packed(&[49u64]));
+        assert_eq!(run(entry(square), &packed::<u64>(&[])).unwrap(), packed::<u64>(&[]));
+    }
+
+    fn refuses_13(x: u64) -> u64 {
+        if x == 13 {
+            panic!("task {x} refuses");
+        }
+        x
+    }
+
+    fn fails_at_13(x: u64) -> Result<u64, String> {
+        if x == 13 { Err(format!("task {x} failed")) } else { Ok(x) }
+    }
+
+    #[test]
+    fn the_first_task_that_fails_or_panics_fails_the_chunk() {
+        let items: Vec<u64> = (0..100).collect();
+        let panicked = run(entry(refuses_13), &packed(&items)).unwrap_err();
+        assert!(panicked.contains("task 13 refuses"), "{panicked}");
+        let failed = run(entry(fails_at_13), &packed(&items)).unwrap_err();
+        assert_eq!(failed, "task 13 failed");
+        // The first task of a chunk (the general loop's) fails it alike.
+        let panicked = run(entry(refuses_13), &packed(&items[13..])).unwrap_err();
+        assert!(panicked.contains("task 13 refuses"), "{panicked}");
+        assert_eq!(run(entry(fails_at_13), &packed(&items[13..])).unwrap_err(), "task 13 failed");
+        assert_eq!(run(entry(refuses_13), &packed(&items[14..])).unwrap(), packed(&items[14..]));
+    }
+
+    /// A number until 5, text from there on: the results' sequence turns postcard midway.
+    struct Shifty(u64);
+
+    impl Serialize for Shifty {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                0..5 => s.serialize_u64(self.0),
+                _ => s.serialize_str("big"),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Shifty {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u64::deserialize(d).map(Shifty)
+        }
+    }
+
+    impl TaskValue for Shifty {}
+
+    fn shifty(x: u64) -> Shifty {
+        Shifty(x)
+    }
+
+    /// Reads a `u64`, panicking at 7 (a panic outside the task's call).
+    struct PanicsAt7(u64);
+
+    impl<'de> Deserialize<'de> for PanicsAt7 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let x = u64::deserialize(d)?;
+            assert_ne!(x, 7, "argument 7 does not decode");
+            Ok(PanicsAt7(x))
+        }
+    }
+
+    impl Serialize for PanicsAt7 {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(self.0)
+        }
+    }
+
+    fn unwrap_7(x: PanicsAt7) -> u64 {
+        x.0
+    }
+
+    #[test]
+    fn values_off_the_number_path_go_the_general_way() {
+        let items: Vec<u64> = (0..10).collect();
+        let shifted: Vec<Shifty> = items.iter().map(|&x| Shifty(x)).collect();
+        assert_eq!(run(entry(shifty), &packed(&items)).unwrap(), packed(&shifted));
+        // Arguments of another kind than the task reads: the general reader's error.
+        let narrow: Vec<u32> = (0..10).collect();
+        let wrong = run(entry(square), &packed(&narrow)).unwrap_err();
+        assert!(wrong.contains("could not decode the task's arguments"), "{wrong}");
+        // A panic in an argument's `Deserialize` is not the task's: it unwinds on, as from the
+        // general loop (the worker dies, and the pool fails the chunk it was running).
+        let args = packed(&items);
+        let unwound = std::panic::catch_unwind(|| run(entry(unwrap_7), &args));
+        assert!(unwound.is_err());
+        assert_eq!(run(entry(unwrap_7), &packed(&items[..7])).unwrap(), packed(&items[..7]));
+    }
+}

@@ -10,7 +10,8 @@
 //! were not sent yet.
 //!
 //! Nothing is allocated per chunk: a batch is received into a buffer kept from message to message,
-//! each chunk's arguments are decoded from it one call at a time (`task::run_chunk`), and the
+//! each chunk's arguments are decoded from it one call at a time (`task::run_chunk`; a chunk of
+//! numbers to numbers in one loop under one `catch_unwind`, `packed::map_numbers`), and the
 //! results are encoded straight into the outbox, whose buffers are kept too. (A pool that
 //! allocated them afresh paid for page faults on every large message: the allocator gives the
 //! freed pages back and the next message faults them in again.)

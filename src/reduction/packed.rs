@@ -23,7 +23,8 @@
 //! Sequences whose records are one number each (the commonest chunk: a `map` over numbers) are
 //! encoded and decoded in a loop made for that kind ([`numbers`]): the same bytes, without the
 //! per-primitive bookkeeping of a general record; anything that loop does not expect hands the
-//! sequence back to the general path.
+//! sequence back to the general path. A worker maps such a chunk to such results in one loop as
+//! well ([`map_numbers`]).
 //!
 //! Values are still checked on arrival. A record sequence's length must be exactly `count`
 //! records; each value is deserialized by its own type's `Deserialize`, which must ask for exactly
@@ -98,6 +99,8 @@ macro_rules! refuse_what_no_record_holds {
 }
 
 mod numbers;
+
+pub(crate) use numbers::map_numbers;
 
 /// The first byte of a postcard sequence.
 const POSTCARD: u8 = 0;

@@ -228,6 +228,9 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         }
         ["interprocess_rtt"] => interprocess_rtt(),
         ["handrolled_map", chunksize] => handrolled::map_rate(chunksize.parse().expect("chunksize")),
+        ["handrolled_map_repeat", chunksize, maps] => {
+            handrolled::map_repeat(chunksize.parse().expect("chunksize"), maps.parse().expect("maps"))
+        }
         ["command_reexec"] => command_reexec(),
         _ => return None,
     };

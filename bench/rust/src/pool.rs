@@ -38,6 +38,22 @@ fn map_rate(chunksize: Option<usize>) -> f64 {
     })
 }
 
+/// `maps` maps of `x * x` over [`TASKS`] values in chunks of `chunksize` after one warm-up map, for
+/// a CPU profile of the whole pool (`perf stat -e task-clock` over two runs of different `maps`
+/// gives the CPU of all processes per map); returns the mean seconds per map.
+fn map_repeat(chunksize: usize, maps: usize) -> f64 {
+    let pool = new_pool();
+    let options = || Options::new().chunksize(chunksize);
+    let run = || {
+        let values = pool.map_async_with(square, 0..TASKS, options()).expect("map").get().expect("values");
+        assert_eq!(values.len() as u64, TASKS);
+    };
+    run();
+    let start = Instant::now();
+    (0..maps).for_each(|_| run());
+    start.elapsed().as_secs_f64() / maps.max(1) as f64
+}
+
 fn apply_async_rate() -> f64 {
     let pool = new_pool();
     rate(10_000, || {
@@ -184,6 +200,9 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["pool_map_chunk1"] => map_rate(Some(1)),
         ["pool_map_default"] => map_rate(None),
         ["pool_map_chunksize", chunksize] => map_rate(Some(chunksize.parse().expect("chunksize"))),
+        ["pool_map_repeat", chunksize, maps] => {
+            map_repeat(chunksize.parse().expect("chunksize"), maps.parse().expect("maps"))
+        }
         ["pool_apply_async_10k"] => apply_async_rate(),
         ["pool_imap_unordered_chunk1"] => imap_unordered_rate(),
         ["pool_start_first_result"] => start_first_result(),

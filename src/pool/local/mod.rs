@@ -23,13 +23,17 @@
 //!
 //! Now the unit of everything the parent does is a *run* of consecutive chunks:
 //! * the front encodes a whole call's arguments into one buffer, chunk after chunk, with their
-//!   ends (`Chunks`): one allocation per call, not per chunk;
+//!   ends (`Chunks`): one allocation per call, not per chunk, and none for a large call, which
+//!   takes the pool's spare buffer (`SpareArgs`, given back when the chunks are done: a fresh
+//!   megabyte faulted its pages in whenever the allocator had trimmed the heap between calls);
 //! * the scheduler queues slices of it and cuts a worker's window off the front slice: one
 //!   record, one id range and one group header per slice sent, whatever its length; the
 //!   arguments are copied into the batch message with one copy per slice;
 //! * a worker answers a run of successes as one reply (results back to back, with their ends);
 //!   the scheduler checks it against the slice it sent and hands the sink the run as borrowed
-//!   bytes, which the sink decodes into one vector per run (one lock per run in the collector);
+//!   bytes, which the sink decodes into one vector per run (one lock per run in the collector),
+//!   for a `map` straight into its result vector when the run is the next due (`vector_for`),
+//!   so that the values are not copied again when the last chunk is in;
 //! * values that are plain numbers (or tuples, structs of them) travel as fixed-width records
 //!   (`reduction::packed`): decoding one is a checked copy, not a varint;
 //! * buffers are kept from message to message on both sides, so large messages do not fault

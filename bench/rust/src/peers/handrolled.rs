@@ -250,3 +250,14 @@ pub(crate) fn map_rate(chunksize: usize) -> f64 {
     let secs = median(sample(Duration::from_secs(1), 2, 50, &mut run));
     values.len() as f64 / secs
 }
+
+/// `maps` maps after a warm-up one, for a CPU profile (as `pool_map_repeat`); mean seconds per map.
+pub(crate) fn map_repeat(chunksize: usize, maps: usize) -> f64 {
+    let mut pool = Pool::new(multiproc::cpu_count());
+    let values: Vec<u64> = (0..crate::pool::TASKS).collect();
+    let mut run = || assert_eq!(pool.map(&values, chunksize).len(), values.len());
+    run();
+    let start = std::time::Instant::now();
+    (0..maps).for_each(|_| run());
+    start.elapsed().as_secs_f64() / maps.max(1) as f64
+}
