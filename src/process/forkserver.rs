@@ -129,15 +129,6 @@ pub(crate) fn recv_packet<T: serde::de::DeserializeOwned>(
     Ok(Some((value, fds)))
 }
 
-/// Learns, in the server, what each process otherwise learns the first time it needs it, so
-/// that the children inherit it through `fork` instead of paying for it on the way to their first
-/// task: the CPU count (a dozen system calls reading the cgroup's quota) and the seed of hash maps
-/// (a `getrandom`).
-fn learn_once_for_every_child() {
-    crate::sync::spin::several_cpus();
-    drop(std::collections::hash_map::RandomState::new());
-}
-
 /// A spare the server watches, to report its exit code (only where the kernel does not).
 struct Tracked {
     pidfd: OwnedFd,
@@ -155,7 +146,6 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
     // gets back what the server started with. Held (ignored and blocked), not only ignored: a
     // SIGINT sent to a spare before it undoes that waits for it instead of being discarded.
     let interrupt_before = sys::hold_interrupt();
-    learn_once_for_every_child();
     let hello = match super::launch::own_exe() {
         Ok(exe) => {
             Hello { version: env!("CARGO_PKG_VERSION").into(), exe, pid: std::process::id() as i32, reports_exits }

@@ -83,14 +83,14 @@ pub(crate) struct SpinState {
 const BLOCKED_MASK: u32 = 0xffff;
 const _: () = assert!(REPROBE_EVERY << MAX_PROBE_BACKOFF <= BLOCKED_MASK);
 
-/// Whether spinning can pay at all: more than one CPU to run on. Learnt once per process (it reads
-/// the cgroup's CPU quota: a dozen system calls); the fork server learns it before it forks, so
-/// that no worker pays for it on the way to its first task.
+/// Whether spinning can pay at all: more than one CPU to run on (in the affinity mask: one system
+/// call, once per process; `available_parallelism` read the cgroup's CPU quota, a dozen system
+/// calls and some heap, in every worker on the way to its first task).
 pub(crate) fn several_cpus() -> bool {
     #[cfg(not(loom))]
     {
         static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *SEVERAL.get_or_init(|| std::thread::available_parallelism().map_or(true, |n| n.get() > 1))
+        *SEVERAL.get_or_init(|| crate::sys::cpus_to_run_on() > 1)
     }
     #[cfg(loom)]
     true

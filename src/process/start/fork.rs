@@ -54,8 +54,6 @@ pub(crate) unsafe fn launch(
     let parent = ParentDescription { pid: std::process::id() as i32, name: crate::process::identity::me().name };
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // Learnt once here rather than in every child (see the fork server's same step).
-    crate::sync::spin::several_cpus();
     // SAFETY: the caller guarantees no other thread holds a lock the child needs.
     match unsafe { sys::fork() }.context("fork a child process")? {
         ForkResult::Child => {

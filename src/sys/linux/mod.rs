@@ -45,5 +45,5 @@ pub(crate) use socket::{
     set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
     try_send_with_fds,
 };
-pub(crate) use thread::{ThreadLife, current_thread, thread_gone, thread_life};
+pub(crate) use thread::{ThreadLife, cpus_to_run_on, current_thread, thread_gone, thread_life};
 pub(crate) use usage::{involuntary_switches, runnable_tasks};

@@ -88,3 +88,10 @@ fn thread_start_time(tid: u32) -> Option<u64> {
         ThreadLife::Gone | ThreadLife::Unknown => None,
     }
 }
+
+/// How many CPUs the calling thread may run on (its affinity mask; at least 1). One system call,
+/// no allocation: unlike `std::thread::available_parallelism`, it does not read the cgroup's CPU
+/// quota, which does not decide whether two processes can run at the same time.
+pub(crate) fn cpus_to_run_on() -> usize {
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1) as usize)
+}
