@@ -159,6 +159,37 @@ macro_rules! read_number {
     };
 }
 
+/// The `Deserializer` methods of a reader of one number per record for the numbers (with `$read`)
+/// and newtypes (looked through, a descriptor's excepted). Both number readers share them.
+macro_rules! read_numbers_and_newtypes {
+    ($read:ident) => {
+        $read!(deserialize_i8, visit_i8, i8, I8);
+        $read!(deserialize_i16, visit_i16, i16, I16);
+        $read!(deserialize_i32, visit_i32, i32, I32);
+        $read!(deserialize_i64, visit_i64, i64, I64);
+        $read!(deserialize_i128, visit_i128, i128, I128);
+        $read!(deserialize_u8, visit_u8, u8, U8);
+        $read!(deserialize_u16, visit_u16, u16, U16);
+        $read!(deserialize_u32, visit_u32, u32, U32);
+        $read!(deserialize_u64, visit_u64, u64, U64);
+        $read!(deserialize_u128, visit_u128, u128, U128);
+        $read!(deserialize_f32, visit_f32, f32, F32);
+        $read!(deserialize_f64, visit_f64, f64, F64);
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, PackError> {
+            // A descriptor's index is left to the general path, as everything not a plain number.
+            if name == crate::reduction::handle::FD_NEWTYPE_NAME {
+                return Err(other_than_the_number());
+            }
+            visitor.visit_newtype_struct(self)
+        }
+    };
+}
+
 macro_rules! refuse_to_read {
     ($($method:ident)*) => {
         $(
@@ -195,30 +226,7 @@ impl<'de, const K: u8> Deserializer<'de> for NumberReader<'_, K> {
         }
     }
 
-    read_number!(deserialize_i8, visit_i8, i8, I8);
-    read_number!(deserialize_i16, visit_i16, i16, I16);
-    read_number!(deserialize_i32, visit_i32, i32, I32);
-    read_number!(deserialize_i64, visit_i64, i64, I64);
-    read_number!(deserialize_i128, visit_i128, i128, I128);
-    read_number!(deserialize_u8, visit_u8, u8, U8);
-    read_number!(deserialize_u16, visit_u16, u16, U16);
-    read_number!(deserialize_u32, visit_u32, u32, U32);
-    read_number!(deserialize_u64, visit_u64, u64, U64);
-    read_number!(deserialize_u128, visit_u128, u128, U128);
-    read_number!(deserialize_f32, visit_f32, f32, F32);
-    read_number!(deserialize_f64, visit_f64, f64, F64);
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, PackError> {
-        // A descriptor's index is left to the general path, as everything not a plain number.
-        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
-            return Err(other_than_the_number());
-        }
-        visitor.visit_newtype_struct(self)
-    }
+    read_numbers_and_newtypes!(read_number);
 
     refuse_to_read! {
         deserialize_bool deserialize_char deserialize_str deserialize_string deserialize_bytes
@@ -259,6 +267,73 @@ struct NumberWriter<'r, const K: u8> {
     record: &'r mut [u8],
 }
 
+/// The body of a `Serializer` that writes one number per record, with `$write` for the numbers: a
+/// newtype is looked through (a descriptor's excepted), anything else is refused, to go back to
+/// the general path. Both number writers (`NumberWriter`, `AnyNumberWriter`) are this body.
+macro_rules! one_number_serializer {
+    ($write:ident) => {
+        type Ok = ();
+        type Error = PackError;
+        type SerializeSeq = Refused;
+        type SerializeTuple = Refused;
+        type SerializeTupleStruct = Refused;
+        type SerializeTupleVariant = Refused;
+        type SerializeMap = Refused;
+        type SerializeStruct = Refused;
+        type SerializeStructVariant = Refused;
+
+        fn is_human_readable(&self) -> bool {
+            false
+        }
+
+        $write!(serialize_i8, i8, I8);
+        $write!(serialize_i16, i16, I16);
+        $write!(serialize_i32, i32, I32);
+        $write!(serialize_i64, i64, I64);
+        $write!(serialize_i128, i128, I128);
+        $write!(serialize_u8, u8, U8);
+        $write!(serialize_u16, u16, U16);
+        $write!(serialize_u32, u32, U32);
+        $write!(serialize_u64, u64, U64);
+        $write!(serialize_u128, u128, U128);
+        $write!(serialize_f32, f32, F32);
+        $write!(serialize_f64, f64, F64);
+
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            name: &'static str,
+            value: &T,
+        ) -> Result<(), PackError> {
+            // A descriptor travels with postcard (see the general writer).
+            if name == crate::reduction::handle::FD_NEWTYPE_NAME {
+                return Err(other_than_the_number());
+            }
+            value.serialize(self)
+        }
+
+        fn serialize_bool(self, _: bool) -> Result<(), PackError> {
+            Err(other_than_the_number())
+        }
+        fn serialize_char(self, _: char) -> Result<(), PackError> {
+            Err(other_than_the_number())
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
+            Err(other_than_the_number())
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Refused, PackError> {
+            Err(other_than_the_number())
+        }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
+            Err(other_than_the_number())
+        }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
+            Err(other_than_the_number())
+        }
+
+        refuse_what_no_record_holds!(other_than_the_number());
+    };
+}
+
 macro_rules! write_number {
     ($method:ident, $t:ty, $kind:ident) => {
         #[inline(always)]
@@ -276,61 +351,7 @@ macro_rules! write_number {
 type Refused = ser::Impossible<(), PackError>;
 
 impl<const K: u8> Serializer for NumberWriter<'_, K> {
-    type Ok = ();
-    type Error = PackError;
-    type SerializeSeq = Refused;
-    type SerializeTuple = Refused;
-    type SerializeTupleStruct = Refused;
-    type SerializeTupleVariant = Refused;
-    type SerializeMap = Refused;
-    type SerializeStruct = Refused;
-    type SerializeStructVariant = Refused;
-
-    fn is_human_readable(&self) -> bool {
-        false
-    }
-
-    write_number!(serialize_i8, i8, I8);
-    write_number!(serialize_i16, i16, I16);
-    write_number!(serialize_i32, i32, I32);
-    write_number!(serialize_i64, i64, I64);
-    write_number!(serialize_i128, i128, I128);
-    write_number!(serialize_u8, u8, U8);
-    write_number!(serialize_u16, u16, U16);
-    write_number!(serialize_u32, u32, U32);
-    write_number!(serialize_u64, u64, U64);
-    write_number!(serialize_u128, u128, U128);
-    write_number!(serialize_f32, f32, F32);
-    write_number!(serialize_f64, f64, F64);
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), PackError> {
-        // A descriptor travels with postcard (see the general writer).
-        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
-            return Err(other_than_the_number());
-        }
-        value.serialize(self)
-    }
-
-    fn serialize_bool(self, _: bool) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_char(self, _: char) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-
-    refuse_what_no_record_holds!(other_than_the_number());
+    one_number_serializer!(write_number);
 }
 
 /// The kind of a shape of one number (not `bool` or `char`, whose bytes need checking).
@@ -453,30 +474,7 @@ impl<'de> Deserializer<'de> for AnyNumberReader<'_> {
         }
     }
 
-    read_any_number!(deserialize_i8, visit_i8, i8, I8);
-    read_any_number!(deserialize_i16, visit_i16, i16, I16);
-    read_any_number!(deserialize_i32, visit_i32, i32, I32);
-    read_any_number!(deserialize_i64, visit_i64, i64, I64);
-    read_any_number!(deserialize_i128, visit_i128, i128, I128);
-    read_any_number!(deserialize_u8, visit_u8, u8, U8);
-    read_any_number!(deserialize_u16, visit_u16, u16, U16);
-    read_any_number!(deserialize_u32, visit_u32, u32, U32);
-    read_any_number!(deserialize_u64, visit_u64, u64, U64);
-    read_any_number!(deserialize_u128, visit_u128, u128, U128);
-    read_any_number!(deserialize_f32, visit_f32, f32, F32);
-    read_any_number!(deserialize_f64, visit_f64, f64, F64);
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, PackError> {
-        // A descriptor's index is left to the general path, as everything not a plain number.
-        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
-            return Err(other_than_the_number());
-        }
-        visitor.visit_newtype_struct(self)
-    }
+    read_numbers_and_newtypes!(read_any_number);
 
     // A task's arguments are a tuple: `(x,)` for a `map`.
     #[inline(always)]
@@ -564,59 +562,5 @@ macro_rules! write_any_number {
 }
 
 impl Serializer for AnyNumberWriter<'_> {
-    type Ok = ();
-    type Error = PackError;
-    type SerializeSeq = Refused;
-    type SerializeTuple = Refused;
-    type SerializeTupleStruct = Refused;
-    type SerializeTupleVariant = Refused;
-    type SerializeMap = Refused;
-    type SerializeStruct = Refused;
-    type SerializeStructVariant = Refused;
-
-    fn is_human_readable(&self) -> bool {
-        false
-    }
-
-    write_any_number!(serialize_i8, i8, I8);
-    write_any_number!(serialize_i16, i16, I16);
-    write_any_number!(serialize_i32, i32, I32);
-    write_any_number!(serialize_i64, i64, I64);
-    write_any_number!(serialize_i128, i128, I128);
-    write_any_number!(serialize_u8, u8, U8);
-    write_any_number!(serialize_u16, u16, U16);
-    write_any_number!(serialize_u32, u32, U32);
-    write_any_number!(serialize_u64, u64, U64);
-    write_any_number!(serialize_u128, u128, U128);
-    write_any_number!(serialize_f32, f32, F32);
-    write_any_number!(serialize_f64, f64, F64);
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), PackError> {
-        // A descriptor travels with postcard (see the general writer).
-        if name == crate::reduction::handle::FD_NEWTYPE_NAME {
-            return Err(other_than_the_number());
-        }
-        value.serialize(self)
-    }
-
-    fn serialize_bool(self, _: bool) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_char(self, _: char) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Refused, PackError> {
-        Err(other_than_the_number())
-    }
-
-    refuse_what_no_record_holds!(other_than_the_number());
+    one_number_serializer!(write_any_number);
 }
