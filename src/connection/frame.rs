@@ -318,14 +318,7 @@ pub(crate) fn recv_payload_into(
     deadline: impl Waiter,
 ) -> Result<()> {
     while buf.len() < len {
-        if buf.len() == buf.capacity() {
-            let grow = buf.capacity().clamp(FIRST_ALLOCATION, ALLOCATION_STEP).min(len - buf.len());
-            buf.reserve_exact(grow);
-            // Large messages: huge pages, for far fewer page faults, now that the bytes are here.
-            if buf.len() >= HUGE_PAGES_AFTER {
-                sys::prefer_huge_pages(buf);
-            }
-        }
+        make_room(buf, len, 1);
         let want = len - buf.len();
         let n = read_step(socket, deadline, |blocking| match blocking {
             true => sys::recv_into_spare(socket, buf, want).map(Some),
@@ -336,6 +329,22 @@ pub(crate) fn recv_payload_into(
         }
     }
     Ok(())
+}
+
+/// Makes room for at least `need` more bytes in `buf`, a receive buffer on its way to `len` bytes:
+/// when it has less spare room, it doubles (from [`FIRST_ALLOCATION`], by at most
+/// [`ALLOCATION_STEP`], never past `len`), so it never holds more than twice the bytes that
+/// really arrived, and it asks for huge pages once [`HUGE_PAGES_AFTER`] of them are in.
+pub(crate) fn make_room(buf: &mut Vec<u8>, len: usize, need: usize) {
+    if buf.capacity() - buf.len() >= need {
+        return;
+    }
+    let grow = buf.capacity().clamp(FIRST_ALLOCATION, ALLOCATION_STEP).min(len - buf.len());
+    buf.reserve_exact(grow.max(need));
+    // Large messages: huge pages, for far fewer page faults, now that the bytes are here.
+    if buf.len() >= HUGE_PAGES_AFTER {
+        sys::prefer_huge_pages(buf);
+    }
 }
 
 /// One read of a frame's bytes: `read(true)` blocks, `read(false)` does not (`None`: nothing

@@ -9,7 +9,6 @@ use super::ring::{self, Piece};
 use crate::error::{Error, Result};
 use crate::sync::lock_state::LIVENESS_SLICE;
 use crate::sync::spin::SpinState;
-use crate::sys;
 
 /// A reader of one message's payload. The caller holds the readers' turn of a streamed message
 /// (`SocketRead`) while it reads.
@@ -93,13 +92,7 @@ impl<'a> Payload<'a> {
             let direction = link.incoming();
             match direction.next_piece(len - buf.len())? {
                 Piece::Ready(n) => {
-                    if buf.capacity() - buf.len() < n {
-                        let grow = buf.capacity().clamp(frame::FIRST_ALLOCATION, frame::ALLOCATION_STEP);
-                        buf.reserve_exact(grow.min(len - buf.len()).max(n));
-                        if buf.len() >= frame::HUGE_PAGES_AFTER {
-                            sys::prefer_huge_pages(&mut buf);
-                        }
-                    }
+                    frame::make_room(&mut buf, len, n);
                     direction.take_piece_into(&mut buf, n)?;
                     self.left -= n as u64;
                 }

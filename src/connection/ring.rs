@@ -375,8 +375,8 @@ impl Direction {
     ///
     /// The caller holds the writers' turn and has marked it ([`Turn::enter_socket`]) unless this
     /// returns [`Streamed::NotStarted`]: a sender that dies or fails in the middle leaves the
-    /// direction broken, as in the middle of a socket message. The ring gives up as the small
-    /// messages do: with no room for [`OVERFLOW_AFTER`] at the start, nothing is published
+    /// direction broken, as in the middle of a socket message. The sender waits for room only
+    /// as long as a spin: with no room for a start, nothing is published
     /// ([`Streamed::NotStarted`]); later, a socket record tells the receiver that the rest
     /// follows on the socket ([`Streamed::RestOnSocket`]). So a pipe still holds at least what
     /// its socket alone would, for a receiver that runs later in the sender's own thread.
@@ -635,8 +635,7 @@ impl Direction {
                 return None;
             }
         };
-        self.readers.pos.store(next, Ordering::Release);
-        self.room_appeared();
+        self.consumed(next);
         popped
     }
 

@@ -410,17 +410,20 @@ fn run_calls<F: Task<Args>, Args>(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<
     }
     let mut items = SeqReader::new(args).map_err(|e| decode_failed(&e))?;
     let mut results = SeqWriter::new(out, items.len());
-    let mut first = true;
-    while let Some(item) = F::decode_next(&mut items) {
+    // The first task's result gives the results' shape; the number loop may run the rest (a
+    // chunk of one task, the commonest, has no rest to run).
+    if let Some(item) = F::decode_next(&mut items) {
         let item = item?;
         results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
-        // (A chunk of one task, the commonest, has no rest to run.)
-        if std::mem::take(&mut first)
-            && items.len() > 0
+        if items.len() > 0
             && let Some(value) = map_numbers(function, &mut items, &mut results)?
         {
             results.push(&value).map_err(encode_failed)?;
         }
+    }
+    while let Some(item) = F::decode_next(&mut items) {
+        let item = item?;
+        results.push(&call_catching(|| function.call(item))?).map_err(encode_failed)?;
     }
     items.finish().map_err(|e| decode_failed(&e))?;
     results.finish().map_err(encode_failed)
