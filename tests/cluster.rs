@@ -494,6 +494,8 @@ fn a_broker_restarted_without_its_data_is_detected() {
             .build()
             .unwrap();
         let mut conn = server.conn();
+        // A synchronous apply keeps its connections for the next one (see below).
+        assert_eq!(pool.apply(add, (1u64, 2u64)).unwrap(), 3);
         let retried = pool.apply_async_with(sleep_ms, (1_000u64,), Options::new().retries(1)).unwrap();
         let lost = pool.apply_async(sleep_ms, (1_000u64,)).unwrap();
         wait_until("both chunks are taken", 30, || {
@@ -509,6 +511,9 @@ fn a_broker_restarted_without_its_data_is_detected() {
         server.restart_empty();
         assert_eq!(retried.get().unwrap(), 1_000);
         assert!(matches!(lost.get(), Err(Error::BrokerLost { reason }) if reason.contains("restarted")));
+        // A synchronous apply on connections kept from before the restart: they are found closed
+        // and it runs on fresh ones (not failed, nor counted lost).
+        assert_eq!(pool.apply(add, (20u64, 22u64)).unwrap(), 42);
         // The nodes came back: new work runs.
         assert_eq!(pool.map(square, 0..20u64).unwrap()[19], 361);
         let stats = pool.cluster_stats().unwrap();

@@ -10,8 +10,8 @@
 //!   it checks each result's MAC and completes the chunk's sink (callbacks run here, as they run
 //!   in the scheduler thread of a local pool); with a deep backlog in the broker it paces its
 //!   reads (`PACE_WAIT`), so that results come in batches rather than one wake-up each;
-//! * a caller of a synchronous `apply` reads its own chunk's result list on a link of its own
-//!   (kept between calls; see [`Client::in_person`]);
+//! * a caller of a synchronous `apply` adds its own chunk and reads that chunk's result list, on
+//!   two connections of its own (kept between calls; see [`Client::in_person`]);
 //! * the heartbeat thread: every lease/3 it records this client as alive (nodes skip the chunks of
 //!   clients that went silent) and keeps its result list from expiring; it checks the pool's epoch
 //!   (gone: the broker restarted without its data) and that each outstanding chunk's entry still
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::broker::{self, GROUP, Keys, Link};
+use super::direct;
 use super::wire::{self, ResultMessage, TaskMessage};
 use crate::error::{Error, Result};
 use crate::pool::protocol::Blob;
@@ -65,6 +66,9 @@ enum InPerson {
 
 thread_local! {
     static IN_PERSON: std::cell::Cell<InPerson> = const { std::cell::Cell::new(InPerson::Off) };
+    /// The entry of this thread's chunk that comes back in person, not added yet: the caller adds
+    /// it itself, after it has started to wait for the result (see [`Client::in_person`]).
+    static IN_PERSON_ENTRY: std::cell::RefCell<Option<EntryFields>> = const { std::cell::RefCell::new(None) };
 }
 
 /// One item of a result list.
@@ -81,6 +85,15 @@ pub(crate) struct ClientConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) broker_timeout: Duration,
     pub(crate) io_timeout: Duration,
+}
+
+/// The two connections of a caller waiting in person (see [`Client::in_person`]): its result
+/// list is read on `wait`, its chunk is added on `add` (whose reply is read only once the wait
+/// returns, so that it wakes nobody). Either is opened on demand and dropped after an error.
+#[derive(Default)]
+struct WaitLink {
+    wait: Option<(direct::Reader, direct::Writer)>,
+    add: Option<(direct::Reader, direct::Writer)>,
 }
 
 /// A chunk in the broker (or about to be).
@@ -123,8 +136,8 @@ pub(crate) struct Client {
     results: String,
     state: Mutex<State>,
     submit_link: Mutex<Link>,
-    /// Links of callers waiting in person, kept between calls.
-    waiting_links: Mutex<Vec<Link>>,
+    /// Connections of callers waiting in person, kept between calls.
+    waiting_links: Mutex<Vec<WaitLink>>,
     stats: Arc<Stats>,
     pub(crate) counters: ClientCounters,
     /// Full collector cycles (a `BLPOP` that started and ended).
@@ -345,6 +358,13 @@ impl Client {
     /// submitted again under another number). The outcome is then in the call's result before
     /// the caller waits for it, with no other thread to wake on the way.
     ///
+    /// The caller adds its chunk itself and wakes up once: it writes the chunk's `XADD` on a
+    /// connection of its own and its `BLPOP` on another, sleeps until the result comes on the
+    /// second, and only then reads the `XADD`'s reply (the entry's id), which has waited in the
+    /// first connection's buffer. A caller that read the `XADD`'s reply before it sent its
+    /// `BLPOP` was woken twice per call, and its second round trip ran while the node's
+    /// scheduler and worker needed the CPUs.
+    ///
     /// A chunk that has to queue (the window of chunks in the broker is full) goes the ordinary
     /// way.
     ///
@@ -357,50 +377,175 @@ impl Client {
         impl Drop for Disarm {
             fn drop(&mut self) {
                 IN_PERSON.set(InPerson::Off);
+                IN_PERSON_ENTRY.with(|entry| entry.borrow_mut().take());
             }
         }
         let _disarm = Disarm;
         IN_PERSON.set(InPerson::Armed(self.identity()));
-        let submitted = submit()?;
-        if let InPerson::Submitted(_, seq) = IN_PERSON.replace(InPerson::Off) {
-            self.collect_in_person(seq);
+        let submitted = submit();
+        let entry = IN_PERSON_ENTRY.with(|entry| entry.borrow_mut().take());
+        if let (InPerson::Submitted(_, seq), Some(fields)) = (IN_PERSON.replace(InPerson::Off), entry) {
+            match submitted {
+                Ok(_) => self.collect_in_person(seq, fields),
+                // Launched, and the call failed after all: its chunk is added the ordinary way
+                // (its outcome then reaches its sink through the collector).
+                Err(_) => {
+                    self.add_and_record(&[(seq, fields)]);
+                }
+            }
         }
-        Ok(submitted)
+        submitted
     }
 
     fn identity(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
-    /// Reads the result list of flight `seq` until its result is in, or the flight ended
-    /// otherwise (see [`in_person`](Self::in_person)).
-    fn collect_in_person(&self, seq: u64) {
+    /// Adds flight `seq`'s entry (`fields`) and reads its result list until its result is in,
+    /// or the flight ended otherwise (see [`in_person`](Self::in_person)).
+    fn collect_in_person(&self, seq: u64, fields: EntryFields) {
         let key = self.config.keys.waiting(&self.name, seq);
-        let taken = lock(&self.waiting_links).pop();
-        let mut link = match taken.map_or_else(|| Link::new(&self.config.url, self.config.io_timeout), Ok) {
-            Ok(link) => link,
-            Err(_) => return, // not a URL the other links could use either; they report it
-        };
-        let block = IN_PERSON_BLOCK;
+        let mut link = lock(&self.waiting_links).pop().unwrap_or_default();
+        let mut entry = Some(fields);
+        // Connections kept from an earlier call may have died with a broker restart since: a
+        // first failure that finds them closed (no command reached a live server) is followed by
+        // one more try on fresh ones, as on the submitting link.
+        let mut fresh_try = link.wait.is_some() || link.add.is_some();
         loop {
+            // Gone: done, failed, terminated (then never added, or withdrawn once its id came).
             if !lock(&self.state).flights.contains_key(&seq) {
                 break;
             }
-            let popped = link.run("did not deliver results", block, |conn| {
-                redis::cmd("BLPOP").arg(&key).arg(block.as_secs_f64()).query::<Option<(String, Item)>>(conn)
-            });
-            match popped {
-                Ok(Some((_, item))) => {
+            match self.wait_in_person(&mut link, &key, seq, &mut entry) {
+                Ok(Some(item)) => {
                     self.broker_up();
                     self.deliver(vec![item]);
                     break;
                 }
                 Ok(None) => {}
-                // The heartbeat and the collector judge the broker; this thread only waits.
-                Err(_) => self.pause(RETRY_PAUSE),
+                Err(dropped) => {
+                    link = WaitLink::default();
+                    if dropped && std::mem::take(&mut fresh_try) {
+                        continue;
+                    }
+                    if let Some(fields) = entry.take() {
+                        // Not added on the caller's connections: the ordinary way, which reports a
+                        // broker that is down.
+                        self.add_and_record(&[(seq, fields)]);
+                    }
+                    // The heartbeat and the collector judge the broker; this thread only waits.
+                    self.pause(RETRY_PAUSE);
+                }
             }
         }
         lock(&self.waiting_links).push(link);
+    }
+
+    /// One wait for the result list `key`, and with it the addition of `entry` if it is not added
+    /// yet: its `XADD` is written first (on its own connection), then the `BLPOP`, and the
+    /// `XADD`'s reply is read once the `BLPOP` returned (`entry` is then taken, or left when it
+    /// is sure that it was not added). `Err(dropped)` when a connection failed, `dropped` if it
+    /// was found closed.
+    fn wait_in_person(
+        &self,
+        link: &mut WaitLink,
+        key: &str,
+        seq: u64,
+        entry: &mut Option<EntryFields>,
+    ) -> std::result::Result<Option<Item>, bool> {
+        let (url, io_timeout) = (&self.config.url, self.config.io_timeout);
+        let open = |conn: &mut Option<(direct::Reader, direct::Writer)>| -> std::result::Result<(), bool> {
+            if conn.is_none() {
+                *conn = Some(direct::connect(url, io_timeout, &[]).map_err(|_| false)?);
+            }
+            Ok(())
+        };
+        open(&mut link.wait)?;
+        if entry.is_some() {
+            open(&mut link.add)?;
+        }
+        // Until the entry's id is known the heartbeat cannot check it: known well within a lease.
+        let block = match entry {
+            Some(_) => IN_PERSON_BLOCK.min(self.config.lease / 4),
+            None => IN_PERSON_BLOCK,
+        };
+        let mut command = Vec::new();
+        let adding = match (entry.as_ref(), link.add.as_mut()) {
+            (Some(fields), Some((_, add_writer))) => {
+                self.add_command(fields).write_packed_command(&mut command);
+                if add_writer.send(&command).is_err() {
+                    // Not added: a command cut short is never run.
+                    link.add = None;
+                    return Err(true);
+                }
+                true
+            }
+            _ => false,
+        };
+        command.clear();
+        redis::cmd("BLPOP").arg(key).arg(block.as_secs_f64()).write_packed_command(&mut command);
+        let popped = match link.wait.as_mut() {
+            Some((reader, writer)) => match writer.send(&command) {
+                Ok(()) => Some(reader.reply(block + io_timeout, io_timeout)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        if adding && self.record_in_person_entry(link, seq) {
+            *entry = None;
+        }
+        let failed = |link: &mut WaitLink, dropped: bool| {
+            link.wait = None;
+            Err(dropped)
+        };
+        match popped {
+            Some(Ok(Some(Value::Array(parts)))) => match parts.into_iter().nth(1) {
+                Some(Value::BulkString(item)) => Ok(Some(item)),
+                _ => failed(link, false),
+            },
+            Some(Ok(Some(Value::Nil))) => Ok(None),
+            Some(Ok(_)) => failed(link, false),
+            Some(Err(e)) => failed(link, closed(&e)),
+            None => failed(link, true),
+        }
+    }
+
+    /// Reads the reply to an in-person chunk's `XADD` and records the entry's id (as
+    /// [`add_and_record`](Self::add_and_record) does). False only when the entry was certainly
+    /// not added (its connection was found closed); when that is unknown, the heartbeat's check
+    /// decides, as for the ordinary way.
+    fn record_in_person_entry(&self, link: &mut WaitLink, seq: u64) -> bool {
+        let Some((add_reader, _)) = link.add.as_mut() else { return true };
+        let reply = add_reader.reply(self.config.io_timeout, self.config.io_timeout);
+        if let Ok(Some(Value::BulkString(id))) = reply {
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let mut state = lock(&self.state);
+            if let Some(flight) = state.flights.get_mut(&seq) {
+                flight.id = Some(id);
+            } else if state.run == RunState::Terminated {
+                // Terminated while it was being added: withdrawn here (a node holding it stops
+                // it).
+                drop(state);
+                self.withdraw(&[id], "all");
+            }
+            return true;
+        }
+        link.add = None;
+        if matches!(&reply, Err(e) if closed(e)) {
+            return false;
+        }
+        tracing::warn!(reply = ?reply, "could not add a chunk to the cluster broker");
+        true
+    }
+
+    /// The `XADD` of one entry.
+    fn add_command(&self, fields: &EntryFields) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream).arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(value.as_slice());
+        }
+        cmd
     }
 
     fn entry_fields(&self, message: &TaskMessage) -> EntryFields {
@@ -415,12 +560,7 @@ impl Client {
             link.run("did not take the pool's tasks", Duration::ZERO, |conn| {
                 let mut pipe = redis::pipe();
                 for (_, fields) in batch {
-                    let mut cmd = redis::cmd("XADD");
-                    cmd.arg(&self.stream).arg("*");
-                    for (name, value) in fields {
-                        cmd.arg(*name).arg(value.as_slice());
-                    }
-                    pipe.add_command(cmd);
+                    pipe.add_command(self.add_command(fields));
                 }
                 pipe.query::<Vec<String>>(conn)
             })
@@ -768,6 +908,15 @@ impl Client {
     }
 }
 
+/// Whether a connection's error means it was found closed (reset, or ended by the broker).
+fn closed(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
+}
+
 fn clone_error(error: &Error) -> Error {
     match error {
         Error::PoolTerminated => Error::PoolTerminated,
@@ -809,10 +958,10 @@ impl Runner for Client {
                 && state.queue.is_empty()
                 && state.flights.len() < self.config.max_in_flight;
             if in_person && let Some(chunk) = chunks.pop() {
-                let launched = self.launch(&mut state, chunk, true);
-                IN_PERSON.set(InPerson::Submitted(self.identity(), launched.0));
-                drop(state);
-                self.add_and_record(std::slice::from_ref(&launched));
+                // Added by the caller once it waits for the result (see `Client::in_person`).
+                let (seq, fields) = self.launch(&mut state, chunk, true);
+                IN_PERSON.set(InPerson::Submitted(self.identity(), seq));
+                IN_PERSON_ENTRY.with(|entry| *entry.borrow_mut() = Some(fields));
                 return Ok(());
             }
             state.queue.extend(chunks);
