@@ -34,6 +34,12 @@
 //! side that answers at once, the partner's budget comes back, and both spin again, each budget
 //! back at [`MAX_BUDGET_NS`] after its first quick answer.
 //!
+//! A spin longer than [`MAX_BUDGET_NS`] (a probe, or a budget widened for a late partner) happens
+//! only while the CPUs have room for it (`sync::cpu_room`: no more runnable tasks than CPUs);
+//! otherwise it is cut to [`MAX_BUDGET_NS`], and a spin whose thread was switched out for most of
+//! it counts as a miss: on busy CPUs a long spin takes the CPU from another program, or from the
+//! partner it waits for.
+//!
 //! On a machine (or an affinity mask) with a single CPU, spinning can only delay the partner: no
 //! wait spins there.
 //!
@@ -170,19 +176,27 @@ impl SpinState {
     pub(crate) fn spin(&self, deadline: Deadline, ready: impl FnMut() -> bool) -> bool {
         // Loom explores every interleaving: a spin loop would explode them and adds nothing to what
         // the models check (a spin only delays the sleep).
-        if cfg!(loom) || !several_cpus() {
-            return false;
+        #[cfg(not(loom))]
+        if several_cpus() {
+            return self.spin_adaptively(deadline, crate::sync::cpu_room::cpus_have_room, ready);
         }
-        self.spin_adaptively(deadline, ready)
+        let _ = (deadline, ready);
+        false
     }
 
-    /// [`spin`](Self::spin) on any machine.
-    fn spin_adaptively(&self, deadline: Deadline, ready: impl FnMut() -> bool) -> bool {
+    /// [`spin`](Self::spin) on any machine; a spin longer than [`MAX_BUDGET_NS`] only when
+    /// `cpus_have_room` says yes.
+    fn spin_adaptively(&self, deadline: Deadline, cpus_have_room: fn() -> bool, ready: impl FnMut() -> bool) -> bool {
         if deadline.passed() {
             return false; // a try, or the time is up: nothing to wait for
         }
         let word = self.load();
-        let Some(budget_ns) = self.budget_now(word) else { return false };
+        let Some(mut budget_ns) = self.budget_now(word) else { return false };
+        if budget_ns > MAX_BUDGET_NS && !cpus_have_room() {
+            // Another program wants the CPUs: a spin past the partner's wake-up would take the
+            // CPU from it (or from the partner itself).
+            budget_ns = MAX_BUDGET_NS;
+        }
         let mut budget = Duration::from_nanos(u64::from(budget_ns));
         if let Some(left) = deadline.left() {
             budget = budget.min(left);
@@ -192,16 +206,23 @@ impl SpinState {
                 self.arrived(word, waited);
                 return true;
             }
-            // Ready, but this side was not running for most of the spin: the spin says nothing of
-            // how late the partner answers, and the CPUs are wanted elsewhere; learn nothing.
-            Spun::Preempted => return true,
-            Spun::Missed => {}
+            // Ready, but this side was not running for most of the spin: the CPUs are wanted
+            // elsewhere, and the spin says nothing of how late the partner answers. Go on, and
+            // learn as from a miss.
+            Spun::Preempted => {
+                self.missed(word);
+                return true;
+            }
+            Spun::Missed => self.missed(word),
         }
-        // A miss: half the budget, or (with none left) one more missed probe.
+        false
+    }
+
+    /// A spin that did not pay: half the budget, or (with none left) one more missed probe.
+    fn missed(&self, word: Word) {
         if word.missed_probes() < MAX_PROBE_BACKOFF {
             self.store(Word { halvings: word.halvings + 1, ..self.load() });
         }
-        false
     }
 
     /// The budget for this wait in nanoseconds; with no budget left, [`PROBE_NS`] when a probe is
@@ -296,7 +317,7 @@ mod tests {
     }
 
     fn wait(spin: &SpinState, ready: impl FnMut() -> bool) -> bool {
-        spin.spin_adaptively(Deadline::after(None), ready)
+        spin.spin_adaptively(Deadline::after(None), || true, ready)
     }
 
     /// Misses until the budget is gone.
@@ -402,7 +423,24 @@ mod tests {
             }
             !first
         }));
-        assert_eq!(spin.budget(), MAX_BUDGET_NS, "no wider reach from a preempted spin");
+        assert_eq!(spin.budget(), MAX_BUDGET_NS / 2, "a preempted spin counts as a miss");
+    }
+
+    /// With the CPUs busy, a probe spins no longer than a first budget: a late partner is not
+    /// waited for, and the budget is not widened.
+    #[test]
+    fn busy_cpus_keep_spins_short() {
+        const WAKE_UP: Duration = Duration::from_micros(40);
+        let spin = exhausted();
+        let caught = (0..1000)
+            .filter(|_| {
+                let start = Instant::now();
+                spin.spin_adaptively(Deadline::after(None), || false, || start.elapsed() >= WAKE_UP)
+            })
+            .count();
+        // Only a probe preempted for 20 µs or more sees the late answer (and learns nothing).
+        assert!(caught <= 2, "{caught} probes on busy CPUs waited past {MAX_BUDGET_NS} ns");
+        assert_eq!(spin.budget(), 0);
     }
 
     #[test]
@@ -432,7 +470,7 @@ mod tests {
         }));
         assert_eq!(looks, 0, "a try does not spin");
         let start = Instant::now();
-        assert!(!spin.spin_adaptively(Deadline::after(Some(Duration::from_micros(1))), never));
+        assert!(!spin.spin_adaptively(Deadline::after(Some(Duration::from_micros(1))), || true, never));
         assert!(start.elapsed() < Duration::from_millis(5));
     }
 }
