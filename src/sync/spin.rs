@@ -280,6 +280,8 @@ enum Spun {
 ///
 /// A gap between two looks at the clock (normally well under a few microseconds apart, even when
 /// `ready` makes a system call) longer than half the spin means the thread did not run meanwhile.
+/// A spin that pays before [`LONG_SPIN`] of looks reads the clock no more (a clock read is a good
+/// part of a quick hand-over): it counts as paid at the last look, which widens nothing.
 fn spin_for(budget: Duration, mut ready: impl FnMut() -> bool) -> Spun {
     let start = Instant::now();
     let (mut last_look, mut longest_gap) = (Duration::ZERO, Duration::ZERO);
@@ -287,13 +289,12 @@ fn spin_for(budget: Duration, mut ready: impl FnMut() -> bool) -> Spun {
         for _ in 0..PAUSES_PER_CLOCK {
             std::hint::spin_loop();
             if ready() {
+                if last_look < LONG_SPIN {
+                    return Spun::Paid(last_look);
+                }
                 let waited = start.elapsed();
                 longest_gap = longest_gap.max(waited - last_look);
-                return if longest_gap > waited / 2 && waited > MIN_GAP_TO_TELL {
-                    Spun::Preempted
-                } else {
-                    Spun::Paid(waited)
-                };
+                return if longest_gap > waited / 2 { Spun::Preempted } else { Spun::Paid(waited) };
             }
         }
         let now = start.elapsed();
@@ -305,8 +306,9 @@ fn spin_for(budget: Duration, mut ready: impl FnMut() -> bool) -> Spun {
     }
 }
 
-/// Below this, a spin's length is too short to tell a preemption from a slow `ready`.
-const MIN_GAP_TO_TELL: Duration = Duration::from_micros(10);
+/// A spin shorter than this pays at [`MAX_BUDGET_NS`] whatever its length, and is too short to
+/// tell a preemption from a slow `ready`.
+const LONG_SPIN: Duration = Duration::from_micros(10);
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -412,16 +414,20 @@ mod tests {
     }
 
     #[test]
-    fn a_spin_that_did_not_run_learns_nothing() {
+    fn a_spin_that_did_not_run_counts_as_a_miss() {
         let spin = SpinState::default();
-        let mut first = true;
-        // The spinning thread off its CPU for 50 µs between two looks, then ready.
+        let start = Instant::now();
+        let mut slept = false;
+        // The spinning thread looks for 12 µs, is off its CPU for 60 µs, then finds the state ready.
         assert!(wait(&spin, || {
-            if first {
-                first = false;
-                std::thread::sleep(Duration::from_micros(50));
+            if start.elapsed() < Duration::from_micros(12) {
+                return false;
             }
-            !first
+            if !slept {
+                slept = true;
+                std::thread::sleep(Duration::from_micros(60));
+            }
+            true
         }));
         assert_eq!(spin.budget(), MAX_BUDGET_NS / 2, "a preempted spin counts as a miss");
     }
