@@ -425,6 +425,46 @@ mod tests {
         assert_eq!(super::decode(b":x\r\n"), None);
     }
 
+    /// Garbage in the shape of replies (seed frames with bytes replaced, inserted, cut): whatever
+    /// frame [`frame_end`] cuts, `decode` gives nothing or what the client's parser gives.
+    #[test]
+    fn decoding_garbage_never_disagrees_with_the_clients_parser() {
+        let seeds: [&[u8]; 4] = [
+            b"*1\r\n*2\r\n$3\r\nkey\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nm\r\n$2\r\nab\r\n",
+            b"*2\r\n$4\r\nlist\r\n$5\r\nvalue\r\n",
+            b":12\r\n",
+            b"*3\r\n+OK\r\n$-1\r\n*-1\r\n",
+        ];
+        let alphabet = b"*$:+-\r\n0123456789ab \x00\xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut compared = 0;
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..=next() % 3 {
+                let at = (next() as usize) % (bytes.len() + 1);
+                let byte = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => bytes.truncate(at.max(1)),
+                }
+            }
+            let Ok(Some(end)) = frame_end(&bytes) else { continue };
+            let frame = &bytes[..end];
+            if let Some(ours) = super::decode(frame) {
+                assert_eq!(Some(ours), redis::parse_redis_value(frame).ok(), "{:?}", String::from_utf8_lossy(frame));
+                compared += 1;
+            }
+        }
+        assert!(compared > 1_000, "only {compared} frames decoded");
+    }
+
     #[test]
     fn frames_are_cut_whole_or_not_at_all() {
         let whole: &[u8] = b"*2\r\n$3\r\nabc\r\n*1\r\n:5\r\n+OK\r\n";
