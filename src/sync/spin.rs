@@ -21,7 +21,7 @@
 //!   notice when hand-overs have become quick again (load has passed). The first probe comes after
 //!   [`REPROBE_EVERY`] sleeping waits; each probe that misses doubles the interval, up to
 //!   [`REPROBE_EVERY`]` << `[`MAX_PROBE_BACKOFF`] waits, so a partner that stays slow costs its
-//!   waiter one probe per thousand waits or so: a waiting side costs no CPU to speak of while its
+//!   waiter one probe per 256 waits: a waiting side costs no CPU to speak of while its
 //!   partner is slow.
 //!
 //! Probes and budgets reach past a sleeping partner's wake-up because recovery needs it: when both
@@ -72,8 +72,12 @@ const MIN_BUDGET_NS: u32 = 2_000;
 /// How many sleeping waits a primitive with no budget lets pass before its first probe.
 const REPROBE_EVERY: u32 = 16;
 
-/// How many times a missed probe doubles the interval to the next one.
-const MAX_PROBE_BACKOFF: u32 = 6;
+/// How many times a missed probe doubles the interval to the next one: at most 256 sleeping waits
+/// between probes, which bounds how long a ping-pong whose sides both sleep takes to recover (the
+/// slower side's next probe: 256 round trips of 60-120 µs on the VM at its slowest, well inside
+/// the 100 ms runs of `connection.rtt.worst_of_20`; at 1024, as before, it was longer than a run),
+/// and costs a waiter on a slow partner one probe ([`PROBE_NS`]) per 256 waits.
+const MAX_PROBE_BACKOFF: u32 = 4;
 
 /// How many pauses between two looks at the clock (a pause takes some 10 to 40 ns).
 const PAUSES_PER_CLOCK: u32 = 4;
@@ -375,7 +379,7 @@ mod tests {
         }
         let gaps: Vec<u32> = probes.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(probes[0] + 1, REPROBE_EVERY, "the first probe: {probes:?}");
-        assert_eq!(&gaps[..7], &[32, 64, 128, 256, 512, 1024, 1024], "probes at {probes:?}");
+        assert_eq!(&gaps[..7], &[32, 64, 128, 256, 256, 256, 256], "probes at {probes:?}");
         assert_eq!(spin.budget(), 0);
     }
 
