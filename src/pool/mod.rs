@@ -744,6 +744,12 @@ impl Pool {
     /// Waits for the workers to exit, after [`close`](Self::close) or
     /// [`terminate`](Self::terminate) (CPython `join`).
     ///
+    /// After a close it returns once every result and callback was delivered and every worker
+    /// exited and was reaped. The scheduler's thread tells all workers to stop at once and ends;
+    /// this thread then waits for the workers' ends itself (no hand-over through the scheduler on
+    /// the way back). What the workers held in this process (their connections) is released when
+    /// the pool is dropped.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
