@@ -29,11 +29,11 @@
 //! before its reply came) stay in the buffer for the next one.
 
 use std::os::fd::BorrowedFd;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
+use crate::sync::cpu_room::{cpus, cpus_have_room};
 use crate::sys;
 
 /// The longest a channel's thread spins for the next request.
@@ -52,43 +52,10 @@ const MAX_PROBE_BACKOFF: u32 = 6;
 /// The receive buffer's first size, and its step when it grows.
 const FIRST_BUFFER: usize = 4 << 10;
 
-/// How often the system's runnable tasks are sampled (by a thread about to spin).
-const SAMPLE_EVERY: Duration = Duration::from_millis(1);
-
-/// Of the last 8 samples, how many may find more runnable tasks than CPUs for a spin to start.
-const BUSY_SAMPLES_ALLOWED: u32 = 1;
-
-/// The CPUs this process may use.
-fn cpus() -> usize {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-}
-
 /// How many threads may spin at once: one fewer than the CPUs (the rest run clients), none on a
 /// single CPU.
 fn max_spinners() -> usize {
     cpus() - 1
-}
-
-/// Whether the CPUs have room for a spinning thread, from the last 8 samples of the system's
-/// runnable tasks (`/proc/loadavg`), taken at most every [`SAMPLE_EVERY`] by whichever thread
-/// asks. A sample is busy when more tasks are runnable than there are CPUs: the spinner and its
-/// client are two of them, so with one client on two CPUs anything more is another program (a
-/// build, other clients), which a spin would take a CPU from.
-fn cpus_have_room() -> bool {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    static LAST_SAMPLE_NS: AtomicU64 = AtomicU64::new(0);
-    static BUSY_BITS: AtomicU32 = AtomicU32::new(0);
-    let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1;
-    let last = LAST_SAMPLE_NS.load(Ordering::Relaxed);
-    let due = last == 0 || now.saturating_sub(last) >= SAMPLE_EVERY.as_nanos() as u64;
-    if due && LAST_SAMPLE_NS.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-        // Unreadable: no spinning.
-        let busy = sys::runnable_tasks().is_none_or(|running| running as usize > cpus());
-        let bits = BUSY_BITS.load(Ordering::Relaxed);
-        BUSY_BITS.store((bits << 1) | u32::from(busy), Ordering::Relaxed);
-    }
-    (BUSY_BITS.load(Ordering::Relaxed) & 0xff).count_ones() <= BUSY_SAMPLES_ALLOWED
 }
 
 /// What the channels of one server share about their clients' activity.

@@ -30,6 +30,7 @@
 pub(crate) mod atomic;
 mod barrier;
 mod condition;
+pub(crate) mod cpu_room;
 pub(crate) mod doorbell;
 mod event;
 pub(crate) mod futex;

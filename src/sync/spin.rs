@@ -12,28 +12,39 @@
 //!
 //! The budget adapts per primitive (or connection), in its state, so that spinning only costs CPU
 //! where it pays:
-//! - a state that becomes ready while spinning restores the full budget ([`MAX_BUDGET_NS`]);
+//! - a state that becomes ready while spinning restores the full budget, sized to cover how long
+//!   that spin took with half again as margin: [`MAX_BUDGET_NS`] while the partner answers within
+//!   it, up to [`PROBE_NS`] for a partner that answers late (its *reach*);
 //! - a wait that had to sleep halves it, down to nothing after a few misses (a primitive that is
 //!   held or awaited for long, or a CPU shared with the other side, where spinning only delays it);
-//! - with no budget left, a sleeping wait now and then *probes*: it spins the full budget once, to
+//! - with no budget left, a sleeping wait now and then *probes*: it spins [`PROBE_NS`] once, to
 //!   notice when hand-overs have become quick again (load has passed). The first probe comes after
 //!   [`REPROBE_EVERY`] sleeping waits; each probe that misses doubles the interval, up to
 //!   [`REPROBE_EVERY`]` << `[`MAX_PROBE_BACKOFF`] waits, so a partner that stays slow costs its
-//!   waiter one full budget per thousand waits or so: a waiting side costs no CPU to speak of
-//!   while its partner is slow.
+//!   waiter one probe per thousand waits or so: a waiting side costs no CPU to speak of while its
+//!   partner is slow.
 //!
-//! The probe spins the *full* budget because recovery needs it: when both sides of a ping-pong
-//! sleep, a reply takes the partner's wake-up (several microseconds on a virtual machine) before
-//! it is even written, and a shorter probe never sees it, so both sides stay asleep for good (the
-//! bimodal round trip of issue 17, `connection.rtt.worst_of_20` in `bench/README.md`). A probe
-//! that catches the reply restores that side's budget; the other side's next probe then finds a
-//! partner that answers at once, and both spin again.
+//! Probes and budgets reach past a sleeping partner's wake-up because recovery needs it: when both
+//! sides of a ping-pong sleep, a reply comes only after the partner's wake-up (on a virtual machine
+//! an idle virtual CPU takes from several to 40 µs to resume), so a probe shorter than that never
+//! sees it and both sides stay asleep for good (the bimodal round trip of issue 17,
+//! `connection.rtt.worst_of_20` in `bench/README.md`). A probe that catches the late reply gives
+//! its side a budget that covers the partner's wake-up, so that side now spins through each of the
+//! partner's wake-ups and is awake when the partner answers; the partner's next probe then finds a
+//! side that answers at once, the partner's budget comes back, and both spin again, each budget
+//! back at [`MAX_BUDGET_NS`] after its first quick answer.
+//!
+//! A spin longer than [`MAX_BUDGET_NS`] (a probe, or a budget widened for a late partner) happens
+//! only while the CPUs have room for it (`sync::cpu_room`: no more runnable tasks than CPUs);
+//! otherwise it is cut to [`MAX_BUDGET_NS`], and a spin whose thread was switched out for most of
+//! it counts as a miss: on busy CPUs a long spin takes the CPU from another program, or from the
+//! partner it waits for.
 //!
 //! On a machine (or an affinity mask) with a single CPU, spinning can only delay the partner: no
 //! wait spins there.
 //!
 //! The counters are updated without read-modify-write cycles: racing waiters may lose an update,
-//! which only makes the budget adapt a step later. At worst a wait spends [`MAX_BUDGET_NS`] of CPU
+//! which only makes the budget adapt a step later. At worst a wait spends [`PROBE_NS`] of CPU
 //! (never more than its own timeout) before it sleeps.
 
 use std::sync::atomic::Ordering;
@@ -43,20 +54,20 @@ use std::time::{Duration, Instant};
 
 use super::futex::Deadline;
 
-/// The longest a waiter spins, in nanoseconds (a probe spins this long too).
+/// The budget a primitive starts with and returns to while spins pay at once, in nanoseconds.
 pub(crate) const MAX_BUDGET_NS: u32 = 20_000;
+
+/// How many times a budget may double beyond [`MAX_BUDGET_NS`] to cover a partner that answers
+/// late (its reach; see [`SpinState`]): the longest spin is `MAX_BUDGET_NS << MAX_REACH`.
+const MAX_REACH: u32 = 3;
+
+/// How long a probe spins: the longest budget, longer than an idle virtual CPU takes to resume
+/// (35-40 µs on the VM of `bench/README.md` at its slow hours), so that a probe sees the answer of
+/// a partner that had to be woken.
+const PROBE_NS: u32 = MAX_BUDGET_NS << MAX_REACH;
 
 /// Budgets below this are not worth a spin.
 const MIN_BUDGET_NS: u32 = 2_000;
-
-/// The halvings after which no budget is left (the first `h` with `MAX >> h < MIN`).
-const NO_BUDGET_HALVINGS: u32 = {
-    let mut h = 0;
-    while MAX_BUDGET_NS >> h >= MIN_BUDGET_NS {
-        h += 1;
-    }
-    h
-};
 
 /// How many sleeping waits a primitive with no budget lets pass before its first probe.
 const REPROBE_EVERY: u32 = 16;
@@ -68,20 +79,82 @@ const MAX_PROBE_BACKOFF: u32 = 6;
 const PAUSES_PER_CLOCK: u32 = 4;
 
 /// The spinning state of one primitive, in its shared memory: one word (so that it costs a lock
-/// or a queue 4 bytes), the halvings in the high half, the sleeping waits in the low one. All zeros
-/// (fresh memory) is the full budget.
+/// or a queue 4 bytes). All zeros (fresh memory) is the full budget at its first reach.
+///
+/// - bits 0-15: sleeping waits since the last probe (while the budget is nothing; at most
+///   `REPROBE_EVERY << MAX_PROBE_BACKOFF`);
+/// - bits 16-23: how many times the budget was halved since a spin last paid; past the halvings
+///   that leave nothing, how many probes missed since;
+/// - bits 24-25: the reach: the full budget is `MAX_BUDGET_NS << reach`. A spin that pays sets it
+///   to cover how long that spin took (with half again as margin), so the budget follows how late
+///   the partner answers, from [`MAX_BUDGET_NS`] up to [`PROBE_NS`].
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct SpinState {
-    /// High half: how many times the budget was halved since a spin last paid; past
-    /// [`NO_BUDGET_HALVINGS`], how many probes missed since. Low half: sleeping waits since the
-    /// last probe (while the budget is nothing; at most `REPROBE_EVERY << MAX_PROBE_BACKOFF`).
     word: AtomicU32,
 }
 
 /// The bits of [`SpinState`]'s word that count sleeping waits.
 const BLOCKED_MASK: u32 = 0xffff;
+const HALVINGS_SHIFT: u32 = 16;
+const HALVINGS_MASK: u32 = 0xff;
+const REACH_SHIFT: u32 = 24;
 const _: () = assert!(REPROBE_EVERY << MAX_PROBE_BACKOFF <= BLOCKED_MASK);
+const _: () = assert!(MAX_REACH < 4 && NO_BUDGET_HALVINGS + MAX_PROBE_BACKOFF <= HALVINGS_MASK);
+
+/// The halvings after which no budget is left, from the longest budget (the first `h` with
+/// `PROBE_NS >> h < MIN_BUDGET_NS`).
+const NO_BUDGET_HALVINGS: u32 = {
+    let mut h = 0;
+    while PROBE_NS >> h >= MIN_BUDGET_NS {
+        h += 1;
+    }
+    h
+};
+
+/// The unpacked word of a [`SpinState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word {
+    blocked: u32,
+    halvings: u32,
+    reach: u32,
+}
+
+impl Word {
+    fn unpack(word: u32) -> Self {
+        Word {
+            blocked: word & BLOCKED_MASK,
+            halvings: (word >> HALVINGS_SHIFT) & HALVINGS_MASK,
+            reach: word >> REACH_SHIFT,
+        }
+    }
+
+    fn pack(self) -> u32 {
+        self.reach << REACH_SHIFT | self.halvings << HALVINGS_SHIFT | self.blocked
+    }
+
+    /// The budget after the halvings, in nanoseconds, or `None` when none is left.
+    fn budget(self) -> Option<u32> {
+        let budget = (MAX_BUDGET_NS << self.reach).checked_shr(self.halvings).unwrap_or(0);
+        (budget >= MIN_BUDGET_NS).then_some(budget)
+    }
+
+    /// The probes that missed since the budget ran out (0 before it has).
+    fn missed_probes(self) -> u32 {
+        self.halvings.saturating_sub(self.halvings_to_nothing())
+    }
+
+    /// How many halvings take this reach's budget below [`MIN_BUDGET_NS`].
+    fn halvings_to_nothing(self) -> u32 {
+        NO_BUDGET_HALVINGS - (MAX_REACH - self.reach)
+    }
+}
+
+/// The reach whose budget covers a spin that paid after `waited`, with half again as margin.
+fn reach_for(waited: Duration) -> u32 {
+    let wanted = waited.as_nanos() + waited.as_nanos() / 2;
+    (0..MAX_REACH).find(|&reach| u128::from(MAX_BUDGET_NS << reach) >= wanted).unwrap_or(MAX_REACH)
+}
 
 /// Whether spinning can pay at all: more than one CPU to run on (in the affinity mask: one system
 /// call, once per process; `available_parallelism` read the cgroup's CPU quota, a dozen system
@@ -103,92 +176,139 @@ impl SpinState {
     pub(crate) fn spin(&self, deadline: Deadline, ready: impl FnMut() -> bool) -> bool {
         // Loom explores every interleaving: a spin loop would explode them and adds nothing to what
         // the models check (a spin only delays the sleep).
-        if cfg!(loom) || !several_cpus() {
-            return false;
+        #[cfg(not(loom))]
+        if several_cpus() {
+            return self.spin_adaptively(deadline, crate::sync::cpu_room::cpus_have_room, ready);
         }
-        self.spin_adaptively(deadline, ready)
+        let _ = (deadline, ready);
+        false
     }
 
-    /// [`spin`](Self::spin) on any machine.
-    fn spin_adaptively(&self, deadline: Deadline, ready: impl FnMut() -> bool) -> bool {
+    /// [`spin`](Self::spin) on any machine; a spin longer than [`MAX_BUDGET_NS`] only when
+    /// `cpus_have_room` says yes.
+    fn spin_adaptively(&self, deadline: Deadline, cpus_have_room: fn() -> bool, ready: impl FnMut() -> bool) -> bool {
         if deadline.passed() {
             return false; // a try, or the time is up: nothing to wait for
         }
-        let halvings = self.halvings();
-        let Some(budget_ns) = self.budget_now(halvings) else { return false };
+        let word = self.load();
+        let Some(mut budget_ns) = self.budget_now(word) else { return false };
+        if budget_ns > MAX_BUDGET_NS && !cpus_have_room() {
+            // Another program wants the CPUs: a spin past the partner's wake-up would take the
+            // CPU from it (or from the partner itself).
+            budget_ns = MAX_BUDGET_NS;
+        }
         let mut budget = Duration::from_nanos(u64::from(budget_ns));
         if let Some(left) = deadline.left() {
             budget = budget.min(left);
         }
-        if spin_for(budget, ready) {
-            self.arrived();
-            return true;
-        }
-        // A miss: half the budget, or (with none left) one more missed probe.
-        if halvings < NO_BUDGET_HALVINGS + MAX_PROBE_BACKOFF {
-            self.set_halvings(halvings + 1);
+        match spin_for(budget, ready) {
+            Spun::Paid(waited) => {
+                self.arrived(word, waited);
+                return true;
+            }
+            // Ready, but this side was not running for most of the spin: the CPUs are wanted
+            // elsewhere, and the spin says nothing of how late the partner answers. Go on, and
+            // learn as from a miss.
+            Spun::Preempted => {
+                self.missed(word);
+                return true;
+            }
+            Spun::Missed => self.missed(word),
         }
         false
     }
 
-    /// The budget for this wait in nanoseconds; with no budget left, the full one when a probe is
-    /// due, else `None` (and one more sleeping wait counted).
-    fn budget_now(&self, halvings: u32) -> Option<u32> {
-        if halvings < NO_BUDGET_HALVINGS {
-            return Some(MAX_BUDGET_NS >> halvings);
+    /// A spin that did not pay: half the budget, or (with none left) one more missed probe.
+    fn missed(&self, word: Word) {
+        if word.missed_probes() < MAX_PROBE_BACKOFF {
+            self.store(Word { halvings: word.halvings + 1, ..self.load() });
         }
-        let missed_probes = halvings - NO_BUDGET_HALVINGS;
-        let word = self.word.load(Ordering::Relaxed);
-        let blocked = word & BLOCKED_MASK;
-        if blocked + 1 < REPROBE_EVERY << missed_probes.min(MAX_PROBE_BACKOFF) {
-            self.word.store(word + 1, Ordering::Relaxed);
+    }
+
+    /// The budget for this wait in nanoseconds; with no budget left, [`PROBE_NS`] when a probe is
+    /// due, else `None` (and one more sleeping wait counted).
+    fn budget_now(&self, word: Word) -> Option<u32> {
+        if let Some(budget) = word.budget() {
+            return Some(budget);
+        }
+        let interval = REPROBE_EVERY << word.missed_probes().min(MAX_PROBE_BACKOFF);
+        if word.blocked + 1 < interval {
+            self.store(Word { blocked: word.blocked + 1, ..word });
             return None;
         }
-        self.word.store(word & !BLOCKED_MASK, Ordering::Relaxed);
-        Some(MAX_BUDGET_NS)
+        self.store(Word { blocked: 0, ..word });
+        Some(PROBE_NS)
     }
 
-    /// The state became ready while spinning: spinning pays here.
-    fn arrived(&self) {
-        if self.word.load(Ordering::Relaxed) != 0 {
-            self.word.store(0, Ordering::Relaxed);
+    /// The state became ready after `waited` of spinning: spinning pays here, with a budget that
+    /// covers that long.
+    fn arrived(&self, word: Word, waited: Duration) {
+        let paid = Word { blocked: 0, halvings: 0, reach: reach_for(waited) };
+        if word != paid {
+            self.store(paid);
         }
     }
 
-    /// The halvings (or missed probes) in the word.
-    fn halvings(&self) -> u32 {
-        self.word.load(Ordering::Relaxed) >> 16
+    fn load(&self) -> Word {
+        Word::unpack(self.word.load(Ordering::Relaxed))
     }
 
-    /// Sets the halvings, keeping the count of sleeping waits.
-    fn set_halvings(&self, halvings: u32) {
-        let word = self.word.load(Ordering::Relaxed);
-        self.word.store(halvings << 16 | (word & BLOCKED_MASK), Ordering::Relaxed);
+    fn store(&self, word: Word) {
+        self.word.store(word.pack(), Ordering::Relaxed);
     }
 
     /// The current budget in nanoseconds (0: none).
     #[cfg(all(test, not(loom)))]
     fn budget(&self) -> u32 {
-        let halvings = self.halvings();
-        if halvings < NO_BUDGET_HALVINGS { MAX_BUDGET_NS >> halvings } else { 0 }
+        self.load().budget().unwrap_or(0)
     }
 }
 
-/// Calls `ready` until it says yes (true) or `budget` has passed (false).
-fn spin_for(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
+/// How a [`spin_for`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spun {
+    /// Ready after spinning this long.
+    Paid(Duration),
+    /// Ready, but the spinning thread was off its CPU for most of the spin (preempted, or its
+    /// virtual CPU was): the time says nothing of the partner.
+    Preempted,
+    /// The budget passed.
+    Missed,
+}
+
+/// Calls `ready` until it says yes or `budget` has passed.
+///
+/// A gap between two looks at the clock (normally well under a few microseconds apart, even when
+/// `ready` makes a system call) longer than half the spin means the thread did not run meanwhile.
+/// A spin that pays before [`LONG_SPIN`] of looks reads the clock no more (a clock read is a good
+/// part of a quick hand-over): it counts as paid at the last look, which widens nothing.
+fn spin_for(budget: Duration, mut ready: impl FnMut() -> bool) -> Spun {
     let start = Instant::now();
+    let (mut last_look, mut longest_gap) = (Duration::ZERO, Duration::ZERO);
     loop {
         for _ in 0..PAUSES_PER_CLOCK {
             std::hint::spin_loop();
             if ready() {
-                return true;
+                if last_look < LONG_SPIN {
+                    return Spun::Paid(last_look);
+                }
+                let waited = start.elapsed();
+                longest_gap = longest_gap.max(waited - last_look);
+                return if longest_gap > waited / 2 { Spun::Preempted } else { Spun::Paid(waited) };
             }
         }
-        if start.elapsed() >= budget {
-            return false;
+        let now = start.elapsed();
+        if now >= budget {
+            return Spun::Missed;
         }
+        longest_gap = longest_gap.max(now - last_look);
+        last_look = now;
     }
 }
+
+/// A spin shorter than this pays at [`MAX_BUDGET_NS`] whatever its length, and is too short to
+/// tell a preemption from a slow `ready`.
+const LONG_SPIN: Duration = Duration::from_micros(10);
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -199,7 +319,7 @@ mod tests {
     }
 
     fn wait(spin: &SpinState, ready: impl FnMut() -> bool) -> bool {
-        spin.spin_adaptively(Deadline::after(None), ready)
+        spin.spin_adaptively(Deadline::after(None), || true, ready)
     }
 
     /// Misses until the budget is gone.
@@ -257,20 +377,93 @@ mod tests {
         assert_eq!(spin.budget(), 0);
     }
 
-    /// Both sides of a ping-pong asleep: the partner's answer comes only after its wake-up, 8 µs
-    /// here. A probe must spin long enough to see it, or the pair never spins again (on a probe
-    /// of 5 µs, as before issue 17, it never did).
+    /// Both sides of a ping-pong asleep: the partner's answer comes only after its wake-up, 40 µs
+    /// on the VM at its slow hours. A probe must spin long enough to see it, or the pair never
+    /// spins again (on a probe of 20 µs, as before, it never did on that VM), and the budget it
+    /// restores must cover that wake-up, or the next wait misses it again.
     #[test]
     fn a_probe_sees_a_partner_that_wakes_slowly() {
-        const WAKE_UP: Duration = Duration::from_micros(8);
+        const WAKE_UP: Duration = Duration::from_micros(40);
         let spin = exhausted();
-        let recovered_after = (0..1000).find(|_| {
+        let late_partner = |spin: &SpinState| {
             let start = Instant::now();
-            wait(&spin, || start.elapsed() >= WAKE_UP);
-            spin.budget() == MAX_BUDGET_NS
+            wait(spin, || start.elapsed() >= WAKE_UP)
+        };
+        let recovered_after = (0..1000).find(|_| {
+            late_partner(&spin);
+            spin.budget() > 0
         });
         // The first probe is the 16th wait; one preempted probe doubles the interval.
         assert!(recovered_after.is_some_and(|n| n < 1000), "no recovery in 1000 waits");
+        let budget = Duration::from_nanos(spin.budget().into());
+        assert!(budget >= WAKE_UP + WAKE_UP / 2, "a budget of {budget:?} misses a wake-up of {WAKE_UP:?}");
+        // Preempted once in a while on a loaded machine: most of the late answers are caught.
+        let caught = (0..20).filter(|_| late_partner(&spin)).count();
+        assert!(caught >= 10, "{caught} of 20 late answers caught while spinning");
+    }
+
+    #[test]
+    fn a_quick_answer_brings_the_budget_back_to_its_first_reach() {
+        let spin = SpinState::default();
+        spin.store(Word { blocked: 0, halvings: 0, reach: MAX_REACH });
+        let start = Instant::now();
+        assert!(wait(&spin, || start.elapsed() >= Duration::from_micros(30)));
+        assert!(spin.budget() > MAX_BUDGET_NS, "a late answer widens the budget");
+        assert!(wait(&spin, || true));
+        assert_eq!(spin.budget(), MAX_BUDGET_NS);
+    }
+
+    #[test]
+    fn a_spin_that_did_not_run_counts_as_a_miss() {
+        let spin = SpinState::default();
+        let start = Instant::now();
+        let mut slept = false;
+        // The spinning thread looks for 12 µs, is off its CPU for 60 µs, then finds the state ready.
+        assert!(wait(&spin, || {
+            if start.elapsed() < Duration::from_micros(12) {
+                return false;
+            }
+            if !slept {
+                slept = true;
+                std::thread::sleep(Duration::from_micros(60));
+            }
+            true
+        }));
+        assert_eq!(spin.budget(), MAX_BUDGET_NS / 2, "a preempted spin counts as a miss");
+    }
+
+    /// With the CPUs busy, a probe spins no longer than a first budget: a late partner is not
+    /// waited for, and the budget is not widened.
+    #[test]
+    fn busy_cpus_keep_spins_short() {
+        const WAKE_UP: Duration = Duration::from_micros(40);
+        let spin = exhausted();
+        let caught = (0..1000)
+            .filter(|_| {
+                let start = Instant::now();
+                spin.spin_adaptively(Deadline::after(None), || false, || start.elapsed() >= WAKE_UP)
+            })
+            .count();
+        // Only a probe preempted for 20 µs or more sees the late answer (and learns nothing).
+        assert!(caught <= 2, "{caught} probes on busy CPUs waited past {MAX_BUDGET_NS} ns");
+        assert_eq!(spin.budget(), 0);
+    }
+
+    #[test]
+    fn a_reach_for_every_wait() {
+        assert_eq!(reach_for(Duration::ZERO), 0);
+        assert_eq!(reach_for(Duration::from_micros(13)), 0);
+        assert_eq!(reach_for(Duration::from_micros(14)), 1);
+        assert_eq!(reach_for(Duration::from_micros(41)), 2);
+        assert_eq!(reach_for(Duration::from_secs(1)), MAX_REACH);
+        for reach in 0..=MAX_REACH {
+            let word = Word { blocked: 5, halvings: 3, reach };
+            assert_eq!(Word::unpack(word.pack()), word);
+            let budget = Word { halvings: word.halvings_to_nothing(), ..word }.budget();
+            assert_eq!(budget, None, "reach {reach}: no budget after its halvings");
+            let before = Word { halvings: word.halvings_to_nothing() - 1, ..word }.budget();
+            assert!(before.is_some_and(|b| b >= MIN_BUDGET_NS), "reach {reach}: a budget one halving before");
+        }
     }
 
     #[test]
@@ -283,7 +476,7 @@ mod tests {
         }));
         assert_eq!(looks, 0, "a try does not spin");
         let start = Instant::now();
-        assert!(!spin.spin_adaptively(Deadline::after(Some(Duration::from_micros(1))), never));
+        assert!(!spin.spin_adaptively(Deadline::after(Some(Duration::from_micros(1))), || true, never));
         assert!(start.elapsed() < Duration::from_millis(5));
     }
 }
