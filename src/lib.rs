@@ -244,5 +244,6 @@ pub mod __private {
     pub use crate::pool::fuzz_pool_messages;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;
+    pub use crate::process::start::forkserver::server_reports_exits as forkserver_reports_exits;
     pub use crate::shm::tracker::tracker_pid as shm_tracker_pid;
 }

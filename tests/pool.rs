@@ -562,6 +562,65 @@ fn closed_pools_refuse_work_and_join_needs_close() {
     });
 }
 
+/// Whether `pid` is gone: ended *and* reaped (a zombie still has its `/proc` entry).
+fn reaped(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A pool of `n` workers, started with `method`, whose pids its initializer reported.
+fn pool_with_pids(n: usize, method: StartMethod) -> (Pool, Vec<i32>) {
+    let (inbox, outbox) = channel();
+    let pool = Pool::builder().processes(n).start_method(method).initializer(greet_init, (outbox,)).build().unwrap();
+    let pids = (0..n).map(|_| inbox.recv(30).trim_start_matches("init ").parse().unwrap()).collect();
+    (pool, pids)
+}
+
+// close() + join(): the scheduler's thread ends once it told the workers to stop, and join waits
+// for the workers itself. It returns only once every worker has exited and been reaped (spawn's
+// workers are this process's own children: a zombie would show), with every result and callback
+// delivered before, including those of tasks still running at the close.
+#[test]
+fn join_after_close_returns_once_every_worker_is_reaped_and_every_callback_ran() {
+    watchdog("join_after_close_reaps", 60, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let (pool, pids) = pool_with_pids(3, method);
+            let called = Arc::new(AtomicUsize::new(0));
+            let c = Arc::clone(&called);
+            let options = Options::new().chunksize(1).callback(move |_: &Vec<u64>| {
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+            let pending = pool.map_async_with(sleep_ms, vec![20; 6], options).unwrap();
+            pool.close();
+            pool.join().unwrap();
+            assert_eq!(called.load(Ordering::SeqCst), 1, "{method:?}: the callback had not run when join returned");
+            assert!(pending.ready());
+            for &pid in &pids {
+                assert!(reaped(pid), "{method:?}: worker {pid} not reaped when join returned");
+            }
+            assert_eq!(pool.stats().workers_restarted, 0);
+            assert_eq!(pending.get().unwrap(), vec![20; 6]);
+            pool.join().unwrap();
+        }
+    });
+}
+
+// A pool closed and dropped without join: the drop terminates it and waits for its workers, those
+// the scheduler had already told to stop (handed over for a join that never came) included.
+#[test]
+fn dropping_a_closed_pool_reaps_its_workers() {
+    watchdog("dropping_a_closed_pool", 60, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let (pool, pids) = pool_with_pids(2, method);
+            assert_eq!(pool.map(square, 0..10).unwrap()[3], 9);
+            pool.close();
+            drop(pool);
+            for &pid in &pids {
+                assert!(reaped(pid), "{method:?}: worker {pid} not reaped when the pool was dropped");
+            }
+        }
+    });
+}
+
 #[test]
 fn initializer_runs_once_per_worker() {
     watchdog("initializer_runs_once_per_worker", 60, || {

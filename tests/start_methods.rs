@@ -109,6 +109,47 @@ fn restart_fork_server() {
     assert!(common::wait_for_exit_of(server, 10));
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
+// A fork server learns once, as it starts, whether the kernel keeps its children's exit codes for
+// pidfd holders (Linux 6.15+). Its probe child used to exit at once and was often reaped before
+// the server opened its pidfd (27 of 40 starts of a program under load): the answer was then "no" on a kernel
+// that can, and every child's exit went through a status pipe and a wake-up of the server on the
+// way to its join. Every start must give the kernel's answer.
+#[test]
+fn fork_server_learns_the_kernels_answer_at_every_start() {
+    serial("fork_server_learns_the_kernels_answer_at_every_start", || {
+        let expected = kernel_at_least(6, 15);
+        let ctx = Context::new(StartMethod::ForkServer);
+        // On one CPU (the servers inherit this thread's mask) the probe child more often runs, and
+        // exits, before its parent opens its pidfd: the old probe failed in 3 to 28 of these 32
+        // starts, six runs out of six.
+        let all = rustix::thread::sched_getaffinity(None).unwrap();
+        let mut one = rustix::thread::CpuSet::new();
+        one.set((0..rustix::thread::CpuSet::MAX_CPU).find(|&cpu| all.is_set(cpu)).unwrap());
+        rustix::thread::sched_setaffinity(None, &one).unwrap();
+        let mut answers = Vec::new();
+        for round in 0..32 {
+            restart_fork_server();
+            // The first start after the kill finds the server gone and starts a new one.
+            let mut p = ctx.process(exit_with, (round,));
+            p.start().unwrap();
+            assert_eq!(p.join().unwrap(), round);
+            answers.push(multiproc::__private::forkserver_reports_exits().unwrap());
+        }
+        // The next server, started by whichever test needs one, gets the whole mask again.
+        rustix::thread::sched_setaffinity(None, &all).unwrap();
+        restart_fork_server();
+        let wrong = answers.iter().filter(|&&a| a != expected).count();
+        assert_eq!(wrong, 0, "{wrong} of 32 fork servers got the kernel's exit-code support wrong (it is {expected})");
+    })
+}
+
 // Kernels before 6.15 cannot keep exit codes for pidfd holders; there the fork server reaps its
 // children and reports each code on a status pipe. That path, forced: exit codes, signals, and a
 // child started after its siblings ended.

@@ -744,6 +744,12 @@ impl Pool {
     /// Waits for the workers to exit, after [`close`](Self::close) or
     /// [`terminate`](Self::terminate) (CPython `join`).
     ///
+    /// After a close it returns once every result and callback was delivered and every worker
+    /// exited and was reaped. The scheduler's thread tells all workers to stop at once and ends;
+    /// this thread then waits for the workers' ends itself (no hand-over through the scheduler on
+    /// the way back). What the workers held in this process (their connections) is released when
+    /// the pool is dropped.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidState`] while the pool still runs (CPython raises `ValueError`).
@@ -757,9 +763,10 @@ impl Pool {
         {
             return Err(Error::InvalidState("a pool callback cannot join its own pool".into()));
         }
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
+        let panicked = thread.is_some_and(|thread| thread.join().is_err());
+        // The scheduler ends as soon as it told the workers to stop; they are waited for here.
+        self.core.shared.reap_stopped();
+        if panicked {
             return Err(Error::InvalidState("the pool's scheduler thread panicked".into()));
         }
         Ok(())
@@ -773,6 +780,8 @@ impl Pool {
 
     /// Closes the pool and lets its scheduler finish the queue in the background, without waiting.
     pub(crate) fn close_detached(self) {
+        // Before the close: the scheduler must know, when it ends, that nobody will reap for it.
+        self.core.shared.detach();
         self.close();
         // Without its thread handle, dropping the core neither terminates nor waits.
         let thread = self.core.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -973,6 +982,7 @@ impl Drop for Core {
             // it cannot wait for itself, and it ends on its own after the termination.
             if thread.thread().id() != std::thread::current().id() {
                 let _ = thread.join();
+                self.shared.reap_stopped();
             }
         }
     }

@@ -401,6 +401,12 @@ pub(crate) trait Runner: Send + Sync {
     fn cancel_queued(&self);
     /// Asks the runner to look for running chunks whose sink is [`Sink::revoked`].
     fn recheck_running(&self) {}
+    /// Nobody will join the pool (its handle was detached): the runner's thread reaps what it
+    /// started itself as it ends, instead of handing it to [`reap_stopped`](Self::reap_stopped).
+    fn detach(&self) {}
+    /// After the runner's thread ended: waits for the workers it told to stop and handed over,
+    /// and reaps them (for `join`, and for the last handle's drop).
+    fn reap_stopped(&self) {}
     /// Has the runner's own thread watch a descriptor and call `watch` when it is readable
     /// (replacing any watch set before); false when this runner cannot. See [`Watch`].
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
@@ -458,6 +464,16 @@ impl Shared {
     /// Cancels every task not yet handed to a worker.
     pub(crate) fn cancel_queued(&self) {
         self.runner.cancel_queued();
+    }
+
+    /// Nobody will join the pool: see [`Runner::detach`].
+    pub(crate) fn detach(&self) {
+        self.runner.detach();
+    }
+
+    /// Reaps the workers the runner's ended thread handed over: see [`Runner::reap_stopped`].
+    pub(crate) fn reap_stopped(&self) {
+        self.runner.reap_stopped();
     }
 
     /// Stops the running chunks whose sink is revoked (their workers are killed and replaced).

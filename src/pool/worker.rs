@@ -208,7 +208,7 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
         match conn.recv_frame_into(&mut inbox, &mut fds) {
             Ok(()) => {}
             // The pool is gone (terminated, or its process ended): nothing to report to.
-            Err(Error::Eof) => return 0,
+            Err(Error::Eof) => return leaving(0, (conn, setup, outbox, inbox, fds)),
             Err(e) => {
                 eprintln!("multiproc pool worker {}: {e}", std::process::id());
                 return 1;
@@ -216,7 +216,10 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
         }
         let groups = match postcard::from_bytes::<ToWorker<'_>>(&inbox) {
             Ok(ToWorker::Batch(groups)) => groups,
-            Ok(ToWorker::Stop) => return if outbox.flush(&mut conn).is_ok() { 0 } else { 1 },
+            Ok(ToWorker::Stop) => {
+                let code = if outbox.flush(&mut conn).is_ok() { 0 } else { 1 };
+                return leaving(code, (conn, setup, outbox, inbox, fds));
+            }
             Err(e) => {
                 eprintln!("multiproc pool worker {}: a malformed message from the pool ({e})", std::process::id());
                 return 1;
@@ -258,6 +261,15 @@ pub(crate) fn worker_main(mut conn: Connection, mut setup: WorkerSetup) -> i32 {
             return 1;
         }
     }
+}
+
+/// The worker's way out after `Stop` (or when the pool went away): returns `code` without dropping
+/// `state` (its connection, shared word and buffers). The process ends right after, and its exit
+/// closes and unmaps all of it anyway: dropping them first added a `munmap`, two `close`s and the
+/// buffers' `free`s to every worker's way out, which `Pool::join` waits for.
+fn leaving(code: i32, state: impl Sized) -> i32 {
+    std::mem::forget(state);
+    code
 }
 
 /// The chunk entry at `offset`.

@@ -185,26 +185,51 @@ pub(crate) fn serve(control: OwnedFd, status_pipes: bool) -> ! {
 }
 
 /// Whether the kernel reaps our children and keeps their exit codes for pidfd holders
-/// (`PIDFD_INFO_EXIT`, Linux 6.15). Probed once: a child that exits at once, auto-reaped. On
-/// success automatic reaping stays on.
+/// (`PIDFD_INFO_EXIT`, Linux 6.15). Probed once: a child, auto-reaped, that exits once the server
+/// holds its pidfd. On success automatic reaping stays on.
+///
+/// The child waits for the server's pidfd before it exits: one that exited at once was often reaped
+/// before `pidfd_open`, which then failed and read as "unsupported", so that every exit went
+/// through a status pipe (a wake-up of the server on the way to each `join`).
 fn kernel_reports_exit_codes() -> bool {
     sys::reap_children_automatically(true);
-    // SAFETY: the server is single-threaded; the child only calls _exit.
-    let supported = match unsafe { sys::fork() } {
-        Ok(ForkResult::Child) => sys::raw_exit(0),
-        Ok(ForkResult::Parent(pid)) => sys::pidfd_open(pid)
-            .ok()
-            .map(|pidfd| {
-                let _ = sys::poll_readable(&[pidfd.as_fd()], Some(std::time::Duration::from_secs(5)));
-                sys::pidfd_exit_code(pidfd.as_fd()) == Some(0)
-            })
-            .unwrap_or(false),
-        Err(_) => false,
-    };
+    let supported = sys::pipe_cloexec().is_ok_and(|(hold, release)| {
+        // SAFETY: the server is single-threaded; the child only closes, reads and calls _exit.
+        match unsafe { sys::fork() } {
+            Ok(ForkResult::Child) => {
+                drop(release);
+                // End of file: the server holds the pidfd (or gave up).
+                let _ = std::io::Read::read(&mut std::fs::File::from(hold), &mut [0u8; 1]);
+                sys::raw_exit(0)
+            }
+            Ok(ForkResult::Parent(pid)) => {
+                drop(hold);
+                let pidfd = sys::pidfd_open(pid);
+                drop(release);
+                pidfd.is_ok_and(|pidfd| exit_code_reported(pidfd.as_fd()))
+            }
+            Err(_) => false,
+        }
+    });
     if !supported {
         sys::reap_children_automatically(false);
     }
     supported
+}
+
+/// Whether the kernel reports the exit code (0) of the ended probe child behind `pidfd`. The pidfd
+/// turns readable a moment before the child is reaped and its code recorded: until then the kernel
+/// answers "no code yet"; after it, a kernel that keeps no codes answers `ESRCH`.
+fn exit_code_reported(pidfd: BorrowedFd<'_>) -> bool {
+    let _ = sys::poll_readable(&[pidfd], Some(std::time::Duration::from_secs(5)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match sys::pidfd_info_exit(pidfd) {
+            Ok(Some(code)) => return code == 0,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Ok(None) | Err(_) => return false,
+        }
+    }
 }
 
 /// Forks a spare and sends it to the owner (with a status pipe when `track`).

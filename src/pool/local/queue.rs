@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::sync::Arc;
 
 use super::super::scheduler::{Chunk, Chunks, RunState, Runner, Watch};
-use super::transport::Wake;
+use super::scheduler::STOP_GRACE;
+use super::transport::{self, Exiting, Wake};
 use crate::error::{Error, Result};
 
 pub(super) struct Inner {
@@ -22,6 +23,12 @@ pub(super) struct Inner {
     pub(super) sleeping: bool,
     /// A descriptor the scheduler watches for someone else ([`Runner::watch`]).
     pub(super) watch: Option<Arc<dyn Watch>>,
+    /// Nobody will join the pool ([`Runner::detach`]): the scheduler reaps its workers itself.
+    detached: bool,
+    /// Workers told to stop, handed over by the scheduler as it ended, for `join` to reap.
+    exiting: Vec<Exiting>,
+    /// Workers reaped by `join`: what they held is released with the pool.
+    ended: Vec<Exiting>,
 }
 
 pub(super) struct LocalQueue {
@@ -38,6 +45,9 @@ impl LocalQueue {
             recheck: false,
             sleeping: false,
             watch: None,
+            detached: false,
+            exiting: Vec::new(),
+            ended: Vec::new(),
         };
         LocalQueue { inner: Mutex::new(inner), wake }
     }
@@ -69,6 +79,17 @@ impl LocalQueue {
         inner.queue.extend(chunks);
         self.wake_scheduler(&mut inner);
         Ok(())
+    }
+
+    /// The scheduler's last act after a close: keeps `workers` (told to stop) for the pool's
+    /// `join` or `Drop` to reap ([`Runner::reap_stopped`]), or gives them back when nobody will.
+    pub(super) fn hand_over(&self, workers: Vec<Exiting>) -> Option<Vec<Exiting>> {
+        let mut inner = self.lock();
+        if inner.detached {
+            return Some(workers);
+        }
+        inner.exiting.extend(workers);
+        None
     }
 
     /// Moves to `state` unless already terminated (closing a terminated pool changes nothing).
@@ -115,5 +136,17 @@ impl Runner for LocalQueue {
         inner.watch = Some(watch);
         self.wake_scheduler(&mut inner);
         true
+    }
+
+    fn detach(&self) {
+        self.lock().detached = true;
+    }
+
+    fn reap_stopped(&self) {
+        let exiting = std::mem::take(&mut self.lock().exiting);
+        if !exiting.is_empty() {
+            let ended = transport::reap(exiting, STOP_GRACE);
+            self.lock().ended.extend(ended);
+        }
     }
 }

@@ -47,7 +47,7 @@ const MAX_WINDOW: usize = 4096;
 /// Chunks a worker holds before its speed is known.
 const FIRST_WINDOW: usize = 2;
 /// How long a worker that ignores `Stop` is given before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Pause before trying again to start a worker after a failure.
 const START_RETRY: Duration = Duration::from_millis(100);
 
@@ -580,15 +580,20 @@ impl Scheduler {
         }
     }
 
-    /// Closed and drained: tells every worker to stop, and reaps them.
+    /// Closed and drained: tells every worker to stop, all at once, then hands them to whoever
+    /// joins the pool ([`LocalQueue::hand_over`]), or reaps them itself when nobody will.
+    ///
+    /// The thread ends while the workers exit: a `join` then waits for the workers' ends itself,
+    /// instead of for this thread to be woken by each end and to wake the joiner in turn.
     fn stop_all(mut self) {
         for worker in &mut self.workers {
             if !worker.stop_sent {
                 let _ = worker.link.send_stop();
             }
         }
-        for mut worker in std::mem::take(&mut self.workers) {
-            worker.link.join_or_kill(STOP_GRACE);
+        let exiting = self.workers.drain(..).map(|worker| worker.link.into_exiting()).collect();
+        if let Some(exiting) = self.shared.hand_over(exiting) {
+            transport::reap(exiting, STOP_GRACE);
         }
     }
 

@@ -56,9 +56,13 @@ struct Sending {
     fds: Vec<OwnedFd>,
 }
 
+/// A worker's process, killed and reaped if dropped while it runs: a worker never outlives its
+/// pool's handles.
+pub(super) struct WorkerProcess(Process);
+
 /// The scheduler's end of one worker.
 pub(super) struct Link {
-    process: Process,
+    process: WorkerProcess,
     pid: i32,
     running: SharedMemory<AtomicU64>,
     conn: Connection,
@@ -114,7 +118,7 @@ impl Link {
         process.start()?;
         let pid = process.pid().unwrap_or(0);
         Ok(Link {
-            process,
+            process: WorkerProcess(process),
             pid,
             running,
             conn: ours,
@@ -323,31 +327,84 @@ impl Link {
 
     /// Kills the worker (`SIGKILL`).
     pub(super) fn kill(&mut self) {
-        let _ = self.process.kill();
+        self.process.kill();
     }
 
     /// Waits for the worker to end; its exit code (negative: the signal that killed it).
     pub(super) fn join(&mut self) -> i32 {
-        self.process.join().unwrap_or(crate::process::children::EXITCODE_UNKNOWN)
+        self.process.join()
     }
 
-    /// Waits up to `grace` for the worker to end, then kills it; waits for it.
-    pub(super) fn join_or_kill(&mut self, grace: Duration) {
-        if !matches!(self.process.join_timeout(grace), Ok(Some(_))) {
-            self.kill();
-            let _ = self.process.join();
+    /// Hands the worker, told to stop ([`send_stop`](Self::send_stop)), to [`reap`]: kills it
+    /// first if its `Stop` is still queued behind a frame (nobody will send it now).
+    pub(super) fn into_exiting(self) -> Exiting {
+        if self.stop_queued || self.sending.is_some() {
+            self.process.kill();
+        }
+        Exiting(self)
+    }
+}
+
+/// A worker told to stop, on its way out, for [`reap`]; what it holds (its connection, its shared
+/// word) is released when this is dropped.
+pub(super) struct Exiting(Link);
+
+impl WorkerProcess {
+    fn kill(&self) {
+        let _ = self.0.kill();
+    }
+
+    fn join(&mut self) -> i32 {
+        self.0.join().unwrap_or(crate::process::children::EXITCODE_UNKNOWN)
+    }
+
+    /// Reaps it if it has ended; whether it had.
+    fn reap_if_ended(&mut self) -> bool {
+        matches!(self.0.join_timeout(Duration::ZERO), Ok(Some(_)))
+    }
+}
+
+impl Drop for WorkerProcess {
+    /// Killed and reaped unless it ended already (a no-op for one already joined).
+    fn drop(&mut self) {
+        if self.0.exitcode().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.join();
         }
     }
 }
 
-impl Drop for Link {
-    /// A worker does not outlive its link: killed and reaped (a no-op for one already joined).
-    fn drop(&mut self) {
-        if self.process.exitcode().is_none() {
-            let _ = self.process.kill();
-            let _ = self.process.join();
+/// Waits up to `grace` for `workers` (told to stop) to end, all at once; kills those still running
+/// then; reaps them all. They are given back, ended: the caller keeps them, so that releasing what
+/// they held (a `close` or `munmap` each, a TLB shootdown in a process with threads) is not on the
+/// way out of `Pool::join`.
+pub(super) fn reap(mut workers: Vec<Exiting>, grace: Duration) -> Vec<Exiting> {
+    let deadline = std::time::Instant::now() + grace;
+    let mut ended = Vec::with_capacity(workers.len());
+    loop {
+        let mut running = Vec::with_capacity(workers.len());
+        for mut worker in workers {
+            match worker.0.process.reap_if_ended() {
+                true => ended.push(worker),
+                false => running.push(worker),
+            }
+        }
+        workers = running;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if workers.is_empty() || left.is_zero() {
+            break;
+        }
+        let sentinels: Vec<BorrowedFd<'_>> = workers.iter().filter_map(|w| w.0.process.0.sentinel().ok()).collect();
+        if sentinels.len() < workers.len() || sys::poll_readable(&sentinels, Some(left)).is_err() {
+            break;
         }
     }
+    for mut worker in workers {
+        worker.0.kill();
+        worker.0.join();
+        ended.push(worker);
+    }
+    ended
 }
 
 /// The wake-up socket pair: submitters ring, the scheduler's [`wait`] returns.
@@ -430,7 +487,7 @@ pub(super) fn wait<'a>(
                 polled.push(Polled::Writable(i));
             }
         }
-        if let Ok(fd) = link.process.sentinel() {
+        if let Ok(fd) = link.process.0.sentinel() {
             fds.push((fd, Interest::Read));
             polled.push(Polled::Ended(i));
         }

@@ -23,6 +23,8 @@ struct Server {
     pidfd: OwnedFd,
     /// Whether a `Request::Spare` was sent whose reply is still unread.
     spare_requested: bool,
+    /// Whether the kernel reports its children's exit codes (no status pipes), as its hello said.
+    reports_exits: bool,
 }
 
 /// A child forked by the server that waits for its order.
@@ -67,6 +69,17 @@ pub(crate) fn launch(job: Job, me: SelfDescription, alive: OwnedFd, keepalive: O
 pub fn server_pid() -> Result<i32> {
     let mut guard = server();
     Ok(running(&mut guard)?.pid)
+}
+
+/// Whether the fork server (started if needed) lets the kernel report its children's exit codes
+/// (Linux 6.15+) instead of reporting each on a status pipe (for tests and diagnostics).
+///
+/// # Errors
+///
+/// As [`server_pid`].
+pub fn server_reports_exits() -> Result<bool> {
+    let mut guard = server();
+    Ok(running(&mut guard)?.reports_exits)
 }
 
 /// Takes a spare, gives it `order` with `fds`, and asks the server for the next spare.
@@ -173,7 +186,7 @@ fn start_server() -> Result<Server> {
         return Err(Error::BinaryMismatch { parent: mine.to_string(), child: hello.exe.to_string() });
     }
     tracing::debug!(pid, reports_exits = hello.reports_exits, "fork server started");
-    Ok(Server { control: ours, pid, pidfd, spare_requested: false })
+    Ok(Server { control: ours, pid, pidfd, spare_requested: false, reports_exits: hello.reports_exits })
 }
 
 /// In a forked child: the parent's server is not ours; close our copy of its socket.

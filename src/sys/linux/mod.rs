@@ -34,9 +34,9 @@ pub(crate) use poll::{
 };
 pub(crate) use process::{
     ExeIdentity, ForkResult, WaitOutcome, close_inherited_fd, exe_identity, fork, ignore_sigpipe, main_thread_count,
-    pidfd_exit_code, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically, register_at_exit,
-    remove_env_before_main, signals, spawn_current_exe, spawn_current_exe_ignoring_termination, take_inherited_fd,
-    wait_pidfd,
+    pidfd_exit_code, pidfd_info_exit, pidfd_open, pidfd_signal, raw_exit, reap_children_automatically,
+    register_at_exit, remove_env_before_main, signals, spawn_current_exe, spawn_current_exe_ignoring_termination,
+    take_inherited_fd, wait_pidfd,
 };
 pub(crate) use shm::{on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink};
 pub(crate) use socket::{

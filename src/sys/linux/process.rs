@@ -284,16 +284,31 @@ const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
 /// from the kernel with `PIDFD_GET_INFO`; `None` if the kernel does not know it (yet, or at all:
 /// before Linux 6.15).
 pub(crate) fn pidfd_exit_code(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    pidfd_info_exit(pidfd).ok().flatten()
+}
+
+/// `PIDFD_GET_INFO` asking for the exit status: `Ok(Some(code))` once the kernel knows it (Linux
+/// 6.15+, after the process was reaped), `Ok(None)` while the process exists (running, or ended
+/// and not reaped yet).
+///
+/// # Errors
+///
+/// The kernel has no `PIDFD_GET_INFO` (before 6.13), or the process was reaped and the kernel kept
+/// no exit status for pidfd holders (6.13, 6.14): `ESRCH`.
+pub(crate) fn pidfd_info_exit(pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     use std::os::fd::AsRawFd;
     let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
     // SAFETY: the ioctl writes at most size_of::<PidfdInfo>() bytes (the size is encoded in the
     // request number) into `info`, which lives for the duration of the call.
     let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
-    if rc != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
-        return None;
+    if rc != 0 {
+        return Err(last_errno());
+    }
+    if info.mask & PIDFD_INFO_EXIT == 0 {
+        return Ok(None);
     }
     let status = info.exit_code;
-    Some(if libc::WIFSIGNALED(status) { -libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) })
+    Ok(Some(if libc::WIFSIGNALED(status) { -libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) }))
 }
 
 /// Makes the kernel reap this process's children as they exit (`SIGCHLD` ignored), or restores
