@@ -384,15 +384,10 @@ impl Client {
         IN_PERSON.set(InPerson::Armed(self.identity()));
         let submitted = submit();
         let entry = IN_PERSON_ENTRY.with(|entry| entry.borrow_mut().take());
+        // Launched: added and awaited here whatever `submit` returned (its result list is this
+        // thread's to read, so it gets its one outcome even if the call failed after all).
         if let (InPerson::Submitted(_, seq), Some(fields)) = (IN_PERSON.replace(InPerson::Off), entry) {
-            match submitted {
-                Ok(_) => self.collect_in_person(seq, fields),
-                // Launched, and the call failed after all: its chunk is added the ordinary way
-                // (its outcome then reaches its sink through the collector).
-                Err(_) => {
-                    self.add_and_record(&[(seq, fields)]);
-                }
-            }
+            self.collect_in_person(seq, fields);
         }
         submitted
     }
