@@ -35,8 +35,10 @@ const HEADER_MAX: usize = 12;
 
 thread_local! {
     /// Where first records land (a thread receives one at a time): their payload is copied out
-    /// into a buffer of the message's size.
-    static FIRST_RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// into a buffer of the message's size. Zero pages, backed as records reach them: a new
+    /// process's first receive used to zero-fill all 64 KiB (16 page faults, the most of any step
+    /// of a starting pool worker) for a record of a few bytes.
+    static FIRST_RECORD: RefCell<Option<sys::ZeroedPages>> = const { RefCell::new(None) };
 }
 
 /// Sends one frame holding `payload` as records, `fds` attached to the first. Returns how many
@@ -179,14 +181,16 @@ fn recv_first_with<R>(
 ) -> Result<Option<R>> {
     FIRST_RECORD.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        if scratch.len() < RECORD_MAX {
-            scratch.resize(RECORD_MAX, 0);
+        let scratch = match &mut *scratch {
+            Some(pages) => pages,
+            empty => empty.insert(sys::ZeroedPages::new(RECORD_MAX).context("map a receive buffer")?),
         }
+        .as_mut_slice();
         let mut got = None;
         if let Some(spin) = spin {
             // Each look is a receive that does not block; an error ends the spin too (and is
             // reported below).
-            spin.spin(deadline.deadline(), || match sys::recv_record_with_fds(socket, &mut scratch, fds, false) {
+            spin.spin(deadline.deadline(), || match sys::recv_record_with_fds(socket, scratch, fds, false) {
                 Ok(None) => false,
                 received => {
                     got = Some(received);
@@ -196,7 +200,7 @@ fn recv_first_with<R>(
         }
         let n = match got {
             Some(received) => checked(received)?.unwrap_or(0),
-            None => read_step(socket, deadline, |wait| sys::recv_record_with_fds(socket, &mut scratch, fds, wait))?,
+            None => read_step(socket, deadline, |wait| sys::recv_record_with_fds(socket, scratch, fds, wait))?,
         };
         if n == 0 {
             return Ok(None);

@@ -168,6 +168,60 @@ impl Drop for Mapping {
     }
 }
 
+/// Private, anonymous, read-write pages that read as zeros until written: the kernel backs each
+/// page at its first touch, so a large scratch buffer of which most uses write a few bytes costs
+/// the pages those bytes land in (a `Vec` zero-filled to the same size faults in every page at
+/// once). Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct ZeroedPages {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the pages are owned by this value alone (a private mapping nobody else knows); moving
+// it to another thread moves that ownership.
+unsafe impl Send for ZeroedPages {}
+
+impl ZeroedPages {
+    /// Maps `len` bytes (more than 0) of zero pages.
+    ///
+    /// # Errors
+    /// `EINVAL` for a length of 0; the kernel's error when it has no room (`ENOMEM`).
+    pub(crate) fn new(len: usize) -> io::Result<ZeroedPages> {
+        if len == 0 {
+            return Err(io::Errno::INVAL);
+        }
+        // SAFETY: a null hint lets the kernel choose a fresh range, so no existing memory is
+        // replaced; the result is checked below.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(io::Errno::NOMEM)?;
+        Ok(ZeroedPages { ptr, len })
+    }
+
+    /// The bytes, writable.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` is the start of a readable, writable mapping of `len` bytes (len > 0), all
+        // initialized (an anonymous mapping reads as zeros where nothing was written), owned by
+        // `self` and borrowed mutably for the slice's life.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ZeroedPages {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe exactly the range `mmap` returned, mapped once; no slice
+        // of it outlives `self` (they borrow it).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 /// How a futex wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
@@ -191,4 +245,21 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
     // The kernel reads the count as a signed int: cap it, or "all" (u32::MAX) would read as -1.
     futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32)).unwrap_or(0)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_pages_read_as_zeros_keep_what_is_written_and_refuse_no_length() {
+        assert_eq!(ZeroedPages::new(0).unwrap_err(), io::Errno::INVAL);
+        let mut pages = ZeroedPages::new(64 * 1024 + 1).unwrap();
+        let bytes = pages.as_mut_slice();
+        assert_eq!(bytes.len(), 64 * 1024 + 1);
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[0] = 1;
+        bytes[64 * 1024] = 2;
+        assert_eq!((pages.as_mut_slice()[0], pages.as_mut_slice()[64 * 1024]), (1, 2));
+    }
 }

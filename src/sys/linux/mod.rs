@@ -26,8 +26,8 @@ pub(crate) use dispositions::{
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{
-    FutexWait, Mapping, futex_wait, futex_wake, memfd_growable, memfd_sealed, read_at, release_range, sealed_size,
-    unshrinkable_size, write_all_at, write_all_vectored_at,
+    FutexWait, Mapping, ZeroedPages, futex_wait, futex_wake, memfd_growable, memfd_sealed, read_at, release_range,
+    sealed_size, unshrinkable_size, write_all_at, write_all_vectored_at,
 };
 pub(crate) use poll::{
     Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
