@@ -18,10 +18,12 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(1);
 /// Of the last 8 samples, how many may find more runnable tasks than CPUs for a spin to start.
 const BUSY_SAMPLES_ALLOWED: u32 = 1;
 
-/// The CPUs this process may use.
+/// The CPUs this process may run on: its affinity mask, read once per process (one system call;
+/// `available_parallelism` would read the cgroup's CPU quota, a dozen system calls, and a quota
+/// does not decide whether two threads can run at the same time).
 pub(crate) fn cpus() -> usize {
     static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    *CPUS.get_or_init(sys::cpus_to_run_on)
 }
 
 /// Whether the CPUs have room for a spinning thread, from the last 8 samples of the system's

@@ -162,17 +162,11 @@ fn reach_for(waited: Duration) -> u32 {
     (0..MAX_REACH).find(|&reach| u128::from(MAX_BUDGET_NS << reach) >= wanted).unwrap_or(MAX_REACH)
 }
 
-/// Whether spinning can pay at all: more than one CPU to run on (in the affinity mask: one system
-/// call, once per process; `available_parallelism` read the cgroup's CPU quota, a dozen system
-/// calls and some heap, in every worker on the way to its first task).
+/// Whether spinning can pay at all: more than one CPU to run on ([`cpu_room::cpus`]).
+///
+/// [`cpu_room::cpus`]: crate::sync::cpu_room::cpus
 pub(crate) fn several_cpus() -> bool {
-    #[cfg(not(loom))]
-    {
-        static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *SEVERAL.get_or_init(|| crate::sys::cpus_to_run_on() > 1)
-    }
-    #[cfg(loom)]
-    true
+    cfg!(loom) || crate::sync::cpu_room::cpus() > 1
 }
 
 impl SpinState {

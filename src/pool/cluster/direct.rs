@@ -255,7 +255,7 @@ fn decode(frame: &[u8]) -> Option<Value> {
 fn decode_at(bytes: &[u8], depth: usize) -> Option<(Value, usize)> {
     let kind = *bytes.first()?;
     let line = bytes.windows(2).position(|w| w == b"\r\n")?;
-    let text = std::str::from_utf8(&bytes[1..line]).ok()?;
+    let text = std::str::from_utf8(bytes.get(1..line)?).ok()?;
     let after_line = line + 2;
     match kind {
         b'+' if text == "OK" => Some((Value::Okay, after_line)),

@@ -368,8 +368,8 @@ impl Drop for WorkerProcess {
     /// Killed and reaped unless it ended already (a no-op for one already joined).
     fn drop(&mut self) {
         if self.0.exitcode().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.join();
+            self.kill();
+            self.join();
         }
     }
 }
