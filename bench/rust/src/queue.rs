@@ -220,7 +220,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["queue_2p2c"] => throughput(|| Queue::new().expect("queue"), 2, 2),
         ["simple_1p1c"] => throughput(|| SimpleQueue::new().expect("queue"), 1, 1),
         ["joinable_1p1c"] => joinable_1p1c(),
-        ["transfer_100mb"] => transfer_100mb(),
+        ["queue_transfer_100mb"] => transfer_100mb(),
         ["bytes_1p1c", size] => bytes_1p1c(size.parse().expect("a size in bytes")),
         _ => return None,
     };
