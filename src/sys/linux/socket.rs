@@ -206,6 +206,28 @@ pub(crate) fn next_packet_len(socket: BorrowedFd<'_>) -> io::Result<usize> {
     }
 }
 
+/// The send buffer a Unix socket asks for before a large message (see [`widen_send_buffer`]).
+pub(crate) const WIDE_SEND_BUFFER: usize = 1 << 20;
+
+/// Asks the kernel for a send buffer of [`WIDE_SEND_BUFFER`] bytes on a Unix socket, so that a
+/// large message crosses in steps of about a megabyte instead of about 200 KiB (each step is a
+/// sleep and a wake-up of both sides). The kernel grants at most `net.core.wmem_max`, doubled for
+/// its bookkeeping (a stock kernel's 208 KiB gives 416 KiB; the development VM's 4 MiB gives the
+/// whole 2 MiB); a buffer already that wide is left alone, so the call never narrows one (where
+/// `wmem_max` is below the default, or unreadable, it does nothing). Memory is taken only by bytes
+/// in flight. Not for TCP sockets, whose buffers the kernel sizes itself unless told a size. Best
+/// effort: errors are ignored.
+pub(crate) fn widen_send_buffer(socket: BorrowedFd<'_>) {
+    static GRANTED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let granted = *GRANTED.get_or_init(|| {
+        let max = std::fs::read_to_string("/proc/sys/net/core/wmem_max").ok().and_then(|s| s.trim().parse().ok());
+        max.map_or(0, |max: usize| 2 * WIDE_SEND_BUFFER.min(max))
+    });
+    if rustix::net::sockopt::socket_send_buffer_size(socket).is_ok_and(|now| now < granted) {
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(socket, WIDE_SEND_BUFFER);
+    }
+}
+
 /// Receives up to `max` bytes into the spare capacity of `buf` (which must have room for them),
 /// extending its length by the number read. Returns that number; 0 means the peer closed.
 ///
@@ -334,4 +356,24 @@ pub(crate) fn is_unix_socket(socket: BorrowedFd<'_>) -> bool {
 /// after its last handshake message) is spared up to 40 ms. Not TCP: nothing to do.
 pub(crate) fn ack_now(socket: BorrowedFd<'_>) {
     let _ = rustix::net::sockopt::set_tcp_quickack(socket, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn a_widened_send_buffer_is_what_the_kernel_grants_and_is_left_alone_once_wide() {
+        let (a, _b) = socketpair_cloexec(SocketKind::Stream).unwrap();
+        let before = rustix::net::sockopt::socket_send_buffer_size(a.as_fd()).unwrap();
+        widen_send_buffer(a.as_fd());
+        let after = rustix::net::sockopt::socket_send_buffer_size(a.as_fd()).unwrap();
+        // The kernel doubles what is asked, capped at `net.core.wmem_max`.
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max").unwrap().trim().parse().unwrap();
+        assert_eq!(after, before.max(2 * WIDE_SEND_BUFFER.min(max)), "before {before}, wmem_max {max}");
+        widen_send_buffer(a.as_fd());
+        assert_eq!(rustix::net::sockopt::socket_send_buffer_size(a.as_fd()).unwrap(), after);
+    }
 }
