@@ -36,16 +36,19 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
+use serde::Serialize;
+
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
-use crate::reduction::Message;
+use crate::reduction;
 use crate::shm::record_ring::{self, Found, RecordRing, RingBytes};
 use crate::sync::futex::Kernel;
 use crate::sync::lock_state::{Acquired, LIVENESS_SLICE};
 use crate::sync::spin::SpinState;
 use crate::sys;
 
-use super::shared::{BigItem, Counters, SharedMemory, State};
+use super::big::{BigItem, Encoding, ItemWriter};
+use super::shared::{Counters, SharedMemory, State};
 use super::spill::{RELEASE_STEP, Spill};
 use super::wakeup::Sleep;
 
@@ -84,9 +87,11 @@ pub(super) enum Taken {
 struct Outgoing<'a> {
     /// The record it takes (BIG may still become INLINE: see `spill_whole`).
     kind: u32,
-    /// Its encoding.
-    bytes: &'a [u8],
-    /// Its descriptors, and last, for a BIG record, the memory file holding `bytes`.
+    /// The length of its encoding.
+    len: usize,
+    /// Its encoding, unless it is only in its memory file (see `big::ItemWriter`).
+    bytes: Option<&'a [u8]>,
+    /// Its descriptors, and last, for a BIG record, the memory file holding its encoding.
     fds: &'a [OwnedFd],
     /// Whether the item may go to the spill whole should the side channel be full (it holds no
     /// descriptor of its own, and its length fits a record's).
@@ -186,9 +191,25 @@ impl Core {
         }
     }
 
-    /// Puts an encoded item, waiting for room until `deadline` (then [`Error::Full`]).
-    pub(super) fn put(&self, message: Message, deadline: Deadline) -> Result<()> {
-        let Message { bytes, mut fds } = message;
+    /// Encodes `item` for [`put`](Self::put): in memory up to the ring's inline limit, beyond it
+    /// straight into a memory file of its own (see `big::ItemWriter`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the item cannot be encoded; [`Error::Io`] if its memory file cannot be
+    /// written (memory is short).
+    pub(super) fn encode<T: Serialize + ?Sized>(&self, item: &T) -> Result<(Encoding, Vec<OwnedFd>)> {
+        let mut failure = None;
+        let encoded = reduction::encode_with(item, ItemWriter::new(self.inline_limit(), &mut failure));
+        match failure {
+            Some(errno) => Err(errno).context("write a big item into its memory file (is memory short?)"),
+            None => encoded,
+        }
+    }
+
+    /// Puts an encoded item holding the descriptors `fds`, waiting for room until `deadline`
+    /// (then [`Error::Full`]).
+    pub(super) fn put(&self, encoding: Encoding, mut fds: Vec<OwnedFd>, deadline: Deadline) -> Result<()> {
         let state = self.state();
         if fds.len() >= sys::MAX_FDS_PER_MESSAGE {
             return Err(Error::InvalidState(format!(
@@ -198,19 +219,29 @@ impl Core {
             )));
         }
         let own_fds = fds.len();
+        let len = encoding.len();
         // A big item goes in a memory file of its own, unless it holds no descriptor and the side
-        // channel (which would carry that file) was found full: then it goes to the spill.
-        let spill_whole = bytes.len() <= SPILL_ITEM_MAX && own_fds == 0;
-        let kind = match (bytes.len() > self.inline_limit(), own_fds > 0) {
+        // channel (which would carry that file) is full: then it goes to the spill.
+        let spill_whole = len <= SPILL_ITEM_MAX && own_fds == 0;
+        let bytes = match encoding {
+            Encoding::InMemory(bytes) => Some(bytes),
+            Encoding::Stored { file, .. } => {
+                fds.push(file);
+                None
+            }
+        };
+        let kind = match (len > self.inline_limit(), own_fds > 0) {
+            // Already in its memory file.
+            _ if bytes.is_none() => BIG,
             (true, _) if spill_whole && state.side_channel_full.load(Ordering::Relaxed) != 0 => INLINE,
             (true, _) => BIG,
             (false, true) => FDS,
             (false, false) => INLINE,
         };
-        if kind == BIG {
-            fds.push(BigItem::store(&bytes)?);
+        if let (BIG, Some(bytes)) = (kind, &bytes) {
+            fds.push(BigItem::store(bytes)?);
         }
-        let item = Outgoing { kind, bytes: &bytes, fds: &fds, spill_whole };
+        let item = Outgoing { kind, len, bytes: bytes.as_deref(), fds: &fds, spill_whole };
         loop {
             let Some(locked) = self.lock(lock_deadline(deadline))? else { return Err(Error::Full) };
             match self.push_locked(&locked, &item)? {
@@ -250,14 +281,24 @@ impl Core {
                 None => return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst)))),
             }
         }
-        let length = (item.bytes.len() as u64).to_le_bytes();
+        let length = (item.len as u64).to_le_bytes();
+        let read_back;
+        let bytes = match (item.bytes, item.fds.last()) {
+            (Some(bytes), _) => bytes,
+            // A big item whose file found no room on the side channel goes to the spill whole.
+            (None, Some(file)) if kind == INLINE => {
+                read_back = BigItem::read_back(file, item.len)?;
+                &read_back
+            }
+            (None, _) => &[],
+        };
         let parts: [&[u8]; 2] = match kind {
-            INLINE => [&[], item.bytes],
-            FDS => [&ticket, item.bytes],
+            INLINE => [&[], bytes],
+            FDS => [&ticket, bytes],
             _ => [&ticket, &length],
         };
         let payload_len = parts[0].len() + parts[1].len();
-        let fits_ring = kind != INLINE || item.bytes.len() <= self.inline_limit();
+        let fits_ring = kind != INLINE || item.len <= self.inline_limit();
         let new = match fits_ring && !counters.spilling() {
             true => self.write_ring(&counters, kind, parts),
             false => None,
@@ -550,9 +591,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::reduction::Message;
 
     /// No thread has this id (above any `pid_max`): a lock holder that died.
     const GHOST: u32 = 0x3fff_fff0;
+
+    fn put(core: &Core, message: Message) -> Result<()> {
+        core.put(Encoding::InMemory(message.bytes), message.fds, Deadline::NONE)
+    }
 
     fn message(n: u8) -> Message {
         Message { bytes: vec![n], fds: Vec::new() }
@@ -586,23 +632,23 @@ mod tests {
     #[test]
     fn a_producer_killed_after_arming_its_journal_is_completed() {
         let core = Core::create(1, 0, 4096).unwrap();
-        core.put(message(1), Deadline::NONE).unwrap();
+        put(&core, message(1)).unwrap();
         die_while_putting(&core, 2, true);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 1);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
         assert!(matches!(core.get(Deadline::after(Some(Duration::ZERO))), Err(Error::Empty)));
-        core.put(message(3), Deadline::NONE).unwrap();
+        put(&core, message(3)).unwrap();
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 3);
     }
 
     #[test]
     fn a_producer_killed_before_arming_its_journal_changed_nothing() {
         let core = Core::create(1, 0, 4096).unwrap();
-        core.put(message(1), Deadline::NONE).unwrap();
+        put(&core, message(1)).unwrap();
         die_while_putting(&core, 2, false);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 1);
         assert!(matches!(core.get(Deadline::after(Some(Duration::ZERO))), Err(Error::Empty)));
-        core.put(message(3), Deadline::NONE).unwrap();
+        put(&core, message(3)).unwrap();
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 3);
     }
 
@@ -610,7 +656,7 @@ mod tests {
     fn a_consumer_killed_after_arming_took_its_item() {
         let core = Core::create(1, 0, 4096).unwrap();
         for n in 1..=2 {
-            core.put(message(n), Deadline::NONE).unwrap();
+            put(&core, message(n)).unwrap();
         }
         let state = core.state();
         let locked = core.lock(Deadline::NONE).unwrap().unwrap();
@@ -638,7 +684,7 @@ mod tests {
         let before = memory_held(&core);
         let item = |n: u8| Message { bytes: vec![n; 1000], fds: Vec::new() };
         for n in 0..10_000u32 {
-            core.put(item(n as u8), Deadline::NONE).unwrap();
+            put(&core, item(n as u8)).unwrap();
         }
         let full = memory_held(&core);
         assert!(full > before + (9 << 20), "10 MB spilled, {} bytes held", full - before);
@@ -654,7 +700,7 @@ mod tests {
         // All given back: what stays is the state and the ring's 4 KiB.
         assert!(memory_held(&core) <= before + 4096, "{} bytes held", memory_held(&core));
         // And the queue starts over in the ring.
-        core.put(item(7), Deadline::NONE).unwrap();
+        put(&core, item(7)).unwrap();
         assert_eq!(state_counters(&core).spill_tail, 0);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 7);
     }
@@ -667,7 +713,7 @@ mod tests {
     fn a_malformed_spill_record_is_an_error_not_a_crash() {
         let core = Core::create(1, 0, 4096).unwrap();
         for n in 0..100 {
-            core.put(Message { bytes: vec![n; 100], fds: Vec::new() }, Deadline::NONE).unwrap();
+            put(&core, Message { bytes: vec![n; 100], fds: Vec::new() }).unwrap();
         }
         let c = state_counters(&core);
         assert!(c.spilling());
@@ -689,7 +735,7 @@ mod tests {
         let file = std::fs::File::open("/proc/self/exe").unwrap();
         sys::try_send_with_fds(core.side_tx.as_fd(), &[IoSlice::new(&0u64.to_le_bytes())], &[file.as_fd()]).unwrap();
         let with_fd = Message { bytes: vec![5], fds: vec![OwnedFd::from(file)] };
-        core.put(with_fd, Deadline::NONE).unwrap();
+        put(&core, with_fd).unwrap();
         match core.get(Deadline::NONE).unwrap() {
             Taken::Inline(bytes, fds) => assert_eq!((bytes, fds.len()), (vec![5], 1)),
             Taken::Big(..) => panic!("a small item came back big"),

@@ -54,7 +54,8 @@ impl<T: Serialize + DeserializeOwned> Inner<T> {
     }
 
     fn put(&self, item: &T, deadline: Deadline) -> Result<()> {
-        self.core.put(reduction::encode(item)?, deadline)
+        let (encoding, fds) = self.core.encode(item)?;
+        self.core.put(encoding, fds, deadline)
     }
 
     fn get(&self, deadline: Deadline) -> Result<T> {

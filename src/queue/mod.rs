@@ -148,6 +148,9 @@
 //! | passing a queue to `Process(args=(q,))` | the same: [`Process::new(f, (q.clone(),))`](crate::Process::new) |
 
 #[cfg(not(loom))]
+#[allow(unsafe_code, reason = "shared-memory internals: a big item's mapped memory file")]
+mod big;
+#[cfg(not(loom))]
 #[allow(unsafe_code, reason = "shared-memory internals: records in the queue's ring")]
 mod core;
 #[cfg(not(loom))]

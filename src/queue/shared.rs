@@ -328,38 +328,3 @@ fn not_a_queue(what: &str) -> Error {
         "the queue received is not the expected kind of queue: {what}; were sender and receiver built from the same program, with the same item type?"
     ))
 }
-
-/// A big item's bytes in a memory file of their own, mapped read-only in spirit (never written).
-#[derive(Debug)]
-pub(super) struct BigItem {
-    mapping: Mapping,
-    len: usize,
-}
-
-impl BigItem {
-    /// Puts `bytes` in a new memory file, its size sealed.
-    pub(super) fn store(bytes: &[u8]) -> Result<OwnedFd> {
-        let fd = sys::memfd_sealed("multiproc-queue-item", bytes.len()).context("create a memory file for an item")?;
-        sys::write_all_at(fd.as_fd(), bytes, 0).context("write an item into its memory file")?;
-        Ok(fd)
-    }
-
-    /// Maps a big item's memory file of `len` bytes, received from a producer.
-    pub(super) fn open(fd: &OwnedFd, len: usize) -> Result<Self> {
-        match sys::sealed_size(fd.as_fd()).context("inspect an item's memory file")? {
-            Some(size) if size == len && len > 0 => {}
-            _ => return Err(Error::Protocol("a queue item's memory file has the wrong size or is not sealed".into())),
-        }
-        let mapping = Mapping::new(fd.as_fd(), len).context("map an item's memory file")?;
-        Ok(BigItem { mapping, len })
-    }
-
-    /// The item's bytes.
-    pub(super) fn bytes(&self) -> &[u8] {
-        debug_assert_eq!(self.mapping.len(), self.len);
-        // SAFETY: the mapping holds `len` bytes (its file's sealed size, checked in `open`, so
-        // no holder can shrink it), stays mapped as long as the returned borrow of `self`, and no
-        // process writes the file after the producer sent it.
-        unsafe { std::slice::from_raw_parts(self.mapping.as_ptr().as_ptr(), self.len) }
-    }
-}

@@ -81,14 +81,29 @@ thread_local! {
 
 /// Encodes `value`, collecting the descriptors it holds.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
+    let (bytes, fds) = encode_with(value, postcard::ser_flavors::AllocVec::new())?;
+    Ok(Message { bytes, fds })
+}
+
+/// [`encode`] into another destination than a new buffer (a postcard flavor), returning what the
+/// flavor makes of the bytes and the descriptors `value` holds.
+///
+/// # Errors
+///
+/// [`Error::Codec`] when `value` cannot be encoded, or when the flavor refuses its bytes (a flavor
+/// that can fail for another reason keeps that reason for its caller to report).
+pub(crate) fn encode_with<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
+    value: &T,
+    flavor: F,
+) -> Result<(F::Output, Vec<OwnedFd>)> {
     let outer = ENCODING.with(|slot| slot.replace(Some(EncodeScope::default())));
-    let result = postcard::to_stdvec(value);
+    let result = postcard::serialize_with_flavor(value, flavor);
     let scope = ENCODING.with(|slot| slot.replace(outer)).unwrap_or_default();
-    let bytes = result.map_err(|e| match scope.failure {
+    let output = result.map_err(|e| match scope.failure {
         Some(detail) => Error::Codec { action: "encode", detail },
         None => codec_error("encode", e),
     })?;
-    Ok(Message { bytes, fds: scope.fds })
+    Ok((output, scope.fds))
 }
 
 /// The error a `Serialize` impl of this crate returns: `message` is kept for [`encode`] to report

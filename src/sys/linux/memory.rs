@@ -26,6 +26,18 @@ pub(crate) fn memfd_sealed(name: &str, len: usize) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Creates an empty anonymous memory file that writes (`pwrite(2)`) extend, to be sealed with
+/// [`seal_size`] once written.
+pub(crate) fn memfd_unsealed(name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+}
+
+/// Seals the size of a memory file made by [`memfd_unsealed`]: it can no longer grow or shrink,
+/// and no further seal can be added (what [`sealed_size`] checks on the receiving side).
+pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+}
+
 /// Whether `fd` is a memory file whose size can no longer change, and its size.
 pub(crate) fn sealed_size(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
     let seals = rustix::fs::fcntl_get_seals(fd)?;

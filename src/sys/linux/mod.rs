@@ -26,8 +26,8 @@ pub(crate) use dispositions::{
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{
-    FutexWait, Mapping, ZeroedPages, futex_wait, futex_wake, memfd_growable, memfd_sealed, read_at, release_range,
-    sealed_size, unshrinkable_size, write_all_at, write_all_vectored_at,
+    FutexWait, Mapping, ZeroedPages, futex_wait, futex_wake, memfd_growable, memfd_sealed, memfd_unsealed, read_at,
+    release_range, seal_size, sealed_size, unshrinkable_size, write_all_at, write_all_vectored_at,
 };
 pub(crate) use poll::{
     Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
@@ -43,7 +43,7 @@ pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
     prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
     set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
-    try_send_with_fds,
+    try_send_with_fds, widen_send_buffer,
 };
 pub(crate) use thread::{ThreadLife, cpus_to_run_on, current_thread, thread_gone, thread_life};
 pub(crate) use usage::{involuntary_switches, runnable_tasks};
