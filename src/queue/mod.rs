@@ -25,9 +25,11 @@
 //! - There is no feeder thread: a put is complete when it returns. Items put before a producer
 //!   exits are never lost, and a producer never waits at exit.
 //! - **Big items** (an encoding over 128 KiB, or a quarter of the ring) do not go through the ring:
-//!   the producer writes the encoding into a memory file of its own and passes that descriptor on
-//!   the queue's side channel (a `SOCK_SEQPACKET` pair every handle holds); the ring holds a
-//!   24-byte record. The consumer maps the file and decodes in place. Items holding descriptors
+//!   the producer encodes the item straight into a memory file of its own (the first 128 KiB are
+//!   buffered; past them, long pieces such as the bytes of a string or a byte buffer go from the
+//!   item into the file, never through a buffer) and passes that descriptor on the queue's side
+//!   channel (a `SOCK_SEQPACKET` pair every handle holds); the ring holds a 24-byte record. The
+//!   consumer maps the file and decodes in place. Items holding descriptors
 //!   ([`Handle`](crate::Handle), a connection, another queue) pass those on the same channel.
 //! - **An unbounded queue never makes `put` wait** (CPython's `Queue()` buffers every item in its
 //!   producer until readers come; programs such as CPython's `mp_workers.py` put every task
@@ -87,9 +89,13 @@
 //! | `Queue`, 2 producers → 2 consumers | 1 720 000 items/s | 52 000 | 33 |
 //! | `SimpleQueue`, 1 → 1 | 2 610 000 items/s | 44 000 | 59 |
 //! | `JoinableQueue`, 1 → 1, `task_done` per item, until `join` returns | 3 340 000 items/s | 44 000 | 75 |
-//! | one 100 MB item, child → parent | 0.076 s | 0.817 s | 11 |
 //!
 //! At a lighter load (3), ours reached 3.4 – 3.9 million items/s on one producer and one consumer.
+//!
+//! That run also had a row for one 100 MB item (0.076 s, 11x), which measured a pipe, not a queue: the benchmark's queue
+//! metric ran the `connection` group's transfer until 2026-12-07. Measured on the queue
+//! (2026-12-07, quiet VM): 0.14-0.19 s against CPython's 0.41-0.55 s, about 3x (0.21-0.26 s
+//! before big items were encoded straight into their memory file).
 //!
 //! How the design was chosen:
 //!
@@ -127,9 +133,13 @@
 //!   could be writing, and growing needs no remapping in every process. Spilling from the first
 //!   full ring onwards, until the queue drains, keeps the order with one rule (ring before
 //!   spill); a queue that alternated would need a list of runs in the journal.
-//! - **100 MB** go with three copies (encoding, writing the memory file, decoding from the
-//!   mapping) and no pipe: CPython pickles (a copy), writes through a pipe in 64 KiB pieces and
-//!   unpickles (a copy) in its feeder and reader.
+//! - **100 MB** go with two copies (encoding into the memory file, decoding from the mapping) and
+//!   no pipe: CPython pickles (a copy), writes through a pipe in 64 KiB pieces and unpickles (a
+//!   copy) in its feeder and reader. What is left is the floor of fresh memory on this VM, not
+//!   copying: the memory file's pages (`pwrite` into a new memory file: 44-60 ms for 100 MB) and
+//!   the consumer's new buffer (the decoded bytes land in 24 000 fresh 4 KiB pages: 60-80 ms).
+//!   Encoding into a buffer first, as before 2026-12-07, cost another 60-80 ms and a second
+//!   100 MB in the producer for a moment.
 //!
 //! # Coming from Python
 //!
