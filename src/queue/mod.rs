@@ -92,10 +92,10 @@
 //!
 //! At a lighter load (3), ours reached 3.4 – 3.9 million items/s on one producer and one consumer.
 //!
-//! That run also had a row for one 100 MB item (0.076 s, 11x), which measured a pipe, not a queue: the benchmark's queue
-//! metric ran the `connection` group's transfer until 2026-12-07. Measured on the queue
-//! (2026-12-07, quiet VM): 0.14-0.19 s against CPython's 0.41-0.55 s, about 3x (0.21-0.26 s
-//! before big items were encoded straight into their memory file).
+//! That run also had a row for one 100 MB item (0.076 s, 11x), which measured a pipe, not a
+//! queue: the benchmark's queue metric ran the `connection` group's transfer until 2026-12-07.
+//! Measured on the queue (2026-12-07, quiet VM): 0.14-0.19 s against CPython's 0.41-0.55 s, about
+//! 3x (0.21-0.26 s before big items were encoded straight into their memory file).
 //!
 //! How the design was chosen:
 //!
