@@ -72,6 +72,14 @@ impl<'a> ItemWriter<'a> {
         Ok(())
     }
 
+    /// Whether `more` bytes still fit in the buffer of an encoding that is in memory (the path of
+    /// every small item, kept short).
+    #[inline]
+    fn fits_in_memory(&self, more: usize) -> bool {
+        self.file.is_none() && self.buf.len() + more <= self.limit
+    }
+
+    #[cold]
     fn extend(&mut self, data: &[u8]) -> rustix::io::Result<()> {
         if self.file.is_none() {
             if self.buf.len() + data.len() <= self.limit {
@@ -128,7 +136,7 @@ impl postcard::ser_flavors::Flavor for ItemWriter<'_> {
 
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        if self.file.is_none() && self.buf.len() < self.limit {
+        if self.fits_in_memory(1) {
             self.buf.push(data);
             return Ok(());
         }
@@ -138,6 +146,10 @@ impl postcard::ser_flavors::Flavor for ItemWriter<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.fits_in_memory(data.len()) {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
         let result = self.extend(data);
         self.keep(result)
     }
