@@ -14,7 +14,10 @@ const WATCHDOG_SECS: u64 = 60;
 /// One record holds this much payload after a 4-byte header.
 const FIRST_RECORD_PAYLOAD: usize = 64 * 1024 - 4;
 
-const SIZES: [usize; 7] = [0, 1, FIRST_RECORD_PAYLOAD, FIRST_RECORD_PAYLOAD + 1, 64 * 1024, 200_000, 3 << 20];
+// The last two cross a huge page of bytes (the receiver asks for huge pages) and the size from which
+// the sender widens its send buffer.
+const SIZES: [usize; 8] =
+    [0, 1, FIRST_RECORD_PAYLOAD, FIRST_RECORD_PAYLOAD + 1, 64 * 1024, 200_000, 3 << 20, (5 << 20) + 7];
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
     (0..len).map(|i| ((i + seed) % 251) as u8).collect()

@@ -30,6 +30,11 @@ use crate::sys::{self, Interest};
 /// The largest record sent, header included.
 pub(crate) const RECORD_MAX: usize = 64 * 1024;
 
+/// A frame of this many bytes or more widens the socket's send buffer first
+/// (`sys::widen_send_buffer`): its records then cross 2 MiB at a time where the kernel allows,
+/// not 208 KiB.
+const WIDEN_SEND_BUFFER_FROM: usize = 4 << 20;
+
 /// The longest frame header (`frame::header`).
 const HEADER_MAX: usize = 12;
 
@@ -51,6 +56,9 @@ pub(crate) fn send_frame(
 ) -> std::result::Result<(), (Error, usize)> {
     let (header, header_len) = frame::header(payload.len() as u64);
     let first = payload.len().min(RECORD_MAX - header_len);
+    if payload.len() >= WIDEN_SEND_BUFFER_FROM {
+        sys::widen_send_buffer(socket);
+    }
     let mut sent = 0;
     send_record(socket, &[IoSlice::new(&header[..header_len]), IoSlice::new(&payload[..first])], fds, deadline)
         .map_err(|e| (e, 0))?;
@@ -116,6 +124,9 @@ pub(crate) fn try_send_frame(
     mut sent: usize,
     fds: &[BorrowedFd<'_>],
 ) -> Result<usize> {
+    if sent == 0 && frame.len() >= WIDEN_SEND_BUFFER_FROM {
+        sys::widen_send_buffer(socket);
+    }
     while sent < frame.len() {
         let record = &frame[sent..frame.len().min(sent + RECORD_MAX)];
         let attached = if sent == 0 { fds } else { &[] };
@@ -248,28 +259,21 @@ fn short_record(len: usize) -> Error {
 }
 
 /// Receives the rest of a frame of `len` bytes into `buf` (which holds its first part), record by
-/// record, growing it as bytes arrive.
+/// record, growing it as bytes arrive (`frame::make_room`: a lying length costs the bytes really
+/// sent) and asking for huge pages once one huge page of bytes is in.
 pub(crate) fn recv_rest(socket: BorrowedFd<'_>, buf: &mut Vec<u8>, len: u64, deadline: impl Waiter) -> Result<()> {
     let len = usize::try_from(len).map_err(|_| Error::Protocol(format!("a message of {len} bytes")))?;
+    let mut advised = false;
     while buf.len() < len {
         let want = (len - buf.len()).min(RECORD_MAX);
-        if buf.capacity() < buf.len() + want {
-            // Doubling as bytes arrive, never past the frame: a lying length costs at most twice
-            // the bytes really sent.
-            let target = (2 * buf.len()).clamp(buf.len() + want, len);
-            buf.reserve_exact(target - buf.len());
+        frame::make_room(buf, len, want);
+        if !advised && buf.len() >= frame::HUGE_PAGES_AFTER {
+            // The room reserved up front (`parse_first`) may spare `make_room` a growth step,
+            // where it would have asked.
+            sys::prefer_huge_pages(buf);
+            advised = true;
         }
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let n = read_step(socket, deadline, |wait| sys::recv_record(socket, &mut buf[start..], wait));
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
-        };
-        buf.truncate(start + n);
+        let n = read_step(socket, deadline, |wait| sys::recv_record_into_spare(socket, buf, want, wait))?;
         if n == 0 {
             return Err(frame::eof_during_message());
         }

@@ -212,8 +212,15 @@ fn oneway_mib1() -> f64 {
 }
 
 fn transfer_100mb() -> f64 {
+    transfer_100mb_over(multiproc::pipe)
+}
+
+/// One 100 MB message parent → child and the child's 8-byte answer, over a pair `pair` makes.
+fn transfer_100mb_over(pair: fn() -> multiproc::Result<(Connection, Connection)>) -> f64 {
     const SIZE: usize = 100_000_000;
-    let (mut conn, p) = with_child(len_sink);
+    let (mut conn, child) = pair().expect("pipe");
+    let mut p = Process::new(len_sink, (child,));
+    p.start().expect("start");
     let msg = vec![0x5au8; SIZE];
     let mut op = || {
         conn.send_bytes(&msg).expect("send");
@@ -247,6 +254,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["oneway_msg64"] => oneway_msg64(),
         ["oneway_mib1"] => oneway_mib1(),
         ["transfer_100mb"] => transfer_100mb(),
+        ["transfer_100mb_socket_pipe"] => transfer_100mb_over(multiproc::socket_pipe),
         _ => return None,
     };
     Some(value.to_string())

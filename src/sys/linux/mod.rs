@@ -41,9 +41,9 @@ pub(crate) use process::{
 pub(crate) use shm::{on_fork_child, prefault, segment_size, shm_attach, shm_create, shm_unlink};
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, Shutdown, SocketKind, ack_now, is_seqpacket, is_unix_socket, next_packet_len,
-    prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_with_fds, recv_with_fds, send_with_fds,
-    set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare, try_recv_plain, try_recv_with_fds,
-    try_send_with_fds, widen_send_buffer,
+    prefer_huge_pages, recv_into_spare, recv_plain, recv_record, recv_record_into_spare, recv_record_with_fds,
+    recv_with_fds, send_with_fds, set_send_timeout, shutdown, socketpair_cloexec, try_peek, try_recv_into_spare,
+    try_recv_plain, try_recv_with_fds, try_send_with_fds, widen_send_buffer,
 };
 pub(crate) use thread::{ThreadLife, cpus_to_run_on, current_thread, thread_gone, thread_life};
 pub(crate) use usage::{involuntary_switches, runnable_tasks};

@@ -188,6 +188,39 @@ pub(crate) fn recv_record(socket: BorrowedFd<'_>, buf: &mut [u8], wait: bool) ->
     }
 }
 
+/// [`recv_record`] into the spare capacity of `buf` (at most `max` bytes, as far as the capacity
+/// reaches), extending its length by the record's: no byte of the buffer is written twice (a
+/// zeroed slice would be), and its pages are first touched by the kernel's copy.
+pub(crate) fn recv_record_into_spare(
+    socket: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    wait: bool,
+) -> io::Result<Option<usize>> {
+    let flags = match wait {
+        true => RecvFlags::TRUNC,
+        false => RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+    };
+    let start = buf.len();
+    let offered = max.min(buf.capacity() - start);
+    let spare = &mut buf.spare_capacity_mut()[..offered];
+    let got = loop {
+        match rustix::net::recv(socket, &mut *spare, flags) {
+            Err(io::Errno::INTR) => continue,
+            Err(io::Errno::AGAIN) if !wait => return Ok(None),
+            Err(e) => return Err(e),
+            // With MSG_TRUNC the call returns the record's real length; a cut record's bytes stay
+            // beyond the buffer's length.
+            Ok((_, len)) if len > offered => return Err(io::Errno::MSGSIZE),
+            Ok(((init, _), _)) => break init.len(),
+        }
+    };
+    // SAFETY: `recv` initialized the first `got` bytes of the spare capacity, which start at
+    // `start` (0 bytes at end of file: the length stays).
+    unsafe { buf.set_len(start + got) };
+    Ok(Some(got))
+}
+
 /// The type of a socket is `SOCK_SEQPACKET`.
 pub(crate) fn is_seqpacket(socket: BorrowedFd<'_>) -> bool {
     matches!(rustix::net::sockopt::socket_type(socket), Ok(ty) if ty == SocketType::SEQPACKET)
@@ -363,6 +396,26 @@ mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
+
+    #[test]
+    fn a_record_lands_in_the_spare_capacity_and_a_longer_one_is_refused_leaving_the_length() {
+        let (a, b) = socketpair_cloexec(SocketKind::SeqPacket).unwrap();
+        let mut buf = Vec::with_capacity(1000);
+        buf.extend_from_slice(b"head:");
+        assert_eq!(recv_record_into_spare(b.as_fd(), &mut buf, 100, false).unwrap(), None, "nothing waits");
+        rustix::net::send(a.as_fd(), &[7u8; 100], rustix::net::SendFlags::empty()).unwrap();
+        assert_eq!(recv_record_into_spare(b.as_fd(), &mut buf, 100, true).unwrap(), Some(100));
+        assert_eq!((&buf[..5], &buf[5..], buf.len()), (&b"head:"[..], &[7u8; 100][..], 105));
+        rustix::net::send(a.as_fd(), &[8u8; 200], rustix::net::SendFlags::empty()).unwrap();
+        assert_eq!(recv_record_into_spare(b.as_fd(), &mut buf, 100, true), Err(io::Errno::MSGSIZE));
+        assert_eq!(buf.len(), 105, "a refused record adds nothing");
+        // The offer stops at the capacity.
+        let mut full = Vec::with_capacity(10);
+        rustix::net::send(a.as_fd(), &[9u8; 20], rustix::net::SendFlags::empty()).unwrap();
+        assert_eq!(recv_record_into_spare(b.as_fd(), &mut full, 100, true), Err(io::Errno::MSGSIZE));
+        drop(a);
+        assert_eq!(recv_record_into_spare(b.as_fd(), &mut buf, 100, true).unwrap(), Some(0), "end of file");
+    }
 
     #[test]
     fn a_widened_send_buffer_is_what_the_kernel_grants_and_is_left_alone_once_wide() {
