@@ -331,8 +331,14 @@ fn count_descriptors_around_puts_and_gets() {
         for _ in 0..3 {
             queue.put((vec![0u8; 200_000], None)).unwrap();
             queue.put((vec![], Some(multiproc::Handle::new(std::fs::File::open("/proc/self/exe").unwrap())))).unwrap();
+            // A big item holding a descriptor: its memory file and its descriptor travel together.
+            queue
+                .put((vec![1u8; 300_000], Some(multiproc::Handle::new(std::fs::File::open("/proc/self/exe").unwrap()))))
+                .unwrap();
             queue.get().unwrap();
             queue.get().unwrap();
+            let (bytes, handle) = queue.get().unwrap();
+            assert!(bytes == vec![1u8; 300_000] && handle.is_some());
         }
     };
     warm(&queue);
