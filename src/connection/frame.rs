@@ -111,6 +111,20 @@ pub(crate) const ALLOCATION_STEP: usize = 64 << 20;
 /// 8 000 page faults, a third of the transfer (`connection.transfer.100mb`, `bench/README.md`).
 pub(crate) const HUGE_PAGES_AFTER: usize = 2 << 20;
 
+/// A message of this many bytes or more widens its Unix socket's send buffer before it goes
+/// ([`widen_for`]).
+const WIDEN_SEND_BUFFER_FROM: usize = 4 << 20;
+
+/// Before a message of `len` bytes goes on `socket` (a pipe's Unix socket): a large one widens
+/// the socket's send buffer (`sys::widen_send_buffer`), so that it crosses in 2 MiB steps instead
+/// of 208 KiB ones where the kernel allows: a 100 MB message 0.028-0.031 s against 0.040-0.047
+/// (`connection.transfer.100mb`, `bench/README.md`).
+pub(crate) fn widen_for(socket: BorrowedFd<'_>, len: usize) {
+    if len >= WIDEN_SEND_BUFFER_FROM {
+        sys::widen_send_buffer(socket);
+    }
+}
+
 /// The header for a payload of `len` bytes, and how many of the 12 bytes it uses.
 pub(crate) fn header(len: u64) -> ([u8; 12], usize) {
     let mut bytes = [0u8; 12];

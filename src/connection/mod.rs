@@ -58,11 +58,6 @@ use ring::{Popped, Rings};
 /// [`Connection::set_max_message_size`].
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
-/// A pipe's message whose rest goes on the socket widens the socket's send buffer from this size
-/// on (`sys::widen_send_buffer`): a 100 MB message then crosses in 2 MiB steps instead of 208 KiB
-/// ones, 0.028-0.031 s against 0.040-0.047 (`connection.transfer.100mb`, `bench/README.md`).
-const WIDEN_SEND_BUFFER_FROM: usize = 4 << 20;
-
 mod sealed {
     pub trait Sealed {}
 }
@@ -525,9 +520,7 @@ fn send_on_ring(
             return Err((e, 0));
         }
     }
-    if rest.len() >= WIDEN_SEND_BUFFER_FROM {
-        sys::widen_send_buffer(socket);
-    }
+    frame::widen_for(socket, rest.len());
     let check = || direction.check_receiver();
     let sent = match deadline.is_bounded() {
         // Without a deadline, sends block in the kernel (in slices, for the receiver's liveness).

@@ -30,11 +30,6 @@ use crate::sys::{self, Interest};
 /// The largest record sent, header included.
 pub(crate) const RECORD_MAX: usize = 64 * 1024;
 
-/// A frame of this many bytes or more widens the socket's send buffer first
-/// (`sys::widen_send_buffer`): its records then cross 2 MiB at a time where the kernel allows,
-/// not 208 KiB.
-const WIDEN_SEND_BUFFER_FROM: usize = 4 << 20;
-
 /// The longest frame header (`frame::header`).
 const HEADER_MAX: usize = 12;
 
@@ -56,9 +51,7 @@ pub(crate) fn send_frame(
 ) -> std::result::Result<(), (Error, usize)> {
     let (header, header_len) = frame::header(payload.len() as u64);
     let first = payload.len().min(RECORD_MAX - header_len);
-    if payload.len() >= WIDEN_SEND_BUFFER_FROM {
-        sys::widen_send_buffer(socket);
-    }
+    frame::widen_for(socket, payload.len());
     let mut sent = 0;
     send_record(socket, &[IoSlice::new(&header[..header_len]), IoSlice::new(&payload[..first])], fds, deadline)
         .map_err(|e| (e, 0))?;
@@ -124,8 +117,8 @@ pub(crate) fn try_send_frame(
     mut sent: usize,
     fds: &[BorrowedFd<'_>],
 ) -> Result<usize> {
-    if sent == 0 && frame.len() >= WIDEN_SEND_BUFFER_FROM {
-        sys::widen_send_buffer(socket);
+    if sent == 0 {
+        frame::widen_for(socket, frame.len());
     }
     while sent < frame.len() {
         let record = &frame[sent..frame.len().min(sent + RECORD_MAX)];

@@ -79,13 +79,11 @@ impl<'a> ItemWriter<'a> {
         self.file.is_none() && self.buf.len() + more <= self.limit
     }
 
+    /// Appends `data` to an encoding that no longer fits in memory (what does fit, the flavor's
+    /// methods append themselves).
     #[cold]
     fn extend(&mut self, data: &[u8]) -> rustix::io::Result<()> {
         if self.file.is_none() {
-            if self.buf.len() + data.len() <= self.limit {
-                self.buf.extend_from_slice(data);
-                return Ok(());
-            }
             // Past the limit: what is buffered goes to the file first.
             self.file = Some(sys::memfd_unsealed(FILE_NAME)?);
         }

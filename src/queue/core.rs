@@ -191,16 +191,23 @@ impl Core {
         }
     }
 
-    /// Encodes `item` for [`put`](Self::put): in memory up to the ring's inline limit, beyond it
-    /// straight into a memory file of its own (see `big::ItemWriter`).
+    /// Encodes `item` for [`put`](Self::put): in memory up to the ring's inline limit (or, while
+    /// the side channel is full, up to a spilled record's), beyond it straight into a memory file
+    /// of its own (see `big::ItemWriter`).
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if the item cannot be encoded; [`Error::Io`] if its memory file cannot be
     /// written (memory is short).
     pub(super) fn encode<T: Serialize + ?Sized>(&self, item: &T) -> Result<(Encoding, Vec<OwnedFd>)> {
+        // While the side channel is full, a big item without descriptors goes to the spill whole
+        // (see `put`): encoded in memory, not into a file that would only be read back.
+        let limit = match self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
+            true => SPILL_ITEM_MAX,
+            false => self.inline_limit(),
+        };
         let mut failure = None;
-        let encoded = reduction::encode_with(item, ItemWriter::new(self.inline_limit(), &mut failure));
+        let encoded = reduction::encode_with(item, ItemWriter::new(limit, &mut failure));
         match failure {
             Some(errno) => Err(errno).context("write a big item into its memory file (is memory short?)"),
             None => encoded,

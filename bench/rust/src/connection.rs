@@ -67,7 +67,15 @@ fn len_sink(mut conn: Connection) {
 
 /// Starts `target` on the child end of a new pipe; returns the parent end and the process.
 fn with_child<F: multiproc::Target<(Connection,)>>(target: F) -> (Connection, Process) {
-    let (parent, child) = multiproc::pipe().expect("pipe");
+    with_child_over(multiproc::pipe, target)
+}
+
+/// [`with_child`] over a pair that `pair` makes.
+fn with_child_over<F: multiproc::Target<(Connection,)>>(
+    pair: fn() -> multiproc::Result<(Connection, Connection)>,
+    target: F,
+) -> (Connection, Process) {
+    let (parent, child) = pair().expect("pipe");
     let mut p = Process::new(target, (child,));
     p.start().expect("start");
     (parent, p)
@@ -218,9 +226,7 @@ fn transfer_100mb() -> f64 {
 /// One 100 MB message parent → child and the child's 8-byte answer, over a pair `pair` makes.
 fn transfer_100mb_over(pair: fn() -> multiproc::Result<(Connection, Connection)>) -> f64 {
     const SIZE: usize = 100_000_000;
-    let (mut conn, child) = pair().expect("pipe");
-    let mut p = Process::new(len_sink, (child,));
-    p.start().expect("start");
+    let (mut conn, p) = with_child_over(pair, len_sink);
     let msg = vec![0x5au8; SIZE];
     let mut op = || {
         conn.send_bytes(&msg).expect("send");

@@ -324,23 +324,9 @@ impl Client {
 
     /// Adds entries to the broker and records their ids; false when that failed.
     fn add_and_record(&self, batch: &[(u64, EntryFields)]) -> bool {
-        let ids = self.add_entries(batch);
-        let mut state = lock(&self.state);
-        match ids {
+        match self.add_entries(batch) {
             Ok(ids) => {
-                let mut orphans = Vec::new();
-                for ((seq, _), id) in batch.iter().zip(ids) {
-                    match state.flights.get_mut(seq) {
-                        Some(flight) => flight.id = Some(id),
-                        None => orphans.push(id),
-                    }
-                }
-                // Terminated while these were being added: their withdrawal did not know their
-                // entries, so they are withdrawn here (a node holding one stops it).
-                if state.run == RunState::Terminated && !orphans.is_empty() {
-                    drop(state);
-                    self.withdraw(&orphans, "all");
-                }
+                self.record_ids(batch.iter().map(|(seq, _)| *seq).zip(ids));
                 true
             }
             Err(e) => {
@@ -349,6 +335,24 @@ impl Client {
                 tracing::warn!(error = %e, "could not add chunks to the cluster broker");
                 false
             }
+        }
+    }
+
+    /// Records the entry ids the broker gave flights (`seq`, id). An id whose flight is gone
+    /// while the pool is terminated is withdrawn: the pool terminated while its entry was being
+    /// added, and its withdrawal did not know the entry (a node holding it stops it).
+    fn record_ids(&self, added: impl IntoIterator<Item = (u64, String)>) {
+        let mut state = lock(&self.state);
+        let mut orphans = Vec::new();
+        for (seq, id) in added {
+            match state.flights.get_mut(&seq) {
+                Some(flight) => flight.id = Some(id),
+                None => orphans.push(id),
+            }
+        }
+        if state.run == RunState::Terminated && !orphans.is_empty() {
+            drop(state);
+            self.withdraw(&orphans, "all");
         }
     }
 
@@ -513,16 +517,7 @@ impl Client {
         let Some((add_reader, _)) = link.add.as_mut() else { return true };
         let reply = add_reader.reply(self.config.io_timeout, self.config.io_timeout);
         if let Ok(Some(Value::BulkString(id))) = reply {
-            let id = String::from_utf8_lossy(&id).into_owned();
-            let mut state = lock(&self.state);
-            if let Some(flight) = state.flights.get_mut(&seq) {
-                flight.id = Some(id);
-            } else if state.run == RunState::Terminated {
-                // Terminated while it was being added: withdrawn here (a node holding it stops
-                // it).
-                drop(state);
-                self.withdraw(&[id], "all");
-            }
+            self.record_ids([(seq, String::from_utf8_lossy(&id).into_owned())]);
             return true;
         }
         link.add = None;
