@@ -241,6 +241,8 @@ pub mod __private {
     pub use crate::manager::server::fuzz_request as fuzz_manager_request;
     #[cfg(feature = "pickle")]
     pub use crate::pickle::fuzz_pickle;
+    #[cfg(feature = "cluster")]
+    pub use crate::pool::cluster::fuzz_feed as fuzz_cluster_feed;
     pub use crate::pool::fuzz_pool_messages;
     pub use crate::process::launch::test_hooks;
     pub use crate::process::start::forkserver::server_pid as forkserver_pid;

@@ -29,7 +29,7 @@ use redis::Value;
 
 use super::broker::{self, GROUP, Keys, Link};
 use super::direct;
-use super::wire::{self, ResultMessage, TaskMessage};
+use super::wire::{self, TaskMessage};
 use crate::error::{Error, Result};
 use crate::pool::protocol::Blob;
 use crate::pool::scheduler::{Chunk, RunState, Runner, Stats};
@@ -661,13 +661,11 @@ impl Client {
             if item.is_empty() {
                 continue; // a wake-up
             }
-            let Some(body) = wire::open_result(&self.config.key, &self.config.keys.pool, &self.name, &item) else {
+            let Some(result) = wire::read_result(&self.config.key, &self.config.keys.pool, &self.name, &item) else {
                 self.counters.forged_results.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("a cluster result with a bad MAC was refused (another key, or forged)");
-                continue;
-            };
-            let Ok(result) = postcard::from_bytes::<ResultMessage>(body) else {
-                self.counters.forged_results.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "a cluster result was refused: its MAC is wrong (another key, or forged) or it does not decode"
+                );
                 continue;
             };
             let flight = lock(&self.state).flights.remove(&result.seq);

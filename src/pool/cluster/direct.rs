@@ -130,6 +130,11 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    /// A reader of a socket already connected (and set up) by the caller: the fuzz target's.
+    pub(super) fn over_unix(stream: UnixStream) -> Reader {
+        Reader { stream: Stream::Unix(stream), buf: Vec::new(), start: 0 }
+    }
+
     /// A descriptor of the connection, to watch for readability.
     ///
     /// # Errors
@@ -246,7 +251,7 @@ const DECODE_DEPTH: usize = 8;
 ///
 /// On the round trip of every chunk: the client's parser (`combine` combinators) takes several
 /// microseconds for an `XREADGROUP` reply, this walk well under one.
-fn decode(frame: &[u8]) -> Option<Value> {
+pub(super) fn decode(frame: &[u8]) -> Option<Value> {
     let (value, end) = decode_at(frame, 0)?;
     (end == frame.len()).then_some(value)
 }
@@ -287,8 +292,21 @@ fn decode_at(bytes: &[u8], depth: usize) -> Option<(Value, usize)> {
     }
 }
 
+/// Most aggregates (arrays, maps, sets) nested in one another in a reply: as many as the `redis`
+/// client's parser takes.
+const REPLY_DEPTH_MAX: usize = 99;
+
 /// The length of the first whole RESP value in `bytes`, if it is all there.
-fn frame_end(bytes: &[u8]) -> io::Result<Option<usize>> {
+///
+/// # Errors
+///
+/// The bytes are not RESP, or nest deeper than [`REPLY_DEPTH_MAX`] (a broker never sends that:
+/// followed down, such a reply would overflow the reading thread's stack).
+pub(super) fn frame_end(bytes: &[u8]) -> io::Result<Option<usize>> {
+    frame_end_at(bytes, 0)
+}
+
+fn frame_end_at(bytes: &[u8], depth: usize) -> io::Result<Option<usize>> {
     let malformed = || io::Error::new(io::ErrorKind::InvalidData, "the broker sent a malformed reply");
     let Some(&kind) = bytes.first() else { return Ok(None) };
     let Some(line) = bytes.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
@@ -300,17 +318,23 @@ fn frame_end(bytes: &[u8]) -> io::Result<Option<usize>> {
         b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Ok(Some(after_line)),
         b'$' | b'!' | b'=' => {
             let Ok(len) = usize::try_from(number()?) else { return Ok(Some(after_line)) };
-            let end = after_line + len + 2;
+            let end = after_line.checked_add(len).and_then(|end| end.checked_add(2)).ok_or_else(malformed)?;
             Ok((bytes.len() >= end).then_some(end))
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
+            if depth >= REPLY_DEPTH_MAX {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the broker sent a reply nested deeper than {REPLY_DEPTH_MAX} levels"),
+                ));
+            }
             let Ok(mut items) = usize::try_from(number()?) else { return Ok(Some(after_line)) };
             if matches!(kind, b'%' | b'|') {
-                items *= 2;
+                items = items.checked_mul(2).ok_or_else(malformed)?;
             }
             let mut at = after_line;
             for _ in 0..items {
-                match frame_end(&bytes[at..])? {
+                match frame_end_at(&bytes[at..], depth + 1)? {
                     Some(len) => at += len,
                     None => return Ok(None),
                 }
@@ -386,7 +410,8 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::frame_end;
+    use super::{REPLY_DEPTH_MAX, frame_end};
+    use std::io;
 
     #[test]
     fn decoding_agrees_with_the_clients_parser() {
@@ -463,6 +488,34 @@ mod tests {
             }
         }
         assert!(compared > 1_000, "only {compared} frames decoded");
+    }
+
+    /// A reply nested far deeper than any the broker sends is refused as malformed, not followed
+    /// down: a million levels, on a thread whose small stack a recursion that deep would overflow
+    /// (a node or a waiting caller would then abort instead of dropping the connection).
+    #[test]
+    fn replies_nested_too_deep_are_refused() {
+        let mut deep = b"*1\r\n".repeat(1_000_000);
+        deep.extend_from_slice(b":1\r\n");
+        let cut = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || frame_end(&deep).map_err(|e| (e.kind(), e.to_string())))
+            .unwrap()
+            .join()
+            .unwrap();
+        let (kind, message) = cut.unwrap_err();
+        assert_eq!(kind, io::ErrorKind::InvalidData);
+        assert!(message.contains("nested deeper than 99"), "{message}");
+        // As deep as the client's parser takes (its limit): cut whole, and parsed by it.
+        let mut deepest = b"*1\r\n".repeat(REPLY_DEPTH_MAX);
+        deepest.extend_from_slice(b":1\r\n");
+        assert_eq!(frame_end(&deepest).ok().flatten(), Some(deepest.len()));
+        assert!(redis::parse_redis_value(&deepest).is_ok());
+        // One level more: refused here, and by the client's parser too.
+        let mut over = b"*1\r\n".to_vec();
+        over.extend_from_slice(&deepest);
+        assert!(frame_end(&over).is_err());
+        assert!(redis::parse_redis_value(&over).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod broker;
 mod client;
 mod direct;
+mod fuzz;
 mod node;
 mod wire;
 
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use self::broker::{Keys, Link};
 use self::client::{Client, ClientConfig};
+#[doc(hidden)]
+pub use self::fuzz::fuzz_feed;
 use super::scheduler::{Runner, Shared, Stats};
 use super::{Pool, PoolBuilder};
 use crate::context::StartMethod;

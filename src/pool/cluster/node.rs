@@ -988,27 +988,9 @@ impl Node {
         Ok(())
     }
 
-    /// Checks an entry's build and MAC, then decodes it.
-    ///
-    /// Only a message that passes both may name a function: its code offset then comes from a
-    /// holder of the pool's key running this very build (see `wire.rs`), which is what makes the
-    /// local pool's `entry_from_offset` sound for it.
+    /// Checks an entry's build and MAC, then decodes it (see [`wire::open_task`]).
     fn open(&self, fields: &[(String, Vec<u8>)]) -> std::result::Result<TaskMessage, String> {
-        let build = broker::field(fields, "b").ok_or("no build field")?;
-        if build != self.build.as_bytes() {
-            return Err(format!(
-                "it was made by build {}, this node runs build {}",
-                String::from_utf8_lossy(build),
-                self.build
-            ));
-        }
-        let (Some(body), Some(tag)) = (broker::field(fields, "m"), broker::field(fields, "s")) else {
-            return Err("a field is missing".into());
-        };
-        if !wire::verify_task(&self.config.key, &self.keys.pool, self.build, body, tag) {
-            return Err("its MAC is wrong: forged, or signed with another key (check MULTIPROC_AUTHKEY)".into());
-        }
-        postcard::from_bytes(body).map_err(|e| format!("it does not decode: {e}"))
+        wire::open_task(&self.config.key, &self.keys.pool, self.build, fields)
     }
 
     /// Which of `clients` are alive; a client seen alive less than a third of a lease ago is

@@ -175,6 +175,40 @@ pub(crate) fn open_result<'a>(key: &[u8], pool: &str, client: &str, signed: &'a 
     Some(body)
 }
 
+/// Checks a task entry's build and MAC, then decodes its message; `Err` says why it is refused.
+///
+/// Only a message that passes both may name a function: its code offset then comes from a holder
+/// of the pool's key running this very build (see the module's header), which is what makes the
+/// local pool's `entry_from_offset` sound for it.
+pub(crate) fn open_task(
+    key: &[u8],
+    pool: &str,
+    build: &str,
+    fields: &[(String, Vec<u8>)],
+) -> std::result::Result<TaskMessage, String> {
+    let field = |name| super::broker::field(fields, name);
+    let entry_build = field("b").ok_or("no build field")?;
+    if entry_build != build.as_bytes() {
+        return Err(format!(
+            "it was made by build {}, this node runs build {build}",
+            String::from_utf8_lossy(entry_build)
+        ));
+    }
+    let (Some(body), Some(tag)) = (field("m"), field("s")) else {
+        return Err("a field is missing".into());
+    };
+    if !verify_task(key, pool, build, body, tag) {
+        return Err("its MAC is wrong: forged, or signed with another key (check MULTIPROC_AUTHKEY)".into());
+    }
+    postcard::from_bytes(body).map_err(|e| format!("it does not decode: {e}"))
+}
+
+/// A result as a client takes it from its list: `None` when its MAC is wrong (forged, or signed
+/// with another key) or it does not decode.
+pub(crate) fn read_result(key: &[u8], pool: &str, client: &str, signed: &[u8]) -> Option<ResultMessage> {
+    postcard::from_bytes(open_result(key, pool, client, signed)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +239,57 @@ mod tests {
         let mut forged = signed.clone();
         forged[MAC_LEN + 1] ^= 1;
         assert_eq!(open_result(b"key", "jobs", "c1", &forged), None);
+    }
+
+    fn task_fields(build: &str, message: &[u8], tag: &[u8]) -> Vec<(String, Vec<u8>)> {
+        vec![("b".into(), build.into()), ("m".into(), message.to_vec()), ("s".into(), tag.to_vec())]
+    }
+
+    /// A task entry opens only with this build's name and the pool key's MAC, and then only when
+    /// its message decodes; each refusal says why.
+    #[test]
+    fn task_entries_open_only_when_build_mac_and_message_are_right() {
+        let task = TaskMessage {
+            client: "c1".into(),
+            seq: 4,
+            tasks: 1,
+            entry: -42,
+            args: Blob(vec![1, 2]),
+            timeout_ms: Some(5),
+            retries: 1,
+            waiting: false,
+        };
+        let body = postcard::to_stdvec(&task).unwrap();
+        let tag = sign_task(b"key", "jobs", "fp1", &body);
+        let opened = open_task(b"key", "jobs", "fp1", &task_fields("fp1", &body, &tag)).unwrap();
+        assert_eq!((opened.client.as_str(), opened.seq, opened.entry), ("c1", 4, -42));
+
+        let refusal = |fields: &[(String, Vec<u8>)]| open_task(b"key", "jobs", "fp1", fields).unwrap_err();
+        assert_eq!(refusal(&task_fields("fp1", &body, &tag)[1..]), "no build field");
+        let other = refusal(&task_fields("fp2", &body, &sign_task(b"key", "jobs", "fp2", &body)));
+        assert!(other.contains("build fp2") && other.contains("runs build fp1"), "{other}");
+        assert_eq!(refusal(&task_fields("fp1", &body, &tag)[..2]), "a field is missing");
+        let forged = refusal(&task_fields("fp1", &body, &sign_task(b"other key", "jobs", "fp1", &body)));
+        assert!(forged.contains("MAC is wrong") && forged.contains("MULTIPROC_AUTHKEY"), "{forged}");
+        let garbage = [0xff; 3];
+        let undecodable = refusal(&task_fields("fp1", &garbage, &sign_task(b"key", "jobs", "fp1", &garbage)));
+        assert!(undecodable.starts_with("it does not decode"), "{undecodable}");
+    }
+
+    #[test]
+    fn results_read_only_when_mac_and_message_are_right() {
+        let body = postcard::to_stdvec(&ResultMessage {
+            seq: 9,
+            node: "n1".into(),
+            outcome: WireOutcome::Done(Blob(vec![7])),
+        })
+        .unwrap();
+        let result = read_result(b"key", "jobs", "c1", &sign_result(b"key", "jobs", "c1", &body)).unwrap();
+        assert_eq!((result.seq, result.node.as_str()), (9, "n1"));
+        assert!(matches!(result.outcome.into_result("n1"), Ok(bytes) if bytes == [7]));
+        assert!(read_result(b"key", "jobs", "c2", &sign_result(b"key", "jobs", "c1", &body)).is_none());
+        assert!(read_result(b"key", "jobs", "c1", &sign_result(b"key", "jobs", "c1", &[0xff; 3])).is_none());
+        assert!(read_result(b"key", "jobs", "c1", &[]).is_none());
     }
 
     #[test]
