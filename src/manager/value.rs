@@ -7,11 +7,13 @@
 //! but travels only pickled; this enum also travels as postcard (a process's arguments, a
 //! `Connection::send`), in a tagged form.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pickle::PickleValue;
+use crate::pickle::ops::MAX_DEPTH;
 
 /// A dynamically typed value, printed in Python's notation.
 ///
@@ -194,9 +196,43 @@ impl Serialize for Value {
     }
 }
 
+thread_local! {
+    /// How many `Value`s this thread is decoding inside one another (compact formats).
+    static DECODING_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One level of a `Value` being decoded from a compact format (postcard: a peer's message, a
+/// process's arguments), which has no nesting limit of its own. Each level is a recursion, so a
+/// peer's value nested a million deep would overflow the stack of the thread decoding it: it is
+/// refused past the depth a pickle may nest to instead.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Result<Nesting, String> {
+        DECODING_DEPTH.with(|depth| {
+            if depth.get() > MAX_DEPTH {
+                return Err(format!("the value nests containers more than {MAX_DEPTH} deep"));
+            }
+            depth.set(depth.get() + 1);
+            Ok(Nesting)
+        })
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DECODING_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
 impl<'de> Deserialize<'de> for Value {
+    /// # Errors
+    ///
+    /// Besides the format's own: a value of a compact format (postcard) nesting containers more
+    /// than 1000 deep (as a pickle may).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
         if !deserializer.is_human_readable() {
+            let _level = Nesting::enter().map_err(serde::de::Error::custom)?;
             return Ok(match Tagged::deserialize(deserializer)? {
                 Tagged::None => Value::None,
                 Tagged::Bool(b) => Value::Bool(b),
@@ -244,5 +280,40 @@ impl TryFrom<PickleValue> for Value {
                 ));
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Value;
+
+    /// `count` lists nested in one another around a `None`, as postcard writes a `Value`
+    /// (variant 6, one item), written out flat: encoding a value that deep would recurse too.
+    fn nested_lists(count: usize) -> Vec<u8> {
+        let mut bytes = [6u8, 1].repeat(count);
+        bytes.push(0);
+        bytes
+    }
+
+    /// A peer's value nested a million deep is refused with an error, not followed down: on a
+    /// thread with the standard library's default stack (2 MiB), which a recursion that deep
+    /// overflows (a manager server or a receiver of `Connection::recv` aborted).
+    #[test]
+    fn values_nested_too_deep_are_refused() {
+        let decoded = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| postcard::from_bytes::<Value>(&nested_lists(1_000_000)).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(decoded.is_err(), "{decoded:?}");
+        // As deep as a pickle may nest: decoded.
+        let mut value = postcard::from_bytes::<Value>(&nested_lists(1000)).unwrap();
+        for _ in 0..1000 {
+            let Value::List(mut items) = value else { panic!("not a list") };
+            value = items.pop().unwrap();
+        }
+        assert_eq!(value, Value::None);
+        assert!(postcard::from_bytes::<Value>(&nested_lists(1001)).is_err());
     }
 }
