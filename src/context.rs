@@ -9,7 +9,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -179,10 +181,58 @@ pub fn default_context() -> Context {
     Context::new(get_start_method())
 }
 
+/// How long [`cpu_count`] keeps the cgroup's CPU quota before reading it again.
+const CPU_QUOTA_KEPT: Duration = Duration::from_secs(1);
+
 /// The number of CPUs this process may use: the smaller of its CPU affinity mask and its cgroup
 /// CPU quota (CPython's `cpu_count()` ignores both; `os.process_cpu_count()` honours affinity).
 /// Always at least 1.
+///
+/// The affinity mask is read on every call (one system call); the quota, which takes several
+/// files to read (some 50 µs, a tenth of a pool's start), at most once a second: a quota changed
+/// while the program runs is seen within a second.
 #[doc(alias = "process_cpu_count")]
 pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    /// The last count, packed: when it was read (milliseconds since `SINCE`, wrapping), the
+    /// affinity it was read under, and the count (16 bits each); 0 before the first.
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static SINCE: OnceLock<Instant> = OnceLock::new();
+    let affinity = crate::sys::cpus_to_run_on();
+    let now = SINCE.get_or_init(Instant::now).elapsed().as_millis() as u32;
+    let last = LAST.load(Ordering::Relaxed);
+    let (read_at, read_under, count) = ((last >> 32) as u32, (last >> 16) as u16, last as u16);
+    if last != 0
+        && usize::from(read_under) == affinity
+        && u128::from(now.wrapping_sub(read_at)) < CPU_QUOTA_KEPT.as_millis()
+    {
+        return usize::from(count);
+    }
+    let count = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if let (Ok(under), Ok(packed)) = (u16::try_from(affinity), u16::try_from(count)) {
+        LAST.store(u64::from(now) << 32 | u64::from(under) << 16 | u64::from(packed), Ordering::Relaxed);
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    /// The count is the standard library's (affinity mask and cgroup quota), kept between calls,
+    /// and a change of the affinity mask is seen by the next call.
+    #[test]
+    fn cpu_count_follows_the_affinity_mask_at_once() {
+        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+        let all = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(super::cpu_count(), all);
+        assert_eq!(super::cpu_count(), all);
+        // This thread alone on one CPU (a mask is a thread's own: other tests keep theirs).
+        let mask = sched_getaffinity(None).unwrap();
+        let first = (0..CpuSet::MAX_CPU).find(|&cpu| mask.is_set(cpu)).unwrap();
+        let mut one = CpuSet::new();
+        one.set(first);
+        sched_setaffinity(None, &one).unwrap();
+        let pinned = super::cpu_count();
+        sched_setaffinity(None, &mask).unwrap();
+        assert_eq!(pinned, 1);
+        assert_eq!(super::cpu_count(), all);
+    }
 }
