@@ -38,6 +38,7 @@ use super::super::scheduler::{Chunks, RunState, Sink, Stats, Watch};
 use super::queue::LocalQueue;
 use super::transport::{self, Link, Outgoing, Received};
 use super::{WorkerConfig, describe_exit};
+use crate::context::StartMethod;
 use crate::error::{Error, Result};
 
 /// About how much work a worker is given at once.
@@ -177,6 +178,10 @@ impl Scheduler {
             touched: Vec::new(),
             watch: None,
         };
+        if scheduler.config.method == StartMethod::ForkServer {
+            // Forked while the workers' connections and memory are made, not one after another.
+            crate::process::start::forkserver::prepare_spares(scheduler.config.processes);
+        }
         for _ in 0..scheduler.config.processes {
             // On failure `scheduler` is dropped, which kills and reaps the workers started so far.
             let worker = scheduler.start_worker()?;

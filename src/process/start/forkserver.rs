@@ -21,8 +21,8 @@ struct Server {
     control: OwnedFd,
     pid: i32,
     pidfd: OwnedFd,
-    /// Whether a `Request::Spare` was sent whose reply is still unread.
-    spare_requested: bool,
+    /// `Request::Spare`s sent whose replies are still unread.
+    spares_requested: usize,
     /// Whether the kernel reports its children's exit codes (no status pipes), as its hello said.
     reports_exits: bool,
 }
@@ -82,6 +82,25 @@ pub fn server_reports_exits() -> Result<bool> {
     Ok(running(&mut guard)?.reports_exits)
 }
 
+/// Most spares [`prepare_spares`] has on their way at once (each carries descriptors in flight
+/// to this process until it is taken, and waits as a process).
+const SPARES_AHEAD_MAX: usize = 8;
+
+/// Asks the server for spares until `count` (at most [`SPARES_AHEAD_MAX`]) are on their way,
+/// without waiting for any: a caller about to start `count` children (a pool's workers) then
+/// takes each already forked, instead of waiting for one fork after another. Once they are taken,
+/// one spare is kept ahead again. Best effort: a server that cannot be started or reached is left
+/// to the starts themselves, which report it.
+pub(crate) fn prepare_spares(count: usize) {
+    let mut guard = server();
+    if running(&mut guard).is_err() {
+        return;
+    }
+    while guard.as_ref().is_some_and(|server| server.spares_requested < count.min(SPARES_AHEAD_MAX)) {
+        request_spare(&mut guard);
+    }
+}
+
 /// Takes a spare, gives it `order` with `fds`, and asks the server for the next spare.
 fn order_spare(order: &SpareOrder, fds: &[BorrowedFd<'_>]) -> Result<Spare> {
     let mut guard = server();
@@ -89,9 +108,11 @@ fn order_spare(order: &SpareOrder, fds: &[BorrowedFd<'_>]) -> Result<Spare> {
     // A spare can be gone (killed by someone); then the next one is asked for.
     for _attempt in 0..3 {
         let spare = take_spare(&mut guard)?;
-        // Ask for the next spare first: the server then forks it on another CPU while this one
-        // starts.
-        request_spare(&mut guard);
+        // Ask for the next spare first (unless one is on its way): the server then forks it on
+        // another CPU while this one starts.
+        if guard.as_ref().is_some_and(|server| server.spares_requested == 0) {
+            request_spare(&mut guard);
+        }
         match forkserver::send_packet(spare.orders.as_fd(), order, fds) {
             Ok(()) => return Ok(spare),
             Err(e) => last_error = Some(e),
@@ -114,14 +135,14 @@ fn take_spare(guard: &mut Option<Server>) -> Result<Spare> {
     let mut last_error = String::new();
     for _attempt in 0..2 {
         let server = running(guard)?;
-        if !server.spare_requested {
+        if server.spares_requested == 0 {
             request_spare(guard);
         }
         let Some(server) = guard.as_mut() else {
             last_error = "the fork server stopped answering".into();
             continue;
         };
-        server.spare_requested = false;
+        server.spares_requested = server.spares_requested.saturating_sub(1);
         match forkserver::recv_packet::<Reply>(server.control.as_fd()) {
             Ok(Some((Reply::Spare { pid }, fds))) => match spare_from(pid, fds) {
                 // A spare whose server died is an orphan: nobody may be left to reap it and keep
@@ -154,7 +175,7 @@ fn server_has_ended(server: &Server) -> bool {
 fn request_spare(guard: &mut Option<Server>) {
     let Some(server) = guard.as_mut() else { return };
     match forkserver::send_packet(server.control.as_fd(), &Request::Spare, &[]) {
-        Ok(()) => server.spare_requested = true,
+        Ok(()) => server.spares_requested += 1,
         Err(_) => discard_server(guard),
     }
 }
@@ -186,7 +207,7 @@ fn start_server() -> Result<Server> {
         return Err(Error::BinaryMismatch { parent: mine.to_string(), child: hello.exe.to_string() });
     }
     tracing::debug!(pid, reports_exits = hello.reports_exits, "fork server started");
-    Ok(Server { control: ours, pid, pidfd, spare_requested: false, reports_exits: hello.reports_exits })
+    Ok(Server { control: ours, pid, pidfd, spares_requested: 0, reports_exits: hello.reports_exits })
 }
 
 /// In a forked child: the parent's server is not ours; close our copy of its socket.
