@@ -13,7 +13,9 @@
 //! orders on a socket of their own, and hands each spare to the owner. The owner keeps one request
 //! for a spare in flight, so that when it starts a process the next spare is (usually) forked
 //! already: starting a process is one message from the owner to the spare, and `fork()` runs in the
-//! server while the new child runs.
+//! server while the new child runs. An owner about to start several processes at once (a pool's
+//! workers) asks for up to 8 spares ahead, which the server forks while the owner sets the
+//! processes up; once they are taken, one request is in flight again.
 //!
 //! ```text
 //! server → owner   Hello { version, exe, pid, reports_exits }          once, at start
