@@ -539,6 +539,13 @@ impl<D: CanRecv> Connection<D> {
     /// Receives one message and decodes it as `T` (CPython `recv()`). [`Error::Eof`] when the peer
     /// closed and nothing is left. A message that does not decode as `T` is an error; the
     /// connection stays usable.
+    ///
+    /// Decoding is `T`'s own `Deserialize` over postcard, which has no nesting limit of its own:
+    /// this crate's nesting types ([`manager::Value`](crate::manager::Value)) refuse values nested
+    /// more than 1000 deep, but a recursive type of yours (a tree whose nodes hold nodes), decoded
+    /// from a peer you do not trust, recurses once per level and can overflow the receiving
+    /// thread's stack. Bound its depth in its `Deserialize`, or take the bytes with
+    /// [`recv_bytes`](Self::recv_bytes) and decode them with a format that has a limit.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
         let message = self.recv_frame(self.max_message)?;
         reduction::decode(message)
