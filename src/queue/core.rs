@@ -202,9 +202,10 @@ impl Core {
     pub(super) fn encode<T: Serialize + ?Sized>(&self, item: &T) -> Result<(Encoding, Vec<OwnedFd>)> {
         // While the side channel is full, a big item without descriptors goes to the spill whole
         // (see `put`): encoded in memory, not into a file that would only be read back.
-        let limit = match self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
-            true => SPILL_ITEM_MAX,
-            false => self.inline_limit(),
+        let limit = if self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
+            SPILL_ITEM_MAX
+        } else {
+            self.inline_limit()
         };
         let mut failure = None;
         let encoded = reduction::encode_with(item, ItemWriter::new(limit, &mut failure));

@@ -14,7 +14,7 @@
 //! Used by a node's feed, and by a client's callers that wait for a synchronous `apply` in
 //! person (their chunk's `XADD` on one connection, their `BLPOP` on another).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -67,15 +67,6 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
         };
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
     }
 }
 
@@ -155,18 +146,7 @@ impl Reader {
     ///
     /// The connection broke, or the broker closed it.
     pub(crate) fn receive(&mut self) -> io::Result<bool> {
-        self.compact();
-        // Into the buffer's spare room: no 16 KiB of zeroes written per reply. While a reply is
-        // being taken in, as much again as is buffered (up to `RECEIVE_MAX`): a large reply then
-        // takes a few rounds of the caller's loop, not one per 16 KiB.
-        let want = self.buf.len().clamp(RECEIVE_SIZE, RECEIVE_MAX);
-        self.buf.reserve(want);
-        match sys::try_recv_into_spare(self.stream.as_fd(), &mut self.buf, want) {
-            Ok(Some(0)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
-            Ok(Some(_)) => Ok(true),
-            Ok(None) => Ok(false),
-            Err(e) => Err(io::Error::from(e)),
-        }
+        self.take_in(false)
     }
 
     /// The next reply if it is whole in the buffer (never reads).
@@ -201,23 +181,30 @@ impl Reader {
 
     /// Reads what has arrived (waiting up to `wait` for something); false when nothing came.
     fn fill(&mut self, wait: Duration) -> io::Result<bool> {
-        self.compact();
-        let len = self.buf.len();
         self.stream.set_read_timeout(wait)?;
-        self.buf.resize(len + RECEIVE_SIZE, 0);
-        let read = self.stream.read(&mut self.buf[len..]);
-        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-        match read {
-            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(false)
-            }
+        self.take_in(true)
+    }
+
+    /// One read into the buffer's spare room (no zeroes written first), blocking up to the read
+    /// timeout when `wait`, not at all otherwise; false when nothing came. While a reply is being
+    /// taken in, the read takes as much again as is buffered (up to `RECEIVE_MAX`): a large reply
+    /// then takes a few rounds of the caller's loop, not one per 16 KiB.
+    fn take_in(&mut self, wait: bool) -> io::Result<bool> {
+        self.compact();
+        let want = self.buf.len().clamp(RECEIVE_SIZE, RECEIVE_MAX);
+        self.buf.reserve(want);
+        let fd = self.stream.as_fd();
+        let read = if wait {
+            sys::recv_into_spare(fd, &mut self.buf, want).map(Some)
+        } else {
+            sys::try_recv_into_spare(fd, &mut self.buf, want)
+        };
+        match read.map_err(io::Error::from) {
+            Ok(Some(0)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection")),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            // The read timeout ran out.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(false),
             Err(e) => Err(e),
         }
     }

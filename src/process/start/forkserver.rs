@@ -93,11 +93,8 @@ const SPARES_AHEAD_MAX: usize = 8;
 /// to the starts themselves, which report it.
 pub(crate) fn prepare_spares(count: usize) {
     let mut guard = server();
-    if running(&mut guard).is_err() {
-        return;
-    }
-    while guard.as_ref().is_some_and(|server| server.spares_requested < count.min(SPARES_AHEAD_MAX)) {
-        request_spare(&mut guard);
+    if running(&mut guard).is_ok() {
+        request_spares_until(&mut guard, count.min(SPARES_AHEAD_MAX));
     }
 }
 
@@ -110,9 +107,7 @@ fn order_spare(order: &SpareOrder, fds: &[BorrowedFd<'_>]) -> Result<Spare> {
         let spare = take_spare(&mut guard)?;
         // Ask for the next spare first (unless one is on its way): the server then forks it on
         // another CPU while this one starts.
-        if guard.as_ref().is_some_and(|server| server.spares_requested == 0) {
-            request_spare(&mut guard);
-        }
+        request_spares_until(&mut guard, 1);
         match forkserver::send_packet(spare.orders.as_fd(), order, fds) {
             Ok(()) => return Ok(spare),
             Err(e) => last_error = Some(e),
@@ -134,10 +129,8 @@ fn running(guard: &mut Option<Server>) -> Result<&mut Server> {
 fn take_spare(guard: &mut Option<Server>) -> Result<Spare> {
     let mut last_error = String::new();
     for _attempt in 0..2 {
-        let server = running(guard)?;
-        if server.spares_requested == 0 {
-            request_spare(guard);
-        }
+        running(guard)?;
+        request_spares_until(guard, 1);
         let Some(server) = guard.as_mut() else {
             last_error = "the fork server stopped answering".into();
             continue;
@@ -177,6 +170,13 @@ fn request_spare(guard: &mut Option<Server>) {
     match forkserver::send_packet(server.control.as_fd(), &Request::Spare, &[]) {
         Ok(()) => server.spares_requested += 1,
         Err(_) => discard_server(guard),
+    }
+}
+
+/// Asks for spares until `count` are on their way (none waits for them).
+fn request_spares_until(guard: &mut Option<Server>, count: usize) {
+    while guard.as_ref().is_some_and(|server| server.spares_requested < count) {
+        request_spare(guard);
     }
 }
 
