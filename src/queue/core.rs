@@ -114,12 +114,13 @@ pub(super) struct Core {
     side_rx: OwnedFd,
 }
 
-/// The queue's lock, held; released on drop.
-struct Locked<'a>(&'a State);
+/// The queue's lock, held by thread `.1` (never recursively: see [`Core::lock`]); released on
+/// drop.
+struct Locked<'a>(&'a State, u32);
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.0.lock.release::<Kernel>();
+        self.0.lock.release_once::<Kernel>(self.1);
     }
 }
 
@@ -176,13 +177,14 @@ impl Core {
     /// Takes the lock, finishing the operation of a holder that died. `None` if `deadline` passed.
     fn lock(&self, deadline: Deadline) -> Result<Option<Locked<'_>>> {
         let state = self.state();
-        match state.lock.acquire::<Kernel>(sys::current_thread(), deadline.left(), false) {
-            Acquired::Clean => Ok(Some(Locked(state))),
+        let me = sys::current_thread();
+        match state.lock.acquire::<Kernel>(me, deadline.left(), false) {
+            Acquired::Clean => Ok(Some(Locked(state, me.0))),
             Acquired::OwnerDied(_) => {
                 state.replay_journal();
                 state.lock.recover();
                 tracing::debug!("a queue's lock holder died; its operation was completed or undone");
-                Ok(Some(Locked(state)))
+                Ok(Some(Locked(state, me.0)))
             }
             Acquired::No => Ok(None),
             Acquired::Deadlock => Err(Error::InvalidState(
@@ -202,7 +204,7 @@ impl Core {
     pub(super) fn encode<T: Serialize + ?Sized>(&self, item: &T) -> Result<(Encoding, Vec<OwnedFd>)> {
         // While the side channel is full, a big item without descriptors goes to the spill whole
         // (see `put`): encoded in memory, not into a file that would only be read back.
-        let limit = if self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
+        let limit = if self.state().header.side_channel_full.load(Ordering::Relaxed) != 0 {
             SPILL_ITEM_MAX
         } else {
             self.inline_limit()
@@ -241,7 +243,7 @@ impl Core {
         let kind = match (len > self.inline_limit(), own_fds > 0) {
             // Already in its memory file.
             _ if bytes.is_none() => BIG,
-            (true, _) if spill_whole && state.side_channel_full.load(Ordering::Relaxed) != 0 => INLINE,
+            (true, _) if spill_whole && state.header.side_channel_full.load(Ordering::Relaxed) != 0 => INLINE,
             (true, _) => BIG,
             (false, true) => FDS,
             (false, false) => INLINE,
@@ -255,13 +257,12 @@ impl Core {
             match self.push_locked(&locked, &item)? {
                 Ok(()) => {
                     drop(locked);
-                    Sleep { word: &state.items_seq, waiters: &state.get_waiters, need: &state.items_need }
-                        .wake::<Kernel>();
+                    state.items_sleep().wake::<Kernel>();
                     return Ok(());
                 }
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    let sleep = Sleep { word: &state.space_seq, waiters: &state.put_waiters, need: &state.space_need };
+                    let sleep = state.space_sleep();
                     if !self.wait(sleep, seq, &state.put_spin, deadline) {
                         return Err(Error::Full);
                     }
@@ -277,7 +278,7 @@ impl Core {
         let counters = state.counters();
         let maxsize = state.maxsize();
         if maxsize > 0 && counters.count >= maxsize {
-            return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst))));
+            return Ok(Err(NotNow::Wait(state.live.space_seq.load(Ordering::SeqCst))));
         }
         let mut kind = item.kind;
         let mut ticket = [0u8; TICKET];
@@ -286,7 +287,7 @@ impl Core {
                 Some(number) => ticket = number.to_le_bytes(),
                 // A big item without descriptors goes to the spill whole.
                 None if kind == BIG && item.spill_whole => kind = INLINE,
-                None => return Ok(Err(NotNow::Wait(state.space_seq.load(Ordering::SeqCst)))),
+                None => return Ok(Err(NotNow::Wait(state.live.space_seq.load(Ordering::SeqCst)))),
             }
         }
         let length = (item.len as u64).to_le_bytes();
@@ -316,7 +317,7 @@ impl Core {
             None => self.write_spill(&counters, &record_ring::header(payload_len as u32, kind), parts)?,
         };
         state.commit(Counters { count: counters.count + 1, unfinished: counters.unfinished + 1, ..new });
-        state.items_seq.fetch_add(1, Ordering::SeqCst);
+        state.live.items_seq.fetch_add(1, Ordering::SeqCst);
         Ok(Ok(()))
     }
 
@@ -327,8 +328,8 @@ impl Core {
         let state = self.state();
         // Burnt before the send: a producer killed after its message left must not leave its
         // ticket to the next one (whose consumer would take the orphan's descriptors).
-        let number = state.next_ticket.load(Ordering::Relaxed);
-        state.next_ticket.store(number + 1, Ordering::Relaxed);
+        let number = state.header.next_ticket.load(Ordering::Relaxed);
+        state.header.next_ticket.store(number + 1, Ordering::Relaxed);
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
         let sent = match sys::try_send_with_fds(self.side_tx.as_fd(), &[IoSlice::new(&number.to_le_bytes())], &borrowed)
         {
@@ -336,7 +337,7 @@ impl Core {
             other => other.context("pass an item's descriptors to the queue")?,
         };
         if sent == 0 {
-            state.side_channel_full.store(1, Ordering::Relaxed);
+            state.header.side_channel_full.store(1, Ordering::Relaxed);
             return Ok(None);
         }
         Ok(Some(number))
@@ -361,8 +362,8 @@ impl Core {
         let at = counters.spill_tail;
         let end = at + record_ring::record_size(parts[0].len() + parts[1].len()) as u64;
         // Noted before the bytes are written: the memory to give back covers them, whatever happens.
-        if state.spill_written.load(Ordering::Relaxed) < end {
-            state.spill_written.store(end, Ordering::Relaxed);
+        if state.header.spill_written.load(Ordering::Relaxed) < end {
+            state.header.spill_written.store(end, Ordering::Relaxed);
         }
         self.spill().write(at, header, &parts)?;
         Ok(Counters { spill_tail: end, ..*counters })
@@ -380,15 +381,14 @@ impl Core {
             match self.pop_locked(&locked)? {
                 Ok(Some(taken)) => {
                     drop(locked);
-                    Sleep { word: &state.space_seq, waiters: &state.put_waiters, need: &state.space_need }
-                        .wake::<Kernel>();
+                    state.space_sleep().wake::<Kernel>();
                     return Ok(taken);
                 }
                 // An item whose descriptors were lost with a killed process: take the next.
                 Ok(None) => continue,
                 Err(NotNow::Wait(seq)) => {
                     drop(locked);
-                    let sleep = Sleep { word: &state.items_seq, waiters: &state.get_waiters, need: &state.items_need };
+                    let sleep = state.items_sleep();
                     if !self.wait(sleep, seq, &state.get_spin, deadline) {
                         return Err(Error::Empty);
                     }
@@ -403,7 +403,7 @@ impl Core {
         let state = self.state();
         let counters = state.counters();
         if counters.count == 0 {
-            return Ok(Err(NotNow::Wait(state.items_seq.load(Ordering::SeqCst))));
+            return Ok(Err(NotNow::Wait(state.live.items_seq.load(Ordering::SeqCst))));
         }
         let from_ring = counters.ring_used();
         let (kind, mut payload, mut new) = match from_ring {
@@ -423,7 +423,7 @@ impl Core {
             (new.spill_head, new.spill_tail) = (0, 0);
         }
         state.commit(new);
-        state.space_seq.fetch_add(1, Ordering::SeqCst);
+        state.live.space_seq.fetch_add(1, Ordering::SeqCst);
         if !from_ring {
             self.release_spill(new.spill_head, spill_drained);
         }
@@ -474,15 +474,15 @@ impl Core {
     /// [`RELEASE_STEP`], or all of it once it `drained`.
     fn release_spill(&self, head: u64, drained: bool) {
         let state = self.state();
-        let released = state.spill_released.load(Ordering::Relaxed);
+        let released = state.header.spill_released.load(Ordering::Relaxed);
         if drained {
-            self.spill().release(0, state.spill_written.load(Ordering::Relaxed).next_multiple_of(4096));
-            state.spill_written.store(0, Ordering::Relaxed);
-            state.spill_released.store(0, Ordering::Relaxed);
+            self.spill().release(0, state.header.spill_written.load(Ordering::Relaxed).next_multiple_of(4096));
+            state.header.spill_written.store(0, Ordering::Relaxed);
+            state.header.spill_released.store(0, Ordering::Relaxed);
         } else if head >= released + RELEASE_STEP {
             let upto = head - head % 4096;
             self.spill().release(released, upto);
-            state.spill_released.store(upto, Ordering::Relaxed);
+            state.header.spill_released.store(upto, Ordering::Relaxed);
         }
     }
 
@@ -494,8 +494,8 @@ impl Core {
             let mut fds = Vec::new();
             let got = sys::try_recv_with_fds(self.side_rx.as_fd(), &mut number, &mut fds)
                 .context("receive an item's descriptors from the queue")?;
-            if got.is_some() && self.state().side_channel_full.load(Ordering::Relaxed) != 0 {
-                self.state().side_channel_full.store(0, Ordering::Relaxed);
+            if got.is_some() && self.state().header.side_channel_full.load(Ordering::Relaxed) != 0 {
+                self.state().header.side_channel_full.store(0, Ordering::Relaxed);
             }
             match got {
                 Some(TICKET) => match u64::from_le_bytes(number).cmp(&ticket) {
@@ -538,11 +538,11 @@ impl Core {
         let unfinished = counters.unfinished.saturating_sub(1);
         state.commit(Counters { unfinished, taken: counters.taken - 1, ..counters });
         if unfinished == 0 {
-            state.done_seq.fetch_add(1, Ordering::SeqCst);
+            state.sleepers.done_seq.fetch_add(1, Ordering::SeqCst);
         }
         drop(locked);
         if unfinished == 0 {
-            Sleep { word: &state.done_seq, waiters: &state.join_waiters, need: &state.done_need }.wake::<Kernel>();
+            state.done_sleep().wake::<Kernel>();
         }
         Ok(())
     }
@@ -551,15 +551,32 @@ impl Core {
     pub(super) fn join(&self, deadline: Deadline) -> bool {
         let state = self.state();
         loop {
-            let seq = state.done_seq.load(Ordering::SeqCst);
+            let seq = state.sleepers.done_seq.load(Ordering::SeqCst);
             if self.unfinished() == 0 {
                 return true;
             }
-            let sleep = Sleep { word: &state.done_seq, waiters: &state.join_waiters, need: &state.done_need };
+            let sleep = state.done_sleep();
             if !self.wait(sleep, seq, &state.get_spin, deadline) {
                 return false;
             }
         }
+    }
+}
+
+impl State {
+    /// Consumers waiting for an item.
+    fn items_sleep(&self) -> Sleep<'_> {
+        Sleep { word: &self.live.items_seq, waiters: &self.sleepers.get_waiters, need: &self.sleepers.items_need }
+    }
+
+    /// Producers waiting for room.
+    fn space_sleep(&self) -> Sleep<'_> {
+        Sleep { word: &self.live.space_seq, waiters: &self.sleepers.put_waiters, need: &self.sleepers.space_need }
+    }
+
+    /// Joiners waiting for the last task done.
+    fn done_sleep(&self) -> Sleep<'_> {
+        Sleep { word: &self.sleepers.done_seq, waiters: &self.sleepers.join_waiters, need: &self.sleepers.done_need }
     }
 }
 
@@ -739,7 +756,7 @@ mod tests {
         let core = Core::create(1, 0, 4096).unwrap();
         // A producer that burned ticket 0 and sent its descriptors, then died before committing.
         let state = core.state();
-        state.next_ticket.store(1, Ordering::Relaxed);
+        state.header.next_ticket.store(1, Ordering::Relaxed);
         let file = std::fs::File::open("/proc/self/exe").unwrap();
         sys::try_send_with_fds(core.side_tx.as_fd(), &[IoSlice::new(&0u64.to_le_bytes())], &[file.as_fd()]).unwrap();
         let with_fd = Message { bytes: vec![5], fds: vec![OwnedFd::from(file)] };

@@ -69,7 +69,7 @@ impl Counters {
 /// tail, unseen); killed after arming, the next holder (told by the robust lock that the owner
 /// died) applies the journal again, which is harmless since it only stores values.
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Journal {
     armed: AtomicU32,
     head: AtomicU64,
@@ -82,18 +82,48 @@ struct Journal {
 }
 
 /// The state block at the start of the memory file.
+///
+/// Laid out by who writes what, a cache line (64 bytes) for each group. A producer and a consumer
+/// on separate cores pass every line that one of them writes back and forth, some 150 ns a
+/// transfer on the VM of `bench/README.md` (2 vCPUs that are separate cores), so an operation
+/// costs about one transfer per line it writes, or reads after the other side wrote it:
+/// - the lock alone: waiters watch it, so anything else on its line was fetched back from them;
+/// - the counters and the words consumers and producers wait on, which every operation changes;
+/// - their journal;
+/// - what operations read and almost never write (the header), and what they read and write
+///   only while someone sleeps (the sleepers' counts, `need` words, `done_seq`): these lines stay
+///   in both cores' caches;
+/// - each spinning state on a line of its own.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(super) struct State {
-    magic: AtomicU64,
-    /// Identifies the item type and queue kind, so that a handle is not received as another.
-    tag: AtomicU64,
-    /// Bytes in the ring (a multiple of 8).
-    capacity: AtomicU64,
-    /// Most items the queue holds (0: no limit but the ring's bytes).
-    maxsize: AtomicU64,
     /// Serializes every change of the ring and the counters.
-    pub(super) lock: LockState,
+    pub(super) lock: Line<LockState>,
+    pub(super) live: Live,
+    journal: Journal,
+    pub(super) header: Header,
+    pub(super) sleepers: Sleepers,
+    /// How long a consumer watches an empty queue (a producer a full one) before it sleeps.
+    pub(super) get_spin: Line<SpinState>,
+    pub(super) put_spin: Line<SpinState>,
+}
+
+/// A value alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(super) struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What every operation changes under the lock: the counters, and the word it bumps.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(super) struct Live {
     head: AtomicU64,
     tail: AtomicU64,
     count: AtomicU64,
@@ -101,9 +131,26 @@ pub(super) struct State {
     taken: AtomicU64,
     spill_head: AtomicU64,
     spill_tail: AtomicU64,
+    /// Bumped by every put: consumers sleep on it.
+    pub(super) items_seq: AtomicU32,
+    /// Bumped by every get: producers waiting for room sleep on it.
+    pub(super) space_seq: AtomicU32,
+}
+
+/// What identifies the queue (written once, at creation), and what only big items and items
+/// holding descriptors change.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(super) struct Header {
+    magic: AtomicU64,
+    /// Identifies the item type and queue kind, so that a handle is not received as another.
+    tag: AtomicU64,
+    /// Bytes in the ring (a multiple of 8).
+    capacity: AtomicU64,
+    /// Most items the queue holds (0: no limit but the ring's bytes).
+    maxsize: AtomicU64,
     /// The next ticket of the descriptor side channel (see `core`).
     pub(super) next_ticket: AtomicU64,
-    journal: Journal,
     /// How far into the spill records were ever written since it last emptied (under the lock,
     /// before the bytes are written): the memory to give back when it empties.
     pub(super) spill_written: AtomicU64,
@@ -113,25 +160,25 @@ pub(super) struct State {
     /// from it: a hint that a big item should go to the spill rather than into a memory file of its
     /// own (which it would find no room to pass).
     pub(super) side_channel_full: AtomicU32,
-    /// Bumped by every put: consumers sleep on it.
-    pub(super) items_seq: AtomicU32,
-    /// Bumped by every get: producers waiting for room sleep on it.
-    pub(super) space_seq: AtomicU32,
-    /// Bumped when the last unfinished task is done: `join` sleeps on it.
-    pub(super) done_seq: AtomicU32,
+}
+
+/// The sleepers (see `wakeup`): read after every operation, written only by a sleeper that
+/// registers and by the waker that calls it.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(super) struct Sleepers {
     /// How many consumers, producers, joiners may sleep (a killed sleeper leaves one too many,
     /// which only costs a wake-up system call).
     pub(super) get_waiters: AtomicU32,
     pub(super) put_waiters: AtomicU32,
     pub(super) join_waiters: AtomicU32,
+    /// Bumped when the last unfinished task is done: `join` sleeps on it.
+    pub(super) done_seq: AtomicU32,
     /// Whether registered sleepers wait for a wake-up call (see `wakeup`): a burst of puts (gets)
     /// while the sleepers wake up makes one call, not one each.
     pub(super) items_need: AtomicU64,
     pub(super) space_need: AtomicU64,
     pub(super) done_need: AtomicU64,
-    /// How long a consumer watches an empty queue (a producer a full one) before it sleeps.
-    pub(super) get_spin: SpinState,
-    pub(super) put_spin: SpinState,
 }
 
 const _: () = assert!(size_of::<State>() <= RING_OFFSET);
@@ -140,13 +187,13 @@ impl State {
     /// The counters (call under the lock; outside it they may be mid-update).
     pub(super) fn counters(&self) -> Counters {
         Counters {
-            head: self.head.load(Ordering::Relaxed),
-            tail: self.tail.load(Ordering::Relaxed),
-            count: self.count.load(Ordering::Relaxed),
-            unfinished: self.unfinished.load(Ordering::Relaxed),
-            taken: self.taken.load(Ordering::Relaxed),
-            spill_head: self.spill_head.load(Ordering::Relaxed),
-            spill_tail: self.spill_tail.load(Ordering::Relaxed),
+            head: self.live.head.load(Ordering::Relaxed),
+            tail: self.live.tail.load(Ordering::Relaxed),
+            count: self.live.count.load(Ordering::Relaxed),
+            unfinished: self.live.unfinished.load(Ordering::Relaxed),
+            taken: self.live.taken.load(Ordering::Relaxed),
+            spill_head: self.live.spill_head.load(Ordering::Relaxed),
+            spill_tail: self.live.spill_tail.load(Ordering::Relaxed),
         }
     }
 
@@ -158,14 +205,14 @@ impl State {
     }
 
     fn apply(&self, new: Counters) {
-        self.head.store(new.head, Ordering::Relaxed);
-        self.tail.store(new.tail, Ordering::Relaxed);
+        self.live.head.store(new.head, Ordering::Relaxed);
+        self.live.tail.store(new.tail, Ordering::Relaxed);
         // SeqCst: waiters register, then read the count; see `core`.
-        self.count.store(new.count, Ordering::SeqCst);
-        self.unfinished.store(new.unfinished, Ordering::SeqCst);
-        self.taken.store(new.taken, Ordering::Relaxed);
-        self.spill_head.store(new.spill_head, Ordering::Relaxed);
-        self.spill_tail.store(new.spill_tail, Ordering::Relaxed);
+        self.live.count.store(new.count, Ordering::SeqCst);
+        self.live.unfinished.store(new.unfinished, Ordering::SeqCst);
+        self.live.taken.store(new.taken, Ordering::Relaxed);
+        self.live.spill_head.store(new.spill_head, Ordering::Relaxed);
+        self.live.spill_tail.store(new.spill_tail, Ordering::Relaxed);
     }
 
     /// Writes `new` into the journal and arms it: from here on, a holder that dies has its
@@ -203,20 +250,20 @@ impl State {
 
     /// Items in the ring (a snapshot: may change at once).
     pub(super) fn count_now(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
+        self.live.count.load(Ordering::SeqCst)
     }
 
     /// Items put and not yet done (a snapshot).
     pub(super) fn unfinished_now(&self) -> u64 {
-        self.unfinished.load(Ordering::SeqCst)
+        self.live.unfinished.load(Ordering::SeqCst)
     }
 
     pub(super) fn maxsize(&self) -> u64 {
-        self.maxsize.load(Ordering::Relaxed)
+        self.header.maxsize.load(Ordering::Relaxed)
     }
 
     pub(super) fn capacity(&self) -> u64 {
-        self.capacity.load(Ordering::Relaxed)
+        self.header.capacity.load(Ordering::Relaxed)
     }
 }
 
@@ -237,10 +284,10 @@ impl SharedMemory {
         let mapping = Mapping::new(fd.as_fd(), len).context("map a queue's shared memory")?;
         let memory = SharedMemory { mapping, fd, capacity };
         let state = memory.state();
-        state.tag.store(tag, Ordering::Relaxed);
-        state.capacity.store(capacity as u64, Ordering::Relaxed);
-        state.maxsize.store(maxsize, Ordering::Relaxed);
-        state.magic.store(MAGIC, Ordering::Release);
+        state.header.tag.store(tag, Ordering::Relaxed);
+        state.header.capacity.store(capacity as u64, Ordering::Relaxed);
+        state.header.maxsize.store(maxsize, Ordering::Relaxed);
+        state.header.magic.store(MAGIC, Ordering::Release);
         Ok(memory)
     }
 
@@ -252,7 +299,7 @@ impl SharedMemory {
         };
         // The ring's size, from the state block, to map the state and the ring (not the spill).
         let mut capacity = [0u8; 8];
-        let read = sys::read_at(fd.as_fd(), &mut capacity, std::mem::offset_of!(State, capacity) as u64)
+        let read = sys::read_at(fd.as_fd(), &mut capacity, std::mem::offset_of!(State, header.capacity) as u64)
             .context("inspect a queue's shared memory")?;
         let capacity = usize::try_from(u64::from_ne_bytes(capacity)).unwrap_or(usize::MAX);
         let fits = read == 8 && capacity > 0 && capacity.is_multiple_of(8) && capacity <= size - RING_OFFSET;
@@ -262,10 +309,10 @@ impl SharedMemory {
         let mapping = Mapping::new(fd.as_fd(), RING_OFFSET + capacity).context("map a queue's shared memory")?;
         let memory = SharedMemory { mapping, fd, capacity };
         let state = memory.state();
-        if state.magic.load(Ordering::Acquire) != MAGIC {
+        if state.header.magic.load(Ordering::Acquire) != MAGIC {
             return Err(not_a_queue("no queue header"));
         }
-        if state.tag.load(Ordering::Relaxed) != tag {
+        if state.header.tag.load(Ordering::Relaxed) != tag {
             return Err(not_a_queue("a queue of another kind or item type"));
         }
         if state.capacity() != memory.capacity as u64 {

@@ -340,6 +340,28 @@ impl LockState {
         // reading the owner bits first costs no transfer.
         let owner = self.state.load(Ordering::Relaxed) & TID_MASK;
         let before = self.state.fetch_sub(owner, Ordering::SeqCst);
+        self.wake_after_release::<F>(before);
+    }
+
+    /// [`release`](Self::release) of a lock that thread `me` took once (never recursively): one
+    /// read-modify-write of the state, with no look at the depth or the owner before it.
+    ///
+    /// While another core watches the state (an acquirer spinning on a lock held briefly, as
+    /// producers and consumers do on a queue's), each look fetched the line back from it, and the
+    /// read-modify-write then had to take it over once more: two transfers of the line (some
+    /// 150 ns each between the separate cores of the VM in `bench/README.md`) where one will do.
+    #[inline]
+    pub(crate) fn release_once<F: Futex>(&self, me: u32) {
+        let owner = u64::from(me) & TID_MASK;
+        debug_assert_eq!(self.state.load(Ordering::Relaxed) & TID_MASK, owner, "released by its owner");
+        debug_assert!(self.depth.load(Ordering::Relaxed) <= 1, "a lock taken recursively is released with `release`");
+        let before = self.state.fetch_sub(owner, Ordering::SeqCst);
+        self.wake_after_release::<F>(before);
+    }
+
+    /// After a release that found `before`: wakes a sleeper if any may wait.
+    #[inline]
+    fn wake_after_release<F: Futex>(&self, before: u64) {
         if before & WAITERS != 0 {
             handshake_fence();
             self.wake.fetch_add(1, Ordering::SeqCst);

@@ -125,6 +125,29 @@ fn lock_excludes_and_hands_over() {
     });
 }
 
+/// The queue's release (`release_once`: one read-modify-write, no look at the owner or depth
+/// first) excludes, hands over and wakes a sleeper as `release` does.
+#[test]
+fn lock_released_once_excludes_and_hands_over() {
+    loom::model(|| {
+        let lock = Arc::new(LockState::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let (other, other_inside) = (lock.clone(), inside.clone());
+        let t = loom::thread::spawn(move || {
+            assert_eq!(other.acquire::<LoomFutex>((1, 1), None, false), Acquired::Clean);
+            assert_eq!(other_inside.fetch_add(1, Ordering::SeqCst), 0);
+            other_inside.fetch_sub(1, Ordering::SeqCst);
+            other.release_once::<LoomFutex>(1);
+        });
+        assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, false), Acquired::Clean);
+        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+        inside.fetch_sub(1, Ordering::SeqCst);
+        lock.release_once::<LoomFutex>(2);
+        t.join().unwrap();
+        assert!(!lock.locked());
+    });
+}
+
 #[test]
 fn recursive_lock_counts_its_depth() {
     loom::model(|| {
