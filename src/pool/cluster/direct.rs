@@ -120,12 +120,16 @@ pub(crate) struct Reader {
     buf: Vec<u8>,
     /// Where the next reply starts in `buf`.
     start: usize,
+    /// The read timeout last set on the socket: set again only when a wait needs another (a
+    /// caller waiting for each result in person would otherwise make two `setsockopt` calls per
+    /// round trip, one of them between the result's arrival and its return).
+    read_timeout: Option<Duration>,
 }
 
 impl Reader {
     /// A reader of a socket already connected (and set up) by the caller: the fuzz target's.
     pub(super) fn over_unix(stream: UnixStream) -> Reader {
-        Reader { stream: Stream::Unix(stream), buf: Vec::new(), start: 0 }
+        Reader { stream: Stream::Unix(stream), buf: Vec::new(), start: 0, read_timeout: None }
     }
 
     /// A descriptor of the connection, to watch for readability.
@@ -181,7 +185,11 @@ impl Reader {
 
     /// Reads what has arrived (waiting up to `wait` for something); false when nothing came.
     fn fill(&mut self, wait: Duration) -> io::Result<bool> {
-        self.stream.set_read_timeout(wait)?;
+        if self.read_timeout != Some(wait) {
+            self.read_timeout = None; // unknown until the call succeeds
+            self.stream.set_read_timeout(wait)?;
+            self.read_timeout = Some(wait);
+        }
         self.take_in(true)
     }
 
@@ -366,8 +374,12 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
     };
     stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
-    let mut reader =
-        Reader { stream: stream.try_clone().map_err(|e| failed(e.to_string()))?, buf: Vec::new(), start: 0 };
+    let mut reader = Reader {
+        stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
+        buf: Vec::new(),
+        start: 0,
+        read_timeout: None,
+    };
     let mut writer = Writer { stream };
     let settings = info.redis_settings();
     let mut hello = Vec::new();
