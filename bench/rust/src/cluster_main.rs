@@ -7,7 +7,9 @@
 //!   µs, medians);
 //! * `map_default`, `imap_chunk1`: 20 000 tiny tasks over 2 nodes of 1 worker each (tasks/s);
 //! * `recovery`: seconds from a node's SIGKILL to its chunk's result from another node, and the
-//!   lease (prints "ours lease").
+//!   lease (prints "ours lease");
+//! * `rtt_ours [N]`: our round trip alone, N times (20 000 by default): a run long enough to
+//!   profile (`perf record -a`), not a `bench/compare` metric.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -173,6 +175,21 @@ fn rtt() -> String {
     format!("{} {}", median(ours), median(floor))
 }
 
+/// Our round trip alone, `n` times (median, µs): a longer run to profile (`perf record`).
+fn rtt_ours(n: usize) -> String {
+    let server = Server::start();
+    let pool = two_node_pool(&server, "rtt");
+    let mut ours = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
+        ours.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    pool.close();
+    pool.join().expect("join");
+    format!("{}", median(ours))
+}
+
 fn throughput(chunk1: bool) -> String {
     let server = Server::start();
     let pool = two_node_pool(&server, "throughput");
@@ -245,8 +262,9 @@ fn main() {
         "map_default" => throughput(false),
         "imap_chunk1" => throughput(true),
         "recovery" => recovery(),
+        "rtt_ours" => rtt_ours(std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)),
         _ => {
-            eprintln!("usage: mpbench-cluster rtt|map_default|imap_chunk1|recovery");
+            eprintln!("usage: mpbench-cluster rtt|map_default|imap_chunk1|recovery|rtt_ours [N]");
             std::process::exit(2);
         }
     };
