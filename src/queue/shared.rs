@@ -207,9 +207,13 @@ impl State {
     fn apply(&self, new: Counters) {
         self.live.head.store(new.head, Ordering::Relaxed);
         self.live.tail.store(new.tail, Ordering::Relaxed);
-        // SeqCst: waiters register, then read the count; see `core`.
-        self.live.count.store(new.count, Ordering::SeqCst);
-        self.live.unfinished.store(new.unfinished, Ordering::SeqCst);
+        // Release, not SeqCst (on x86 a SeqCst store is a locked exchange: two of them took a
+        // tenth of an uncontended put). Under the lock the lock orders them; outside it, whoever
+        // must see them with a word's change (a consumer woken by `items_seq`, a joiner by
+        // `done_seq`) reads that word first, and the word's SeqCst bump after this store, by the
+        // same holder, publishes them. `len` and `unfinished` outside the lock are snapshots.
+        self.live.count.store(new.count, Ordering::Release);
+        self.live.unfinished.store(new.unfinished, Ordering::Release);
         self.live.taken.store(new.taken, Ordering::Relaxed);
         self.live.spill_head.store(new.spill_head, Ordering::Relaxed);
         self.live.spill_tail.store(new.spill_tail, Ordering::Relaxed);
