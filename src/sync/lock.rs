@@ -150,7 +150,9 @@ macro_rules! lock_type {
         #[must_use = "the lock is released as soon as the guard is dropped"]
         pub struct $guard<'a> {
             state: &'a LockState,
-            /// A guard belongs to the thread that acquired (the lock records it as owner).
+            /// The thread that acquired (the lock records it as owner).
+            owner: u32,
+            /// A guard belongs to the thread that acquired.
             not_send: PhantomData<*const ()>,
         }
 
@@ -176,8 +178,9 @@ macro_rules! lock_type {
             }
 
             fn acquire_within(&self, timeout: Option<Duration>) -> AcquireResult<$guard<'_>> {
-                let acquired = self.state.acquire::<Kernel>(sys::current_thread(), timeout, $recursive);
-                outcome(acquired, timeout, || $guard { state: &self.state, not_send: PhantomData })
+                let me = sys::current_thread();
+                let acquired = self.state.acquire::<Kernel>(me, timeout, $recursive);
+                outcome(acquired, timeout, || $guard { state: &self.state, owner: me.0, not_send: PhantomData })
             }
 
             /// Whether someone holds the lock (CPython 3.14 `locked()`).
@@ -202,7 +205,12 @@ macro_rules! lock_type {
 
         impl Drop for $guard<'_> {
             fn drop(&mut self) {
-                self.state.release::<Kernel>();
+                if $recursive {
+                    self.state.release::<Kernel>();
+                } else {
+                    // Taken once: one read-modify-write, no loads before it (see `release_once`).
+                    self.state.release_once::<Kernel>(self.owner);
+                }
             }
         }
 
