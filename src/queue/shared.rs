@@ -84,9 +84,10 @@ struct Journal {
 /// The state block at the start of the memory file.
 ///
 /// Laid out by who writes what, a cache line (64 bytes) for each group. A producer and a consumer
-/// on separate cores pass every line that one of them writes back and forth, some 150 ns a
-/// transfer on the VM of `bench/README.md` (2 vCPUs that are separate cores), so an operation
-/// costs about one transfer per line it writes, or reads after the other side wrote it:
+/// on separate cores pass every line that one of them writes back and forth (50-65 ns a
+/// hand-over on the VM of `bench/README.md`, whose 2 vCPUs are reported as separate cores:
+/// `bench/floors/cacheline_handover.c`), so an operation costs about one transfer per line it
+/// writes, or reads after the other side wrote it:
 /// - the lock alone: waiters watch it, so anything else on its line was fetched back from them;
 /// - the counters and the words consumers and producers wait on, which every operation changes;
 /// - their journal;

@@ -348,8 +348,8 @@ impl LockState {
     ///
     /// While another core watches the state (an acquirer spinning on a lock held briefly, as
     /// producers and consumers do on a queue's), each look fetched the line back from it, and the
-    /// read-modify-write then had to take it over once more: two transfers of the line (some
-    /// 150 ns each between the separate cores of the VM in `bench/README.md`) where one will do.
+    /// read-modify-write then had to take it over once more: two transfers of the line (50-65 ns
+    /// each between the two cores of the VM in `bench/README.md`) where one will do.
     #[inline]
     pub(crate) fn release_once<F: Futex>(&self, me: u32) {
         let owner = u64::from(me) & TID_MASK;
