@@ -97,6 +97,13 @@
 //! Measured on the queue (2026-12-07, quiet VM): 0.14-0.19 s against CPython's 0.41-0.55 s, about
 //! 3x (0.21-0.26 s before big items were encoded straight into their memory file).
 //!
+//! On a VM whose 2 vCPUs are separate cores (a cache line takes 50-65 ns from one to the other)
+//! and whose system calls are cheap (2026-12-07, `bench/README.md`), the same rows give 1.6-2.0
+//! million items/s against CPython's 0.26-0.33 million (5-7x): each operation takes the lock's
+//! cache line, the counters', the journal's and the record's from the other side. The state
+//! block is laid out a line per group of fields by who writes them (see `shared::State`), which
+//! took these rows from 1.2-1.5 to 1.5-1.8 million items/s there.
+//!
 //! How the design was chosen:
 //!
 //! - **Ring in shared memory, not a socket.** A queue over one `SOCK_SEQPACKET` socket shared by

@@ -2,7 +2,8 @@
 //! memory file.
 //!
 //! ```text
-//! offset 0           State    magic, item type tag, sizes, robust lock, positions, journal, wake-up words
+//! offset 0           State    robust lock, positions and wake-up words, journal, header (magic,
+//!                             item type tag, sizes), sleepers, spin states: a cache line each
 //! offset 4096        ring     `capacity` bytes of records (`shm::record_ring`), mapped by every handle
 //! offset spill_base  spill    records that found the ring full (see `spill`): the file grows as
 //!                             far as it reaches; read and written with `pread`/`pwrite`, never mapped
