@@ -179,7 +179,10 @@ impl Core {
         let state = self.state();
         let me = sys::current_thread();
         match state.lock.acquire::<Kernel>(me, deadline.left(), false) {
-            Acquired::Clean => Ok(Some(Locked(state, me.0))),
+            Acquired::Clean => {
+                state.claim_lines();
+                Ok(Some(Locked(state, me.0)))
+            }
             Acquired::OwnerDied(_) => {
                 state.replay_journal();
                 state.lock.recover();

@@ -199,6 +199,15 @@ impl State {
         }
     }
 
+    /// Asks for the lines an operation writes under the lock (the counters, the journal) for
+    /// writing, right after it took the lock: they come from the other side's cache together,
+    /// instead of the counters first shared for their read and then taken for their write, and
+    /// the journal's after that.
+    pub(super) fn claim_lines(&self) {
+        crate::sys::prefetch_for_write(std::ptr::from_ref(&self.live).cast());
+        crate::sys::prefetch_for_write(std::ptr::from_ref(&self.journal).cast());
+    }
+
     /// Makes `new` the counters, through the journal (call under the lock).
     pub(super) fn commit(&self, new: Counters) {
         self.arm(new);

@@ -104,9 +104,9 @@ impl Futex for LoomFutex {
     }
 }
 
-#[test]
-fn lock_excludes_and_hands_over() {
-    loom::model(|| {
+/// Two threads take the lock in turn; `release(lock, tid)` gives it back.
+fn excludes_and_hands_over(release: fn(&LockState, u32)) {
+    loom::model(move || {
         let lock = Arc::new(LockState::default());
         let inside = Arc::new(AtomicUsize::new(0));
         let (other, other_inside) = (lock.clone(), inside.clone());
@@ -114,38 +114,27 @@ fn lock_excludes_and_hands_over() {
             assert_eq!(other.acquire::<LoomFutex>((1, 1), None, false), Acquired::Clean);
             assert_eq!(other_inside.fetch_add(1, Ordering::SeqCst), 0);
             other_inside.fetch_sub(1, Ordering::SeqCst);
-            other.release::<LoomFutex>();
+            release(&other, 1);
         });
         assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, false), Acquired::Clean);
         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
         inside.fetch_sub(1, Ordering::SeqCst);
-        lock.release::<LoomFutex>();
+        release(&lock, 2);
         t.join().unwrap();
         assert!(!lock.locked());
     });
 }
 
-/// The queue's release (`release_once`: one read-modify-write, no look at the owner or depth
-/// first) excludes, hands over and wakes a sleeper as `release` does.
+#[test]
+fn lock_excludes_and_hands_over() {
+    excludes_and_hands_over(|lock, _| lock.release::<LoomFutex>());
+}
+
+/// The queue's and `Lock`'s release (`release_once`: one read-modify-write, no look at the owner
+/// or depth first) excludes, hands over and wakes a sleeper as `release` does.
 #[test]
 fn lock_released_once_excludes_and_hands_over() {
-    loom::model(|| {
-        let lock = Arc::new(LockState::default());
-        let inside = Arc::new(AtomicUsize::new(0));
-        let (other, other_inside) = (lock.clone(), inside.clone());
-        let t = loom::thread::spawn(move || {
-            assert_eq!(other.acquire::<LoomFutex>((1, 1), None, false), Acquired::Clean);
-            assert_eq!(other_inside.fetch_add(1, Ordering::SeqCst), 0);
-            other_inside.fetch_sub(1, Ordering::SeqCst);
-            other.release_once::<LoomFutex>(1);
-        });
-        assert_eq!(lock.acquire::<LoomFutex>((2, 1), None, false), Acquired::Clean);
-        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-        inside.fetch_sub(1, Ordering::SeqCst);
-        lock.release_once::<LoomFutex>(2);
-        t.join().unwrap();
-        assert!(!lock.locked());
-    });
+    excludes_and_hands_over(|lock, me| lock.release_once::<LoomFutex>(me));
 }
 
 #[test]

@@ -275,3 +275,20 @@ mod tests {
         assert_eq!((pages.as_mut_slice()[0], pages.as_mut_slice()[64 * 1024]), (1, 2));
     }
 }
+
+/// Asks for the cache line at `ptr` in the state that allows writing it (`prefetchw`), ahead of
+/// the stores that will need it: a hint, which loads nothing and never faults.
+#[inline(always)]
+pub(crate) fn prefetch_for_write(ptr: *const u8) {
+    // Not `_mm_prefetch` with `_MM_HINT_ET0`: without the `prfchw` target feature (not in the
+    // x86_64 baseline) it compiles to `prefetcht0`, a prefetch for reading.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetchw` is a hint: it reads and writes no memory architecturally, faults on no
+    // address (any pointer, even a dangling or null one, is fine), changes no register or flag,
+    // and runs as a no-op on processors without it (its opcode, 0F 0D, is in the hint space).
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) ptr, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}

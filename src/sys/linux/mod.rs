@@ -26,8 +26,9 @@ pub(crate) use dispositions::{
 pub(crate) use fd::{arm_kill_on_hangup, dup_cloexec, open_missing_standard_streams, pipe_cloexec, random_bytes};
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use memory::{
-    FutexWait, Mapping, ZeroedPages, futex_wait, futex_wake, memfd_growable, memfd_sealed, memfd_unsealed, read_at,
-    release_range, seal_size, sealed_size, unshrinkable_size, write_all_at, write_all_vectored_at,
+    FutexWait, Mapping, ZeroedPages, futex_wait, futex_wake, memfd_growable, memfd_sealed, memfd_unsealed,
+    prefetch_for_write, read_at, release_range, seal_size, sealed_size, unshrinkable_size, write_all_at,
+    write_all_vectored_at,
 };
 pub(crate) use poll::{
     Interest, doorbell, peer_hung_up, poll_one, poll_readable, poll_ready, reset_doorbell, ring_doorbell,
