@@ -346,10 +346,12 @@ impl LockState {
     /// [`release`](Self::release) of a lock that thread `me` took once (never recursively): one
     /// read-modify-write of the state, with no look at the depth or the owner before it.
     ///
-    /// While another core watches the state (an acquirer spinning on a lock held briefly, as
-    /// producers and consumers do on a queue's), each look fetched the line back from it, and the
-    /// read-modify-write then had to take it over once more: two transfers of the line (50-65 ns
-    /// each between the two cores of the VM in `bench/README.md`) where one will do.
+    /// An acquirer on another core (as producers and consumers are, on a queue's lock) that
+    /// writes the state's line while the lock is held (a compare-and-swap that loses, the
+    /// waiters' bit, its spinning state, all on that line) takes it from the holder: each look
+    /// then fetched the line back, and the read-modify-write had to take it over once more, two
+    /// transfers (50-65 ns each between the two cores of the VM in `bench/README.md`) where one
+    /// will do.
     #[inline]
     pub(crate) fn release_once<F: Futex>(&self, me: u32) {
         let owner = u64::from(me) & TID_MASK;
