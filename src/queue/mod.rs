@@ -98,11 +98,12 @@
 //! 3x (0.21-0.26 s before big items were encoded straight into their memory file).
 //!
 //! On a VM whose 2 vCPUs are separate cores (a cache line takes 50-65 ns from one to the other)
-//! and whose system calls are cheap (2026-12-07, `bench/README.md`), the same rows give 1.6-2.0
-//! million items/s against CPython's 0.26-0.33 million (5-7x): each operation takes the lock's
+//! and whose system calls are cheap (2026-12-07, `bench/README.md`), the same rows give 1.9-2.1
+//! million items/s against CPython's 0.28-0.33 million (6-7x): each operation takes the lock's
 //! cache line, the counters', the journal's and the record's from the other side. The state
-//! block is laid out a line per group of fields by who writes them (see `shared::State`), which
-//! took these rows from 1.2-1.5 to 1.5-1.8 million items/s there.
+//! block is laid out a line per group of fields by who writes them (see `shared::State`), the
+//! lock is released with one read-modify-write, and the lines an operation writes are asked for
+//! as soon as it holds the lock, which took these rows from 1.2-1.5 million items/s there.
 //!
 //! How the design was chosen:
 //!
