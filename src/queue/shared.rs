@@ -92,9 +92,9 @@ struct Journal {
 /// - the lock alone: waiters watch it, so anything else on its line was fetched back from them;
 /// - the counters and the words consumers and producers wait on, which every operation changes;
 /// - their journal;
-/// - what operations read and almost never write (the header), and what they read and write
-///   only while someone sleeps (the sleepers' counts, `need` words, `done_seq`): these lines stay
-///   in both cores' caches;
+/// - what operations read and almost never write: the header, and the sleepers' line (their
+///   counts and `need` words change only while someone sleeps, `done_seq` when the last task is
+///   done), so these lines stay in both cores' caches;
 /// - each spinning state on a line of its own.
 #[derive(Debug, Default)]
 #[repr(C)]
