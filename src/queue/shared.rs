@@ -204,8 +204,8 @@ impl State {
     /// instead of the counters first shared for their read and then taken for their write, and
     /// the journal's after that.
     pub(super) fn claim_lines(&self) {
-        crate::sys::prefetch_for_write(std::ptr::from_ref(&self.live).cast());
-        crate::sys::prefetch_for_write(std::ptr::from_ref(&self.journal).cast());
+        sys::prefetch_for_write(std::ptr::from_ref(&self.live).cast());
+        sys::prefetch_for_write(std::ptr::from_ref(&self.journal).cast());
     }
 
     /// Makes `new` the counters, through the journal (call under the lock).

@@ -15,10 +15,10 @@
 //! `slots_resets` say one was under way). Only a death inside the action (which runs under the
 //! internal lock, after the last arrival and before the release) breaks the barrier, since the
 //! action's promise to run before anyone leaves cannot be kept. A barrier without an action never
-//! breaks on a death: its last arrival marks the release under way before it counts itself. The sleepers look at the internal
-//! lock once per owner-check interval and, finding its holder dead, take the lock themselves: the
-//! repair happens, or every waiter gets `BrokenBarrier`, within about two intervals, never a wait
-//! for a party that will never come back.
+//! breaks on a death: its last arrival marks the release under way before it counts itself. The
+//! sleepers look at the internal lock once per owner-check interval and, finding its holder dead,
+//! take the lock themselves: the repair happens, or every waiter gets `BrokenBarrier`, within
+//! about two intervals, never a wait for a party that will never come back.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -131,14 +131,16 @@ impl BarrierState {
                 self.withdraw_the_dead(slots);
             }
             let index = self.take_slot(slots, me);
-            if action.is_none() && self.arrived.load(Ordering::SeqCst) + 1 == parties {
+            let last = self.arrived.load(Ordering::SeqCst) + 1 == parties;
+            if last && action.is_none() {
                 // Ours completes the generation and runs no action: the release is under way from
                 // before the arrival counts, so that a death at any instruction from here on is a
                 // release cut short (finished by `repair`), never taken for a death inside an
                 // action (which breaks the barrier).
                 self.completing.store(phase | 1, Ordering::SeqCst);
             }
-            if self.arrived.fetch_add(1, Ordering::SeqCst) + 1 == parties {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            if last {
                 // The last party runs the action before anyone is released; if it panics, the
                 // barrier breaks for everyone.
                 let acted = action.is_none_or(|action| std::panic::catch_unwind(action).is_ok());
@@ -517,6 +519,16 @@ mod tests {
         barrier.state.completing.load(Ordering::SeqCst) == 0 && barrier.state.arrived.load(Ordering::SeqCst) < 3
     }
 
+    /// Both sleepers passed within about two owner-check intervals of `started`, and the
+    /// barrier is whole and empty.
+    fn assert_released_soon(barrier: &Barrier, outcomes: &[Result<u32>], started: std::time::Instant) {
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert!(started.elapsed() < 4 * LIVENESS_SLICE, "took {:?}", started.elapsed());
+        assert!(!barrier.broken());
+        assert_eq!(barrier.n_waiting(), 0);
+    }
+
     /// A party died in the middle of its arrival (slot taken, not yet counted): its arrival is
     /// withdrawn, the sleepers go on waiting, and the next arrival releases them.
     #[test]
@@ -540,11 +552,7 @@ mod tests {
             b.state.completing.store(phase | 1, Ordering::SeqCst);
             b.state.clear_slots(b.slots.cells());
         });
-        assert_eq!(outcomes.len(), 2);
-        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-        assert!(started.elapsed() < 4 * LIVENESS_SLICE, "took {:?}", started.elapsed());
-        assert!(!barrier.broken());
-        assert_eq!(barrier.n_waiting(), 0);
+        assert_released_soon(&barrier, &outcomes, started);
     }
 
     /// The last party of a barrier without an action died between marking the release under way
@@ -559,11 +567,7 @@ mod tests {
             b.slots.cells()[2].store(GHOST, Ordering::Relaxed);
             b.state.completing.store(phase | 1, Ordering::SeqCst);
         });
-        assert_eq!(outcomes.len(), 2);
-        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-        assert!(started.elapsed() < 4 * LIVENESS_SLICE, "took {:?}", started.elapsed());
-        assert!(!barrier.broken());
-        assert_eq!(barrier.n_waiting(), 0);
+        assert_released_soon(&barrier, &outcomes, started);
     }
 
     /// The last party died inside the action (counted, release not begun): the action's promise

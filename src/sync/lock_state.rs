@@ -336,8 +336,9 @@ impl LockState {
         }
         // Free: the owner bits are ours and stay so while we hold the lock (only WAITERS can
         // change meanwhile), so one subtraction clears them and keeps the generation (and WAITERS:
-        // the next acquisition decides its own, see the module docs). The line is ours already:
-        // reading the owner bits first costs no transfer.
+        // the next acquisition decides its own, see the module docs). Reading the owner bits
+        // first costs a transfer only when an acquirer wrote the line meanwhile: a lock taken
+        // once uses `release_once`, which does not read them.
         let owner = self.state.load(Ordering::Relaxed) & TID_MASK;
         let before = self.state.fetch_sub(owner, Ordering::SeqCst);
         self.wake_after_release::<F>(before);

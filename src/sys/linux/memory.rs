@@ -259,23 +259,6 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
     futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32)).unwrap_or(0)
 }
 
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zeroed_pages_read_as_zeros_keep_what_is_written_and_refuse_no_length() {
-        assert_eq!(ZeroedPages::new(0).unwrap_err(), io::Errno::INVAL);
-        let mut pages = ZeroedPages::new(64 * 1024 + 1).unwrap();
-        let bytes = pages.as_mut_slice();
-        assert_eq!(bytes.len(), 64 * 1024 + 1);
-        assert!(bytes.iter().all(|&b| b == 0));
-        bytes[0] = 1;
-        bytes[64 * 1024] = 2;
-        assert_eq!((pages.as_mut_slice()[0], pages.as_mut_slice()[64 * 1024]), (1, 2));
-    }
-}
-
 /// Asks for the cache line at `ptr` in the state that allows writing it (`prefetchw`), ahead of
 /// the stores that will need it: a hint, which loads nothing and never faults.
 #[inline(always)]
@@ -291,4 +274,21 @@ pub(crate) fn prefetch_for_write(ptr: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = ptr;
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_pages_read_as_zeros_keep_what_is_written_and_refuse_no_length() {
+        assert_eq!(ZeroedPages::new(0).unwrap_err(), io::Errno::INVAL);
+        let mut pages = ZeroedPages::new(64 * 1024 + 1).unwrap();
+        let bytes = pages.as_mut_slice();
+        assert_eq!(bytes.len(), 64 * 1024 + 1);
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[0] = 1;
+        bytes[64 * 1024] = 2;
+        assert_eq!((pages.as_mut_slice()[0], pages.as_mut_slice()[64 * 1024]), (1, 2));
+    }
 }
