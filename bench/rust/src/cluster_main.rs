@@ -8,8 +8,8 @@
 //! * `map_default`, `imap_chunk1`: 20 000 tiny tasks over 2 nodes of 1 worker each (tasks/s);
 //! * `recovery`: seconds from a node's SIGKILL to its chunk's result from another node, and the
 //!   lease (prints "ours lease");
-//! * `rtt_ours [N]`: our round trip alone, N times (20 000 by default): a run long enough to
-//!   profile (`perf record -a`), not a `bench/compare` metric.
+//! * `rtt_ours [N]`, `rtt_floor [N]`: our round trip alone, or the floor's, N times (20 000 by
+//!   default): runs long enough to profile (`perf record -a`), not `bench/compare` metrics.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -100,22 +100,31 @@ fn two_node_pool(server: &Server, pool: &str) -> Pool {
     Pool::builder().cluster(&server.url).pool_name(pool).authkey(KEY).spawn_local(2).processes(1).build().expect("pool")
 }
 
-/// Median round trips (µs) of a pool task and of the bare Redis floor, interleaved.
-fn rtt() -> String {
-    let server = Server::start();
-    let pool = two_node_pool(&server, "rtt");
-    // The floor: a thread as the worker (XREADGROUP → RPUSH), this thread as the client.
-    let mut worker = server.conn();
-    let mut client = server.conn();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("floor")
-        .arg("g")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(&mut client)
-        .expect("group");
-    let echo = std::thread::spawn(move || {
+/// The bare Redis floor of a round trip: a thread as the worker (`XREADGROUP` → `RPUSH`), the
+/// caller's thread as the client (`XADD`, then `BLPOP`).
+struct Floor {
+    client: redis::Connection,
+    echo: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Floor {
+    fn start(server: &Server) -> Floor {
+        let mut worker = server.conn();
+        let mut client = server.conn();
+        let _: redis::Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("floor")
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(&mut client)
+            .expect("group");
+        let echo = std::thread::spawn(move || Floor::echo(&mut worker));
+        Floor { client, echo: Some(echo) }
+    }
+
+    /// The worker's side: answers every entry until one says "stop".
+    fn echo(worker: &mut redis::Connection) {
         loop {
             let reply: redis::Value = redis::cmd("XREADGROUP")
                 .arg("GROUP")
@@ -128,7 +137,7 @@ fn rtt() -> String {
                 .arg("STREAMS")
                 .arg("floor")
                 .arg(">")
-                .query(&mut worker)
+                .query(worker)
                 .expect("xreadgroup");
             let redis::Value::Array(streams) = reply else { continue };
             let Some(redis::Value::Array(parts)) = streams.first() else { continue };
@@ -136,9 +145,10 @@ fn rtt() -> String {
             for entry in entries {
                 let redis::Value::Array(e) = entry else { continue };
                 let Some(redis::Value::BulkString(id)) = e.first() else { continue };
-                if e.get(1).is_some_and(|f| matches!(f, redis::Value::Array(fs) if fs.len() == 2 && fs[1] == redis::Value::BulkString(b"stop".to_vec()))) {
-                return;
-            }
+                let stop = redis::Value::BulkString(b"stop".to_vec());
+                if e.get(1).is_some_and(|f| matches!(f, redis::Value::Array(fs) if fs.len() == 2 && fs[1] == stop)) {
+                    return;
+                }
                 let _: redis::Value = redis::pipe()
                     .cmd("XACK")
                     .arg("floor")
@@ -150,44 +160,75 @@ fn rtt() -> String {
                     .cmd("RPUSH")
                     .arg("floor-res")
                     .arg(id.as_slice())
-                    .query(&mut worker)
+                    .query(worker)
                     .expect("reply");
             }
         }
-    });
-    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    }
+
+    /// One round trip, in µs.
+    fn round_trip(&mut self) -> f64 {
+        let t = Instant::now();
+        let _: String =
+            redis::cmd("XADD").arg("floor").arg("*").arg("x").arg("1").query(&mut self.client).expect("xadd");
+        let _: (String, String) = redis::cmd("BLPOP").arg("floor-res").arg(5).query(&mut self.client).expect("blpop");
+        t.elapsed().as_secs_f64() * 1e6
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _: redis::RedisResult<String> =
+            redis::cmd("XADD").arg("floor").arg("*").arg("x").arg("stop").query(&mut self.client);
+        if let Some(echo) = self.echo.take() {
+            let _ = echo.join();
+        }
+    }
+}
+
+/// One tiny task's round trip through the pool, in µs.
+fn pool_round_trip(pool: &Pool) -> f64 {
+    let t = Instant::now();
+    assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+/// Median round trips (µs) of a pool task and of the bare Redis floor, interleaved.
+fn rtt() -> String {
+    let server = Server::start();
+    let pool = two_node_pool(&server, "rtt");
+    let mut floor = Floor::start(&server);
     for _ in 0..50 {
-        assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
+        pool_round_trip(&pool);
     }
+    let (mut ours, mut floors) = (Vec::new(), Vec::new());
     for _ in 0..1000 {
-        let t = Instant::now();
-        assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
-        ours.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = Instant::now();
-        let _: String = redis::cmd("XADD").arg("floor").arg("*").arg("x").arg("1").query(&mut client).expect("xadd");
-        let _: (String, String) = redis::cmd("BLPOP").arg("floor-res").arg(5).query(&mut client).expect("blpop");
-        floor.push(t.elapsed().as_secs_f64() * 1e6);
+        ours.push(pool_round_trip(&pool));
+        floors.push(floor.round_trip());
     }
-    let _: String = redis::cmd("XADD").arg("floor").arg("*").arg("x").arg("stop").query(&mut client).expect("xadd");
-    let _ = echo.join();
+    drop(floor);
     pool.close();
     pool.join().expect("join");
-    format!("{} {}", median(ours), median(floor))
+    format!("{} {}", median(ours), median(floors))
 }
 
 /// Our round trip alone, `n` times (median, µs): a longer run to profile (`perf record`).
 fn rtt_ours(n: usize) -> String {
     let server = Server::start();
     let pool = two_node_pool(&server, "rtt");
-    let mut ours = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
-        ours.push(t.elapsed().as_secs_f64() * 1e6);
-    }
+    let ours: Vec<f64> = (0..n).map(|_| pool_round_trip(&pool)).collect();
     pool.close();
     pool.join().expect("join");
     format!("{}", median(ours))
+}
+
+/// The floor's round trip alone, `n` times (median, µs), to compare profiles with `rtt_ours`.
+fn rtt_floor(n: usize) -> String {
+    let server = Server::start();
+    let mut floor = Floor::start(&server);
+    let floors: Vec<f64> = (0..n).map(|_| floor.round_trip()).collect();
+    drop(floor);
+    format!("{}", median(floors))
 }
 
 fn throughput(chunk1: bool) -> String {
@@ -196,7 +237,7 @@ fn throughput(chunk1: bool) -> String {
     let run = |tasks: u64| {
         let t = Instant::now();
         if chunk1 {
-            let n = pool.imap(square, 0..tasks).expect("imap").map(|v| v.expect("value")).count();
+            let n = pool.imap(square, 0..tasks).expect("imap").filter(Result::is_ok).count();
             assert_eq!(n as u64, tasks);
         } else {
             assert_eq!(pool.map(square, 0..tasks).expect("map").len() as u64, tasks);
@@ -255,6 +296,11 @@ fn recovery() -> String {
     format!("{took} {}", lease.as_secs_f64())
 }
 
+/// The run length of `rtt_ours` and `rtt_floor` (20 000 round trips by default).
+fn count_arg() -> usize {
+    std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)
+}
+
 fn main() {
     let metric = std::env::args().nth(1).unwrap_or_default();
     let line = match metric.as_str() {
@@ -262,9 +308,10 @@ fn main() {
         "map_default" => throughput(false),
         "imap_chunk1" => throughput(true),
         "recovery" => recovery(),
-        "rtt_ours" => rtt_ours(std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)),
+        "rtt_ours" => rtt_ours(count_arg()),
+        "rtt_floor" => rtt_floor(count_arg()),
         _ => {
-            eprintln!("usage: mpbench-cluster rtt|map_default|imap_chunk1|recovery|rtt_ours [N]");
+            eprintln!("usage: mpbench-cluster rtt|map_default|imap_chunk1|recovery|rtt_ours [N]|rtt_floor [N]");
             std::process::exit(2);
         }
     };
