@@ -4,6 +4,7 @@
     python3 pool.py map_default             tasks/s of Pool().map(square, range(100000))
     python3 pool.py apply_async_10k         tasks/s of 10000 apply_async, then get() of each
     python3 pool.py imap_unordered_chunk1   tasks/s of imap_unordered(square, range(100000))
+    python3 pool.py apply_rtt               us per apply(square, (3,)), one call after another
     python3 pool.py start_first_result      ms from Pool() to the result of map(square, [3])
     python3 pool.py close_join              ms of close() + join() of a pool that ran a map
     python3 pool.py worker_rss              kB resident in an idle worker (median over workers)
@@ -62,6 +63,15 @@ def imap_unordered_rate():
         def run():
             assert sum(pool.imap_unordered(square, range(TASKS))) > 0
         return rate(TASKS, run)
+
+
+def apply_rtt():
+    with mp.Pool() as pool:
+        def call():
+            assert pool.apply(square, (3,)) == 9
+        for _ in range(100):
+            call()
+        return statistics.median(sample(call, budget_s=1.0, min_samples=1000, max_samples=100_000)) * 1e6
 
 
 def start_first_result():
@@ -139,6 +149,7 @@ METRICS = {
     "map_default": lambda: map_rate(None),
     "apply_async_10k": apply_async_rate,
     "imap_unordered_chunk1": imap_unordered_rate,
+    "apply_rtt": apply_rtt,
     "start_first_result": start_first_result,
     "close_join": close_join,
     "worker_rss": worker_rss,

@@ -1,5 +1,5 @@
 //! The pool group: tiny-task throughput of map (chunksize 1 and default), apply_async and
-//! imap_unordered, a new pool's first result, close + join, and an idle worker's memory.
+//! imap_unordered, a synchronous apply's round trip, a new pool's first result, close + join, and an idle worker's memory.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,16 @@ fn imap_unordered_rate() -> f64 {
         let sum: u64 = pool.imap_unordered(square, 0..TASKS).expect("imap").map(|v| v.expect("value")).sum();
         assert!(sum > 0);
     })
+}
+
+/// A synchronous `apply` of a tiny task, one after another: µs per call (the median).
+fn apply_rtt() -> f64 {
+    let pool = new_pool();
+    let call = || assert_eq!(pool.apply(square, (3u64,)).expect("apply"), 9);
+    for _ in 0..100 {
+        call();
+    }
+    median(sample(Duration::from_secs(1), 1000, 100_000, call)) * 1e6
 }
 
 fn start_first_result() -> f64 {
@@ -204,6 +214,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
             map_repeat(chunksize.parse().expect("chunksize"), maps.parse().expect("maps"))
         }
         ["pool_apply_async_10k"] => apply_async_rate(),
+        ["pool_apply_rtt"] => apply_rtt(),
         ["pool_imap_unordered_chunk1"] => imap_unordered_rate(),
         ["pool_start_first_result"] => start_first_result(),
         ["pool_close_join"] => close_join(),

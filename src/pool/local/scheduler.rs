@@ -27,6 +27,13 @@
 //! queue holds slices of the calls' [`Chunks`], a window is cut from the front slice, each worker
 //! holds the slices it was sent (with the id of the first chunk), and a reply settles a run of
 //! chunks with one delivery to its sink. See `local/mod.rs` for what this costs per task.
+//!
+//! Latency: a synchronous call of a short task (`apply`, a cluster node's chunk) waits for one
+//! worker's reply while nothing else is running. Going to sleep for it costs a wake-up on the
+//! way back (a few microseconds, more under a hypervisor), so the scheduler then polls for up
+//! to [`SPIN_WAIT`] before it sleeps: only while fewer chunks run than the machine has CPUs
+//! (the polling thread takes a CPU no worker needs), and only while the last chunks took less
+//! than half of that (so the reply is likely to come within it).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -51,6 +58,9 @@ const FIRST_WINDOW: usize = 2;
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Pause before trying again to start a worker after a failure.
 const START_RETRY: Duration = Duration::from_millis(100);
+/// The longest the scheduler polls for a short chunk's reply before it sleeps (see the module
+/// docs, "Latency").
+const SPIN_WAIT: Duration = Duration::from_micros(25);
 
 /// Chunks `start..end` of a call's [`Chunks`] (counted from its first).
 struct Slice {
@@ -156,6 +166,10 @@ pub(crate) struct Scheduler {
     touched: Vec<Arc<dyn Sink>>,
     /// A descriptor watched for someone else ([`Runner::watch`](super::super::scheduler::Runner::watch)).
     watch: Option<Arc<dyn Watch>>,
+    /// Whether the last reply's chunks were short enough to poll for the next (see [`SPIN_WAIT`]).
+    short_chunks: bool,
+    /// CPUs this process may use.
+    cpus: usize,
 }
 
 impl Scheduler {
@@ -177,6 +191,8 @@ impl Scheduler {
             start_failed_at: None,
             touched: Vec::new(),
             watch: None,
+            short_chunks: false,
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
         };
         if scheduler.config.method == StartMethod::ForkServer {
             // Forked while the workers' connections and memory are made, not one after another.
@@ -422,7 +438,11 @@ impl Scheduler {
         }
         let watch = self.watch.clone();
         let watched = watch.as_ref().and_then(|w| w.fd());
-        let events = transport::wait(self.shared.wake(), watched, self.workers.iter().map(|w| &w.link), timeout);
+        let links = || self.workers.iter().map(|w| &w.link);
+        let events = match self.spin_for_reply() {
+            true => transport::wait_briefly(self.shared.wake(), watched, links, SPIN_WAIT, timeout),
+            false => transport::wait(self.shared.wake(), watched, links(), timeout),
+        };
         self.shared.lock().sleeping = false;
         let events = match events {
             Ok(events) => events,
@@ -466,10 +486,20 @@ impl Scheduler {
         }
     }
 
+    /// Whether to poll for a reply before sleeping (see [`SPIN_WAIT`]): the last chunks were
+    /// short, and some run, but fewer than the machine has CPUs.
+    fn spin_for_reply(&self) -> bool {
+        if !self.short_chunks || self.cpus < 2 {
+            return false;
+        }
+        let running: usize = self.workers.iter().map(|w| w.held).sum();
+        running > 0 && running < self.cpus
+    }
+
     /// Reads every message waiting from worker `w`. `Err` when the worker broke the protocol.
     fn read_replies(&mut self, w: usize) -> std::result::Result<(), String> {
         loop {
-            let Scheduler { workers, stats, shared, state, touched, .. } = self;
+            let Scheduler { workers, stats, shared, state, touched, short_chunks, .. } = self;
             let worker = &mut workers[w];
             let Worker { link, in_flight, held, deadline, window, window_entry, .. } = worker;
             match link.recv() {
@@ -480,6 +510,7 @@ impl Scheduler {
                         // two: the next chunk waits in the worker while it runs one, so a worker
                         // never idles for a round trip between chunks.
                         let per_chunk = (busy_ns / settled.chunks as u64).max(1);
+                        *short_chunks = per_chunk < SPIN_WAIT.as_nanos() as u64 / 2;
                         *window = (WINDOW_TIME.as_nanos() as u64 / per_chunk).clamp(2, MAX_WINDOW as u64) as usize;
                         *window_entry = settled.entry;
                     }

@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::protocol::{Blob, Bytes, FromWorker, Group, ToWorker};
 use super::super::scheduler::Chunks;
@@ -447,6 +447,40 @@ pub(super) struct Events {
     pub(super) ended: Vec<usize>,
     /// The watched descriptor is readable (see [`Runner::watch`](super::super::scheduler::Runner::watch)).
     pub(super) watched: bool,
+    /// The wake-up socket rang (and was drained).
+    pub(super) woken: bool,
+}
+
+impl Events {
+    fn any(&self) -> bool {
+        self.woken || self.watched || !self.readable.is_empty() || !self.writable.is_empty() || !self.ended.is_empty()
+    }
+}
+
+/// As [`wait`], but looks without sleeping, again and again, for up to `spin` before it sleeps
+/// (for the rest of `timeout`): for a reply expected within microseconds, whose wake-up would
+/// cost more than the looks (see the scheduler's module docs, "Latency").
+///
+/// # Errors
+///
+/// `poll` failed.
+pub(super) fn wait_briefly<'a, I: Iterator<Item = &'a Link>>(
+    wake: &Wake,
+    watched: Option<BorrowedFd<'_>>,
+    links: impl Fn() -> I,
+    spin: Duration,
+    timeout: Option<Duration>,
+) -> Result<Events> {
+    let start = Instant::now();
+    let spin = timeout.map_or(spin, |t| t.min(spin));
+    while start.elapsed() < spin {
+        let events = wait(wake, watched, links(), Some(Duration::ZERO))?;
+        if events.any() {
+            return Ok(events);
+        }
+        std::thread::yield_now();
+    }
+    wait(wake, watched, links(), timeout.map(|t| t.saturating_sub(start.elapsed())))
 }
 
 /// Waits until a link has a message or room for its frame, a worker ends, the wake-up socket
@@ -497,7 +531,10 @@ pub(super) fn wait<'a>(
     for (ready, what) in ready.into_iter().zip(polled) {
         match (ready, what) {
             (false, _) => {}
-            (true, Polled::Wake) => wake.drain(),
+            (true, Polled::Wake) => {
+                wake.drain();
+                events.woken = true;
+            }
             (true, Polled::Watched) => events.watched = true,
             (true, Polled::Readable(i)) => events.readable.push(i),
             (true, Polled::Writable(i)) => events.writable.push(i),
@@ -505,4 +542,52 @@ pub(super) fn wait<'a>(
         }
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_links() -> std::iter::Empty<&'static Link> {
+        std::iter::empty()
+    }
+
+    /// A wake-up that rang before the wait ends the spin with it, drained.
+    #[test]
+    fn a_brief_wait_ends_on_a_wake_up() {
+        let wake = Wake::new().expect("wake");
+        wake.ring();
+        let events =
+            wait_briefly(&wake, None, no_links, Duration::from_secs(5), Some(Duration::from_secs(5))).expect("wait");
+        assert!(events.woken);
+        assert!(events.readable.is_empty() && events.ended.is_empty() && !events.watched);
+        // Drained: the next wait sees nothing.
+        let events = wait(&wake, None, no_links(), Some(Duration::ZERO)).expect("wait");
+        assert!(!events.any());
+    }
+
+    /// A readable watched descriptor ends the spin.
+    #[test]
+    fn a_brief_wait_ends_on_the_watched_descriptor() {
+        let wake = Wake::new().expect("wake");
+        let (a, b) = UnixStream::pair().expect("pair");
+        (&a).write_all(b"x").expect("write");
+        let events =
+            wait_briefly(&wake, Some(b.as_fd()), no_links, Duration::from_secs(5), Some(Duration::from_secs(5)))
+                .expect("wait");
+        assert!(events.watched && !events.woken);
+    }
+
+    /// With nothing to see, it returns empty once its timeout has passed, whether that is shorter
+    /// than the spin or longer.
+    #[test]
+    fn a_brief_wait_with_nothing_to_see_keeps_its_timeout() {
+        let wake = Wake::new().expect("wake");
+        for timeout in [Duration::ZERO, Duration::from_millis(2)] {
+            let started = Instant::now();
+            let events = wait_briefly(&wake, None, no_links, Duration::from_micros(100), Some(timeout)).expect("wait");
+            assert!(!events.any());
+            assert!(started.elapsed() >= timeout);
+        }
+    }
 }
