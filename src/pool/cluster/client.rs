@@ -54,6 +54,11 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long a caller waiting in person blocks on its result list before it looks whether its
 /// chunk ended otherwise (terminated, failed, submitted again).
 const IN_PERSON_BLOCK: Duration = Duration::from_millis(100);
+/// How long a caller waiting in person looks for its result without sleeping, when its last
+/// round trip took less than that: about a round trip through a broker on the same host or the
+/// same rack. Its wake-up would cost several microseconds of it (more under a hypervisor); a
+/// caller whose round trips are longer (a distant broker, a longer task) sleeps at once.
+const IN_PERSON_SPIN: Duration = Duration::from_micros(100);
 
 /// Whether this thread's next chunk comes back in person (see [`Client::in_person`]), for the
 /// client at that address.
@@ -94,6 +99,8 @@ pub(crate) struct ClientConfig {
 struct WaitLink {
     wait: Option<(direct::Reader, direct::Writer)>,
     add: Option<(direct::Reader, direct::Writer)>,
+    /// The last wait on it took less than [`IN_PERSON_SPIN`]: the next looks before it sleeps.
+    quick: bool,
 }
 
 /// A chunk in the broker (or about to be).
@@ -483,13 +490,18 @@ impl Client {
         };
         command.clear();
         redis::cmd("BLPOP").arg(key).arg(block.as_secs_f64()).write_packed_command(&mut command);
+        let (sent, spin) = (Instant::now(), if link.quick { IN_PERSON_SPIN } else { Duration::ZERO });
         let popped = match link.wait.as_mut() {
             Some((reader, writer)) => match writer.send(&command) {
-                Ok(()) => Some(reader.reply(block + io_timeout, io_timeout)),
+                Ok(()) => {
+                    reader.spin_until_readable(spin);
+                    Some(reader.reply(block + io_timeout, io_timeout))
+                }
                 Err(_) => None,
             },
             None => None,
         };
+        link.quick = sent.elapsed() < IN_PERSON_SPIN;
         if adding && self.record_in_person_entry(link, seq) {
             *entry = None;
         }

@@ -18,7 +18,7 @@ use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
 
@@ -214,6 +214,24 @@ impl Reader {
             // The read timeout ran out.
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Looks whether a reply has begun to arrive, without sleeping, again and again (yielding the
+    /// CPU between looks) for up to `spin`; returns at once when bytes are buffered already. For a
+    /// caller that expects its reply within microseconds, whose wake-up would cost more than the
+    /// looks (see `client.rs`, [`IN_PERSON_SPIN`](super::client)).
+    pub(crate) fn spin_until_readable(&self, spin: Duration) {
+        if self.start < self.buf.len() {
+            return;
+        }
+        let began = Instant::now();
+        while began.elapsed() < spin {
+            // An error is for the read that follows to report.
+            if sys::poll_one(self.stream.as_fd(), sys::Interest::Read, Some(Duration::ZERO)).unwrap_or(true) {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -556,5 +574,57 @@ mod tests {
         assert_eq!(frame_end(b"$-1\r\n").ok().flatten(), Some(5));
         assert_eq!(frame_end(b"-ERR x\r\n").ok().flatten(), Some(8));
         assert!(frame_end(b"?what\r\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod spin_tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use super::Reader;
+
+    /// The looks end as soon as a reply has begun to arrive, and the reply is then read whole.
+    #[test]
+    fn looking_for_a_reply_ends_when_it_arrives() {
+        let (ours, mut broker) = UnixStream::pair().expect("pair");
+        let mut reader = Reader::over_unix(ours);
+        broker.write_all(b":7\r\n").expect("write");
+        reader.spin_until_readable(Duration::from_secs(5));
+        let reply = reader.reply(Duration::from_secs(5), Duration::from_secs(5)).expect("reply");
+        assert_eq!(reply, Some(redis::Value::Int(7)));
+    }
+
+    /// With nothing arriving, the looks stop after their time and the read waits as asked
+    /// (`None`: nothing came).
+    #[test]
+    fn looking_for_a_reply_that_does_not_come_stops() {
+        let (ours, _broker) = UnixStream::pair().expect("pair");
+        let mut reader = Reader::over_unix(ours);
+        let started = Instant::now();
+        reader.spin_until_readable(Duration::from_micros(200));
+        assert!(started.elapsed() >= Duration::from_micros(200));
+        assert_eq!(reader.reply(Duration::from_millis(5), Duration::from_millis(5)).expect("read"), None);
+    }
+
+    /// A reply already buffered (read along with an earlier one) ends the looks at once: the
+    /// socket has nothing more to report.
+    #[test]
+    fn a_buffered_reply_needs_no_looks() {
+        let (ours, mut broker) = UnixStream::pair().expect("pair");
+        let mut reader = Reader::over_unix(ours);
+        broker.write_all(b":1\r\n:2\r\n").expect("write");
+        assert_eq!(
+            reader.reply(Duration::from_secs(5), Duration::from_secs(5)).expect("reply"),
+            Some(redis::Value::Int(1))
+        );
+        let started = Instant::now();
+        reader.spin_until_readable(Duration::from_secs(2));
+        assert!(started.elapsed() < Duration::from_secs(1), "looked for {:?}", started.elapsed());
+        assert_eq!(
+            reader.reply(Duration::from_secs(5), Duration::from_secs(5)).expect("reply"),
+            Some(redis::Value::Int(2))
+        );
     }
 }
