@@ -131,6 +131,29 @@ fn map_starmap_and_chunksizes() {
     });
 }
 
+/// Chunks whose arguments are large leave from the call's buffer, in frames far larger than a
+/// socket holds (so they go out in several sends), beside small ones; every value comes back.
+#[test]
+fn large_arguments_go_out_whole() {
+    watchdog("large_arguments_go_out_whole", 60, || {
+        let pool = pool(2);
+        let n: u64 = 2_000_000;
+        for chunksize in [1_000_000, 3_000, 250_001] {
+            let values = pool.map_async_with(square, 0..n, Options::new().chunksize(chunksize)).unwrap().get().unwrap();
+            assert_eq!(values.len() as u64, n, "chunksize {chunksize}");
+            assert!(values.iter().enumerate().all(|(i, v)| *v == (i as u64) * (i as u64)), "chunksize {chunksize}");
+        }
+        let texts: Vec<String> = (0..4).map(|i| format!("{i}").repeat(100_000)).collect();
+        let lengths = pool.map_async_with(text_len, texts, Options::new().chunksize(2)).unwrap().get().unwrap();
+        assert_eq!(lengths, vec![100_000; 4]);
+        assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+    });
+}
+
+fn text_len(text: String) -> usize {
+    text.len()
+}
+
 #[test]
 fn empty_inputs_complete() {
     watchdog("empty_inputs_complete", 60, || {

@@ -86,51 +86,72 @@ fn send_record(
     }
 }
 
-/// Room at the front of a buffer for a frame's header, which [`frame_in_place`] writes there.
+/// Room at the front of a buffer for a frame's header, which [`frame_in_place_for`] writes there.
 pub(crate) const HEADER_ROOM: usize = HEADER_MAX;
 
-/// Writes the header of the frame whose payload is `buf[HEADER_ROOM..]` right before the payload;
-/// returns where the frame starts in `buf` (for [`try_send_frame`]). A `buf` shorter than
-/// [`HEADER_ROOM`] is taken as an empty payload.
-pub(crate) fn frame_in_place(buf: &mut Vec<u8>) -> usize {
-    if buf.len() < HEADER_ROOM {
-        buf.resize(HEADER_ROOM, 0);
-    }
-    let (header, header_len) = frame::header((buf.len() - HEADER_ROOM) as u64);
+/// Writes the header of a frame whose payload is `payload_len` bytes long right before
+/// `buf[HEADER_ROOM..]`, where the payload (or its first part: see [`try_send_frame_parts`])
+/// starts; returns where the frame starts in `buf`. `buf` holds at least [`HEADER_ROOM`] bytes.
+pub(crate) fn frame_in_place_for(buf: &mut [u8], payload_len: usize) -> usize {
+    let (header, header_len) = frame::header(payload_len as u64);
     let start = HEADER_ROOM - header_len;
     buf[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
     start
 }
 
-/// Sends the records of `frame` (a header and its payload, as [`frame_in_place`] makes it) from
-/// byte `sent` on, without blocking: as many whole records as the socket takes now, `fds` attached
-/// to the first. Returns how much of the frame is sent (all of it: `frame.len()`); the caller
-/// calls again from there when the socket has room. Records are cut as [`send_frame`] cuts them,
-/// so the receiver cannot tell the difference.
+/// Sends the records of the frame that is `parts` back to back (the first starting with the
+/// header, as [`frame_in_place_for`] writes it) from byte `sent` on, without blocking: as many
+/// whole records as the socket takes now, `fds` attached to the first. Returns how much of the
+/// frame is sent (all of it: the parts' total length); the caller calls again from there when the
+/// socket has room. Records are cut as [`send_frame`] cuts them, so the receiver cannot tell the
+/// difference; a record gathers the parts it spans, so large pieces of a payload leave from where
+/// they are, with no copy into one buffer first.
 ///
 /// # Errors
 ///
 /// The socket failed (the peer closed: `EPIPE`); some records may have left.
-pub(crate) fn try_send_frame(
+pub(crate) fn try_send_frame_parts(
     socket: BorrowedFd<'_>,
-    frame: &[u8],
+    parts: &[&[u8]],
     mut sent: usize,
     fds: &[BorrowedFd<'_>],
 ) -> Result<usize> {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
     if sent == 0 {
-        frame::widen_for(socket, frame.len());
+        frame::widen_for(socket, total);
     }
-    while sent < frame.len() {
-        let record = &frame[sent..frame.len().min(sent + RECORD_MAX)];
+    // A frame in one part (most) gathers nothing: no list of slices is made for it.
+    let mut iov: Vec<IoSlice<'_>> = Vec::new();
+    while sent < total {
+        let end = total.min(sent + RECORD_MAX);
+        let one;
+        let record: &[IoSlice<'_>] = match parts {
+            [whole] => {
+                one = [IoSlice::new(&whole[sent..end])];
+                &one
+            }
+            _ => {
+                iov.clear();
+                let mut from = 0;
+                for part in parts {
+                    let to = from + part.len();
+                    if from < end && to > sent {
+                        iov.push(IoSlice::new(&part[sent.max(from) - from..end.min(to) - from]));
+                    }
+                    from = to;
+                }
+                &iov
+            }
+        };
         let attached = if sent == 0 { fds } else { &[] };
-        let n = sys::try_send_with_fds(socket, &[IoSlice::new(record)], attached).context("send a message")?;
+        let n = sys::try_send_with_fds(socket, record, attached).context("send a message")?;
         if n == 0 {
             return Ok(sent);
         }
-        if n != record.len() {
+        if n != end - sent {
             return Err(Error::Protocol(format!(
                 "a record of {} bytes left as {n}: not a SOCK_SEQPACKET socket?",
-                record.len()
+                end - sent
             )));
         }
         sent += n;
@@ -353,6 +374,32 @@ mod tests {
             let got = receive(b.as_fd()).unwrap();
             assert_eq!(got, sender.join().unwrap(), "a frame of {len} bytes");
         }
+    }
+
+    /// A frame sent as parts (an empty one among them), across record boundaries and through a
+    /// socket that fills up (the sender resumes where it stopped), arrives as their concatenation.
+    #[test]
+    fn a_frame_in_parts_arrives_whole() {
+        let (a, b) = pair();
+        let bytes = |len: usize, seed: usize| -> Vec<u8> { (0..len).map(|i| ((i + seed) % 251) as u8).collect() };
+        let pieces = [bytes(40_000, 1), bytes(7, 2), Vec::new(), bytes(3 * RECORD_MAX + 5, 3), bytes(1, 4)];
+        let payload_len: usize = pieces.iter().map(Vec::len).sum();
+        let mut head = vec![0u8; HEADER_ROOM];
+        head.extend(bytes(100, 5));
+        let start = frame_in_place_for(&mut head, payload_len + 100);
+        let expected: Vec<u8> = head[HEADER_ROOM..].iter().chain(pieces.iter().flatten()).copied().collect();
+        let receiver = std::thread::spawn(move || receive(b.as_fd()));
+        let mut parts: Vec<&[u8]> = vec![&head[start..]];
+        parts.extend(pieces.iter().map(Vec::as_slice));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut sent = 0;
+        while sent < total {
+            sent = try_send_frame_parts(a.as_fd(), &parts, sent, &[]).unwrap();
+            if sent < total {
+                assert!(sys::poll_one(a.as_fd(), Interest::Write, Some(std::time::Duration::from_secs(5))).unwrap());
+            }
+        }
+        assert_eq!(receiver.join().unwrap().unwrap(), expected);
     }
 
     #[test]

@@ -39,7 +39,8 @@
 //!   megabyte faulted its pages in whenever the allocator had trimmed the heap between calls);
 //! * the scheduler queues slices of it and cuts a worker's window off the front slice: one
 //!   record, one id range and one group header per slice sent, whatever its length; the
-//!   arguments are copied into the batch message with one copy per slice;
+//!   arguments are copied into the batch message with one copy per slice, or, from 16 KiB, not
+//!   at all: the message's records gather them from the call's buffer;
 //! * a worker answers a run of successes as one reply (results back to back, with their ends);
 //!   the scheduler checks it against the slice it sent and hands the sink the run as borrowed
 //!   bytes, which the sink decodes into one vector per run (one lock per run in the collector),
