@@ -83,7 +83,7 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
         let deliver = std::panic::AssertUnwindSafe(|| {
             let values = outcome.and_then(|bytes| {
                 let mut values = Vec::new();
-                packed::decode_into::<T>(&bytes, &mut values).map(|_| values).map_err(result_error)
+                packed::decode_into_known::<T>(&bytes, &mut values).map(|_| values).map_err(result_error)
             });
             self.outcomes.deliver_quietly(index, values);
         });
@@ -110,7 +110,7 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Decoding<T> {
         for (index, bytes) in (first..).zip(results) {
             let before = values.len();
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                packed::decode_into::<T>(bytes, &mut values).map_err(result_error)
+                packed::decode_into_known::<T>(bytes, &mut values).map_err(result_error)
             }));
             let failure = match decoded {
                 Ok(Ok(count)) => {

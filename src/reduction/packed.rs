@@ -678,6 +678,26 @@ pub(crate) fn decode_into<T: de::DeserializeOwned>(bytes: &[u8], values: &mut Ve
     Ok(count)
 }
 
+/// [`decode_into`] for a `T` known by type (`'static`): a sequence of plain numbers decoded into
+/// a vector of that very number type is converted whole (see [`numbers::decode_exact`]).
+///
+/// # Errors
+///
+/// As [`decode_into`].
+pub(crate) fn decode_into_known<T: de::DeserializeOwned + 'static>(
+    bytes: &[u8],
+    values: &mut Vec<T>,
+) -> Result<usize, PackError> {
+    let reader = SeqReader::new(bytes)?;
+    if let Form::Records(shape) = &reader.form
+        && let (1, Some(kind)) = (shape.len, shape.kind(0))
+        && numbers::decode_exact(kind, reader.rest, values)
+    {
+        return Ok(reader.len());
+    }
+    decode_into(bytes, values)
+}
+
 /// A serializer that writes one record (and, with `learn`, records its shape).
 struct RecordWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -998,13 +1018,17 @@ mod tests {
     use super::*;
     use serde::{Deserialize, Serialize};
 
-    fn round_trip<T: Serialize + de::DeserializeOwned + PartialEq + fmt::Debug>(items: &[T]) -> u8 {
+    fn round_trip<T: Serialize + de::DeserializeOwned + PartialEq + fmt::Debug + 'static>(items: &[T]) -> u8 {
         let mut out = vec![0xaa];
         encode_slice(items, &mut out).unwrap();
         assert_eq!(out[0], 0xaa, "appends");
         let mut back = Vec::new();
         assert_eq!(decode_into::<T>(&out[1..], &mut back).unwrap(), items.len());
         assert_eq!(back, items);
+        // The decoding that knows the type (whole conversions for plain numbers) agrees.
+        let mut known = Vec::new();
+        assert_eq!(decode_into_known::<T>(&out[1..], &mut known).unwrap(), items.len());
+        assert_eq!(known, items);
         // The streaming writer makes the same bytes.
         let mut streamed = vec![0xaa];
         let mut writer = SeqWriter::new(&mut streamed, items.len());
@@ -1138,6 +1162,43 @@ mod tests {
         assert_eq!(decode_into::<(u64,)>(&out, &mut tuples).unwrap(), 2);
         assert_eq!(tuples, [(1,), (5,), (6,)], "appends after what was there");
         assert!(decode_into::<u32>(&out, &mut Vec::new()).is_err(), "another width is an error");
+    }
+
+    /// Knowing the type changes no answer: numbers of the vector's own type are converted
+    /// whole (appended after what was there, NaN bits kept), and every other pairing of record
+    /// and type gets the general reader's value or error.
+    #[test]
+    fn decoding_a_known_type_agrees_with_the_general_reader() {
+        fn both<T: de::DeserializeOwned + PartialEq + fmt::Debug + Clone + 'static>(bytes: &[u8], before: &[T]) {
+            let (mut general, mut known) = (before.to_vec(), before.to_vec());
+            let a = decode_into::<T>(bytes, &mut general).map_err(|e| e.to_string());
+            let b = decode_into_known::<T>(bytes, &mut known).map_err(|e| e.to_string());
+            assert_eq!(a, b, "{}", std::any::type_name::<T>());
+            if a.is_ok() {
+                assert_eq!(general, known, "{}", std::any::type_name::<T>());
+            }
+        }
+        let encoded = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            out
+        };
+        let u64s = encoded(&|out| encode_slice(&[5u64, u64::MAX, 0], out).unwrap());
+        let u32s = encoded(&|out| encode_slice(&[7u32, u32::MAX], out).unwrap());
+        let f64s = encoded(&|out| encode_slice(&[1.5f64, f64::from_bits(0x7ff8_dead_beef_0001)], out).unwrap());
+        let i8s = encoded(&|out| encode_slice(&[-1i8, i8::MIN], out).unwrap());
+        for bytes in [&u64s, &u32s, &f64s, &i8s] {
+            both::<u64>(bytes, &[9]);
+            both::<u32>(bytes, &[]);
+            both::<i64>(bytes, &[]);
+            both::<i8>(bytes, &[1]);
+            both::<(u64,)>(bytes, &[]);
+            both::<Meters>(bytes, &[]);
+        }
+        let mut back = vec![0.25f64];
+        decode_into_known(&f64s, &mut back).unwrap();
+        assert_eq!(back[0], 0.25);
+        assert_eq!(back[2].to_bits(), 0x7ff8_dead_beef_0001);
     }
 
     #[test]

@@ -101,6 +101,34 @@ fn decode_all<T: de::DeserializeOwned, const K: u8>(records: &[u8], values: &mut
     true
 }
 
+/// [`decode`] when `values` is a `Vec` of the primitive number of `kind` itself: each record is its
+/// little-endian bytes, converted in one loop the compiler vectorizes, with no `Deserialize`
+/// call per record (a `map` to `u64`s decoded its results at 0.8 ns a value on the pool's
+/// scheduler thread, a third of that thread's work). `false` (and `values` as it was) for any
+/// other vector or kind, whose own `Deserialize` then runs through [`decode`].
+pub(super) fn decode_exact(kind: Kind, records: &[u8], values: &mut dyn std::any::Any) -> bool {
+    macro_rules! exact {
+        ($($kind:ident => $t:ty),* $(,)?) => {
+            match kind {
+                $(Kind::$kind => match values.downcast_mut::<Vec<$t>>() {
+                    Some(values) => {
+                        let records = records.chunks_exact(std::mem::size_of::<$t>());
+                        values.extend(records.map(|record| <$t>::from_le_bytes(array(record))));
+                        true
+                    }
+                    None => false,
+                },)*
+                Kind::Bool | Kind::Char => false,
+            }
+        };
+    }
+    exact!(
+        I8 => i8, I16 => i16, I32 => i32, I64 => i64, I128 => i128,
+        U8 => u8, U16 => u16, U32 => u32, U64 => u64, U128 => u128,
+        F32 => f32, F64 => f64,
+    )
+}
+
 /// Appends the records of `items`, each one number of `kind`. `false` (and `out` as it was) if
 /// a value serializes as anything else, or `kind` is not a number.
 pub(super) fn encode<T: Serialize>(kind: Kind, items: &[T], out: &mut Vec<u8>) -> bool {
