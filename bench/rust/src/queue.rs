@@ -213,6 +213,18 @@ fn bytes_1p1c(size: usize) -> f64 {
     median(rates)
 }
 
+/// One process alone: `put` then `get` of the same item, `n` times; ns per pair (for a profile of
+/// the queue's own instructions, with no cache line crossing between cores).
+fn put_get_alone(n: u64) -> f64 {
+    let queue: Queue<Option<u64>> = Queue::new().expect("queue");
+    let start = monotonic_ns();
+    for i in 0..n {
+        queue.put(Some(i)).expect("put");
+        assert_eq!(queue.get().expect("get"), Some(i));
+    }
+    (monotonic_ns() - start) as f64 / n as f64
+}
+
 /// Measures the queue metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
@@ -222,6 +234,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["joinable_1p1c"] => joinable_1p1c(),
         ["queue_transfer_100mb"] => transfer_100mb(),
         ["bytes_1p1c", size] => bytes_1p1c(size.parse().expect("a size in bytes")),
+        ["queue_put_get_alone", n] => put_get_alone(n.parse().expect("a count")),
         _ => return None,
     };
     Some(value.to_string())
