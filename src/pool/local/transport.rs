@@ -234,39 +234,29 @@ impl Link {
                 base..chunks.ends[range.end - 1],
             ));
         }
-        // `ToWorker::Batch(groups)` as postcard writes it, the large arguments left out: the
-        // variant's tag (that of an empty batch, less its length, a zero), the number of groups,
-        // then each group's fields in order; a byte string is its length and its bytes.
-        let encoding =
-            |e: postcard::Error| Error::Codec { action: "encode", detail: format!("a batch of chunks: {e}") };
+        let heads: Vec<GroupHead<'_>> = groups
+            .iter()
+            .zip(&cuts)
+            .map(|(group, (ends, counts, args))| GroupHead {
+                first_id: group.first_id,
+                entry: group.chunks.entry,
+                ends: &self.ends[ends.clone()],
+                fds: &self.fd_counts[counts.clone()],
+                args: &group.chunks.args[args.clone()],
+            })
+            .collect();
         let mut outbox = std::mem::take(&mut self.outbox);
         outbox.clear();
         outbox.resize(record::HEADER_ROOM, 0);
-        outbox = postcard::to_extend(&ToWorker::Batch(Vec::new()), outbox).map_err(encoding)?;
-        debug_assert_eq!(outbox.last(), Some(&0), "an empty batch ends with its length, 0");
-        outbox.pop();
-        push_varint(&mut outbox, groups.len() as u64);
         self.in_place.clear();
-        for (group, (ends, counts, args)) in groups.iter().zip(&cuts) {
-            let head = (
-                group.first_id,
-                group.chunks.entry,
-                Bytes(&self.ends[ends.clone()]),
-                Bytes(&self.fd_counts[counts.clone()]),
-            );
-            outbox = postcard::to_extend(&head, outbox).map_err(encoding)?;
-            let bytes = &group.chunks.args[args.clone()];
-            push_varint(&mut outbox, bytes.len() as u64);
-            match bytes.len() >= IN_PLACE_FROM {
-                true => self.in_place.push(InPlace {
-                    at: outbox.len(),
-                    chunks: Arc::clone(group.chunks),
-                    range: args.clone(),
-                }),
-                false => outbox.extend_from_slice(bytes),
-            }
+        let mut left_out = Vec::new();
+        self.outbox = encode_groups(outbox, &heads, &mut left_out)
+            .map_err(|e| Error::Codec { action: "encode", detail: format!("a batch of chunks: {e}") })?;
+        drop(heads);
+        for (i, at) in left_out {
+            let (group, (_, _, args)) = (&groups[i], &cuts[i]);
+            self.in_place.push(InPlace { at, chunks: Arc::clone(group.chunks), range: args.clone() });
         }
-        self.outbox = outbox;
         Ok(fds)
     }
 
@@ -509,6 +499,41 @@ impl Wake {
     }
 }
 
+/// One group of a batch, as [`encode_groups`] writes it (the fields of [`Group`](super::super::protocol::Group)).
+struct GroupHead<'a> {
+    first_id: u64,
+    entry: i64,
+    ends: &'a [u8],
+    fds: &'a [u8],
+    args: &'a [u8],
+}
+
+/// Appends `ToWorker::Batch(groups)` to `out` as postcard writes it, but for the arguments of
+/// [`IN_PLACE_FROM`] bytes or more: their length is written and their bytes left out, and
+/// `left_out` gets (the group's index, where in `out` they belong). Sent with them in place, the
+/// frame is byte for byte postcard's encoding of the batch (a test checks it): the variant's tag
+/// (that of an empty batch, less its length, a zero), the number of groups, then each group's
+/// fields in order, a byte string being its length and its bytes.
+fn encode_groups(
+    out: Vec<u8>,
+    groups: &[GroupHead<'_>],
+    left_out: &mut Vec<(usize, usize)>,
+) -> postcard::Result<Vec<u8>> {
+    let mut out = postcard::to_extend(&ToWorker::Batch(Vec::new()), out)?;
+    debug_assert_eq!(out.last(), Some(&0), "an empty batch ends with its length, 0");
+    out.pop();
+    push_varint(&mut out, groups.len() as u64);
+    for (i, group) in groups.iter().enumerate() {
+        out = postcard::to_extend(&(group.first_id, group.entry, Bytes(group.ends), Bytes(group.fds)), out)?;
+        push_varint(&mut out, group.args.len() as u64);
+        match group.args.len() >= IN_PLACE_FROM {
+            true => left_out.push((i, out.len())),
+            false => out.extend_from_slice(group.args),
+        }
+    }
+    Ok(out)
+}
+
 /// Appends `n` as postcard writes an integer's length (LEB128: seven bits a byte, low first).
 fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
@@ -628,7 +653,53 @@ pub(super) fn wait<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::protocol::Group;
     use super::*;
+
+    /// The batch with its large arguments left out and put back where `encode_groups` says is
+    /// postcard's encoding of the whole batch, byte for byte, for groups of every size around
+    /// the threshold.
+    #[test]
+    fn a_batch_with_arguments_left_out_is_postcards_batch() {
+        let sizes = [0, 1, 127, 128, IN_PLACE_FROM - 1, IN_PLACE_FROM, 300_000];
+        let args: Vec<Vec<u8>> = sizes.iter().map(|&n| (0..n).map(|i| (i * 7 % 256) as u8).collect()).collect();
+        let ends: Vec<u8> = [3u32, 9].iter().flat_map(|e| e.to_le_bytes()).collect();
+        let heads: Vec<GroupHead<'_>> = args
+            .iter()
+            .enumerate()
+            .map(|(i, args)| GroupHead {
+                first_id: 1 << (7 * i),
+                entry: -(i as i64) * 1000,
+                ends: &ends,
+                fds: if i % 2 == 0 { &[] } else { &ends[..4] },
+                args,
+            })
+            .collect();
+        let mut left_out = Vec::new();
+        let pieces = encode_groups(vec![0xaa], &heads, &mut left_out).unwrap();
+        assert_eq!(left_out.iter().map(|(i, _)| sizes[*i]).collect::<Vec<_>>(), [IN_PLACE_FROM, 300_000]);
+        let mut whole = Vec::new();
+        let mut from = 1;
+        for (i, at) in &left_out {
+            whole.extend_from_slice(&pieces[from..*at]);
+            whole.extend_from_slice(&args[*i]);
+            from = *at;
+        }
+        whole.extend_from_slice(&pieces[from..]);
+        let batch = ToWorker::Batch(
+            heads
+                .iter()
+                .map(|h| Group {
+                    first_id: h.first_id,
+                    entry: h.entry,
+                    ends: Bytes(h.ends),
+                    fds: Bytes(h.fds),
+                    args: Bytes(h.args),
+                })
+                .collect(),
+        );
+        assert_eq!(whole, postcard::to_stdvec(&batch).unwrap());
+    }
 
     fn no_links() -> std::iter::Empty<&'static Link> {
         std::iter::empty()
