@@ -489,11 +489,8 @@ impl Scheduler {
     /// Whether to poll for a reply before sleeping (see [`SPIN_WAIT`]): the last chunks were
     /// short, and some run, but fewer than the machine has CPUs.
     fn spin_for_reply(&self) -> bool {
-        if !self.short_chunks || self.cpus < 2 {
-            return false;
-        }
-        let running: usize = self.workers.iter().map(|w| w.held).sum();
-        running > 0 && running < self.cpus
+        let held: usize = self.workers.iter().map(|w| w.held).sum();
+        spins(self.short_chunks, held, self.cpus)
     }
 
     /// Reads every message waiting from worker `w`. `Err` when the worker broke the protocol.
@@ -660,6 +657,13 @@ impl Scheduler {
     }
 }
 
+/// The policy of [`Scheduler::spin_for_reply`]: poll for a reply when the last chunks were
+/// short and `held` chunks are out, at least one and fewer than the `cpus` the process may use
+/// (with one CPU, or every CPU running a chunk, the polling would take a worker's CPU).
+fn spins(short_chunks: bool, held: usize, cpus: usize) -> bool {
+    short_chunks && held > 0 && held < cpus
+}
+
 /// What a reply settled: how many chunks, the function of the last.
 struct Settled {
     chunks: usize,
@@ -738,5 +742,21 @@ fn settle(
     match broken {
         Some(reason) => Err(reason),
         None => Ok(settled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spins;
+
+    /// The scheduler polls only for short chunks, with one out at least and a CPU to spare.
+    #[test]
+    fn the_scheduler_polls_only_with_a_short_chunk_out_and_a_cpu_to_spare() {
+        assert!(spins(true, 1, 2));
+        assert!(spins(true, 15, 16));
+        assert!(!spins(false, 1, 2), "the last chunks were long");
+        assert!(!spins(true, 0, 2), "nothing is out");
+        assert!(!spins(true, 2, 2), "every CPU runs a chunk");
+        assert!(!spins(true, 1, 1), "one CPU");
     }
 }
