@@ -5,13 +5,8 @@
 //   gcc -O2 -o /tmp/locked_pair bench/floors/locked_pair.c && /tmp/locked_pair
 #include <stdatomic.h>
 #include <stdio.h>
-#include <time.h>
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
+#include "floor_clock.h"
 
 int main(void) {
     _Atomic long state = 0;

@@ -7,8 +7,9 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "floor_clock.h"
 
 #define SLOTS 65536
 
@@ -27,12 +28,6 @@ static void take(struct shared *s) {
 }
 
 static void give(struct shared *s) { atomic_store_explicit(&s->lock, 0, memory_order_release); }
-
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
 
 int main(void) {
     const long items = 1000000;

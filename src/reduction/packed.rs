@@ -661,21 +661,7 @@ impl<'a> SeqReader<'a> {
 ///
 /// As [`SeqReader`]; `values` then holds what decoded before the error.
 pub(crate) fn decode_into<T: de::DeserializeOwned>(bytes: &[u8], values: &mut Vec<T>) -> Result<usize, PackError> {
-    let mut reader = SeqReader::new(bytes)?;
-    let count = reader.len();
-    if let Form::Records(shape) = &reader.form
-        && let (1, Some(kind)) = (shape.len, shape.kind(0))
-        && numbers::decode(kind, reader.rest, values)
-    {
-        return Ok(count);
-    }
-    // Never more than the bytes could hold (one byte per value, but zero-sized values).
-    values.reserve(count.min(bytes.len()));
-    while let Some(value) = reader.next::<T>() {
-        values.push(value?);
-    }
-    reader.finish()?;
-    Ok(count)
+    decode_with(bytes, values, numbers::decode)
 }
 
 /// [`decode_into`] for a `T` known by type (`'static`): a sequence of plain numbers decoded into
@@ -688,14 +674,33 @@ pub(crate) fn decode_into_known<T: de::DeserializeOwned + 'static>(
     bytes: &[u8],
     values: &mut Vec<T>,
 ) -> Result<usize, PackError> {
-    let reader = SeqReader::new(bytes)?;
+    decode_with(bytes, values, |kind, records, values| {
+        numbers::decode_exact(kind, records, values) || numbers::decode(kind, records, values)
+    })
+}
+
+/// [`decode_into`], with `numbers` for a sequence whose records are one number each (`false`:
+/// not taken, and `values` as it was; the general reader then runs).
+fn decode_with<T: de::DeserializeOwned>(
+    bytes: &[u8],
+    values: &mut Vec<T>,
+    numbers: impl FnOnce(Kind, &[u8], &mut Vec<T>) -> bool,
+) -> Result<usize, PackError> {
+    let mut reader = SeqReader::new(bytes)?;
+    let count = reader.len();
     if let Form::Records(shape) = &reader.form
         && let (1, Some(kind)) = (shape.len, shape.kind(0))
-        && numbers::decode_exact(kind, reader.rest, values)
+        && numbers(kind, reader.rest, values)
     {
-        return Ok(reader.len());
+        return Ok(count);
     }
-    decode_into(bytes, values)
+    // Never more than the bytes could hold (one byte per value, but zero-sized values).
+    values.reserve(count.min(bytes.len()));
+    while let Some(value) = reader.next::<T>() {
+        values.push(value?);
+    }
+    reader.finish()?;
+    Ok(count)
 }
 
 /// A serializer that writes one record (and, with `learn`, records its shape).

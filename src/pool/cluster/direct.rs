@@ -127,9 +127,13 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    fn new(stream: Stream) -> Reader {
+        Reader { stream, buf: Vec::new(), start: 0, read_timeout: None }
+    }
+
     /// A reader of a socket already connected (and set up) by the caller: the fuzz target's.
     pub(super) fn over_unix(stream: UnixStream) -> Reader {
-        Reader { stream: Stream::Unix(stream), buf: Vec::new(), start: 0, read_timeout: None }
+        Reader::new(Stream::Unix(stream))
     }
 
     /// A descriptor of the connection, to watch for readability.
@@ -392,12 +396,7 @@ pub(crate) fn connect(url: &str, io_timeout: Duration, scripts: &[&str]) -> Resu
         other => return Err(failed(format!("{other:?} is not supported for a node's feed"))),
     };
     stream.set_write_timeout(io_timeout).map_err(|e| failed(e.to_string()))?;
-    let mut reader = Reader {
-        stream: stream.try_clone().map_err(|e| failed(e.to_string()))?,
-        buf: Vec::new(),
-        start: 0,
-        read_timeout: None,
-    };
+    let mut reader = Reader::new(stream.try_clone().map_err(|e| failed(e.to_string()))?);
     let mut writer = Writer { stream };
     let settings = info.redis_settings();
     let mut hello = Vec::new();

@@ -438,11 +438,8 @@ impl Scheduler {
         }
         let watch = self.watch.clone();
         let watched = watch.as_ref().and_then(|w| w.fd());
-        let links = || self.workers.iter().map(|w| &w.link);
-        let events = match self.spin_for_reply() {
-            true => transport::wait_briefly(self.shared.wake(), watched, links, SPIN_WAIT, timeout),
-            false => transport::wait(self.shared.wake(), watched, links(), timeout),
-        };
+        let spin = if self.spin_for_reply() { SPIN_WAIT } else { Duration::ZERO };
+        let events = transport::wait(self.shared.wake(), watched, self.workers.iter().map(|w| &w.link), spin, timeout);
         self.shared.lock().sleeping = false;
         let events = match events {
             Ok(events) => events,

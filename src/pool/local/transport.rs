@@ -273,11 +273,8 @@ impl Link {
 
     /// Frames the outbox (and the arguments sent in place) and sends what the socket takes now.
     fn start_sending(&mut self, fds: Vec<BorrowedFd<'_>>) -> Result<()> {
-        let in_place: usize = self.in_place.iter().map(|piece| piece.range.len()).sum();
-        let payload_len = self.outbox.len().max(record::HEADER_ROOM) - record::HEADER_ROOM + in_place;
-        if self.outbox.len() < record::HEADER_ROOM {
-            self.outbox.resize(record::HEADER_ROOM, 0);
-        }
+        // The encoders leave the header's room at the front: the payload starts there.
+        let payload_len = self.frame_len(record::HEADER_ROOM);
         let start = record::frame_in_place_for(&mut self.outbox, payload_len);
         let socket = self.conn.fd()?;
         let sent = match self.in_place.is_empty() {
@@ -559,39 +556,19 @@ pub(super) struct Events {
 }
 
 impl Events {
+    #[cfg(test)]
     fn any(&self) -> bool {
         self.woken || self.watched || !self.readable.is_empty() || !self.writable.is_empty() || !self.ended.is_empty()
     }
 }
 
-/// As [`wait`], but looks without sleeping, again and again, for up to `spin` before it sleeps
-/// (for the rest of `timeout`): for a reply expected within microseconds, whose wake-up would
-/// cost more than the looks (see the scheduler's module docs, "Latency").
-///
-/// # Errors
-///
-/// `poll` failed.
-pub(super) fn wait_briefly<'a, I: Iterator<Item = &'a Link>>(
-    wake: &Wake,
-    watched: Option<BorrowedFd<'_>>,
-    links: impl Fn() -> I,
-    spin: Duration,
-    timeout: Option<Duration>,
-) -> Result<Events> {
-    let start = Instant::now();
-    let spin = timeout.map_or(spin, |t| t.min(spin));
-    while start.elapsed() < spin {
-        let events = wait(wake, watched, links(), Some(Duration::ZERO))?;
-        if events.any() {
-            return Ok(events);
-        }
-        std::thread::yield_now();
-    }
-    wait(wake, watched, links(), timeout.map(|t| t.saturating_sub(start.elapsed())))
-}
-
 /// Waits until a link has a message or room for its frame, a worker ends, the wake-up socket
 /// rings, or `timeout` passes. Link `i` of the result is the `i`th of `links`.
+///
+/// For up to `spin` (zero: not at all) it first looks without sleeping, again and again, yielding
+/// the CPU between looks: for a reply expected within microseconds, whose wake-up would cost more
+/// than the looks (see the scheduler's module docs, "Latency"). The descriptors are gathered once
+/// for all the looks and the sleep.
 ///
 /// # Errors
 ///
@@ -600,6 +577,7 @@ pub(super) fn wait<'a>(
     wake: &Wake,
     watched: Option<BorrowedFd<'_>>,
     links: impl Iterator<Item = &'a Link>,
+    spin: Duration,
     timeout: Option<Duration>,
 ) -> Result<Events> {
     // What each polled descriptor is: the wake-up socket, or a link's connection or pidfd.
@@ -633,7 +611,20 @@ pub(super) fn wait<'a>(
             polled.push(Polled::Ended(i));
         }
     }
-    let ready = sys::poll_ready(&fds, timeout).map_err(|e| Error::io("wait for the pool's workers", e))?;
+    let start = Instant::now();
+    let spin = timeout.map_or(spin, |t| t.min(spin));
+    let ready = loop {
+        let looking = start.elapsed() < spin;
+        let limit = match looking {
+            true => Some(Duration::ZERO),
+            false => timeout.map(|t| t.saturating_sub(start.elapsed())),
+        };
+        let ready = sys::poll_ready(&fds, limit).map_err(|e| Error::io("wait for the pool's workers", e))?;
+        if !looking || ready.contains(&true) {
+            break ready;
+        }
+        std::thread::yield_now();
+    };
     let mut events = Events::default();
     for (ready, what) in ready.into_iter().zip(polled) {
         match (ready, what) {
@@ -710,12 +701,11 @@ mod tests {
     fn a_brief_wait_ends_on_a_wake_up() {
         let wake = Wake::new().expect("wake");
         wake.ring();
-        let events =
-            wait_briefly(&wake, None, no_links, Duration::from_secs(5), Some(Duration::from_secs(5))).expect("wait");
+        let events = wait(&wake, None, no_links(), Duration::from_secs(5), Some(Duration::from_secs(5))).expect("wait");
         assert!(events.woken);
         assert!(events.readable.is_empty() && events.ended.is_empty() && !events.watched);
         // Drained: the next wait sees nothing.
-        let events = wait(&wake, None, no_links(), Some(Duration::ZERO)).expect("wait");
+        let events = wait(&wake, None, no_links(), Duration::ZERO, Some(Duration::ZERO)).expect("wait");
         assert!(!events.any());
     }
 
@@ -725,9 +715,8 @@ mod tests {
         let wake = Wake::new().expect("wake");
         let (a, b) = UnixStream::pair().expect("pair");
         (&a).write_all(b"x").expect("write");
-        let events =
-            wait_briefly(&wake, Some(b.as_fd()), no_links, Duration::from_secs(5), Some(Duration::from_secs(5)))
-                .expect("wait");
+        let events = wait(&wake, Some(b.as_fd()), no_links(), Duration::from_secs(5), Some(Duration::from_secs(5)))
+            .expect("wait");
         assert!(events.watched && !events.woken);
     }
 
@@ -738,7 +727,7 @@ mod tests {
         let wake = Wake::new().expect("wake");
         for timeout in [Duration::ZERO, Duration::from_millis(2)] {
             let started = Instant::now();
-            let events = wait_briefly(&wake, None, no_links, Duration::from_micros(100), Some(timeout)).expect("wait");
+            let events = wait(&wake, None, no_links(), Duration::from_micros(100), Some(timeout)).expect("wait");
             assert!(!events.any());
             assert!(started.elapsed() >= timeout);
         }
