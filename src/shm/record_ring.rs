@@ -9,12 +9,12 @@
 //!           it, the writer leaves a WRAP record and starts again at offset 0
 //! ```
 //!
-//! Positions count bytes (since the ring was created, or since its user restarted it at 0): the
-//! record at position `p` lies at offset `p % capacity`. `head` is where the oldest record starts,
-//! `tail` where the next one will (everything between them is published). How positions are kept
-//! and published is the user's: the pipes publish `tail` with a release store and take turns under
-//! a lock per end, the queues keep both under one lock with a journal. So is the meaning of every
-//! kind but [`WRAP`].
+//! Positions count bytes since the ring was created: the record at position `p` lies at offset
+//! `p % capacity`. `head` is where the oldest record starts, `tail` where the next one will
+//! (everything between them is published). How positions are kept and published is the user's:
+//! both the pipes and the queues take turns under a lock per end and publish their end's position
+//! with a release store (the queues through a journal, so that a killed holder's operation is
+//! finished or undone). So is the meaning of every kind but [`WRAP`].
 //!
 //! Tuned once for both: a reader copies the payload into a fresh `Vec`'s uninitialized capacity
 //! (no zero-filling first: a 64-byte record round trip in one process went from about 88 to 65 ns,
@@ -106,8 +106,23 @@ impl<'a, B: RingBytes + ?Sized> RecordRing<'a, B> {
         }
     }
 
+    /// As [`place`](Self::place), except that a record that would reach past the first `window`
+    /// bytes of the ring starts again at offset 0 (a WRAP where it would have gone). Its footprint
+    /// then covers the rest of the ring: a caller that finds room for it (the readers have moved
+    /// past offset 0's bytes) keeps a ring far larger than its backlog within about `window` bytes
+    /// of touched memory; one that does not takes [`place`](Self::place)'s placement.
+    pub(crate) fn place_within(&self, tail: u64, len: usize, window: usize) -> Placement {
+        let need = record_size(len);
+        let offset = self.offset(tail);
+        match offset > 0 && offset + need > window && window < self.bytes.capacity() {
+            true => Placement { start: 0, footprint: (self.bytes.capacity() - offset + need) as u64 },
+            false => self.place(tail, len),
+        }
+    }
+
     /// Writes a record of `kind` whose payload is `parts`, one after the other, where `placement`
-    /// (from [`place`](Self::place) with the same `tail` and the parts' total length) says; the
+    /// (from [`place`](Self::place) or [`place_within`](Self::place_within) with the same `tail`
+    /// and the parts' total length) says; the
     /// caller then publishes `tail + placement.footprint`.
     ///
     /// # Safety
@@ -118,8 +133,10 @@ impl<'a, B: RingBytes + ?Sized> RecordRing<'a, B> {
     pub(crate) unsafe fn write(&self, tail: u64, placement: Placement, kind: u32, parts: &[&[u8]]) {
         let len: usize = parts.iter().map(|part| part.len()).sum();
         debug_assert!(kind != WRAP && len <= u32::MAX as usize);
-        debug_assert_eq!(placement, self.place(tail, len));
         let offset = self.offset(tail);
+        let wrapped_early =
+            Placement { start: 0, footprint: (self.bytes.capacity() - offset + record_size(len)) as u64 };
+        debug_assert!(placement == self.place(tail, len) || placement == wrapped_early);
         if placement.start != offset {
             let skipped = self.bytes.capacity() - offset - HEADER;
             // SAFETY: the WRAP header lies at `tail`, within the caller's positions.
@@ -307,6 +324,33 @@ mod tests {
         }
         // SAFETY: as above.
         assert_eq!(unsafe { ring.read(head, tail) }, Found::Empty);
+    }
+
+    #[test]
+    fn records_placed_within_a_window_go_back_to_the_start_past_it() {
+        let bytes = local::<1024>();
+        let ring = RecordRing::new(&bytes);
+        let (mut head, mut tail) = (0u64, 0u64);
+        for n in 0..300usize {
+            let payload = vec![n as u8; 1 + n % 40];
+            let placement = ring.place_within(tail, payload.len(), 256);
+            assert!(tail - head + placement.footprint <= 1024);
+            // SAFETY: the test is the only writer and reader; room checked above.
+            unsafe { ring.write(tail, placement, 3, &[&payload]) };
+            tail += placement.footprint;
+            // Every record lies in the window's first 256 bytes (plus one record past its end).
+            assert!(((tail - 1) % 1024) < 256 + record_size(40) as u64, "{tail}");
+            // SAFETY: as above.
+            match unsafe { ring.read(head, tail) } {
+                Found::Record { kind: 3, payload: got, next } => {
+                    assert_eq!(got, payload);
+                    head = next;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A window as large as the ring is the ring.
+        assert_eq!(ring.place_within(1000, 40, 1024), ring.place(1000, 40));
     }
 
     #[test]

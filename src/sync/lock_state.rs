@@ -263,6 +263,14 @@ impl LockState {
         }
     }
 
+    /// Takes the lock over for thread `me` (started at `start`) if it is held by a thread that
+    /// died; `None` if it is free or its owner may live. For a waiter that depends on the state
+    /// this lock protects without taking it (a queue's consumer on its producers' lock), after a
+    /// slice without news.
+    pub(crate) fn take_over_abandoned<T: Threads>(&self, (me, start): (u32, u64)) -> Option<Acquired> {
+        self.take_over_if_dead::<T>(me, start)
+    }
+
     /// After a whole slice without a wake-up: takes the lock over if its owner is dead (see the
     /// module docs for why a live owner is never judged dead).
     fn take_over_if_dead<T: Threads>(&self, me: u32, start: u64) -> Option<Acquired> {
@@ -347,12 +355,12 @@ impl LockState {
     /// [`release`](Self::release) of a lock that thread `me` took once (never recursively): one
     /// read-modify-write of the state, with no look at the depth or the owner before it.
     ///
-    /// An acquirer on another core (as producers and consumers are, on a queue's lock) that
-    /// writes the state's line while the lock is held (a compare-and-swap that loses, the
-    /// waiters' bit, its spinning state, all on that line) takes it from the holder: each look
-    /// then fetched the line back, and the read-modify-write had to take it over once more, two
-    /// transfers (50-65 ns each between the two cores of the VM in `bench/README.md`) where one
-    /// will do.
+    /// An acquirer on another core (two producers on a queue's put lock, two processes on a
+    /// `Lock`) that writes the state's line while the lock is held (a compare-and-swap that
+    /// loses, the waiters' bit, its spinning state, all on that line) takes it from the holder:
+    /// each look then fetched the line back, and the read-modify-write had to take it over once
+    /// more, two transfers (50-65 ns each between the two cores of the VM in `bench/README.md`)
+    /// where one will do.
     #[inline]
     pub(crate) fn release_once<F: Futex>(&self, me: u32) {
         let owner = u64::from(me) & TID_MASK;
