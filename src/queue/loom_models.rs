@@ -1,7 +1,7 @@
 //! Model checks of the queue's wake-up protocol (`wakeup`) with loom, on the faithful futex of
 //! `sync::loom_models`: a lost wake-up shows as a deadlock. The item count stands in for the
-//! ring (the real queue reads it with the word under its lock; here a producer adds, then bumps,
-//! and a consumer reads the word, then the count, which gives it the same guarantee).
+//! ring: as in the real queue, a producer commits, then bumps, and a consumer reads the word,
+//! then the producers' tail (here the count).
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib queue::loom_models`.
 
 use std::sync::atomic::Ordering;

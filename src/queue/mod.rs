@@ -14,13 +14,18 @@
 //! dies is lost, and a producer exits only once its feeder has flushed (the documented "joining
 //! processes that use queues" deadlock).
 //!
-//! Here a queue is a **ring of records in shared memory** under one robust lock
-//! (`sync::lock_state`, the lock word of [`Lock`](crate::Lock)), with futex wake-ups:
+//! Here a queue is a **ring of records in shared memory** with two robust locks
+//! (`sync::lock_state`, the lock word of [`Lock`](crate::Lock)), one that producers take turns
+//! under and one for consumers, and futex wake-ups:
 //!
-//! - `put` encodes the item (postcard, as every value in this crate), takes the lock, copies the
-//!   record into the ring, commits, releases, and wakes a sleeping consumer only if there is one.
-//!   `get` is the mirror image. An uncontended operation makes no system call at all; a waiter
-//!   first spins briefly (the adaptive spin of [`sync`](crate::sync)) and only then sleeps on a
+//! - `put` encodes the item (postcard, as every value in this crate), takes the put lock, copies
+//!   the record beyond the tail, commits the new tail, releases, and wakes a sleeping consumer only
+//!   if there is one. `get` is the mirror image under the get lock. Each side writes only its own
+//!   positions and reads the other side's only when the values it last read say "empty" (a
+//!   consumer) or "full" (a producer), so a producer and a consumer running at once on two cores
+//!   pass no cache line back and forth but the records' own (see `shared`). An uncontended
+//!   operation makes no system call at all; a waiter first spins briefly (the adaptive spin of
+//!   [`sync`](crate::sync), looking at the other side every 32 pauses) and only then sleeps on a
 //!   futex word bumped by every put (consumers) or get (producers).
 //! - There is no feeder thread: a put is complete when it returns. Items put before a producer
 //!   exits are never lost, and a producer never waits at exit.
@@ -34,9 +39,10 @@
 //! - **An unbounded queue never makes `put` wait** (CPython's `Queue()` buffers every item in its
 //!   producer until readers come; programs such as CPython's `mp_workers.py` put every task
 //!   before they start the workers). The ring (64 MiB of address space unless
-//!   [`Queue::with_capacity`] says otherwise, used only as far as the backlog reaches: the
-//!   positions go back to the start when the queue empties past its first MiB, so a queue whose
-//!   consumers keep up touches about a MiB) is the fast path, not a limit: a record that finds
+//!   [`Queue::with_capacity`] says otherwise, used only as far as the backlog reaches: past its
+//!   first MiB, records go back to the ring's start as soon as the consumers have moved on from
+//!   there, so a queue whose consumers keep up touches about a MiB) is the fast path, not a
+//!   limit: a record that finds
 //!   it full goes to the **spill**, the queue's memory file beyond the ring, which grows as far
 //!   as the backlog does. So do the records put after it until the consumers have drained the
 //!   queue (the ring's records are older than the spill's, which keeps the order); the spill then
@@ -59,14 +65,17 @@
 //! A producer or consumer killed with `SIGKILL` at any instruction never blocks or corrupts the
 //! queue for the others:
 //!
-//! - The lock is robust: the next operation finds the owner dead (within 100 ms) and takes over.
-//! - Every operation under the lock writes its new counters (head, tail, count, unfinished tasks,
-//!   the spill's head and tail) into a journal, arms it, applies it, disarms it. A record is
-//!   written beyond the tail (of the ring or the spill) before the commit, and read before the
-//!   head moves. So a holder killed before arming changed
-//!   nothing visible, and one killed after is completed by the next holder, which replays the
-//!   journal. Sleepers wait in slices of 100 ms, so a wake-up lost with a killed process costs at
-//!   most a slice.
+//! - The locks are robust: the next operation finds the owner dead (within 100 ms) and takes over.
+//!   So does a waiter on the other side whose slice passes with nothing new (a consumer waiting
+//!   for the item of a producer killed inside `put`, a producer waiting for the room a killed
+//!   consumer made).
+//! - Every operation under a lock writes its side's new values (a put: the tail, the count of
+//!   items put, the spill's tail; a get: the head, the count taken, the spill's head) into its
+//!   side's journal, arms it, applies it, disarms it. A record is written beyond the tail (of the
+//!   ring or the spill) before the commit, and read before the head moves. So a holder killed
+//!   before arming changed nothing visible, and one killed after is completed by the next holder,
+//!   which replays the journal. `task_done` is one compare-and-swap on the count done. Sleepers
+//!   wait in slices of 100 ms, so a wake-up lost with a killed process costs at most a slice.
 //! - **A producer** killed inside `put` either put its item (the commit happened) or did not;
 //!   every item whose `put` returned stays in the queue, in the ring or in the spill: both live in
 //!   the queue's memory file, which outlives every producer (it goes with the last handle).
@@ -98,12 +107,12 @@
 //! 3x (0.21-0.26 s before big items were encoded straight into their memory file).
 //!
 //! On a VM whose 2 vCPUs are separate cores (a cache line takes 50-65 ns from one to the other)
-//! and whose system calls are cheap (2026-12-07, `bench/README.md`), the same rows give 1.9-2.1
-//! million items/s against CPython's 0.28-0.33 million (6-7x): each operation takes the lock's
-//! cache line, the counters', the journal's and the record's from the other side. The state
-//! block is laid out a line per group of fields by who writes them (see `shared::State`), the
-//! lock is released with one read-modify-write, and the lines an operation writes are asked for
-//! as soon as it holds the lock, which took these rows from 1.2-1.5 million items/s there.
+//! and whose system calls are cheap (2026-12-07, `bench/README.md`), the queue under one lock
+//! gave 1.9-2.1 million items/s against CPython's 0.28-0.33 million (6-7x): each operation took
+//! the lock's cache line, the counters', the journal's and the record's from the other side. With
+//! a lock and a line of positions per side (each side reading the other's only to catch up) and
+//! a waiter looking at the other side every 32 pauses rather than every pause, the rows are in
+//! `bench/README.md` (section of 2026-12-07, afternoon): about 4 times that.
 //!
 //! How the design was chosen:
 //!
@@ -112,6 +121,15 @@
 //!   by those system calls: packet sockets carried 614 000 messages/s one way on this machine
 //!   (`connection` measurements in `bench/README.md`), five times less than the ring, whose
 //!   operations make no system call unless someone sleeps.
+//! - **A lock per side, not one.** Under one lock, a producer and a consumer running at once
+//!   passed the lock's line, the counters', the journal's and the wake-up word's between their
+//!   cores for every item (1.9-2.1M items/s on the VM above, against a floor of 3.4-5M for that
+//!   design in C). With a lock per side and the other side's positions read only to catch up:
+//!   3.7-4.1M. What was left was the consumer itself: keeping up, it waited between every two
+//!   items and looked at the producers' line at every pause, so that each put found that line
+//!   (and the record's) in the other core; looking every 32 pauses (some 0.4 µs) gave 7.6M, at
+//!   the price of 0.45 µs more on a round trip through two queues (1.0 → 1.45 µs,
+//!   `mpbench queue_rtt`).
 //! - **One wake-up call per burst.** Waking sleepers on every put while they were still waking up
 //!   cost a system call per item: 1p1c under load went from 1 150 000 to 1 600 000 – 1 900 000
 //!   items/s once a waker records that its call reached every registered sleeper, so that the

@@ -2,22 +2,28 @@
 //! queue below its `maxsize` never waits for a consumer.
 //!
 //! The spill is the part of the queue's memory file beyond the ring (see `shared`): a log of
-//! records in the ring's format (`shm::record_ring`), from `spill_head` to `spill_tail` (positions
-//! from the spill's start, among the journaled counters). The file grows as far as the log
-//! reaches; records are written with `pwrite(2)` and read with `pread(2)` under the queue's lock,
-//! never mapped, so a spill of any size costs no address space and no mapping can outlive its
-//! bytes.
+//! records in the ring's format (`shm::record_ring`), from `spill_head` to `spill_tail`. Spill
+//! positions only grow; the producers' `spill_origin` is the position at the start of the spill's
+//! part of the file, set when a put finds the spill empty, so each spill starts over at the start
+//! of the file's part. The file grows as far as the log reaches; records are written with
+//! `pwrite(2)` under the put lock and read with `pread(2)` under the get lock, never mapped, so a
+//! spill of any size costs no address space and no mapping can outlive its bytes.
 //!
 //! Order: the ring's records are older than the spill's. A put goes to the spill when the ring has
 //! no room, or when the spill holds records already; a get takes from the ring while it holds a
-//! record, then from the spill. So once a put spills, the following ones spill too until the
-//! consumers have drained the queue; the spill then starts over at position 0 and gives its
-//! memory back (and it gives back the memory behind its head as consumers move on, each
-//! [`RELEASE_STEP`]).
+//! record, then from the spill (looking at the ring once more after reading the spill's tail, for
+//! a record committed just before the spill's first). So once a put spills, the following ones
+//! spill too until the consumers have drained the spill; the next spill then starts over at the
+//! file's start.
+//!
+//! Memory: a consumer gives back the memory behind the spill's head each [`RELEASE_STEP`], and
+//! all of it when it takes the last record, which it knows under the put lock too (a put may be
+//! adding one). Both happen before the consumer commits its new head: until then no put can see
+//! the spill empty and start over on the memory given back.
 //!
 //! A killed process loses no more than with the ring: a producer writes its record beyond the tail
-//! before it commits, a consumer reads the record before it commits its removal (the journal of
-//! `shared` covers the spill's positions too).
+//! before it commits, a consumer reads the record before it commits its removal (each side's
+//! journal in `shared` covers its spill position too).
 
 use std::os::fd::BorrowedFd;
 
@@ -38,7 +44,7 @@ pub(super) struct Spill<'a> {
 }
 
 impl Spill<'_> {
-    /// Writes `header` then `parts` at position `at` (beyond the tail; under the queue's lock).
+    /// Writes `header` then `parts` at file position `at` (beyond the tail; under the put lock).
     pub(super) fn write(&self, at: u64, header: &[u8], parts: &[&[u8]]) -> Result<()> {
         let mut all = Vec::with_capacity(parts.len() + 1);
         all.push(header);
@@ -48,8 +54,8 @@ impl Spill<'_> {
         )
     }
 
-    /// Reads the record at position `at`, of which `available` bytes are committed (under the
-    /// queue's lock): its kind and payload, or `None` if the record claims more bytes than that.
+    /// Reads the record at file position `at`, of which `available` bytes are committed (under
+    /// the get lock): its kind and payload, or `None` if the record claims more bytes than that.
     pub(super) fn read(&self, at: u64, available: u64) -> Result<Option<(u32, Vec<u8>)>> {
         let mut first = [0u8; FIRST_READ];
         let want = FIRST_READ.min(usize::try_from(available).unwrap_or(usize::MAX));

@@ -2,7 +2,7 @@
 //!
 //! Each kind of wait (consumers for an item, producers for room, joiners for the last task done)
 //! has a word that every change bumps, a count of registered sleepers and a `need` word. A
-//! sleeper reads the word (under the queue's lock, with the state it found wanting: its `seq`),
+//! sleeper reads the word (before it last looks at the state it found wanting: its `seq`),
 //! registers (count, then `need` = NEED | the newest `seq` of the sleepers registered), and sleeps
 //! on the futex unless the word moved on. A waker, after its bump, reads the word (`now`) and
 //! makes the wake-up call only if someone is registered and `need` is set; it clears `need` when

@@ -225,6 +225,38 @@ fn put_get_alone(n: u64) -> f64 {
     (monotonic_ns() - start) as f64 / n as f64
 }
 
+fn echo(requests: Queue<u64>, replies: Queue<u64>) {
+    while let Ok(n) = requests.get() {
+        if n == u64::MAX || replies.put(n).is_err() {
+            return;
+        }
+    }
+}
+
+/// A round trip through two queues between two processes (a request, its echo), `n` times:
+/// median µs per round trip of five runs (what a waiting consumer's spin costs in latency).
+fn round_trip(n: u64) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..TRIALS {
+        let (requests, replies) = (Queue::new().expect("queue"), Queue::new().expect("queue"));
+        let mut child = Process::new(echo, (requests.clone(), replies.clone()));
+        child.start().expect("start");
+        for warm in 0..100 {
+            requests.put(warm).expect("put");
+            replies.get().expect("get");
+        }
+        let start = monotonic_ns();
+        for i in 0..n {
+            requests.put(i).expect("put");
+            assert_eq!(replies.get().expect("get"), i);
+        }
+        times.push((monotonic_ns() - start) as f64 / n as f64 / 1e3);
+        requests.put(u64::MAX).expect("put");
+        child.join().expect("join");
+    }
+    median(times)
+}
+
 /// Measures the queue metric `args` names.
 pub(crate) fn run(args: &[&str]) -> Option<String> {
     let value = match args {
@@ -235,6 +267,7 @@ pub(crate) fn run(args: &[&str]) -> Option<String> {
         ["queue_transfer_100mb"] => transfer_100mb(),
         ["bytes_1p1c", size] => bytes_1p1c(size.parse().expect("a size in bytes")),
         ["queue_put_get_alone", n] => put_get_alone(n.parse().expect("a count")),
+        ["queue_rtt", n] => round_trip(n.parse().expect("a count")),
         _ => return None,
     };
     Some(value.to_string())
