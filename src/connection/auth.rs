@@ -149,12 +149,23 @@ fn verify(key: &[u8], message: &[u8], response: &[u8]) -> Result<()> {
 /// [`Error::Authentication`] when the response is wrong or malformed (the peer was told
 /// `#FAILURE#`); connection errors as they come.
 pub fn deliver_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
+    let message = new_challenge()?;
+    conn.send_bytes(&[CHALLENGE, &message].concat())?;
+    judge_response(conn, authkey, &message)
+}
+
+/// A fresh challenge (what follows `#CHALLENGE#`).
+fn new_challenge() -> Result<Vec<u8>> {
     let random: [u8; CHALLENGE_RANDOM_LEN] = sys::random_bytes().context("draw a random challenge")?;
     let mut message = b"{sha256}".to_vec();
     message.extend_from_slice(&random);
-    conn.send_bytes(&[CHALLENGE, &message].concat())?;
+    Ok(message)
+}
+
+/// Reads the response to challenge `message` and tells the peer `#WELCOME#` or `#FAILURE#`.
+fn judge_response(conn: &mut Connection, authkey: &[u8], message: &[u8]) -> Result<()> {
     let response = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
-    match verify(authkey, &message, &response) {
+    match verify(authkey, message, &response) {
         Ok(()) => conn.send_bytes(WELCOME),
         Err(e) => {
             // Tell the peer; if that fails too, the authentication error is the one that matters.
@@ -172,6 +183,41 @@ pub fn deliver_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
 /// response (a different key); connection errors as they come.
 pub fn answer_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
     let challenge = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
+    conn.send_bytes(&response_to(authkey, challenge_in(&challenge)?)?)?;
+    expect_welcome(conn)
+}
+
+/// The connecting side's handshake: [`answer_challenge`] then [`deliver_challenge`], the same
+/// six messages, except that this side's challenge leaves together with its response instead of
+/// after the peer's verdict. The listener reads them in turn (CPython's listener and ours alike:
+/// each reads one framed message at a time), so the connection waits for the peer three times
+/// instead of four, counting the first request's reply.
+///
+/// # Errors
+///
+/// As [`answer_challenge`] and [`deliver_challenge`]. A listener that refuses the response may
+/// close the connection before this side's challenge is out, or with it unread (which resets the
+/// connection): the verdict is read all the same, and a reset before it is reported as the
+/// refusal it is.
+pub(crate) fn client_handshake(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
+    let challenge = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
+    let response = response_to(authkey, challenge_in(&challenge)?)?;
+    let ours = new_challenge()?;
+    conn.send_bytes(&response)?;
+    // A listener that refused the response may have closed already: its verdict comes first.
+    let challenged = conn.send_bytes(&[CHALLENGE, &ours].concat());
+    match expect_welcome(conn) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(refused());
+        }
+        verdict => verdict?,
+    }
+    challenged?;
+    judge_response(conn, authkey, &ours)
+}
+
+/// The challenge in a `#CHALLENGE#` message.
+fn challenge_in(challenge: &[u8]) -> Result<&[u8]> {
     let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(Error::Authentication(format!(
             "protocol error: expected a challenge, got {:?}",
@@ -181,12 +227,20 @@ pub fn answer_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
     if message.len() < MIN_CHALLENGE_LEN {
         return Err(Error::Authentication(format!("challenge too short: {} bytes", message.len())));
     }
-    conn.send_bytes(&response_to(authkey, message)?)?;
+    Ok(message)
+}
+
+/// Reads the peer's verdict on this side's response.
+fn expect_welcome(conn: &mut Connection) -> Result<()> {
     let verdict = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
     if verdict != WELCOME {
-        return Err(Error::Authentication("digest sent was rejected: the peer has a different authkey".into()));
+        return Err(refused());
     }
     Ok(())
+}
+
+fn refused() -> Error {
+    Error::Authentication("digest sent was rejected: the peer has a different authkey".into())
 }
 
 /// The listener's side of the handshake ([`deliver_challenge`] then [`answer_challenge`], the same
@@ -241,9 +295,7 @@ impl ServerHandshake {
     ///
     /// No randomness for the challenge.
     pub(crate) fn new() -> Result<ServerHandshake> {
-        let random: [u8; CHALLENGE_RANDOM_LEN] = sys::random_bytes().context("draw a random challenge")?;
-        let mut challenge = b"{sha256}".to_vec();
-        challenge.extend_from_slice(&random);
+        let challenge = new_challenge()?;
         let out = frame(&[CHALLENGE, &challenge].concat());
         Ok(ServerHandshake { stage: Stage::SendChallenge, challenge, out, sent: 0, incoming: Vec::new(), failed: None })
     }
@@ -406,6 +458,49 @@ mod tests {
     }
 
     const KNOWN_SHA256: &str = "39c4ff3268da80f68b36eb46879c33a2dedb3ac28faebb6a0279ac6a912624d9";
+
+    /// A listener that does CPython's two steps one message at a time, except that it reads the
+    /// client's challenge before it sends its verdict: a client that waited for the verdict first
+    /// would stall here until its timeout.
+    fn strict_listener(stream: std::os::unix::net::UnixStream, key: &'static [u8]) -> Result<Vec<u8>> {
+        let mut conn: Connection = Connection::from(stream);
+        conn.set_timeout(Some(std::time::Duration::from_secs(5)));
+        let ours = new_challenge()?;
+        conn.send_bytes(&[CHALLENGE, &ours].concat())?;
+        let response = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
+        let theirs = conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)?;
+        if verify(key, &ours, &response).is_err() {
+            conn.send_bytes(FAILURE)?;
+            return Ok(FAILURE.to_vec());
+        }
+        conn.send_bytes(WELCOME)?;
+        conn.send_bytes(&response_to(key, challenge_in(&theirs)?)?)?;
+        conn.recv_bytes_max(MAX_HANDSHAKE_MESSAGE)
+    }
+
+    #[test]
+    fn the_client_sends_its_challenge_with_its_response() {
+        let (client, listener) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || strict_listener(listener, KEY));
+        let mut conn: Connection = Connection::from(client);
+        conn.set_timeout(Some(std::time::Duration::from_secs(5)));
+        client_handshake(&mut conn, KEY).unwrap();
+        assert_eq!(server.join().unwrap().unwrap(), WELCOME);
+    }
+
+    #[test]
+    fn a_refused_client_hears_so_whether_or_not_its_challenge_got_out() {
+        for _ in 0..50 {
+            let (client, listener) = std::os::unix::net::UnixStream::pair().unwrap();
+            // The listener closes right after its verdict, the client's challenge unread or not.
+            let server = std::thread::spawn(move || strict_listener(listener, b"another key"));
+            let mut conn: Connection = Connection::from(client);
+            conn.set_timeout(Some(std::time::Duration::from_secs(5)));
+            let refused = client_handshake(&mut conn, KEY);
+            assert!(matches!(refused, Err(Error::Authentication(_))), "{refused:?}");
+            assert_eq!(server.join().unwrap().unwrap(), FAILURE);
+        }
+    }
 
     #[test]
     fn garbage_is_refused() {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::Connection;
+use super::auth::client_handshake;
 use super::auth::{HandshakeStep, ServerHandshake};
-use super::{Connection, answer_challenge, deliver_challenge};
 use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::sys::{self, Interest};
@@ -551,8 +552,7 @@ fn connect_until(address: &Address, authkey: Option<&[u8]>, timeout: Option<Dura
     .map_err(|e| Error::io("connect to a listener", io::Error::new(e.kind(), format!("{address}: {e}"))))?;
     if let Some(key) = authkey {
         conn.set_timeout(deadline.left());
-        answer_challenge(&mut conn, key)?;
-        deliver_challenge(&mut conn, key)?;
+        client_handshake(&mut conn, key)?;
         conn.set_timeout(None);
     }
     Ok(conn)
