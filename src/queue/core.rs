@@ -847,6 +847,17 @@ mod tests {
         state.put_lock.abandon_to(GHOST, 99);
     }
 
+    /// A consumer that took the lock and armed its journal to take the oldest item (a one-byte
+    /// one), then was killed.
+    fn die_after_taking_a_one_byte_item(core: &Core) {
+        let state = core.state();
+        let locked = core.lock_gets(Deadline::NONE).unwrap().unwrap();
+        let g = state.gets();
+        state.arm_gets(Gets { head: g.head + record_ring::record_size(1) as u64, taken: g.taken + 1, ..g });
+        std::mem::forget(locked);
+        state.get_lock.abandon_to(GHOST, 99);
+    }
+
     #[test]
     fn a_producer_killed_after_arming_its_journal_is_completed() {
         let core = Core::create(1, 0, 4096).unwrap();
@@ -876,12 +887,7 @@ mod tests {
         for n in 1..=2 {
             put(&core, message(n)).unwrap();
         }
-        let state = core.state();
-        let locked = core.lock_gets(Deadline::NONE).unwrap().unwrap();
-        let g = state.gets();
-        state.arm_gets(Gets { head: g.head + record_ring::record_size(1) as u64, taken: g.taken + 1, ..g });
-        std::mem::forget(locked);
-        state.get_lock.abandon_to(GHOST, 99);
+        die_after_taking_a_one_byte_item(&core);
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);
         assert_eq!(core.len(), 0);
     }
@@ -903,12 +909,7 @@ mod tests {
             core.put(Encoding::InMemory(vec![2]), Vec::new(), Deadline::after(Some(Duration::ZERO))),
             Err(Error::Full)
         ));
-        let state = core.state();
-        let locked = core.lock_gets(Deadline::NONE).unwrap().unwrap();
-        let g = state.gets();
-        state.arm_gets(Gets { head: g.head + record_ring::record_size(1) as u64, taken: g.taken + 1, ..g });
-        std::mem::forget(locked);
-        state.get_lock.abandon_to(GHOST, 99);
+        die_after_taking_a_one_byte_item(&core);
         // The killed consumer took item 1: the producer finds room once it finished that get.
         put(&core, message(2)).unwrap();
         assert_eq!(byte(core.get(Deadline::NONE).unwrap()), 2);

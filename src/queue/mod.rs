@@ -111,8 +111,9 @@
 //! gave 1.9-2.1 million items/s against CPython's 0.28-0.33 million (6-7x): each operation took
 //! the lock's cache line, the counters', the journal's and the record's from the other side. With
 //! a lock and a line of positions per side (each side reading the other's only to catch up) and
-//! a waiter looking at the other side every 32 pauses rather than every pause, the rows are in
-//! `bench/README.md` (section of 2026-12-07, afternoon): about 4 times that.
+//! a waiter looking at the other side every 32 pauses rather than every pause, the same rows give
+//! 5.5-7.4 million items/s, 20-25x CPython's (`bench/README.md`, section of 2026-12-07,
+//! afternoon), at 70-90% of a bare locked ring in C on that VM (`bench/floors/locked_ring.c`).
 //!
 //! How the design was chosen:
 //!
