@@ -131,8 +131,39 @@ def transfer_100mb():
     return statistics.median(secs)
 
 
+RTT_ROUNDS = 10_000
+
+
+def echo(requests, replies):
+    while True:
+        n = requests.get()
+        if n is None:
+            return
+        replies.put(n)
+
+
+def rtt():
+    """A round trip through two queues (a request, its echo): median us of the trials."""
+    times = []
+    for _ in range(TRIALS):
+        requests, replies = ctx.Queue(), ctx.Queue()
+        p = ctx.Process(target=echo, args=(requests, replies))
+        p.start()
+        for warm in range(100):
+            requests.put(warm)
+            replies.get()
+        start = time.monotonic_ns()
+        for i in range(RTT_ROUNDS):
+            requests.put(i)
+            assert replies.get() == i
+        times.append((time.monotonic_ns() - start) / RTT_ROUNDS / 1e3)
+        requests.put(None)
+        p.join()
+    return statistics.median(times)
+
+
 if __name__ == "__main__":
-    metrics = {f.__name__: f for f in (queue_1p1c, queue_2p2c, simple_1p1c, joinable_1p1c, transfer_100mb)}
+    metrics = {f.__name__: f for f in (queue_1p1c, queue_2p2c, simple_1p1c, joinable_1p1c, transfer_100mb, rtt)}
     if len(sys.argv) != 2 or sys.argv[1] not in metrics:
         sys.exit(f"usage: queues.py {{{'|'.join(metrics)}}}")
     print(metrics[sys.argv[1]]())
