@@ -113,7 +113,8 @@
 //! a lock and a line of positions per side (each side reading the other's only to catch up) and
 //! a waiter looking at the other side every 32 pauses rather than every pause, the same rows give
 //! 5.5-7.4 million items/s, 20-25x CPython's (`bench/README.md`, section of 2026-12-07,
-//! afternoon), at 70-90% of a bare locked ring in C on that VM (`bench/floors/locked_ring.c`).
+//! afternoon); one producer and one consumer at 60-95% of a bare locked ring in C on that VM
+//! (`bench/floors/locked_ring.c`).
 //!
 //! How the design was chosen:
 //!
