@@ -235,12 +235,18 @@ impl Core {
         let me = sys::current_thread();
         if let Some(acquired) = lock.take_over_abandoned::<Kernel>(me) {
             if matches!(acquired, Acquired::OwnerDied(_)) {
-                replay();
-                lock.recover();
-                tracing::debug!("a queue's lock holder died; its operation was completed or undone");
+                Self::finish_for_the_dead(lock, replay);
             }
             drop(Locked(lock, me.0));
         }
+    }
+
+    /// Holding `lock` after its previous holder died: finishes that holder's operation
+    /// (`replay`) and declares the state consistent again.
+    fn finish_for_the_dead(lock: &LockState, replay: impl FnOnce()) {
+        replay();
+        lock.recover();
+        tracing::debug!("a queue's lock holder died; its operation was completed or undone");
     }
 
     /// Takes `lock`, then asks for its side's lines (`claim`), or, if its holder died, finishes
@@ -258,9 +264,7 @@ impl Core {
                 Ok(Some(Locked(lock, me.0)))
             }
             Acquired::OwnerDied(_) => {
-                replay();
-                lock.recover();
-                tracing::debug!("a queue's lock holder died; its operation was completed or undone");
+                Self::finish_for_the_dead(lock, replay);
                 Ok(Some(Locked(lock, me.0)))
             }
             Acquired::No => Ok(None),
@@ -647,10 +651,10 @@ impl Core {
         let released = state.gets.spill_released.load(Ordering::Relaxed).max(origin);
         if head == tail {
             let Some(_puts) = self.lock_puts(Deadline::NONE)? else { return Ok(()) };
-            let (tail, origin) = (state.puts().spill_tail, state.puts().spill_origin);
-            if head == tail {
+            let puts = state.puts();
+            if head == puts.spill_tail {
                 // Drained: the next put starts over at the file's spill start.
-                self.spill().release(0, (tail - origin).next_multiple_of(4096));
+                self.spill().release(0, (puts.spill_tail - puts.spill_origin).next_multiple_of(4096));
                 state.gets.spill_released.store(head, Ordering::Relaxed);
                 return Ok(());
             }
