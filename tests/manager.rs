@@ -678,6 +678,55 @@ fn shutdown_and_drop_end_the_server() {
     });
 }
 
+#[test]
+fn the_owner_stops_its_server_without_a_new_connection() {
+    // The owner keeps the pipe its server reported the address on, and asks over it: a socket
+    // file removed from under the server (a cleaner of /tmp) does not make it kill its server.
+    watchdog("the_owner_stops_its_server_without_a_new_connection", 30, || {
+        let path = std::env::temp_dir().join(format!("multiproc-test-unlinked-{}", std::process::id()));
+        let address = Address::Unix(path.clone());
+        let mut manager = Manager::start_at(address.clone(), b"key").unwrap();
+        let d = manager.dict::<u8, u8>().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(ManagerClient::connect(address, Some(b"key")).is_err(), "nobody reaches the address any more");
+        assert_eq!(manager.object_count().unwrap(), 1, "the owner's requests still reach the server");
+        manager.shutdown().unwrap();
+        assert_eq!(manager.server_exitcode(), Some(0), "the server stopped as asked, it was not killed");
+        assert!(d.len().is_err());
+    });
+}
+
+#[test]
+fn serve_forever_returns_when_its_address_is_unreachable() {
+    // A shutdown wakes the accept loop without connecting to the server's own address.
+    watchdog("serve_forever_returns_when_its_address_is_unreachable", 30, || {
+        let path = std::env::temp_dir().join(format!("multiproc-test-unreachable-{}", std::process::id()));
+        let server = Server::bind::<()>(Address::Unix(path.clone()), Some(b"key")).unwrap();
+        let serving = std::thread::spawn(move || server.serve_forever());
+        let client = ManagerClient::connect(Address::Unix(path.clone()), Some(b"key")).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        client.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_stopped_server_frees_its_address_while_clients_remain() {
+    // Client threads outlive `serve_forever`; the abstract name must not stay taken with them.
+    watchdog("a_stopped_server_frees_its_address_while_clients_remain", 30, || {
+        let name = format!("multiproc-test-rebind-{}", std::process::id());
+        let address = Address::Abstract(name.into_bytes());
+        let server = Server::bind::<()>(address.clone(), None).unwrap();
+        let serving = std::thread::spawn(move || server.serve_forever());
+        let client = ManagerClient::connect(address.clone(), None).unwrap();
+        let d = client.dict::<u8, u8>().unwrap();
+        client.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        let again = Server::bind::<()>(address, None).expect("the address is free once serve_forever returned");
+        drop((again, d));
+    });
+}
+
 fn start_manager_and_wait(out: Outbox) -> multiproc::Result<()> {
     let manager = Manager::start()?;
     send(&out, &manager.server_pid().unwrap_or(0).to_string());

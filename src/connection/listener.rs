@@ -461,6 +461,35 @@ impl Listener {
     pub fn closed(&self) -> bool {
         self.socket.is_none()
     }
+
+    /// A handle that makes this listener stop taking clients from another thread, waking an
+    /// [`accept`](Self::accept) under way there, whatever the address (a socket file removed, a
+    /// TCP address nobody can reach).
+    ///
+    /// # Errors
+    ///
+    /// The listener is closed; out of descriptors.
+    pub(crate) fn stopper(&self) -> Result<ListenerStopper> {
+        let socket = self.socket.as_ref().ok_or(Error::Closed("listener"))?;
+        let fd = sys::dup_cloexec(socket_fd(socket)).context("keep a listener's descriptor to stop it")?;
+        Ok(ListenerStopper { fd })
+    }
+}
+
+/// Stops a [`Listener`] from another thread ([`Listener::stopper`]).
+#[derive(Debug)]
+pub(crate) struct ListenerStopper {
+    /// The listening socket (a duplicate: the listener keeps its own).
+    fd: std::os::fd::OwnedFd,
+}
+
+impl ListenerStopper {
+    /// Shuts the listening socket down for reading. On Linux, an `accept` blocked in any thread
+    /// (or a `poll` on the socket) returns at once and fails (`EINVAL`), as does every later one; a
+    /// TCP listener gives its port back. Clients connected already are not touched.
+    pub(crate) fn stop(&self) {
+        let _ = sys::shutdown(self.fd.as_fd(), sys::Shutdown::Read);
+    }
 }
 
 /// Takes one client from the kernel's queue (the caller has seen the socket readable).

@@ -42,6 +42,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use auth::{answer_challenge, deliver_challenge};
 use frame::Deadline;
+pub(crate) use listener::ListenerStopper;
 pub use listener::{
     Address, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener, connect, connect_timeout,
 };

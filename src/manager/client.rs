@@ -196,6 +196,12 @@ impl ManagerClient {
         ManagerClient { endpoint, control: Mutex::new(None) }
     }
 
+    /// A client whose control requests go over `control`, a connection the server already serves
+    /// (the pipe a starting server reported its address on), so that they need no new connection.
+    pub(crate) fn with_control(endpoint: Endpoint, control: Connection) -> ManagerClient {
+        ManagerClient { endpoint, control: Mutex::new(Some((control, std::process::id()))) }
+    }
+
     /// The server's address.
     pub fn address(&self) -> &Address {
         &self.endpoint.address

@@ -33,6 +33,13 @@
 //! connection; calls that wait (a queue's `get`, a lock's `acquire`) wait in the server, and
 //! notice a caller that disconnects.
 //!
+//! A [`BaseManager`] keeps the pipe its server reported its address on, and the server serves it
+//! as one more client: the owner's requests that concern no object (`object_count`, `shutdown`)
+//! go over it. So `shutdown` opens no connection (CPython's opens one and authenticates), and
+//! still reaches a server whose address can no longer be reached (a socket file removed). A stop
+//! request shuts the listening socket down, which wakes the accept loop; the address is free again
+//! when [`Server::serve_forever`] returns, even while clients are still connected.
+//!
 //! References belong to connections: every proxy owns one connection, and
 //! whatever it created or adopted is released when that connection closes: a dropped proxy, a
 //! killed process. A proxy sent to another process carries a ticket for a reference the server

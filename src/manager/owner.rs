@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::client::ManagerClient;
+use super::protocol::MAX_MESSAGE;
 use super::proxy::Endpoint;
 use super::registry::Registry;
 use super::server::{run_server_process, run_server_process_with};
@@ -110,7 +111,8 @@ impl<R: Registry> BaseManager<R> {
         Self::launch(server, ours, &authkey)
     }
 
-    /// Starts `server` (a server process) and waits for it to report its address on `ours`.
+    /// Starts `server` (a server process) and waits for it to report its address on `ours`, which
+    /// then becomes the manager's control connection.
     pub(super) fn launch(server: Process, mut ours: Connection, authkey: &[u8]) -> Result<Self> {
         let mut server = server.with_name("manager-server").with_daemon(!current_process().daemon());
         server.start()?;
@@ -127,7 +129,11 @@ impl<R: Registry> BaseManager<R> {
                 return Err(e);
             }
         };
-        let client = ManagerClient::new(Endpoint::new(address, Some(authkey.to_vec())));
+        // The pipe stays open as the client's control connection: the server serves it as an
+        // authenticated client, so `shutdown` needs no new connection and handshake.
+        ours.set_timeout(None);
+        ours.set_max_message_size(MAX_MESSAGE);
+        let client = ManagerClient::with_control(Endpoint::new(address, Some(authkey.to_vec())), ours);
         Ok(BaseManager {
             client,
             server: Mutex::new(Some(server)),
@@ -144,6 +150,14 @@ impl<R: Registry> BaseManager<R> {
 
     /// Stops the server and waits for it to exit (CPython `shutdown()`). Proxies fail from then on.
     /// In a child forked with the manager, this (and dropping the manager) leaves the server alone.
+    ///
+    /// The request goes over the pipe the server was started with, not a new connection; a
+    /// server that does not exit within 5 seconds of it, or cannot be asked, is killed
+    /// ([`server_exitcode`](Self::server_exitcode) then tells the signal).
+    ///
+    /// # Errors
+    ///
+    /// Waiting for the server process failed (the system's error).
     pub fn shutdown(&mut self) -> Result<()> {
         let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut server) = server else { return Ok(()) };

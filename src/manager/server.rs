@@ -25,7 +25,7 @@ use super::proxy::{Endpoint, ObjectProxy};
 use super::registry::{Registry, TypeTable};
 use super::shared_memory_manager::Segments;
 use crate::Connection;
-use crate::connection::{Address, Listener, answer_challenge, connect_timeout, deliver_challenge};
+use crate::connection::{Address, Listener, ListenerStopper, answer_challenge, deliver_challenge};
 use crate::error::{Error, Result};
 
 /// How long a client may take over the authentication handshake.
@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     table: Mutex<Table>,
     types: TypeTable,
     stopping: AtomicBool,
+    /// Wakes the accept loop when a client asks the server to stop; taken when the [`Server`]
+    /// goes, so that its address is free again at once.
+    stopper: Mutex<Option<ListenerStopper>>,
     next_caller: AtomicU64,
     /// Requests on every connection, and the threads spinning for their next one.
     pub(crate) activity: Activity,
@@ -223,6 +226,14 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Client threads may keep the shared state: they must not keep the listening socket (an
+        // abstract address stays taken while any descriptor of its socket is open).
+        self.shared.stopper.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server").field("address", &self.shared.address).finish()
@@ -252,10 +263,12 @@ impl Server {
         }
         // The handshake runs in each client's thread, so a slow client cannot hold up the others.
         let listener = Listener::bind(address, None)?;
+        let stopper = listener.stopper()?;
         let shared = Arc::new(Shared {
             table: Mutex::default(),
             types: R::table(),
             stopping: AtomicBool::new(false),
+            stopper: Mutex::new(Some(stopper)),
             next_caller: AtomicU64::new(1),
             activity: Activity::default(),
             address: listener.address().clone(),
@@ -310,6 +323,8 @@ impl Server {
         while !self.shared.stopping.load(Ordering::Acquire) {
             let conn = match self.listener.accept() {
                 Ok(conn) => conn,
+                // Stopped: the listening socket was shut down under `accept`.
+                Err(_) if self.shared.stopping.load(Ordering::Acquire) => break,
                 Err(e @ Error::Io { .. }) if !self.listener.closed() => {
                     // Out of descriptors or memory: let clients finish before trying again.
                     tracing::warn!("manager: accepting a client failed: {e}");
@@ -434,10 +449,13 @@ fn send_reply(conn: &mut Connection, reply: Reply) -> Result<()> {
     conn.send_bytes(&bytes)
 }
 
-/// Stops the accept loop: sets the flag, then wakes `accept` with a connection of our own.
+/// Stops the accept loop: sets the flag, then shuts the listening socket so that `accept` returns
+/// (with no connection of our own, which an unreachable address would refuse).
 pub(crate) fn stop_serving(shared: &Shared) {
     shared.stopping.store(true, Ordering::Release);
-    let _ = connect_timeout(&shared.address, None, Duration::from_secs(1));
+    if let Some(stopper) = &*shared.stopper.lock().unwrap_or_else(|p| p.into_inner()) {
+        stopper.stop();
+    }
 }
 
 /// The references a connection held go; locks it held are released.
@@ -606,8 +624,10 @@ fn serve_in_process<R: Registry>(
     if ready.send(&Ok::<Address, String>(server.address().clone())).is_err() {
         return 1;
     }
-    drop(ready);
     let shared = Arc::clone(&server.shared);
+    // The owner keeps its end as its control connection (object count, shutdown): serve it as an
+    // authenticated client, since only the owner holds it.
+    spawn_client(&shared, ready, false);
     // The server must not outlive its owner, however the owner ends.
     if let Some(owner) = crate::parent_process() {
         let shared = Arc::clone(&shared);
@@ -641,6 +661,7 @@ fn fuzz_shared() -> Shared {
         table: Mutex::default(),
         types: TypeTable::default(),
         stopping: AtomicBool::new(false),
+        stopper: Mutex::new(None),
         next_caller: AtomicU64::new(1),
         activity: Activity::default(),
         address: Address::Abstract(b"multiproc-fuzz-nowhere".to_vec()),
