@@ -51,4 +51,10 @@ fn proxies_and_manager_in_forked_children() {
     }
     assert_eq!(d.len().expect("len"), 4);
     assert_eq!(manager.object_count().expect("count"), 1, "the children's references went with them");
+    // The children's copies of the parent's control connection (the pipe the server was started
+    // with) were dropped in them; the parent's still stops the server as asked.
+    drop(children);
+    let mut manager = Arc::try_unwrap(manager).expect("the children's copies are gone");
+    manager.shutdown().expect("shutdown");
+    assert_eq!(manager.server_exitcode(), Some(0), "the server stopped as asked, it was not killed");
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use super::auth::client_handshake;
 use super::{Connection, answer_challenge, deliver_challenge};
 
 /// How long a fuzz case may wait for bytes that never come (the input ran out).
@@ -50,12 +51,16 @@ pub fn handshake_as_listener(input: &[u8]) {
     }
 }
 
-/// Runs the client's side of the handshake against a peer that sent `input`.
+/// Runs the client's side of the handshake against a peer that sent `input`: CPython's two steps
+/// one after the other, then (on a second connection fed the same bytes) this crate's
+/// `client_handshake`, which sends its challenge before it reads the verdict (what `connect` runs).
 pub fn handshake_as_client(input: &[u8]) {
     let Some((mut conn, _peer)) = fed_with(input) else { return };
     if answer_challenge(&mut conn, b"fuzz-key").is_ok() {
         let _ = deliver_challenge(&mut conn, b"fuzz-key");
     }
+    let Some((mut conn, _peer)) = fed_with(input) else { return };
+    let _ = client_handshake(&mut conn, b"fuzz-key");
 }
 
 /// Decodes `input` as the records of a pipe's ring (what a peer process could have written into
