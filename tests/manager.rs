@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Outbox, channel, send, sigkill, wait_for_exit_of, watchdog};
+use common::{Outbox, channel, send, sigkill, sigstop, wait_for_exit_of, watchdog};
 use multiproc::connection::{Address, connect};
 use multiproc::manager::{
     BarrierProxy, DictProxy, EventProxy, LockProxy, ManagerClient, NamespaceProxy, QueueProxy, SemaphoreProxy, Server,
@@ -724,6 +724,25 @@ fn a_stopped_server_frees_its_address_while_clients_remain() {
         serving.join().unwrap().unwrap();
         let again = Server::bind::<()>(address, None).expect("the address is free once serve_forever returned");
         drop((again, d));
+    });
+}
+
+#[test]
+fn shutdown_kills_a_server_that_died_or_hangs() {
+    watchdog("shutdown_kills_a_server_that_died_or_hangs", 60, || {
+        // Killed before the request: the request cannot be answered.
+        let mut manager = Manager::start().unwrap();
+        sigkill(manager.server_pid().unwrap());
+        manager.shutdown().unwrap();
+        assert_eq!(manager.server_exitcode(), Some(-9));
+        // Stopped (a hung server): nothing answers, and the owner gives up after its stop timeout
+        // instead of waiting for ever.
+        let mut manager = Manager::start().unwrap();
+        let d = manager.dict::<u8, u8>().unwrap();
+        sigstop(manager.server_pid().unwrap());
+        manager.shutdown().unwrap();
+        assert_eq!(manager.server_exitcode(), Some(-9), "the hung server was killed");
+        assert!(d.len().is_err());
     });
 }
 

@@ -208,13 +208,21 @@ impl ManagerClient {
     }
 
     pub(super) fn control<R: DeserializeOwned>(&self, request: &Request) -> Result<R> {
+        self.control_within(request, None)
+    }
+
+    /// [`control`](Self::control) with each step of the round trip bounded by `timeout` (`None`:
+    /// unbounded).
+    fn control_within<R: DeserializeOwned>(&self, request: &Request, timeout: Option<Duration>) -> Result<R> {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id();
         let conn = match &mut *control {
             Some((conn, owner)) if *owner == me => conn,
             stale => &mut stale.insert((self.endpoint.connect()?, me)).0,
         };
+        conn.set_timeout(timeout);
         let result = round_trip(conn, request);
+        conn.set_timeout(None);
         if result.is_err() {
             *control = None;
         }
@@ -230,6 +238,13 @@ impl ManagerClient {
     /// then on.
     pub fn shutdown(&self) -> Result<()> {
         self.control(&Request::Shutdown)
+    }
+
+    /// Asks the server to stop, giving up with [`Error::Timeout`](crate::Error::Timeout) when it
+    /// does not answer within `timeout` (a stopped or hung server): for the server's owner, which
+    /// kills it then.
+    pub(super) fn ask_to_stop(&self, timeout: Duration) -> Result<()> {
+        self.control_within(&Request::Shutdown, Some(timeout))
     }
 
     /// Objects shared under `name`: the first client to ask creates the object, later ones

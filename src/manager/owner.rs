@@ -11,6 +11,7 @@ use super::proxy::Endpoint;
 use super::registry::Registry;
 use super::server::{run_server_process, run_server_process_with};
 use crate::connection::Address;
+use crate::deadline::Deadline;
 use crate::error::{Error, IoContext, Result};
 use crate::{Connection, Process, current_process, pipe};
 
@@ -151,9 +152,9 @@ impl<R: Registry> BaseManager<R> {
     /// Stops the server and waits for it to exit (CPython `shutdown()`). Proxies fail from then on.
     /// In a child forked with the manager, this (and dropping the manager) leaves the server alone.
     ///
-    /// The request goes over the pipe the server was started with, not a new connection; a
-    /// server that does not exit within 5 seconds of it, or cannot be asked, is killed
-    /// ([`server_exitcode`](Self::server_exitcode) then tells the signal).
+    /// The request goes over the pipe the server was started with, not a new connection. A server
+    /// that does not answer and exit within 5 seconds (stopped, hung, or dead already) is killed
+    /// ([`server_exitcode`](Self::server_exitcode) then tells the signal), so this never hangs.
     ///
     /// # Errors
     ///
@@ -166,8 +167,9 @@ impl<R: Registry> BaseManager<R> {
             std::mem::forget(server);
             return Ok(());
         }
-        let asked = self.client.shutdown();
-        let code = match asked.map(|()| server.join_timeout(STOP_TIMEOUT)) {
+        let deadline = Deadline::after(Some(STOP_TIMEOUT));
+        let asked = self.client.ask_to_stop(STOP_TIMEOUT);
+        let code = match asked.map(|()| server.join_timeout(deadline.left().unwrap_or_default())) {
             Ok(Ok(Some(code))) => code,
             _ => {
                 let _ = server.kill();

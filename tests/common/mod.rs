@@ -70,6 +70,12 @@ pub fn sigkill(pid: i32) {
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill");
 }
 
+/// Sends `SIGSTOP` to `pid`: a process that hangs (it holds its resources, answers nothing).
+pub fn sigstop(pid: i32) {
+    let pid = rustix::process::Pid::from_raw(pid).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("stop");
+}
+
 /// The harness of the test binaries that fork (no libtest: forking is only safe from a
 /// single-threaded process, and libtest runs tests on threads). Cases run one after the other on
 /// the main thread; `alarm(2)` is the watchdog: a hung case gets `SIGALRM`, which ends the process
