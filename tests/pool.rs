@@ -729,6 +729,24 @@ fn a_worker_killed_by_the_test_fails_only_its_task() {
 }
 
 #[test]
+fn terminate_and_join_end_a_pool_with_a_stopped_worker() {
+    // A worker stopped with SIGSTOP (a hung process) answers nothing and takes no signal but
+    // SIGKILL: terminating the pool must not wait for it.
+    watchdog("terminate_and_join_end_a_pool_with_a_stopped_worker", 60, || {
+        let pool = pool(2);
+        let (inbox, outbox) = channel();
+        let stuck = pool.apply_async(report_pid_and_hang, (outbox,)).unwrap();
+        let pid: i32 = inbox.recv(30).parse().unwrap();
+        common::sigstop(pid);
+        assert_eq!(pool.apply(square, (3,)).unwrap(), 9, "the other worker serves");
+        pool.terminate();
+        pool.join().unwrap();
+        assert!(wait_for_exit_of(pid, 10), "the stopped worker outlived its pool");
+        assert!(stuck.get().is_err());
+    });
+}
+
+#[test]
 fn a_worker_that_aborts_fails_only_its_task() {
     watchdog("worker_aborts", 60, || match crash_among_others(abort_now) {
         Error::WorkerDied { how, .. } => assert!(how.contains("SIGABRT"), "{how}"),
