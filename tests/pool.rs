@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Outbox, channel, send, sigkill, wait_for_exit_of, watchdog};
+use common::{Outbox, channel, send, sigkill, sigstop, wait_for_exit_of, watchdog};
 use multiproc::pool::{Executor, Options, Pool, ThreadPool, Typed};
 use multiproc::{Error, Handle, StartMethod};
 use serde::{Deserialize, Serialize};
@@ -737,7 +737,7 @@ fn terminate_and_join_end_a_pool_with_a_stopped_worker() {
         let (inbox, outbox) = channel();
         let stuck = pool.apply_async(report_pid_and_hang, (outbox,)).unwrap();
         let pid: i32 = inbox.recv(30).parse().unwrap();
-        common::sigstop(pid);
+        sigstop(pid);
         assert_eq!(pool.apply(square, (3,)).unwrap(), 9, "the other worker serves");
         pool.terminate();
         pool.join().unwrap();
